@@ -1,0 +1,14 @@
+//! Users, passwords and login tokens.
+//!
+//! - [`domain`]: `Email`, `Password` and `Role` — values that can only exist when valid;
+//! - [`password`]: argon2id hashing and verification;
+//! - [`token`]: opaque bearer tokens (random, stored only as SHA-256);
+//! - [`users`]: the `solobase.users` and `solobase.sessions` tables.
+
+pub mod domain;
+pub mod password;
+pub mod token;
+pub mod users;
+
+pub use domain::{Email, Password, Role};
+pub use users::User;

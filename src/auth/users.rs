@@ -1,0 +1,171 @@
+//! The `solobase.users` and `solobase.sessions` tables.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Email, Password, Role, password, token};
+use crate::events::{self, Event, EventType};
+
+/// An account as the API shows it (never with its password hash).
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub role: Role,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl User {
+    fn from_row(row: &tokio_postgres::Row) -> Self {
+        let role: String = row.get("role");
+        Self {
+            id: row.get("id"),
+            email: row.get("email"),
+            role: Role::parse(&role).unwrap_or(Role::User),
+            created_at: row.get("created_at"),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    #[error("a user with the email {0} already exists")]
+    EmailTaken(String),
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
+    #[error(transparent)]
+    Db(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+/// Creates an account and records `user.created` in the same transaction. Returns the user
+/// and the event to publish once the caller knows the transaction committed (it is committed
+/// here).
+pub async fn create(
+    pool: &deadpool_postgres::Pool,
+    email: &Email,
+    password: &Password,
+    role: Role,
+) -> Result<(User, Event), CreateUserError> {
+    let pw = password.clone();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
+        .await
+        .map_err(|e| CreateUserError::Hash(e.to_string()))?
+        .map_err(|e| CreateUserError::Hash(e.to_string()))?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_one(
+            "INSERT INTO solobase.users (email, password_hash, role) VALUES ($1, $2, $3) \
+             RETURNING id, email, role, created_at",
+            &[&email.as_str(), &hash, &role.as_str()],
+        )
+        .await
+        .map_err(|e| {
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                CreateUserError::EmailTaken(email.to_string())
+            } else {
+                CreateUserError::Db(e)
+            }
+        })?;
+    let user = User::from_row(&row);
+    let event = Event::new(
+        EventType::USER_CREATED,
+        serde_json::json!({"user_id": user.id, "email": user.email, "role": user.role}),
+    );
+    events::record(&tx, &event).await?;
+    tx.commit().await?;
+    Ok((user, event))
+}
+
+/// The user whose email and password match, or `None`. Takes as long for an unknown email as
+/// for a wrong password.
+pub async fn authenticate(
+    pool: &deadpool_postgres::Pool,
+    email: &str,
+    candidate: &str,
+) -> Result<Option<User>, crate::error::ApiError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT id, email, role, created_at, password_hash FROM solobase.users \
+             WHERE lower(email) = lower($1)",
+            &[&email.trim()],
+        )
+        .await?;
+    drop(client);
+    let stored: String = row
+        .as_ref()
+        .map_or_else(|| password::dummy_hash().to_owned(), |r| r.get("password_hash"));
+    let candidate = candidate.to_owned();
+    let matches = tokio::task::spawn_blocking(move || password::verify(&candidate, &stored))
+        .await
+        .map_err(crate::error::ApiError::internal)?;
+    Ok(row.filter(|_| matches).map(|r| User::from_row(&r)))
+}
+
+/// Opens a session and records `user.login`: returns the token (shown to the client once),
+/// its expiry, and the committed event to publish.
+pub async fn open_session(
+    pool: &deadpool_postgres::Pool,
+    user: &User,
+    ttl: std::time::Duration,
+) -> Result<(String, OffsetDateTime, Event), crate::error::ApiError> {
+    let token = token::random_token();
+    let expires_at = OffsetDateTime::now_utc() + ttl;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "INSERT INTO solobase.sessions (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
+        &[&token::token_hash(&token), &user.id, &expires_at],
+    )
+    .await?;
+    let event = Event::new(
+        EventType::USER_LOGIN,
+        serde_json::json!({"user_id": user.id, "email": user.email}),
+    );
+    events::record(&tx, &event).await?;
+    tx.commit().await?;
+    Ok((token, expires_at, event))
+}
+
+/// The user a live token belongs to.
+pub async fn user_for_token(
+    pool: &deadpool_postgres::Pool,
+    token: &str,
+) -> Result<Option<User>, crate::error::ApiError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT u.id, u.email, u.role, u.created_at FROM solobase.sessions s \
+             JOIN solobase.users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > now()",
+        )
+        .await?;
+    let row = client.query_opt(&stmt, &[&token::token_hash(token)]).await?;
+    Ok(row.map(|r| User::from_row(&r)))
+}
+
+/// Whether any admin account exists.
+pub async fn admin_exists(pool: &deadpool_postgres::Pool) -> Result<bool, CreateUserError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one("SELECT EXISTS (SELECT 1 FROM solobase.users WHERE role = 'admin')", &[])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Deletes expired sessions; returns how many.
+pub async fn purge_expired_sessions(pool: &deadpool_postgres::Pool) -> Result<u64, crate::error::ApiError> {
+    let client = pool.get().await?;
+    Ok(client
+        .execute("DELETE FROM solobase.sessions WHERE expires_at <= now()", &[])
+        .await?)
+}

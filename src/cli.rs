@@ -1,0 +1,201 @@
+//! The command line: `solobase serve`, `solobase users create`, `solobase config validate`.
+//!
+//! Exit codes: 0 success; 1 a runtime failure (database unreachable, port taken …); 2 a usage
+//! or configuration error (bad flag, bad config file, bad environment variable).
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth::{Email, Password, Role, users};
+use crate::config::{Config, ConfigError, Overrides};
+use crate::db::{Database, Mode, migrate};
+use crate::startup::Application;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "solobase",
+    version,
+    about = "A single-binary backend on PostgreSQL with compile-time extensions",
+    after_help = "Examples:\n  solobase serve\n  solobase serve --bind 0.0.0.0:8080 --data-dir /var/lib/solobase\n  \
+                  DATABASE_URL=postgres://app@db/app solobase serve\n  \
+                  solobase users create --email admin@example.com --password-stdin --admin"
+)]
+struct Cli {
+    /// Configuration file [default: config/solobase.toml, if present]
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (embedded PostgreSQL unless DATABASE_URL is set)
+    Serve(ServeArgs),
+    /// Manage user accounts
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Inspect the configuration
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// Flags that override the configuration file and environment.
+#[derive(Debug, Args)]
+struct Location {
+    /// Data directory [env: SOLOBASE_DATA_DIR, default ./data]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// PostgreSQL URL; overrides DATABASE_URL and [database] url
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on [env: SOLOBASE_BIND, default 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<SocketAddr>,
+    #[command(flatten)]
+    location: Location,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Create an account (works whether or not a server is running)
+    Create(CreateUserArgs),
+}
+
+#[derive(Debug, Args)]
+struct CreateUserArgs {
+    #[arg(long)]
+    email: String,
+    /// The password (visible to other local users in the process list: prefer --password-stdin)
+    #[arg(long, conflicts_with = "password_stdin", required_unless_present = "password_stdin")]
+    password: Option<String>,
+    /// Read the password from standard input
+    #[arg(long)]
+    password_stdin: bool,
+    /// Make the account an administrator
+    #[arg(long)]
+    admin: bool,
+    #[command(flatten)]
+    location: Location,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check the configuration (file and environment) and print the result; exit 2 if invalid
+    Validate,
+}
+
+/// Runs the command line and turns the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config_path = cli.config.as_deref();
+    match cli.command {
+        Command::Serve(args) => {
+            let overrides = Overrides {
+                bind: args.bind,
+                data_dir: args.location.data_dir,
+                database_url: args.location.database_url,
+            };
+            let config = load(config_path, &overrides)?;
+            serve(config).await
+        }
+        Command::Users(UsersCommand::Create(args)) => {
+            let overrides = Overrides {
+                bind: None,
+                data_dir: args.location.data_dir.clone(),
+                database_url: args.location.database_url.clone(),
+            };
+            let config = load(config_path, &overrides)?;
+            create_user(config, args).await
+        }
+        Command::Config(ConfigCommand::Validate) => {
+            let config = Config::load(config_path, &Overrides::default())?;
+            println!(
+                "configuration OK: data_dir={}, bind={}, database={}",
+                config.data_dir.display(),
+                config.server.bind,
+                if config.database.url.is_some() { "DATABASE_URL" } else { "embedded" }
+            );
+            Ok(())
+        }
+    }
+}
+
+fn load(path: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+    let config = Config::load(path, overrides)?;
+    crate::telemetry::init(&config.log).map_err(|m| ConfigError::Invalid(m))?;
+    Ok(config)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+async fn create_user(config: Config, args: CreateUserArgs) -> anyhow::Result<()> {
+    let email = Email::parse(&args.email).map_err(|e| ConfigError::Invalid(format!("--email: {e}")))?;
+    let raw = match args.password {
+        Some(p) => p,
+        None => {
+            let mut line = String::new();
+            std::io::stdin().read_to_string(&mut line).context("cannot read the password from standard input")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let password = Password::parse(raw, config.auth.min_password_length)
+        .map_err(|e| ConfigError::Invalid(format!("--password: {e}")))?;
+    let role = if args.admin { Role::Admin } else { Role::User };
+    let db = Database::connect(&config, Mode::Share).await?;
+    let result = async {
+        migrate::run(db.pool()).await?;
+        let (user, _event) = users::create(db.pool(), &email, &password, role).await?;
+        println!("created {} {} ({})", role.as_str(), user.email, user.id);
+        anyhow::Ok(())
+    }
+    .await;
+    db.close().await;
+    result
+}

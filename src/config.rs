@@ -1,0 +1,477 @@
+//! Host configuration: `config/solobase.toml`, then `SOLOBASE_*` environment variables, then
+//! command-line flags, each layer overriding the one before.
+//!
+//! Every key is documented (with its default) in the checked-in `config/solobase.toml`. Parsing
+//! is strict: an unknown key is an error naming the key and the file, so a typo never silently
+//! falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The path read when `--config` is not given. A missing file at this path is not an error.
+pub const DEFAULT_CONFIG_PATH: &str = "config/solobase.toml";
+
+/// Everything the host reads from its configuration, fully resolved.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Root of everything Solobase writes: the embedded cluster, stored files.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+    /// The first admin, from SOLOBASE_ADMIN_EMAIL and SOLOBASE_ADMIN_PASSWORD (never from a
+    /// file): created at start-up when no admin exists yet.
+    #[serde(skip)]
+    pub bootstrap_admin: Option<AdminSeed>,
+}
+
+/// Credentials for the first admin account. `Debug` hides the password.
+#[derive(Clone, PartialEq)]
+pub struct AdminSeed {
+    pub email: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for AdminSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSeed")
+            .field("email", &self.email)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP server listens on.
+    pub bind: SocketAddr,
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// A PostgreSQL connection URL. Empty means: run the embedded cluster.
+    pub url: Option<String>,
+    /// Maximum connections in the host's pool.
+    pub pool_size: usize,
+    /// Give up connecting after this many seconds.
+    pub connect_timeout_secs: u64,
+    pub embedded: EmbeddedConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedConfig {
+    /// Directory holding `initdb` and `postgres`; empty means search for them.
+    pub bin_dir: Option<PathBuf>,
+    /// The unprivileged system user that runs PostgreSQL when Solobase is started as root.
+    pub system_user: String,
+    /// How long to wait for the embedded server to accept connections.
+    pub start_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Whether `POST /api/v1/auth/signup` creates accounts.
+    pub signup_enabled: bool,
+    /// Lifetime of a login token.
+    pub token_ttl_secs: u64,
+    /// Shortest accepted password.
+    pub min_password_length: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (coloured when writing to a terminal).
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter directive such as `info` or `solobase=debug,actix_web=warn`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            storage: StorageConfig::default(),
+            log: LogConfig::default(),
+            bootstrap_admin: None,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 0,
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: 16,
+            connect_timeout_secs: 5,
+            embedded: EmbeddedConfig::default(),
+        }
+    }
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        Self {
+            bin_dir: None,
+            system_user: "postgres".into(),
+            start_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            signup_enabled: false,
+            token_ttl_secs: 24 * 3600,
+            min_password_length: 8,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 25 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Why a configuration could not be loaded. Each message names its source and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source} (pass --config with an existing file)")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid environment variable {var}={value:?}: {message}")]
+    Env {
+        var: &'static str,
+        value: String,
+        message: String,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub bind: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    /// Loads the file (the default path may be absent; an explicit one may not), then applies
+    /// the environment and the flags, then checks the result.
+    pub fn load(explicit_path: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let env = |name: &str| std::env::var(name).ok();
+        Self::load_with_env(explicit_path, overrides, env)
+    }
+
+    /// [`Config::load`] with the environment given as a function, so tests need not mutate
+    /// the process environment.
+    pub fn load_with_env(
+        explicit_path: Option<&Path>,
+        overrides: &Overrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match explicit_path {
+            Some(path) => Self::from_file(path)?,
+            None => {
+                let path = Path::new(DEFAULT_CONFIG_PATH);
+                if path.exists() {
+                    Self::from_file(path)?
+                } else {
+                    Self::default()
+                }
+            }
+        };
+        config.apply_env(env)?;
+        config.apply_overrides(overrides);
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Parses one TOML file strictly.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error is one line naming the key and its position.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| describe_toml_error(text, &e))
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(
+            var: &'static str,
+            value: String,
+            expected: &str,
+        ) -> Result<T, ConfigError> {
+            value.trim().parse().map_err(|_| ConfigError::Env {
+                var,
+                message: format!("expected {expected}"),
+                value,
+            })
+        }
+        let get = |name: &str| env(name).filter(|v| !v.is_empty());
+        if let Some(v) = get("SOLOBASE_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("SOLOBASE_BIND") {
+            self.server.bind = parse("SOLOBASE_BIND", v, "an address such as 127.0.0.1:8080")?;
+        }
+        if let Some(v) = get("SOLOBASE_WORKERS") {
+            self.server.workers = parse("SOLOBASE_WORKERS", v, "a whole number")?;
+        }
+        if let Some(v) = get("SOLOBASE_SHUTDOWN_TIMEOUT_SECS") {
+            self.server.shutdown_timeout_secs =
+                parse("SOLOBASE_SHUTDOWN_TIMEOUT_SECS", v, "a whole number of seconds")?;
+        }
+        if let Some(v) = get("DATABASE_URL") {
+            self.database.url = Some(v);
+        }
+        if let Some(v) = get("SOLOBASE_DATABASE_POOL_SIZE") {
+            self.database.pool_size = parse("SOLOBASE_DATABASE_POOL_SIZE", v, "a whole number")?;
+        }
+        if let Some(v) = get("SOLOBASE_PG_BIN_DIR") {
+            self.database.embedded.bin_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("SOLOBASE_PG_SYSTEM_USER") {
+            self.database.embedded.system_user = v;
+        }
+        if let Some(v) = get("SOLOBASE_SIGNUP_ENABLED") {
+            self.auth.signup_enabled = parse("SOLOBASE_SIGNUP_ENABLED", v, "true or false")?;
+        }
+        if let Some(v) = get("SOLOBASE_TOKEN_TTL_SECS") {
+            self.auth.token_ttl_secs =
+                parse("SOLOBASE_TOKEN_TTL_SECS", v, "a whole number of seconds")?;
+        }
+        if let Some(v) = get("SOLOBASE_MAX_UPLOAD_BYTES") {
+            self.storage.max_upload_bytes =
+                parse("SOLOBASE_MAX_UPLOAD_BYTES", v, "a whole number of bytes")?;
+        }
+        if let Some(v) = get("SOLOBASE_LOG_FORMAT") {
+            self.log.format = match v.as_str() {
+                "pretty" => LogFormat::Pretty,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "SOLOBASE_LOG_FORMAT",
+                        value: v,
+                        message: "expected pretty or json".into(),
+                    });
+                }
+            };
+        }
+        if let Some(v) = get("SOLOBASE_LOG") {
+            self.log.level = v;
+        }
+        match (get("SOLOBASE_ADMIN_EMAIL"), get("SOLOBASE_ADMIN_PASSWORD")) {
+            (Some(email), Some(password)) => self.bootstrap_admin = Some(AdminSeed { email, password }),
+            (None, None) => {}
+            (email, _) => {
+                let (var, missing) = if email.is_some() {
+                    ("SOLOBASE_ADMIN_EMAIL", "SOLOBASE_ADMIN_PASSWORD")
+                } else {
+                    ("SOLOBASE_ADMIN_PASSWORD", "SOLOBASE_ADMIN_EMAIL")
+                };
+                return Err(ConfigError::Env {
+                    var,
+                    value: if email.is_some() { email.unwrap_or_default() } else { "<redacted>".into() },
+                    message: format!("{missing} must be set too, to create the first admin"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_overrides(&mut self, o: &Overrides) {
+        if let Some(bind) = o.bind {
+            self.server.bind = bind;
+        }
+        if let Some(dir) = &o.data_dir {
+            self.data_dir.clone_from(dir);
+        }
+        if let Some(url) = &o.database_url {
+            self.database.url = Some(url.clone());
+        }
+    }
+
+    fn check(&mut self) -> Result<(), ConfigError> {
+        if self.database.url.as_deref().is_some_and(|u| u.trim().is_empty()) {
+            self.database.url = None;
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid(
+                "data_dir is empty: set it to a directory Solobase may write to".into(),
+            ));
+        }
+        if self.database.pool_size == 0 {
+            return Err(ConfigError::Invalid(
+                "database.pool_size is 0: set it to at least 1".into(),
+            ));
+        }
+        if self.auth.token_ttl_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "auth.token_ttl_secs is 0: set it to the token lifetime in seconds".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.server.shutdown_timeout_secs)
+    }
+
+    /// Where uploaded files live.
+    pub fn storage_dir(&self) -> PathBuf {
+        self.data_dir.join("storage")
+    }
+}
+
+/// Turns a toml error into one line: `line 3, column 1: unknown field `bnd` in [server], …`.
+fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim().replace('\n', " ");
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn shipped_file_parses_to_the_defaults() {
+        let text = include_str!("../config/solobase.toml");
+        let parsed = Config::from_toml(text).expect("shipped config parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = Config::from_toml("[server]\nbind = \"127.0.0.1:1\"\nbnd = 3\n").unwrap_err();
+        assert!(err.contains("bnd"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported() {
+        let err = Config::from_toml("[server]\nworkers = \"many\"\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        let dir = std::env::temp_dir().join(format!("solobase-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "data_dir = \"/from/file\"\n[server]\nbind = \"127.0.0.1:1\"\n")
+            .unwrap();
+        let env = |k: &str| match k {
+            "SOLOBASE_BIND" => Some("127.0.0.1:2".to_string()),
+            "SOLOBASE_DATA_DIR" => Some("/from/env".to_string()),
+            _ => None,
+        };
+        let flags = Overrides {
+            data_dir: Some("/from/flag".into()),
+            ..Overrides::default()
+        };
+        let c = Config::load_with_env(Some(&file), &flags, env).unwrap();
+        assert_eq!(c.server.bind.port(), 2);
+        assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_env_value_names_the_variable() {
+        let env = |k: &str| (k == "SOLOBASE_BIND").then(|| "nonsense".to_string());
+        let err = Config::load_with_env(None, &Overrides::default(), env).unwrap_err();
+        assert!(err.to_string().contains("SOLOBASE_BIND"), "{err}");
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let err = Config::load_with_env(
+            Some(Path::new("/nonexistent/solobase.toml")),
+            &Overrides::default(),
+            no_env,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/solobase.toml"));
+    }
+}

@@ -1,0 +1,95 @@
+//! The host's own schema (`solobase`), migrated with refinery from `migrations/` (embedded in
+//! the binary at compile time).
+//!
+//! Migrations run under a PostgreSQL advisory lock, so several instances starting together on
+//! one database migrate exactly once: the first takes the lock and migrates, the others wait
+//! and then find nothing left to do.
+
+use deadpool_postgres::Pool;
+
+refinery::embed_migrations!("migrations");
+
+/// The schema holding every host table.
+pub const HOST_SCHEMA: &str = "solobase";
+/// refinery's history table for the host, kept inside the host schema.
+pub const HISTORY_TABLE: &str = "solobase.refinery_schema_history";
+/// Advisory lock key for host migrations ("solobase" in ASCII).
+const LOCK_KEY: i64 = 0x736f_6c6f_6261_7365;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("cannot get a database connection for migrations: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database error while preparing migrations: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("host migration failed: {0}")]
+    Refinery(#[from] refinery::Error),
+}
+
+/// The newest migration version compiled into this binary.
+pub fn latest_version() -> i32 {
+    migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Brings the host schema up to date. Returns the versions applied by this call.
+pub async fn run(pool: &Pool) -> Result<Vec<i32>, MigrateError> {
+    let mut client = pool.get().await?;
+    client
+        .query("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await?;
+    let result = migrate_locked(&mut client).await;
+    let unlocked = client
+        .query("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await;
+    if unlocked.is_err() {
+        // A connection still holding the lock must never go back to the pool.
+        let _ = deadpool_postgres::Object::take(client);
+    }
+    let applied = result?;
+    unlocked?;
+    Ok(applied)
+}
+
+async fn migrate_locked(client: &mut deadpool_postgres::Object) -> Result<Vec<i32>, MigrateError> {
+    client
+        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {HOST_SCHEMA}"))
+        .await?;
+    let pg: &mut tokio_postgres::Client = client;
+    let mut runner = migrations::runner();
+    runner.set_migration_table_name(HISTORY_TABLE);
+    let report = runner
+        .set_abort_divergent(true)
+        .set_abort_missing(true)
+        .set_grouped(true)
+        .run_async(pg)
+        .await?;
+    let applied: Vec<i32> = report
+        .applied_migrations()
+        .iter()
+        .map(|m| m.version())
+        .collect();
+    if !applied.is_empty() {
+        tracing::info!(?applied, "host migrations applied");
+    }
+    Ok(applied)
+}
+
+/// The newest applied host migration, or `None` before the first run.
+pub async fn applied_version(client: &tokio_postgres::Client) -> Result<Option<i32>, tokio_postgres::Error> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client
+        .query_one(&format!("SELECT max(version) FROM {HISTORY_TABLE}"), &[])
+        .await?;
+    Ok(row.get(0))
+}

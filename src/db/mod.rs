@@ -1,0 +1,237 @@
+//! The database: one connection pool on either an external server (`DATABASE_URL`) or the
+//! embedded cluster, plus the host's migrations.
+//!
+//! Nothing outside this module opens a PostgreSQL connection; everything else borrows from
+//! the [`Database`]'s pool.
+
+pub mod binaries;
+pub mod embedded;
+pub mod migrate;
+mod sys;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::config::Config;
+use embedded::{EmbeddedError, EmbeddedOptions, EmbeddedPostgres};
+
+/// Name of the host's database inside the embedded cluster.
+pub const EMBEDDED_DATABASE: &str = "solobase";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(
+        "DATABASE_URL is not a valid PostgreSQL URL ({0}); expected something like \
+         postgres://user:password@host:5432/dbname"
+    )]
+    BadUrl(String),
+    #[error(
+        "cannot connect to PostgreSQL at {target}: {cause}. Check that the server is running and \
+         that DATABASE_URL is right, or unset DATABASE_URL to use the embedded database"
+    )]
+    Unreachable { target: String, cause: String },
+    #[error("cannot start the embedded PostgreSQL: {0}")]
+    Embedded(#[from] EmbeddedError),
+    #[error("cannot prepare the embedded database: {0}")]
+    EmbeddedSetup(String),
+    #[error(transparent)]
+    Migrate(#[from] migrate::MigrateError),
+}
+
+/// Who runs the embedded cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A server: starts the cluster and stops it when done; a cluster already run by another
+    /// process is an error.
+    Own,
+    /// A command-line tool: uses the cluster of a server running on the same data directory if
+    /// there is one, and otherwise starts (and later stops) it itself.
+    Share,
+}
+
+/// The pool and, when embedded, the server process it talks to.
+#[derive(Debug)]
+pub struct Database {
+    pool: Pool,
+    /// Where the pool points, for messages (never contains a password).
+    target: String,
+    /// Held until [`Database::close`]; `None` with an external server.
+    embedded: Mutex<Option<EmbeddedPostgres>>,
+}
+
+impl Database {
+    /// Connects as configured: the URL when set, the embedded cluster otherwise (created and
+    /// started as needed). Fails fast with a message saying what to do.
+    pub async fn connect(config: &Config, mode: Mode) -> Result<Self, DbError> {
+        let db = &config.database;
+        let connect_timeout = Duration::from_secs(db.connect_timeout_secs.max(1));
+        let (pg_config, embedded) = match &db.url {
+            Some(url) => {
+                let mut pg: tokio_postgres::Config =
+                    url.parse().map_err(|e: tokio_postgres::Error| DbError::BadUrl(e.to_string()))?;
+                pg.connect_timeout(connect_timeout);
+                if pg.get_application_name().is_none() {
+                    pg.application_name("solobase");
+                }
+                (pg, None)
+            }
+            None => {
+                let opts = EmbeddedOptions {
+                    root: config.data_dir.join("postgres"),
+                    bin_dir: db.embedded.bin_dir.clone(),
+                    system_user: db.embedded.system_user.clone(),
+                    start_timeout: Duration::from_secs(db.embedded.start_timeout_secs),
+                    ephemeral: false,
+                };
+                let socket_dir = embedded::socket_dir(&opts.root);
+                match start_embedded(opts).await {
+                    Ok(server) => {
+                        ensure_database(&server.connect_config("postgres"), EMBEDDED_DATABASE).await?;
+                        (server.connect_config(EMBEDDED_DATABASE), Some(server))
+                    }
+                    Err(DbError::Embedded(EmbeddedError::InUse { pid, .. })) if mode == Mode::Share => {
+                        tracing::info!(pid, "using the embedded cluster of the running server");
+                        (embedded::connect_config(&socket_dir, EMBEDDED_DATABASE), None)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let database = Self::from_pg_config(pg_config, db.pool_size, connect_timeout)?;
+        *database.embedded.lock().unwrap_or_else(|p| p.into_inner()) = embedded;
+        database.ping().await?;
+        Ok(database)
+    }
+
+    /// A pool on explicit connection settings (used by [`Database::connect`] and tests).
+    pub fn from_pg_config(
+        pg_config: tokio_postgres::Config,
+        pool_size: usize,
+        timeout: Duration,
+    ) -> Result<Self, DbError> {
+        let target = describe_target(&pg_config);
+        let manager = Manager::from_config(
+            pg_config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(timeout))
+            .recycle_timeout(Some(timeout))
+            .build()
+            .map_err(|e| DbError::Unreachable {
+                target: target.clone(),
+                cause: e.to_string(),
+            })?;
+        Ok(Self {
+            pool,
+            target,
+            embedded: Mutex::new(None),
+        })
+    }
+
+    /// Checks that a connection can be made and answers.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        let unreachable = |cause: String| DbError::Unreachable {
+            target: self.target.clone(),
+            cause,
+        };
+        let client = self.pool.get().await.map_err(|e| unreachable(pool_error_cause(&e)))?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Host, port and database name — safe to log.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Closes the pool and stops the embedded server, if any.
+    pub async fn close(&self) {
+        self.pool.close();
+        let server = self.embedded.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut server) = server {
+            let result = tokio::task::spawn_blocking(move || server.stop()).await;
+            match result {
+                Ok(Ok(())) => tracing::info!("embedded PostgreSQL stopped"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "embedded PostgreSQL did not stop cleanly"),
+                Err(e) => tracing::warn!(error = %e, "embedded PostgreSQL stop task failed"),
+            }
+        }
+    }
+}
+
+/// Starts the embedded cluster off the async threads (initdb and start-up block).
+pub async fn start_embedded(opts: EmbeddedOptions) -> Result<EmbeddedPostgres, DbError> {
+    tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&opts))
+        .await
+        .map_err(|e| DbError::EmbeddedSetup(e.to_string()))?
+        .map_err(DbError::from)
+}
+
+/// Creates `dbname` unless it exists, connecting with `admin` (a superuser's settings).
+pub async fn ensure_database(admin: &tokio_postgres::Config, dbname: &str) -> Result<(), DbError> {
+    let setup = |e: tokio_postgres::Error| DbError::EmbeddedSetup(e.to_string());
+    let (client, connection) = admin.connect(NoTls).await.map_err(setup)?;
+    let conn = tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&dbname])
+        .await
+        .map_err(setup)?
+        .is_some();
+    if !exists {
+        let quoted = format!("\"{}\"", dbname.replace('"', "\"\""));
+        match client.batch_execute(&format!("CREATE DATABASE {quoted}")).await {
+            Ok(()) => {}
+            // Another instance created it in the meantime.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(e) => return Err(setup(e)),
+        }
+    }
+    drop(client);
+    let _ = conn.await;
+    Ok(())
+}
+
+fn describe_target(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let host = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
+    format!("{host}:{port}/{db}")
+}
+
+/// The innermost cause of a pool error, which is what tells the user what went wrong.
+fn pool_error_cause(e: &deadpool_postgres::PoolError) -> String {
+    use std::error::Error as _;
+    let mut cause = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    cause
+}

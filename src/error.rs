@@ -1,0 +1,196 @@
+//! The one error type of the HTTP API and the one table that maps it to a status and a stable
+//! code. Every error response has the shape `{"error":{"code":"…","message":"…"}}`.
+//!
+//! Codes are part of the API: clients match on them, so a code is never renamed. Internal
+//! causes are logged with the request's id and never sent to the client.
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// What went wrong, as a client may act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The request is malformed: bad JSON, a missing field, a value out of range.
+    InvalidRequest,
+    /// No credentials were given where they are required.
+    Unauthenticated,
+    /// Email or password is wrong (the same for an unknown email).
+    InvalidCredentials,
+    /// The bearer token is malformed, unknown or expired.
+    InvalidToken,
+    /// Authenticated, but not allowed to do this.
+    Forbidden,
+    /// Sign-up is turned off in the configuration.
+    SignupDisabled,
+    NotFound,
+    MethodNotAllowed,
+    /// The email is already registered.
+    EmailTaken,
+    /// The body is larger than allowed.
+    PayloadTooLarge,
+    /// The request's Content-Type is not accepted here.
+    UnsupportedMediaType,
+    /// The database cannot be reached right now.
+    Unavailable,
+    /// A bug or an unexpected failure; details are in the server log.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The table: HTTP status and stable code string for each error.
+    pub const fn parts(self) -> (StatusCode, &'static str) {
+        match self {
+            Self::InvalidRequest => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            Self::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::SignupDisabled => (StatusCode::FORBIDDEN, "signup_disabled"),
+            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    pub const fn status(self) -> StatusCode {
+        self.parts().0
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        self.parts().1
+    }
+}
+
+/// An error answered to an API client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    /// Shown to the client: says what is wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    /// Logs `cause` (which may hold details unfit for clients) and hides it behind a generic
+    /// message.
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            ErrorCode::Internal,
+            "internal error; the server log has the details (look for this request's id)",
+        )
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(Body {
+            error: Detail {
+                code: self.code.as_str(),
+                message: &self.message,
+            },
+        })
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if e.is_closed() {
+            tracing::warn!(error = %e, "database unavailable");
+            return Self::new(ErrorCode::Unavailable, "the database is unavailable; retry shortly");
+        }
+        Self::internal(e)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        tracing::warn!(error = %e, "no database connection");
+        Self::new(ErrorCode::Unavailable, "the database is unavailable; retry shortly")
+    }
+}
+
+/// Turns actix's extractor errors (bad JSON, bad query) into the common shape.
+pub fn json_error_handler(err: actix_web::error::JsonPayloadError, _: &actix_web::HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    let api = match &err {
+        E::ContentType => ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "expected Content-Type: application/json",
+        ),
+        E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("JSON body larger than {limit} bytes"),
+        ),
+        E::Deserialize(e) => ApiError::invalid(format!("invalid JSON body: {e}")),
+        other => ApiError::invalid(format!("unreadable JSON body: {other}")),
+    };
+    api.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique() {
+        use ErrorCode::*;
+        let all = [
+            InvalidRequest, Unauthenticated, InvalidCredentials, InvalidToken, Forbidden,
+            SignupDisabled, NotFound, MethodNotAllowed, EmailTaken, PayloadTooLarge,
+            UnsupportedMediaType, Unavailable, Internal,
+        ];
+        let mut codes: Vec<_> = all.iter().map(|c| c.as_str()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+    }
+}

@@ -1,0 +1,131 @@
+//! `POST /api/v1/auth/login`, `POST /api/v1/auth/signup`, `GET /api/v1/auth/me`, and the
+//! [`CurrentUser`] extractor that every authenticated route uses.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::AppState;
+use crate::auth::users::{self, CreateUserError};
+use crate::auth::{Email, Password, Role, User, token};
+use crate::error::{ApiError, ErrorCode};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    email: String,
+    password: String,
+}
+
+#[derive(Debug, Serialize)]
+struct TokenResponse {
+    token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+    user: User,
+}
+
+#[tracing::instrument(name = "login", skip_all)]
+pub async fn login(
+    state: web::Data<AppState>,
+    body: web::Json<Credentials>,
+) -> Result<HttpResponse, ApiError> {
+    let Credentials { email, password } = body.into_inner();
+    let user = users::authenticate(&state.pool, &email, &password)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials, "wrong email or password"))?;
+    issue_token(&state, user).await
+}
+
+#[tracing::instrument(name = "signup", skip_all)]
+pub async fn signup(
+    state: web::Data<AppState>,
+    body: web::Json<Credentials>,
+) -> Result<HttpResponse, ApiError> {
+    if !state.config.auth.signup_enabled {
+        return Err(ApiError::new(
+            ErrorCode::SignupDisabled,
+            "sign-up is disabled on this server; ask an administrator for an account",
+        ));
+    }
+    let Credentials { email, password } = body.into_inner();
+    let email = Email::parse(&email).map_err(ApiError::invalid)?;
+    let password =
+        Password::parse(password, state.config.auth.min_password_length).map_err(ApiError::invalid)?;
+    let (user, event) = users::create(&state.pool, &email, &password, Role::User)
+        .await
+        .map_err(|e| match e {
+            CreateUserError::EmailTaken(_) => {
+                ApiError::new(ErrorCode::EmailTaken, "this email is already registered; log in instead")
+            }
+            other => ApiError::internal(other),
+        })?;
+    state.events.publish(event);
+    tracing::info!(user_id = %user.id, "user signed up");
+    let mut response = issue_token(&state, user).await?;
+    *response.status_mut() = actix_web::http::StatusCode::CREATED;
+    Ok(response)
+}
+
+async fn issue_token(state: &AppState, user: User) -> Result<HttpResponse, ApiError> {
+    let ttl = Duration::from_secs(state.config.auth.token_ttl_secs);
+    let (token, expires_at, event) = users::open_session(&state.pool, &user, ttl).await?;
+    state.events.publish(event);
+    Ok(HttpResponse::Ok().json(TokenResponse {
+        token,
+        expires_at,
+        user,
+    }))
+}
+
+pub async fn me(user: CurrentUser) -> HttpResponse {
+    HttpResponse::Ok().json(user.0)
+}
+
+/// The authenticated caller. Extracting it fails with 401 when the `Authorization: Bearer`
+/// header is missing, malformed, unknown or expired.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub User);
+
+impl FromRequest for CurrentUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let header = req
+            .headers()
+            .get(AUTHORIZATION)
+            .map(|v| v.to_str().map(str::to_owned));
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal("AppState missing"))?;
+            let header = match header {
+                None => {
+                    return Err(ApiError::new(
+                        ErrorCode::Unauthenticated,
+                        "log in first: send Authorization: Bearer <token> from POST /api/v1/auth/login",
+                    ));
+                }
+                Some(Err(_)) => return Err(invalid_token()),
+                Some(Ok(h)) => h,
+            };
+            let token = token::parse_bearer(&header).ok_or_else(invalid_token)?;
+            let user = users::user_for_token(&state.pool, token)
+                .await?
+                .ok_or_else(invalid_token)?;
+            Ok(Self(user))
+        })
+    }
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidToken,
+        "the bearer token is malformed, unknown or expired; log in again",
+    )
+}

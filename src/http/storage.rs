@@ -1,0 +1,253 @@
+//! `PUT`, `GET`/`HEAD` and `DELETE /api/v1/storage/{bucket}/{path}`.
+//!
+//! Any authenticated user may read; an object may be replaced or deleted by the user who
+//! uploaded it or by an admin. The path is taken from the raw request URI and parsed by
+//! [`crate::storage::ObjectPath`], never from a router-decoded parameter, so every encoding
+//! trick meets the same checks.
+
+use std::io::Write;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{AppState, CurrentUser};
+use crate::error::{ApiError, ErrorCode};
+use crate::events::{self, Event, EventType};
+use crate::storage::{Bucket, ObjectPath, StorageError};
+
+const PREFIX: &str = "/api/v1/storage/";
+
+#[derive(Debug, Serialize)]
+struct ObjectInfo {
+    bucket: String,
+    path: String,
+    size: i64,
+    content_type: String,
+    owner_id: Option<Uuid>,
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: OffsetDateTime,
+}
+
+fn target(req: &HttpRequest) -> Result<(Bucket, ObjectPath), ApiError> {
+    let rest = req
+        .uri()
+        .path()
+        .strip_prefix(PREFIX)
+        .ok_or_else(|| ApiError::not_found("no such route"))?;
+    let (bucket, path) = rest
+        .split_once('/')
+        .ok_or_else(|| ApiError::invalid("expected /api/v1/storage/{bucket}/{path}"))?;
+    let bucket = Bucket::parse(bucket).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let path = ObjectPath::parse_encoded(path).map_err(|e| ApiError::invalid(e.to_string()))?;
+    Ok((bucket, path))
+}
+
+fn storage_error(e: StorageError) -> ApiError {
+    match e {
+        StorageError::NotFound => ApiError::not_found("no such object"),
+        StorageError::Symlink => {
+            ApiError::forbidden("the path leads outside the storage area; it cannot be used")
+        }
+        StorageError::Io(e) => ApiError::internal(e),
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the upload is larger than the {limit}-byte limit (storage.max_upload_bytes)"),
+    )
+}
+
+fn content_type(req: &HttpRequest) -> Result<String, ApiError> {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return Ok("application/octet-stream".into());
+    };
+    let text = value
+        .to_str()
+        .ok()
+        .filter(|t| t.len() <= 255 && t.contains('/') && !t.trim().is_empty())
+        .ok_or_else(|| ApiError::invalid("Content-Type must be a media type such as text/plain"))?;
+    Ok(text.trim().to_owned())
+}
+
+/// The owner of an existing object, `Some(None)` for an orphaned one, `None` when absent.
+async fn current_owner(
+    client: &deadpool_postgres::Object,
+    bucket: &Bucket,
+    path: &str,
+) -> Result<Option<Option<Uuid>>, ApiError> {
+    Ok(client
+        .query_opt(
+            "SELECT owner_id FROM solobase.storage_objects WHERE bucket = $1 AND path = $2",
+            &[&bucket.as_str(), &path],
+        )
+        .await?
+        .map(|row| row.get(0)))
+}
+
+fn may_modify(user: &CurrentUser, owner: Option<Uuid>) -> Result<(), ApiError> {
+    if user.0.is_admin() || owner == Some(user.0.id) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("only the uploader or an admin may change this object"))
+    }
+}
+
+#[tracing::instrument(name = "storage.upload", skip_all)]
+pub async fn upload(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (bucket, path) = target(&req)?;
+    let path_str = path.as_string();
+    let limit = state.config.storage.max_upload_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large(limit));
+    }
+    let media_type = content_type(&req)?;
+
+    let mut client = state.pool.get().await?;
+    let existed = current_owner(&client, &bucket, &path_str).await?;
+    if let Some(owner) = existed {
+        may_modify(&user, owner)?;
+    }
+
+    // Stream the body to a scratch file, counting bytes against the limit.
+    let mut scratch = state.storage.scratch().map_err(ApiError::internal)?;
+    let mut file = scratch.take_file().ok_or_else(|| ApiError::internal("scratch file taken"))?;
+    let mut size: u64 = 0;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid(format!("upload interrupted: {e}")))?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(too_large(limit));
+        }
+        file = web::block(move || file.write_all(&chunk).map(|()| file))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+    }
+    web::block(move || file.sync_all())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let dest = state.storage.locate(&bucket, &path, true).map_err(storage_error)?;
+
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_one(
+            "INSERT INTO solobase.storage_objects (bucket, path, size, content_type, owner_id) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (bucket, path) DO UPDATE SET size = EXCLUDED.size, \
+               content_type = EXCLUDED.content_type, updated_at = now() \
+             RETURNING owner_id, updated_at",
+            &[&bucket.as_str(), &path_str, &(size as i64), &media_type, &user.0.id],
+        )
+        .await?;
+    let info = ObjectInfo {
+        bucket: bucket.as_str().to_owned(),
+        path: path_str,
+        size: size as i64,
+        content_type: media_type,
+        owner_id: row.get(0),
+        updated_at: row.get(1),
+    };
+    let event = Event::new(
+        EventType::STORAGE_UPLOADED,
+        serde_json::json!({
+            "bucket": info.bucket, "path": info.path, "size": info.size,
+            "content_type": info.content_type, "user_id": user.0.id,
+            "replaced": existed.is_some(),
+        }),
+    );
+    events::record(&tx, &event).await?;
+    scratch.persist(&dest).map_err(ApiError::internal)?;
+    tx.commit().await?;
+    state.events.publish(event);
+    let status = if existed.is_some() { HttpResponse::Ok() } else { HttpResponse::Created() };
+    Ok(with_status(status, &info))
+}
+
+fn with_status(mut builder: actix_web::HttpResponseBuilder, info: &ObjectInfo) -> HttpResponse {
+    builder.json(info)
+}
+
+#[tracing::instrument(name = "storage.download", skip_all)]
+pub async fn download(
+    req: HttpRequest,
+    _user: CurrentUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (bucket, path) = target(&req)?;
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT content_type FROM solobase.storage_objects WHERE bucket = $1 AND path = $2",
+            &[&bucket.as_str(), &path.as_string()],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such object"))?;
+    drop(client);
+    let media_type: String = row.get(0);
+    let (file, location) = state.storage.open_read(&bucket, &path).map_err(storage_error)?;
+    let named = actix_files::NamedFile::from_file(file, location)
+        .map_err(ApiError::internal)?
+        .disable_content_disposition();
+    let mut response = named.into_response(&req);
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&media_type) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    // Uploaded content is untrusted: never let a browser run it as part of this origin.
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    Ok(response)
+}
+
+#[tracing::instrument(name = "storage.delete", skip_all)]
+pub async fn delete(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (bucket, path) = target(&req)?;
+    let path_str = path.as_string();
+    let mut client = state.pool.get().await?;
+    let owner = current_owner(&client, &bucket, &path_str)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such object"))?;
+    may_modify(&user, owner)?;
+    let tx = client.transaction().await?;
+    let deleted = tx
+        .execute(
+            "DELETE FROM solobase.storage_objects WHERE bucket = $1 AND path = $2",
+            &[&bucket.as_str(), &path_str],
+        )
+        .await?;
+    if deleted == 0 {
+        return Err(ApiError::not_found("no such object"));
+    }
+    let event = Event::new(
+        EventType::STORAGE_DELETED,
+        serde_json::json!({"bucket": bucket.as_str(), "path": path_str, "user_id": user.0.id}),
+    );
+    events::record(&tx, &event).await?;
+    state.storage.remove(&bucket, &path).map_err(storage_error)?;
+    tx.commit().await?;
+    state.events.publish(event);
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,173 @@
+//! Wiring: [`Application::build`] connects the database (starting the embedded cluster when no
+//! URL is configured), migrates, seeds the first admin, opens storage and binds the listener;
+//! [`Application::run_until_stopped`] serves until the given shutdown future completes, then
+//! drains in-flight requests, stops background tasks and the embedded cluster.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::auth::{Email, Password, Role, users};
+use crate::config::Config;
+use crate::db::{Database, migrate};
+use crate::events::EventBus;
+use crate::http::{self, AppState};
+use crate::storage::Storage;
+
+/// How often expired sessions are deleted.
+const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+
+/// A built, bound, not yet running server.
+#[allow(missing_debug_implementations)] // actix's Server has no Debug
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+    db: Arc<Database>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = Database::connect(&config, crate::db::Mode::Own).await?;
+        tracing::info!(database = db.target(), "database connected");
+        let db = Arc::new(db);
+        match Self::prepare(config, db.clone()).await {
+            Ok(app) => Ok(app),
+            Err(e) => {
+                db.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn prepare(config: Config, db: Arc<Database>) -> anyhow::Result<Self> {
+        migrate::run(db.pool()).await?;
+        let events = EventBus::default();
+        if let Some(seed) = &config.bootstrap_admin {
+            bootstrap_admin(db.pool(), seed, config.auth.min_password_length, &events).await?;
+        }
+        let storage_dir = config.storage_dir();
+        let storage = Storage::open(&storage_dir)
+            .with_context(|| format!("cannot create the storage directory {}", storage_dir.display()))?;
+        let bind = config.server.bind;
+        let listener = TcpListener::bind(bind).with_context(|| {
+            format!("cannot listen on {bind}: is another server using it? Choose another address with --bind or SOLOBASE_BIND")
+        })?;
+        let port = listener.local_addr()?.port();
+        let state = AppState {
+            pool: db.pool().clone(),
+            config: Arc::new(config),
+            events,
+            storage,
+        };
+        let server = build_server(listener, state.clone())?;
+        tracing::info!(address = %bind.ip(), port, "listening");
+        Ok(Self {
+            port,
+            server,
+            state,
+            db,
+        })
+    }
+
+    /// The port actually bound (useful when the configured port is 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops gracefully: no new connections,
+    /// in-flight requests get `server.shutdown_timeout_secs` to finish, background tasks end,
+    /// and the embedded cluster (if any) is shut down.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Self { server, state, db, .. } = self;
+        let handle = server.handle();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let sweeper = tokio::spawn(sweep_sessions(state.pool.clone(), stop_rx));
+
+        let mut server = std::pin::pin!(server);
+        let served = tokio::select! {
+            result = &mut server => result,
+            () = shutdown => {
+                tracing::info!("shutdown requested: draining in-flight requests");
+                // The stop command is processed by the server future, so poll both.
+                let ((), result) = tokio::join!(handle.stop(true), &mut server);
+                result
+            }
+        };
+        let _ = stop_tx.send(true);
+        let _ = sweeper.await;
+        db.close().await;
+        tracing::info!("stopped");
+        served.context("the HTTP server failed")
+    }
+}
+
+fn build_server(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
+    let workers = state.config.server.workers;
+    let drain = state.config.server.shutdown_timeout_secs;
+    let data = web::Data::new(state);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(http::request_id_middleware))
+            .app_data(data.clone())
+            .configure(http::configure)
+            .default_service(web::to(http::not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(drain);
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    Ok(server.listen(listener)?.run())
+}
+
+/// Creates the admin from SOLOBASE_ADMIN_EMAIL/PASSWORD unless an admin exists already.
+async fn bootstrap_admin(
+    pool: &deadpool_postgres::Pool,
+    seed: &crate::config::AdminSeed,
+    min_password_length: usize,
+    events: &EventBus,
+) -> anyhow::Result<()> {
+    if users::admin_exists(pool).await? {
+        return Ok(());
+    }
+    let email = Email::parse(&seed.email).map_err(|e| anyhow::anyhow!("SOLOBASE_ADMIN_EMAIL: {e}"))?;
+    let password = Password::parse(seed.password.clone(), min_password_length)
+        .map_err(|e| anyhow::anyhow!("SOLOBASE_ADMIN_PASSWORD: {e}"))?;
+    match users::create(pool, &email, &password, Role::Admin).await {
+        Ok((user, event)) => {
+            tracing::info!(user_id = %user.id, email = %user.email, "created the first admin");
+            events.publish(event);
+            Ok(())
+        }
+        // Another instance seeded it at the same moment.
+        Err(users::CreateUserError::EmailTaken(_)) => Ok(()),
+        Err(e) => Err(e).context("cannot create the first admin"),
+    }
+}
+
+/// Background task: deletes expired sessions until told to stop.
+async fn sweep_sessions(pool: deadpool_postgres::Pool, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SESSION_SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => match users::purge_expired_sessions(&pool).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sessions = n, "expired sessions deleted"),
+                Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -76,7 +76,11 @@ struct CreateUserArgs {
     #[arg(long)]
     email: String,
     /// The password (visible to other local users in the process list: prefer --password-stdin)
-    #[arg(long, conflicts_with = "password_stdin", required_unless_present = "password_stdin")]
+    #[arg(
+        long,
+        conflicts_with = "password_stdin",
+        required_unless_present = "password_stdin"
+    )]
     password: Option<String>,
     /// Read the password from standard input
     #[arg(long)]
@@ -97,7 +101,10 @@ enum ConfigCommand {
 /// Runs the command line and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -144,7 +151,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "configuration OK: data_dir={}, bind={}, database={}",
                 config.data_dir.display(),
                 config.server.bind,
-                if config.database.url.is_some() { "DATABASE_URL" } else { "embedded" }
+                if config.database.url.is_some() {
+                    "DATABASE_URL"
+                } else {
+                    "embedded"
+                }
             );
             Ok(())
         }
@@ -153,7 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn load(path: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Config> {
     let config = Config::load(path, overrides)?;
-    crate::telemetry::init(&config.log).map_err(|m| ConfigError::Invalid(m))?;
+    crate::telemetry::init(&config.log).map_err(ConfigError::Invalid)?;
     Ok(config)
 }
 
@@ -165,7 +176,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 /// Completes on the first SIGINT or SIGTERM.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
         return std::future::pending().await;
     };
@@ -176,12 +190,15 @@ async fn shutdown_signal() {
 }
 
 async fn create_user(config: Config, args: CreateUserArgs) -> anyhow::Result<()> {
-    let email = Email::parse(&args.email).map_err(|e| ConfigError::Invalid(format!("--email: {e}")))?;
+    let email =
+        Email::parse(&args.email).map_err(|e| ConfigError::Invalid(format!("--email: {e}")))?;
     let raw = match args.password {
         Some(p) => p,
         None => {
             let mut line = String::new();
-            std::io::stdin().read_to_string(&mut line).context("cannot read the password from standard input")?;
+            std::io::stdin()
+                .read_to_string(&mut line)
+                .context("cannot read the password from standard input")?;
             line.trim_end_matches(['\r', '\n']).to_owned()
         }
     };

@@ -288,8 +288,11 @@ impl Config {
             self.server.workers = parse("SOLOBASE_WORKERS", v, "a whole number")?;
         }
         if let Some(v) = get("SOLOBASE_SHUTDOWN_TIMEOUT_SECS") {
-            self.server.shutdown_timeout_secs =
-                parse("SOLOBASE_SHUTDOWN_TIMEOUT_SECS", v, "a whole number of seconds")?;
+            self.server.shutdown_timeout_secs = parse(
+                "SOLOBASE_SHUTDOWN_TIMEOUT_SECS",
+                v,
+                "a whole number of seconds",
+            )?;
         }
         if let Some(v) = get("DATABASE_URL") {
             self.database.url = Some(v);
@@ -331,7 +334,9 @@ impl Config {
             self.log.level = v;
         }
         match (get("SOLOBASE_ADMIN_EMAIL"), get("SOLOBASE_ADMIN_PASSWORD")) {
-            (Some(email), Some(password)) => self.bootstrap_admin = Some(AdminSeed { email, password }),
+            (Some(email), Some(password)) => {
+                self.bootstrap_admin = Some(AdminSeed { email, password })
+            }
             (None, None) => {}
             (email, _) => {
                 let (var, missing) = if email.is_some() {
@@ -341,7 +346,11 @@ impl Config {
                 };
                 return Err(ConfigError::Env {
                     var,
-                    value: if email.is_some() { email.unwrap_or_default() } else { "<redacted>".into() },
+                    value: if email.is_some() {
+                        email.unwrap_or_default()
+                    } else {
+                        "<redacted>".into()
+                    },
                     message: format!("{missing} must be set too, to create the first admin"),
                 });
             }
@@ -362,7 +371,12 @@ impl Config {
     }
 
     fn check(&mut self) -> Result<(), ConfigError> {
-        if self.database.url.as_deref().is_some_and(|u| u.trim().is_empty()) {
+        if self
+            .database
+            .url
+            .as_deref()
+            .is_some_and(|u| u.trim().is_empty())
+        {
             self.database.url = None;
         }
         if self.data_dir.as_os_str().is_empty() {
@@ -440,8 +454,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("solobase-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
-        std::fs::write(&file, "data_dir = \"/from/file\"\n[server]\nbind = \"127.0.0.1:1\"\n")
-            .unwrap();
+        std::fs::write(
+            &file,
+            "data_dir = \"/from/file\"\n[server]\nbind = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
         let env = |k: &str| match k {
             "SOLOBASE_BIND" => Some("127.0.0.1:2".to_string()),
             "SOLOBASE_DATA_DIR" => Some("/from/env".to_string()),

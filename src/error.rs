@@ -145,7 +145,10 @@ impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
         if e.is_closed() {
             tracing::warn!(error = %e, "database unavailable");
-            return Self::new(ErrorCode::Unavailable, "the database is unavailable; retry shortly");
+            return Self::new(
+                ErrorCode::Unavailable,
+                "the database is unavailable; retry shortly",
+            );
         }
         Self::internal(e)
     }
@@ -154,12 +157,18 @@ impl From<tokio_postgres::Error> for ApiError {
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         tracing::warn!(error = %e, "no database connection");
-        Self::new(ErrorCode::Unavailable, "the database is unavailable; retry shortly")
+        Self::new(
+            ErrorCode::Unavailable,
+            "the database is unavailable; retry shortly",
+        )
     }
 }
 
 /// Turns actix's extractor errors (bad JSON, bad query) into the common shape.
-pub fn json_error_handler(err: actix_web::error::JsonPayloadError, _: &actix_web::HttpRequest) -> actix_web::Error {
+pub fn json_error_handler(
+    err: actix_web::error::JsonPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as E;
     let api = match &err {
         E::ContentType => ApiError::new(
@@ -184,9 +193,19 @@ mod tests {
     fn codes_are_unique() {
         use ErrorCode::*;
         let all = [
-            InvalidRequest, Unauthenticated, InvalidCredentials, InvalidToken, Forbidden,
-            SignupDisabled, NotFound, MethodNotAllowed, EmailTaken, PayloadTooLarge,
-            UnsupportedMediaType, Unavailable, Internal,
+            InvalidRequest,
+            Unauthenticated,
+            InvalidCredentials,
+            InvalidToken,
+            Forbidden,
+            SignupDisabled,
+            NotFound,
+            MethodNotAllowed,
+            EmailTaken,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            Unavailable,
+            Internal,
         ];
         let mut codes: Vec<_> = all.iter().map(|c| c.as_str()).collect();
         codes.sort_unstable();

@@ -32,9 +32,9 @@ impl EventType {
             && name.len() <= 128
             && name.split('.').all(|word| {
                 !word.is_empty()
-                    && word
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+                    && word.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                    })
             });
         valid.then(|| Self(Cow::Owned(name.to_owned())))
     }
@@ -120,7 +120,15 @@ mod tests {
     fn event_type_names() {
         assert!(EventType::parse("user.created").is_some());
         assert!(EventType::parse("extension.analytics.flush_done").is_some());
-        for bad in ["", ".", "a..b", "User.created", "a b", "a/b", &"x".repeat(129)] {
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "User.created",
+            "a b",
+            "a/b",
+            &"x".repeat(129),
+        ] {
             assert!(EventType::parse(bad).is_none(), "{bad:?}");
         }
     }
@@ -129,7 +137,10 @@ mod tests {
     async fn subscribers_receive_published_events() {
         let bus = EventBus::new(8);
         let mut rx = bus.subscribe();
-        bus.publish(Event::new(EventType::USER_LOGIN, serde_json::json!({"x": 1})));
+        bus.publish(Event::new(
+            EventType::USER_LOGIN,
+            serde_json::json!({"x": 1}),
+        ));
         let got = rx.recv().await.unwrap();
         assert_eq!(got.event_type, EventType::USER_LOGIN);
         assert_eq!(got.data["x"], 1);

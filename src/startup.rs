@@ -54,8 +54,12 @@ impl Application {
             bootstrap_admin(db.pool(), seed, config.auth.min_password_length, &events).await?;
         }
         let storage_dir = config.storage_dir();
-        let storage = Storage::open(&storage_dir)
-            .with_context(|| format!("cannot create the storage directory {}", storage_dir.display()))?;
+        let storage = Storage::open(&storage_dir).with_context(|| {
+            format!(
+                "cannot create the storage directory {}",
+                storage_dir.display()
+            )
+        })?;
         let bind = config.server.bind;
         let listener = TcpListener::bind(bind).with_context(|| {
             format!("cannot listen on {bind}: is another server using it? Choose another address with --bind or SOLOBASE_BIND")
@@ -90,7 +94,9 @@ impl Application {
     /// in-flight requests get `server.shutdown_timeout_secs` to finish, background tasks end,
     /// and the embedded cluster (if any) is shut down.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Self { server, state, db, .. } = self;
+        let Self {
+            server, state, db, ..
+        } = self;
         let handle = server.handle();
         let (stop_tx, stop_rx) = watch::channel(false);
         let sweeper = tokio::spawn(sweep_sessions(state.pool.clone(), stop_rx));
@@ -142,7 +148,8 @@ async fn bootstrap_admin(
     if users::admin_exists(pool).await? {
         return Ok(());
     }
-    let email = Email::parse(&seed.email).map_err(|e| anyhow::anyhow!("SOLOBASE_ADMIN_EMAIL: {e}"))?;
+    let email =
+        Email::parse(&seed.email).map_err(|e| anyhow::anyhow!("SOLOBASE_ADMIN_EMAIL: {e}"))?;
     let password = Password::parse(seed.password.clone(), min_password_length)
         .map_err(|e| anyhow::anyhow!("SOLOBASE_ADMIN_PASSWORD: {e}"))?;
     match users::create(pool, &email, &password, Role::Admin).await {

@@ -36,7 +36,10 @@ pub struct Bucket(String);
 impl Bucket {
     pub fn parse(raw: &str) -> Result<Self, PathError> {
         let ok = (1..=63).contains(&raw.len())
-            && raw.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && raw
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             && raw
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
@@ -154,7 +157,12 @@ impl Storage {
 
     /// The final location of an object, checking that nothing on the way is a symlink.
     /// With `create_dirs`, missing directories are created (for writes).
-    pub fn locate(&self, bucket: &Bucket, path: &ObjectPath, create_dirs: bool) -> Result<PathBuf, StorageError> {
+    pub fn locate(
+        &self,
+        bucket: &Bucket,
+        path: &ObjectPath,
+        create_dirs: bool,
+    ) -> Result<PathBuf, StorageError> {
         let mut current = self.root.join(bucket.as_str());
         let (last, dirs) = path.0.split_last().ok_or(StorageError::NotFound)?;
         for dir in std::iter::once(None).chain(dirs.iter().map(Some)) {
@@ -170,7 +178,11 @@ impl Storage {
                         return Err(StorageError::NotFound);
                     }
                     fs::create_dir(&current).or_else(|e| {
-                        if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) }
+                        if e.kind() == io::ErrorKind::AlreadyExists {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
                     })?;
                 }
                 Err(e) => return Err(e.into()),
@@ -184,7 +196,11 @@ impl Storage {
     }
 
     /// Opens an object for reading, refusing a symlink at the last step too.
-    pub fn open_read(&self, bucket: &Bucket, path: &ObjectPath) -> Result<(fs::File, PathBuf), StorageError> {
+    pub fn open_read(
+        &self,
+        bucket: &Bucket,
+        path: &ObjectPath,
+    ) -> Result<(fs::File, PathBuf), StorageError> {
         let location = self.locate(bucket, path, false)?;
         let file = fs::OpenOptions::new()
             .read(true)
@@ -203,7 +219,10 @@ impl Storage {
 
     /// A new scratch file for an upload; removed on drop unless persisted.
     pub fn scratch(&self) -> io::Result<Scratch> {
-        let path = self.root.join(SCRATCH_DIR).join(uuid::Uuid::new_v4().to_string());
+        let path = self
+            .root
+            .join(SCRATCH_DIR)
+            .join(uuid::Uuid::new_v4().to_string());
         let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -264,7 +283,17 @@ mod tests {
     fn bucket_names() {
         assert!(Bucket::parse("avatars").is_ok());
         assert!(Bucket::parse("a-1_b").is_ok());
-        for bad in ["", ".", "..", "-a", "A", "a/b", "a.b", "%2e", &"a".repeat(64)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "-a",
+            "A",
+            "a/b",
+            "a.b",
+            "%2e",
+            &"a".repeat(64),
+        ] {
             assert!(Bucket::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -279,7 +308,7 @@ mod tests {
         ] {
             assert!(ObjectPath::parse_encoded(bad).is_err(), "{bad:?}");
         }
-        assert!(ObjectPath::parse_encoded(&"a/".repeat(40).trim_end_matches('/').to_string()).is_err());
+        assert!(ObjectPath::parse_encoded("a/".repeat(40).trim_end_matches('/')).is_err());
         assert!(ObjectPath::parse_encoded(&"x".repeat(300)).is_err());
     }
 
@@ -295,10 +324,19 @@ mod tests {
         std::os::unix::fs::symlink(&outside, storage.root().join("b/link")).unwrap();
         std::os::unix::fs::symlink(outside.join("secret"), storage.root().join("b/file")).unwrap();
         let through_dir = ObjectPath::parse_encoded("link/secret").unwrap();
-        assert!(matches!(storage.open_read(&bucket, &through_dir), Err(StorageError::Symlink)));
-        assert!(matches!(storage.locate(&bucket, &through_dir, true), Err(StorageError::Symlink)));
+        assert!(matches!(
+            storage.open_read(&bucket, &through_dir),
+            Err(StorageError::Symlink)
+        ));
+        assert!(matches!(
+            storage.locate(&bucket, &through_dir, true),
+            Err(StorageError::Symlink)
+        ));
         let direct = ObjectPath::parse_encoded("file").unwrap();
-        assert!(matches!(storage.open_read(&bucket, &direct), Err(StorageError::Symlink)));
+        assert!(matches!(
+            storage.open_read(&bucket, &direct),
+            Err(StorageError::Symlink)
+        ));
         fs::remove_dir_all(&base).unwrap();
     }
 }

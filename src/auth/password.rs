@@ -2,8 +2,8 @@
 //! the OWASP recommendation). Hashing is slow on purpose, so callers run it off the async
 //! threads with `spawn_blocking`.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 use super::Password;
 

@@ -101,9 +101,10 @@ pub async fn authenticate(
         )
         .await?;
     drop(client);
-    let stored: String = row
-        .as_ref()
-        .map_or_else(|| password::dummy_hash().to_owned(), |r| r.get("password_hash"));
+    let stored: String = row.as_ref().map_or_else(
+        || password::dummy_hash().to_owned(),
+        |r| r.get("password_hash"),
+    );
     let candidate = candidate.to_owned();
     let matches = tokio::task::spawn_blocking(move || password::verify(&candidate, &stored))
         .await
@@ -149,7 +150,9 @@ pub async fn user_for_token(
              WHERE s.token_hash = $1 AND s.expires_at > now()",
         )
         .await?;
-    let row = client.query_opt(&stmt, &[&token::token_hash(token)]).await?;
+    let row = client
+        .query_opt(&stmt, &[&token::token_hash(token)])
+        .await?;
     Ok(row.map(|r| User::from_row(&r)))
 }
 
@@ -157,15 +160,23 @@ pub async fn user_for_token(
 pub async fn admin_exists(pool: &deadpool_postgres::Pool) -> Result<bool, CreateUserError> {
     let client = pool.get().await?;
     let row = client
-        .query_one("SELECT EXISTS (SELECT 1 FROM solobase.users WHERE role = 'admin')", &[])
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM solobase.users WHERE role = 'admin')",
+            &[],
+        )
         .await?;
     Ok(row.get(0))
 }
 
 /// Deletes expired sessions; returns how many.
-pub async fn purge_expired_sessions(pool: &deadpool_postgres::Pool) -> Result<u64, crate::error::ApiError> {
+pub async fn purge_expired_sessions(
+    pool: &deadpool_postgres::Pool,
+) -> Result<u64, crate::error::ApiError> {
     let client = pool.get().await?;
     Ok(client
-        .execute("DELETE FROM solobase.sessions WHERE expires_at <= now()", &[])
+        .execute(
+            "DELETE FROM solobase.sessions WHERE expires_at <= now()",
+            &[],
+        )
         .await?)
 }

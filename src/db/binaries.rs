@@ -146,7 +146,7 @@ fn well_known_dirs() -> Vec<PathBuf> {
                 Some((major, entry.path().join(suffix)))
             })
             .collect();
-        versioned.sort_by(|a, b| b.0.cmp(&a.0));
+        versioned.sort_by_key(|v| std::cmp::Reverse(v.0));
         dirs.extend(versioned.into_iter().map(|(_, p)| p));
     }
     dirs.extend(

@@ -96,7 +96,11 @@ pub enum EmbeddedError {
         tail: String,
     },
     #[error("PostgreSQL did not become ready within {secs} s; its log is {log}:\n{tail}")]
-    StartTimeout { secs: u64, log: String, tail: String },
+    StartTimeout {
+        secs: u64,
+        log: String,
+        tail: String,
+    },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedError {
@@ -120,18 +124,17 @@ impl EmbeddedPostgres {
     pub fn start(opts: &EmbeddedOptions) -> Result<Self, EmbeddedError> {
         let bins = PgBinaries::find(&PgBinaries::plan(opts.bin_dir.clone()))?;
         let owner = cluster_owner(&opts.system_user)?;
-        let root = absolute(&opts.root)?;
+        let root = resolve_root(&absolute(&opts.root)?, owner)?;
         let pgdata = root.join("data");
         let socket_dir = socket_dir(&root);
         let socket = socket_dir.join(format!(".s.PGSQL.{SOCKET_PORT}"));
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
-            return Err(EmbeddedError::SocketPathTooLong(socket.display().to_string()));
+            return Err(EmbeddedError::SocketPathTooLong(
+                socket.display().to_string(),
+            ));
         }
 
         create_private_dir(&root, owner)?;
-        if let Some(ids) = owner {
-            check_reachable(&root, ids)?;
-        }
         create_private_dir(&socket_dir, owner)?;
         if !pgdata.join("PG_VERSION").exists() {
             if pgdata.exists() && fs::read_dir(&pgdata).is_ok_and(|mut d| d.next().is_some()) {
@@ -217,7 +220,10 @@ impl EmbeddedPostgres {
             return Ok(()); // already gone
         }
         if exited.recv_timeout(Duration::from_secs(30)).is_err() {
-            tracing::warn!(pid = self.pid, "PostgreSQL slow to stop; forcing immediate shutdown");
+            tracing::warn!(
+                pid = self.pid,
+                "PostgreSQL slow to stop; forcing immediate shutdown"
+            );
             let _ = sys::signal(self.pid, Shutdown::Immediate);
             let _ = exited.recv_timeout(Duration::from_secs(10));
         }
@@ -269,10 +275,53 @@ fn create_private_dir(dir: &Path, owner: Option<UserIds>) -> Result<(), Embedded
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
         .map_err(io(format!("cannot set permissions of {}", dir.display())))?;
     if let Some(ids) = owner {
-        std::os::unix::fs::chown(dir, Some(ids.uid), Some(ids.gid))
-            .map_err(io(format!("cannot give {} to uid {}", dir.display(), ids.uid)))?;
+        std::os::unix::fs::chown(dir, Some(ids.uid), Some(ids.gid)).map_err(io(format!(
+            "cannot give {} to uid {}",
+            dir.display(),
+            ids.uid
+        )))?;
     }
     Ok(())
+}
+
+/// Where clusters live whose requested place the PostgreSQL user cannot reach.
+const RELOCATED_BASE: &str = "/var/lib/solobase/clusters";
+
+/// Running as root with a data directory the PostgreSQL user cannot reach (say, under a
+/// 0700 home directory), the cluster is kept under [`RELOCATED_BASE`] instead and the
+/// requested path becomes a symlink to it, so that `<data_dir>/postgres` still leads to it
+/// and no permission of the user's directories is loosened.
+fn resolve_root(requested: &Path, owner: Option<UserIds>) -> Result<PathBuf, EmbeddedError> {
+    let Some(ids) = owner else {
+        return Ok(requested.to_owned());
+    };
+    if let Ok(target) = fs::read_link(requested) {
+        return Ok(target);
+    }
+    let Err(unreachable) = check_reachable(requested, ids) else {
+        return Ok(requested.to_owned());
+    };
+    if requested.exists() {
+        // A cluster made there earlier (by another user) is never moved behind anyone's back.
+        return Err(unreachable);
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(requested.as_os_str().as_encoded_bytes());
+    let id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let relocated = Path::new(RELOCATED_BASE).join(id);
+    fs::create_dir_all(RELOCATED_BASE).map_err(io(format!("cannot create {RELOCATED_BASE}")))?;
+    if let Some(parent) = requested.parent() {
+        fs::create_dir_all(parent).map_err(io(format!("cannot create {}", parent.display())))?;
+    }
+    std::os::unix::fs::symlink(&relocated, requested)
+        .map_err(io(format!("cannot link {} to {}", requested.display(), relocated.display())))?;
+    tracing::warn!(
+        requested = %requested.display(),
+        cluster = %relocated.display(),
+        "the PostgreSQL user cannot reach the data directory; the cluster lives in {} instead",
+        relocated.display()
+    );
+    Ok(relocated)
 }
 
 /// Every ancestor must be searchable by the PostgreSQL user, or it cannot open its data.
@@ -317,7 +366,11 @@ fn ensure_owned_by(root: &Path, ids: UserIds) -> Result<(), EmbeddedError> {
         }
         Ok(())
     }
-    chown_tree(&pgdata, ids).map_err(io(format!("cannot give {} to uid {}", pgdata.display(), ids.uid)))
+    chown_tree(&pgdata, ids).map_err(io(format!(
+        "cannot give {} to uid {}",
+        pgdata.display(),
+        ids.uid
+    )))
 }
 
 /// Runs initdb into a scratch directory and renames it into place, so that an interrupted
@@ -337,12 +390,22 @@ fn init_cluster(
         fs::remove_dir(pgdata).map_err(io(format!("cannot remove {}", pgdata.display())))?;
     }
     let log_path = root.join("initdb.log");
-    let log = fs::File::create(&log_path).map_err(io(format!("cannot create {}", log_path.display())))?;
-    let log_err = log.try_clone().map_err(io("cannot duplicate a file handle"))?;
+    let log =
+        fs::File::create(&log_path).map_err(io(format!("cannot create {}", log_path.display())))?;
+    let log_err = log
+        .try_clone()
+        .map_err(io("cannot duplicate a file handle"))?;
     let mut cmd = Command::new(bins.initdb());
     cmd.arg("--pgdata")
         .arg(&scratch)
-        .args(["--username", SUPERUSER, "--auth", "trust", "--encoding", "UTF8"])
+        .args([
+            "--username",
+            SUPERUSER,
+            "--auth",
+            "trust",
+            "--encoding",
+            "UTF8",
+        ])
         .args(["--locale", "C"])
         .current_dir(root)
         .stdin(Stdio::null())
@@ -365,7 +428,10 @@ fn init_cluster(
             tail: tail(&log_path),
         });
     }
-    fs::rename(&scratch, pgdata).map_err(io(format!("cannot move the new cluster to {}", pgdata.display())))
+    fs::rename(&scratch, pgdata).map_err(io(format!(
+        "cannot move the new cluster to {}",
+        pgdata.display()
+    )))
 }
 
 /// Deals with what a previous run may have left: a server still running on this cluster
@@ -385,7 +451,10 @@ fn clear_leftovers(pgdata: &Path, socket_dir: &Path) -> Result<(), EmbeddedError
                 pid: parent,
             });
         }
-        tracing::warn!(pid, "stopping a PostgreSQL left running by a previous Solobase");
+        tracing::warn!(
+            pid,
+            "stopping a PostgreSQL left running by a previous Solobase"
+        );
         wait_gone(pid, Duration::from_secs(2))
             .or_else(|_| {
                 let _ = sys::signal(pid, Shutdown::Fast);
@@ -467,7 +536,9 @@ fn spawn_server(
         .append(true)
         .open(log_path)
         .map_err(io(format!("cannot open {}", log_path.display())))?;
-    let log_err = log.try_clone().map_err(io("cannot duplicate a file handle"))?;
+    let log_err = log
+        .try_clone()
+        .map_err(io("cannot duplicate a file handle"))?;
     let mut cmd = Command::new(bins.postgres());
     cmd.arg("-D")
         .arg(pgdata)
@@ -481,7 +552,11 @@ fn spawn_server(
         .stdout(log)
         .stderr(log_err);
     if opts.ephemeral {
-        for setting in ["fsync=off", "synchronous_commit=off", "full_page_writes=off"] {
+        for setting in [
+            "fsync=off",
+            "synchronous_commit=off",
+            "full_page_writes=off",
+        ] {
             cmd.args(["-c", setting]);
         }
     }

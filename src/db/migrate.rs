@@ -80,7 +80,9 @@ async fn migrate_locked(client: &mut deadpool_postgres::Object) -> Result<Vec<i3
 }
 
 /// The newest applied host migration, or `None` before the first run.
-pub async fn applied_version(client: &tokio_postgres::Client) -> Result<Option<i32>, tokio_postgres::Error> {
+pub async fn applied_version(
+    client: &tokio_postgres::Client,
+) -> Result<Option<i32>, tokio_postgres::Error> {
     let exists: bool = client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
         .await?

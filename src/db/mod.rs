@@ -70,8 +70,9 @@ impl Database {
         let connect_timeout = Duration::from_secs(db.connect_timeout_secs.max(1));
         let (pg_config, embedded) = match &db.url {
             Some(url) => {
-                let mut pg: tokio_postgres::Config =
-                    url.parse().map_err(|e: tokio_postgres::Error| DbError::BadUrl(e.to_string()))?;
+                let mut pg: tokio_postgres::Config = url
+                    .parse()
+                    .map_err(|e: tokio_postgres::Error| DbError::BadUrl(e.to_string()))?;
                 pg.connect_timeout(connect_timeout);
                 if pg.get_application_name().is_none() {
                     pg.application_name("solobase");
@@ -89,12 +90,18 @@ impl Database {
                 let socket_dir = embedded::socket_dir(&opts.root);
                 match start_embedded(opts).await {
                     Ok(server) => {
-                        ensure_database(&server.connect_config("postgres"), EMBEDDED_DATABASE).await?;
+                        ensure_database(&server.connect_config("postgres"), EMBEDDED_DATABASE)
+                            .await?;
                         (server.connect_config(EMBEDDED_DATABASE), Some(server))
                     }
-                    Err(DbError::Embedded(EmbeddedError::InUse { pid, .. })) if mode == Mode::Share => {
+                    Err(DbError::Embedded(EmbeddedError::InUse { pid, .. }))
+                        if mode == Mode::Share =>
+                    {
                         tracing::info!(pid, "using the embedded cluster of the running server");
-                        (embedded::connect_config(&socket_dir, EMBEDDED_DATABASE), None)
+                        (
+                            embedded::connect_config(&socket_dir, EMBEDDED_DATABASE),
+                            None,
+                        )
                     }
                     Err(e) => return Err(e),
                 }
@@ -144,7 +151,11 @@ impl Database {
             target: self.target.clone(),
             cause,
         };
-        let client = self.pool.get().await.map_err(|e| unreachable(pool_error_cause(&e)))?;
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| unreachable(pool_error_cause(&e)))?;
         client
             .simple_query("SELECT 1")
             .await
@@ -164,12 +175,18 @@ impl Database {
     /// Closes the pool and stops the embedded server, if any.
     pub async fn close(&self) {
         self.pool.close();
-        let server = self.embedded.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let server = self
+            .embedded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(mut server) = server {
             let result = tokio::task::spawn_blocking(move || server.stop()).await;
             match result {
                 Ok(Ok(())) => tracing::info!("embedded PostgreSQL stopped"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "embedded PostgreSQL did not stop cleanly"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "embedded PostgreSQL did not stop cleanly")
+                }
                 Err(e) => tracing::warn!(error = %e, "embedded PostgreSQL stop task failed"),
             }
         }
@@ -185,6 +202,7 @@ pub async fn start_embedded(opts: EmbeddedOptions) -> Result<EmbeddedPostgres, D
 }
 
 /// Creates `dbname` unless it exists, connecting with `admin` (a superuser's settings).
+#[allow(clippy::disallowed_methods)] // this module is the one place allowed to connect
 pub async fn ensure_database(admin: &tokio_postgres::Config, dbname: &str) -> Result<(), DbError> {
     let setup = |e: tokio_postgres::Error| DbError::EmbeddedSetup(e.to_string());
     let (client, connection) = admin.connect(NoTls).await.map_err(setup)?;
@@ -196,7 +214,10 @@ pub async fn ensure_database(admin: &tokio_postgres::Config, dbname: &str) -> Re
         .is_some();
     if !exists {
         let quoted = format!("\"{}\"", dbname.replace('"', "\"\""));
-        match client.batch_execute(&format!("CREATE DATABASE {quoted}")).await {
+        match client
+            .batch_execute(&format!("CREATE DATABASE {quoted}"))
+            .await
+        {
             Ok(()) => {}
             // Another instance created it in the meantime.
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
@@ -220,7 +241,10 @@ fn describe_target(config: &tokio_postgres::Config) -> String {
         .collect::<Vec<_>>()
         .join(",");
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    let db = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
     format!("{host}:{port}/{db}")
 }
 

@@ -55,14 +55,15 @@ pub async fn signup(
     }
     let Credentials { email, password } = body.into_inner();
     let email = Email::parse(&email).map_err(ApiError::invalid)?;
-    let password =
-        Password::parse(password, state.config.auth.min_password_length).map_err(ApiError::invalid)?;
+    let password = Password::parse(password, state.config.auth.min_password_length)
+        .map_err(ApiError::invalid)?;
     let (user, event) = users::create(&state.pool, &email, &password, Role::User)
         .await
         .map_err(|e| match e {
-            CreateUserError::EmailTaken(_) => {
-                ApiError::new(ErrorCode::EmailTaken, "this email is already registered; log in instead")
-            }
+            CreateUserError::EmailTaken(_) => ApiError::new(
+                ErrorCode::EmailTaken,
+                "this email is already registered; log in instead",
+            ),
             other => ApiError::internal(other),
         })?;
     state.events.publish(event);

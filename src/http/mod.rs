@@ -63,5 +63,8 @@ pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
 }
 
 async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route"))
+    Err(ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this route",
+    ))
 }

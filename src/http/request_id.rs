@@ -4,11 +4,11 @@
 
 use std::time::Instant;
 
+use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::HttpMessage;
 use tracing::Instrument;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -20,7 +20,9 @@ pub struct RequestId(pub String);
 fn incoming(req: &ServiceRequest) -> Option<String> {
     let value = req.headers().get(&HEADER)?.to_str().ok()?;
     let sane = (1..=64).contains(&value.len())
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     sane.then(|| value.to_owned())
 }
 

@@ -94,7 +94,9 @@ fn may_modify(user: &CurrentUser, owner: Option<Uuid>) -> Result<(), ApiError> {
     if user.0.is_admin() || owner == Some(user.0.id) {
         Ok(())
     } else {
-        Err(ApiError::forbidden("only the uploader or an admin may change this object"))
+        Err(ApiError::forbidden(
+            "only the uploader or an admin may change this object",
+        ))
     }
 }
 
@@ -125,7 +127,9 @@ pub async fn upload(
 
     // Stream the body to a scratch file, counting bytes against the limit.
     let mut scratch = state.storage.scratch().map_err(ApiError::internal)?;
-    let mut file = scratch.take_file().ok_or_else(|| ApiError::internal("scratch file taken"))?;
+    let mut file = scratch
+        .take_file()
+        .ok_or_else(|| ApiError::internal("scratch file taken"))?;
     let mut size: u64 = 0;
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::invalid(format!("upload interrupted: {e}")))?;
@@ -142,7 +146,10 @@ pub async fn upload(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    let dest = state.storage.locate(&bucket, &path, true).map_err(storage_error)?;
+    let dest = state
+        .storage
+        .locate(&bucket, &path, true)
+        .map_err(storage_error)?;
 
     let tx = client.transaction().await?;
     let row = tx
@@ -152,7 +159,13 @@ pub async fn upload(
              ON CONFLICT (bucket, path) DO UPDATE SET size = EXCLUDED.size, \
                content_type = EXCLUDED.content_type, updated_at = now() \
              RETURNING owner_id, updated_at",
-            &[&bucket.as_str(), &path_str, &(size as i64), &media_type, &user.0.id],
+            &[
+                &bucket.as_str(),
+                &path_str,
+                &(size as i64),
+                &media_type,
+                &user.0.id,
+            ],
         )
         .await?;
     let info = ObjectInfo {
@@ -175,7 +188,11 @@ pub async fn upload(
     scratch.persist(&dest).map_err(ApiError::internal)?;
     tx.commit().await?;
     state.events.publish(event);
-    let status = if existed.is_some() { HttpResponse::Ok() } else { HttpResponse::Created() };
+    let status = if existed.is_some() {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::Created()
+    };
     Ok(with_status(status, &info))
 }
 
@@ -200,7 +217,10 @@ pub async fn download(
         .ok_or_else(|| ApiError::not_found("no such object"))?;
     drop(client);
     let media_type: String = row.get(0);
-    let (file, location) = state.storage.open_read(&bucket, &path).map_err(storage_error)?;
+    let (file, location) = state
+        .storage
+        .open_read(&bucket, &path)
+        .map_err(storage_error)?;
     let named = actix_files::NamedFile::from_file(file, location)
         .map_err(ApiError::internal)?
         .disable_content_disposition();
@@ -210,7 +230,10 @@ pub async fn download(
         headers.insert(header::CONTENT_TYPE, value);
     }
     // Uploaded content is untrusted: never let a browser run it as part of this origin.
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("sandbox; default-src 'none'"),
@@ -246,7 +269,10 @@ pub async fn delete(
         serde_json::json!({"bucket": bucket.as_str(), "path": path_str, "user_id": user.0.id}),
     );
     events::record(&tx, &event).await?;
-    state.storage.remove(&bucket, &path).map_err(storage_error)?;
+    state
+        .storage
+        .remove(&bucket, &path)
+        .map_err(storage_error)?;
     tx.commit().await?;
     state.events.publish(event);
     Ok(HttpResponse::NoContent().finish())

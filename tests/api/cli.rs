@@ -1,0 +1,369 @@
+//! The binary as a user runs it: start-up errors, the embedded cluster across restarts and
+//! SIGKILL, graceful shutdown with a request in flight.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::helpers::TempDir;
+
+/// The binary with a clean environment, run from an empty directory.
+fn solobase(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_solobase"));
+    cmd.current_dir(cwd)
+        .env("SOLOBASE_LOG_FORMAT", "json")
+        .env("SOLOBASE_LOG", "info");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SOLOBASE_") || key == "DATABASE_URL" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("SOLOBASE_LOG_FORMAT", "json");
+    cmd
+}
+
+/// Runs to completion with a time limit.
+fn run(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("command did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn an_unknown_config_key_names_the_key_and_the_file() {
+    let dir = TempDir::new();
+    let file = dir.0.join("bad.toml");
+    std::fs::write(&file, "[server]\nbind = \"127.0.0.1:0\"\nbnd = 1\n").unwrap();
+    let mut cmd = solobase(&dir.0);
+    cmd.arg("--config").arg(&file).arg("serve");
+    let out = run(cmd, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bnd") && err.contains(&file.display().to_string()) && err.contains("line 3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_validate_reports_good_and_bad_configuration() {
+    let dir = TempDir::new();
+    let mut cmd = solobase(&dir.0);
+    cmd.args(["config", "validate"]);
+    let out = run(cmd, Duration::from_secs(10));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut cmd = solobase(&dir.0);
+    cmd.args(["config", "validate"])
+        .env("SOLOBASE_BIND", "not-an-address");
+    let out = run(cmd, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("SOLOBASE_BIND"), "{}", stderr(&out));
+    let mut cmd = solobase(&dir.0);
+    cmd.args([
+        "--config",
+        "/nonexistent/solobase.toml",
+        "config",
+        "validate",
+    ]);
+    let out = run(cmd, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("/nonexistent/solobase.toml"));
+}
+
+#[test]
+fn missing_postgres_binaries_name_the_package_and_the_alternative() {
+    let dir = TempDir::new();
+    let empty = dir.0.join("empty-bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut cmd = solobase(&dir.0);
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.0.join("data"));
+    cmd.env("SOLOBASE_PG_BIN_DIR", &empty);
+    let out = run(cmd, Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not found") && err.contains("DATABASE_URL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unreachable_database_url_fails_fast_without_leaking_the_password() {
+    let dir = TempDir::new();
+    let mut cmd = solobase(&dir.0);
+    cmd.args(["serve", "--bind", "127.0.0.1:0"]);
+    cmd.env("DATABASE_URL", "postgres://app:hunter2@127.0.0.1:1/appdb");
+    let out = run(cmd, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot connect to PostgreSQL at 127.0.0.1:1/appdb"),
+        "{err}"
+    );
+    assert!(err.contains("DATABASE_URL"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+
+    let mut cmd = solobase(&dir.0);
+    cmd.args(["serve"]).env("DATABASE_URL", "postgres://[bad");
+    let out = run(cmd, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a valid PostgreSQL URL"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A server process started on `data`, with its port read from its log.
+struct Server {
+    child: Child,
+    port: u16,
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(cwd: &Path, data: &Path) -> Self {
+        let mut child = solobase(cwd)
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            let v = serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default();
+            if v["message"] == "listening" {
+                let port = v["port"].as_u64().expect("port") as u16;
+                return Self {
+                    child,
+                    port,
+                    log: rx,
+                };
+            }
+            seen.push(line);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "the server did not log that it listens; its log:\n{}",
+            seen.join("\n")
+        );
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    fn wait(mut self, limit: Duration) -> (std::process::ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log.try_iter().collect());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+async fn ready(server: &Server) -> StatusCode {
+    reqwest::get(server.url("/readyz")).await.unwrap().status()
+}
+
+fn postmaster_pid(data: &Path) -> Option<String> {
+    std::fs::read_to_string(data.join("postgres/data/postmaster.pid")).ok()
+}
+
+#[tokio::test]
+async fn the_embedded_cluster_survives_sigkill_and_stale_pid_files() {
+    let dir = TempDir::new();
+    let data = dir.0.join("data");
+    // First run: creates the cluster.
+    let server = Server::start(&dir.0, &data);
+    assert_eq!(ready(&server).await, StatusCode::OK);
+    assert!(data.join("postgres/data/PG_VERSION").exists());
+    // No TCP port: PostgreSQL listens only on its socket in the data dir.
+    let pid_file = postmaster_pid(&data).unwrap();
+    assert!(
+        pid_file.contains(&data.join("postgres/run").display().to_string()),
+        "{pid_file}"
+    );
+    assert_eq!(
+        pid_file.lines().nth(5).map(str::trim),
+        Some(""),
+        "{pid_file}"
+    );
+
+    // Killed without a chance to clean up; a new run starts cleanly on the same data.
+    server.signal("-KILL");
+    let _ = server.wait(Duration::from_secs(10));
+    let server = Server::start(&dir.0, &data);
+    assert_eq!(ready(&server).await, StatusCode::OK);
+    server.signal("-TERM");
+    let (status, _) = server.wait(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+    assert!(
+        postmaster_pid(&data).is_none(),
+        "the embedded cluster was stopped"
+    );
+
+    // A stale postmaster.pid naming a dead process.
+    let stale = "999999\n/nowhere\n0\n5432\n\n\n0 0\nready   \n";
+    std::fs::write(data.join("postgres/data/postmaster.pid"), stale).unwrap();
+    let started = Instant::now();
+    let server = Server::start(&dir.0, &data);
+    let start_time = started.elapsed();
+    assert_eq!(ready(&server).await, StatusCode::OK);
+    server.signal("-INT");
+    let (status, _) = server.wait(Duration::from_secs(30));
+    assert!(status.success());
+    assert!(
+        start_time < Duration::from_secs(10),
+        "start with an existing cluster took {start_time:?}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let dir = TempDir::new();
+    let data = dir.0.join("data");
+    let server = Server::start(&dir.0, &data);
+    // The CLI works next to a running server, through its cluster.
+    let mut cmd = solobase(&dir.0);
+    cmd.args([
+        "users",
+        "create",
+        "--email",
+        "ada@example.com",
+        "--password",
+        "password123",
+        "--data-dir",
+    ])
+    .arg(&data);
+    let out = run(cmd, Duration::from_secs(30));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let http = reqwest::Client::new();
+    let login: serde_json::Value = http
+        .post(server.url("/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": "ada@example.com", "password": "password123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_owned();
+
+    // A slow upload: five chunks, 200 ms apart.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let upload = tokio::spawn(
+        http.put(server.url("/api/v1/storage/b/slow.bin"))
+            .bearer_auth(&token)
+            .body(body)
+            .send(),
+    );
+    tx.send(Ok(vec![1; 1000])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.signal("-TERM");
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tx.send(Ok(vec![1; 1000])).await.unwrap();
+    }
+    drop(tx);
+    let res = upload
+        .await
+        .unwrap()
+        .expect("the in-flight upload completes");
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let (status, log) = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}: {log:?}");
+    assert_eq!(
+        std::fs::metadata(data.join("storage/b/slow.bin"))
+            .unwrap()
+            .len(),
+        5000
+    );
+    assert!(
+        postmaster_pid(&data).is_none(),
+        "the embedded cluster was stopped"
+    );
+}
+
+#[tokio::test]
+async fn as_root_an_unreachable_data_dir_gets_its_cluster_elsewhere() {
+    use std::os::unix::fs::PermissionsExt;
+    if !Path::new("/proc/self").metadata().is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0) {
+        eprintln!("skipped: only meaningful when the tests run as root");
+        return;
+    }
+    let dir = TempDir::new();
+    let private = dir.0.join("home");
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let data = private.join("data");
+    let server = Server::start(&dir.0, &data);
+    assert_eq!(ready(&server).await, StatusCode::OK);
+    let link = std::fs::read_link(data.join("postgres")).expect("<data_dir>/postgres is a link");
+    assert!(link.starts_with("/var/lib/solobase/clusters"), "{}", link.display());
+    // Permissions of the user's directory are left as they were.
+    let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    server.signal("-TERM");
+    let (status, _) = server.wait(Duration::from_secs(30));
+    assert!(status.success());
+    // A second start finds the same cluster through the link.
+    let server = Server::start(&dir.0, &data);
+    assert_eq!(ready(&server).await, StatusCode::OK);
+    server.signal("-TERM");
+    let _ = server.wait(Duration::from_secs(30));
+    std::fs::remove_dir_all(&link).unwrap();
+}

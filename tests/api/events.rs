@@ -1,0 +1,79 @@
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::helpers::spawn_app_with;
+
+#[tokio::test]
+async fn committed_events_reach_bus_subscribers_and_the_outbox() {
+    let app = spawn_app_with(|c| c.auth.signup_enabled = true).await;
+    let mut rx = app.events.subscribe();
+    let res = app
+        .http
+        .post(app.url("/api/v1/auth/signup"))
+        .json(&serde_json::json!({"email": "ev@example.com", "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.event_type.as_str(), "user.created");
+    assert_eq!(second.event_type.as_str(), "user.login");
+    // The live event and the durable one are the same event.
+    let row = app
+        .db()
+        .await
+        .query_one(
+            "SELECT event_id FROM solobase.outbox WHERE event_type = 'user.created'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let id: uuid::Uuid = row.get(0);
+    assert_eq!(id, first.id);
+}
+
+#[tokio::test]
+async fn a_failed_change_records_no_event() {
+    let app = spawn_app_with(|c| c.auth.signup_enabled = true).await;
+    let body = serde_json::json!({"email": "dup@example.com", "password": "password123"});
+    let url = app.url("/api/v1/auth/signup");
+    assert_eq!(
+        app.http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        app.http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CONFLICT
+    );
+    let created: i64 = app
+        .db()
+        .await
+        .query_one(
+            "SELECT count(*) FROM solobase.outbox WHERE event_type = 'user.created'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(created, 1);
+}

@@ -1,0 +1,131 @@
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{error_code, fresh_database, spawn_app, spawn_app_on};
+
+#[tokio::test]
+async fn healthz_and_readyz_answer() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["checks"]["database"], "ok");
+    assert_eq!(body["checks"]["migrations"], "ok");
+}
+
+#[tokio::test]
+async fn readyz_fails_when_the_database_goes_away() {
+    let app = spawn_app().await;
+    let admin = crate::helpers::connect("postgres").await;
+    admin
+        .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", app.db_name))
+        .await
+        .unwrap();
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "not_ready");
+    assert_ne!(body["checks"]["database"], "ok");
+    // Liveness does not depend on the database.
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_use_the_error_shape() {
+    let app = spawn_app().await;
+    let res = app.get("/no/such/route").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(res).await, "not_found");
+    let res = app
+        .http
+        .post(app.url("/api/v1/storage/b/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error_code(res).await, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = spawn_app().await;
+    let res = app.get("/healthz").await;
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 16);
+    let res = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-request-id", "client-id-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "client-id-42");
+    // An id with unsafe characters is replaced, never echoed.
+    let res = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-request-id", "a b<script>")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(res.headers()["x-request-id"], "a b<script>");
+}
+
+#[tokio::test]
+async fn host_tables_live_in_their_own_schema_and_migrate_once() {
+    let db = fresh_database().await;
+    // Two instances starting together on one empty database.
+    let (a, b) = tokio::join!(
+        spawn_app_on(db.clone(), |_| {}),
+        spawn_app_on(db.clone(), |_| {})
+    );
+    assert_eq!(a.get("/readyz").await.status(), StatusCode::OK);
+    assert_eq!(b.get("/readyz").await.status(), StatusCode::OK);
+    let client = a.db().await;
+    let history: i64 = client
+        .query_one(
+            "SELECT count(*) FROM solobase.refinery_schema_history WHERE version = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(history, 1);
+    let public: i64 = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(public, 0);
+    let host_tables: Vec<String> = client
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'solobase' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        host_tables,
+        [
+            "outbox",
+            "refinery_schema_history",
+            "sessions",
+            "storage_objects",
+            "users"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn graceful_stop_returns_ok() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    app.stop().await.expect("clean stop");
+}

@@ -1,0 +1,355 @@
+//! The test harness: one PostgreSQL cluster per test run (the embedded launcher in a temporary
+//! directory, or the server named by DATABASE_URL), a fresh database per test, and the app
+//! spawned on port 0 with a typed client.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use reqwest::{Response, StatusCode};
+use serde_json::Value;
+use solobase::config::Config;
+use solobase::db::embedded::{EmbeddedOptions, EmbeddedPostgres};
+use solobase::startup::Application;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+/// How tests reach the cluster: superuser connection settings, and how to name a database.
+struct Cluster {
+    /// Keeps the embedded server alive for the whole run; it stops when the process exits.
+    _server: Option<std::sync::Mutex<EmbeddedPostgres>>,
+    admin: tokio_postgres::Config,
+}
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = solobase::telemetry::init(&solobase::config::LogConfig {
+                level: "info,solobase=debug".into(),
+                ..Default::default()
+            });
+        }
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            let admin = url.parse().expect("DATABASE_URL parses");
+            return Cluster {
+                _server: None,
+                admin,
+            };
+        }
+        remove_stale_clusters();
+        let root = std::env::temp_dir().join(format!("solobase-test-{}", std::process::id()));
+        let server = EmbeddedPostgres::start(&EmbeddedOptions {
+            root: root.clone(),
+            bin_dir: None,
+            system_user: "postgres".into(),
+            start_timeout: Duration::from_secs(60),
+            ephemeral: true,
+        })
+        .expect("the test cluster starts");
+        let admin = server.connect_config("postgres");
+        Cluster {
+            _server: Some(std::sync::Mutex::new(server)),
+            admin,
+        }
+    })
+}
+
+/// Clusters of earlier test runs whose process is gone.
+fn remove_stale_clusters() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name
+            .strip_prefix("solobase-test-")
+            .and_then(|p| p.parse::<u32>().ok())
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Connection settings (key=value form, usable as DATABASE_URL) for database `name`.
+pub fn database_url(name: &str) -> String {
+    use tokio_postgres::config::Host;
+    let admin = &cluster().admin;
+    let host = match &admin.get_hosts()[0] {
+        Host::Tcp(h) => h.clone(),
+        Host::Unix(p) => p.display().to_string(),
+    };
+    let port = admin.get_ports().first().copied().unwrap_or(5432);
+    let user = admin.get_user().unwrap_or("postgres");
+    let mut url = format!("host={host} port={port} user={user} dbname={name}");
+    if let Some(pw) = admin.get_password() {
+        url.push_str(&format!(" password={}", String::from_utf8_lossy(pw)));
+    }
+    url
+}
+
+/// A new empty database for one test.
+pub async fn fresh_database() -> String {
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let (client, conn) = cluster()
+        .admin
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    name
+}
+
+/// A client on a test database, as the superuser.
+pub async fn connect(db: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&database_url(db), tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(conn);
+    client
+}
+
+/// A temporary directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path =
+            std::env::temp_dir().join(format!("solobase-t-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running app on its own database, stopped when dropped.
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub db_name: String,
+    pub data_dir: TempDir,
+    pub http: reqwest::Client,
+    pub events: solobase::events::EventBus,
+    shutdown: Option<oneshot::Sender<()>>,
+    finished: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A config for a test: port 0, one worker, the given database, a temporary data dir.
+pub fn test_config(db_name: &str, data_dir: &Path) -> Config {
+    let mut config = Config {
+        data_dir: data_dir.to_owned(),
+        ..Config::default()
+    };
+    config.server.bind = "127.0.0.1:0".parse().expect("address");
+    config.server.workers = 1;
+    config.database.url = Some(database_url(db_name));
+    config.database.pool_size = 4;
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
+    let db_name = fresh_database().await;
+    spawn_app_on(db_name, customise).await
+}
+
+/// Spawns an app on an existing database.
+pub async fn spawn_app_on(db_name: String, customise: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = TempDir::new();
+    let mut config = test_config(&db_name, &data_dir.0);
+    customise(&mut config);
+    let app = Application::build(config).await.expect("the app builds");
+    let port = app.port();
+    let events = app.state().events.clone();
+    let (tx, rx) = oneshot::channel();
+    let finished = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        db_name,
+        data_dir,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        events,
+        shutdown: Some(tx),
+        finished: Some(finished),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.http.get(self.url(path)).send().await.expect("request")
+    }
+
+    pub async fn db(&self) -> tokio_postgres::Client {
+        connect(&self.db_name).await
+    }
+
+    /// Creates a user directly (as the CLI would) and returns its email.
+    pub async fn create_user(&self, email: &str, password: &str, admin: bool) {
+        let config = test_config(&self.db_name, &self.data_dir.0);
+        let db = solobase::db::Database::connect(&config, solobase::db::Mode::Share)
+            .await
+            .expect("db");
+        let role = if admin {
+            solobase::auth::Role::Admin
+        } else {
+            solobase::auth::Role::User
+        };
+        solobase::auth::users::create(
+            db.pool(),
+            &solobase::auth::Email::parse(email).expect("email"),
+            &solobase::auth::Password::parse(password.into(), 1).expect("password"),
+            role,
+        )
+        .await
+        .expect("create user");
+        db.close().await;
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.http
+            .post(self.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates a user and returns a token for it.
+    pub async fn user_token(&self, email: &str, admin: bool) -> String {
+        self.create_user(email, "password123", admin).await;
+        let res = self.login(email, "password123").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.expect("json");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn me(&self, token: &str) -> Response {
+        self.http
+            .get(self.url("/api/v1/auth/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn put_object(
+        &self,
+        token: &str,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        content_type: &str,
+    ) -> Response {
+        self.http
+            .put(self.url(&format!("/api/v1/storage/{path}")))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_object(&self, token: &str, path: &str) -> Response {
+        self.http
+            .get(self.url(&format!("/api/v1/storage/{path}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn delete_object(&self, token: &str, path: &str) -> Response {
+        self.http
+            .delete(self.url(&format!("/api/v1/storage/{path}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Sends a request exactly as written (no client-side path normalisation) and returns the
+    /// status and body.
+    pub async fn raw(&self, request_line: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect");
+        let mut text = format!("{request_line}\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            text.push_str(&format!("{k}: {v}\r\n"));
+        }
+        text.push_str("\r\n");
+        stream.write_all(text.as_bytes()).await.expect("write");
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).await.expect("read");
+        let out = String::from_utf8_lossy(&out).into_owned();
+        let status = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// Stops the server gracefully and returns how run_until_stopped ended.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.finished.take() {
+            Some(handle) => handle.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Asserts the common error shape and returns the code.
+pub async fn error_code(res: Response) -> String {
+    let body: Value = res.json().await.expect("error body is JSON");
+    let code = body["error"]["code"]
+        .as_str()
+        .expect("error.code is a string")
+        .to_owned();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    code
+}

@@ -1,0 +1,14 @@
+//! Integration tests: one binary, a module per feature. Every test gets its own database on a
+//! real PostgreSQL (see `helpers`) and talks to the server through a real socket.
+//! Set TEST_LOG=1 to see the servers' logs.
+
+#![allow(clippy::unwrap_used)]
+// Tests connect directly to inspect what the server wrote.
+#![allow(clippy::disallowed_methods)]
+
+mod auth;
+mod cli;
+mod events;
+mod health;
+mod helpers;
+mod storage;

@@ -313,8 +313,11 @@ fn resolve_root(requested: &Path, owner: Option<UserIds>) -> Result<PathBuf, Emb
     if let Some(parent) = requested.parent() {
         fs::create_dir_all(parent).map_err(io(format!("cannot create {}", parent.display())))?;
     }
-    std::os::unix::fs::symlink(&relocated, requested)
-        .map_err(io(format!("cannot link {} to {}", requested.display(), relocated.display())))?;
+    std::os::unix::fs::symlink(&relocated, requested).map_err(io(format!(
+        "cannot link {} to {}",
+        requested.display(),
+        relocated.display()
+    )))?;
     tracing::warn!(
         requested = %requested.display(),
         cluster = %relocated.display(),

@@ -341,7 +341,10 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
 #[tokio::test]
 async fn as_root_an_unreachable_data_dir_gets_its_cluster_elsewhere() {
     use std::os::unix::fs::PermissionsExt;
-    if !Path::new("/proc/self").metadata().is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0) {
+    if !Path::new("/proc/self")
+        .metadata()
+        .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+    {
         eprintln!("skipped: only meaningful when the tests run as root");
         return;
     }
@@ -353,7 +356,11 @@ async fn as_root_an_unreachable_data_dir_gets_its_cluster_elsewhere() {
     let server = Server::start(&dir.0, &data);
     assert_eq!(ready(&server).await, StatusCode::OK);
     let link = std::fs::read_link(data.join("postgres")).expect("<data_dir>/postgres is a link");
-    assert!(link.starts_with("/var/lib/solobase/clusters"), "{}", link.display());
+    assert!(
+        link.starts_with("/var/lib/solobase/clusters"),
+        "{}",
+        link.display()
+    );
     // Permissions of the user's directory are left as they were.
     let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);

@@ -52,6 +52,7 @@ fn storage_error(e: StorageError) -> ApiError {
         StorageError::Symlink => {
             ApiError::forbidden("the path leads outside the storage area; it cannot be used")
         }
+        StorageError::Path(e) => ApiError::invalid(e.to_string()),
         StorageError::Io(e) => ApiError::internal(e),
     }
 }

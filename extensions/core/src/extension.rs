@@ -1,0 +1,513 @@
+//! The [`Extension`] trait, its object-safe twin [`ErasedExtension`] that the host works
+//! with, and [`Registration`], the entry the host's generated table holds for each
+//! compiled-in extension.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ExtensionError, Result};
+use crate::event::Event;
+use crate::hooks::{DownloadInfo, Flow, HookSet, LoginInfo, SignupInfo, UploadInfo};
+use crate::http::{Identity, RequestHead, Response, ResponseHead};
+use crate::routes::{RouteDef, Routes};
+use crate::services::{BoxFuture, ConfigHandle, Health, InitContext};
+
+/// One versioned database migration: `up` applies it, `down` reverts it exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    /// The version, starting at 1, without gaps.
+    pub version: u32,
+    /// A short snake_case name, e.g. `create_items`.
+    pub name: &'static str,
+    /// SQL that applies the migration, run in the extension's schema.
+    pub up: &'static str,
+    /// SQL that reverts it.
+    pub down: &'static str,
+}
+
+/// A middleware an extension registers: its hooks run, ordered by priority then extension
+/// name, for requests whose path starts with one of `paths` (all requests when empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MiddlewareSpec {
+    /// Identifies the middleware within its extension; passed back to the trait methods.
+    pub id: String,
+    /// Lower runs first on the way in (and last on the way out).
+    pub priority: i32,
+    /// Path prefixes, e.g. `/api/` or `/ext/notes/`; empty means every path.
+    pub paths: Vec<String>,
+}
+
+impl MiddlewareSpec {
+    /// A middleware `id` with `priority` for every path.
+    pub fn new(id: &str, priority: i32) -> Self {
+        Self {
+            id: id.to_owned(),
+            priority,
+            paths: Vec::new(),
+        }
+    }
+
+    /// Restricts it to paths starting with `prefix` (may be called several times).
+    pub fn path(mut self, prefix: &str) -> Self {
+        self.paths.push(prefix.to_owned());
+        self
+    }
+
+    /// Whether it applies to `path`.
+    pub fn applies_to(&self, path: &str) -> bool {
+        self.paths.is_empty() || self.paths.iter().any(|p| path.starts_with(p.as_str()))
+    }
+}
+
+/// An extension: Rust code compiled into Solobase that behaves like a plugin at run time.
+///
+/// Only [`Extension::initialize`] is required; every other method has a no-op default, so a
+/// minimal extension is a few lines. Hook methods are called only for the hook points the
+/// extension lists in [`Extension::hooks`].
+pub trait Extension: Send + Sync + Sized + 'static {
+    /// The extension's configuration (`config/extensions/<name>.toml`). Its JSON Schema is
+    /// derived and checked by the host; `()` when there is none.
+    type Config: DeserializeOwned + JsonSchema + Default + Send + Sync + 'static;
+
+    /// Builds the extension from its services and configuration. Runs once, in dependency
+    /// order, before [`Extension::start`].
+    fn initialize(ctx: InitContext<Self::Config>) -> impl Future<Output = Result<Self>> + Send;
+
+    /// Starts background work. Runs after every extension is initialized.
+    fn start(&self) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Stops background work; runs on shutdown, in reverse dependency order.
+    fn stop(&self) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Reports health; called periodically with a time limit.
+    fn health(&self) -> impl Future<Output = Health> + Send {
+        async { Health::healthy() }
+    }
+
+    /// Registers routes (mounted under `/ext/<name>/`).
+    fn routes(&self, routes: &mut Routes<Self>) {
+        let _ = routes;
+    }
+
+    /// Registers middleware.
+    fn middleware(&self) -> Vec<MiddlewareSpec> {
+        Vec::new()
+    }
+
+    /// A middleware's inbound half: may change the request or answer it.
+    fn middleware_request(
+        &self,
+        id: &str,
+        req: &mut RequestHead,
+    ) -> impl Future<Output = Flow> + Send {
+        let _ = (id, req);
+        async { Flow::Continue }
+    }
+
+    /// A middleware's outbound half: may change status and headers.
+    fn middleware_response(
+        &self,
+        id: &str,
+        req: &RequestHead,
+        res: &mut ResponseHead,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (id, req, res);
+        async {}
+    }
+
+    /// The hooks this extension wants, with priorities.
+    fn hooks(&self) -> HookSet {
+        HookSet::new()
+    }
+
+    /// `pre_request`: may change the request head or answer.
+    fn pre_request(&self, req: &mut RequestHead) -> impl Future<Output = Flow> + Send {
+        let _ = req;
+        async { Flow::Continue }
+    }
+
+    /// `authentication`: the caller, when this extension recognises its credentials.
+    fn authenticate(
+        &self,
+        req: &RequestHead,
+    ) -> impl Future<Output = Result<Option<Identity>>> + Send {
+        let _ = req;
+        async { Ok(None) }
+    }
+
+    /// `authorization`: may deny the (possibly anonymous) caller.
+    fn authorize(&self, req: &RequestHead) -> impl Future<Output = Flow> + Send {
+        let _ = req;
+        async { Flow::Continue }
+    }
+
+    /// `error`: the handler failed; may replace the response.
+    fn on_error(
+        &self,
+        req: &RequestHead,
+        res: &ResponseHead,
+    ) -> impl Future<Output = Option<Response>> + Send {
+        let _ = (req, res);
+        async { None }
+    }
+
+    /// `post_request`: observes the request and the response status.
+    fn post_request(
+        &self,
+        req: &RequestHead,
+        res: &ResponseHead,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (req, res);
+        async {}
+    }
+
+    /// `pre_response`: may change the response status and headers.
+    fn pre_response(
+        &self,
+        req: &RequestHead,
+        res: &mut ResponseHead,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (req, res);
+        async {}
+    }
+
+    /// `post_response`: observes, after the response was handed to the server.
+    fn post_response(
+        &self,
+        req: &RequestHead,
+        res: &ResponseHead,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (req, res);
+        async {}
+    }
+
+    /// `user.signup`: may refuse an account about to be created.
+    fn user_signup(&self, info: &SignupInfo) -> impl Future<Output = Flow> + Send {
+        let _ = info;
+        async { Flow::Continue }
+    }
+
+    /// `user.login`: may refuse a login whose password matched.
+    fn user_login(&self, info: &LoginInfo) -> impl Future<Output = Flow> + Send {
+        let _ = info;
+        async { Flow::Continue }
+    }
+
+    /// `storage.before_upload`: may refuse an upload (e.g. 507 when over a quota).
+    fn storage_before_upload(&self, info: &UploadInfo) -> impl Future<Output = Flow> + Send {
+        let _ = info;
+        async { Flow::Continue }
+    }
+
+    /// `storage.after_upload`: a file was stored.
+    fn storage_after_upload(&self, info: &UploadInfo) -> impl Future<Output = ()> + Send {
+        let _ = info;
+        async {}
+    }
+
+    /// `storage.before_download`: may refuse a download.
+    fn storage_before_download(&self, info: &DownloadInfo) -> impl Future<Output = Flow> + Send {
+        let _ = info;
+        async { Flow::Continue }
+    }
+
+    /// `storage.after_download`: a file was sent.
+    fn storage_after_download(&self, info: &DownloadInfo) -> impl Future<Output = ()> + Send {
+        let _ = info;
+        async {}
+    }
+
+    /// A committed event matching one of [`HookSet::events`].
+    fn on_event(&self, event: &Event) -> impl Future<Output = ()> + Send {
+        let _ = event;
+        async {}
+    }
+
+    /// Database migrations, oldest first (see [`Migration`]).
+    fn migrations() -> Vec<Migration> {
+        Vec::new()
+    }
+
+    /// Permissions the code needs to work; each must also be requested in the manifest.
+    fn required_permissions() -> Vec<&'static str> {
+        Vec::new()
+    }
+}
+
+/// The object-safe twin of [`Extension`]: what the host holds for every extension.
+/// Implemented for every `Extension`; extension authors never implement it.
+#[allow(missing_docs)]
+pub trait ErasedExtension: Send + Sync {
+    fn start(&self) -> BoxFuture<'_, Result<()>>;
+    fn stop(&self) -> BoxFuture<'_, Result<()>>;
+    fn health(&self) -> BoxFuture<'_, Health>;
+    fn routes(self: Arc<Self>) -> Vec<RouteDef>;
+    fn middleware(&self) -> Vec<MiddlewareSpec>;
+    fn middleware_request<'a>(
+        &'a self,
+        id: &'a str,
+        req: &'a mut RequestHead,
+    ) -> BoxFuture<'a, Flow>;
+    fn middleware_response<'a>(
+        &'a self,
+        id: &'a str,
+        req: &'a RequestHead,
+        res: &'a mut ResponseHead,
+    ) -> BoxFuture<'a, ()>;
+    fn hooks(&self) -> HookSet;
+    fn pre_request<'a>(&'a self, req: &'a mut RequestHead) -> BoxFuture<'a, Flow>;
+    fn authenticate<'a>(&'a self, req: &'a RequestHead) -> BoxFuture<'a, Result<Option<Identity>>>;
+    fn authorize<'a>(&'a self, req: &'a RequestHead) -> BoxFuture<'a, Flow>;
+    fn on_error<'a>(
+        &'a self,
+        req: &'a RequestHead,
+        res: &'a ResponseHead,
+    ) -> BoxFuture<'a, Option<Response>>;
+    fn post_request<'a>(&'a self, req: &'a RequestHead, res: &'a ResponseHead)
+    -> BoxFuture<'a, ()>;
+    fn pre_response<'a>(
+        &'a self,
+        req: &'a RequestHead,
+        res: &'a mut ResponseHead,
+    ) -> BoxFuture<'a, ()>;
+    fn post_response<'a>(
+        &'a self,
+        req: &'a RequestHead,
+        res: &'a ResponseHead,
+    ) -> BoxFuture<'a, ()>;
+    fn user_signup<'a>(&'a self, info: &'a SignupInfo) -> BoxFuture<'a, Flow>;
+    fn user_login<'a>(&'a self, info: &'a LoginInfo) -> BoxFuture<'a, Flow>;
+    fn storage_before_upload<'a>(&'a self, info: &'a UploadInfo) -> BoxFuture<'a, Flow>;
+    fn storage_after_upload<'a>(&'a self, info: &'a UploadInfo) -> BoxFuture<'a, ()>;
+    fn storage_before_download<'a>(&'a self, info: &'a DownloadInfo) -> BoxFuture<'a, Flow>;
+    fn storage_after_download<'a>(&'a self, info: &'a DownloadInfo) -> BoxFuture<'a, ()>;
+    fn on_event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()>;
+}
+
+impl<E: Extension> ErasedExtension for E {
+    fn start(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(Extension::start(self))
+    }
+    fn stop(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(Extension::stop(self))
+    }
+    fn health(&self) -> BoxFuture<'_, Health> {
+        Box::pin(Extension::health(self))
+    }
+    fn routes(self: Arc<Self>) -> Vec<RouteDef> {
+        let mut routes = Routes::new(self.clone());
+        Extension::routes(&*self, &mut routes);
+        routes.into_defs()
+    }
+    fn middleware(&self) -> Vec<MiddlewareSpec> {
+        Extension::middleware(self)
+    }
+    fn middleware_request<'a>(
+        &'a self,
+        id: &'a str,
+        req: &'a mut RequestHead,
+    ) -> BoxFuture<'a, Flow> {
+        Box::pin(Extension::middleware_request(self, id, req))
+    }
+    fn middleware_response<'a>(
+        &'a self,
+        id: &'a str,
+        req: &'a RequestHead,
+        res: &'a mut ResponseHead,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(Extension::middleware_response(self, id, req, res))
+    }
+    fn hooks(&self) -> HookSet {
+        Extension::hooks(self)
+    }
+    fn pre_request<'a>(&'a self, req: &'a mut RequestHead) -> BoxFuture<'a, Flow> {
+        Box::pin(Extension::pre_request(self, req))
+    }
+    fn authenticate<'a>(&'a self, req: &'a RequestHead) -> BoxFuture<'a, Result<Option<Identity>>> {
+        Box::pin(Extension::authenticate(self, req))
+    }
+    fn authorize<'a>(&'a self, req: &'a RequestHead) -> BoxFuture<'a, Flow> {
+        Box::pin(Extension::authorize(self, req))
+    }
+    fn on_error<'a>(
+        &'a self,
+        req: &'a RequestHead,
+        res: &'a ResponseHead,
+    ) -> BoxFuture<'a, Option<Response>> {
+        Box::pin(Extension::on_error(self, req, res))
+    }
+    fn post_request<'a>(
+        &'a self,
+        req: &'a RequestHead,
+        res: &'a ResponseHead,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(Extension::post_request(self, req, res))
+    }
+    fn pre_response<'a>(
+        &'a self,
+        req: &'a RequestHead,
+        res: &'a mut ResponseHead,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(Extension::pre_response(self, req, res))
+    }
+    fn post_response<'a>(
+        &'a self,
+        req: &'a RequestHead,
+        res: &'a ResponseHead,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(Extension::post_response(self, req, res))
+    }
+    fn user_signup<'a>(&'a self, info: &'a SignupInfo) -> BoxFuture<'a, Flow> {
+        Box::pin(Extension::user_signup(self, info))
+    }
+    fn user_login<'a>(&'a self, info: &'a LoginInfo) -> BoxFuture<'a, Flow> {
+        Box::pin(Extension::user_login(self, info))
+    }
+    fn storage_before_upload<'a>(&'a self, info: &'a UploadInfo) -> BoxFuture<'a, Flow> {
+        Box::pin(Extension::storage_before_upload(self, info))
+    }
+    fn storage_after_upload<'a>(&'a self, info: &'a UploadInfo) -> BoxFuture<'a, ()> {
+        Box::pin(Extension::storage_after_upload(self, info))
+    }
+    fn storage_before_download<'a>(&'a self, info: &'a DownloadInfo) -> BoxFuture<'a, Flow> {
+        Box::pin(Extension::storage_before_download(self, info))
+    }
+    fn storage_after_download<'a>(&'a self, info: &'a DownloadInfo) -> BoxFuture<'a, ()> {
+        Box::pin(Extension::storage_after_download(self, info))
+    }
+    fn on_event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()> {
+        Box::pin(Extension::on_event(self, event))
+    }
+}
+
+/// Replaces the running configuration from JSON; fails (changing nothing) when the JSON does
+/// not fit the extension's `Config` type.
+pub type ConfigUpdater = Box<dyn Fn(&serde_json::Value) -> Result<()> + Send + Sync>;
+
+/// What [`Registration::initialize`] gets: the services, with the configuration still as JSON.
+pub type RawInit = InitContext<serde_json::Value>;
+
+/// A compiled-in extension, as listed in the host's generated registration table. Made by
+/// [`export_extension!`](crate::export_extension).
+#[derive(Clone, Copy)]
+pub struct Registration {
+    /// The text of the crate's `extension.toml`.
+    pub manifest: &'static str,
+    /// The crate's `Cargo.toml` version (checked against the manifest's).
+    pub crate_version: &'static str,
+    initialize:
+        fn(RawInit) -> BoxFuture<'static, Result<(Arc<dyn ErasedExtension>, ConfigUpdater)>>,
+    config_schema: fn() -> serde_json::Value,
+    check_config: fn(&serde_json::Value) -> Result<()>,
+    migrations: fn() -> Vec<Migration>,
+    required_permissions: fn() -> Vec<&'static str>,
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("crate_version", &self.crate_version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses a configuration; an absent one (`null` or `{}`) is the type's default.
+fn parse_config<C: DeserializeOwned + Default>(value: &serde_json::Value) -> Result<C> {
+    let empty = value.is_null() || value.as_object().is_some_and(|o| o.is_empty());
+    if empty {
+        return Ok(C::default());
+    }
+    serde_json::from_value(value.clone()).map_err(|e| ExtensionError::Config(e.to_string()))
+}
+
+impl Registration {
+    /// The registration of extension type `E`; `manifest` is its `extension.toml`.
+    pub fn new<E: Extension>(manifest: &'static str, crate_version: &'static str) -> Self {
+        Self {
+            manifest,
+            crate_version,
+            initialize: |raw| {
+                Box::pin(async move {
+                    let config: E::Config = parse_config(&raw.config.get())?;
+                    let handle = ConfigHandle::new(config);
+                    let updater_handle = handle.clone();
+                    let updater: ConfigUpdater = Box::new(move |value| {
+                        updater_handle.replace(parse_config::<E::Config>(value)?);
+                        Ok(())
+                    });
+                    let ctx = InitContext::assemble(
+                        raw.name,
+                        raw.db,
+                        raw.storage,
+                        raw.log,
+                        raw.users,
+                        handle,
+                        raw.events,
+                    );
+                    let ext = E::initialize(ctx).await?;
+                    Ok((Arc::new(ext) as Arc<dyn ErasedExtension>, updater))
+                })
+            },
+            config_schema: || {
+                serde_json::to_value(schemars::schema_for!(E::Config)).unwrap_or_default()
+            },
+            check_config: |value| parse_config::<E::Config>(value).map(|_| ()),
+            migrations: E::migrations,
+            required_permissions: E::required_permissions,
+        }
+    }
+
+    /// Initializes the extension; returns it and the updater for its configuration.
+    pub fn initialize(
+        &self,
+        raw: RawInit,
+    ) -> BoxFuture<'static, Result<(Arc<dyn ErasedExtension>, ConfigUpdater)>> {
+        (self.initialize)(raw)
+    }
+
+    /// The JSON Schema of the extension's configuration.
+    pub fn config_schema(&self) -> serde_json::Value {
+        (self.config_schema)()
+    }
+
+    /// Checks a configuration against the extension's `Config` type.
+    pub fn check_config(&self, value: &serde_json::Value) -> Result<()> {
+        (self.check_config)(value)
+    }
+
+    /// The extension's migrations.
+    pub fn migrations(&self) -> Vec<Migration> {
+        (self.migrations)()
+    }
+
+    /// The permissions its code declares it needs.
+    pub fn required_permissions(&self) -> Vec<&'static str> {
+        (self.required_permissions)()
+    }
+}
+
+/// Exports an extension type so that the host can compile it in: defines
+/// `pub fn solobase_extension() -> Registration`, with the crate's `extension.toml`.
+///
+/// ```ignore
+/// solobase_sdk::export_extension!(Notes);
+/// ```
+#[macro_export]
+macro_rules! export_extension {
+    ($ty:ty) => {
+        /// This crate's registration, called by the Solobase host's generated table.
+        pub fn solobase_extension() -> $crate::Registration {
+            $crate::Registration::new::<$ty>(
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/extension.toml")),
+                env!("CARGO_PKG_VERSION"),
+            )
+        }
+    };
+}

@@ -1,0 +1,101 @@
+//! # The Solobase extension SDK
+//!
+//! An extension is a Rust crate compiled into the Solobase binary and chosen at build time
+//! with a Cargo feature, that still behaves like a plugin at run time: it can be listed,
+//! enabled, disabled and configured while the server runs. This crate is the only one an
+//! extension depends on.
+//!
+//! ## A complete extension
+//!
+//! `extensions/custom/hello/extension.toml`:
+//!
+//! ```toml
+//! [extension]
+//! name = "hello"
+//! version = "0.1.0"
+//! description = "Says hello"
+//! min_host_version = "0.1.0"
+//! ```
+//!
+//! `extensions/custom/hello/src/lib.rs`:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use solobase_sdk::prelude::*;
+//!
+//! pub struct Hello;
+//!
+//! impl Extension for Hello {
+//!     type Config = ();
+//!
+//!     async fn initialize(_ctx: InitContext<()>) -> Result<Self> {
+//!         Ok(Hello)
+//!     }
+//!
+//!     fn routes(&self, routes: &mut Routes<Self>) {
+//!         routes.get("/", greet).public(); // GET /ext/hello/
+//!     }
+//! }
+//!
+//! async fn greet(_ext: Arc<Hello>, _req: Request) -> Result<Response> {
+//!     Ok(Response::json(&solobase_sdk::serde_json::json!({"hello": "world"})))
+//! }
+//!
+//! # #[cfg(any())]
+//! solobase_sdk::export_extension!(Hello);
+//! ```
+//!
+//! ## What an extension can do
+//!
+//! - **Routes** ([`Routes`]) under `/ext/<name>/`, each with an [`Access`] rule.
+//! - **Middleware** ([`MiddlewareSpec`]), priority-ordered and path-scoped.
+//! - **Hooks** ([`hooks`]): seven pipeline hooks around every request, hooks on sign-up,
+//!   login, uploads and downloads, and subscriptions to system events.
+//! - **Services** ([`InitContext`]): its own database schema, storage directory, logger,
+//!   read-only user lookups, typed configuration and the event bus.
+//! - **Lifecycle**: `initialize`, `start`, `stop` and `health`.
+//! - **Migrations** ([`Migration`]) with a down script for every version.
+//!
+//! The developer guide (`extensions/README.md` in the Solobase repository) walks through all
+//! of it; the [`testing`] module (feature `testing`) runs extensions in unit tests.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod event;
+pub mod extension;
+pub mod hooks;
+pub mod http;
+pub mod manifest;
+pub mod routes;
+pub mod services;
+pub mod storage;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{ExtensionError, Result};
+pub use event::{Event, EventBus, EventType};
+pub use extension::{ErasedExtension, Extension, MiddlewareSpec, Migration, RawInit, Registration};
+pub use hooks::{Flow, HookPoint, HookSet};
+pub use manifest::{ExtensionName, Manifest, Permission};
+pub use routes::{Access, Routes};
+pub use services::{
+    ConfigHandle, Database, EventSink, Events, Health, HealthStatus, InitContext, UserDirectory,
+    UserInfo, Users,
+};
+pub use storage::Storage;
+
+/// Re-exported so that extensions use the same versions as the host.
+pub use {bytes, schemars, serde_json, tokio_postgres, tracing};
+
+/// The names most extensions need: `use solobase_sdk::prelude::*;`.
+pub mod prelude {
+    pub use crate::hooks::{DownloadInfo, LoginInfo, SignupInfo, UploadInfo};
+    pub use crate::http::{
+        HeaderMap, Identity, Method, Request, RequestHead, Response, ResponseHead, Role, StatusCode,
+    };
+    pub use crate::{
+        Access, Event, Extension, ExtensionError, Flow, Health, HookPoint, HookSet, InitContext,
+        MiddlewareSpec, Migration, Result, Routes,
+    };
+}

@@ -1,0 +1,289 @@
+//! The services an extension receives at initialization ([`InitContext`]): its database
+//! schema, its storage directory, a logger span, read-only user lookups, its typed
+//! configuration and the event bus. Each is confined to the extension: the database pool
+//! works in `ext_<name>`, storage in the extension's own directory, published events are
+//! named `extension.<name>.<what>`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::error::{ExtensionError, Result};
+use crate::event::{Event, EventBus, EventType};
+use crate::http::Role;
+use crate::manifest::ExtensionName;
+use crate::storage::Storage;
+
+/// A boxed, sendable future, as returned by host-implemented services.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Everything an extension receives when it is initialized. Built by the host (or by
+/// [`crate::testing`]); fields may be added in later versions.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct InitContext<C> {
+    /// The extension's own name.
+    pub name: ExtensionName,
+    /// Its database: a pool whose connections work in schema `ext_<name>`.
+    pub db: Database,
+    /// Its own storage directory.
+    pub storage: Storage,
+    /// A tracing span carrying the extension's name. Everything the host calls is already
+    /// inside it; enter it in tasks the extension spawns itself.
+    pub log: tracing::Span,
+    /// Read-only lookups of user accounts.
+    pub users: Users,
+    /// Its configuration, typed; [`ConfigHandle::get`] always returns the current version.
+    pub config: ConfigHandle<C>,
+    /// Publish its own events; subscribe to everyone's.
+    pub events: Events,
+}
+
+impl<C> InitContext<C> {
+    /// Assembles a context. For the host and the testing kit; extensions receive one.
+    #[doc(hidden)]
+    pub fn assemble(
+        name: ExtensionName,
+        db: Database,
+        storage: Storage,
+        log: tracing::Span,
+        users: Users,
+        config: ConfigHandle<C>,
+        events: Events,
+    ) -> Self {
+        Self {
+            name,
+            db,
+            storage,
+            log,
+            users,
+            config,
+            events,
+        }
+    }
+}
+
+/// The extension's database: a connection pool whose sessions have `search_path` set to the
+/// extension's schema, so unqualified table names are its own.
+#[derive(Clone)]
+pub struct Database {
+    pool: deadpool_postgres::Pool,
+    schema: String,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Wraps a pool (built by the host) for `schema`.
+    #[doc(hidden)]
+    pub fn new(pool: deadpool_postgres::Pool, schema: String) -> Self {
+        Self { pool, schema }
+    }
+
+    /// A connection from the pool.
+    pub async fn client(&self) -> Result<deadpool_postgres::Object> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// The schema, `ext_<name>`.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The pool itself.
+    pub fn pool(&self) -> &deadpool_postgres::Pool {
+        &self.pool
+    }
+}
+
+/// A user account as extensions see it (never with credentials).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserInfo {
+    /// The user's id.
+    pub id: Uuid,
+    /// The user's email.
+    pub email: String,
+    /// The user's role.
+    pub role: Role,
+    /// When the account was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// Read-only user lookups, implemented by the host (and by mocks in tests).
+pub trait UserDirectory: Send + Sync {
+    /// The user with this id.
+    fn by_id(&self, id: Uuid) -> BoxFuture<'_, Result<Option<UserInfo>>>;
+    /// The user with this email (case-insensitive).
+    fn by_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, Result<Option<UserInfo>>>;
+}
+
+/// The auth service: read-only access to user accounts.
+#[derive(Clone)]
+pub struct Users(Arc<dyn UserDirectory>);
+
+impl std::fmt::Debug for Users {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Users")
+    }
+}
+
+impl Users {
+    /// Wraps a directory implementation.
+    pub fn new(directory: Arc<dyn UserDirectory>) -> Self {
+        Self(directory)
+    }
+
+    /// The user with this id.
+    pub async fn by_id(&self, id: Uuid) -> Result<Option<UserInfo>> {
+        self.0.by_id(id).await
+    }
+
+    /// The user with this email (case-insensitive).
+    pub async fn by_email(&self, email: &str) -> Result<Option<UserInfo>> {
+        self.0.by_email(email).await
+    }
+}
+
+/// The extension's configuration. Reading is lock-free; the host swaps in a new version
+/// atomically, so a reader sees the old or the new configuration, never a mix.
+#[derive(Debug)]
+pub struct ConfigHandle<C>(Arc<ArcSwap<C>>);
+
+impl<C> Clone for ConfigHandle<C> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<C> ConfigHandle<C> {
+    /// A handle holding `value`.
+    pub fn new(value: C) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(value)))
+    }
+
+    /// The current configuration.
+    pub fn get(&self) -> Arc<C> {
+        self.0.load_full()
+    }
+
+    /// Replaces the configuration (the host does this on reload).
+    #[doc(hidden)]
+    pub fn replace(&self, value: C) {
+        self.0.store(Arc::new(value));
+    }
+}
+
+/// Where extension events go: implemented by the host (durably) and by mocks in tests.
+pub trait EventSink: Send + Sync {
+    /// Records and publishes an event.
+    fn publish(&self, event: Event) -> BoxFuture<'_, Result<()>>;
+}
+
+/// The event service: publish events named `extension.<name>.<what>`, subscribe to all.
+#[derive(Clone)]
+pub struct Events {
+    prefix: String,
+    sink: Arc<dyn EventSink>,
+    bus: EventBus,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Events {
+    /// The event service of extension `name`.
+    #[doc(hidden)]
+    pub fn new(name: &ExtensionName, sink: Arc<dyn EventSink>, bus: EventBus) -> Self {
+        Self {
+            prefix: format!("extension.{name}."),
+            sink,
+            bus,
+        }
+    }
+
+    /// Publishes `extension.<name>.<what>` with `data`, durably: it is committed before this
+    /// returns. Returns the event.
+    pub async fn publish(&self, what: &str, data: serde_json::Value) -> Result<Event> {
+        let name = format!("{}{what}", self.prefix);
+        let event_type = EventType::parse(&name).ok_or_else(|| {
+            ExtensionError::InvalidRequest(format!(
+                "invalid event name {what:?}: use dotted lowercase words"
+            ))
+        })?;
+        let event = Event::new(event_type, data);
+        self.sink.publish(event.clone()).await?;
+        Ok(event)
+    }
+
+    /// Every event committed from now on, from the host and all extensions.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.bus.subscribe()
+    }
+}
+
+/// An extension's health, as reported by [`crate::Extension::health`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// The verdict.
+    pub status: HealthStatus,
+    /// A human-readable reason, empty when healthy.
+    pub message: String,
+}
+
+/// Health verdicts, from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Working.
+    Healthy,
+    /// Working with reduced function.
+    Degraded,
+    /// Not working.
+    Critical,
+    /// Not known (not checked yet, or the check did not answer).
+    Unknown,
+}
+
+impl Health {
+    /// Working.
+    pub fn healthy() -> Self {
+        Self {
+            status: HealthStatus::Healthy,
+            message: String::new(),
+        }
+    }
+
+    /// Working with reduced function, because `message`.
+    pub fn degraded(message: impl Into<String>) -> Self {
+        Self {
+            status: HealthStatus::Degraded,
+            message: message.into(),
+        }
+    }
+
+    /// Not working, because `message`.
+    pub fn critical(message: impl Into<String>) -> Self {
+        Self {
+            status: HealthStatus::Critical,
+            message: message.into(),
+        }
+    }
+}

@@ -24,6 +24,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub storage: StorageConfig,
+    pub extensions: ExtensionsConfig,
     pub log: LogConfig,
     /// The first admin, from SOLOBASE_ADMIN_EMAIL and SOLOBASE_ADMIN_PASSWORD (never from a
     /// file): created at start-up when no admin exists yet.
@@ -99,6 +100,30 @@ pub struct StorageConfig {
     pub max_upload_bytes: u64,
 }
 
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExtensionsConfig {
+    /// Directory of the per-extension configuration files, `<name>.toml`.
+    pub config_dir: PathBuf,
+    /// Time limit of each extension's initialize, start and stop, in seconds.
+    pub lifecycle_timeout_secs: u64,
+    /// Largest request body an extension route accepts, in bytes.
+    pub max_body_bytes: usize,
+    /// Database connections per extension.
+    pub pool_size: usize,
+}
+
+impl Default for ExtensionsConfig {
+    fn default() -> Self {
+        Self {
+            config_dir: PathBuf::from("config/extensions"),
+            lifecycle_timeout_secs: 10,
+            max_body_bytes: 1024 * 1024,
+            pool_size: 4,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -124,6 +149,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             storage: StorageConfig::default(),
+            extensions: ExtensionsConfig::default(),
             log: LogConfig::default(),
             bootstrap_admin: None,
         }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod extensions;
 pub mod http;
 pub mod startup;
 pub mod storage;

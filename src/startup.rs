@@ -18,6 +18,7 @@ use crate::auth::{Email, Password, Role, users};
 use crate::config::Config;
 use crate::db::{Database, migrate};
 use crate::events::EventBus;
+use crate::extensions::host::{ExtensionHost, HostContext};
 use crate::http::{self, AppState};
 use crate::storage::Storage;
 
@@ -30,6 +31,7 @@ pub struct Application {
     port: u16,
     server: Server,
     state: AppState,
+    extensions: Arc<ExtensionHost>,
     db: Arc<Database>,
 }
 
@@ -53,6 +55,18 @@ impl Application {
         if let Some(seed) = &config.bootstrap_admin {
             bootstrap_admin(db.pool(), seed, config.auth.min_password_length, &events).await?;
         }
+        let extensions = ExtensionHost::start(
+            HostContext {
+                pool: db.pool().clone(),
+                pg_config: db.pg_config().clone(),
+                data_dir: config.data_dir.clone(),
+                bus: events.clone(),
+                settings: config.extensions.clone(),
+            },
+            crate::extensions::registrations(),
+        )
+        .await
+        .context("cannot load the extensions")?;
         let storage_dir = config.storage_dir();
         let storage = Storage::open(&storage_dir).with_context(|| {
             format!(
@@ -71,12 +85,13 @@ impl Application {
             events,
             storage,
         };
-        let server = build_server(listener, state.clone())?;
+        let server = build_server(listener, state.clone(), extensions.clone())?;
         tracing::info!(address = %bind.ip(), port, "listening");
         Ok(Self {
             port,
             server,
             state,
+            extensions,
             db,
         })
     }
@@ -95,7 +110,11 @@ impl Application {
     /// and the embedded cluster (if any) is shut down.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Self {
-            server, state, db, ..
+            server,
+            state,
+            extensions,
+            db,
+            ..
         } = self;
         let handle = server.handle();
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -113,20 +132,29 @@ impl Application {
         };
         let _ = stop_tx.send(true);
         let _ = sweeper.await;
+        extensions.shutdown().await;
         db.close().await;
         tracing::info!("stopped");
         served.context("the HTTP server failed")
     }
 }
 
-fn build_server(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
+fn build_server(
+    listener: TcpListener,
+    state: AppState,
+    extensions: Arc<ExtensionHost>,
+) -> anyhow::Result<Server> {
     let workers = state.config.server.workers;
     let drain = state.config.server.shutdown_timeout_secs;
     let data = web::Data::new(state);
+    let extensions = web::Data::from(extensions);
     let mut server = HttpServer::new(move || {
         App::new()
+            // The last wrap runs first: request ids, then the extension pipeline.
+            .wrap(from_fn(crate::extensions::pipeline::middleware))
             .wrap(from_fn(http::request_id_middleware))
             .app_data(data.clone())
+            .app_data(extensions.clone())
             .configure(http::configure)
             .default_service(web::to(http::not_found))
     })

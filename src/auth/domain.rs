@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use serde::Serialize;
-
 /// An email address, trimmed; compared case-insensitively by the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
@@ -70,30 +68,8 @@ impl fmt::Debug for Password {
     }
 }
 
-/// What an account may do on the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    User,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::User => "user",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "admin" => Some(Self::Admin),
-            "user" => Some(Self::User),
-            _ => None,
-        }
-    }
-}
+/// What an account may do on the host (shared with extensions).
+pub use solobase_sdk::http::Role;
 
 #[cfg(test)]
 mod tests {

@@ -156,6 +156,21 @@ pub async fn user_for_token(
     Ok(row.map(|r| User::from_row(&r)))
 }
 
+/// The user with this id.
+pub async fn by_id(
+    pool: &deadpool_postgres::Pool,
+    id: Uuid,
+) -> Result<Option<User>, crate::error::ApiError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT id, email, role, created_at FROM solobase.users WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(row.map(|r| User::from_row(&r)))
+}
+
 /// Whether any admin account exists.
 pub async fn admin_exists(pool: &deadpool_postgres::Pool) -> Result<bool, CreateUserError> {
     let client = pool.get().await?;

@@ -58,6 +58,8 @@ pub struct Database {
     pool: Pool,
     /// Where the pool points, for messages (never contains a password).
     target: String,
+    /// The connection settings, from which extension pools are derived.
+    pg_config: tokio_postgres::Config,
     /// Held until [`Database::close`]; `None` with an external server.
     embedded: Mutex<Option<EmbeddedPostgres>>,
 }
@@ -121,7 +123,7 @@ impl Database {
     ) -> Result<Self, DbError> {
         let target = describe_target(&pg_config);
         let manager = Manager::from_config(
-            pg_config,
+            pg_config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -141,6 +143,7 @@ impl Database {
         Ok(Self {
             pool,
             target,
+            pg_config,
             embedded: Mutex::new(None),
         })
     }
@@ -165,6 +168,11 @@ impl Database {
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The connection settings (with credentials: never log them).
+    pub fn pg_config(&self) -> &tokio_postgres::Config {
+        &self.pg_config
     }
 
     /// Host, port and database name — safe to log.

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use actix_web::http::header::AUTHORIZATION;
-use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -14,6 +14,10 @@ use super::AppState;
 use crate::auth::users::{self, CreateUserError};
 use crate::auth::{Email, Password, Role, User, token};
 use crate::error::{ApiError, ErrorCode};
+use crate::extensions::convert;
+use crate::extensions::host::ExtensionHost;
+use crate::extensions::pipeline::ResolvedIdentity;
+use solobase_sdk::hooks::{HookPoint, LoginInfo, SignupInfo};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,18 +37,30 @@ struct TokenResponse {
 #[tracing::instrument(name = "login", skip_all)]
 pub async fn login(
     state: web::Data<AppState>,
+    host: web::Data<ExtensionHost>,
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
     let Credentials { email, password } = body.into_inner();
     let user = users::authenticate(&state.pool, &email, &password)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials, "wrong email or password"))?;
+    let info = LoginInfo {
+        user_id: user.id,
+        email: user.email.clone(),
+    };
+    if let Some(refusal) = host
+        .refuse(HookPoint::UserLogin, |ext| ext.user_login(&info))
+        .await
+    {
+        return Ok(convert::response(refusal));
+    }
     issue_token(&state, user).await
 }
 
 #[tracing::instrument(name = "signup", skip_all)]
 pub async fn signup(
     state: web::Data<AppState>,
+    host: web::Data<ExtensionHost>,
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
     if !state.config.auth.signup_enabled {
@@ -57,6 +73,15 @@ pub async fn signup(
     let email = Email::parse(&email).map_err(ApiError::invalid)?;
     let password = Password::parse(password, state.config.auth.min_password_length)
         .map_err(ApiError::invalid)?;
+    let info = SignupInfo {
+        email: email.to_string(),
+    };
+    if let Some(refusal) = host
+        .refuse(HookPoint::UserSignup, |ext| ext.user_signup(&info))
+        .await
+    {
+        return Ok(convert::response(refusal));
+    }
     let (user, event) = users::create(&state.pool, &email, &password, Role::User)
         .await
         .map_err(|e| match e {
@@ -103,8 +128,19 @@ impl FromRequest for CurrentUser {
             .get(AUTHORIZATION)
             .map(|v| v.to_str().map(str::to_owned));
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        let resolved = req
+            .extensions()
+            .get::<ResolvedIdentity>()
+            .and_then(|r| r.0.as_ref().map(|i| i.user_id));
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("AppState missing"))?;
+            // The request pipeline already established the caller (host token or an
+            // extension's authentication hook).
+            if let Some(id) = resolved
+                && let Some(user) = users::by_id(&state.pool, id).await?
+            {
+                return Ok(Self(user));
+            }
             let header = match header {
                 None => {
                     return Err(ApiError::new(
@@ -124,7 +160,8 @@ impl FromRequest for CurrentUser {
     }
 }
 
-fn invalid_token() -> ApiError {
+/// The 401 for a malformed, unknown or expired token.
+pub fn invalid_token() -> ApiError {
     ApiError::new(
         ErrorCode::InvalidToken,
         "the bearer token is malformed, unknown or expired; log in again",

@@ -17,7 +17,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::events::EventBus;
 use crate::storage::Storage;
 
-pub use auth::CurrentUser;
+pub use auth::{CurrentUser, invalid_token};
 pub use request_id::{RequestId, middleware as request_id_middleware};
 
 /// Shared by every handler; cheap to clone.
@@ -37,6 +37,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .error_handler(crate::error::json_error_handler),
     )
     .route("/healthz", web::get().to(health::healthz))
+    .route(
+        "/ext/{name}",
+        web::to(crate::extensions::dispatch::dispatch),
+    )
+    .route(
+        "/ext/{name}/{tail:.*}",
+        web::to(crate::extensions::dispatch::dispatch),
+    )
+    .configure(crate::extensions::api::configure)
     .route("/readyz", web::get().to(health::readyz))
     .service(
         web::scope("/api/v1")

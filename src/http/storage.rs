@@ -17,7 +17,10 @@ use uuid::Uuid;
 use super::{AppState, CurrentUser};
 use crate::error::{ApiError, ErrorCode};
 use crate::events::{self, Event, EventType};
+use crate::extensions::convert;
+use crate::extensions::host::ExtensionHost;
 use crate::storage::{Bucket, ObjectPath, StorageError};
+use solobase_sdk::hooks::{DownloadInfo, HookPoint, UploadInfo};
 
 const PREFIX: &str = "/api/v1/storage/";
 
@@ -106,6 +109,7 @@ pub async fn upload(
     req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
+    host: web::Data<ExtensionHost>,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (bucket, path) = target(&req)?;
@@ -124,6 +128,21 @@ pub async fn upload(
     let existed = current_owner(&client, &bucket, &path_str).await?;
     if let Some(owner) = existed {
         may_modify(&user, owner)?;
+    }
+    let mut hook_info = UploadInfo {
+        bucket: bucket.as_str().to_owned(),
+        path: path_str.clone(),
+        size: declared,
+        content_type: media_type.clone(),
+        user_id: user.0.id,
+    };
+    if let Some(refusal) = host
+        .refuse(HookPoint::StorageBeforeUpload, |ext| {
+            ext.storage_before_upload(&hook_info)
+        })
+        .await
+    {
+        return Ok(convert::response(refusal));
     }
 
     // Stream the body to a scratch file, counting bytes against the limit.
@@ -189,6 +208,11 @@ pub async fn upload(
     scratch.persist(&dest).map_err(ApiError::internal)?;
     tx.commit().await?;
     state.events.publish(event);
+    hook_info.size = Some(size);
+    host.observe(HookPoint::StorageAfterUpload, |ext| {
+        ext.storage_after_upload(&hook_info)
+    })
+    .await;
     let status = if existed.is_some() {
         HttpResponse::Ok()
     } else {
@@ -204,8 +228,9 @@ fn with_status(mut builder: actix_web::HttpResponseBuilder, info: &ObjectInfo) -
 #[tracing::instrument(name = "storage.download", skip_all)]
 pub async fn download(
     req: HttpRequest,
-    _user: CurrentUser,
+    user: CurrentUser,
     state: web::Data<AppState>,
+    host: web::Data<ExtensionHost>,
 ) -> Result<HttpResponse, ApiError> {
     let (bucket, path) = target(&req)?;
     let client = state.pool.get().await?;
@@ -217,6 +242,19 @@ pub async fn download(
         .await?
         .ok_or_else(|| ApiError::not_found("no such object"))?;
     drop(client);
+    let info = DownloadInfo {
+        bucket: bucket.as_str().to_owned(),
+        path: path.as_string(),
+        user_id: user.0.id,
+    };
+    if let Some(refusal) = host
+        .refuse(HookPoint::StorageBeforeDownload, |ext| {
+            ext.storage_before_download(&info)
+        })
+        .await
+    {
+        return Ok(convert::response(refusal));
+    }
     let media_type: String = row.get(0);
     let (file, location) = state
         .storage
@@ -239,6 +277,10 @@ pub async fn download(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("sandbox; default-src 'none'"),
     );
+    host.observe(HookPoint::StorageAfterDownload, |ext| {
+        ext.storage_after_download(&info)
+    })
+    .await;
     Ok(response)
 }
 

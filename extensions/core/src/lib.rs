@@ -77,6 +77,7 @@ pub use error::{ExtensionError, Result};
 pub use event::{Event, EventBus, EventType};
 pub use extension::{ErasedExtension, Extension, MiddlewareSpec, Migration, RawInit, Registration};
 pub use hooks::{Flow, HookPoint, HookSet};
+pub use http::{Identity, Request, RequestHead, Response, ResponseHead, Role};
 pub use manifest::{ExtensionName, Manifest, Permission};
 pub use routes::{Access, Routes};
 pub use services::{

@@ -1,0 +1,94 @@
+//! The extension admin API, admins only: list extensions (compiled in or not), enable and
+//! disable them at run time.
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use super::discovered;
+use super::host::ExtensionHost;
+use crate::error::ApiError;
+use crate::http::CurrentUser;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1/extensions")
+            .route("", web::get().to(list))
+            .route("/{name}/enable", web::post().to(enable))
+            .route("/{name}/disable", web::post().to(disable)),
+    );
+}
+
+fn require_admin(user: &CurrentUser) -> Result<(), ApiError> {
+    if user.0.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("administrators only"))
+    }
+}
+
+async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpResponse, ApiError> {
+    require_admin(&user)?;
+    let list: Vec<_> = discovered()
+        .iter()
+        .map(|d| match host.get(d.name) {
+            Some(l) => json!({
+                "name": d.name, "version": d.version, "tier": d.tier,
+                "description": d.description, "compiled": true,
+                "enabled": l.is_enabled(), "running": l.is_running(), "active": l.is_active(),
+                "error": l.failure(),
+                "routes": l.routes.as_ref().map(|t| t.list().into_iter()
+                    .map(|(m, p)| format!("{m} /ext/{}{p}", d.name)).collect::<Vec<_>>()),
+                "hooks": l.hooks.points().iter().map(|(p, prio)| json!({"hook": p.as_str(), "priority": prio})).collect::<Vec<_>>(),
+                "middleware": l.middleware.iter().map(|m| json!({"id": m.id, "priority": m.priority, "paths": m.paths})).collect::<Vec<_>>(),
+            }),
+            None => json!({
+                "name": d.name, "version": d.version, "tier": d.tier,
+                "description": d.description, "compiled": false,
+                "hint": format!("rebuild with --features {}", d.feature),
+            }),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+async fn set(
+    user: CurrentUser,
+    host: web::Data<ExtensionHost>,
+    name: web::Path<String>,
+    enabled: bool,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&user)?;
+    let name = name.into_inner();
+    if !host
+        .set_enabled(&name, enabled)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        let hint = discovered()
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| format!("; rebuild with --features {}", d.feature))
+            .unwrap_or_default();
+        return Err(ApiError::not_found(format!(
+            "extension {name} is not compiled into this binary{hint}"
+        )));
+    }
+    tracing::info!(admin = %user.0.email, extension = %name, enabled, "extension toggled");
+    Ok(HttpResponse::Ok().json(json!({"name": name, "enabled": enabled})))
+}
+
+async fn enable(
+    user: CurrentUser,
+    host: web::Data<ExtensionHost>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set(user, host, name, true).await
+}
+
+async fn disable(
+    user: CurrentUser,
+    host: web::Data<ExtensionHost>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set(user, host, name, false).await
+}

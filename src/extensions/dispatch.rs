@@ -1,0 +1,175 @@
+//! Serves `/ext/<name>/…`: finds the extension and its route, checks the route's access rule,
+//! reads the body within the size limit and calls the handler inside the extension's span.
+
+use std::sync::atomic::Ordering;
+
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use solobase_sdk::http::{Identity, Request};
+use solobase_sdk::routes::{Access, Lookup};
+use solobase_sdk::{ExtensionError, Response};
+use tracing::Instrument;
+
+use super::host::ExtensionHost;
+use super::pipeline::ResolvedIdentity;
+use super::{convert, discovered, state};
+use crate::auth::{token, users};
+use crate::error::{ApiError, ErrorCode};
+use crate::http::{AppState, RequestId};
+
+/// The answer for an extension that does not serve: unknown, not compiled in, or inactive.
+fn unavailable(host: &ExtensionHost, name: &str) -> ApiError {
+    if let Some(l) = host.get(name) {
+        let why = if !l.is_enabled() {
+            "is disabled".to_owned()
+        } else {
+            format!(
+                "is not running ({})",
+                l.failure().unwrap_or_else(|| "starting".into())
+            )
+        };
+        return ApiError::not_found(format!("extension {name} {why}"));
+    }
+    match discovered().iter().find(|d| d.name == name) {
+        Some(d) => ApiError::not_found(format!(
+            "extension {name} is not compiled into this binary; rebuild with --features {}",
+            d.feature
+        )),
+        None => ApiError::not_found(format!("no extension named {name}")),
+    }
+}
+
+pub async fn dispatch(
+    req: HttpRequest,
+    mut payload: web::Payload,
+    host: web::Data<ExtensionHost>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let rest = req.path().strip_prefix("/ext/").unwrap_or_default();
+    let (name, sub) = match rest.split_once('/') {
+        Some((name, sub)) => (name, format!("/{sub}")),
+        None => (rest, "/".to_owned()),
+    };
+    let Some(l) = host.get(name).filter(|l| l.is_active()) else {
+        return Err(unavailable(&host, name));
+    };
+    let Some(table) = l.routes.as_ref() else {
+        return Err(unavailable(&host, name));
+    };
+    let method = convert::method(req.method());
+    let (route, params) = match table.lookup(&method, &sub) {
+        Lookup::Found { route, params } => (route, params),
+        Lookup::MethodNotAllowed(_) => {
+            return Err(ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this route",
+            ));
+        }
+        Lookup::NotFound => return Err(ApiError::not_found("no such route")),
+    };
+    let identity = identity(&req, &state).await?;
+    check_access(&route.access, identity.as_ref(), &state).await?;
+
+    let limit = host.max_body_bytes();
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid(format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body is larger than {limit} bytes (extensions.max_body_bytes)"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let mut head = convert::request_head(&req, &request_id);
+    head.identity = identity;
+    let request = Request {
+        head,
+        params,
+        body: body.freeze(),
+    };
+    l.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let response = match (route.handler)(request).instrument(l.span.clone()).await {
+        Ok(response) => response,
+        Err(error) => {
+            l.stats.errors.fetch_add(1, Ordering::Relaxed);
+            log_error(&l.name.to_string(), &error);
+            Response::error(&error)
+        }
+    };
+    Ok(convert::response(response))
+}
+
+fn log_error(extension: &str, error: &ExtensionError) {
+    let (status, code) = error.status_and_code();
+    if status.is_server_error() {
+        tracing::error!(extension, code, %error, "extension handler failed");
+    } else {
+        tracing::debug!(extension, code, %error, "extension handler refused the request");
+    }
+}
+
+/// The caller: as resolved by the pipeline, else from the host's bearer token.
+async fn identity(req: &HttpRequest, state: &AppState) -> Result<Option<Identity>, ApiError> {
+    if let Some(ResolvedIdentity(Some(found))) = req.extensions().get::<ResolvedIdentity>() {
+        return Ok(Some(found.clone()));
+    }
+    let Some(header) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(token::parse_bearer)
+        .ok_or_else(crate::http::invalid_token)?;
+    let user = users::user_for_token(&state.pool, token)
+        .await?
+        .ok_or_else(crate::http::invalid_token)?;
+    Ok(Some(Identity {
+        user_id: user.id,
+        email: user.email,
+        role: user.role,
+    }))
+}
+
+async fn check_access(
+    access: &Access,
+    identity: Option<&Identity>,
+    state: &AppState,
+) -> Result<(), ApiError> {
+    let who = match (access, identity) {
+        (Access::Public, _) => return Ok(()),
+        (_, None) => {
+            return Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "log in first: send Authorization: Bearer <token> from POST /api/v1/auth/login",
+            ));
+        }
+        (_, Some(who)) => who,
+    };
+    match access {
+        Access::Authenticated => Ok(()),
+        _ if who.is_admin() => Ok(()),
+        Access::Admin => Err(ApiError::forbidden("administrators only")),
+        Access::Permission(p) => {
+            let held = state::role_permissions(&state.pool, who.role.as_str())
+                .await
+                .map_err(ApiError::internal)?;
+            if held.iter().any(|h| h == p) {
+                Ok(())
+            } else {
+                Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    format!("this needs the permission {p}, which your role does not hold"),
+                ))
+            }
+        }
+        Access::Public => Ok(()),
+    }
+}

@@ -1,0 +1,662 @@
+//! [`ExtensionHost`]: loads the compiled-in extensions and owns them while the server runs.
+//!
+//! Loading, in dependency order (ties by name): parse the manifest, migrate the extension's
+//! schema, build its services, `initialize`, collect its routes, middleware and hooks, then
+//! `start` every initialized extension in the same order. Each step has a time limit; a
+//! failing step leaves that extension (and those depending on it) not running, with the
+//! reason recorded, and the server goes on. On shutdown extensions stop in reverse order.
+//!
+//! At run time an extension is *active* when an administrator has it enabled and it runs.
+//! Inactive extensions' routes answer 404 and their hooks and middleware are skipped — the
+//! check is one atomic load, so enabling and disabling take effect at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use deadpool_postgres::Pool;
+use solobase_sdk::extension::ConfigUpdater;
+use solobase_sdk::hooks::HookPoint;
+use solobase_sdk::routes::RouteTable;
+use solobase_sdk::services::{BoxFuture, ConfigHandle};
+use solobase_sdk::{
+    ErasedExtension, EventBus, Events, ExtensionName, Flow, HookSet, InitContext, Manifest,
+    MiddlewareSpec, Registration, Response,
+};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::{migrate, services, state};
+use crate::config::ExtensionsConfig;
+
+/// What the host gives the extension runtime.
+#[derive(Debug, Clone)]
+pub struct HostContext {
+    pub pool: Pool,
+    /// Connection settings of the host database (extension pools derive from them).
+    pub pg_config: tokio_postgres::Config,
+    pub data_dir: PathBuf,
+    pub bus: EventBus,
+    pub settings: ExtensionsConfig,
+}
+
+/// Counters per extension, read by status pages and metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+    pub hook_calls: AtomicU64,
+    pub hook_timeouts: AtomicU64,
+}
+
+/// One compiled-in extension and everything the host knows about it.
+pub struct Loaded {
+    pub name: ExtensionName,
+    /// `None` when the manifest itself is invalid.
+    pub manifest: Option<Manifest>,
+    pub registration: Registration,
+    /// The instance; `None` when it failed before or during `initialize`.
+    ext: Option<Arc<dyn ErasedExtension>>,
+    pub routes: Option<RouteTable>,
+    pub hooks: HookSet,
+    pub middleware: Vec<MiddlewareSpec>,
+    pub config: Option<ConfigUpdater>,
+    /// The administrator's choice (persisted).
+    enabled: AtomicBool,
+    /// Initialized and started successfully.
+    running: AtomicBool,
+    /// Why it is not running.
+    failure: Mutex<Option<String>>,
+    pub stats: Stats,
+    pub span: tracing::Span,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("name", &self.name)
+            .field("enabled", &self.enabled)
+            .field("running", &self.running)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Loaded {
+    /// Enabled and running: its routes answer and its hooks run.
+    pub fn is_active(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed) && self.running.load(Ordering::Relaxed)
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn ext(&self) -> Option<&Arc<dyn ErasedExtension>> {
+        self.ext.as_ref()
+    }
+
+    fn fail(&self, reason: String) {
+        tracing::error!(extension = %self.name, %reason, "extension not running");
+        self.running.store(false, Ordering::Relaxed);
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
+
+    /// The hook time limit.
+    pub fn hook_limit(&self) -> Duration {
+        self.hooks.time_limit()
+    }
+}
+
+/// All loaded extensions and the orders in which their hooks and middleware run.
+pub struct ExtensionHost {
+    /// In dependency order.
+    loaded: Vec<Arc<Loaded>>,
+    by_name: HashMap<String, usize>,
+    /// Per hook point: indices into `loaded`, by (priority, name).
+    hook_order: HashMap<HookPoint, Vec<usize>>,
+    /// Middleware by (priority, extension name, id): index into `loaded` and the spec.
+    middleware_order: Vec<(usize, MiddlewareSpec)>,
+    pool: Pool,
+    bus: EventBus,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    settings: ExtensionsConfig,
+}
+
+impl std::fmt::Debug for ExtensionHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtensionHost")
+            .field("loaded", &self.loaded)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs `fut` with a time limit. A future that completes on its first poll (most hooks) pays
+/// for no timer. `None` when the limit passed.
+pub async fn within<T>(limit: Duration, fut: BoxFuture<'_, T>) -> Option<T> {
+    let mut fut = fut;
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(value) => Some(value),
+        Poll::Pending => tokio::time::timeout(limit, fut).await.ok(),
+    }
+}
+
+/// Orders extensions so that each comes after its dependencies (ties by name). Extensions
+/// in a cycle or with missing dependencies come last, to be failed by the loader.
+pub fn dependency_order(manifests: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+    let mut placed: Vec<String> = Vec::new();
+    let mut remaining: BTreeMap<&String, &Vec<String>> = manifests.iter().collect();
+    loop {
+        let ready: Vec<String> = remaining
+            .iter()
+            .filter(|(_, deps)| deps.iter().all(|d| placed.contains(d)))
+            .map(|(name, _)| (*name).clone())
+            .collect();
+        if ready.is_empty() {
+            break;
+        }
+        for name in ready {
+            remaining.remove(&name);
+            placed.push(name);
+        }
+    }
+    placed.extend(remaining.keys().map(|n| (*n).clone()));
+    placed
+}
+
+type Pending = (
+    ExtensionName,
+    Option<Manifest>,
+    Registration,
+    Option<String>,
+);
+
+impl ExtensionHost {
+    /// Loads, migrates, initializes and starts every compiled-in extension.
+    pub async fn start(
+        ctx: HostContext,
+        registrations: Vec<Registration>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let pending = parse_manifests(registrations);
+        let deps: BTreeMap<String, Vec<String>> = pending
+            .iter()
+            .map(|(name, m, _, _)| {
+                let deps = m
+                    .as_ref()
+                    .map(|m| m.dependencies.keys().map(|d| d.to_string()).collect())
+                    .unwrap_or_default();
+                (name.to_string(), deps)
+            })
+            .collect();
+        let order = dependency_order(&deps);
+        let persisted = state::load_all(&ctx.pool)
+            .await
+            .context("cannot read extension state")?;
+
+        let mut loaded: Vec<Arc<Loaded>> = Vec::new();
+        let mut by_name = HashMap::new();
+        for name in &order {
+            let Some((ext_name, manifest, registration, problem)) =
+                pending.iter().find(|(n, ..)| n.as_str() == name).cloned()
+            else {
+                continue;
+            };
+            state::ensure(&ctx.pool, name).await?;
+            let enabled = persisted.get(name).is_none_or(|p| p.enabled);
+            let problem = problem.or_else(|| {
+                manifest.as_ref().and_then(|m| {
+                    m.dependencies.keys().find_map(|d| {
+                        let running = by_name
+                            .get(d.as_str())
+                            .is_some_and(|&i: &usize| loaded[i].is_running());
+                        (!running).then(|| format!("its dependency {d} is not running"))
+                    })
+                })
+            });
+            let item = load_one(&ctx, ext_name, manifest, registration, enabled, problem).await?;
+            by_name.insert(name.clone(), loaded.len());
+            loaded.push(Arc::new(item));
+        }
+
+        let host = Self::assemble(loaded, by_name, &ctx);
+        host.start_all().await;
+        for l in &host.loaded {
+            state::set_error(&ctx.pool, l.name.as_str(), l.failure().as_deref()).await?;
+        }
+        let host = Arc::new(host);
+        host.spawn_event_hooks();
+        Ok(host)
+    }
+
+    fn assemble(
+        loaded: Vec<Arc<Loaded>>,
+        by_name: HashMap<String, usize>,
+        ctx: &HostContext,
+    ) -> Self {
+        let mut hook_order: HashMap<HookPoint, Vec<usize>> = HashMap::new();
+        for point in HookPoint::ALL {
+            let mut list: Vec<(i32, &str, usize)> = loaded
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| {
+                    l.hooks
+                        .points()
+                        .iter()
+                        .find(|(p, _)| *p == point)
+                        .map(|(_, prio)| (*prio, l.name.as_str(), i))
+                })
+                .collect();
+            list.sort();
+            if !list.is_empty() {
+                hook_order.insert(point, list.into_iter().map(|(_, _, i)| i).collect());
+            }
+        }
+        let mut middleware: Vec<(i32, String, String, usize, MiddlewareSpec)> = loaded
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| {
+                l.middleware
+                    .iter()
+                    .map(move |m| (m.priority, l.name.to_string(), m.id.clone(), i, m.clone()))
+            })
+            .collect();
+        middleware.sort_by(|a, b| (a.0, &a.1, &a.2).cmp(&(b.0, &b.1, &b.2)));
+        Self {
+            loaded,
+            by_name,
+            hook_order,
+            middleware_order: middleware
+                .into_iter()
+                .map(|(_, _, _, i, m)| (i, m))
+                .collect(),
+            pool: ctx.pool.clone(),
+            bus: ctx.bus.clone(),
+            stop: watch::channel(false).0,
+            tasks: Mutex::new(Vec::new()),
+            settings: ctx.settings.clone(),
+        }
+    }
+
+    async fn start_all(&self) {
+        let limit = Duration::from_secs(self.settings.lifecycle_timeout_secs);
+        for l in &self.loaded {
+            let Some(ext) = l.ext.clone() else { continue };
+            if let Some(dep) = l.manifest.as_ref().and_then(|m| {
+                m.dependencies
+                    .keys()
+                    .find(|d| self.get(d.as_str()).is_none_or(|x| !x.is_running()))
+            }) {
+                l.fail(format!("its dependency {dep} is not running"));
+                continue;
+            }
+            let started = Instant::now();
+            match tokio::time::timeout(limit, ext.start().instrument(l.span.clone())).await {
+                Ok(Ok(())) => {
+                    l.running.store(true, Ordering::Relaxed);
+                    tracing::info!(
+                        extension = %l.name,
+                        micros = started.elapsed().as_micros() as u64,
+                        enabled = l.is_enabled(),
+                        "extension started"
+                    );
+                }
+                Ok(Err(e)) => l.fail(format!("start failed: {e}")),
+                Err(_) => l.fail(format!("start did not finish within {} s", limit.as_secs())),
+            }
+        }
+    }
+
+    /// Starts one task per extension that subscribed to events.
+    fn spawn_event_hooks(self: &Arc<Self>) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, l) in self.loaded.iter().enumerate() {
+            if l.hooks.event_patterns().is_empty() || l.ext.is_none() {
+                continue;
+            }
+            let host = Arc::clone(self);
+            let mut events = self.bus.subscribe();
+            let mut stop = self.stop.subscribe();
+            let span = l.span.clone();
+            tasks.push(tokio::spawn(
+                async move {
+                    loop {
+                        let event = tokio::select! {
+                            received = events.recv() => received,
+                            _ = stop.changed() => return,
+                        };
+                        let event = match event {
+                            Ok(event) => event,
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                                tracing::warn!(missed = n, "extension fell behind the event bus");
+                                continue;
+                            }
+                            Err(_) => return,
+                        };
+                        let l = &host.loaded[i];
+                        if !l.is_active()
+                            || !l
+                                .hooks
+                                .event_patterns()
+                                .iter()
+                                .any(|p| event.event_type.matches(p))
+                        {
+                            continue;
+                        }
+                        if let Some(ext) = l.ext() {
+                            host.call(l, ext.on_event(&event)).await;
+                        }
+                    }
+                }
+                .instrument(span),
+            ));
+        }
+    }
+
+    /// Stops every running extension, in reverse dependency order.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
+        let limit = Duration::from_secs(self.settings.lifecycle_timeout_secs);
+        for l in self.loaded.iter().rev() {
+            let Some(ext) = l.ext.clone() else { continue };
+            if !l.is_running() {
+                continue;
+            }
+            match tokio::time::timeout(limit, ext.stop().instrument(l.span.clone())).await {
+                Ok(Ok(())) => tracing::info!(extension = %l.name, "extension stopped"),
+                Ok(Err(e)) => {
+                    tracing::warn!(extension = %l.name, error = %e, "extension stop failed")
+                }
+                Err(_) => tracing::warn!(extension = %l.name, "extension stop timed out"),
+            }
+            l.running.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Every loaded extension, in dependency order.
+    pub fn all(&self) -> &[Arc<Loaded>] {
+        &self.loaded
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Loaded>> {
+        self.by_name.get(name).map(|&i| &self.loaded[i])
+    }
+
+    /// Enables or disables an extension at once, and persists the choice.
+    pub async fn set_enabled(&self, name: &str, enabled: bool) -> anyhow::Result<bool> {
+        let Some(l) = self.get(name) else {
+            return Ok(false);
+        };
+        state::set_enabled(&self.pool, name, enabled).await?;
+        l.enabled.store(enabled, Ordering::Relaxed);
+        tracing::info!(extension = name, enabled, "extension state changed");
+        Ok(true)
+    }
+
+    /// Active extensions with a hook at `point`, in hook order.
+    pub fn hooked(&self, point: HookPoint) -> impl Iterator<Item = &Arc<Loaded>> {
+        self.hook_order
+            .get(&point)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.loaded[i])
+            .filter(|l| l.is_active())
+    }
+
+    /// Whether any active extension has a hook at `point`.
+    pub fn has_hooks(&self, point: HookPoint) -> bool {
+        self.hooked(point).next().is_some()
+    }
+
+    /// Active middleware for `path`, in order (reverse it for the way out).
+    pub fn middleware_for<'a, 'p>(
+        &'a self,
+        path: &'p str,
+    ) -> impl Iterator<Item = (&'a Arc<Loaded>, &'a MiddlewareSpec)> + use<'a, 'p> {
+        self.middleware_order
+            .iter()
+            .map(|(i, spec)| (&self.loaded[*i], spec))
+            .filter(move |(l, spec)| l.is_active() && spec.applies_to(path))
+    }
+
+    /// Whether any request-pipeline work exists at all (middleware or pipeline hooks).
+    pub fn has_pipeline(&self) -> bool {
+        !self.middleware_order.is_empty()
+            || [
+                HookPoint::PreRequest,
+                HookPoint::Authentication,
+                HookPoint::Authorization,
+                HookPoint::Error,
+                HookPoint::PostRequest,
+                HookPoint::PreResponse,
+                HookPoint::PostResponse,
+            ]
+            .iter()
+            .any(|p| self.hook_order.contains_key(p))
+    }
+
+    /// Calls one hook of `l` with its time limit; counts the call and any time-out.
+    pub async fn call<T>(&self, l: &Loaded, fut: BoxFuture<'_, T>) -> Option<T> {
+        l.stats.hook_calls.fetch_add(1, Ordering::Relaxed);
+        let result = within(l.hook_limit(), fut).await;
+        if result.is_none() {
+            l.stats.hook_timeouts.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(extension = %l.name, limit_ms = l.hook_limit().as_millis() as u64, "hook cut off at its time limit");
+        }
+        result
+    }
+
+    /// Runs the hooks at `point` that may refuse; the first refusal's response is returned.
+    pub async fn refuse<'e, F>(&'e self, point: HookPoint, f: F) -> Option<Response>
+    where
+        F: Fn(&'e dyn ErasedExtension) -> BoxFuture<'e, Flow>,
+    {
+        for l in self.hooked(point) {
+            let Some(ext) = l.ext() else { continue };
+            if let Some(Flow::Respond(response)) = self.call(l, f(ext.as_ref())).await {
+                return Some(response);
+            }
+        }
+        None
+    }
+
+    /// Runs the observing hooks at `point`.
+    pub async fn observe<'e, F>(&'e self, point: HookPoint, f: F)
+    where
+        F: Fn(&'e dyn ErasedExtension) -> BoxFuture<'e, ()>,
+    {
+        for l in self.hooked(point) {
+            if let Some(ext) = l.ext() {
+                self.call(l, f(ext.as_ref())).await;
+            }
+        }
+    }
+
+    /// The largest body an extension route accepts.
+    pub fn max_body_bytes(&self) -> usize {
+        self.settings.max_body_bytes
+    }
+}
+
+fn parse_manifests(registrations: Vec<Registration>) -> Vec<Pending> {
+    registrations
+        .into_iter()
+        .filter_map(|reg| match Manifest::parse(reg.manifest) {
+            Ok(m) => {
+                let problem = (m.version.to_string() != reg.crate_version).then(|| {
+                    format!(
+                        "manifest version {} differs from crate version {}",
+                        m.version, reg.crate_version
+                    )
+                });
+                Some((m.name.clone(), Some(m), reg, problem))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a compiled-in extension has an invalid manifest");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Reads `<config_dir>/<name>.toml` as JSON (`null` when absent).
+fn read_config(dir: &std::path::Path, name: &ExtensionName) -> Result<serde_json::Value, String> {
+    let path = dir.join(format!("{name}.toml"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let table: toml::Table = toml::from_str(&text)
+                .map_err(|e| format!("{}: {}", path.display(), e.message().trim()))?;
+            serde_json::to_value(table).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::Value::Null),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Migrates and initializes one extension; failures are recorded, not returned.
+async fn load_one(
+    ctx: &HostContext,
+    name: ExtensionName,
+    manifest: Option<Manifest>,
+    registration: Registration,
+    enabled: bool,
+    problem: Option<String>,
+) -> anyhow::Result<Loaded> {
+    let span = tracing::info_span!("extension", extension = %name);
+    let mut item = Loaded {
+        name: name.clone(),
+        manifest,
+        registration,
+        ext: None,
+        routes: None,
+        hooks: HookSet::new(),
+        middleware: Vec::new(),
+        config: None,
+        enabled: AtomicBool::new(enabled),
+        running: AtomicBool::new(false),
+        failure: Mutex::new(None),
+        stats: Stats::default(),
+        span: span.clone(),
+    };
+    if let Some(problem) = problem {
+        item.fail(problem);
+        return Ok(item);
+    }
+    match initialize(ctx, &name, &registration).instrument(span).await {
+        Ok((ext, updater)) => {
+            let defs = ext.clone().routes();
+            let table = RouteTable::build(name.as_str(), defs).map_err(|e| anyhow::anyhow!(e))?;
+            item.hooks = ext.hooks();
+            item.middleware = ext.middleware();
+            item.routes = Some(table);
+            item.config = Some(updater);
+            item.ext = Some(ext);
+        }
+        Err(reason) => item.fail(reason),
+    }
+    Ok(item)
+}
+
+type Initialized = (Arc<dyn ErasedExtension>, ConfigUpdater);
+
+async fn initialize(
+    ctx: &HostContext,
+    name: &ExtensionName,
+    registration: &Registration,
+) -> Result<Initialized, String> {
+    let limit = Duration::from_secs(ctx.settings.lifecycle_timeout_secs);
+    let config = read_config(&ctx.settings.config_dir, name)?;
+    registration
+        .check_config(&config)
+        .map_err(|e| format!("{e} (in {}/{name}.toml)", ctx.settings.config_dir.display()))?;
+    let migrations = registration.migrations();
+    let applied = migrate::run(&ctx.pool, name, &migrations)
+        .await
+        .map_err(|e| format!("migration failed: {e:#}"))?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "extension migrations applied");
+    }
+    let db = services::extension_database(&ctx.pg_config, name, ctx.settings.pool_size)
+        .map_err(|e| e.to_string())?;
+    let storage = services::extension_storage(&ctx.data_dir, name).map_err(|e| e.to_string())?;
+    let sink = Arc::new(services::HostEvents {
+        pool: ctx.pool.clone(),
+        bus: ctx.bus.clone(),
+    });
+    let raw = InitContext::assemble(
+        name.clone(),
+        db,
+        storage,
+        tracing::Span::current(),
+        services::users(&ctx.pool),
+        ConfigHandle::new(config),
+        Events::new(name, sink, ctx.bus.clone()),
+    );
+    let started = Instant::now();
+    let result = tokio::time::timeout(limit, registration.initialize(raw))
+        .await
+        .map_err(|_| format!("initialize did not finish within {} s", limit.as_secs()))?
+        .map_err(|e| format!("initialize failed: {e}"))?;
+    tracing::debug!(
+        micros = started.elapsed().as_micros() as u64,
+        "extension initialized"
+    );
+    Ok(result)
+}
+
+/// A pinned, boxed future (for callers building hook futures by hand).
+pub type Hook<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_come_first_and_ties_go_by_name() {
+        let deps: BTreeMap<String, Vec<String>> = [
+            ("c".to_string(), vec!["a".to_string()]),
+            ("b".to_string(), vec![]),
+            ("a".to_string(), vec!["b".to_string()]),
+            ("d".to_string(), vec![]),
+            ("x".to_string(), vec!["y".to_string()]),
+            ("y".to_string(), vec!["x".to_string()]),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(dependency_order(&deps), ["b", "d", "a", "c", "x", "y"]);
+    }
+
+    #[tokio::test]
+    async fn within_cuts_off_slow_futures_only() {
+        assert_eq!(
+            within(Duration::from_millis(10), Box::pin(async { 1 })).await,
+            Some(1)
+        );
+        let slow = Box::pin(async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            2
+        });
+        assert_eq!(within(Duration::from_millis(20), slow).await, None);
+    }
+}

@@ -1,0 +1,52 @@
+//! The extension runtime: everything between the registration table that `build.rs`
+//! generates and the running extensions.
+//!
+//! - [`host::ExtensionHost`] loads the compiled-in extensions in dependency order (migrate,
+//!   initialize, start), keeps their enabled/failed state (persisted in
+//!   `solobase.extensions`), and stops them in reverse order;
+//! - [`pipeline`] runs middleware and the pipeline hooks around every request;
+//! - [`dispatch`] serves `/ext/<name>/…` from each extension's route table;
+//! - [`services`] implements the services extensions receive;
+//! - [`migrate`] applies each extension's migrations in its own schema.
+//!
+//! Only this module knows the registration table.
+
+pub mod api;
+pub mod convert;
+pub mod dispatch;
+pub mod host;
+pub mod migrate;
+pub mod pipeline;
+pub mod services;
+pub mod state;
+
+/// An extension found in the source tree when this binary was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Discovered {
+    pub name: &'static str,
+    /// `official`, `community`, `custom`, or `test` (the test suite's own).
+    pub tier: &'static str,
+    pub version: &'static str,
+    pub description: &'static str,
+    /// Its folder, relative to the source tree's root.
+    pub dir: &'static str,
+    /// The Cargo feature that compiles it in.
+    pub feature: &'static str,
+    /// Whether this binary contains it.
+    pub compiled: bool,
+}
+
+mod generated {
+    use super::Discovered;
+    include!(concat!(env!("OUT_DIR"), "/generated.rs"));
+}
+
+/// Every extension discovered at build time, compiled in or not.
+pub fn discovered() -> &'static [Discovered] {
+    generated::DISCOVERED
+}
+
+/// The registrations of the compiled-in extensions.
+pub fn registrations() -> Vec<solobase_sdk::Registration> {
+    generated::registrations()
+}

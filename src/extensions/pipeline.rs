@@ -1,0 +1,202 @@
+//! The request pipeline: middleware and the seven pipeline hooks around every request, host
+//! routes and extension routes alike.
+//!
+//! Order, for one request:
+//! 1. `pre_request` hooks — may change headers or answer;
+//! 2. middleware inbound halves, by (priority, extension, id), for matching paths;
+//! 3. identity: the host's bearer token, else `authentication` hooks (first wins);
+//! 4. `authorization` hooks — may deny;
+//! 5. the handler (skipped when a step above answered);
+//! 6. `error` hooks when the status is 5xx — may replace the response;
+//! 7. `post_request` hooks — observe;
+//! 8. `pre_response` hooks — may change status and headers;
+//! 9. middleware outbound halves, in reverse order (only those entered in step 2);
+//! 10. `post_response` hooks — after the response is handed over, on a separate task.
+//!
+//! Header changes made in steps 1–2 reach the handler. A request for which no active
+//! extension has a hook or matching middleware costs one check per step.
+
+use std::sync::Arc;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, web};
+use solobase_sdk::hooks::HookPoint;
+use solobase_sdk::http::{Identity, RequestHead, ResponseHead};
+use solobase_sdk::{Flow, MiddlewareSpec, Response};
+
+use super::convert;
+use super::host::{ExtensionHost, Loaded};
+use crate::auth::{token, users};
+use crate::http::RequestId;
+
+/// The caller as established by the pipeline, for handlers and the `CurrentUser` extractor.
+#[derive(Debug, Clone)]
+pub struct ResolvedIdentity(pub Option<Identity>);
+
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let host = req.app_data::<web::Data<ExtensionHost>>().cloned();
+    let Some(host) = host.filter(|h| h.has_pipeline()) else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let mut head = convert::request_head(req.request(), &request_id);
+    let mut entered: Vec<(&Arc<Loaded>, &MiddlewareSpec)> = Vec::new();
+    let host_ref: &ExtensionHost = &host;
+
+    let early = inbound(host_ref, &mut head, &mut entered).await;
+    let early = match early {
+        Some(response) => Some(response),
+        None => {
+            resolve_identity(host_ref, &req, &mut head).await;
+            authorize(host_ref, &head).await
+        }
+    };
+
+    let mut res: ServiceResponse<BoxBody> = match early {
+        Some(response) => req.into_response(convert::response(response)),
+        None => {
+            let mut req = req;
+            convert::sync_headers(&head.headers, req.headers_mut());
+            next.call(req).await?.map_into_boxed_body()
+        }
+    };
+
+    if res.status().is_server_error() && host.has_hooks(HookPoint::Error) {
+        let res_head = response_head(&res);
+        let mut replacement = None;
+        for l in host.hooked(HookPoint::Error) {
+            let Some(ext) = l.ext() else { continue };
+            if let Some(Some(r)) = host.call(l, ext.on_error(&head, &res_head)).await {
+                replacement = Some(r);
+                break;
+            }
+        }
+        if let Some(r) = replacement {
+            let (http_req, _) = res.into_parts();
+            res = ServiceResponse::new(http_req, convert::response(r));
+        }
+    }
+
+    let needs_head = host.has_hooks(HookPoint::PostRequest)
+        || host.has_hooks(HookPoint::PreResponse)
+        || host.has_hooks(HookPoint::PostResponse)
+        || !entered.is_empty();
+    if !needs_head {
+        return Ok(res);
+    }
+    let mut res_head = response_head(&res);
+    host.observe(HookPoint::PostRequest, |ext| {
+        ext.post_request(&head, &res_head)
+    })
+    .await;
+    let before = res_head.clone();
+    for l in host.hooked(HookPoint::PreResponse) {
+        if let Some(ext) = l.ext() {
+            host.call(l, ext.pre_response(&head, &mut res_head)).await;
+        }
+    }
+    for (l, spec) in entered.iter().rev() {
+        if let Some(ext) = l.ext() {
+            host.call(l, ext.middleware_response(&spec.id, &head, &mut res_head))
+                .await;
+        }
+    }
+    if res_head.status != before.status || res_head.headers != before.headers {
+        *res.response_mut().status_mut() = convert::actix_status(res_head.status);
+        convert::sync_headers(&res_head.headers, res.response_mut().headers_mut());
+    }
+    if host.has_hooks(HookPoint::PostResponse) {
+        let host = host.clone();
+        actix_web::rt::spawn(async move {
+            host.observe(HookPoint::PostResponse, |ext| {
+                ext.post_response(&head, &res_head)
+            })
+            .await;
+        });
+    }
+    Ok(res)
+}
+
+/// Steps 1 and 2. Returns a response when a hook or middleware answered.
+async fn inbound<'h>(
+    host: &'h ExtensionHost,
+    head: &mut RequestHead,
+    entered: &mut Vec<(&'h Arc<Loaded>, &'h MiddlewareSpec)>,
+) -> Option<Response> {
+    for l in host.hooked(HookPoint::PreRequest) {
+        let Some(ext) = l.ext() else { continue };
+        if let Some(Flow::Respond(r)) = host.call(l, ext.pre_request(head)).await {
+            return Some(r);
+        }
+    }
+    let path = head.path.clone();
+    for (l, spec) in host.middleware_for(&path) {
+        let Some(ext) = l.ext() else { continue };
+        entered.push((l, spec));
+        if let Some(Flow::Respond(r)) = host.call(l, ext.middleware_request(&spec.id, head)).await {
+            return Some(r);
+        }
+    }
+    None
+}
+
+/// Step 3, only when an extension takes part in authentication or authorization.
+async fn resolve_identity(host: &ExtensionHost, req: &ServiceRequest, head: &mut RequestHead) {
+    if !host.has_hooks(HookPoint::Authentication) && !host.has_hooks(HookPoint::Authorization) {
+        return;
+    }
+    let mut identity = None;
+    if let (Some(bearer), Some(state)) = (
+        head.header("authorization").and_then(token::parse_bearer),
+        req.app_data::<web::Data<crate::http::AppState>>(),
+    ) && let Ok(Some(user)) = users::user_for_token(&state.pool, bearer).await
+    {
+        identity = Some(Identity {
+            user_id: user.id,
+            email: user.email,
+            role: user.role,
+        });
+    }
+    if identity.is_none() {
+        for l in host.hooked(HookPoint::Authentication) {
+            let Some(ext) = l.ext() else { continue };
+            match host.call(l, ext.authenticate(head)).await {
+                Some(Ok(Some(found))) => {
+                    identity = Some(found);
+                    break;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(extension = %l.name, error = %e, "authentication hook failed");
+                }
+                _ => {}
+            }
+        }
+    }
+    head.identity.clone_from(&identity);
+    req.extensions_mut().insert(ResolvedIdentity(identity));
+}
+
+/// Step 4.
+async fn authorize(host: &ExtensionHost, head: &RequestHead) -> Option<Response> {
+    host.refuse(HookPoint::Authorization, |ext| ext.authorize(head))
+        .await
+}
+
+fn response_head(res: &ServiceResponse<BoxBody>) -> ResponseHead {
+    ResponseHead {
+        status: convert::status(res.status()),
+        headers: convert::headers_from_actix(res.headers()),
+    }
+}

@@ -1,0 +1,313 @@
+//! `probe`: a test-only extension. Every hook, middleware and route rule is here, each
+//! triggered only by `x-probe-*` request headers (or by names such as the `full` bucket), so
+//! that the host's tests can check the host really calls each one at the right point while
+//! other requests pass untouched. `GET /ext/probe/hits` reports what fired.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use solobase_sdk::Migration;
+use solobase_sdk::prelude::*;
+
+/// Configuration: `config/extensions/probe.toml`.
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeConfig {
+    /// Returned by `GET /ext/probe/config`.
+    pub greeting: String,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            greeting: "hello".into(),
+        }
+    }
+}
+
+/// The probe.
+#[derive(Debug)]
+pub struct Probe {
+    ctx: InitContext<ProbeConfig>,
+    hits: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Probe {
+    fn hit(&self, what: &str) {
+        *self
+            .hits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(what.to_owned())
+            .or_default() += 1;
+    }
+}
+
+fn has(req: &RequestHead, header: &str) -> bool {
+    req.headers.contains_key(header)
+}
+
+impl Extension for Probe {
+    type Config = ProbeConfig;
+
+    async fn initialize(ctx: InitContext<ProbeConfig>) -> Result<Self> {
+        Ok(Self {
+            ctx,
+            hits: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    async fn start(&self) -> Result<()> {
+        self.hit("start");
+        Ok(())
+    }
+
+    fn routes(&self, routes: &mut Routes<Self>) {
+        routes
+            .get("/public", |_, _| async { Ok(Response::json(&"public")) })
+            .public();
+        routes.get("/me", |_, req: Request| async move {
+            Ok(Response::json(req.identity()?))
+        });
+        routes
+            .get("/admin", |_, _| async { Ok(Response::json(&"admin")) })
+            .admin();
+        routes
+            .get("/perm", |_, _| async { Ok(Response::json(&"perm")) })
+            .permission("probe.use");
+        routes.post("/echo", |_, req: Request| async move {
+            let body: serde_json::Value = req.json()?;
+            Ok(Response::json(&body))
+        });
+        routes
+            .get("/items/{id}", |_, req: Request| async move {
+                Ok(Response::json(&serde_json::json!({"id": req.param("id")})))
+            })
+            .public();
+        routes
+            .get("/boom", |_, _| async {
+                Err::<Response, _>(ExtensionError::internal(
+                    "probe failure with secret=hunter2",
+                ))
+            })
+            .public();
+        routes
+            .get("/config", |ext: Arc<Probe>, _| async move {
+                Ok(Response::json(
+                    &serde_json::json!({"greeting": ext.ctx.config.get().greeting}),
+                ))
+            })
+            .public();
+        routes
+            .get("/hits", |ext: Arc<Probe>, _| async move {
+                let hits = ext.hits.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                Ok(Response::json(&hits))
+            })
+            .public();
+        routes
+            .post("/items", |ext: Arc<Probe>, req: Request| async move {
+                let label: String = req.json()?;
+                let client = ext.ctx.db.client().await?;
+                let row = client
+                    .query_one(
+                        "INSERT INTO probe_items (label) VALUES ($1) RETURNING id",
+                        &[&label],
+                    )
+                    .await?;
+                let id: i64 = row.get(0);
+                Ok(Response::json_with(StatusCode::CREATED, &id))
+            })
+            .public();
+        routes
+            .put(
+                "/files/{*path}",
+                |ext: Arc<Probe>, req: Request| async move {
+                    let path = req.param("path").unwrap_or_default().to_owned();
+                    ext.ctx.storage.write(&path, req.body.clone()).await?;
+                    Ok(Response::new(StatusCode::NO_CONTENT))
+                },
+            )
+            .public();
+    }
+
+    fn middleware(&self) -> Vec<MiddlewareSpec> {
+        vec![
+            MiddlewareSpec::new("tag", 10)
+                .path("/ext/probe/")
+                .path("/healthz"),
+        ]
+    }
+
+    async fn middleware_request(&self, _id: &str, req: &mut RequestHead) -> Flow {
+        if has(req, "x-probe-mw-block") {
+            return Flow::reject(
+                StatusCode::IM_A_TEAPOT,
+                "probe_blocked",
+                "blocked by probe middleware",
+            );
+        }
+        Flow::Continue
+    }
+
+    async fn middleware_response(&self, _id: &str, _req: &RequestHead, res: &mut ResponseHead) {
+        res.headers
+            .insert("x-probe-mw", "1".parse().expect("static header"));
+    }
+
+    fn hooks(&self) -> HookSet {
+        let mut set = HookSet::new()
+            .timeout(Duration::from_millis(300))
+            .events("user.*");
+        for point in HookPoint::ALL {
+            set = set.on(point, 0);
+        }
+        set
+    }
+
+    async fn pre_request(&self, req: &mut RequestHead) -> Flow {
+        if has(req, "x-probe-slow") {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        if has(req, "x-probe-reject") {
+            return Flow::reject(
+                StatusCode::FORBIDDEN,
+                "probe_rejected",
+                "rejected by pre_request",
+            );
+        }
+        if has(req, "x-probe-mark") {
+            self.hit("pre_request");
+            req.headers.insert(
+                "x-probe-seen",
+                "pre_request".parse().expect("static header"),
+            );
+        }
+        Flow::Continue
+    }
+
+    async fn authenticate(&self, req: &RequestHead) -> Result<Option<Identity>> {
+        if req.header("x-probe-key") != Some("letmein") {
+            return Ok(None);
+        }
+        self.hit("authentication");
+        let email = req.header("x-probe-user").unwrap_or("probe@example.com");
+        let user = self.ctx.users.by_email(email).await?;
+        Ok(user.map(|u| Identity {
+            user_id: u.id,
+            email: u.email,
+            role: u.role,
+        }))
+    }
+
+    async fn authorize(&self, req: &RequestHead) -> Flow {
+        if has(req, "x-probe-deny") {
+            self.hit("authorization");
+            return Flow::reject(
+                StatusCode::FORBIDDEN,
+                "probe_denied",
+                "denied by authorization hook",
+            );
+        }
+        Flow::Continue
+    }
+
+    async fn on_error(&self, req: &RequestHead, res: &ResponseHead) -> Option<Response> {
+        self.hit("error");
+        has(req, "x-probe-error-replace").then(|| {
+            Response::error_with(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "probe_replaced",
+                &format!("replaced a {}", res.status.as_u16()),
+            )
+        })
+    }
+
+    async fn post_request(&self, req: &RequestHead, _res: &ResponseHead) {
+        if has(req, "x-probe-mark") {
+            self.hit("post_request");
+        }
+    }
+
+    async fn pre_response(&self, req: &RequestHead, res: &mut ResponseHead) {
+        if has(req, "x-probe-mark") {
+            self.hit("pre_response");
+            let seen = req.header("x-probe-seen").unwrap_or("no").to_owned();
+            res.headers
+                .insert("x-probe-pre-response", seen.parse().expect("ascii"));
+        }
+    }
+
+    async fn post_response(&self, req: &RequestHead, _res: &ResponseHead) {
+        if has(req, "x-probe-mark") {
+            self.hit("post_response");
+        }
+    }
+
+    async fn user_signup(&self, info: &SignupInfo) -> Flow {
+        self.hit("user.signup");
+        if info.email.ends_with("@blocked.example") {
+            return Flow::reject(
+                StatusCode::FORBIDDEN,
+                "domain_blocked",
+                "this domain may not sign up",
+            );
+        }
+        Flow::Continue
+    }
+
+    async fn user_login(&self, info: &LoginInfo) -> Flow {
+        self.hit("user.login");
+        if info.email.starts_with("banned") {
+            return Flow::reject(StatusCode::FORBIDDEN, "banned", "this account is banned");
+        }
+        Flow::Continue
+    }
+
+    async fn storage_before_upload(&self, info: &UploadInfo) -> Flow {
+        self.hit("storage.before_upload");
+        if info.bucket == "full" {
+            return Flow::reject(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "quota_exceeded",
+                "bucket full",
+            );
+        }
+        Flow::Continue
+    }
+
+    async fn storage_after_upload(&self, _info: &UploadInfo) {
+        self.hit("storage.after_upload");
+    }
+
+    async fn storage_before_download(&self, info: &DownloadInfo) -> Flow {
+        self.hit("storage.before_download");
+        if info.path == "forbidden.txt" {
+            return Flow::reject(StatusCode::FORBIDDEN, "probe_forbidden", "not this file");
+        }
+        Flow::Continue
+    }
+
+    async fn storage_after_download(&self, _info: &DownloadInfo) {
+        self.hit("storage.after_download");
+    }
+
+    async fn on_event(&self, event: &Event) {
+        self.hit(&format!("event:{}", event.event_type.as_str()));
+    }
+
+    fn migrations() -> Vec<Migration> {
+        vec![Migration {
+            version: 1,
+            name: "probe_items",
+            up: include_str!("../migrations/V1__probe_items.sql"),
+            down: include_str!("../migrations/V1__probe_items.down.sql"),
+        }]
+    }
+
+    fn required_permissions() -> Vec<&'static str> {
+        vec!["events.subscribe", "storage.write"]
+    }
+}
+
+solobase_sdk::export_extension!(Probe);

@@ -324,6 +324,7 @@ fn generate(found: &[Found]) -> String {
     }
     out.push_str(
         "];\n\n/// The registrations of the compiled-in extensions.\n\
+         #[allow(clippy::vec_init_then_push)]\n\
          pub fn registrations() -> Vec<::solobase_sdk::Registration> {\n\
          \x20   #[allow(unused_mut)]\n    let mut table = Vec::new();\n",
     );

@@ -36,11 +36,21 @@ pub struct Application {
 }
 
 impl Application {
+    /// Builds the server with the compiled-in extensions.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_extensions(config, crate::extensions::registrations()).await
+    }
+
+    /// Builds the server with the given extensions instead of the compiled-in ones (for
+    /// tests and benchmarks that bring their own).
+    pub async fn build_with_extensions(
+        config: Config,
+        registrations: Vec<solobase_sdk::Registration>,
+    ) -> anyhow::Result<Self> {
         let db = Database::connect(&config, crate::db::Mode::Own).await?;
         tracing::info!(database = db.target(), "database connected");
         let db = Arc::new(db);
-        match Self::prepare(config, db.clone()).await {
+        match Self::prepare(config, db.clone(), registrations).await {
             Ok(app) => Ok(app),
             Err(e) => {
                 db.close().await;
@@ -49,7 +59,11 @@ impl Application {
         }
     }
 
-    async fn prepare(config: Config, db: Arc<Database>) -> anyhow::Result<Self> {
+    async fn prepare(
+        config: Config,
+        db: Arc<Database>,
+        registrations: Vec<solobase_sdk::Registration>,
+    ) -> anyhow::Result<Self> {
         migrate::run(db.pool()).await?;
         let events = EventBus::default();
         if let Some(seed) = &config.bootstrap_admin {
@@ -63,7 +77,7 @@ impl Application {
                 bus: events.clone(),
                 settings: config.extensions.clone(),
             },
-            crate::extensions::registrations(),
+            registrations,
         )
         .await
         .context("cannot load the extensions")?;
@@ -103,6 +117,11 @@ impl Application {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The extension runtime.
+    pub fn extensions(&self) -> &Arc<ExtensionHost> {
+        &self.extensions
     }
 
     /// Serves until `shutdown` completes, then stops gracefully: no new connections,

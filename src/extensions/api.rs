@@ -1,6 +1,8 @@
 //! The extension admin API, admins only: list extensions (compiled in or not), enable and
 //! disable them at run time.
 
+use std::sync::atomic::Ordering;
+
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
@@ -40,6 +42,12 @@ async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpR
                     .map(|(m, p)| format!("{m} /ext/{}{p}", d.name)).collect::<Vec<_>>()),
                 "hooks": l.hooks.points().iter().map(|(p, prio)| json!({"hook": p.as_str(), "priority": prio})).collect::<Vec<_>>(),
                 "middleware": l.middleware.iter().map(|m| json!({"id": m.id, "priority": m.priority, "paths": m.paths})).collect::<Vec<_>>(),
+                "stats": {
+                    "requests": l.stats.requests.load(Ordering::Relaxed),
+                    "errors": l.stats.errors.load(Ordering::Relaxed),
+                    "hook_calls": l.stats.hook_calls.load(Ordering::Relaxed),
+                    "hook_timeouts": l.stats.hook_timeouts.load(Ordering::Relaxed),
+                },
             }),
             None => json!({
                 "name": d.name, "version": d.version, "tier": d.tier,

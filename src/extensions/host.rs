@@ -224,10 +224,10 @@ impl ExtensionHost {
             let problem = problem.or_else(|| {
                 manifest.as_ref().and_then(|m| {
                     m.dependencies.keys().find_map(|d| {
-                        let running = by_name
+                        let initialized = by_name
                             .get(d.as_str())
-                            .is_some_and(|&i: &usize| loaded[i].is_running());
-                        (!running).then(|| format!("its dependency {d} is not running"))
+                            .is_some_and(|&i: &usize| loaded[i].ext.is_some());
+                        (!initialized).then(|| format!("its dependency {d} is not running"))
                     })
                 })
             });

@@ -96,7 +96,7 @@ pub fn extension_database(
     let schema = name.schema();
     let mut pg = base.clone();
     pg.options(format!("-c search_path={schema}"));
-    pg.application_name(&format!("solobase ext {name}"));
+    pg.application_name(format!("solobase ext {name}"));
     let manager = Manager::from_config(
         pg,
         NoTls,

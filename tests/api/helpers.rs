@@ -155,6 +155,8 @@ pub fn test_config(db_name: &str, data_dir: &Path) -> Config {
     config.server.workers = 1;
     config.database.url = Some(database_url(db_name));
     config.database.pool_size = 4;
+    config.extensions.config_dir = data_dir.join("extension-config");
+    config.extensions.pool_size = 2;
     config
 }
 
@@ -169,10 +171,41 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
 
 /// Spawns an app on an existing database.
 pub async fn spawn_app_on(db_name: String, customise: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_full(db_name, customise, None).await
+}
+
+/// Spawns an app on a fresh database with the given extensions instead of the compiled-in
+/// ones.
+pub async fn spawn_app_with_extensions(
+    registrations: Vec<solobase_sdk::Registration>,
+    customise: impl FnOnce(&mut Config),
+) -> TestApp {
+    spawn_app_full(fresh_database().await, customise, Some(registrations)).await
+}
+
+/// Builds (but does not spawn) an app on a fresh database with the given extensions.
+pub async fn build_with_extensions(
+    registrations: Vec<solobase_sdk::Registration>,
+) -> anyhow::Result<Application> {
+    let db_name = fresh_database().await;
+    let data_dir = TempDir::new();
+    let config = test_config(&db_name, &data_dir.0);
+    Application::build_with_extensions(config, registrations).await
+}
+
+async fn spawn_app_full(
+    db_name: String,
+    customise: impl FnOnce(&mut Config),
+    registrations: Option<Vec<solobase_sdk::Registration>>,
+) -> TestApp {
     let data_dir = TempDir::new();
     let mut config = test_config(&db_name, &data_dir.0);
     customise(&mut config);
-    let app = Application::build(config).await.expect("the app builds");
+    let app = match registrations {
+        Some(r) => Application::build_with_extensions(config, r).await,
+        None => Application::build(config).await,
+    }
+    .expect("the app builds");
     let port = app.port();
     let events = app.state().events.clone();
     let (tx, rx) = oneshot::channel();

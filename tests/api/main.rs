@@ -9,6 +9,9 @@
 mod auth;
 mod cli;
 mod events;
+// Needs the test-only `probe` extension: run with --all-features.
+#[cfg(feature = "probe")]
+mod extensions;
 mod health;
 mod helpers;
 mod storage;

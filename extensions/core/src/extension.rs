@@ -391,6 +391,9 @@ impl<E: Extension> ErasedExtension for E {
 /// not fit the extension's `Config` type.
 pub type ConfigUpdater = Box<dyn Fn(&serde_json::Value) -> Result<()> + Send + Sync>;
 
+/// A started extension and the updater of its configuration.
+pub type Initialized = (Arc<dyn ErasedExtension>, ConfigUpdater);
+
 /// What [`Registration::initialize`] gets: the services, with the configuration still as JSON.
 pub type RawInit = InitContext<serde_json::Value>;
 
@@ -402,8 +405,7 @@ pub struct Registration {
     pub manifest: &'static str,
     /// The crate's `Cargo.toml` version (checked against the manifest's).
     pub crate_version: &'static str,
-    initialize:
-        fn(RawInit) -> BoxFuture<'static, Result<(Arc<dyn ErasedExtension>, ConfigUpdater)>>,
+    initialize: fn(RawInit) -> BoxFuture<'static, Result<Initialized>>,
     config_schema: fn() -> serde_json::Value,
     check_config: fn(&serde_json::Value) -> Result<()>,
     migrations: fn() -> Vec<Migration>,
@@ -465,10 +467,7 @@ impl Registration {
     }
 
     /// Initializes the extension; returns it and the updater for its configuration.
-    pub fn initialize(
-        &self,
-        raw: RawInit,
-    ) -> BoxFuture<'static, Result<(Arc<dyn ErasedExtension>, ConfigUpdater)>> {
+    pub fn initialize(&self, raw: RawInit) -> BoxFuture<'static, Result<Initialized>> {
         (self.initialize)(raw)
     }
 

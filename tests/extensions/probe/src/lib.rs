@@ -71,6 +71,12 @@ impl Extension for Probe {
             Ok(Response::json(req.identity()?))
         });
         routes
+            .get("/headers", |_, req: Request| async move {
+                let seen = req.head.header("x-probe-seen").unwrap_or("").to_owned();
+                Ok(Response::json(&serde_json::json!({"x-probe-seen": seen})))
+            })
+            .public();
+        routes
             .get("/admin", |_, _| async { Ok(Response::json(&"admin")) })
             .admin();
         routes

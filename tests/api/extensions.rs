@@ -1,0 +1,791 @@
+//! The extension runtime seen from outside: the shipped extensions and the test-only `probe`
+//! (compiled in by --all-features), plus extensions defined right here for lifecycle cases.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use solobase_sdk::Registration;
+use solobase_sdk::prelude::*;
+
+use crate::helpers::{
+    TempDir, TestApp, build_with_extensions, error_code, spawn_app, spawn_app_on, spawn_app_with,
+    spawn_app_with_extensions,
+};
+
+async fn hits(app: &TestApp) -> Value {
+    app.get("/ext/probe/hits").await.json().await.unwrap()
+}
+
+/// Waits for a probe counter to reach `at_least` (for hooks that run after the response).
+async fn wait_hit(app: &TestApp, key: &str, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = hits(app).await[key].as_u64().unwrap_or(0);
+        if n >= at_least || Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn list(app: &TestApp, token: &str) -> Vec<Value> {
+    let res = app
+        .http
+        .get(app.url("/api/v1/extensions"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.unwrap()
+}
+
+fn find<'a>(list: &'a [Value], name: &str) -> &'a Value {
+    list.iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("{name} listed"))
+}
+
+#[tokio::test]
+async fn compiled_in_extensions_are_listed_and_running() {
+    let app = spawn_app().await;
+    let res = app.get("/api/v1/extensions").await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let user = app.user_token("user@example.com", false).await;
+    let res = app
+        .http
+        .get(app.url("/api/v1/extensions"))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    let admin = app.user_token("admin@example.com", true).await;
+    let list = list(&app, &admin).await;
+    for name in ["webhooks", "analytics", "probe"] {
+        let e = find(&list, name);
+        assert_eq!(e["compiled"], true, "{e}");
+        assert_eq!(e["active"], true, "{e}");
+        assert!(e["error"].is_null(), "{e}");
+    }
+    let probe = find(&list, "probe");
+    assert!(
+        probe["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "GET /ext/probe/public")
+    );
+    assert_eq!(
+        probe["middleware"][0]["paths"],
+        json!(["/ext/probe/", "/healthz"])
+    );
+    // Migrations ran in the extension's own schema, with their own history.
+    let v: i32 = app
+        .db()
+        .await
+        .query_one(
+            "SELECT max(version) FROM ext_probe.refinery_schema_history",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 1);
+}
+
+#[tokio::test]
+async fn routes_enforce_their_access_rules() {
+    let app = spawn_app().await;
+    let user = app.user_token("user@example.com", false).await;
+    let admin = app.user_token("admin@example.com", true).await;
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = app.http.get(app.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    assert_eq!(
+        get("/ext/probe/public", None).await.unwrap().status(),
+        StatusCode::OK
+    );
+    // Authenticated is the default.
+    let res = get("/ext/probe/me", None).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(res).await, "unauthenticated");
+    let me: Value = get("/ext/probe/me", Some(&user))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], "user@example.com");
+    assert_eq!(
+        get("/ext/probe/admin", Some(&user)).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get("/ext/probe/admin", Some(&admin))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    // A named permission: admins hold all; a user role holds it once granted.
+    assert_eq!(
+        get("/ext/probe/perm", Some(&admin)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get("/ext/probe/perm", Some(&user)).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    app.db()
+        .await
+        .execute(
+            "INSERT INTO solobase.role_permissions VALUES ('user', 'probe.use')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        get("/ext/probe/perm", Some(&user)).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    let item: Value = get("/ext/probe/items/a%20b", None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(item["id"], "a b");
+    let res = get("/ext/probe/nothing-here", None).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = app
+        .http
+        .delete(app.url("/ext/probe/public"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let res = get("/ext/nope/x", None).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("no extension named nope")
+    );
+    // A failing handler answers 500 in the common shape, without its internal details.
+    let res = get("/ext/probe/boom", None).await.unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("\"internal\"") && !body.contains("hunter2"),
+        "{body}"
+    );
+    // Bodies are parsed by the extension, errors in the common shape.
+    let res = app
+        .http
+        .post(app.url("/ext/probe/echo"))
+        .bearer_auth(&user)
+        .body("{bad")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(res).await, "invalid_request");
+    let res = app
+        .http
+        .post(app.url("/ext/probe/echo"))
+        .bearer_auth(&user)
+        .json(&json!({"a": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"a": 1}));
+    // The body limit holds.
+    let big = vec![b'x'; 1024 * 1024 + 1];
+    let res = app
+        .http
+        .post(app.url("/ext/probe/echo"))
+        .bearer_auth(&user)
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn disabling_takes_effect_at_once_and_persists() {
+    let app = spawn_app().await;
+    let admin = app.user_token("admin@example.com", true).await;
+    let toggle = |action: &'static str| {
+        app.http
+            .post(app.url(&format!("/api/v1/extensions/probe/{action}")))
+            .bearer_auth(&admin)
+            .send()
+    };
+    assert_eq!(
+        app.http
+            .get(app.url("/healthz"))
+            .header("x-probe-reject", "1")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(toggle("disable").await.unwrap().status(), StatusCode::OK);
+    let res = app.get("/ext/probe/public").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("extension probe is disabled")
+    );
+    // Its hooks and middleware are skipped too.
+    let res = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-probe-reject", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().get("x-probe-mw").is_none());
+
+    // The choice survives a restart.
+    let again = spawn_app_on(app.db_name.clone(), |_| {}).await;
+    assert_eq!(
+        again.get("/ext/probe/public").await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    assert_eq!(toggle("enable").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(app.get("/ext/probe/public").await.status(), StatusCode::OK);
+    let res = app
+        .http
+        .post(app.url("/api/v1/extensions/unknown/enable"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn pipeline_hooks_run_at_their_points() {
+    let app = spawn_app().await;
+    let client = &app.http;
+    // pre_request may answer, on host routes too.
+    let res = client
+        .get(app.url("/healthz"))
+        .header("x-probe-reject", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(res).await, "probe_rejected");
+    // pre_request's header change reaches the handler; pre_response changes the response.
+    let res = client
+        .get(app.url("/ext/probe/headers"))
+        .header("x-probe-mark", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-probe-pre-response"], "pre_request");
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["x-probe-seen"],
+        "pre_request"
+    );
+    assert_eq!(wait_hit(&app, "post_request", 1).await, 1);
+    assert_eq!(wait_hit(&app, "post_response", 1).await, 1);
+    // authorization may deny.
+    let res = client
+        .get(app.url("/healthz"))
+        .header("x-probe-deny", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(res).await, "probe_denied");
+    // error hooks see 5xx responses and may replace them.
+    let res = client
+        .get(app.url("/ext/probe/boom"))
+        .header("x-probe-error-replace", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(res).await, "probe_replaced");
+    assert!(hits(&app).await["error"].as_u64().unwrap() >= 1);
+}
+
+#[tokio::test]
+async fn authentication_hooks_identify_callers_of_host_and_extension_routes() {
+    let app = spawn_app().await;
+    app.create_user("keyed@example.com", "password123", false)
+        .await;
+    let keyed = |path: &str| {
+        app.http
+            .get(app.url(path))
+            .header("x-probe-key", "letmein")
+            .header("x-probe-user", "keyed@example.com")
+            .send()
+    };
+    let me: Value = keyed("/api/v1/auth/me")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], "keyed@example.com");
+    let me: Value = keyed("/ext/probe/me").await.unwrap().json().await.unwrap();
+    assert_eq!(me["email"], "keyed@example.com");
+    // A wrong key identifies nobody.
+    let res = app
+        .http
+        .get(app.url("/api/v1/auth/me"))
+        .header("x-probe-key", "nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn middleware_is_path_scoped_and_may_answer() {
+    let app = spawn_app().await;
+    let res = app.get("/healthz").await;
+    assert_eq!(res.headers()["x-probe-mw"], "1");
+    let res = app.get("/ext/probe/public").await;
+    assert_eq!(res.headers()["x-probe-mw"], "1");
+    let res = app.get("/readyz").await;
+    assert!(
+        res.headers().get("x-probe-mw").is_none(),
+        "outside its paths"
+    );
+    let res = app
+        .http
+        .get(app.url("/ext/probe/public"))
+        .header("x-probe-mw-block", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::IM_A_TEAPOT);
+    let res = app
+        .http
+        .get(app.url("/readyz"))
+        .header("x-probe-mw-block", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_hook_over_its_time_limit_is_cut_off_and_counted() {
+    let app = spawn_app().await;
+    let started = Instant::now();
+    let res = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-probe-slow", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let admin = app.user_token("admin@example.com", true).await;
+    let probe = find(&list(&app, &admin).await, "probe").clone();
+    assert!(
+        probe["stats"]["hook_timeouts"].as_u64().unwrap() >= 1,
+        "{probe}"
+    );
+}
+
+#[tokio::test]
+async fn system_hooks_may_refuse_and_observe() {
+    let app = spawn_app_with(|c| c.auth.signup_enabled = true).await;
+    let signup = |email: &str| {
+        app.http
+            .post(app.url("/api/v1/auth/signup"))
+            .json(&json!({"email": email, "password": "password123"}))
+            .send()
+    };
+    let res = signup("x@blocked.example").await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(res).await, "domain_blocked");
+    let users: i64 = app
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM solobase.users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 0);
+    assert_eq!(
+        signup("ok@example.com").await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    // Event subscriptions see committed events.
+    assert!(wait_hit(&app, "event:user.created", 1).await >= 1);
+
+    app.create_user("banned@example.com", "password123", false)
+        .await;
+    let res = app.login("banned@example.com", "password123").await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(res).await, "banned");
+    let sessions: i64 = app.db().await
+        .query_one("SELECT count(*) FROM solobase.sessions s JOIN solobase.users u ON u.id = s.user_id WHERE u.email = 'banned@example.com'", &[])
+        .await.unwrap().get(0);
+    assert_eq!(sessions, 0);
+
+    let token = app.user_token("files@example.com", false).await;
+    let res = app
+        .put_object(&token, "full/x.txt", "data", "text/plain")
+        .await;
+    assert_eq!(res.status(), StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(error_code(res).await, "quota_exceeded");
+    assert_eq!(
+        app.get_object(&token, "full/x.txt").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.put_object(&token, "docs/forbidden.txt", "data", "text/plain")
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        app.put_object(&token, "docs/ok.txt", "data", "text/plain")
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let res = app.get_object(&token, "docs/forbidden.txt").await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get_object(&token, "docs/ok.txt")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "data"
+    );
+    let h = hits(&app).await;
+    assert_eq!(h["storage.after_upload"], 2, "{h}");
+    assert_eq!(h["storage.before_download"], 2, "{h}");
+    assert_eq!(h["storage.after_download"], 1, "{h}");
+    assert!(
+        h["user.signup"].as_u64().unwrap() >= 2 && h["user.login"].as_u64().unwrap() >= 2,
+        "{h}"
+    );
+}
+
+#[tokio::test]
+async fn extension_services_are_confined_to_the_extension() {
+    let app = spawn_app().await;
+    // Database: unqualified names are the extension's own schema.
+    let res = app
+        .http
+        .post(app.url("/ext/probe/items"))
+        .json(&json!("first"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let label: String = app
+        .db()
+        .await
+        .query_one("SELECT label FROM ext_probe.probe_items", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(label, "first");
+    // Storage: its own directory, no way out.
+    let res = app
+        .http
+        .put(app.url("/ext/probe/files/notes/a.txt"))
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let stored =
+        std::fs::read_to_string(app.data_dir.0.join("extensions/probe/notes/a.txt")).unwrap();
+    assert_eq!(stored, "hi");
+    let (status, _) = app
+        .raw(
+            "PUT /ext/probe/files/%2e%2e/%2e%2e/escape.txt HTTP/1.1",
+            &[("Content-Length", "0")],
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(!app.data_dir.0.join("escape.txt").exists());
+    assert!(!app.data_dir.0.join("extensions/escape.txt").exists());
+}
+
+#[tokio::test]
+async fn configuration_comes_from_the_extension_file_and_bad_files_stop_only_that_extension() {
+    let dir = TempDir::new();
+    std::fs::write(dir.0.join("probe.toml"), "greeting = \"hi there\"\n").unwrap();
+    let path = dir.0.clone();
+    let app = spawn_app_with(|c| c.extensions.config_dir = path).await;
+    let cfg: Value = app.get("/ext/probe/config").await.json().await.unwrap();
+    assert_eq!(cfg["greeting"], "hi there");
+
+    let bad = TempDir::new();
+    std::fs::write(bad.0.join("probe.toml"), "greting = 1\n").unwrap();
+    let path = bad.0.clone();
+    let app = spawn_app_with(|c| c.extensions.config_dir = path).await;
+    let res = app.get("/ext/probe/public").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains("is not running") && text.contains("greting"),
+        "{text}"
+    );
+    // The rest of the server and the other extensions carry on.
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    let admin = app.user_token("admin@example.com", true).await;
+    let list = list(&app, &admin).await;
+    assert_eq!(find(&list, "webhooks")["active"], true);
+    assert!(
+        find(&list, "probe")["error"]
+            .as_str()
+            .unwrap()
+            .contains("probe.toml")
+    );
+    let recorded: Option<String> = app
+        .db()
+        .await
+        .query_one(
+            "SELECT last_error FROM solobase.extensions WHERE name = 'probe'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(recorded.unwrap().contains("greting"));
+}
+
+#[tokio::test]
+async fn webhooks_queue_deliveries_for_subscribed_events() {
+    let app = spawn_app_with(|c| c.auth.signup_enabled = true).await;
+    let admin = app.user_token("admin@example.com", true).await;
+    let res = app
+        .http
+        .post(app.url("/ext/webhooks/api/endpoints"))
+        .bearer_auth(&admin)
+        .json(&json!({"url": "https://example.com/hook", "event_types": ["user.*"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = app
+        .http
+        .post(app.url("/ext/webhooks/api/endpoints"))
+        .bearer_auth(&admin)
+        .json(&json!({"url": "ftp://nope", "event_types": ["user.*"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    app.http
+        .post(app.url("/api/v1/auth/signup"))
+        .json(&json!({"email": "new@example.com", "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let list: Vec<Value> = app
+            .http
+            .get(app.url("/ext/webhooks/api/deliveries"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if list.iter().any(|d| d["event_type"] == "user.created") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no delivery queued: {list:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn analytics_counts_page_views_of_non_excluded_paths() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        app.get("/healthz").await;
+    }
+    app.get("/api/v1/auth/me").await; // excluded by default
+    let admin = app.user_token("admin@example.com", true).await;
+    let stats: Value = app
+        .http
+        .get(app.url("/ext/analytics/api/stats"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stats["top_pages"][0],
+        json!({"path": "/healthz", "views": 3}),
+        "{stats}"
+    );
+    let user = app.user_token("user@example.com", false).await;
+    let res = app
+        .http
+        .get(app.url("/ext/analytics/api/stats"))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}
+
+// --- Extensions defined here, for lifecycle cases -------------------------------------------
+
+static EVENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn record(what: String) {
+    EVENTS.lock().unwrap().push(what);
+}
+
+macro_rules! lifecycle_ext {
+    ($ty:ident, $name:literal, $fail_init:expr) => {
+        struct $ty;
+        impl Extension for $ty {
+            type Config = ();
+            async fn initialize(_ctx: InitContext<()>) -> Result<Self> {
+                record(format!("init {}", $name));
+                if $fail_init {
+                    return Err(ExtensionError::internal("cannot reach the moon"));
+                }
+                Ok($ty)
+            }
+            async fn start(&self) -> Result<()> {
+                record(format!("start {}", $name));
+                Ok(())
+            }
+            async fn stop(&self) -> Result<()> {
+                record(format!("stop {}", $name));
+                Ok(())
+            }
+            fn routes(&self, routes: &mut Routes<Self>) {
+                routes
+                    .get("/", |_, _| async { Ok(Response::json(&$name)) })
+                    .public();
+            }
+        }
+    };
+}
+
+lifecycle_ext!(LcBase, "lc-base", false);
+lifecycle_ext!(LcTop, "lc-top", false);
+lifecycle_ext!(LcBroken, "lc-broken", true);
+lifecycle_ext!(LcNeedsBroken, "lc-needs-broken", false);
+
+const BASE: &str = "[extension]\nname = \"lc-base\"\nversion = \"0.1.0\"\ndescription = \"d\"\nmin_host_version = \"0.1.0\"\n";
+const TOP: &str = "[extension]\nname = \"lc-top\"\nversion = \"0.1.0\"\ndescription = \"d\"\nmin_host_version = \"0.1.0\"\n[dependencies]\nlc-base = \"^0.1\"\n";
+const BROKEN: &str = "[extension]\nname = \"lc-broken\"\nversion = \"0.1.0\"\ndescription = \"d\"\nmin_host_version = \"0.1.0\"\n";
+const NEEDS_BROKEN: &str = "[extension]\nname = \"lc-needs-broken\"\nversion = \"0.1.0\"\ndescription = \"d\"\nmin_host_version = \"0.1.0\"\n[dependencies]\nlc-broken = \"*\"\n";
+
+#[tokio::test]
+async fn lifecycle_follows_dependencies_and_failures_stay_contained() {
+    EVENTS.lock().unwrap().clear();
+    // Registered in the "wrong" order on purpose.
+    let regs = vec![
+        Registration::new::<LcTop>(TOP, "0.1.0"),
+        Registration::new::<LcNeedsBroken>(NEEDS_BROKEN, "0.1.0"),
+        Registration::new::<LcBroken>(BROKEN, "0.1.0"),
+        Registration::new::<LcBase>(BASE, "0.1.0"),
+    ];
+    let app = spawn_app_with_extensions(regs, |_| {}).await;
+    assert_eq!(app.get("/ext/lc-top/").await.status(), StatusCode::OK);
+    assert_eq!(app.get("/ext/lc-base").await.status(), StatusCode::OK);
+    let res = app.get("/ext/lc-broken/").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert!(res.text().await.unwrap().contains("cannot reach the moon"));
+    let res = app.get("/ext/lc-needs-broken/").await;
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("dependency lc-broken is not running")
+    );
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    app.stop().await.unwrap();
+
+    let events = EVENTS.lock().unwrap().clone();
+    let pos = |e: &str| {
+        events
+            .iter()
+            .position(|x| x == e)
+            .unwrap_or_else(|| panic!("{e} in {events:?}"))
+    };
+    assert!(pos("init lc-base") < pos("init lc-top"));
+    assert!(pos("start lc-base") < pos("start lc-top"));
+    assert!(pos("stop lc-top") < pos("stop lc-base"), "{events:?}");
+    assert!(
+        !events.iter().any(|e| e == "init lc-needs-broken"),
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|e| e == "start lc-broken"), "{events:?}");
+}
+
+struct Dup;
+impl Extension for Dup {
+    type Config = ();
+    async fn initialize(_ctx: InitContext<()>) -> Result<Self> {
+        Ok(Dup)
+    }
+    fn routes(&self, routes: &mut Routes<Self>) {
+        routes.get("/a", |_, _| async { Ok(Response::new(StatusCode::OK)) });
+        routes.get("/a", |_, _| async { Ok(Response::new(StatusCode::OK)) });
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_route_is_a_start_up_error_naming_it() {
+    const DUP: &str = "[extension]\nname = \"dup\"\nversion = \"0.1.0\"\ndescription = \"d\"\nmin_host_version = \"0.1.0\"\n";
+    let err = build_with_extensions(vec![Registration::new::<Dup>(DUP, "0.1.0")])
+        .await
+        .err()
+        .expect("start-up fails");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("GET /ext/dup/a twice"), "{msg}");
+}
+
+#[test]
+fn registration_exposes_schema_and_checks_config() {
+    let reg = solobase_ext_probe::solobase_extension();
+    let schema = reg.config_schema();
+    assert_eq!(
+        schema["properties"]["greeting"]["type"], "string",
+        "{schema}"
+    );
+    assert!(reg.check_config(&json!({"greeting": "x"})).is_ok());
+    assert!(reg.check_config(&json!({"greeting": 3})).is_err());
+    assert!(reg.check_config(&json!({"nope": 3})).is_err());
+    let _ = Arc::new(());
+}

@@ -12,6 +12,11 @@
 //! Only this module knows the registration table.
 
 pub mod api;
+// The build script's rules, compiled here too so that they are unit-tested.
+#[cfg(test)]
+mod discovery;
+#[cfg(test)]
+use solobase_sdk::manifest;
 pub mod convert;
 pub mod dispatch;
 pub mod host;

@@ -789,3 +789,33 @@ fn registration_exposes_schema_and_checks_config() {
     assert!(reg.check_config(&json!({"nope": 3})).is_err());
     let _ = Arc::new(());
 }
+
+/// The SDK's testing kit against this run's real PostgreSQL, as an extension author would use
+/// it: a few lines give the extension a fresh schema with its migrations applied.
+#[tokio::test]
+async fn the_testing_kit_runs_an_extension_on_a_real_database() {
+    use solobase_sdk::testing::{TestHarness, identity};
+    let db = crate::helpers::fresh_database().await;
+    let pg: tokio_postgres::Config = crate::helpers::database_url(&db).parse().unwrap();
+    let harness = TestHarness::<solobase_ext_webhooks::Webhooks>::builder("webhooks")
+        .database(pg)
+        .build()
+        .await
+        .unwrap();
+    let admin = identity("a@example.com", Role::Admin);
+    let body = json!({"url": "https://example.com/in", "event_types": ["*"]});
+    let res = harness
+        .call(
+            Request::new(Method::POST, "/api/endpoints")
+                .with_json(&body)
+                .with_identity(admin.clone()),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED);
+    let res = harness
+        .call(Request::new(Method::GET, "/api/endpoints").with_identity(admin))
+        .await;
+    let list: Vec<Value> = res.json_body().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["url"], "https://example.com/in");
+}

@@ -114,8 +114,10 @@ async fn host_tables_live_in_their_own_schema_and_migrate_once() {
     assert_eq!(
         host_tables,
         [
+            "extensions",
             "outbox",
             "refinery_schema_history",
+            "role_permissions",
             "sessions",
             "storage_objects",
             "users"

@@ -238,3 +238,65 @@ impl Extension for Analytics {
 }
 
 solobase_sdk::export_extension!(Analytics);
+
+#[cfg(test)]
+mod tests {
+    use solobase_sdk::testing::TestHarness;
+
+    use super::*;
+
+    fn ok() -> ResponseHead {
+        ResponseHead {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn views_of_excluded_paths_are_not_queued_and_a_full_queue_drops() {
+        let config = AnalyticsConfig {
+            queue_capacity: 1,
+            ..AnalyticsConfig::default()
+        };
+        let harness = TestHarness::<Analytics>::builder("analytics")
+            .config(config)
+            .build()
+            .await
+            .unwrap();
+        let ext = harness.ext();
+        for path in ["/api/v1/auth/me", "/ext/analytics/api/stats", "/admin/x"] {
+            ext.post_request(&RequestHead::new(Method::GET, path), &ok())
+                .await;
+        }
+        ext.post_request(&RequestHead::new(Method::POST, "/form"), &ok())
+            .await;
+        assert_eq!(
+            ext.health().await.status,
+            solobase_sdk::HealthStatus::Healthy
+        );
+        ext.post_request(&RequestHead::new(Method::GET, "/pricing?ref=x"), &ok())
+            .await;
+        assert_eq!(
+            ext.health().await.status,
+            solobase_sdk::HealthStatus::Degraded
+        );
+        ext.post_request(&RequestHead::new(Method::GET, "/about"), &ok())
+            .await;
+        assert_eq!(ext.dropped.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn stats_need_the_permission() {
+        let harness = TestHarness::<Analytics>::builder("analytics")
+            .build()
+            .await
+            .unwrap();
+        let user = solobase_sdk::testing::identity("u@example.com", Role::User);
+        let res = harness
+            .call(Request::new(Method::GET, "/api/stats").with_identity(user))
+            .await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN);
+        let res = harness.call(Request::new(Method::GET, "/api/stats")).await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    }
+}

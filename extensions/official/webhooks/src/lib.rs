@@ -215,3 +215,56 @@ impl Extension for Webhooks {
 }
 
 solobase_sdk::export_extension!(Webhooks);
+
+#[cfg(test)]
+mod tests {
+    use solobase_sdk::testing::{TestHarness, identity};
+
+    use super::*;
+
+    #[test]
+    fn event_patterns() {
+        for ok in ["*", "user.*", "user.created", "extension.analytics.*"] {
+            assert!(valid_pattern(ok), "{ok}");
+        }
+        for bad in ["", "user.", "User.*", "a b", "*.created"] {
+            assert!(!valid_pattern(bad), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn endpoints_are_for_admins_and_are_validated_before_storage() {
+        let harness = TestHarness::<Webhooks>::builder("webhooks")
+            .build()
+            .await
+            .unwrap();
+        let body = serde_json::json!({"url": "ftp://example.com", "event_types": ["user.*"]});
+        let user = identity("u@example.com", Role::User);
+        let res = harness
+            .call(
+                Request::new(Method::POST, "/api/endpoints")
+                    .with_json(&body)
+                    .with_identity(user),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN);
+        let admin = identity("a@example.com", Role::Admin);
+        let res = harness
+            .call(
+                Request::new(Method::POST, "/api/endpoints")
+                    .with_json(&body)
+                    .with_identity(admin.clone()),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST);
+        let bad_types = serde_json::json!({"url": "https://example.com", "event_types": ["Nope"]});
+        let res = harness
+            .call(
+                Request::new(Method::POST, "/api/endpoints")
+                    .with_json(&bad_types)
+                    .with_identity(admin),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    }
+}

@@ -1,0 +1,284 @@
+//! `solobase-bench`: measures what extensions cost, side by side in one run, and prints a
+//! markdown report. Run it through `bench/run.sh` (which builds it in release mode and
+//! installs wrk when missing).
+//!
+//! 1. **Request overhead.** One server (1 worker) with 5 synthetic extensions, each with a
+//!    middleware on every path and `pre_request` and `post_request` hooks. wrk loads a host
+//!    route (`GET /healthz`) while the extensions are disabled, then enabled, alternating
+//!    rounds so that machine noise hits both alike; the report gives the median throughput
+//!    of each, their ratio and the added microseconds per request.
+//! 2. **Start-up cost.** Time to load (register, initialize, start) N extensions that have no
+//!    migration, for N = 0 and N = 20, on the same database; the difference per extension.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use solobase::config::Config;
+use solobase::db::embedded::{EmbeddedOptions, EmbeddedPostgres};
+use solobase::startup::Application;
+use solobase_sdk::Registration;
+use solobase_sdk::prelude::*;
+
+/// A synthetic extension: the minimum real work a middleware and two hooks would do.
+struct Synthetic {
+    seen: AtomicU64,
+}
+
+impl Extension for Synthetic {
+    type Config = ();
+
+    async fn initialize(_ctx: InitContext<()>) -> Result<Self> {
+        Ok(Self {
+            seen: AtomicU64::new(0),
+        })
+    }
+
+    fn middleware(&self) -> Vec<MiddlewareSpec> {
+        vec![MiddlewareSpec::new("count", 0)]
+    }
+
+    async fn middleware_request(&self, _id: &str, req: &mut RequestHead) -> Flow {
+        if req.headers.contains_key("x-synthetic-block") {
+            return Flow::reject(StatusCode::FORBIDDEN, "blocked", "blocked");
+        }
+        Flow::Continue
+    }
+
+    fn hooks(&self) -> HookSet {
+        HookSet::new()
+            .on(HookPoint::PreRequest, 0)
+            .on(HookPoint::PostRequest, 0)
+    }
+
+    async fn pre_request(&self, _req: &mut RequestHead) -> Flow {
+        self.seen.fetch_add(1, Ordering::Relaxed);
+        Flow::Continue
+    }
+
+    async fn post_request(&self, _req: &RequestHead, res: &ResponseHead) {
+        if res.status.is_server_error() {
+            self.seen.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn synthetic(n: usize, prefix: &str) -> Vec<Registration> {
+    (1..=n)
+        .map(|i| {
+            let manifest = format!(
+                "[extension]\nname = \"{prefix}-{i}\"\nversion = \"0.1.0\"\n\
+                 description = \"synthetic\"\nmin_host_version = \"0.1.0\"\n"
+            );
+            Registration::new::<Synthetic>(Box::leak(manifest.into_boxed_str()), "0.1.0")
+        })
+        .collect()
+}
+
+struct Wrk {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn wrk(url: &str, secs: u64) -> anyhow::Result<Wrk> {
+    let out = Command::new("wrk")
+        .args(["-t1", "-c32", &format!("-d{secs}s"), "--latency", url])
+        .output()
+        .context("cannot run wrk: install it (apt-get install wrk) or use bench/run.sh")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let number = |prefix: &str| -> Option<f64> {
+        let value = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(prefix))?
+            .split_whitespace()
+            .nth(1)?;
+        parse_duration_ms(value).or_else(|| value.parse().ok())
+    };
+    let rps = text
+        .lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .context("wrk printed no Requests/sec")?;
+    let errors = text
+        .lines()
+        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+        .flat_map(|l| {
+            l.split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse::<u64>().ok())
+        })
+        .sum();
+    Ok(Wrk {
+        rps,
+        p50_ms: number("50%").unwrap_or(f64::NAN),
+        p99_ms: number("99%").unwrap_or(f64::NAN),
+        errors,
+    })
+}
+
+/// wrk prints latencies as `812.00us`, `1.20ms`, `2.01s`.
+fn parse_duration_ms(v: &str) -> Option<f64> {
+    let (num, factor) = if let Some(n) = v.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        return None;
+    };
+    num.parse::<f64>().ok().map(|x| x * factor)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+async fn database_url(
+    root: &std::path::Path,
+) -> anyhow::Result<(String, Option<EmbeddedPostgres>)> {
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        return Ok((url, None));
+    }
+    let opts = EmbeddedOptions {
+        root: root.join("postgres"),
+        bin_dir: None,
+        system_user: "postgres".into(),
+        start_timeout: Duration::from_secs(60),
+        ephemeral: true,
+    };
+    let server = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&opts)).await??;
+    solobase::db::ensure_database(&server.connect_config("postgres"), "bench").await?;
+    let url = format!(
+        "host={} port=5432 user={} dbname=bench",
+        server.socket_dir().display(),
+        solobase::db::embedded::SUPERUSER
+    );
+    Ok((url, Some(server)))
+}
+
+fn config(url: &str, data: &std::path::Path) -> Config {
+    let mut c = Config {
+        data_dir: data.to_owned(),
+        ..Config::default()
+    };
+    c.server.bind = "127.0.0.1:0".parse().expect("address");
+    c.server.workers = 1;
+    c.database.url = Some(url.to_owned());
+    c.log.level = "warn".into();
+    c
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let secs: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let dir = std::env::temp_dir().join(format!("solobase-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (url, _pg) = database_url(&dir).await?;
+
+    // --- start-up cost -----------------------------------------------------------------
+    let mut startup = Vec::new();
+    for (n, prefix) in [(0, "warm"), (0, "none"), (20, "boot")] {
+        let started = Instant::now();
+        let app =
+            Application::build_with_extensions(config(&url, &dir), synthetic(n, prefix)).await?;
+        let took = started.elapsed();
+        app.extensions().shutdown().await;
+        drop(app);
+        if prefix != "warm" {
+            startup.push((n, took));
+        }
+    }
+    let per_ext_ms = (startup[1].1.as_secs_f64() - startup[0].1.as_secs_f64()) * 1000.0 / 20.0;
+
+    // --- request overhead --------------------------------------------------------------
+    let app = Application::build_with_extensions(config(&url, &dir), synthetic(5, "synth")).await?;
+    let port = app.port();
+    let host: Arc<_> = app.extensions().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    let target = format!("http://127.0.0.1:{port}/healthz");
+    let set_all = |on: bool| {
+        let host = host.clone();
+        async move {
+            for i in 1..=5 {
+                host.set_enabled(&format!("synth-{i}"), on).await?;
+            }
+            anyhow::Ok(())
+        }
+    };
+    // Warm up both paths.
+    set_all(true).await?;
+    tokio::task::spawn_blocking({
+        let t = target.clone();
+        move || wrk(&t, 1)
+    })
+    .await??;
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for enabled in [false, true] {
+            set_all(enabled).await?;
+            let t = target.clone();
+            let result = tokio::task::spawn_blocking(move || wrk(&t, secs)).await??;
+            if result.errors > 0 {
+                bail!("wrk saw {} failed requests", result.errors);
+            }
+            if enabled {
+                on.push(result)
+            } else {
+                off.push(result)
+            }
+        }
+    }
+    let _ = tx.send(());
+    server.await??;
+
+    let rps_off = median(off.iter().map(|r| r.rps).collect());
+    let rps_on = median(on.iter().map(|r| r.rps).collect());
+    let ratio = rps_on / rps_off;
+    let added_us = (1.0 / rps_on - 1.0 / rps_off) * 1e6;
+    println!(
+        "## Extension overhead (host route GET /healthz, 1 server worker, wrk -t1 -c32, {rounds}×{secs}s each, alternating)\n"
+    );
+    println!("| configuration | requests/s (median) | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| 5 synthetic extensions disabled | {rps_off:.0} | {:.3} | {:.3} |",
+        median(off.iter().map(|r| r.p50_ms).collect()),
+        median(off.iter().map(|r| r.p99_ms).collect())
+    );
+    println!(
+        "| 5 synthetic extensions enabled (middleware + pre/post_request each) | {rps_on:.0} | {:.3} | {:.3} |",
+        median(on.iter().map(|r| r.p50_ms).collect()),
+        median(on.iter().map(|r| r.p99_ms).collect())
+    );
+    println!(
+        "\nThroughput ratio enabled/disabled: **{ratio:.3}** (goal ≥ 0.90: {}); added per request: {added_us:.2} µs of server time.\n",
+        if ratio >= 0.90 { "met" } else { "missed" }
+    );
+    println!("## Start-up (register, initialize, start; no migrations)\n");
+    println!("| extensions | time to ready |");
+    println!("|---:|---:|");
+    for (n, took) in &startup {
+        println!("| {n} | {:.1} ms |", took.as_secs_f64() * 1000.0);
+    }
+    println!(
+        "\nPer extension: **{per_ext_ms:.2} ms** (goal < 5 ms: {}).",
+        if per_ext_ms < 5.0 { "met" } else { "missed" }
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

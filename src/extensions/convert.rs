@@ -35,9 +35,22 @@ pub fn headers_from_actix(src: &actix_web::http::header::HeaderMap) -> HeaderMap
     out
 }
 
+/// Whether `dst` already holds the headers of `src` (no allocation: the common case, where no
+/// hook changed anything, stays cheap).
+fn same_headers(src: &HeaderMap, dst: &actix_web::http::header::HeaderMap) -> bool {
+    src.len() == dst.len()
+        && src.iter().all(|(name, value)| {
+            dst.get_all(name.as_str())
+                .any(|v| v.as_bytes() == value.as_bytes())
+        })
+}
+
 /// Makes `dst` hold exactly the headers of `src`, touching only what differs.
 pub fn sync_headers(src: &HeaderMap, dst: &mut actix_web::http::header::HeaderMap) {
     use actix_web::http::header::{HeaderName as AName, HeaderValue as AValue};
+    if same_headers(src, dst) {
+        return;
+    }
     let stale: Vec<AName> = dst
         .keys()
         .filter(|k| !src.contains_key(k.as_str()))

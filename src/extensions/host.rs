@@ -129,8 +129,11 @@ pub struct ExtensionHost {
     /// In dependency order.
     loaded: Vec<Arc<Loaded>>,
     by_name: HashMap<String, usize>,
-    /// Per hook point: indices into `loaded`, by (priority, name).
-    hook_order: HashMap<HookPoint, Vec<usize>>,
+    /// Per hook point (indexed by `HookPoint as usize`): indices into `loaded`, by
+    /// (priority, name).
+    hook_order: Vec<Vec<usize>>,
+    /// Indices of extensions with any request-pipeline hook or middleware.
+    pipeline_members: Vec<usize>,
     /// Middleware by (priority, extension name, id): index into `loaded` and the spec.
     middleware_order: Vec<(usize, MiddlewareSpec)>,
     pool: Pool,
@@ -147,6 +150,17 @@ impl std::fmt::Debug for ExtensionHost {
             .finish_non_exhaustive()
     }
 }
+
+/// The hook points of the request pipeline.
+const PIPELINE: [HookPoint; 7] = [
+    HookPoint::PreRequest,
+    HookPoint::Authentication,
+    HookPoint::Authorization,
+    HookPoint::Error,
+    HookPoint::PostRequest,
+    HookPoint::PreResponse,
+    HookPoint::PostResponse,
+];
 
 /// Runs `fut` with a time limit. A future that completes on its first poll (most hooks) pays
 /// for no timer. `None` when the limit passed.
@@ -251,7 +265,7 @@ impl ExtensionHost {
         by_name: HashMap<String, usize>,
         ctx: &HostContext,
     ) -> Self {
-        let mut hook_order: HashMap<HookPoint, Vec<usize>> = HashMap::new();
+        let mut hook_order: Vec<Vec<usize>> = vec![Vec::new(); HookPoint::ALL.len()];
         for point in HookPoint::ALL {
             let mut list: Vec<(i32, &str, usize)> = loaded
                 .iter()
@@ -265,10 +279,17 @@ impl ExtensionHost {
                 })
                 .collect();
             list.sort();
-            if !list.is_empty() {
-                hook_order.insert(point, list.into_iter().map(|(_, _, i)| i).collect());
-            }
+            hook_order[point as usize] = list.into_iter().map(|(_, _, i)| i).collect();
         }
+        let pipeline_members = loaded
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| {
+                !l.middleware.is_empty()
+                    || l.hooks.points().iter().any(|(p, _)| PIPELINE.contains(p))
+            })
+            .map(|(i, _)| i)
+            .collect();
         let mut middleware: Vec<(i32, String, String, usize, MiddlewareSpec)> = loaded
             .iter()
             .enumerate()
@@ -283,6 +304,7 @@ impl ExtensionHost {
             loaded,
             by_name,
             hook_order,
+            pipeline_members,
             middleware_order: middleware
                 .into_iter()
                 .map(|(_, _, _, i, m)| (i, m))
@@ -416,10 +438,8 @@ impl ExtensionHost {
 
     /// Active extensions with a hook at `point`, in hook order.
     pub fn hooked(&self, point: HookPoint) -> impl Iterator<Item = &Arc<Loaded>> {
-        self.hook_order
-            .get(&point)
-            .into_iter()
-            .flatten()
+        self.hook_order[point as usize]
+            .iter()
             .map(|&i| &self.loaded[i])
             .filter(|l| l.is_active())
     }
@@ -440,20 +460,15 @@ impl ExtensionHost {
             .filter(move |(l, spec)| l.is_active() && spec.applies_to(path))
     }
 
-    /// Whether any request-pipeline work exists at all (middleware or pipeline hooks).
-    pub fn has_pipeline(&self) -> bool {
-        !self.middleware_order.is_empty()
-            || [
-                HookPoint::PreRequest,
-                HookPoint::Authentication,
-                HookPoint::Authorization,
-                HookPoint::Error,
-                HookPoint::PostRequest,
-                HookPoint::PreResponse,
-                HookPoint::PostResponse,
-            ]
-            .iter()
-            .any(|p| self.hook_order.contains_key(p))
+    /// Whether any active extension takes part in the request pipeline (a pipeline hook,
+    /// or middleware for `path`). When not, a request costs this one scan.
+    pub fn pipeline_active(&self, path: &str) -> bool {
+        self.pipeline_members.iter().any(|&i| {
+            let l = &self.loaded[i];
+            l.is_active()
+                && (l.hooks.points().iter().any(|(p, _)| PIPELINE.contains(p))
+                    || l.middleware.iter().any(|m| m.applies_to(path)))
+        })
     }
 
     /// Calls one hook of `l` with its time limit; counts the call and any time-out.

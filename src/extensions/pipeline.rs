@@ -40,7 +40,7 @@ pub async fn middleware(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let host = req.app_data::<web::Data<ExtensionHost>>().cloned();
-    let Some(host) = host.filter(|h| h.has_pipeline()) else {
+    let Some(host) = host.filter(|h| h.pipeline_active(req.path())) else {
         return next
             .call(req)
             .await

@@ -10,6 +10,11 @@ if ! command -v wrk >/dev/null; then
     apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
 cargo build --release -p solobase-bench >&2
+if [ "$(nproc)" -lt 2 ]; then
+    echo "bench/run.sh needs 2 CPUs: one for the server, one for the load generator" >&2
+    exit 1
+fi
 echo "# Solobase benchmark — $(date -u +%Y-%m-%d), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
 echo
-"${CARGO_TARGET_DIR:-target}/release/solobase-bench"
+# The server (and its PostgreSQL) on CPU 0; the bench runs wrk on CPU 1.
+taskset -c 0 "${CARGO_TARGET_DIR:-target}/release/solobase-bench"

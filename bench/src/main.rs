@@ -77,6 +77,9 @@ fn synthetic(n: usize, prefix: &str) -> Vec<Registration> {
         .collect()
 }
 
+/// The CPU wrk runs on.
+const WRK_CPU: &str = "1";
+
 struct Wrk {
     rps: f64,
     /// Server CPU time (user + system) per request, in microseconds.
@@ -103,8 +106,19 @@ fn process_cpu() -> (f64, f64) {
 
 fn wrk(url: &str, secs: u64) -> anyhow::Result<Wrk> {
     let cpu_before = process_cpu();
-    let out = Command::new("wrk")
-        .args(["-t1", "-c32", &format!("-d{secs}s"), "--latency", url])
+    // The server runs on CPU 0 (bench/run.sh pins it); wrk gets CPU 1 to itself, so that
+    // the scheduler's placement does not add noise to the comparison.
+    let out = Command::new("taskset")
+        .args([
+            "-c",
+            WRK_CPU,
+            "wrk",
+            "-t1",
+            "-c32",
+            &format!("-d{secs}s"),
+            "--latency",
+            url,
+        ])
         .output()
         .context("cannot run wrk: install it (apt-get install wrk) or use bench/run.sh")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -272,6 +286,12 @@ async fn main() -> anyhow::Result<()> {
             if result.errors > 0 {
                 bail!("wrk saw {} failed requests", result.errors);
             }
+            eprintln!(
+                "  round: {} → {:.0} requests/s, {:.2} µs CPU/request",
+                ["no extensions", "disabled", "enabled"][which],
+                result.rps,
+                result.cpu_us
+            );
             match which {
                 0 => none.push(result),
                 1 => off.push(result),

@@ -31,6 +31,16 @@ impl User {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
+
+    /// The account as extensions see it.
+    pub fn into_info(self) -> solobase_sdk::UserInfo {
+        solobase_sdk::UserInfo {
+            id: self.id,
+            email: self.email,
+            role: self.role,
+            created_at: self.created_at,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +176,21 @@ pub async fn by_id(
         .query_opt(
             "SELECT id, email, role, created_at FROM solobase.users WHERE id = $1",
             &[&id],
+        )
+        .await?;
+    Ok(row.map(|r| User::from_row(&r)))
+}
+
+/// The user with this email (case-insensitive).
+pub async fn by_email(
+    pool: &deadpool_postgres::Pool,
+    email: &str,
+) -> Result<Option<User>, crate::error::ApiError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT id, email, role, created_at FROM solobase.users WHERE lower(email) = lower($1)",
+            &[&email.trim()],
         )
         .await?;
     Ok(row.map(|r| User::from_row(&r)))

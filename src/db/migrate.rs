@@ -11,7 +11,7 @@ refinery::embed_migrations!("migrations");
 
 /// The schema holding every host table.
 pub const HOST_SCHEMA: &str = "solobase";
-/// refinery's history table for the host, kept inside the host schema.
+/// refinery's history table for the host, kept inside the host schema (see `apply_locked`).
 pub const HISTORY_TABLE: &str = "solobase.refinery_schema_history";
 /// Advisory lock key for host migrations ("solobase" in ASCII).
 const LOCK_KEY: i64 = 0x736f_6c6f_6261_7365;
@@ -38,13 +38,52 @@ pub fn latest_version() -> i32 {
 
 /// Brings the host schema up to date. Returns the versions applied by this call.
 pub async fn run(pool: &Pool) -> Result<Vec<i32>, MigrateError> {
+    let applied = apply_locked(pool, LOCK_KEY, HOST_SCHEMA, migrations::runner()).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "host migrations applied");
+    }
+    Ok(applied)
+}
+
+/// Runs `runner` in `schema` (created if missing; also the session's `search_path` while it
+/// runs, so unqualified names land there) with its history in `<schema>.
+/// refinery_schema_history`, all under the advisory lock `key`, each migration group in one
+/// transaction. Returns the versions applied.
+pub async fn apply_locked(
+    pool: &Pool,
+    key: i64,
+    schema: &str,
+    mut runner: refinery::Runner,
+) -> Result<Vec<i32>, MigrateError> {
     let mut client = pool.get().await?;
-    client
-        .query("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
-        .await?;
-    let result = migrate_locked(&mut client).await;
+    client.query("SELECT pg_advisory_lock($1)", &[&key]).await?;
+    let result = async {
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
+            ))
+            .await?;
+        runner.set_migration_table_name(format!("{schema}.refinery_schema_history"));
+        let pg: &mut tokio_postgres::Client = &mut client;
+        let report = runner
+            .set_abort_divergent(true)
+            .set_abort_missing(true)
+            .set_grouped(true)
+            .run_async(pg)
+            .await?;
+        Ok::<_, MigrateError>(
+            report
+                .applied_migrations()
+                .iter()
+                .map(|m| m.version())
+                .collect::<Vec<i32>>(),
+        )
+    }
+    .await;
     let unlocked = client
-        .query("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .batch_execute(&format!(
+            "RESET search_path; SELECT pg_advisory_unlock({key})"
+        ))
         .await;
     if unlocked.is_err() {
         // A connection still holding the lock must never go back to the pool.
@@ -52,30 +91,6 @@ pub async fn run(pool: &Pool) -> Result<Vec<i32>, MigrateError> {
     }
     let applied = result?;
     unlocked?;
-    Ok(applied)
-}
-
-async fn migrate_locked(client: &mut deadpool_postgres::Object) -> Result<Vec<i32>, MigrateError> {
-    client
-        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {HOST_SCHEMA}"))
-        .await?;
-    let pg: &mut tokio_postgres::Client = client;
-    let mut runner = migrations::runner();
-    runner.set_migration_table_name(HISTORY_TABLE);
-    let report = runner
-        .set_abort_divergent(true)
-        .set_abort_missing(true)
-        .set_grouped(true)
-        .run_async(pg)
-        .await?;
-    let applied: Vec<i32> = report
-        .applied_migrations()
-        .iter()
-        .map(|m| m.version())
-        .collect();
-    if !applied.is_empty() {
-        tracing::info!(?applied, "host migrations applied");
-    }
     Ok(applied)
 }
 

@@ -3,6 +3,8 @@
 //! so extensions never share one.
 
 use deadpool_postgres::Pool;
+
+use crate::db::migrate::apply_locked;
 use solobase_sdk::{ExtensionName, Migration};
 
 /// Advisory lock key of extension `name` (stable across processes: FNV-1a of the name).
@@ -21,53 +23,10 @@ pub async fn run(
     name: &ExtensionName,
     migrations: &[Migration],
 ) -> anyhow::Result<Vec<i32>> {
-    let schema = name.schema();
-    let mut client = pool.get().await?;
-    let key = lock_key(name);
-    client.query("SELECT pg_advisory_lock($1)", &[&key]).await?;
-    let result = migrate_locked(&mut client, &schema, migrations).await;
-    let unlocked = client
-        .batch_execute(&format!(
-            "RESET search_path; SELECT pg_advisory_unlock({key})"
-        ))
-        .await;
-    if unlocked.is_err() {
-        let _ = deadpool_postgres::Object::take(client);
-    }
-    let applied = result?;
-    unlocked?;
-    Ok(applied)
-}
-
-async fn migrate_locked(
-    client: &mut deadpool_postgres::Object,
-    schema: &str,
-    migrations: &[Migration],
-) -> anyhow::Result<Vec<i32>> {
-    client
-        .batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
-        ))
-        .await?;
-    if migrations.is_empty() {
-        return Ok(Vec::new());
-    }
     let refinery_migrations = migrations
         .iter()
         .map(|m| refinery::Migration::unapplied(&format!("V{}__{}", m.version, m.name), m.up))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut runner = refinery::Runner::new(&refinery_migrations);
-    runner.set_migration_table_name(format!("{schema}.refinery_schema_history"));
-    let pg: &mut tokio_postgres::Client = client;
-    let report = runner
-        .set_abort_divergent(true)
-        .set_abort_missing(true)
-        .set_grouped(true)
-        .run_async(pg)
-        .await?;
-    Ok(report
-        .applied_migrations()
-        .iter()
-        .map(|m| m.version())
-        .collect())
+    let runner = refinery::Runner::new(&refinery_migrations);
+    Ok(apply_locked(pool, lock_key(name), &name.schema(), runner).await?)
 }

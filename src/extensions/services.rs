@@ -8,8 +8,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use solobase_sdk::services::BoxFuture;
 use solobase_sdk::{
-    Database, Event, EventBus, EventSink, ExtensionError, ExtensionName, Role, UserDirectory,
-    UserInfo,
+    Database, Event, EventBus, EventSink, ExtensionError, ExtensionName, UserDirectory, UserInfo,
 };
 use tokio_postgres::NoTls;
 use uuid::Uuid;
@@ -20,36 +19,17 @@ pub struct HostUsers {
     pub pool: Pool,
 }
 
-fn user_info(row: &tokio_postgres::Row) -> UserInfo {
-    let role: String = row.get("role");
-    UserInfo {
-        id: row.get("id"),
-        email: row.get("email"),
-        role: Role::parse(&role).unwrap_or(Role::User),
-        created_at: row.get("created_at"),
-    }
-}
-
-impl HostUsers {
-    async fn query(
-        &self,
-        sql: &str,
-        arg: &(dyn tokio_postgres::types::ToSql + Sync),
-    ) -> solobase_sdk::Result<Option<UserInfo>> {
-        let client = self.pool.get().await?;
-        let row = client.query_opt(sql, &[arg]).await?;
-        Ok(row.as_ref().map(user_info))
-    }
+fn unavailable(e: crate::error::ApiError) -> ExtensionError {
+    ExtensionError::Unavailable(e.message)
 }
 
 impl UserDirectory for HostUsers {
     fn by_id(&self, id: Uuid) -> BoxFuture<'_, solobase_sdk::Result<Option<UserInfo>>> {
         Box::pin(async move {
-            self.query(
-                "SELECT id, email, role, created_at FROM solobase.users WHERE id = $1",
-                &id,
-            )
-            .await
+            let user = crate::auth::users::by_id(&self.pool, id)
+                .await
+                .map_err(unavailable)?;
+            Ok(user.map(crate::auth::User::into_info))
         })
     }
 
@@ -58,11 +38,10 @@ impl UserDirectory for HostUsers {
         email: &'a str,
     ) -> BoxFuture<'a, solobase_sdk::Result<Option<UserInfo>>> {
         Box::pin(async move {
-            self.query(
-                "SELECT id, email, role, created_at FROM solobase.users WHERE lower(email) = lower($1)",
-                &email,
-            )
-            .await
+            let user = crate::auth::users::by_email(&self.pool, email)
+                .await
+                .map_err(unavailable)?;
+            Ok(user.map(crate::auth::User::into_info))
         })
     }
 }

@@ -232,12 +232,8 @@ async fn disabling_takes_effect_at_once_and_persists() {
             .send()
     };
     assert_eq!(
-        app.http
-            .get(app.url("/healthz"))
-            .header("x-probe-reject", "1")
-            .send()
+        app.get_with("/healthz", &[("x-probe-reject", "1")])
             .await
-            .unwrap()
             .status(),
         StatusCode::FORBIDDEN
     );
@@ -251,13 +247,7 @@ async fn disabling_takes_effect_at_once_and_persists() {
             .contains("extension probe is disabled")
     );
     // Its hooks and middleware are skipped too.
-    let res = app
-        .http
-        .get(app.url("/healthz"))
-        .header("x-probe-reject", "1")
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_with("/healthz", &[("x-probe-reject", "1")]).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.headers().get("x-probe-mw").is_none());
 
@@ -283,23 +273,14 @@ async fn disabling_takes_effect_at_once_and_persists() {
 #[tokio::test]
 async fn pipeline_hooks_run_at_their_points() {
     let app = spawn_app().await;
-    let client = &app.http;
     // pre_request may answer, on host routes too.
-    let res = client
-        .get(app.url("/healthz"))
-        .header("x-probe-reject", "1")
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_with("/healthz", &[("x-probe-reject", "1")]).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_code(res).await, "probe_rejected");
     // pre_request's header change reaches the handler; pre_response changes the response.
-    let res = client
-        .get(app.url("/ext/probe/headers"))
-        .header("x-probe-mark", "1")
-        .send()
-        .await
-        .unwrap();
+    let res = app
+        .get_with("/ext/probe/headers", &[("x-probe-mark", "1")])
+        .await;
     assert_eq!(res.headers()["x-probe-pre-response"], "pre_request");
     assert_eq!(
         res.json::<Value>().await.unwrap()["x-probe-seen"],
@@ -308,21 +289,13 @@ async fn pipeline_hooks_run_at_their_points() {
     assert_eq!(wait_hit(&app, "post_request", 1).await, 1);
     assert_eq!(wait_hit(&app, "post_response", 1).await, 1);
     // authorization may deny.
-    let res = client
-        .get(app.url("/healthz"))
-        .header("x-probe-deny", "1")
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_with("/healthz", &[("x-probe-deny", "1")]).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_code(res).await, "probe_denied");
     // error hooks see 5xx responses and may replace them.
-    let res = client
-        .get(app.url("/ext/probe/boom"))
-        .header("x-probe-error-replace", "1")
-        .send()
-        .await
-        .unwrap();
+    let res = app
+        .get_with("/ext/probe/boom", &[("x-probe-error-replace", "1")])
+        .await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(error_code(res).await, "probe_replaced");
     assert!(hits(&app).await["error"].as_u64().unwrap() >= 1);
@@ -351,12 +324,8 @@ async fn authentication_hooks_identify_callers_of_host_and_extension_routes() {
     assert_eq!(me["email"], "keyed@example.com");
     // A wrong key identifies nobody.
     let res = app
-        .http
-        .get(app.url("/api/v1/auth/me"))
-        .header("x-probe-key", "nope")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/api/v1/auth/me", &[("x-probe-key", "nope")])
+        .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -373,20 +342,10 @@ async fn middleware_is_path_scoped_and_may_answer() {
         "outside its paths"
     );
     let res = app
-        .http
-        .get(app.url("/ext/probe/public"))
-        .header("x-probe-mw-block", "1")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/ext/probe/public", &[("x-probe-mw-block", "1")])
+        .await;
     assert_eq!(res.status(), StatusCode::IM_A_TEAPOT);
-    let res = app
-        .http
-        .get(app.url("/readyz"))
-        .header("x-probe-mw-block", "1")
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_with("/readyz", &[("x-probe-mw-block", "1")]).await;
     assert_eq!(res.status(), StatusCode::OK);
 }
 
@@ -394,13 +353,7 @@ async fn middleware_is_path_scoped_and_may_answer() {
 async fn a_hook_over_its_time_limit_is_cut_off_and_counted() {
     let app = spawn_app().await;
     let started = Instant::now();
-    let res = app
-        .http
-        .get(app.url("/healthz"))
-        .header("x-probe-slow", "1")
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_with("/healthz", &[("x-probe-slow", "1")]).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(
         started.elapsed() < Duration::from_secs(4),

@@ -41,7 +41,9 @@ impl Extension for Synthetic {
     }
 
     async fn middleware_request(&self, _id: &str, req: &mut RequestHead) -> Flow {
-        if req.headers.contains_key("x-synthetic-block") {
+        static BLOCK: solobase_sdk::http::HeaderName =
+            solobase_sdk::http::HeaderName::from_static("x-synthetic-block");
+        if req.headers.contains_key(&BLOCK) {
             return Flow::reject(StatusCode::FORBIDDEN, "blocked", "blocked");
         }
         Flow::Continue
@@ -213,8 +215,74 @@ fn config(url: &str, data: &std::path::Path) -> Config {
     c
 }
 
+/// Sends `n` keep-alive `GET path` requests from one thread and checks each answers 200.
+fn blocking_client(port: u16, path: &str, n: usize) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+    for _ in 0..n {
+        writer.write_all(request.as_bytes())?;
+        let mut status = String::new();
+        reader.read_line(&mut status)?;
+        if !status.contains(" 200 ") {
+            bail!("unexpected status line {status:?}");
+        }
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse()?;
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+    }
+    Ok(())
+}
+
+/// `BENCH_MODE=instructions`: serve `BENCH_REQUESTS` requests from an in-process client with
+/// the 5 synthetic extensions `BENCH_EXTENSIONS=enabled|disabled`, then exit. Run under
+/// `valgrind --tool=callgrind` by `bench/instructions.sh`, it gives instruction counts, which
+/// unlike times do not depend on what else the machine is doing.
+async fn instructions_mode(url: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+    let requests: usize = std::env::var("BENCH_REQUESTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let enabled = std::env::var("BENCH_EXTENSIONS").as_deref() != Ok("disabled");
+    let app = Application::build_with_extensions(config(url, dir), synthetic(5, "synth")).await?;
+    let port = app.port();
+    for i in 1..=5 {
+        app.extensions()
+            .set_enabled(&format!("synth-{i}"), enabled)
+            .await?;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    tokio::task::spawn_blocking(move || blocking_client(port, "/healthz", requests)).await??;
+    let _ = tx.send(());
+    server.await??;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::var("BENCH_MODE").as_deref() == Ok("instructions") {
+        let dir = std::env::temp_dir().join(format!("solobase-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let url = std::env::var("DATABASE_URL").context("instructions mode needs DATABASE_URL")?;
+        let result = instructions_mode(&url, &dir).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return result;
+    }
     let secs: u64 = std::env::var("BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -13,7 +13,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -24,7 +23,8 @@ use deadpool_postgres::Pool;
 use solobase_sdk::extension::ConfigUpdater;
 use solobase_sdk::hooks::HookPoint;
 use solobase_sdk::routes::RouteTable;
-use solobase_sdk::services::{BoxFuture, ConfigHandle};
+use solobase_sdk::services::BoxFuture;
+use solobase_sdk::services::ConfigHandle;
 use solobase_sdk::{
     ErasedExtension, EventBus, Events, ExtensionName, Flow, HookSet, InitContext, Manifest,
     MiddlewareSpec, Registration, Response,
@@ -164,8 +164,8 @@ const PIPELINE: [HookPoint; 7] = [
 
 /// Runs `fut` with a time limit. A future that completes on its first poll (most hooks) pays
 /// for no timer. `None` when the limit passed.
-pub async fn within<T>(limit: Duration, fut: BoxFuture<'_, T>) -> Option<T> {
-    let mut fut = fut;
+pub async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    let mut fut = std::pin::pin!(fut);
     let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
     match first {
         Poll::Ready(value) => Some(value),
@@ -449,15 +449,11 @@ impl ExtensionHost {
         self.hooked(point).next().is_some()
     }
 
-    /// Active middleware for `path`, in order (reverse it for the way out).
-    pub fn middleware_for<'a, 'p>(
-        &'a self,
-        path: &'p str,
-    ) -> impl Iterator<Item = (&'a Arc<Loaded>, &'a MiddlewareSpec)> + use<'a, 'p> {
+    /// Every middleware, in order, active or not.
+    pub fn middleware(&self) -> impl Iterator<Item = (&Arc<Loaded>, &MiddlewareSpec)> {
         self.middleware_order
             .iter()
             .map(|(i, spec)| (&self.loaded[*i], spec))
-            .filter(move |(l, spec)| l.is_active() && spec.applies_to(path))
     }
 
     /// Whether any active extension takes part in the request pipeline (a pipeline hook,
@@ -472,7 +468,7 @@ impl ExtensionHost {
     }
 
     /// Calls one hook of `l` with its time limit; counts the call and any time-out.
-    pub async fn call<T>(&self, l: &Loaded, fut: BoxFuture<'_, T>) -> Option<T> {
+    pub async fn call<T>(&self, l: &Loaded, fut: impl Future<Output = T>) -> Option<T> {
         l.stats.hook_calls.fetch_add(1, Ordering::Relaxed);
         let result = within(l.hook_limit(), fut).await;
         if result.is_none() {
@@ -639,9 +635,6 @@ async fn initialize(
     );
     Ok(result)
 }
-
-/// A pinned, boxed future (for callers building hook futures by hand).
-pub type Hook<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 #[cfg(test)]
 mod tests {

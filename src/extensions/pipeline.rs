@@ -101,7 +101,6 @@ pub async fn middleware(
         ext.post_request(&head, &res_head)
     })
     .await;
-    let before = res_head.clone();
     for l in host.hooked(HookPoint::PreResponse) {
         if let Some(ext) = l.ext() {
             host.call(l, ext.pre_response(&head, &mut res_head)).await;
@@ -113,10 +112,11 @@ pub async fn middleware(
                 .await;
         }
     }
-    if res_head.status != before.status || res_head.headers != before.headers {
+    // Write back only what the hooks changed (comparing costs no allocation).
+    if convert::status(res.status()) != res_head.status {
         *res.response_mut().status_mut() = convert::actix_status(res_head.status);
-        convert::sync_headers(&res_head.headers, res.response_mut().headers_mut());
     }
+    convert::sync_headers(&res_head.headers, res.response_mut().headers_mut());
     if host.has_hooks(HookPoint::PostResponse) {
         let host = host.clone();
         actix_web::rt::spawn(async move {
@@ -141,8 +141,12 @@ async fn inbound<'h>(
             return Some(r);
         }
     }
-    let path = head.path.clone();
-    for (l, spec) in host.middleware_for(&path) {
+    for (l, spec) in host.middleware() {
+        // Checked one at a time: a middleware's path rule sees the request as changed by the
+        // ones before it.
+        if !l.is_active() || !spec.applies_to(&head.path) {
+            continue;
+        }
         let Some(ext) = l.ext() else { continue };
         entered.push((l, spec));
         if let Some(Flow::Respond(r)) = host.call(l, ext.middleware_request(&spec.id, head)).await {

@@ -225,6 +225,7 @@ impl ExtensionHost {
             .await
             .context("cannot read extension state")?;
 
+        state::ensure_all(&ctx.pool, &order).await?;
         let mut loaded: Vec<Arc<Loaded>> = Vec::new();
         let mut by_name = HashMap::new();
         for name in &order {
@@ -233,7 +234,6 @@ impl ExtensionHost {
             else {
                 continue;
             };
-            state::ensure(&ctx.pool, name).await?;
             let enabled = persisted.get(name).is_none_or(|p| p.enabled);
             let problem = problem.or_else(|| {
                 manifest.as_ref().and_then(|m| {
@@ -252,9 +252,12 @@ impl ExtensionHost {
 
         let host = Self::assemble(loaded, by_name, &ctx);
         host.start_all().await;
-        for l in &host.loaded {
-            state::set_error(&ctx.pool, l.name.as_str(), l.failure().as_deref()).await?;
-        }
+        let outcomes: Vec<(String, Option<String>)> = host
+            .loaded
+            .iter()
+            .map(|l| (l.name.to_string(), l.failure()))
+            .collect();
+        state::record_outcomes(&ctx.pool, &outcomes).await?;
         let host = Arc::new(host);
         host.spawn_event_hooks();
         Ok(host)

@@ -23,6 +23,19 @@ pub async fn run(
     name: &ExtensionName,
     migrations: &[Migration],
 ) -> anyhow::Result<Vec<i32>> {
+    if migrations.is_empty() {
+        // Nothing to run and no history to keep: only make sure the schema exists.
+        let client = pool.get().await?;
+        let created = client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", name.schema()))
+            .await;
+        match created {
+            // Another instance created it at the same moment.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {}
+            other => other?,
+        }
+        return Ok(Vec::new());
+    }
     let refinery_migrations = migrations
         .iter()
         .map(|m| refinery::Migration::unapplied(&format!("V{}__{}", m.version, m.name), m.up))

@@ -35,13 +35,35 @@ pub async fn load_all(pool: &Pool) -> anyhow::Result<HashMap<String, Persisted>>
         .collect())
 }
 
-/// Records a first sighting (enabled), leaving existing rows alone.
-pub async fn ensure(pool: &Pool, name: &str) -> anyhow::Result<()> {
+/// Records first sightings (enabled), leaving existing rows alone. One statement for all.
+pub async fn ensure_all(pool: &Pool, names: &[String]) -> anyhow::Result<()> {
     let client = pool.get().await?;
     client
         .execute(
-            "INSERT INTO solobase.extensions (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
-            &[&name],
+            "INSERT INTO solobase.extensions (name) SELECT unnest($1::text[]) \
+             ON CONFLICT (name) DO NOTHING",
+            &[&names],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records, for every loaded extension, why it is not running (or clears it). One statement.
+pub async fn record_outcomes(
+    pool: &Pool,
+    outcomes: &[(String, Option<String>)],
+) -> anyhow::Result<()> {
+    let (names, errors): (Vec<&str>, Vec<Option<&str>>) = outcomes
+        .iter()
+        .map(|(n, e)| (n.as_str(), e.as_deref()))
+        .unzip();
+    let client = pool.get().await?;
+    client
+        .execute(
+            "UPDATE solobase.extensions AS e SET last_error = o.error, updated_at = now() \
+             FROM unnest($1::text[], $2::text[]) AS o(name, error) \
+             WHERE e.name = o.name AND e.last_error IS DISTINCT FROM o.error",
+            &[&names, &errors],
         )
         .await?;
     Ok(())
@@ -57,19 +79,6 @@ pub async fn set_enabled(pool: &Pool, name: &str, enabled: bool) -> anyhow::Resu
         )
         .await?;
     Ok(n == 1)
-}
-
-/// Records (or, with `None`, clears) why the extension is not running.
-pub async fn set_error(pool: &Pool, name: &str, error: Option<&str>) -> anyhow::Result<()> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "INSERT INTO solobase.extensions (name, last_error) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET last_error = EXCLUDED.last_error, updated_at = now()",
-            &[&name, &error],
-        )
-        .await?;
-    Ok(())
 }
 
 /// The permissions held by a (non-admin) role.

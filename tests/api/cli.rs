@@ -254,17 +254,11 @@ async fn the_embedded_cluster_survives_sigkill_and_stale_pid_files() {
     // A stale postmaster.pid naming a dead process.
     let stale = "999999\n/nowhere\n0\n5432\n\n\n0 0\nready   \n";
     std::fs::write(data.join("postgres/data/postmaster.pid"), stale).unwrap();
-    let started = Instant::now();
     let server = Server::start(&dir.0, &data);
-    let start_time = started.elapsed();
     assert_eq!(ready(&server).await, StatusCode::OK);
     server.signal("-INT");
     let (status, _) = server.wait(Duration::from_secs(30));
     assert!(status.success());
-    assert!(
-        start_time < Duration::from_secs(10),
-        "start with an existing cluster took {start_time:?}"
-    );
 }
 
 #[tokio::test]

@@ -368,3 +368,47 @@ async fn as_root_an_unreachable_data_dir_gets_its_cluster_elsewhere() {
     let _ = server.wait(Duration::from_secs(30));
     std::fs::remove_dir_all(&link).unwrap();
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_is_refused_clearly() {
+    let dir = TempDir::new();
+    let data = dir.0.join("data");
+    let first = Server::start(&dir.0, &data);
+    assert_eq!(ready(&first).await, StatusCode::OK);
+    let mut cmd = solobase(&dir.0);
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(&data);
+    let out = run(cmd, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("in use by another process"), "{err}");
+    // The first server is unharmed.
+    assert_eq!(ready(&first).await, StatusCode::OK);
+
+    // The CLI reports a duplicate account and exits non-zero.
+    let create = || {
+        let mut cmd = solobase(&dir.0);
+        cmd.args([
+            "users",
+            "create",
+            "--email",
+            "dup@example.com",
+            "--password",
+        ])
+        .arg("password123")
+        .arg("--data-dir")
+        .arg(&data);
+        run(cmd, Duration::from_secs(30))
+    };
+    assert!(create().status.success());
+    let again = create();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+    first.signal("-TERM");
+    let (status, _) = first.wait(Duration::from_secs(30));
+    assert!(status.success());
+}

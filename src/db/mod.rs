@@ -5,6 +5,7 @@
 //! the [`Database`]'s pool.
 
 pub mod binaries;
+mod cluster_dir;
 pub mod embedded;
 pub mod migrate;
 mod sys;

@@ -24,15 +24,14 @@ use solobase_sdk::extension::ConfigUpdater;
 use solobase_sdk::hooks::HookPoint;
 use solobase_sdk::routes::RouteTable;
 use solobase_sdk::services::BoxFuture;
-use solobase_sdk::services::ConfigHandle;
 use solobase_sdk::{
-    ErasedExtension, EventBus, Events, ExtensionName, Flow, HookSet, InitContext, Manifest,
-    MiddlewareSpec, Registration, Response,
+    ErasedExtension, EventBus, ExtensionName, Flow, HookSet, Manifest, MiddlewareSpec,
+    Registration, Response,
 };
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use super::{migrate, services, state};
+use super::{loader, state};
 use crate::config::ExtensionsConfig;
 
 /// What the host gives the extension runtime.
@@ -62,17 +61,17 @@ pub struct Loaded {
     pub manifest: Option<Manifest>,
     pub registration: Registration,
     /// The instance; `None` when it failed before or during `initialize`.
-    ext: Option<Arc<dyn ErasedExtension>>,
+    pub(super) ext: Option<Arc<dyn ErasedExtension>>,
     pub routes: Option<RouteTable>,
     pub hooks: HookSet,
     pub middleware: Vec<MiddlewareSpec>,
     pub config: Option<ConfigUpdater>,
     /// The administrator's choice (persisted).
-    enabled: AtomicBool,
+    pub(super) enabled: AtomicBool,
     /// Initialized and started successfully.
-    running: AtomicBool,
+    pub(super) running: AtomicBool,
     /// Why it is not running.
-    failure: Mutex<Option<String>>,
+    pub(super) failure: Mutex<Option<String>>,
     pub stats: Stats,
     pub span: tracing::Span,
 }
@@ -112,7 +111,7 @@ impl Loaded {
         self.ext.as_ref()
     }
 
-    fn fail(&self, reason: String) {
+    pub(super) fn fail(&self, reason: String) {
         tracing::error!(extension = %self.name, %reason, "extension not running");
         self.running.store(false, Ordering::Relaxed);
         *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
@@ -173,43 +172,13 @@ pub async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<
     }
 }
 
-/// Orders extensions so that each comes after its dependencies (ties by name). Extensions
-/// in a cycle or with missing dependencies come last, to be failed by the loader.
-pub fn dependency_order(manifests: &BTreeMap<String, Vec<String>>) -> Vec<String> {
-    let mut placed: Vec<String> = Vec::new();
-    let mut remaining: BTreeMap<&String, &Vec<String>> = manifests.iter().collect();
-    loop {
-        let ready: Vec<String> = remaining
-            .iter()
-            .filter(|(_, deps)| deps.iter().all(|d| placed.contains(d)))
-            .map(|(name, _)| (*name).clone())
-            .collect();
-        if ready.is_empty() {
-            break;
-        }
-        for name in ready {
-            remaining.remove(&name);
-            placed.push(name);
-        }
-    }
-    placed.extend(remaining.keys().map(|n| (*n).clone()));
-    placed
-}
-
-type Pending = (
-    ExtensionName,
-    Option<Manifest>,
-    Registration,
-    Option<String>,
-);
-
 impl ExtensionHost {
     /// Loads, migrates, initializes and starts every compiled-in extension.
     pub async fn start(
         ctx: HostContext,
         registrations: Vec<Registration>,
     ) -> anyhow::Result<Arc<Self>> {
-        let pending = parse_manifests(registrations);
+        let pending = loader::parse_manifests(registrations);
         let deps: BTreeMap<String, Vec<String>> = pending
             .iter()
             .map(|(name, m, _, _)| {
@@ -220,7 +189,7 @@ impl ExtensionHost {
                 (name.to_string(), deps)
             })
             .collect();
-        let order = dependency_order(&deps);
+        let order = loader::dependency_order(&deps);
         let persisted = state::load_all(&ctx.pool)
             .await
             .context("cannot read extension state")?;
@@ -245,7 +214,8 @@ impl ExtensionHost {
                     })
                 })
             });
-            let item = load_one(&ctx, ext_name, manifest, registration, enabled, problem).await?;
+            let item =
+                loader::load_one(&ctx, ext_name, manifest, registration, enabled, problem).await?;
             by_name.insert(name.clone(), loaded.len());
             loaded.push(Arc::new(item));
         }
@@ -513,150 +483,9 @@ impl ExtensionHost {
     }
 }
 
-fn parse_manifests(registrations: Vec<Registration>) -> Vec<Pending> {
-    registrations
-        .into_iter()
-        .filter_map(|reg| match Manifest::parse(reg.manifest) {
-            Ok(m) => {
-                let problem = (m.version.to_string() != reg.crate_version).then(|| {
-                    format!(
-                        "manifest version {} differs from crate version {}",
-                        m.version, reg.crate_version
-                    )
-                });
-                Some((m.name.clone(), Some(m), reg, problem))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "a compiled-in extension has an invalid manifest");
-                None
-            }
-        })
-        .collect()
-}
-
-/// Reads `<config_dir>/<name>.toml` as JSON (`null` when absent).
-fn read_config(dir: &std::path::Path, name: &ExtensionName) -> Result<serde_json::Value, String> {
-    let path = dir.join(format!("{name}.toml"));
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let table: toml::Table = toml::from_str(&text)
-                .map_err(|e| format!("{}: {}", path.display(), e.message().trim()))?;
-            serde_json::to_value(table).map_err(|e| format!("{}: {e}", path.display()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::Value::Null),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
-}
-
-/// Migrates and initializes one extension; failures are recorded, not returned.
-async fn load_one(
-    ctx: &HostContext,
-    name: ExtensionName,
-    manifest: Option<Manifest>,
-    registration: Registration,
-    enabled: bool,
-    problem: Option<String>,
-) -> anyhow::Result<Loaded> {
-    let span = tracing::info_span!("extension", extension = %name);
-    let mut item = Loaded {
-        name: name.clone(),
-        manifest,
-        registration,
-        ext: None,
-        routes: None,
-        hooks: HookSet::new(),
-        middleware: Vec::new(),
-        config: None,
-        enabled: AtomicBool::new(enabled),
-        running: AtomicBool::new(false),
-        failure: Mutex::new(None),
-        stats: Stats::default(),
-        span: span.clone(),
-    };
-    if let Some(problem) = problem {
-        item.fail(problem);
-        return Ok(item);
-    }
-    match initialize(ctx, &name, &registration).instrument(span).await {
-        Ok((ext, updater)) => {
-            let defs = ext.clone().routes();
-            let table = RouteTable::build(name.as_str(), defs).map_err(|e| anyhow::anyhow!(e))?;
-            item.hooks = ext.hooks();
-            item.middleware = ext.middleware();
-            item.routes = Some(table);
-            item.config = Some(updater);
-            item.ext = Some(ext);
-        }
-        Err(reason) => item.fail(reason),
-    }
-    Ok(item)
-}
-
-type Initialized = (Arc<dyn ErasedExtension>, ConfigUpdater);
-
-async fn initialize(
-    ctx: &HostContext,
-    name: &ExtensionName,
-    registration: &Registration,
-) -> Result<Initialized, String> {
-    let limit = Duration::from_secs(ctx.settings.lifecycle_timeout_secs);
-    let config = read_config(&ctx.settings.config_dir, name)?;
-    registration
-        .check_config(&config)
-        .map_err(|e| format!("{e} (in {}/{name}.toml)", ctx.settings.config_dir.display()))?;
-    let migrations = registration.migrations();
-    let applied = migrate::run(&ctx.pool, name, &migrations)
-        .await
-        .map_err(|e| format!("migration failed: {e:#}"))?;
-    if !applied.is_empty() {
-        tracing::info!(?applied, "extension migrations applied");
-    }
-    let db = services::extension_database(&ctx.pg_config, name, ctx.settings.pool_size)
-        .map_err(|e| e.to_string())?;
-    let storage = services::extension_storage(&ctx.data_dir, name).map_err(|e| e.to_string())?;
-    let sink = Arc::new(services::HostEvents {
-        pool: ctx.pool.clone(),
-        bus: ctx.bus.clone(),
-    });
-    let raw = InitContext::assemble(
-        name.clone(),
-        db,
-        storage,
-        tracing::Span::current(),
-        services::users(&ctx.pool),
-        ConfigHandle::new(config),
-        Events::new(name, sink, ctx.bus.clone()),
-    );
-    let started = Instant::now();
-    let result = tokio::time::timeout(limit, registration.initialize(raw))
-        .await
-        .map_err(|_| format!("initialize did not finish within {} s", limit.as_secs()))?
-        .map_err(|e| format!("initialize failed: {e}"))?;
-    tracing::debug!(
-        micros = started.elapsed().as_micros() as u64,
-        "extension initialized"
-    );
-    Ok(result)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dependencies_come_first_and_ties_go_by_name() {
-        let deps: BTreeMap<String, Vec<String>> = [
-            ("c".to_string(), vec!["a".to_string()]),
-            ("b".to_string(), vec![]),
-            ("a".to_string(), vec!["b".to_string()]),
-            ("d".to_string(), vec![]),
-            ("x".to_string(), vec!["y".to_string()]),
-            ("y".to_string(), vec!["x".to_string()]),
-        ]
-        .into_iter()
-        .collect();
-        assert_eq!(dependency_order(&deps), ["b", "d", "a", "c", "x", "y"]);
-    }
 
     #[tokio::test]
     async fn within_cuts_off_slow_futures_only() {

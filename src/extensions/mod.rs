@@ -2,8 +2,8 @@
 //! generates and the running extensions.
 //!
 //! - [`host::ExtensionHost`] loads the compiled-in extensions in dependency order (migrate,
-//!   initialize, start), keeps their enabled/failed state (persisted in
-//!   `solobase.extensions`), and stops them in reverse order;
+//!   initialize, start — the per-extension steps are in `loader`), keeps their enabled/failed
+//!   state (persisted in `solobase.extensions`), and stops them in reverse order;
 //! - [`pipeline`] runs middleware and the pipeline hooks around every request;
 //! - [`dispatch`] serves `/ext/<name>/…` from each extension's route table;
 //! - [`services`] implements the services extensions receive;
@@ -20,6 +20,7 @@ use solobase_sdk::manifest;
 pub mod convert;
 pub mod dispatch;
 pub mod host;
+mod loader;
 pub mod migrate;
 pub mod pipeline;
 pub mod services;

@@ -237,6 +237,7 @@ impl TestApp {
     }
 
     /// `GET path` with extra request headers.
+    #[cfg_attr(not(feature = "probe"), allow(dead_code))]
     pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Response {
         let mut req = self.http.get(self.url(path));
         for (name, value) in headers {

@@ -14,4 +14,5 @@ mod events;
 mod extensions;
 mod health;
 mod helpers;
+mod lifecycle;
 mod storage;

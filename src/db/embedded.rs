@@ -447,6 +447,10 @@ fn spawn_server(
     if let Some(ids) = owner {
         cmd.uid(ids.uid).gid(ids.gid);
     }
+    // A process group of its own: a Ctrl-C in the terminal (SIGINT to the foreground group)
+    // must reach Solobase only, which drains requests and stops its extensions while the
+    // database still runs, and then stops PostgreSQL itself.
+    cmd.process_group(0);
     sys::shut_down_with_parent(&mut cmd);
 
     let (pid_tx, pid_rx) = mpsc::channel();

@@ -66,6 +66,8 @@ pub struct Loaded {
     pub hooks: HookSet,
     pub middleware: Vec<MiddlewareSpec>,
     pub config: Option<ConfigUpdater>,
+    /// The extension's database pool, closed at shutdown.
+    pub(super) pool: Option<deadpool_postgres::Pool>,
     /// The administrator's choice (persisted).
     pub(super) enabled: AtomicBool,
     /// Initialized and started successfully.
@@ -386,6 +388,12 @@ impl ExtensionHost {
                 Err(_) => tracing::warn!(extension = %l.name, "extension stop timed out"),
             }
             l.running.store(false, Ordering::Relaxed);
+        }
+        // Idle connections say goodbye now, not when the database shuts them down.
+        for l in &self.loaded {
+            if let Some(pool) = &l.pool {
+                pool.close();
+            }
         }
     }
 

@@ -102,6 +102,7 @@ pub(super) async fn load_one(
         hooks: HookSet::new(),
         middleware: Vec::new(),
         config: None,
+        pool: None,
         enabled: AtomicBool::new(enabled),
         running: AtomicBool::new(false),
         failure: Mutex::new(None),
@@ -113,7 +114,8 @@ pub(super) async fn load_one(
         return Ok(item);
     }
     match initialize(ctx, &name, &registration).instrument(span).await {
-        Ok((ext, updater)) => {
+        Ok((ext, updater, pool)) => {
+            item.pool = Some(pool);
             let defs = ext.clone().routes();
             let table = RouteTable::build(name.as_str(), defs).map_err(|e| anyhow::anyhow!(e))?;
             item.hooks = ext.hooks();
@@ -127,7 +129,11 @@ pub(super) async fn load_one(
     Ok(item)
 }
 
-type Initialized = (Arc<dyn ErasedExtension>, ConfigUpdater);
+type Initialized = (
+    Arc<dyn ErasedExtension>,
+    ConfigUpdater,
+    deadpool_postgres::Pool,
+);
 
 async fn initialize(
     ctx: &HostContext,
@@ -148,6 +154,7 @@ async fn initialize(
     }
     let db = services::extension_database(&ctx.pg_config, name, ctx.settings.pool_size)
         .map_err(|e| e.to_string())?;
+    let pool = db.pool().clone();
     let storage = services::extension_storage(&ctx.data_dir, name).map_err(|e| e.to_string())?;
     let sink = Arc::new(services::HostEvents {
         pool: ctx.pool.clone(),
@@ -163,7 +170,7 @@ async fn initialize(
         Events::new(name, sink, ctx.bus.clone()),
     );
     let started = Instant::now();
-    let result = tokio::time::timeout(limit, registration.initialize(raw))
+    let (ext, updater) = tokio::time::timeout(limit, registration.initialize(raw))
         .await
         .map_err(|_| format!("initialize did not finish within {} s", limit.as_secs()))?
         .map_err(|e| format!("initialize failed: {e}"))?;
@@ -171,7 +178,7 @@ async fn initialize(
         micros = started.elapsed().as_micros() as u64,
         "extension initialized"
     );
-    Ok(result)
+    Ok((ext, updater, pool))
 }
 
 #[cfg(test)]

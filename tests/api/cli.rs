@@ -143,9 +143,12 @@ struct Server {
 
 impl Server {
     fn start(cwd: &Path, data: &Path) -> Self {
+        use std::os::unix::process::CommandExt;
         let mut child = solobase(cwd)
             .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data)
+            // Its own process group, like a program started from a terminal.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -184,6 +187,17 @@ impl Server {
 
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Signals the whole process group, as a terminal's Ctrl-C does.
+    fn signal_group(&self, sig: &str) {
+        let group = format!("-{}", self.child.id());
+        let ok = Command::new("kill")
+            .args([sig, "--", &group])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
     }
 
     fn signal(&self, sig: &str) {
@@ -411,4 +425,26 @@ async fn a_second_server_on_the_same_data_dir_is_refused_clearly() {
     first.signal("-TERM");
     let (status, _) = first.wait(Duration::from_secs(30));
     assert!(status.success());
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_extensions_while_the_database_still_runs() {
+    let dir = TempDir::new();
+    let data = dir.0.join("data");
+    let server = Server::start(&dir.0, &data);
+    assert_eq!(ready(&server).await, StatusCode::OK);
+    // Something for the analytics extension to write when it stops.
+    reqwest::get(server.url("/healthz")).await.unwrap();
+    server.signal_group("-INT");
+    let (status, log) = server.wait(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+    let complaints: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\""))
+        .collect();
+    assert!(complaints.is_empty(), "{complaints:#?}");
+    assert!(
+        log.iter().any(|l| l.contains("extension stopped")),
+        "{log:#?}"
+    );
 }

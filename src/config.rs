@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -421,10 +420,6 @@ impl Config {
             ));
         }
         Ok(())
-    }
-
-    pub fn shutdown_timeout(&self) -> Duration {
-        Duration::from_secs(self.server.shutdown_timeout_secs)
     }
 
     /// Where uploaded files live.

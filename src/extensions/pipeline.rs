@@ -169,9 +169,11 @@ async fn resolve_identity(host: &ExtensionHost, req: &ServiceRequest, head: &mut
     {
         identity = Some(Identity {
             user_id: user.id,
-            email: user.email,
+            email: user.email.clone(),
             role: user.role,
         });
+        // Host handlers take the caller from here instead of looking it up again.
+        req.extensions_mut().insert(crate::http::CurrentUser(user));
     }
     if identity.is_none() {
         for l in host.hooked(HookPoint::Authentication) {

@@ -127,6 +127,10 @@ impl FromRequest for CurrentUser {
             .headers()
             .get(AUTHORIZATION)
             .map(|v| v.to_str().map(str::to_owned));
+        if let Some(found) = req.extensions().get::<CurrentUser>() {
+            let found = found.clone();
+            return Box::pin(async move { Ok(found) });
+        }
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let resolved = req
             .extensions()
@@ -134,8 +138,7 @@ impl FromRequest for CurrentUser {
             .and_then(|r| r.0.as_ref().map(|i| i.user_id));
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("AppState missing"))?;
-            // The request pipeline already established the caller (host token or an
-            // extension's authentication hook).
+            // An extension's authentication hook established the caller.
             if let Some(id) = resolved
                 && let Some(user) = users::by_id(&state.pool, id).await?
             {

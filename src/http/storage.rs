@@ -213,16 +213,12 @@ pub async fn upload(
         ext.storage_after_upload(&hook_info)
     })
     .await;
-    let status = if existed.is_some() {
+    let mut response = if existed.is_some() {
         HttpResponse::Ok()
     } else {
         HttpResponse::Created()
     };
-    Ok(with_status(status, &info))
-}
-
-fn with_status(mut builder: actix_web::HttpResponseBuilder, info: &ObjectInfo) -> HttpResponse {
-    builder.json(info)
+    Ok(response.json(&info))
 }
 
 #[tracing::instrument(name = "storage.download", skip_all)]

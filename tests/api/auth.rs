@@ -104,13 +104,7 @@ async fn tokens_are_stored_only_as_hashes() {
 #[tokio::test]
 async fn signup_is_refused_when_disabled() {
     let app = spawn_app().await;
-    let res = app
-        .http
-        .post(app.url("/api/v1/auth/signup"))
-        .json(&json!({"email": "new@example.com", "password": "password123"}))
-        .send()
-        .await
-        .unwrap();
+    let res = app.signup("new@example.com", "password123").await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_code(res).await, "signup_disabled");
 }
@@ -118,13 +112,7 @@ async fn signup_is_refused_when_disabled() {
 #[tokio::test]
 async fn signup_creates_a_user_and_records_the_event() {
     let app = spawn_app_with(|c| c.auth.signup_enabled = true).await;
-    let signup = |email: &str, password: &str| {
-        app.http
-            .post(app.url("/api/v1/auth/signup"))
-            .json(&json!({"email": email, "password": password}))
-            .send()
-    };
-    let res = signup("new@example.com", "password123").await.unwrap();
+    let res = app.signup("new@example.com", "password123").await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let body: Value = res.json().await.unwrap();
     assert_eq!(
@@ -133,12 +121,12 @@ async fn signup_creates_a_user_and_records_the_event() {
     );
     assert_eq!(body["user"]["role"], "user");
 
-    let res = signup("NEW@example.com", "password123").await.unwrap();
+    let res = app.signup("NEW@example.com", "password123").await;
     assert_eq!(res.status(), StatusCode::CONFLICT);
     assert_eq!(error_code(res).await, "email_taken");
-    let res = signup("not-an-email", "password123").await.unwrap();
+    let res = app.signup("not-an-email", "password123").await;
     assert_eq!(error_code(res).await, "invalid_request");
-    let res = signup("short@example.com", "short").await.unwrap();
+    let res = app.signup("short@example.com", "short").await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 
     let outbox = app

@@ -8,13 +8,7 @@ use crate::helpers::spawn_app_with;
 async fn committed_events_reach_bus_subscribers_and_the_outbox() {
     let app = spawn_app_with(|c| c.auth.signup_enabled = true).await;
     let mut rx = app.events.subscribe();
-    let res = app
-        .http
-        .post(app.url("/api/v1/auth/signup"))
-        .json(&serde_json::json!({"email": "ev@example.com", "password": "password123"}))
-        .send()
-        .await
-        .unwrap();
+    let res = app.signup("ev@example.com", "password123").await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
@@ -43,28 +37,9 @@ async fn committed_events_reach_bus_subscribers_and_the_outbox() {
 #[tokio::test]
 async fn a_failed_change_records_no_event() {
     let app = spawn_app_with(|c| c.auth.signup_enabled = true).await;
-    let body = serde_json::json!({"email": "dup@example.com", "password": "password123"});
-    let url = app.url("/api/v1/auth/signup");
-    assert_eq!(
-        app.http
-            .post(&url)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::CREATED
-    );
-    assert_eq!(
-        app.http
-            .post(&url)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::CONFLICT
-    );
+    let signup = || app.signup("dup@example.com", "password123");
+    assert_eq!(signup().await.status(), StatusCode::CREATED);
+    assert_eq!(signup().await.status(), StatusCode::CONFLICT);
     let created: i64 = app
         .db()
         .await

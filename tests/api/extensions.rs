@@ -365,13 +365,8 @@ async fn a_hook_over_its_time_limit_is_cut_off_and_counted() {
 #[tokio::test]
 async fn system_hooks_may_refuse_and_observe() {
     let app = spawn_app_with(|c| c.auth.signup_enabled = true).await;
-    let signup = |email: &str| {
-        app.http
-            .post(app.url("/api/v1/auth/signup"))
-            .json(&json!({"email": email, "password": "password123"}))
-            .send()
-    };
-    let res = signup("x@blocked.example").await.unwrap();
+    let signup = |email| app.signup(email, "password123");
+    let res = signup("x@blocked.example").await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_code(res).await, "domain_blocked");
     let users: i64 = app
@@ -382,10 +377,7 @@ async fn system_hooks_may_refuse_and_observe() {
         .unwrap()
         .get(0);
     assert_eq!(users, 0);
-    assert_eq!(
-        signup("ok@example.com").await.unwrap().status(),
-        StatusCode::CREATED
-    );
+    assert_eq!(signup("ok@example.com").await.status(), StatusCode::CREATED);
     // Event subscriptions see committed events.
     assert!(wait_hit(&app, "event:user.created", 1).await >= 1);
 
@@ -550,12 +542,7 @@ async fn webhooks_queue_deliveries_for_subscribed_events() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    app.http
-        .post(app.url("/api/v1/auth/signup"))
-        .json(&json!({"email": "new@example.com", "password": "password123"}))
-        .send()
-        .await
-        .unwrap();
+    app.signup("new@example.com", "password123").await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let list: Vec<Value> = app

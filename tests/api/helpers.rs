@@ -281,6 +281,16 @@ impl TestApp {
             .expect("request")
     }
 
+    /// `POST /api/v1/auth/signup`.
+    pub async fn signup(&self, email: &str, password: &str) -> Response {
+        self.http
+            .post(self.url("/api/v1/auth/signup"))
+            .json(&serde_json::json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// Creates a user and returns a token for it.
     pub async fn user_token(&self, email: &str, admin: bool) -> String {
         self.create_user(email, "password123", admin).await;

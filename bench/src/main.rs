@@ -40,13 +40,13 @@ impl Extension for Synthetic {
         vec![MiddlewareSpec::new("count", 0)]
     }
 
-    async fn middleware_request(&self, _id: &str, req: &mut RequestHead) -> Flow {
+    fn middleware_request(&self, _id: &str, req: &mut RequestHead) -> Hook<'_, Flow> {
         static BLOCK: solobase_sdk::http::HeaderName =
             solobase_sdk::http::HeaderName::from_static("x-synthetic-block");
         if req.headers.contains_key(&BLOCK) {
-            return Flow::reject(StatusCode::FORBIDDEN, "blocked", "blocked");
+            return Flow::reject(StatusCode::FORBIDDEN, "blocked", "blocked").into();
         }
-        Flow::Continue
+        Flow::Continue.into()
     }
 
     fn hooks(&self) -> HookSet {
@@ -55,15 +55,16 @@ impl Extension for Synthetic {
             .on(HookPoint::PostRequest, 0)
     }
 
-    async fn pre_request(&self, _req: &mut RequestHead) -> Flow {
+    fn pre_request(&self, _req: &mut RequestHead) -> Hook<'_, Flow> {
         self.seen.fetch_add(1, Ordering::Relaxed);
-        Flow::Continue
+        Flow::Continue.into()
     }
 
-    async fn post_request(&self, _req: &RequestHead, res: &ResponseHead) {
+    fn post_request(&self, _req: &RequestHead, res: &ResponseHead) -> Hook<'_, ()> {
         if res.status.is_server_error() {
             self.seen.fetch_add(1, Ordering::Relaxed);
         }
+        ().into()
     }
 }
 

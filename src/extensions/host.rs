@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -23,9 +24,8 @@ use deadpool_postgres::Pool;
 use solobase_sdk::extension::ConfigUpdater;
 use solobase_sdk::hooks::HookPoint;
 use solobase_sdk::routes::RouteTable;
-use solobase_sdk::services::BoxFuture;
 use solobase_sdk::{
-    ErasedExtension, EventBus, ExtensionName, Flow, HookSet, Manifest, MiddlewareSpec,
+    ErasedExtension, EventBus, ExtensionName, Flow, Hook, HookSet, Manifest, MiddlewareSpec,
     Registration, Response,
 };
 use tokio::sync::watch;
@@ -163,14 +163,38 @@ const PIPELINE: [HookPoint; 7] = [
     HookPoint::PostResponse,
 ];
 
-/// Runs `fut` with a time limit. A future that completes on its first poll (most hooks) pays
-/// for no timer. `None` when the limit passed.
-pub async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
-    let mut fut = std::pin::pin!(fut);
-    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
-    match first {
-        Poll::Ready(value) => Some(value),
-        Poll::Pending => tokio::time::timeout(limit, fut).await.ok(),
+/// One hook call: the hook's future with its time limit. A hook that answers on its first
+/// poll (most do) costs no timer and no allocation; the timer starts only when it waits.
+/// Resolves to `None` when the limit passed.
+#[derive(Debug)]
+#[must_use = "a hook call does nothing unless awaited"]
+pub struct HookCall<'l, F> {
+    hook: F,
+    loaded: &'l Loaded,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<F: Future + Unpin> Future for HookCall<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(value) = Pin::new(&mut this.hook).poll(cx) {
+            return Poll::Ready(Some(value));
+        }
+        let limit = this.loaded.hook_limit();
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.loaded
+            .stats
+            .hook_timeouts
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(extension = %this.loaded.name, limit_ms = limit.as_millis() as u64, "hook cut off at its time limit");
+        Poll::Ready(None)
     }
 }
 
@@ -449,34 +473,51 @@ impl ExtensionHost {
     }
 
     /// Calls one hook of `l` with its time limit; counts the call and any time-out.
-    pub async fn call<T>(&self, l: &Loaded, fut: impl Future<Output = T>) -> Option<T> {
+    pub fn call<'l, F: Future + Unpin>(&self, l: &'l Loaded, hook: F) -> HookCall<'l, F> {
         l.stats.hook_calls.fetch_add(1, Ordering::Relaxed);
-        let result = within(l.hook_limit(), fut).await;
-        if result.is_none() {
-            l.stats.hook_timeouts.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(extension = %l.name, limit_ms = l.hook_limit().as_millis() as u64, "hook cut off at its time limit");
+        HookCall {
+            hook,
+            loaded: l,
+            timer: None,
         }
-        result
+    }
+
+    /// Starts one request-path hook call: the answer when the hook gave it at once (counted,
+    /// no timer), otherwise the call to await within the time limit.
+    pub fn begin<'l, 'h, T: Unpin>(
+        &self,
+        l: &'l Loaded,
+        hook: Hook<'h, T>,
+    ) -> Result<T, HookCall<'l, Hook<'h, T>>> {
+        match hook.try_ready() {
+            Ok(answer) => {
+                l.stats.hook_calls.fetch_add(1, Ordering::Relaxed);
+                Ok(answer)
+            }
+            Err(waiting) => Err(self.call(l, waiting)),
+        }
     }
 
     /// Runs the hooks at `point` that may refuse; the first refusal's response is returned.
-    pub async fn refuse<'e, F>(&'e self, point: HookPoint, f: F) -> Option<Response>
+    pub async fn refuse<'e, F, Fut>(&'e self, point: HookPoint, f: F) -> Option<Response>
     where
-        F: Fn(&'e dyn ErasedExtension) -> BoxFuture<'e, Flow>,
+        F: Fn(&'e dyn ErasedExtension) -> Fut,
+        Fut: Future<Output = Flow> + Unpin + 'e,
     {
         for l in self.hooked(point) {
             let Some(ext) = l.ext() else { continue };
             if let Some(Flow::Respond(response)) = self.call(l, f(ext.as_ref())).await {
-                return Some(response);
+                return Some(*response);
             }
         }
         None
     }
 
     /// Runs the observing hooks at `point`.
-    pub async fn observe<'e, F>(&'e self, point: HookPoint, f: F)
+    pub async fn observe<'e, F, Fut>(&'e self, point: HookPoint, f: F)
     where
-        F: Fn(&'e dyn ErasedExtension) -> BoxFuture<'e, ()>,
+        F: Fn(&'e dyn ErasedExtension) -> Fut,
+        Fut: Future<Output = ()> + Unpin + 'e,
     {
         for l in self.hooked(point) {
             if let Some(ext) = l.ext() {
@@ -495,16 +536,61 @@ impl ExtensionHost {
 mod tests {
     use super::*;
 
+    fn loaded(limit: Duration) -> Loaded {
+        Loaded {
+            name: ExtensionName::parse("timed").expect("valid name"),
+            manifest: None,
+            registration: Registration::new::<Nothing>("", "0.1.0"),
+            ext: None,
+            routes: None,
+            hooks: HookSet::new().timeout(limit),
+            middleware: Vec::new(),
+            config: None,
+            pool: None,
+            enabled: AtomicBool::new(true),
+            running: AtomicBool::new(true),
+            failure: Mutex::new(None),
+            stats: Stats::default(),
+            span: tracing::Span::none(),
+        }
+    }
+
+    struct Nothing;
+    impl solobase_sdk::Extension for Nothing {
+        type Config = ();
+        async fn initialize(_: solobase_sdk::InitContext<()>) -> solobase_sdk::Result<Self> {
+            Ok(Nothing)
+        }
+    }
+
     #[tokio::test]
-    async fn within_cuts_off_slow_futures_only() {
-        assert_eq!(
-            within(Duration::from_millis(10), Box::pin(async { 1 })).await,
-            Some(1)
-        );
-        let slow = Box::pin(async {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            2
-        });
-        assert_eq!(within(Duration::from_millis(20), slow).await, None);
+    async fn hook_calls_cut_off_slow_hooks_only() {
+        let l = loaded(Duration::from_millis(20));
+        let ready = HookCall {
+            hook: solobase_sdk::Hook::ready(1),
+            loaded: &l,
+            timer: None,
+        };
+        assert_eq!(ready.await, Some(1));
+        let waits = HookCall {
+            hook: solobase_sdk::Hook::wait(async {
+                tokio::task::yield_now().await;
+                2
+            }),
+            loaded: &l,
+            timer: None,
+        };
+        assert_eq!(waits.await, Some(2));
+        assert_eq!(l.stats.hook_timeouts.load(Ordering::Relaxed), 0);
+        let slow = HookCall {
+            hook: solobase_sdk::Hook::wait(async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                3
+            }),
+            loaded: &l,
+            timer: None,
+        };
+        assert_eq!(slow.await, None);
+        assert_eq!(l.stats.hook_timeouts.load(Ordering::Relaxed), 1);
     }
 }

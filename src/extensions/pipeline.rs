@@ -22,6 +22,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
+use smallvec::SmallVec;
 use solobase_sdk::hooks::HookPoint;
 use solobase_sdk::http::{Identity, RequestHead, ResponseHead};
 use solobase_sdk::{Flow, MiddlewareSpec, Response};
@@ -30,6 +31,17 @@ use super::convert;
 use super::host::{ExtensionHost, Loaded};
 use crate::auth::{token, users};
 use crate::http::RequestId;
+
+/// Runs one request-path hook of `l`: its answer at once, or awaited within the hook's time
+/// limit; `None` when it was cut off.
+macro_rules! run_hook {
+    ($host:expr, $l:expr, $hook:expr) => {
+        match $host.begin($l, $hook) {
+            Ok(answer) => Some(answer),
+            Err(waiting) => waiting.await,
+        }
+    };
+}
 
 /// The caller as established by the pipeline, for handlers and the `CurrentUser` extractor.
 #[derive(Debug, Clone)]
@@ -46,13 +58,12 @@ pub async fn middleware(
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
-    let mut head = convert::request_head(req.request(), &request_id);
-    let mut entered: Vec<(&Arc<Loaded>, &MiddlewareSpec)> = Vec::new();
+    let mut head = {
+        let extensions = req.extensions();
+        let request_id = extensions.get::<RequestId>().map_or("", |r| r.0.as_str());
+        convert::request_head(req.request(), request_id)
+    };
+    let mut entered = Entered::new();
     let host_ref: &ExtensionHost = &host;
 
     let early = inbound(host_ref, &mut head, &mut entered).await;
@@ -78,11 +89,12 @@ pub async fn middleware(
         let mut replacement = None;
         for l in host.hooked(HookPoint::Error) {
             let Some(ext) = l.ext() else { continue };
-            if let Some(Some(r)) = host.call(l, ext.on_error(&head, &res_head)).await {
+            if let Some(Some(r)) = run_hook!(host, l, ext.on_error(&head, &res_head)) {
                 replacement = Some(r);
                 break;
             }
         }
+        convert::recycle_response(res_head);
         if let Some(r) = replacement {
             let (http_req, _) = res.into_parts();
             res = ServiceResponse::new(http_req, convert::response(r));
@@ -94,22 +106,27 @@ pub async fn middleware(
         || host.has_hooks(HookPoint::PostResponse)
         || !entered.is_empty();
     if !needs_head {
+        convert::recycle_request(head);
         return Ok(res);
     }
     let mut res_head = response_head(&res);
-    host.observe(HookPoint::PostRequest, |ext| {
-        ext.post_request(&head, &res_head)
-    })
-    .await;
+    for l in host.hooked(HookPoint::PostRequest) {
+        if let Some(ext) = l.ext() {
+            run_hook!(host, l, ext.post_request(&head, &res_head));
+        }
+    }
     for l in host.hooked(HookPoint::PreResponse) {
         if let Some(ext) = l.ext() {
-            host.call(l, ext.pre_response(&head, &mut res_head)).await;
+            run_hook!(host, l, ext.pre_response(&head, &mut res_head));
         }
     }
     for (l, spec) in entered.iter().rev() {
         if let Some(ext) = l.ext() {
-            host.call(l, ext.middleware_response(&spec.id, &head, &mut res_head))
-                .await;
+            run_hook!(
+                host,
+                l,
+                ext.middleware_response(&spec.id, &head, &mut res_head)
+            );
         }
     }
     // Write back only what the hooks changed (comparing costs no allocation).
@@ -120,25 +137,34 @@ pub async fn middleware(
     if host.has_hooks(HookPoint::PostResponse) {
         let host = host.clone();
         actix_web::rt::spawn(async move {
-            host.observe(HookPoint::PostResponse, |ext| {
-                ext.post_response(&head, &res_head)
-            })
-            .await;
+            for l in host.hooked(HookPoint::PostResponse) {
+                if let Some(ext) = l.ext() {
+                    run_hook!(host, l, ext.post_response(&head, &res_head));
+                }
+            }
+            convert::recycle_request(head);
+            convert::recycle_response(res_head);
         });
+    } else {
+        convert::recycle_request(head);
+        convert::recycle_response(res_head);
     }
     Ok(res)
 }
+
+/// The middleware a request went through on its way in, to run their outbound halves.
+type Entered<'h> = SmallVec<[(&'h Arc<Loaded>, &'h MiddlewareSpec); 8]>;
 
 /// Steps 1 and 2. Returns a response when a hook or middleware answered.
 async fn inbound<'h>(
     host: &'h ExtensionHost,
     head: &mut RequestHead,
-    entered: &mut Vec<(&'h Arc<Loaded>, &'h MiddlewareSpec)>,
+    entered: &mut Entered<'h>,
 ) -> Option<Response> {
     for l in host.hooked(HookPoint::PreRequest) {
         let Some(ext) = l.ext() else { continue };
-        if let Some(Flow::Respond(r)) = host.call(l, ext.pre_request(head)).await {
-            return Some(r);
+        if let Some(Flow::Respond(r)) = run_hook!(host, l, ext.pre_request(head)) {
+            return Some(*r);
         }
     }
     for (l, spec) in host.middleware() {
@@ -149,8 +175,8 @@ async fn inbound<'h>(
         }
         let Some(ext) = l.ext() else { continue };
         entered.push((l, spec));
-        if let Some(Flow::Respond(r)) = host.call(l, ext.middleware_request(&spec.id, head)).await {
-            return Some(r);
+        if let Some(Flow::Respond(r)) = run_hook!(host, l, ext.middleware_request(&spec.id, head)) {
+            return Some(*r);
         }
     }
     None
@@ -178,7 +204,7 @@ async fn resolve_identity(host: &ExtensionHost, req: &ServiceRequest, head: &mut
     if identity.is_none() {
         for l in host.hooked(HookPoint::Authentication) {
             let Some(ext) = l.ext() else { continue };
-            match host.call(l, ext.authenticate(head)).await {
+            match run_hook!(host, l, ext.authenticate(head)) {
                 Some(Ok(Some(found))) => {
                     identity = Some(found);
                     break;
@@ -196,13 +222,15 @@ async fn resolve_identity(host: &ExtensionHost, req: &ServiceRequest, head: &mut
 
 /// Step 4.
 async fn authorize(host: &ExtensionHost, head: &RequestHead) -> Option<Response> {
-    host.refuse(HookPoint::Authorization, |ext| ext.authorize(head))
-        .await
+    for l in host.hooked(HookPoint::Authorization) {
+        let Some(ext) = l.ext() else { continue };
+        if let Some(Flow::Respond(r)) = run_hook!(host, l, ext.authorize(head)) {
+            return Some(*r);
+        }
+    }
+    None
 }
 
 fn response_head(res: &ServiceResponse<BoxBody>) -> ResponseHead {
-    ResponseHead {
-        status: convert::status(res.status()),
-        headers: convert::headers_from_actix(res.headers()),
-    }
+    convert::response_head(res.status(), res.headers())
 }

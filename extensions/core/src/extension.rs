@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ExtensionError, Result};
 use crate::event::Event;
-use crate::hooks::{DownloadInfo, Flow, HookSet, LoginInfo, SignupInfo, UploadInfo};
+use crate::hooks::{DownloadInfo, Flow, Hook, HookSet, LoginInfo, SignupInfo, UploadInfo};
 use crate::http::{Identity, RequestHead, Response, ResponseHead};
 use crate::routes::{RouteDef, Routes};
 use crate::services::{BoxFuture, ConfigHandle, Health, InitContext};
@@ -101,25 +101,22 @@ pub trait Extension: Send + Sync + Sized + 'static {
         Vec::new()
     }
 
-    /// A middleware's inbound half: may change the request or answer it.
-    fn middleware_request(
-        &self,
-        id: &str,
-        req: &mut RequestHead,
-    ) -> impl Future<Output = Flow> + Send {
+    /// A middleware's inbound half: may change the request or answer it. Runs on every
+    /// matching request: answer at once when no I/O is needed (see [`Hook`]).
+    fn middleware_request<'a>(&'a self, id: &'a str, req: &'a mut RequestHead) -> Hook<'a, Flow> {
         let _ = (id, req);
-        async { Flow::Continue }
+        Flow::Continue.into()
     }
 
     /// A middleware's outbound half: may change status and headers.
-    fn middleware_response(
-        &self,
-        id: &str,
-        req: &RequestHead,
-        res: &mut ResponseHead,
-    ) -> impl Future<Output = ()> + Send {
+    fn middleware_response<'a>(
+        &'a self,
+        id: &'a str,
+        req: &'a RequestHead,
+        res: &'a mut ResponseHead,
+    ) -> Hook<'a, ()> {
         let _ = (id, req, res);
-        async {}
+        ().into()
     }
 
     /// The hooks this extension wants, with priorities.
@@ -128,64 +125,49 @@ pub trait Extension: Send + Sync + Sized + 'static {
     }
 
     /// `pre_request`: may change the request head or answer.
-    fn pre_request(&self, req: &mut RequestHead) -> impl Future<Output = Flow> + Send {
+    fn pre_request<'a>(&'a self, req: &'a mut RequestHead) -> Hook<'a, Flow> {
         let _ = req;
-        async { Flow::Continue }
+        Flow::Continue.into()
     }
 
     /// `authentication`: the caller, when this extension recognises its credentials.
-    fn authenticate(
-        &self,
-        req: &RequestHead,
-    ) -> impl Future<Output = Result<Option<Identity>>> + Send {
+    fn authenticate<'a>(&'a self, req: &'a RequestHead) -> Hook<'a, Result<Option<Identity>>> {
         let _ = req;
-        async { Ok(None) }
+        Ok(None).into()
     }
 
     /// `authorization`: may deny the (possibly anonymous) caller.
-    fn authorize(&self, req: &RequestHead) -> impl Future<Output = Flow> + Send {
+    fn authorize<'a>(&'a self, req: &'a RequestHead) -> Hook<'a, Flow> {
         let _ = req;
-        async { Flow::Continue }
+        Flow::Continue.into()
     }
 
     /// `error`: the handler failed; may replace the response.
-    fn on_error(
-        &self,
-        req: &RequestHead,
-        res: &ResponseHead,
-    ) -> impl Future<Output = Option<Response>> + Send {
+    fn on_error<'a>(
+        &'a self,
+        req: &'a RequestHead,
+        res: &'a ResponseHead,
+    ) -> Hook<'a, Option<Response>> {
         let _ = (req, res);
-        async { None }
+        None.into()
     }
 
     /// `post_request`: observes the request and the response status.
-    fn post_request(
-        &self,
-        req: &RequestHead,
-        res: &ResponseHead,
-    ) -> impl Future<Output = ()> + Send {
+    fn post_request<'a>(&'a self, req: &'a RequestHead, res: &'a ResponseHead) -> Hook<'a, ()> {
         let _ = (req, res);
-        async {}
+        ().into()
     }
 
     /// `pre_response`: may change the response status and headers.
-    fn pre_response(
-        &self,
-        req: &RequestHead,
-        res: &mut ResponseHead,
-    ) -> impl Future<Output = ()> + Send {
+    fn pre_response<'a>(&'a self, req: &'a RequestHead, res: &'a mut ResponseHead) -> Hook<'a, ()> {
         let _ = (req, res);
-        async {}
+        ().into()
     }
 
     /// `post_response`: observes, after the response was handed to the server.
-    fn post_response(
-        &self,
-        req: &RequestHead,
-        res: &ResponseHead,
-    ) -> impl Future<Output = ()> + Send {
+    fn post_response<'a>(&'a self, req: &'a RequestHead, res: &'a ResponseHead) -> Hook<'a, ()> {
         let _ = (req, res);
-        async {}
+        ().into()
     }
 
     /// `user.signup`: may refuse an account about to be created.
@@ -250,38 +232,25 @@ pub trait ErasedExtension: Send + Sync {
     fn health(&self) -> BoxFuture<'_, Health>;
     fn routes(self: Arc<Self>) -> Vec<RouteDef>;
     fn middleware(&self) -> Vec<MiddlewareSpec>;
-    fn middleware_request<'a>(
-        &'a self,
-        id: &'a str,
-        req: &'a mut RequestHead,
-    ) -> BoxFuture<'a, Flow>;
+    fn middleware_request<'a>(&'a self, id: &'a str, req: &'a mut RequestHead) -> Hook<'a, Flow>;
     fn middleware_response<'a>(
         &'a self,
         id: &'a str,
         req: &'a RequestHead,
         res: &'a mut ResponseHead,
-    ) -> BoxFuture<'a, ()>;
+    ) -> Hook<'a, ()>;
     fn hooks(&self) -> HookSet;
-    fn pre_request<'a>(&'a self, req: &'a mut RequestHead) -> BoxFuture<'a, Flow>;
-    fn authenticate<'a>(&'a self, req: &'a RequestHead) -> BoxFuture<'a, Result<Option<Identity>>>;
-    fn authorize<'a>(&'a self, req: &'a RequestHead) -> BoxFuture<'a, Flow>;
+    fn pre_request<'a>(&'a self, req: &'a mut RequestHead) -> Hook<'a, Flow>;
+    fn authenticate<'a>(&'a self, req: &'a RequestHead) -> Hook<'a, Result<Option<Identity>>>;
+    fn authorize<'a>(&'a self, req: &'a RequestHead) -> Hook<'a, Flow>;
     fn on_error<'a>(
         &'a self,
         req: &'a RequestHead,
         res: &'a ResponseHead,
-    ) -> BoxFuture<'a, Option<Response>>;
-    fn post_request<'a>(&'a self, req: &'a RequestHead, res: &'a ResponseHead)
-    -> BoxFuture<'a, ()>;
-    fn pre_response<'a>(
-        &'a self,
-        req: &'a RequestHead,
-        res: &'a mut ResponseHead,
-    ) -> BoxFuture<'a, ()>;
-    fn post_response<'a>(
-        &'a self,
-        req: &'a RequestHead,
-        res: &'a ResponseHead,
-    ) -> BoxFuture<'a, ()>;
+    ) -> Hook<'a, Option<Response>>;
+    fn post_request<'a>(&'a self, req: &'a RequestHead, res: &'a ResponseHead) -> Hook<'a, ()>;
+    fn pre_response<'a>(&'a self, req: &'a RequestHead, res: &'a mut ResponseHead) -> Hook<'a, ()>;
+    fn post_response<'a>(&'a self, req: &'a RequestHead, res: &'a ResponseHead) -> Hook<'a, ()>;
     fn user_signup<'a>(&'a self, info: &'a SignupInfo) -> BoxFuture<'a, Flow>;
     fn user_login<'a>(&'a self, info: &'a LoginInfo) -> BoxFuture<'a, Flow>;
     fn storage_before_upload<'a>(&'a self, info: &'a UploadInfo) -> BoxFuture<'a, Flow>;
@@ -309,60 +278,46 @@ impl<E: Extension> ErasedExtension for E {
     fn middleware(&self) -> Vec<MiddlewareSpec> {
         Extension::middleware(self)
     }
-    fn middleware_request<'a>(
-        &'a self,
-        id: &'a str,
-        req: &'a mut RequestHead,
-    ) -> BoxFuture<'a, Flow> {
-        Box::pin(Extension::middleware_request(self, id, req))
+    // The request-path hooks are forwarded as they are: no allocation for hooks that answer
+    // at once.
+    fn middleware_request<'a>(&'a self, id: &'a str, req: &'a mut RequestHead) -> Hook<'a, Flow> {
+        Extension::middleware_request(self, id, req)
     }
     fn middleware_response<'a>(
         &'a self,
         id: &'a str,
         req: &'a RequestHead,
         res: &'a mut ResponseHead,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(Extension::middleware_response(self, id, req, res))
+    ) -> Hook<'a, ()> {
+        Extension::middleware_response(self, id, req, res)
     }
     fn hooks(&self) -> HookSet {
         Extension::hooks(self)
     }
-    fn pre_request<'a>(&'a self, req: &'a mut RequestHead) -> BoxFuture<'a, Flow> {
-        Box::pin(Extension::pre_request(self, req))
+    fn pre_request<'a>(&'a self, req: &'a mut RequestHead) -> Hook<'a, Flow> {
+        Extension::pre_request(self, req)
     }
-    fn authenticate<'a>(&'a self, req: &'a RequestHead) -> BoxFuture<'a, Result<Option<Identity>>> {
-        Box::pin(Extension::authenticate(self, req))
+    fn authenticate<'a>(&'a self, req: &'a RequestHead) -> Hook<'a, Result<Option<Identity>>> {
+        Extension::authenticate(self, req)
     }
-    fn authorize<'a>(&'a self, req: &'a RequestHead) -> BoxFuture<'a, Flow> {
-        Box::pin(Extension::authorize(self, req))
+    fn authorize<'a>(&'a self, req: &'a RequestHead) -> Hook<'a, Flow> {
+        Extension::authorize(self, req)
     }
     fn on_error<'a>(
         &'a self,
         req: &'a RequestHead,
         res: &'a ResponseHead,
-    ) -> BoxFuture<'a, Option<Response>> {
-        Box::pin(Extension::on_error(self, req, res))
+    ) -> Hook<'a, Option<Response>> {
+        Extension::on_error(self, req, res)
     }
-    fn post_request<'a>(
-        &'a self,
-        req: &'a RequestHead,
-        res: &'a ResponseHead,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(Extension::post_request(self, req, res))
+    fn post_request<'a>(&'a self, req: &'a RequestHead, res: &'a ResponseHead) -> Hook<'a, ()> {
+        Extension::post_request(self, req, res)
     }
-    fn pre_response<'a>(
-        &'a self,
-        req: &'a RequestHead,
-        res: &'a mut ResponseHead,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(Extension::pre_response(self, req, res))
+    fn pre_response<'a>(&'a self, req: &'a RequestHead, res: &'a mut ResponseHead) -> Hook<'a, ()> {
+        Extension::pre_response(self, req, res)
     }
-    fn post_response<'a>(
-        &'a self,
-        req: &'a RequestHead,
-        res: &'a ResponseHead,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(Extension::post_response(self, req, res))
+    fn post_response<'a>(&'a self, req: &'a RequestHead, res: &'a ResponseHead) -> Hook<'a, ()> {
+        Extension::post_response(self, req, res)
     }
     fn user_signup<'a>(&'a self, info: &'a SignupInfo) -> BoxFuture<'a, Flow> {
         Box::pin(Extension::user_signup(self, info))

@@ -5,6 +5,9 @@
 //! methods. Hooks of all extensions run in ascending priority, ties broken by extension name —
 //! a total, stable order. A hook that overruns its time limit is cut off and counted.
 //!
+//! The request-path hooks (the first seven below, and middleware) return a [`Hook`]: the
+//! answer at once, or a future when they must wait. The other hooks are `async` methods.
+//!
 //! | hook | when | may |
 //! |---|---|---|
 //! | `pre_request` | first, for every request | change the request head, or answer (e.g. 403) |
@@ -22,12 +25,16 @@
 //! | `storage_after_download` | after a file was sent | observe |
 //! | `on_event` | an event matching a subscribed pattern was committed | react |
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::http::{Response, StatusCode};
+use crate::services::BoxFuture;
 
 /// The default time limit of one hook call.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_millis(500);
@@ -107,15 +114,117 @@ impl HookPoint {
 pub enum Flow {
     /// Go on.
     Continue,
-    /// Stop here and answer with this response.
-    Respond(Response),
+    /// Stop here and answer with this response (boxed, so that the common `Continue` stays
+    /// small).
+    Respond(Box<Response>),
 }
 
 impl Flow {
+    /// Stop here and answer with `response`.
+    pub fn respond(response: Response) -> Self {
+        Self::Respond(Box::new(response))
+    }
+
     /// Stop with the host's error shape, e.g. `Flow::reject(StatusCode::INSUFFICIENT_STORAGE,
     /// "quota_exceeded", "the quota of 1 GiB is used up")`.
     pub fn reject(status: StatusCode, code: &str, message: &str) -> Self {
-        Self::Respond(Response::error_with(status, code, message))
+        Self::respond(Response::error_with(status, code, message))
+    }
+}
+
+/// What a request-path hook or middleware returns: its answer at once, or a future when it
+/// has to wait for I/O.
+///
+/// Request-path hooks run on every request, so the common case — inspect a header, count,
+/// decide — costs no allocation: return the answer (`Flow::Continue.into()`, `().into()`).
+/// A hook that must wait (a database lookup, a call to another service) returns
+/// [`Hook::wait`] with an `async` block; the host awaits it within the hook's time limit.
+///
+/// ```
+/// use solobase_sdk::hooks::Hook;
+/// use solobase_sdk::prelude::*;
+///
+/// // Answers at once.
+/// fn pre_request(req: &mut RequestHead) -> Hook<'_, Flow> {
+///     if req.header("x-blocked").is_some() {
+///         return Flow::reject(StatusCode::FORBIDDEN, "blocked", "blocked").into();
+///     }
+///     Flow::Continue.into()
+/// }
+///
+/// // Waits for I/O.
+/// fn authenticate<'a>(req: &'a RequestHead) -> Hook<'a, Result<Option<Identity>>> {
+///     Hook::wait(async move {
+///         let _key = req.header("x-api-key");
+///         // … look the key up in the extension's database …
+///         Ok(None)
+///     })
+/// }
+/// # let _ = (pre_request, authenticate);
+/// ```
+///
+/// A `Hook` is a future, so tests simply `.await` it.
+#[must_use = "a hook's answer does nothing unless returned"]
+pub struct Hook<'a, T>(HookInner<'a, T>);
+
+enum HookInner<'a, T> {
+    Ready(Option<T>),
+    Wait(BoxFuture<'a, T>),
+}
+
+impl<'a, T> Hook<'a, T> {
+    /// The answer, available at once.
+    pub fn ready(value: T) -> Self {
+        Self(HookInner::Ready(Some(value)))
+    }
+
+    /// An answer that needs waiting: `fut` runs within the hook's time limit.
+    pub fn wait(fut: impl Future<Output = T> + Send + 'a) -> Self {
+        Self(HookInner::Wait(Box::pin(fut)))
+    }
+
+    /// Whether the answer is available without waiting.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.0, HookInner::Ready(Some(_)))
+    }
+
+    /// The answer when it is available without waiting; otherwise the hook, to be awaited.
+    pub fn try_ready(self) -> std::result::Result<T, Self> {
+        match self.0 {
+            HookInner::Ready(Some(value)) => Ok(value),
+            inner => Err(Self(inner)),
+        }
+    }
+}
+
+impl<T> From<T> for Hook<'_, T> {
+    fn from(value: T) -> Self {
+        Self::ready(value)
+    }
+}
+
+impl<T: Unpin> Future for Hook<'_, T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match &mut self.get_mut().0 {
+            HookInner::Ready(value) => Poll::Ready(
+                value
+                    .take()
+                    .expect("a Hook is not polled after it completed"),
+            ),
+            HookInner::Wait(fut) => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Hook<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_ready() {
+            "Hook::Ready"
+        } else {
+            "Hook::Wait"
+        })
     }
 }
 

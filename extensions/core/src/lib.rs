@@ -76,7 +76,7 @@ pub mod testing;
 pub use error::{ExtensionError, Result};
 pub use event::{Event, EventBus, EventType};
 pub use extension::{ErasedExtension, Extension, MiddlewareSpec, Migration, RawInit, Registration};
-pub use hooks::{Flow, HookPoint, HookSet};
+pub use hooks::{Flow, Hook, HookPoint, HookSet};
 pub use http::{Identity, Request, RequestHead, Response, ResponseHead, Role};
 pub use manifest::{ExtensionName, Manifest, Permission};
 pub use routes::{Access, Routes};
@@ -96,7 +96,7 @@ pub mod prelude {
         HeaderMap, Identity, Method, Request, RequestHead, Response, ResponseHead, Role, StatusCode,
     };
     pub use crate::{
-        Access, Event, Extension, ExtensionError, Flow, Health, HookPoint, HookSet, InitContext,
-        MiddlewareSpec, Migration, Result, Routes,
+        Access, Event, Extension, ExtensionError, Flow, Health, Hook, HookPoint, HookSet,
+        InitContext, MiddlewareSpec, Migration, Result, Routes,
     };
 }

@@ -197,9 +197,10 @@ impl Extension for Analytics {
         HookSet::new().on(HookPoint::PostRequest, 100)
     }
 
-    async fn post_request(&self, req: &RequestHead, res: &ResponseHead) {
+    fn post_request(&self, req: &RequestHead, res: &ResponseHead) -> Hook<'_, ()> {
+        // Never waits: the view is queued for the background writer.
         if req.method != Method::GET {
-            return;
+            return ().into();
         }
         let config = self.inner.ctx.config.get();
         if config
@@ -207,7 +208,7 @@ impl Extension for Analytics {
             .iter()
             .any(|p| req.path.starts_with(p.as_str()))
         {
-            return;
+            return ().into();
         }
         let view = View {
             path: req.path.clone(),
@@ -217,6 +218,7 @@ impl Extension for Analytics {
         if self.queue.try_send(view).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+        ().into()
     }
 
     async fn health(&self) -> Health {

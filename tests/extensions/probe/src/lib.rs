@@ -145,20 +145,27 @@ impl Extension for Probe {
         ]
     }
 
-    async fn middleware_request(&self, _id: &str, req: &mut RequestHead) -> Flow {
+    fn middleware_request(&self, _id: &str, req: &mut RequestHead) -> Hook<'_, Flow> {
         if has(req, "x-probe-mw-block") {
             return Flow::reject(
                 StatusCode::IM_A_TEAPOT,
                 "probe_blocked",
                 "blocked by probe middleware",
-            );
+            )
+            .into();
         }
-        Flow::Continue
+        Flow::Continue.into()
     }
 
-    async fn middleware_response(&self, _id: &str, _req: &RequestHead, res: &mut ResponseHead) {
+    fn middleware_response(
+        &self,
+        _id: &str,
+        _req: &RequestHead,
+        res: &mut ResponseHead,
+    ) -> Hook<'_, ()> {
         res.headers
             .insert("x-probe-mw", "1".parse().expect("static header"));
+        ().into()
     }
 
     fn hooks(&self) -> HookSet {
@@ -171,16 +178,21 @@ impl Extension for Probe {
         set
     }
 
-    async fn pre_request(&self, req: &mut RequestHead) -> Flow {
+    fn pre_request<'a>(&'a self, req: &'a mut RequestHead) -> Hook<'a, Flow> {
         if has(req, "x-probe-slow") {
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            // Waits, to be cut off at the hook's time limit.
+            return Hook::wait(async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Flow::Continue
+            });
         }
         if has(req, "x-probe-reject") {
             return Flow::reject(
                 StatusCode::FORBIDDEN,
                 "probe_rejected",
                 "rejected by pre_request",
-            );
+            )
+            .into();
         }
         if has(req, "x-probe-mark") {
             self.hit("pre_request");
@@ -189,65 +201,74 @@ impl Extension for Probe {
                 "pre_request".parse().expect("static header"),
             );
         }
-        Flow::Continue
+        Flow::Continue.into()
     }
 
-    async fn authenticate(&self, req: &RequestHead) -> Result<Option<Identity>> {
+    fn authenticate<'a>(&'a self, req: &'a RequestHead) -> Hook<'a, Result<Option<Identity>>> {
         if req.header("x-probe-key") != Some("letmein") {
-            return Ok(None);
+            return Ok(None).into();
         }
         self.hit("authentication");
-        let email = req.header("x-probe-user").unwrap_or("probe@example.com");
-        let user = self.ctx.users.by_email(email).await?;
-        Ok(user.map(|u| Identity {
-            user_id: u.id,
-            email: u.email,
-            role: u.role,
-        }))
+        // A lookup in the database: this hook waits.
+        Hook::wait(async move {
+            let email = req.header("x-probe-user").unwrap_or("probe@example.com");
+            let user = self.ctx.users.by_email(email).await?;
+            Ok(user.map(|u| Identity {
+                user_id: u.id,
+                email: u.email,
+                role: u.role,
+            }))
+        })
     }
 
-    async fn authorize(&self, req: &RequestHead) -> Flow {
+    fn authorize(&self, req: &RequestHead) -> Hook<'_, Flow> {
         if has(req, "x-probe-deny") {
             self.hit("authorization");
             return Flow::reject(
                 StatusCode::FORBIDDEN,
                 "probe_denied",
                 "denied by authorization hook",
-            );
-        }
-        Flow::Continue
-    }
-
-    async fn on_error(&self, req: &RequestHead, res: &ResponseHead) -> Option<Response> {
-        self.hit("error");
-        has(req, "x-probe-error-replace").then(|| {
-            Response::error_with(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "probe_replaced",
-                &format!("replaced a {}", res.status.as_u16()),
             )
-        })
+            .into();
+        }
+        Flow::Continue.into()
     }
 
-    async fn post_request(&self, req: &RequestHead, _res: &ResponseHead) {
+    fn on_error(&self, req: &RequestHead, res: &ResponseHead) -> Hook<'_, Option<Response>> {
+        self.hit("error");
+        has(req, "x-probe-error-replace")
+            .then(|| {
+                Response::error_with(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "probe_replaced",
+                    &format!("replaced a {}", res.status.as_u16()),
+                )
+            })
+            .into()
+    }
+
+    fn post_request(&self, req: &RequestHead, _res: &ResponseHead) -> Hook<'_, ()> {
         if has(req, "x-probe-mark") {
             self.hit("post_request");
         }
+        ().into()
     }
 
-    async fn pre_response(&self, req: &RequestHead, res: &mut ResponseHead) {
+    fn pre_response(&self, req: &RequestHead, res: &mut ResponseHead) -> Hook<'_, ()> {
         if has(req, "x-probe-mark") {
             self.hit("pre_response");
             let seen = req.header("x-probe-seen").unwrap_or("no").to_owned();
             res.headers
                 .insert("x-probe-pre-response", seen.parse().expect("ascii"));
         }
+        ().into()
     }
 
-    async fn post_response(&self, req: &RequestHead, _res: &ResponseHead) {
+    fn post_response(&self, req: &RequestHead, _res: &ResponseHead) -> Hook<'_, ()> {
         if has(req, "x-probe-mark") {
             self.hit("post_response");
         }
+        ().into()
     }
 
     async fn user_signup(&self, info: &SignupInfo) -> Flow {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Solobase's benchmarks and prints a markdown report.
-#   bench/run.sh                      defaults: 3 alternating rounds of 5 s per configuration
-#   BENCH_ROUNDS=5 BENCH_SECS=10 bench/run.sh
+#   bench/run.sh                      defaults: 12 rounds (ABBA order) of 2 s per configuration
+#   BENCH_ROUNDS=20 BENCH_SECS=5 bench/run.sh
 # Uses DATABASE_URL when set, otherwise a throw-away embedded cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."

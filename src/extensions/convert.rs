@@ -77,8 +77,13 @@ pub fn method(m: &actix_web::http::Method) -> Method {
     Method::from_bytes(m.as_str().as_bytes()).unwrap_or(Method::GET)
 }
 
-/// Makes `out` hold the headers of `src` (keeping `out`'s allocation).
+/// Makes `out` hold the headers of `src`, keeping `out`'s allocations. A pooled head whose
+/// headers already equal `src` (clients tend to send the same headers again and again) is
+/// left as it is: no copy at all.
 fn fill_headers(out: &mut HeaderMap, src: &actix_web::http::header::HeaderMap) {
+    if same_headers(out, src) {
+        return;
+    }
     out.clear();
     for (name, value) in src {
         if let (Ok(n), Ok(v)) = (
@@ -90,13 +95,13 @@ fn fill_headers(out: &mut HeaderMap, src: &actix_web::http::header::HeaderMap) {
     }
 }
 
-/// Whether `dst` already holds the headers of `src` (no allocation: the common case, where no
-/// hook changed anything, stays cheap).
+/// Whether `dst` already holds the headers of `src`. `src` was filled from `dst` in `dst`'s
+/// iteration order, so when no hook changed anything both iterate alike: a pairwise
+/// comparison without hashing or allocation. Any other order merely takes the slower path.
 fn same_headers(src: &HeaderMap, dst: &actix_web::http::header::HeaderMap) -> bool {
     src.len() == dst.len()
-        && src.iter().all(|(name, value)| {
-            dst.get_all(name.as_str())
-                .any(|v| v.as_bytes() == value.as_bytes())
+        && src.iter().zip(dst.iter()).all(|((n1, v1), (n2, v2))| {
+            n1.as_str() == n2.as_str() && v1.as_bytes() == v2.as_bytes()
         })
 }
 
@@ -152,4 +157,93 @@ pub fn response(res: Response) -> HttpResponse {
         out.append_header((name.as_str(), value.as_bytes()));
     }
     out.body(res.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::{HeaderMap as AMap, HeaderName as AName, HeaderValue as AValue};
+
+    use super::*;
+
+    fn actix_map(pairs: &[(&'static str, &'static str)]) -> AMap {
+        let mut map = AMap::new();
+        for (n, v) in pairs {
+            map.append(AName::from_static(n), AValue::from_static(v));
+        }
+        map
+    }
+
+    fn pairs(map: &AMap) -> Vec<(String, String)> {
+        let mut out: Vec<_> = map
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn unchanged_heads_compare_equal_and_changes_are_written_back() {
+        let original = [
+            ("host", "a"),
+            ("accept", "x"),
+            ("cookie", "1"),
+            ("cookie", "2"),
+            ("x-custom", "v"),
+        ];
+        let mut dst = actix_map(&original);
+        let mut head = HeaderMap::new();
+        fill_headers(&mut head, &dst);
+        assert!(same_headers(&head, &dst));
+
+        // A changed value, a removed header, an added one and a second value.
+        head.insert("accept", HeaderValue::from_static("y"));
+        head.remove("x-custom");
+        head.insert("x-new", HeaderValue::from_static("n"));
+        head.append("host", HeaderValue::from_static("b"));
+        assert!(!same_headers(&head, &dst));
+        sync_headers(&head, &mut dst);
+        let want = [
+            ("accept", "y"),
+            ("cookie", "1"),
+            ("cookie", "2"),
+            ("host", "a"),
+            ("host", "b"),
+            ("x-new", "n"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(pairs(&dst), want);
+
+        // Refilling a pooled map leaves nothing of its earlier contents.
+        fill_headers(&mut head, &actix_map(&[("host", "c")]));
+        assert_eq!(head.len(), 1);
+        assert_eq!(head["host"], "c");
+    }
+
+    #[test]
+    fn pooled_request_heads_carry_nothing_over() {
+        let first = actix_web::test::TestRequest::get()
+            .uri("/one?a=1")
+            .insert_header(("x-first", "1"))
+            .to_http_request();
+        let mut head = request_head(&first, "id-1");
+        head.identity = Some(solobase_sdk::Identity {
+            user_id: uuid::Uuid::nil(),
+            email: "a@example.com".into(),
+            role: solobase_sdk::Role::Admin,
+        });
+        recycle_request(head);
+        let second = actix_web::test::TestRequest::post()
+            .uri("/two")
+            .to_http_request();
+        let head = request_head(&second, "id-2");
+        assert_eq!(head.method, Method::POST);
+        assert_eq!((head.path.as_str(), head.query.as_str()), ("/two", ""));
+        assert_eq!(head.request_id, "id-2");
+        assert!(head.identity.is_none());
+        assert!(!head.headers.contains_key("x-first"));
+    }
 }

@@ -93,7 +93,8 @@ pub use {bytes, schemars, serde_json, tokio_postgres, tracing};
 pub mod prelude {
     pub use crate::hooks::{DownloadInfo, LoginInfo, SignupInfo, UploadInfo};
     pub use crate::http::{
-        HeaderMap, Identity, Method, Request, RequestHead, Response, ResponseHead, Role, StatusCode,
+        HeaderMap, HeaderValue, Identity, Method, Request, RequestHead, Response, ResponseHead,
+        Role, StatusCode,
     };
     pub use crate::{
         Access, Event, Extension, ExtensionError, Flow, Health, Hook, HookPoint, HookSet,

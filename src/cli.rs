@@ -1,4 +1,5 @@
-//! The command line: `solobase serve`, `solobase users create`, `solobase config validate`.
+//! The command line: `solobase serve`, `solobase users create`, `solobase extensions
+//! migrate|rollback|purge`, `solobase config validate`.
 //!
 //! Exit codes: 0 success; 1 a runtime failure (database unreachable, port taken …); 2 a usage
 //! or configuration error (bad flag, bad config file, bad environment variable).
@@ -40,9 +41,52 @@ enum Command {
     /// Manage user accounts
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Migrate, roll back or purge an extension's database schema
+    #[command(subcommand)]
+    Extensions(ExtensionsCommand),
     /// Inspect the configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ExtensionsCommand {
+    /// Apply an extension's pending migrations (all, or up to --to)
+    Migrate {
+        /// The extension, e.g. webhooks
+        name: String,
+        /// Stop at this version
+        #[arg(long, value_name = "VERSION")]
+        to: Option<u32>,
+        /// Print the SQL that would run and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Revert an extension's migrations above VERSION (0 reverts all), newest first, in one
+    /// transaction
+    Rollback {
+        /// The extension, e.g. webhooks
+        name: String,
+        /// The version to go back to
+        version: u32,
+        /// Print the SQL that would run and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Drop an extension's schema (all its data) and database role
+    Purge {
+        /// The extension, e.g. webhooks
+        name: String,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        location: Location,
+    },
 }
 
 /// Flags that override the configuration file and environment.
@@ -145,6 +189,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load(config_path, &overrides)?;
             create_user(config, args).await
         }
+        Command::Extensions(command) => {
+            let location = match &command {
+                ExtensionsCommand::Migrate { location, .. }
+                | ExtensionsCommand::Rollback { location, .. }
+                | ExtensionsCommand::Purge { location, .. } => location,
+            };
+            let overrides = Overrides {
+                bind: None,
+                data_dir: location.data_dir.clone(),
+                database_url: location.database_url.clone(),
+            };
+            let config = load(config_path, &overrides)?;
+            crate::extensions::cli::run(config, command.into()).await
+        }
         Command::Config(ConfigCommand::Validate) => {
             let config = Config::load(config_path, &Overrides::default())?;
             println!(
@@ -215,4 +273,26 @@ async fn create_user(config: Config, args: CreateUserArgs) -> anyhow::Result<()>
     .await;
     db.close().await;
     result
+}
+
+impl From<ExtensionsCommand> for crate::extensions::cli::Action {
+    fn from(command: ExtensionsCommand) -> Self {
+        use crate::extensions::cli::Action;
+        match command {
+            ExtensionsCommand::Migrate {
+                name, to, dry_run, ..
+            } => Action::Migrate { name, to, dry_run },
+            ExtensionsCommand::Rollback {
+                name,
+                version,
+                dry_run,
+                ..
+            } => Action::Rollback {
+                name,
+                to: version,
+                dry_run,
+            },
+            ExtensionsCommand::Purge { name, yes, .. } => Action::Purge { name, yes },
+        }
+    }
 }

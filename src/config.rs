@@ -5,6 +5,7 @@
 //! is strict: an unknown key is an error naming the key and the file, so a typo never silently
 //! falls back to a default.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -108,8 +109,24 @@ pub struct ExtensionsConfig {
     pub lifecycle_timeout_secs: u64,
     /// Largest request body an extension route accepts, in bytes.
     pub max_body_bytes: usize,
-    /// Database connections per extension.
+    /// Database connections per extension: its pool's size and its role's CONNECTION LIMIT.
     pub pool_size: usize,
+    /// Default `statement_timeout` of each extension's role, in milliseconds (0 = none).
+    pub statement_timeout_ms: u64,
+    /// Default `idle_in_transaction_session_timeout` of each extension's role, in
+    /// milliseconds (0 = none).
+    pub idle_in_transaction_timeout_ms: u64,
+    /// Per-extension overrides of the three limits above, by extension name.
+    pub limits: BTreeMap<String, ExtensionLimits>,
+}
+
+/// One extension's database limits; absent keys take the `[extensions]` defaults.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionLimits {
+    pub max_connections: Option<usize>,
+    pub statement_timeout_ms: Option<u64>,
+    pub idle_in_transaction_timeout_ms: Option<u64>,
 }
 
 impl Default for ExtensionsConfig {
@@ -119,6 +136,25 @@ impl Default for ExtensionsConfig {
             lifecycle_timeout_secs: 10,
             max_body_bytes: 1024 * 1024,
             pool_size: 4,
+            statement_timeout_ms: 30_000,
+            idle_in_transaction_timeout_ms: 60_000,
+            limits: BTreeMap::new(),
+        }
+    }
+}
+
+impl ExtensionsConfig {
+    /// The database limits of extension `name`.
+    pub fn limits_for(&self, name: &str) -> crate::extensions::roles::RoleLimits {
+        let over = self.limits.get(name).cloned().unwrap_or_default();
+        crate::extensions::roles::RoleLimits {
+            max_connections: over.max_connections.unwrap_or(self.pool_size) as u32,
+            statement_timeout_ms: over
+                .statement_timeout_ms
+                .unwrap_or(self.statement_timeout_ms),
+            idle_in_transaction_timeout_ms: over
+                .idle_in_transaction_timeout_ms
+                .unwrap_or(self.idle_in_transaction_timeout_ms),
         }
     }
 }
@@ -413,6 +449,27 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "database.pool_size is 0: set it to at least 1".into(),
             ));
+        }
+        if !(1..=1000).contains(&self.extensions.pool_size) {
+            return Err(ConfigError::Invalid(format!(
+                "extensions.pool_size is {}: set it between 1 and 1000",
+                self.extensions.pool_size
+            )));
+        }
+        for (name, limits) in &self.extensions.limits {
+            if solobase_sdk::ExtensionName::parse(name).is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "[extensions.limits.{name}]: {name:?} is not an extension name"
+                )));
+            }
+            if limits
+                .max_connections
+                .is_some_and(|n| !(1..=1000).contains(&n))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "extensions.limits.{name}.max_connections: set it between 1 and 1000"
+                )));
+            }
         }
         if self.auth.token_ttl_secs == 0 {
             return Err(ConfigError::Invalid(

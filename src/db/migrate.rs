@@ -38,30 +38,34 @@ pub fn latest_version() -> i32 {
 
 /// Brings the host schema up to date. Returns the versions applied by this call.
 pub async fn run(pool: &Pool) -> Result<Vec<i32>, MigrateError> {
-    let applied = apply_locked(pool, LOCK_KEY, HOST_SCHEMA, migrations::runner()).await?;
+    let applied = apply_locked(pool, LOCK_KEY, HOST_SCHEMA, true, migrations::runner()).await?;
     if !applied.is_empty() {
         tracing::info!(?applied, "host migrations applied");
     }
     Ok(applied)
 }
 
-/// Runs `runner` in `schema` (created if missing; also the session's `search_path` while it
-/// runs, so unqualified names land there) with its history in `<schema>.
-/// refinery_schema_history`, all under the advisory lock `key`, each migration group in one
-/// transaction. Returns the versions applied.
+/// Runs `runner` in `schema` (created if missing when `create_schema`; also the session's
+/// `search_path` while it runs, so unqualified names land there) with its history in
+/// `<schema>.refinery_schema_history`, all under the advisory lock `key`, all pending
+/// migrations in one transaction. Returns the versions applied.
 pub async fn apply_locked(
     pool: &Pool,
     key: i64,
     schema: &str,
+    create_schema: bool,
     mut runner: refinery::Runner,
 ) -> Result<Vec<i32>, MigrateError> {
     let mut client = pool.get().await?;
     client.query("SELECT pg_advisory_lock($1)", &[&key]).await?;
     let result = async {
+        if create_schema {
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await?;
+        }
         client
-            .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
-            ))
+            .batch_execute(&format!("SET search_path TO {schema}"))
             .await?;
         runner.set_migration_table_name(format!("{schema}.refinery_schema_history"));
         let pg: &mut tokio_postgres::Client = &mut client;

@@ -221,6 +221,11 @@ impl ExtensionHost {
             .context("cannot read extension state")?;
 
         state::ensure_all(&ctx.pool, &order).await?;
+        if !order.is_empty() {
+            super::roles::harden_database(&ctx.pool)
+                .await
+                .context("cannot prepare the database for extension roles")?;
+        }
         let mut loaded: Vec<Arc<Loaded>> = Vec::new();
         let mut by_name = HashMap::new();
         for name in &order {

@@ -16,7 +16,7 @@ use solobase_sdk::{
 use tracing::Instrument;
 
 use super::host::{HostContext, Loaded, Stats};
-use super::{migrate, services};
+use super::{migrate, roles, services};
 
 /// Orders extensions so that each comes after its dependencies (ties by name). Extensions
 /// in a cycle or with missing dependencies come last, to be failed by the loader.
@@ -145,16 +145,20 @@ async fn initialize(
     registration
         .check_config(&config)
         .map_err(|e| format!("{e} (in {}/{name}.toml)", ctx.settings.config_dir.display()))?;
-    let migrations = registration.migrations();
-    let applied = migrate::run(&ctx.pool, name, &migrations)
+    let limits = ctx.settings.limits_for(name.as_str());
+    let role_config = roles::provision(&ctx.pool, &ctx.pg_config, name, &limits)
         .await
-        .map_err(|e| format!("migration failed: {e:#}"))?;
+        .map_err(|e| e.to_string())?;
+    let db = services::extension_database(role_config, name, limits.max_connections as usize)
+        .map_err(|e| e.to_string())?;
+    let pool = db.pool().clone();
+    let migrations = registration.migrations();
+    let applied = migrate::migrate(&pool, name, &migrations, None)
+        .await
+        .map_err(|e| format!("migration failed: {e}"))?;
     if !applied.is_empty() {
         tracing::info!(?applied, "extension migrations applied");
     }
-    let db = services::extension_database(&ctx.pg_config, name, ctx.settings.pool_size)
-        .map_err(|e| e.to_string())?;
-    let pool = db.pool().clone();
     let storage = services::extension_storage(&ctx.data_dir, name).map_err(|e| e.to_string())?;
     let sink = Arc::new(services::HostEvents {
         pool: ctx.pool.clone(),

@@ -1,45 +1,322 @@
-//! Each extension's migrations, applied in its own schema `ext_<name>` with refinery, under a
-//! per-extension advisory lock. The history lives in `ext_<name>.refinery_schema_history`,
-//! so extensions never share one.
+//! Each extension's migrations, run **as the extension's own role** (on its pool) in its
+//! schema `ext_<name>`, with refinery, all pending versions in one transaction, under a
+//! per-extension advisory lock so that instances starting together migrate once. The history
+//! lives in `ext_<name>.refinery_schema_history`.
+//!
+//! refinery only goes forward; rolling back is Solobase's own: the down scripts of the
+//! versions above the target run newest-first in one transaction, which also trims the
+//! history to match.
 
 use deadpool_postgres::Pool;
-
-use crate::db::migrate::apply_locked;
+use refinery::error::Kind;
 use solobase_sdk::{ExtensionName, Migration};
 
-/// Advisory lock key of extension `name` (stable across processes: FNV-1a of the name).
-fn lock_key(name: &ExtensionName) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in format!("solobase.ext.{name}").bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash as i64
+use super::roles::lock_key;
+use crate::db::migrate::{MigrateError, apply_locked};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error(
+        "migration {file} was changed after it was applied (its checksum differs): restore the \
+         applied text, or roll back below version {version} with the build that applied it"
+    )]
+    Changed { file: String, version: i32 },
+    #[error(
+        "version {version} ({name}) is applied in the database but is not part of this build: \
+         use a build that has it, or roll back with one"
+    )]
+    NotInBuild { version: i32, name: String },
+    #[error("{file} failed, so no migration of this run was applied: {reason}")]
+    Failed { file: String, reason: String },
+    #[error("no migration V{0} in this build (its versions are {1})")]
+    UnknownVersion(u32, String),
+    #[error("cannot get a database connection as the extension's role: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database error: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("{0}")]
+    Other(String),
 }
 
-/// Brings the extension's schema up to date. Returns the versions applied.
-pub async fn run(
+/// The file a migration comes from, e.g. `V1__create_items.sql`.
+pub fn file_name(m: &Migration) -> String {
+    format!("V{}__{}.sql", m.version, m.name)
+}
+
+fn history_table(name: &ExtensionName) -> String {
+    format!("{}.refinery_schema_history", name.schema())
+}
+
+/// The applied versions (ascending) with their names.
+pub async fn applied(
+    client: &tokio_postgres::Client,
+    name: &ExtensionName,
+) -> Result<Vec<(i32, String)>, tokio_postgres::Error> {
+    let table = history_table(name);
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            &format!("SELECT version, name FROM {table} ORDER BY version"),
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+fn check_target(migrations: &[Migration], to: u32) -> Result<(), MigrationError> {
+    if to == 0 || migrations.iter().any(|m| m.version == to) {
+        return Ok(());
+    }
+    let versions: Vec<String> = migrations.iter().map(|m| m.version.to_string()).collect();
+    Err(MigrationError::UnknownVersion(
+        to,
+        if versions.is_empty() {
+            "none".into()
+        } else {
+            versions.join(", ")
+        },
+    ))
+}
+
+/// The migrations `migrate` would apply, oldest first.
+pub fn plan_up<'m>(
+    migrations: &'m [Migration],
+    applied: &[(i32, String)],
+    to: Option<u32>,
+) -> Vec<&'m Migration> {
+    let newest = applied.iter().map(|(v, _)| *v).max().unwrap_or(0);
+    migrations
+        .iter()
+        .filter(|m| m.version as i32 > newest && to.is_none_or(|t| m.version <= t))
+        .collect()
+}
+
+/// The migrations `rollback` to `to` would revert, newest first.
+pub fn plan_down<'m>(
+    migrations: &'m [Migration],
+    applied: &[(i32, String)],
+    to: u32,
+) -> Result<Vec<&'m Migration>, MigrationError> {
+    let mut plan = Vec::new();
+    for (version, name) in applied.iter().rev() {
+        if *version <= to as i32 {
+            break;
+        }
+        let m = migrations
+            .iter()
+            .find(|m| m.version as i32 == *version)
+            .ok_or_else(|| MigrationError::NotInBuild {
+                version: *version,
+                name: name.clone(),
+            })?;
+        plan.push(m);
+    }
+    Ok(plan)
+}
+
+/// Applies the pending migrations (up to `to`, else all) on `pool`, the extension's own.
+/// Returns the versions applied.
+pub async fn migrate(
     pool: &Pool,
     name: &ExtensionName,
     migrations: &[Migration],
-) -> anyhow::Result<Vec<i32>> {
+    to: Option<u32>,
+) -> Result<Vec<i32>, MigrationError> {
+    if let Some(to) = to {
+        check_target(migrations, to)?;
+    }
     if migrations.is_empty() {
-        // Nothing to run and no history to keep: only make sure the schema exists.
-        let client = pool.get().await?;
-        let created = client
-            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", name.schema()))
-            .await;
-        match created {
-            // Another instance created it at the same moment.
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {}
-            other => other?,
-        }
         return Ok(Vec::new());
     }
     let refinery_migrations = migrations
         .iter()
         .map(|m| refinery::Migration::unapplied(&format!("V{}__{}", m.version, m.name), m.up))
-        .collect::<Result<Vec<_>, _>>()?;
-    let runner = refinery::Runner::new(&refinery_migrations);
-    Ok(apply_locked(pool, lock_key(name), &name.schema(), runner).await?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| MigrationError::Other(e.to_string()))?;
+    let mut runner = refinery::Runner::new(&refinery_migrations);
+    if let Some(to) = to {
+        runner = runner.set_target(refinery::Target::Version(to as i32));
+    }
+    let result = apply_locked(
+        pool,
+        lock_key("migrate", name),
+        &name.schema(),
+        false,
+        runner,
+    )
+    .await;
+    match result {
+        Ok(applied) => Ok(applied),
+        Err(e) => {
+            let mut error = explain(e, migrations);
+            if let MigrationError::Failed { file, reason } = &mut error {
+                // refinery ran the pending migrations as one group and does not say which
+                // failed: replay them in a transaction that is rolled back, to find out.
+                if let Ok(Some((f, r))) = find_failing(pool, name, migrations, to).await {
+                    (*file, *reason) = (f, r);
+                }
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Replays the pending migrations one by one inside a transaction that is always rolled
+/// back; the first that fails, with the database's message.
+async fn find_failing(
+    pool: &Pool,
+    name: &ExtensionName,
+    migrations: &[Migration],
+    to: Option<u32>,
+) -> Result<Option<(String, String)>, MigrationError> {
+    let mut client = pool.get().await?;
+    let history = applied(&client, name).await?;
+    let tx = client.transaction().await?;
+    for m in plan_up(migrations, &history, to) {
+        if let Err(e) = tx.batch_execute(m.up).await {
+            let reason = e
+                .as_db_error()
+                .map_or(e.to_string(), |d| d.message().to_owned());
+            return Ok(Some((file_name(m), reason)));
+        }
+    }
+    tx.rollback().await?;
+    Ok(None)
+}
+
+/// Turns refinery's errors into ones that name the file and say what to do.
+fn explain(e: MigrateError, migrations: &[Migration]) -> MigrationError {
+    let MigrateError::Refinery(e) = e else {
+        return match e {
+            MigrateError::Pool(p) => MigrationError::Pool(p),
+            MigrateError::Db(d) => MigrationError::Db(d),
+            MigrateError::Refinery(_) => unreachable!(),
+        };
+    };
+    let file_of = |version: i32, name: &str| {
+        migrations
+            .iter()
+            .find(|m| m.version as i32 == version)
+            .map_or_else(|| format!("V{version}__{name}.sql"), file_name)
+    };
+    match e.kind() {
+        Kind::DivergentVersion(applied, _) => MigrationError::Changed {
+            file: file_of(applied.version(), applied.name()),
+            version: applied.version(),
+        },
+        Kind::MissingVersion(applied) => MigrationError::NotInBuild {
+            version: applied.version(),
+            name: applied.name().to_owned(),
+        },
+        Kind::Connection(message, source) => {
+            // refinery's message names the migration that failed: "error applying migration
+            // V2__x".
+            let file = message
+                .split_whitespace()
+                .find(|w| w.starts_with('V') && w.contains("__"))
+                .map_or_else(|| "a migration".to_owned(), |w| format!("{w}.sql"));
+            let reason = source
+                .downcast_ref::<tokio_postgres::Error>()
+                .and_then(|e| e.as_db_error())
+                .map_or_else(|| source.to_string(), |d| d.message().to_owned());
+            MigrationError::Failed { file, reason }
+        }
+        other => MigrationError::Other(other.to_string()),
+    }
+}
+
+/// Reverts the versions above `to` (0 = all), newest first, in one transaction that also
+/// trims the history. Returns the versions reverted.
+pub async fn rollback(
+    pool: &Pool,
+    name: &ExtensionName,
+    migrations: &[Migration],
+    to: u32,
+) -> Result<Vec<i32>, MigrationError> {
+    check_target(migrations, to)?;
+    let mut client = pool.get().await?;
+    let key = lock_key("migrate", name);
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&key])
+        .await?;
+    let result = async {
+        let history = applied(&client, name).await?;
+        let plan = plan_down(migrations, &history, to)?;
+        if plan.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = client.transaction().await?;
+        for m in &plan {
+            tx.batch_execute(m.down)
+                .await
+                .map_err(|e| MigrationError::Failed {
+                    file: file_name(m).replace(".sql", ".down.sql"),
+                    reason: e
+                        .as_db_error()
+                        .map_or(e.to_string(), |d| d.message().to_owned()),
+                })?;
+        }
+        tx.execute(
+            &format!("DELETE FROM {} WHERE version > $1", history_table(name)),
+            &[&(to as i32)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(plan.iter().map(|m| m.version as i32).collect())
+    }
+    .await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&key])
+        .await;
+    if unlocked.is_err() {
+        let _ = deadpool_postgres::Object::take(client);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(version: u32) -> Migration {
+        Migration {
+            version,
+            name: "step",
+            up: "",
+            down: "",
+        }
+    }
+
+    #[test]
+    fn plans_go_up_oldest_first_and_down_newest_first() {
+        let all = [m(1), m(2), m(3)];
+        let applied = vec![(1, "step".to_owned()), (2, "step".to_owned())];
+        let up: Vec<u32> = plan_up(&all, &applied, None)
+            .iter()
+            .map(|m| m.version)
+            .collect();
+        assert_eq!(up, [3]);
+        assert!(plan_up(&all, &applied, Some(2)).is_empty());
+        let down: Vec<u32> = plan_down(&all, &applied, 0)
+            .unwrap()
+            .iter()
+            .map(|m| m.version)
+            .collect();
+        assert_eq!(down, [2, 1]);
+        assert!(plan_down(&all, &applied, 2).unwrap().is_empty());
+        // A version applied by another build cannot be reverted by this one.
+        let foreign = vec![(1, "step".to_owned()), (7, "other".to_owned())];
+        assert!(matches!(
+            plan_down(&all, &foreign, 0),
+            Err(MigrationError::NotInBuild { version: 7, .. })
+        ));
+        assert!(check_target(&all, 4).is_err());
+        assert!(check_target(&all, 0).is_ok());
+    }
 }

@@ -7,11 +7,13 @@
 //! - [`pipeline`] runs middleware and the pipeline hooks around every request;
 //! - [`dispatch`] serves `/ext/<name>/…` from each extension's route table;
 //! - [`services`] implements the services extensions receive;
-//! - [`migrate`] applies each extension's migrations in its own schema.
+//! - [`roles`] gives each extension its PostgreSQL role, owner of its schema and nothing else;
+//! - [`migrate`] applies and rolls back each extension's migrations, as its role.
 //!
 //! Only this module knows the registration table.
 
 pub mod api;
+pub mod cli;
 // The build script's rules, compiled here too so that they are unit-tested.
 #[cfg(test)]
 mod discovery;
@@ -23,6 +25,7 @@ pub mod host;
 mod loader;
 pub mod migrate;
 pub mod pipeline;
+pub mod roles;
 pub mod services;
 pub mod state;
 

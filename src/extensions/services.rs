@@ -66,18 +66,15 @@ impl EventSink for HostEvents {
     }
 }
 
-/// The extension's pool: connections whose `search_path` is its schema.
+/// The extension's pool: connections as its own role (`role_config`, from
+/// [`super::roles::provision`]), whose `search_path` is its schema.
 pub fn extension_database(
-    base: &tokio_postgres::Config,
+    role_config: tokio_postgres::Config,
     name: &ExtensionName,
     pool_size: usize,
 ) -> Result<Database, ExtensionError> {
-    let schema = name.schema();
-    let mut pg = base.clone();
-    pg.options(format!("-c search_path={schema}"));
-    pg.application_name(format!("solobase ext {name}"));
     let manager = Manager::from_config(
-        pg,
+        role_config,
         NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -92,7 +89,7 @@ pub fn extension_database(
         .recycle_timeout(timeout)
         .build()
         .map_err(ExtensionError::internal)?;
-    Ok(Database::new(pool, schema))
+    Ok(Database::new(pool, name.schema()))
 }
 
 /// The extension's storage directory, `<data_dir>/extensions/<name>`.

@@ -156,7 +156,9 @@ pub fn test_config(db_name: &str, data_dir: &Path) -> Config {
     config.database.url = Some(database_url(db_name));
     config.database.pool_size = 4;
     config.extensions.config_dir = data_dir.join("extension-config");
-    config.extensions.pool_size = 2;
+    // Extension roles are server-wide and concurrent tests share them: a roomy CONNECTION
+    // LIMIT (pools open connections lazily).
+    config.extensions.pool_size = 100;
     config
 }
 
@@ -181,6 +183,25 @@ pub async fn spawn_app_with_extensions(
     customise: impl FnOnce(&mut Config),
 ) -> TestApp {
     spawn_app_full(fresh_database().await, customise, Some(registrations)).await
+}
+
+/// Spawns an app on database `db_name` with the given extensions.
+pub async fn spawn_app_on_with_extensions(
+    db_name: String,
+    registrations: Vec<solobase_sdk::Registration>,
+) -> TestApp {
+    spawn_app_full(db_name, |_| {}, Some(registrations)).await
+}
+
+/// Builds (but does not spawn) an app on database `db_name` with the given extensions.
+pub async fn build_on_with_extensions(
+    db_name: String,
+    registrations: Vec<solobase_sdk::Registration>,
+) -> anyhow::Result<(Application, TempDir)> {
+    let data_dir = TempDir::new();
+    let config = test_config(&db_name, &data_dir.0);
+    let app = Application::build_with_extensions(config, registrations).await?;
+    Ok((app, data_dir))
 }
 
 /// Builds (but does not spawn) an app on a fresh database with the given extensions.

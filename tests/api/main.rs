@@ -14,5 +14,8 @@ mod events;
 mod extensions;
 mod health;
 mod helpers;
+// Uses the probe and webhooks extensions' roles: run with --all-features.
+#[cfg(feature = "probe")]
+mod isolation;
 mod lifecycle;
 mod storage;

@@ -1,0 +1,201 @@
+//! `solobase extensions migrate|rollback|purge`: an extension's schema by hand. They work
+//! whether or not a server is running (on the embedded cluster, they use the running
+//! server's), and act as the extension's own role, exactly as the server does.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{Context, bail};
+use solobase_sdk::{ExtensionName, Migration};
+
+use super::{migrate, roles};
+use crate::config::{Config, ConfigError};
+use crate::db::{Database, Mode};
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Migrate {
+        name: String,
+        to: Option<u32>,
+        dry_run: bool,
+    },
+    Rollback {
+        name: String,
+        to: u32,
+        dry_run: bool,
+    },
+    Purge {
+        name: String,
+        yes: bool,
+    },
+}
+
+/// The compiled-in migrations of `name`; a usage error when it is not compiled in.
+fn migrations_of(name: &str) -> anyhow::Result<(ExtensionName, Vec<Migration>)> {
+    for registration in super::registrations() {
+        let Ok(manifest) = solobase_sdk::Manifest::parse(registration.manifest) else {
+            continue;
+        };
+        if manifest.name.as_str() == name {
+            return Ok((manifest.name, registration.migrations()));
+        }
+    }
+    let known = super::discovered().iter().any(|d| d.name == name);
+    Err(ConfigError::Invalid(if known {
+        format!(
+            "extension {name:?} is known but not compiled into this binary: rebuild with \
+             --features {name}"
+        )
+    } else {
+        let names: Vec<&str> = super::discovered().iter().map(|d| d.name).collect();
+        format!(
+            "no extension {name:?}; the known ones are: {}",
+            names.join(", ")
+        )
+    })
+    .into())
+}
+
+pub async fn run(config: Config, action: Action) -> anyhow::Result<()> {
+    let name = match &action {
+        Action::Migrate { name, .. }
+        | Action::Rollback { name, .. }
+        | Action::Purge { name, .. } => name.clone(),
+    };
+    let (ext, migrations) = match &action {
+        // Purging works for an extension this binary no longer has.
+        Action::Purge { .. } => match migrations_of(&name) {
+            Ok(found) => found,
+            Err(_) => (
+                ExtensionName::parse(&name).map_err(ConfigError::Invalid)?,
+                Vec::new(),
+            ),
+        },
+        _ => migrations_of(&name)?,
+    };
+    if let Action::Purge { yes: false, .. } = action {
+        confirm_purge(&ext)?;
+    }
+    let db = Database::connect(&config, Mode::Share).await?;
+    let result = act(&config, &db, &ext, &migrations, action).await;
+    db.close().await;
+    result
+}
+
+fn confirm_purge(ext: &ExtensionName) -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(ConfigError::Invalid(format!(
+            "purging drops the schema {} with all its data: confirm with --yes",
+            ext.schema()
+        ))
+        .into());
+    }
+    print!(
+        "This drops the schema {} with all its data, and its role. Type the extension's name \
+         to confirm: ",
+        ext.schema()
+    );
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    if line.trim() != ext.as_str() {
+        bail!("not confirmed; nothing was changed");
+    }
+    Ok(())
+}
+
+async fn act(
+    config: &Config,
+    db: &Database,
+    ext: &ExtensionName,
+    migrations: &[Migration],
+    action: Action,
+) -> anyhow::Result<()> {
+    crate::db::migrate::run(db.pool()).await?;
+    if let Action::Purge { .. } = action {
+        roles::purge(db.pool(), ext).await?;
+        println!(
+            "purged {ext}: dropped the schema {} and its role",
+            ext.schema()
+        );
+        return Ok(());
+    }
+    let limits = config.extensions.limits_for(ext.as_str());
+    let role_config = roles::provision(db.pool(), db.pg_config(), ext, &limits).await?;
+    let pool = super::services::extension_database(role_config, ext, 1)?
+        .pool()
+        .clone();
+    let result = async {
+        let client = pool
+            .get()
+            .await
+            .context("cannot connect as the extension's role")?;
+        let history = migrate::applied(&client, ext).await?;
+        drop(client);
+        match action {
+            Action::Migrate { to, dry_run, .. } => {
+                if dry_run {
+                    let plan = migrate::plan_up(migrations, &history, to);
+                    print_plan(
+                        ext,
+                        "apply",
+                        plan.iter().map(|m| (migrate::file_name(m), m.up)),
+                    );
+                    return Ok(());
+                }
+                let applied = migrate::migrate(&pool, ext, migrations, to).await?;
+                report(ext, "applied", &applied);
+            }
+            Action::Rollback { to, dry_run, .. } => {
+                if dry_run {
+                    let plan = migrate::plan_down(migrations, &history, to)?;
+                    print_plan(
+                        ext,
+                        "revert",
+                        plan.iter()
+                            .map(|m| (migrate::file_name(m).replace(".sql", ".down.sql"), m.down)),
+                    );
+                    if !plan.is_empty() {
+                        println!(
+                            "-- and: DELETE FROM {}.refinery_schema_history WHERE version > {to};",
+                            ext.schema()
+                        );
+                    }
+                    return Ok(());
+                }
+                let reverted = migrate::rollback(&pool, ext, migrations, to).await?;
+                report(ext, "reverted", &reverted);
+            }
+            Action::Purge { .. } => unreachable!("handled above"),
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    pool.close();
+    result
+}
+
+fn print_plan<'a>(ext: &ExtensionName, verb: &str, steps: impl Iterator<Item = (String, &'a str)>) {
+    let steps: Vec<_> = steps.collect();
+    if steps.is_empty() {
+        println!("-- {ext}: nothing to {verb}");
+        return;
+    }
+    println!(
+        "-- {ext}: would {verb}, in one transaction as the role {}:",
+        ext.schema()
+    );
+    for (file, sql) in steps {
+        println!("-- {file}\n{}\n", sql.trim_end());
+    }
+}
+
+fn report(ext: &ExtensionName, verb: &str, versions: &[i32]) {
+    if versions.is_empty() {
+        println!("{ext}: nothing to do");
+    } else {
+        let list: Vec<String> = versions.iter().map(|v| format!("V{v}")).collect();
+        println!("{ext}: {verb} {}", list.join(", "));
+    }
+}

@@ -1,0 +1,350 @@
+//! Each extension's PostgreSQL login role, `ext_<name>`: it owns the schema of the same name
+//! and holds no privilege anywhere else, so that isolation is enforced by PostgreSQL against
+//! whatever SQL the extension sends — not by convention.
+//!
+//! The host (its own login needs CREATEROLE, or is the embedded cluster's superuser):
+//! - generates the role's password once, keeps it in `solobase.extension_roles` (readable by
+//!   the host's login only), and sends PostgreSQL only its SCRAM verifier, so the password
+//!   appears in no statement and no log;
+//! - creates the role `LOGIN NOINHERIT NOCREATEDB NOCREATEROLE` with its `CONNECTION LIMIT`,
+//!   and as role defaults its `search_path`, `statement_timeout` and
+//!   `idle_in_transaction_session_timeout` — re-applied at every start, so a change the
+//!   extension made to its own role does not last;
+//! - creates the schema `AUTHORIZATION ext_<name>`;
+//! - takes away from PUBLIC what would let any role create objects outside its schema
+//!   (temporary tables, large objects), when it has the right to ([`harden_database`]).
+//!
+//! All of it under a transaction-level advisory lock, so instances starting together agree.
+
+use deadpool_postgres::Pool;
+use solobase_sdk::ExtensionName;
+use tokio_postgres::error::SqlState;
+
+/// The limits PostgreSQL enforces for one extension's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleLimits {
+    /// The role's `CONNECTION LIMIT` and the size of its pool in each instance.
+    pub max_connections: u32,
+    /// The role's default `statement_timeout` (0 = none).
+    pub statement_timeout_ms: u64,
+    /// The role's default `idle_in_transaction_session_timeout` (0 = none).
+    pub idle_in_transaction_timeout_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error(
+        "Solobase's database login {login:?} may not create the role {role}: grant it CREATEROLE \
+         (ALTER ROLE {login} CREATEROLE) and the right to create schemas (GRANT CREATE ON \
+         DATABASE … TO {login}), or use the embedded database ({detail})"
+    )]
+    Privilege {
+        login: String,
+        role: String,
+        detail: String,
+    },
+    #[error("cannot get a database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database error while preparing the role {role}: {source}")]
+    Db {
+        role: String,
+        source: tokio_postgres::Error,
+    },
+}
+
+/// Advisory lock key for provisioning extension `name` (FNV-1a, stable across processes).
+pub fn lock_key(purpose: &str, name: &ExtensionName) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("solobase.ext.{purpose}.{name}").bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}
+
+/// A fresh password: 32 random bytes as hex.
+fn generate_password() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether a provisioning error comes from another database of the same PostgreSQL server
+/// preparing the same role at the same moment (roles are server-wide; advisory locks are not).
+fn is_race(e: &ProvisionError) -> bool {
+    let ProvisionError::Db { source, .. } = e else {
+        return false;
+    };
+    let Some(db) = source.as_db_error() else {
+        return false;
+    };
+    [
+        SqlState::DUPLICATE_OBJECT,
+        SqlState::UNIQUE_VIOLATION,
+        SqlState::T_R_SERIALIZATION_FAILURE,
+        SqlState::T_R_DEADLOCK_DETECTED,
+    ]
+    .contains(db.code())
+        || db.message().contains("tuple concurrently updated")
+}
+
+/// Creates or refreshes the role and schema of `name`; returns the settings to connect as it
+/// (`base` with the role's user, password and `search_path`).
+pub async fn provision(
+    pool: &Pool,
+    base: &tokio_postgres::Config,
+    name: &ExtensionName,
+    limits: &RoleLimits,
+) -> Result<tokio_postgres::Config, ProvisionError> {
+    let mut attempt = 0u64;
+    loop {
+        match provision_once(pool, base, name, limits).await {
+            Err(e) if is_race(&e) && attempt < 10 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(5 + attempt * 7)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn provision_once(
+    pool: &Pool,
+    base: &tokio_postgres::Config,
+    name: &ExtensionName,
+    limits: &RoleLimits,
+) -> Result<tokio_postgres::Config, ProvisionError> {
+    let role = name.schema();
+    let mut client = pool.get().await?;
+    let db = |source| ProvisionError::Db {
+        role: role.clone(),
+        source,
+    };
+    let tx = client.transaction().await.map_err(db)?;
+    let login: String = tx
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .map_err(db)?
+        .get(0);
+    let privilege = |e: tokio_postgres::Error| {
+        if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+            ProvisionError::Privilege {
+                login: login.clone(),
+                role: role.clone(),
+                detail: e
+                    .as_db_error()
+                    .map_or(e.to_string(), |d| d.message().to_owned()),
+            }
+        } else {
+            ProvisionError::Db {
+                role: role.clone(),
+                source: e,
+            }
+        }
+    };
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&lock_key("role", name)],
+    )
+    .await
+    .map_err(db)?;
+    tx.execute(
+        "INSERT INTO solobase.extension_roles (name, password) VALUES ($1, $2) \
+         ON CONFLICT (name) DO NOTHING",
+        &[&name.as_str(), &generate_password()],
+    )
+    .await
+    .map_err(db)?;
+    let password: String = tx
+        .query_one(
+            "SELECT password FROM solobase.extension_roles WHERE name = $1",
+            &[&name.as_str()],
+        )
+        .await
+        .map_err(db)?
+        .get(0);
+    let exists: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+            &[&role],
+        )
+        .await
+        .map_err(db)?
+        .get(0);
+    // Only the verifier travels: the password itself is in no statement, so in no log.
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+    let attributes = format!(
+        "LOGIN NOINHERIT NOCREATEDB NOCREATEROLE CONNECTION LIMIT {} PASSWORD '{verifier}'",
+        limits.max_connections
+    );
+    let verb = if exists { "ALTER" } else { "CREATE" };
+    tx.batch_execute(&format!("{verb} ROLE {role} {attributes}"))
+        .await
+        .map_err(privilege)?;
+    tx.batch_execute(&format!(
+        "ALTER ROLE {role} SET search_path = {role}; \
+         ALTER ROLE {role} SET statement_timeout = {}; \
+         ALTER ROLE {role} SET idle_in_transaction_session_timeout = {}",
+        limits.statement_timeout_ms, limits.idle_in_transaction_timeout_ms
+    ))
+    .await
+    .map_err(privilege)?;
+    let superuser: bool = tx
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(db)?
+        .get(0);
+    if !superuser {
+        // Membership lets the host create the schema for the role, migrate its objects and
+        // cancel its queries. It goes one way: the extension's role gains nothing.
+        tx.batch_execute(&format!("GRANT {role} TO CURRENT_USER"))
+            .await
+            .map_err(privilege)?;
+    }
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {role} AUTHORIZATION {role}"
+    ))
+    .await
+    .map_err(privilege)?;
+    adopt_schema(&tx, &role).await.map_err(privilege)?;
+    tx.commit().await.map_err(db)?;
+    let mut config = base.clone();
+    config
+        .user(&role)
+        .password(password)
+        .options(format!("-c search_path={role}"))
+        .application_name(format!("solobase ext {name}"));
+    Ok(config)
+}
+
+/// Gives the role its schema and the tables in it when another role created them (a schema
+/// made before extensions had roles, or by hand).
+async fn adopt_schema(
+    tx: &tokio_postgres::Transaction<'_>,
+    role: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let owner: String = tx
+        .query_one(
+            "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = $1",
+            &[&role],
+        )
+        .await?
+        .get(0);
+    if owner == role {
+        return Ok(());
+    }
+    tracing::info!(schema = role, previous_owner = %owner, "giving the extension's schema to its role");
+    tx.batch_execute(&format!("ALTER SCHEMA {role} OWNER TO {role}"))
+        .await?;
+    // Tables carry their own sequences and indexes along.
+    let tables = tx
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+            &[&role],
+        )
+        .await?;
+    for row in tables {
+        let table: String = row.get(0);
+        tx.batch_execute(&format!(
+            "ALTER TABLE {role}.\"{}\" OWNER TO {role}",
+            table.replace('"', "\"\"")
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Takes away from PUBLIC the privileges that would let an extension's role create objects
+/// outside its schema: temporary tables (`TEMPORARY` on the database) and large objects. Needs
+/// the database's owner (temporary tables) and a superuser (large objects); without that
+/// right it logs what an administrator should run, and goes on.
+pub async fn harden_database(pool: &Pool) -> anyhow::Result<()> {
+    let client = pool.get().await?;
+    let steps = [
+        (
+            "temporary tables",
+            "DO $$ BEGIN EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', \
+             current_database()); END $$",
+        ),
+        (
+            "large objects",
+            "REVOKE EXECUTE ON FUNCTION pg_catalog.lo_create(oid), pg_catalog.lo_creat(integer), \
+             pg_catalog.lo_from_bytea(oid, bytea), pg_catalog.lo_import(text), \
+             pg_catalog.lo_import(text, oid) FROM PUBLIC",
+        ),
+    ];
+    for (what, sql) in steps {
+        if let Err(e) = client.batch_execute(sql).await {
+            if e.code() != Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+                return Err(e.into());
+            }
+            tracing::warn!(
+                "extensions' roles can still create {what}: Solobase's login may not revoke \
+                 that from PUBLIC; a superuser can run: {sql}"
+            );
+        }
+    }
+    // REVOKE by a role without the right only warns; check that it took.
+    let temp_allowed: bool = client
+        .query_one(
+            "SELECT has_database_privilege('public', current_database(), 'TEMPORARY')",
+            &[],
+        )
+        .await?
+        .get(0);
+    if temp_allowed {
+        tracing::warn!(
+            "extensions' roles can still create temporary tables: REVOKE TEMPORARY ON \
+             DATABASE … FROM PUBLIC as the database's owner"
+        );
+    }
+    Ok(())
+}
+
+/// Drops the extension's schema (with its data) and role, and forgets its credentials and
+/// state. Its open sessions are ended first.
+pub async fn purge(pool: &Pool, name: &ExtensionName) -> anyhow::Result<()> {
+    let role = name.schema();
+    let mut client = pool.get().await?;
+    client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            &[&role],
+        )
+        .await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&lock_key("role", name)],
+    )
+    .await?;
+    tx.batch_execute(&format!("DROP SCHEMA IF EXISTS {role} CASCADE"))
+        .await?;
+    let exists: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+            &[&role],
+        )
+        .await?
+        .get(0);
+    if exists {
+        tx.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+            .await?;
+    }
+    tx.execute(
+        "DELETE FROM solobase.extension_roles WHERE name = $1",
+        &[&name.as_str()],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM solobase.extensions WHERE name = $1",
+        &[&name.as_str()],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use solobase_sdk::{ExtensionName, Migration};
 
 use super::{migrate, roles};
@@ -112,68 +112,85 @@ async fn act(
     migrations: &[Migration],
     action: Action,
 ) -> anyhow::Result<()> {
-    crate::db::migrate::run(db.pool()).await?;
-    if let Action::Purge { .. } = action {
-        roles::purge(db.pool(), ext).await?;
-        println!(
-            "purged {ext}: dropped the schema {} and its role",
-            ext.schema()
-        );
-        return Ok(());
-    }
-    let limits = config.extensions.limits_for(ext.as_str());
-    let role_config = roles::provision(db.pool(), db.pg_config(), ext, &limits).await?;
-    let pool = super::services::extension_database(role_config, ext, 1)?
-        .pool()
-        .clone();
-    let result = async {
-        let client = pool
-            .get()
-            .await
-            .context("cannot connect as the extension's role")?;
-        let history = migrate::applied(&client, ext).await?;
-        drop(client);
-        match action {
-            Action::Migrate { to, dry_run, .. } => {
-                if dry_run {
-                    let plan = migrate::plan_up(migrations, &history, to);
-                    print_plan(
-                        ext,
-                        "apply",
-                        plan.iter().map(|m| (migrate::file_name(m), m.up)),
-                    );
-                    return Ok(());
-                }
-                let applied = migrate::migrate(&pool, ext, migrations, to).await?;
-                report(ext, "applied", &applied);
+    match action {
+        // A dry run only reads (the host may read every extension's schema): it creates no
+        // role, no schema and no table.
+        Action::Migrate {
+            to, dry_run: true, ..
+        } => {
+            if let Some(to) = to {
+                migrate::check_target(migrations, to)?;
             }
-            Action::Rollback { to, dry_run, .. } => {
-                if dry_run {
-                    let plan = migrate::plan_down(migrations, &history, to)?;
-                    print_plan(
-                        ext,
-                        "revert",
-                        plan.iter()
-                            .map(|m| (migrate::file_name(m).replace(".sql", ".down.sql"), m.down)),
-                    );
-                    if !plan.is_empty() {
-                        println!(
-                            "-- and: DELETE FROM {}.refinery_schema_history WHERE version > {to};",
-                            ext.schema()
-                        );
-                    }
-                    return Ok(());
-                }
-                let reverted = migrate::rollback(&pool, ext, migrations, to).await?;
-                report(ext, "reverted", &reverted);
-            }
-            Action::Purge { .. } => unreachable!("handled above"),
+            let history = history(db, ext).await?;
+            let plan = migrate::plan_up(migrations, &history, to);
+            print_plan(
+                ext,
+                "apply",
+                plan.iter().map(|m| (migrate::file_name(m), m.up)),
+            );
+            Ok(())
         }
-        anyhow::Ok(())
+        Action::Rollback {
+            to, dry_run: true, ..
+        } => {
+            migrate::check_target(migrations, to)?;
+            let history = history(db, ext).await?;
+            let plan = migrate::plan_down(migrations, &history, to)?;
+            print_plan(
+                ext,
+                "revert",
+                plan.iter()
+                    .map(|m| (migrate::file_name(m).replace(".sql", ".down.sql"), m.down)),
+            );
+            if !plan.is_empty() {
+                println!(
+                    "-- then: DELETE FROM {}.refinery_schema_history WHERE version > {to};",
+                    ext.schema()
+                );
+            }
+            Ok(())
+        }
+        Action::Purge { .. } => {
+            crate::db::migrate::run(db.pool()).await?;
+            match roles::purge(db.pool(), ext).await? {
+                roles::Purged::All => println!(
+                    "purged {ext}: dropped the schema {} with its data, and its role",
+                    ext.schema()
+                ),
+                roles::Purged::RoleKept(why) => println!(
+                    "purged {ext}: dropped the schema {} with its data; kept the role {}: {why}",
+                    ext.schema(),
+                    ext.schema()
+                ),
+            }
+            Ok(())
+        }
+        action => {
+            crate::db::migrate::run(db.pool()).await?;
+            let limits = config.extensions.limits_for(ext.as_str());
+            let role_config = roles::provision(db.pool(), db.pg_config(), ext, &limits).await?;
+            let pool = super::services::extension_database(role_config, ext, 1)?
+                .pool()
+                .clone();
+            let result = match action {
+                Action::Migrate { to, .. } => migrate::migrate(&pool, ext, migrations, to)
+                    .await
+                    .map(|v| report(ext, "applied", &v)),
+                Action::Rollback { to, .. } => migrate::rollback(&pool, ext, migrations, to)
+                    .await
+                    .map(|v| report(ext, "reverted", &v)),
+                Action::Purge { .. } => unreachable!("handled above"),
+            };
+            pool.close();
+            Ok(result?)
+        }
     }
-    .await;
-    pool.close();
-    result
+}
+
+/// The applied versions, read by the host.
+async fn history(db: &Database, ext: &ExtensionName) -> anyhow::Result<Vec<(i32, String)>> {
+    let client = db.pool().get().await?;
+    Ok(migrate::applied(&client, ext).await?)
 }
 
 fn print_plan<'a>(ext: &ExtensionName, verb: &str, steps: impl Iterator<Item = (String, &'a str)>) {

@@ -261,6 +261,7 @@ impl ExtensionHost {
         state::record_outcomes(&ctx.pool, &outcomes).await?;
         let host = Arc::new(host);
         host.spawn_event_hooks();
+        host.spawn_watchdog();
         Ok(host)
     }
 
@@ -394,6 +395,24 @@ impl ExtensionHost {
                 .instrument(span),
             ));
         }
+    }
+
+    /// Starts the watchdog that keeps the extensions' database time limits.
+    fn spawn_watchdog(&self) {
+        let limits: Vec<_> = self
+            .loaded
+            .iter()
+            .filter(|l| l.pool.is_some())
+            .map(|l| (l.name.schema(), self.settings.limits_for(l.name.as_str())))
+            .collect();
+        if limits.is_empty() {
+            return;
+        }
+        let task = super::roles::spawn_watchdog(self.pool.clone(), limits, self.stop.subscribe());
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
     }
 
     /// Stops every running extension, in reverse dependency order.

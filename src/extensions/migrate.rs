@@ -69,7 +69,8 @@ pub async fn applied(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-fn check_target(migrations: &[Migration], to: u32) -> Result<(), MigrationError> {
+/// Whether `to` is 0 or a version of `migrations`.
+pub fn check_target(migrations: &[Migration], to: u32) -> Result<(), MigrationError> {
     if to == 0 || migrations.iter().any(|m| m.version == to) {
         return Ok(());
     }

@@ -448,3 +448,103 @@ async fn ctrl_c_stops_extensions_while_the_database_still_runs() {
         "{log:#?}"
     );
 }
+
+// The binary needs the probe extension compiled in.
+#[cfg(feature = "probe")]
+#[tokio::test]
+async fn extension_migrations_from_the_command_line() {
+    use crate::helpers::{connect, database_url, fresh_database};
+    let db_name = fresh_database().await;
+    let url = database_url(&db_name);
+    let dir = TempDir::new();
+    let ext = |args: &[&str]| {
+        let mut cmd = solobase(&dir.0);
+        cmd.arg("extensions")
+            .args(args)
+            .args(["--database-url", &url]);
+        run(cmd, Duration::from_secs(60))
+    };
+    let stdout = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    let db = connect(&db_name).await;
+    let probe_tables = || async {
+        db.query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'ext_probe' \
+             AND tablename = 'probe_items'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+    };
+
+    let out = ext(&["migrate", "probe", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(
+        printed.contains("V1__probe_items.sql") && printed.contains("CREATE TABLE"),
+        "{printed}"
+    );
+    let schemas: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname IN ('ext_probe', 'solobase')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(schemas, 0, "a dry run changes nothing");
+
+    let out = ext(&["migrate", "probe"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("applied V1"), "{}", stdout(&out));
+    assert_eq!(probe_tables().await, 1);
+
+    let out = ext(&["rollback", "probe", "0", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("V1__probe_items.down.sql"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(probe_tables().await, 1, "a dry run changes nothing");
+
+    let out = ext(&["rollback", "probe", "0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("reverted V1"), "{}", stdout(&out));
+    assert_eq!(probe_tables().await, 0);
+
+    let out = ext(&["migrate", "probe", "--to", "9"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no migration V9"), "{}", stderr(&out));
+    let out = ext(&["migrate", "no-such-thing"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no extension"), "{}", stderr(&out));
+
+    // Purging asks for confirmation, then drops the schema and the role.
+    let gone = format!("gone{}", &db_name[5..13]);
+    let role = format!("ext_{gone}");
+    let out = ext(&["migrate", "probe"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    db.batch_execute(&format!(
+        "CREATE ROLE {role}; CREATE SCHEMA {role} AUTHORIZATION {role}; \
+         CREATE TABLE {role}.data (x int); ALTER TABLE {role}.data OWNER TO {role}"
+    ))
+    .await
+    .unwrap();
+    let out = ext(&["purge", &gone]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    let out = ext(&["purge", &gone, "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let left: i64 = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = $1) \
+                  + (SELECT count(*) FROM pg_roles WHERE rolname = $1)",
+            &[&role],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    assert_eq!(probe_tables().await, 1, "other extensions are untouched");
+}

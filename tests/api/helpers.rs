@@ -189,8 +189,9 @@ pub async fn spawn_app_with_extensions(
 pub async fn spawn_app_on_with_extensions(
     db_name: String,
     registrations: Vec<solobase_sdk::Registration>,
+    customise: impl FnOnce(&mut Config),
 ) -> TestApp {
-    spawn_app_full(db_name, |_| {}, Some(registrations)).await
+    spawn_app_full(db_name, customise, Some(registrations)).await
 }
 
 /// Builds (but does not spawn) an app on database `db_name` with the given extensions.

@@ -274,6 +274,21 @@ async fn role_limits_come_from_configuration_and_postgres_enforces_them() {
         a.batch_execute("SELECT 1").await.is_err(),
         "an idle transaction is ended at its limit"
     );
+    // Lifting the limits for its own session does not help: the host's watchdog keeps them.
+    let a = connect_as(&app.db_name, "lim-ledger").await.unwrap();
+    let e = a
+        .batch_execute("SET statement_timeout = 0; SELECT pg_sleep(10)")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::QUERY_CANCELED), "{e}");
+    a.batch_execute("SET idle_in_transaction_session_timeout = 0; BEGIN")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        a.batch_execute("SELECT 1").await.is_err(),
+        "the watchdog ends an idle transaction at its limit"
+    );
     // The server's pool may hold one connection; two more exceed the limit of 2.
     let b = connect_as(&app.db_name, "lim-ledger").await;
     let c = connect_as(&app.db_name, "lim-ledger").await;
@@ -412,15 +427,19 @@ async fn migrate_to_a_version_and_roll_back_one() {
 #[tokio::test]
 async fn a_changed_applied_migration_is_refused_naming_its_file() {
     let db_name = fresh_database().await;
-    let first =
-        spawn_app_on_with_extensions(db_name.clone(), vec![ledger::<LedgerV1>("drift-ledger")])
-            .await;
+    let first = spawn_app_on_with_extensions(
+        db_name.clone(),
+        vec![ledger::<LedgerV1>("drift-ledger")],
+        |_| {},
+    )
+    .await;
     assert_eq!(failure(&db_name, "drift-ledger").await, None);
     first.stop().await.unwrap();
 
     let second = spawn_app_on_with_extensions(
         db_name.clone(),
         vec![ledger::<LedgerChanged>("drift-ledger")],
+        |_| {},
     )
     .await;
     let reason = failure(&db_name, "drift-ledger").await.unwrap_or_default();
@@ -480,4 +499,73 @@ async fn two_instances_on_one_empty_database_migrate_once() {
     for app in [a, b] {
         app.extensions().shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn an_external_login_without_createrole_is_told_what_to_grant() {
+    let db_name = fresh_database().await;
+    let login = format!("sb_login_{}", &db_name[5..17]);
+    let admin = connect(&db_name).await;
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {login} LOGIN PASSWORD 'not-a-secret'; \
+             ALTER DATABASE {db_name} OWNER TO {login}"
+        ))
+        .await
+        .unwrap();
+    let as_login = |c: &mut solobase::config::Config| {
+        c.database.url = Some(format!(
+            "{} user={login} password=not-a-secret",
+            database_url(&db_name)
+        ));
+    };
+
+    // Without CREATEROLE: the server runs, the extension says what its login lacks.
+    let app = spawn_app_on_with_extensions(
+        db_name.clone(),
+        vec![ledger::<LedgerV1>("ext-login-ledger")],
+        as_login,
+    )
+    .await;
+    let reason = failure(&db_name, "ext-login-ledger")
+        .await
+        .unwrap_or_default();
+    assert!(
+        reason.contains("CREATEROLE") && reason.contains(&login),
+        "{reason}"
+    );
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    app.stop().await.unwrap();
+
+    // With it (and owning the database), as the docs say, the extension runs in its role.
+    admin
+        .batch_execute(&format!("ALTER ROLE {login} CREATEROLE"))
+        .await
+        .unwrap();
+    let app = spawn_app_on_with_extensions(
+        db_name.clone(),
+        vec![ledger::<LedgerV1>("ext-login-ledger")],
+        as_login,
+    )
+    .await;
+    assert_eq!(failure(&db_name, "ext-login-ledger").await, None);
+    let ext = connect_as(&db_name, "ext-login-ledger").await.unwrap();
+    ext.batch_execute("INSERT INTO entries (amount) VALUES (1)")
+        .await
+        .unwrap();
+    let e = ext
+        .batch_execute("SELECT * FROM solobase.users")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
+    let e = ext
+        .batch_execute("CREATE TEMP TABLE t (x int)")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+        "the owner revoked TEMPORARY"
+    );
+    app.stop().await.unwrap();
 }

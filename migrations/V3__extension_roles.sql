@@ -4,5 +4,8 @@
 CREATE TABLE solobase.extension_roles (
     name       text PRIMARY KEY,
     password   text NOT NULL,
+    -- Whether the role's password was set in PostgreSQL (an external database); the embedded
+    -- cluster authenticates its private socket by trust and needs none.
+    password_set boolean NOT NULL DEFAULT false,
     created_at timestamptz NOT NULL DEFAULT now()
 );

@@ -76,6 +76,7 @@ impl Application {
                 data_dir: config.data_dir.clone(),
                 bus: events.clone(),
                 settings: config.extensions.clone(),
+                role_passwords: config.database.url.is_some(),
             },
             registrations,
         )

@@ -8,8 +8,10 @@
 //!    ABBA order so that machine noise hits both alike; the report gives the median
 //!    throughput of each, the median of the rounds' enabled/disabled ratios and the added
 //!    server CPU microseconds per request.
-//! 2. **Start-up cost.** Time to load (register, initialize, start) N extensions that have no
-//!    migration, for N = 0 and N = 20, on the same database; the difference per extension.
+//! 2. **Start-up cost.** Time to load (register, create or check the role and schema,
+//!    initialize, start) N extensions that have no migration, for N = 0 and N = 20, on the
+//!    same database: first start, restart, and first start with role passwords; the
+//!    difference per extension.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use solobase::config::Config;
 use solobase::db::embedded::{EmbeddedOptions, EmbeddedPostgres};
+use solobase::extensions::host::{ExtensionHost, HostContext};
 use solobase::startup::Application;
 use solobase_sdk::Registration;
 use solobase_sdk::prelude::*;
@@ -298,19 +301,48 @@ async fn main() -> anyhow::Result<()> {
     let (url, _pg) = database_url(&dir).await?;
 
     // --- start-up cost -----------------------------------------------------------------
+    // Loading extensions, timed on its own (ExtensionHost::start: register, create or check
+    // the role and schema, initialize, start). The first start of an extension creates its
+    // PostgreSQL role and schema; later starts find them in place. Against an external
+    // database the role's password is set too, on the first start only.
     let mut startup = Vec::new();
-    for (n, prefix) in [(0, "warm"), (0, "none"), (20, "boot")] {
-        let started = Instant::now();
-        let app =
-            Application::build_with_extensions(config(&url, &dir), synthetic(n, prefix)).await?;
-        let took = started.elapsed();
-        app.extensions().shutdown().await;
-        drop(app);
-        if prefix != "warm" {
-            startup.push((n, took));
+    {
+        let cfg = config(&url, &dir);
+        let db = solobase::db::Database::connect(&cfg, solobase::db::Mode::Share).await?;
+        solobase::db::migrate::run(db.pool()).await?;
+        let ctx = |role_passwords| HostContext {
+            pool: db.pool().clone(),
+            pg_config: db.pg_config().clone(),
+            data_dir: dir.clone(),
+            bus: solobase_sdk::EventBus::default(),
+            settings: cfg.extensions.clone(),
+            role_passwords,
+        };
+        for (n, prefix, passwords, label) in [
+            (0, "warm", false, ""),
+            (0, "none", false, "no extensions"),
+            (20, "boot", false, "20 extensions, first start"),
+            (20, "boot", false, "20 extensions, restart"),
+            (
+                20,
+                "auth",
+                true,
+                "20 extensions, first start, setting role passwords (external database)",
+            ),
+        ] {
+            let started = Instant::now();
+            let host = ExtensionHost::start(ctx(passwords), synthetic(n, prefix)).await?;
+            let took = started.elapsed();
+            host.shutdown().await;
+            if prefix != "warm" {
+                startup.push((label, took));
+            }
         }
+        db.close().await;
     }
-    let per_ext_ms = (startup[1].1.as_secs_f64() - startup[0].1.as_secs_f64()) * 1000.0 / 20.0;
+    let per_ext =
+        |i: usize| (startup[i].1.as_secs_f64() - startup[0].1.as_secs_f64()) * 1000.0 / 20.0;
+    let (first_ms, restart_ms, password_ms) = (per_ext(1), per_ext(2), per_ext(3));
 
     // --- request overhead --------------------------------------------------------------
     let bare = Application::build_with_extensions(config(&url, &dir), Vec::new()).await?;
@@ -412,14 +444,20 @@ async fn main() -> anyhow::Result<()> {
         if ratio >= 0.90 { "met" } else { "missed" },
     );
     println!("## Start-up (register, initialize, start; no migrations)\n");
-    println!("| extensions | time to ready |");
-    println!("|---:|---:|");
-    for (n, took) in &startup {
-        println!("| {n} | {:.1} ms |", took.as_secs_f64() * 1000.0);
+    println!("| start | time to ready |");
+    println!("|---|---:|");
+    for (label, took) in &startup {
+        println!("| {label} | {:.1} ms |", took.as_secs_f64() * 1000.0);
     }
     println!(
-        "\nPer extension: **{per_ext_ms:.2} ms** (goal < 5 ms: {}).",
-        if per_ext_ms < 5.0 { "met" } else { "missed" }
+        "\nPer extension: **{first_ms:.2} ms** on its first start, **{restart_ms:.2} ms** on a \
+         restart (goal < 5 ms: {}); {password_ms:.2} ms on a first start that sets its role's \
+         password (PostgreSQL checks a SCRAM secret at 4096 iterations: once per role).",
+        if first_ms < 5.0 && restart_ms < 5.0 {
+            "met"
+        } else {
+            "missed"
+        }
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

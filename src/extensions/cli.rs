@@ -168,7 +168,9 @@ async fn act(
         action => {
             crate::db::migrate::run(db.pool()).await?;
             let limits = config.extensions.limits_for(ext.as_str());
-            let role_config = roles::provision(db.pool(), db.pg_config(), ext, &limits).await?;
+            let passwords = config.database.url.is_some();
+            let role_config =
+                roles::provision(db.pool(), db.pg_config(), ext, &limits, passwords).await?;
             let pool = super::services::extension_database(role_config, ext, 1)?
                 .pool()
                 .clone();

@@ -43,6 +43,9 @@ pub struct HostContext {
     pub data_dir: PathBuf,
     pub bus: EventBus,
     pub settings: ExtensionsConfig,
+    /// Whether the database authenticates by password (an external one): extension roles
+    /// then get theirs set.
+    pub role_passwords: bool,
 }
 
 /// Counters per extension, read by status pages and metrics.

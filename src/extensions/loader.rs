@@ -146,9 +146,10 @@ async fn initialize(
         .check_config(&config)
         .map_err(|e| format!("{e} (in {}/{name}.toml)", ctx.settings.config_dir.display()))?;
     let limits = ctx.settings.limits_for(name.as_str());
-    let role_config = roles::provision(&ctx.pool, &ctx.pg_config, name, &limits)
-        .await
-        .map_err(|e| e.to_string())?;
+    let role_config =
+        roles::provision(&ctx.pool, &ctx.pg_config, name, &limits, ctx.role_passwords)
+            .await
+            .map_err(|e| e.to_string())?;
     let db = services::extension_database(role_config, name, limits.max_connections as usize)
         .map_err(|e| e.to_string())?;
     let pool = db.pool().clone();

@@ -89,16 +89,18 @@ fn is_race(e: &ProvisionError) -> bool {
 }
 
 /// Creates or refreshes the role and schema of `name`; returns the settings to connect as it
-/// (`base` with the role's user, password and `search_path`).
+/// (`base` with the role's user, password and `search_path`). `passwords`: whether the
+/// server authenticates by password (an external database) — the embedded cluster does not.
 pub async fn provision(
     pool: &Pool,
     base: &tokio_postgres::Config,
     name: &ExtensionName,
     limits: &RoleLimits,
+    passwords: bool,
 ) -> Result<tokio_postgres::Config, ProvisionError> {
     let mut attempt = 0u64;
     loop {
-        match provision_once(pool, base, name, limits).await {
+        match provision_once(pool, base, name, limits, passwords).await {
             Err(e) if is_race(&e) && attempt < 10 => {
                 attempt += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(5 + attempt * 7)).await;
@@ -108,11 +110,107 @@ pub async fn provision(
     }
 }
 
+/// What the database holds for an extension's role, read in one query.
+#[derive(Debug)]
+struct Current {
+    /// The stored password (just generated when there was none).
+    password: String,
+    /// The credentials row was created by this read.
+    new_password: bool,
+    /// The password was set on the role in PostgreSQL.
+    password_set: bool,
+    /// `None` when the role does not exist.
+    role: Option<RoleState>,
+    host_is_superuser: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct RoleState {
+    conn_limit: i32,
+    attributes_ok: bool,
+    settings: Vec<String>,
+    schema_owner: Option<String>,
+    host_is_member: bool,
+}
+
+const READ_STATE: &str = "
+    WITH fresh AS (
+        INSERT INTO solobase.extension_roles (name, password) VALUES ($1, $2)
+        ON CONFLICT (name) DO NOTHING RETURNING password
+    )
+    SELECT coalesce((SELECT password FROM fresh),
+                    (SELECT password FROM solobase.extension_roles WHERE name = $1)),
+           EXISTS (SELECT 1 FROM fresh),
+           (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+           r.rolconnlimit,
+           r.rolcanlogin AND NOT r.rolinherit AND NOT r.rolcreatedb AND NOT r.rolcreaterole
+               AND NOT r.rolsuper AND NOT r.rolreplication AND NOT r.rolbypassrls,
+           coalesce((SELECT array_agg(c ORDER BY c) FROM pg_db_role_setting d, unnest(d.setconfig) c
+                     WHERE d.setrole = r.oid AND d.setdatabase = 0), '{}'),
+           (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = $3),
+           r.oid IS NOT NULL AND pg_has_role(current_user, r.oid, 'USAGE'),
+           coalesce((SELECT password_set FROM solobase.extension_roles WHERE name = $1), false)
+    FROM (SELECT 1) one LEFT JOIN pg_roles r ON r.rolname = $3";
+
+async fn read_state(
+    client: &impl deadpool_postgres::GenericClient,
+    name: &ExtensionName,
+    role: &str,
+) -> Result<Current, tokio_postgres::Error> {
+    let row = client
+        .query_one(READ_STATE, &[&name.as_str(), &generate_password(), &role])
+        .await?;
+    let conn_limit: Option<i32> = row.get(3);
+    Ok(Current {
+        password: row.get(0),
+        new_password: row.get(1),
+        host_is_superuser: row.get(2),
+        password_set: row.get(8),
+        role: conn_limit.map(|conn_limit| RoleState {
+            conn_limit,
+            attributes_ok: row.get(4),
+            settings: row.get(5),
+            schema_owner: row.get(6),
+            host_is_member: row.get(7),
+        }),
+    })
+}
+
+/// The role defaults an extension's role should have, as `pg_db_role_setting` lists them.
+fn wanted_settings(role: &str, limits: &RoleLimits) -> Vec<String> {
+    let mut settings = vec![
+        format!(
+            "idle_in_transaction_session_timeout={}",
+            limits.idle_in_transaction_timeout_ms
+        ),
+        format!("search_path={role}"),
+        format!("statement_timeout={}", limits.statement_timeout_ms),
+    ];
+    settings.sort();
+    settings
+}
+
+fn role_config(
+    base: &tokio_postgres::Config,
+    name: &ExtensionName,
+    role: &str,
+    password: String,
+) -> tokio_postgres::Config {
+    let mut config = base.clone();
+    config
+        .user(role)
+        .password(password)
+        .options(format!("-c search_path={role}"))
+        .application_name(format!("solobase ext {name}"));
+    config
+}
+
 async fn provision_once(
     pool: &Pool,
     base: &tokio_postgres::Config,
     name: &ExtensionName,
     limits: &RoleLimits,
+    passwords: bool,
 ) -> Result<tokio_postgres::Config, ProvisionError> {
     let role = name.schema();
     let mut client = pool.get().await?;
@@ -120,7 +218,32 @@ async fn provision_once(
         role: role.clone(),
         source,
     };
+    // The common case, a restart: everything is already as it should be — one read.
+    let current = read_state(&client, name, &role).await.map_err(db)?;
+    let up_to_date = |c: &Current| {
+        !c.new_password
+            && (c.password_set || !passwords)
+            && c.role.as_ref().is_some_and(|r| {
+                r.attributes_ok
+                    && r.conn_limit == limits.max_connections as i32
+                    && r.settings == wanted_settings(&role, limits)
+                    && r.schema_owner.as_deref() == Some(role.as_str())
+                    && (c.host_is_superuser || r.host_is_member)
+            })
+    };
+    if up_to_date(&current) {
+        return Ok(role_config(base, name, &role, current.password));
+    }
+
     let tx = client.transaction().await.map_err(db)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&lock_key("role", name)],
+    )
+    .await
+    .map_err(db)?;
+    // Read again under the lock: another instance may have just done the work.
+    let current = read_state(&tx, name, &role).await.map_err(db)?;
     let login: String = tx
         .query_one("SELECT current_user::text", &[])
         .await
@@ -142,82 +265,52 @@ async fn provision_once(
             }
         }
     };
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1)",
-        &[&lock_key("role", name)],
-    )
-    .await
-    .map_err(db)?;
-    tx.execute(
-        "INSERT INTO solobase.extension_roles (name, password) VALUES ($1, $2) \
-         ON CONFLICT (name) DO NOTHING",
-        &[&name.as_str(), &generate_password()],
-    )
-    .await
-    .map_err(db)?;
-    let password: String = tx
-        .query_one(
-            "SELECT password FROM solobase.extension_roles WHERE name = $1",
+    let mut attributes = format!(
+        "LOGIN NOINHERIT NOCREATEDB NOCREATEROLE CONNECTION LIMIT {}",
+        limits.max_connections
+    );
+    // The password is set when the role or its credentials are new (an extension that changed
+    // its own password only locks itself out until then). Only the verifier travels: the
+    // password itself is in no statement, so in no log. The embedded cluster authenticates
+    // its private socket by trust: there a password would cost time and protect nothing.
+    let set_password =
+        passwords && (current.role.is_none() || current.new_password || !current.password_set);
+    if set_password {
+        let verifier = postgres_protocol::password::scram_sha_256(current.password.as_bytes());
+        attributes.push_str(&format!(" PASSWORD '{verifier}'"));
+    }
+    let verb = if current.role.is_some() {
+        "ALTER"
+    } else {
+        "CREATE"
+    };
+    let mut sql = format!(
+        "{verb} ROLE {role} {attributes}; \
+         ALTER ROLE {role} SET search_path = {role}; \
+         ALTER ROLE {role} SET statement_timeout = {}; \
+         ALTER ROLE {role} SET idle_in_transaction_session_timeout = {};",
+        limits.statement_timeout_ms, limits.idle_in_transaction_timeout_ms
+    );
+    if !current.host_is_superuser {
+        // Membership lets the host create the schema for the role, migrate its objects and
+        // cancel its queries. It goes one way: the extension's role gains nothing.
+        sql.push_str(&format!(" GRANT {role} TO CURRENT_USER;"));
+    }
+    sql.push_str(&format!(
+        " CREATE SCHEMA IF NOT EXISTS {role} AUTHORIZATION {role};"
+    ));
+    tx.batch_execute(&sql).await.map_err(privilege)?;
+    if set_password {
+        tx.execute(
+            "UPDATE solobase.extension_roles SET password_set = true WHERE name = $1",
             &[&name.as_str()],
         )
         .await
-        .map_err(db)?
-        .get(0);
-    let exists: bool = tx
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
-            &[&role],
-        )
-        .await
-        .map_err(db)?
-        .get(0);
-    // Only the verifier travels: the password itself is in no statement, so in no log.
-    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
-    let attributes = format!(
-        "LOGIN NOINHERIT NOCREATEDB NOCREATEROLE CONNECTION LIMIT {} PASSWORD '{verifier}'",
-        limits.max_connections
-    );
-    let verb = if exists { "ALTER" } else { "CREATE" };
-    tx.batch_execute(&format!("{verb} ROLE {role} {attributes}"))
-        .await
-        .map_err(privilege)?;
-    tx.batch_execute(&format!(
-        "ALTER ROLE {role} SET search_path = {role}; \
-         ALTER ROLE {role} SET statement_timeout = {}; \
-         ALTER ROLE {role} SET idle_in_transaction_session_timeout = {}",
-        limits.statement_timeout_ms, limits.idle_in_transaction_timeout_ms
-    ))
-    .await
-    .map_err(privilege)?;
-    let superuser: bool = tx
-        .query_one(
-            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
-            &[],
-        )
-        .await
-        .map_err(db)?
-        .get(0);
-    if !superuser {
-        // Membership lets the host create the schema for the role, migrate its objects and
-        // cancel its queries. It goes one way: the extension's role gains nothing.
-        tx.batch_execute(&format!("GRANT {role} TO CURRENT_USER"))
-            .await
-            .map_err(privilege)?;
+        .map_err(db)?;
     }
-    tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {role} AUTHORIZATION {role}"
-    ))
-    .await
-    .map_err(privilege)?;
     adopt_schema(&tx, &role).await.map_err(privilege)?;
     tx.commit().await.map_err(db)?;
-    let mut config = base.clone();
-    config
-        .user(&role)
-        .password(password)
-        .options(format!("-c search_path={role}"))
-        .application_name(format!("solobase ext {name}"));
-    Ok(config)
+    Ok(role_config(base, name, &role, current.password))
 }
 
 /// Gives the role its schema and the tables in it when another role created them (a schema

@@ -318,7 +318,7 @@ async fn migrations_go_up_down_to_zero_and_up_again_for_every_compiled_in_extens
         let name: ExtensionName = manifest.name;
         let migrations = reg.migrations();
         let limits = config.extensions.limits_for(name.as_str());
-        let role = roles::provision(db.pool(), db.pg_config(), &name, &limits)
+        let role = roles::provision(db.pool(), db.pg_config(), &name, &limits, true)
             .await
             .unwrap();
         let pool = solobase::extensions::services::extension_database(role, &name, 2)
@@ -383,6 +383,7 @@ async fn migrate_to_a_version_and_roll_back_one() {
         db.pg_config(),
         &name,
         &config.extensions.limits_for("step-ledger"),
+        true,
     )
     .await
     .unwrap();

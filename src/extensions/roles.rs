@@ -45,6 +45,8 @@ pub enum ProvisionError {
     },
     #[error("cannot get a database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    #[error("another instance kept preparing the same role; try again")]
+    Concurrent,
     #[error("database error while preparing the role {role}: {source}")]
     Db {
         role: String,
@@ -72,8 +74,10 @@ fn generate_password() -> String {
 /// Whether a provisioning error comes from another database of the same PostgreSQL server
 /// preparing the same role at the same moment (roles are server-wide; advisory locks are not).
 fn is_race(e: &ProvisionError) -> bool {
-    let ProvisionError::Db { source, .. } = e else {
-        return false;
+    let source = match e {
+        ProvisionError::Concurrent => return true,
+        ProvisionError::Db { source, .. } => source,
+        _ => return false,
     };
     let Some(db) = source.as_db_error() else {
         return false;
@@ -156,13 +160,18 @@ async fn read_state(
     client: &impl deadpool_postgres::GenericClient,
     name: &ExtensionName,
     role: &str,
-) -> Result<Current, tokio_postgres::Error> {
+) -> Result<Option<Current>, tokio_postgres::Error> {
     let row = client
         .query_one(READ_STATE, &[&name.as_str(), &generate_password(), &role])
         .await?;
+    // NULL when another instance inserted the credentials after this statement's snapshot
+    // was taken: the caller reads again.
+    let Some(password) = row.get::<_, Option<String>>(0) else {
+        return Ok(None);
+    };
     let conn_limit: Option<i32> = row.get(3);
-    Ok(Current {
-        password: row.get(0),
+    Ok(Some(Current {
+        password,
         new_password: row.get(1),
         host_is_superuser: row.get(2),
         password_set: row.get(8),
@@ -173,7 +182,7 @@ async fn read_state(
             schema_owner: row.get(6),
             host_is_member: row.get(7),
         }),
-    })
+    }))
 }
 
 /// The role defaults an extension's role should have, as `pg_db_role_setting` lists them.
@@ -219,7 +228,9 @@ async fn provision_once(
         source,
     };
     // The common case, a restart: everything is already as it should be — one read.
-    let current = read_state(&client, name, &role).await.map_err(db)?;
+    let Some(current) = read_state(&client, name, &role).await.map_err(db)? else {
+        return Err(ProvisionError::Concurrent);
+    };
     let up_to_date = |c: &Current| {
         !c.new_password
             && (c.password_set || !passwords)
@@ -243,7 +254,9 @@ async fn provision_once(
     .await
     .map_err(db)?;
     // Read again under the lock: another instance may have just done the work.
-    let current = read_state(&tx, name, &role).await.map_err(db)?;
+    let Some(current) = read_state(&tx, name, &role).await.map_err(db)? else {
+        return Err(ProvisionError::Concurrent);
+    };
     let login: String = tx
         .query_one("SELECT current_user::text", &[])
         .await

@@ -126,6 +126,10 @@ struct Current {
     /// `None` when the role does not exist.
     role: Option<RoleState>,
     host_is_superuser: bool,
+    /// Solobase's own login.
+    login: String,
+    /// The owner of the schema `ext_<name>`, when it exists.
+    schema_owner: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -133,7 +137,6 @@ struct RoleState {
     conn_limit: i32,
     attributes_ok: bool,
     settings: Vec<String>,
-    schema_owner: Option<String>,
     host_is_member: bool,
 }
 
@@ -153,7 +156,8 @@ const READ_STATE: &str = "
                      WHERE d.setrole = r.oid AND d.setdatabase = 0), '{}'),
            (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = $3),
            r.oid IS NOT NULL AND pg_has_role(current_user, r.oid, 'USAGE'),
-           coalesce((SELECT password_set FROM solobase.extension_roles WHERE name = $1), false)
+           coalesce((SELECT password_set FROM solobase.extension_roles WHERE name = $1), false),
+           current_user::text
     FROM (SELECT 1) one LEFT JOIN pg_roles r ON r.rolname = $3";
 
 async fn read_state(
@@ -175,11 +179,12 @@ async fn read_state(
         new_password: row.get(1),
         host_is_superuser: row.get(2),
         password_set: row.get(8),
+        login: row.get(9),
+        schema_owner: row.get(6),
         role: conn_limit.map(|conn_limit| RoleState {
             conn_limit,
             attributes_ok: row.get(4),
             settings: row.get(5),
-            schema_owner: row.get(6),
             host_is_member: row.get(7),
         }),
     }))
@@ -238,7 +243,7 @@ async fn provision_once(
                 r.attributes_ok
                     && r.conn_limit == limits.max_connections as i32
                     && r.settings == wanted_settings(&role, limits)
-                    && r.schema_owner.as_deref() == Some(role.as_str())
+                    && c.schema_owner.as_deref() == Some(role.as_str())
                     && (c.host_is_superuser || r.host_is_member)
             })
     };
@@ -257,11 +262,7 @@ async fn provision_once(
     let Some(current) = read_state(&tx, name, &role).await.map_err(db)? else {
         return Err(ProvisionError::Concurrent);
     };
-    let login: String = tx
-        .query_one("SELECT current_user::text", &[])
-        .await
-        .map_err(db)?
-        .get(0);
+    let login = current.login.clone();
     let privilege = |e: tokio_postgres::Error| {
         if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
             ProvisionError::Privilege {
@@ -321,7 +322,14 @@ async fn provision_once(
         .await
         .map_err(db)?;
     }
-    adopt_schema(&tx, &role).await.map_err(privilege)?;
+    // A schema made by another role (before extensions had roles, or by hand) is handed over.
+    if current
+        .schema_owner
+        .as_deref()
+        .is_some_and(|owner| owner != role)
+    {
+        adopt_schema(&tx, &role).await.map_err(privilege)?;
+    }
     tx.commit().await.map_err(db)?;
     Ok(role_config(base, name, &role, current.password))
 }

@@ -570,3 +570,31 @@ async fn an_external_login_without_createrole_is_told_what_to_grant() {
     );
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_schema_made_by_another_role_is_handed_to_the_extension() {
+    let db_name = fresh_database().await;
+    connect(&db_name)
+        .await
+        .batch_execute(
+            "CREATE SCHEMA ext_old_ledger; CREATE TABLE ext_old_ledger.kept (x int); \
+             INSERT INTO ext_old_ledger.kept VALUES (7)",
+        )
+        .await
+        .unwrap();
+    let app = spawn_app_on_with_extensions(
+        db_name.clone(),
+        vec![ledger::<LedgerV1>("old-ledger")],
+        |_| {},
+    )
+    .await;
+    assert_eq!(failure(&db_name, "old-ledger").await, None);
+    let ext = connect_as(&db_name, "old-ledger").await.unwrap();
+    let kept: i32 = ext
+        .query_one("SELECT x FROM kept", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 7, "its earlier data stays and is its own");
+    app.stop().await.unwrap();
+}

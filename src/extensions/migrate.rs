@@ -28,6 +28,8 @@ pub enum MigrationError {
     NotInBuild { version: i32, name: String },
     #[error("{file} failed, so no migration of this run was applied: {reason}")]
     Failed { file: String, reason: String },
+    #[error("invalid migration {0}")]
+    Invalid(String),
     #[error("no migration V{0} in this build (its versions are {1})")]
     UnknownVersion(u32, String),
     #[error("cannot get a database connection as the extension's role: {0}")]
@@ -121,6 +123,37 @@ pub fn plan_down<'m>(
     Ok(plan)
 }
 
+/// Checks what an extension declares: versions 1, 2, 3 … without gaps, names of `a-z`, `0-9`
+/// and `_`, and a down script for every version.
+pub fn validate(migrations: &[Migration]) -> Result<(), MigrationError> {
+    for (i, m) in migrations.iter().enumerate() {
+        let file = file_name(m);
+        if m.version as usize != i + 1 {
+            return Err(MigrationError::Invalid(format!(
+                "{file}: versions must run 1, 2, 3 … without gaps; this is number {} in the list",
+                i + 1
+            )));
+        }
+        if m.name.is_empty()
+            || !m
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(MigrationError::Invalid(format!(
+                "{file}: a migration's name is snake_case (a-z, 0-9, _)"
+            )));
+        }
+        if m.down.trim().is_empty() {
+            return Err(MigrationError::Invalid(format!(
+                "{file} has no down script: add {} that reverts it",
+                file.replace(".sql", ".down.sql")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Applies the pending migrations (up to `to`, else all) on `pool`, the extension's own.
 /// Returns the versions applied.
 pub async fn migrate(
@@ -129,6 +162,7 @@ pub async fn migrate(
     migrations: &[Migration],
     to: Option<u32>,
 ) -> Result<Vec<i32>, MigrationError> {
+    validate(migrations)?;
     if let Some(to) = to {
         check_target(migrations, to)?;
     }
@@ -319,5 +353,36 @@ mod tests {
         ));
         assert!(check_target(&all, 4).is_err());
         assert!(check_target(&all, 0).is_ok());
+    }
+
+    #[test]
+    fn declared_migrations_are_checked() {
+        let good = Migration {
+            version: 1,
+            name: "create_items",
+            up: "CREATE TABLE items (id int)",
+            down: "DROP TABLE items",
+        };
+        assert!(validate(std::slice::from_ref(&good)).is_ok());
+        let gap = Migration {
+            version: 3,
+            ..good.clone()
+        };
+        let no_down = Migration {
+            down: " ",
+            ..good.clone()
+        };
+        let bad_name = Migration {
+            name: "Create Items",
+            ..good.clone()
+        };
+        for (case, wanted) in [
+            (vec![good.clone(), gap], "without gaps"),
+            (vec![no_down], "V1__create_items.down.sql"),
+            (vec![bad_name], "snake_case"),
+        ] {
+            let e = validate(&case).unwrap_err().to_string();
+            assert!(e.contains(wanted), "{e}");
+        }
     }
 }

@@ -177,7 +177,7 @@ const V2_BROKEN: Migration = Migration {
     version: 2,
     name: "broken",
     up: "ALTER TABLE entries ADD COLUMN note text; SELECT no_such_function()",
-    down: "",
+    down: "ALTER TABLE entries DROP COLUMN note",
 };
 
 macro_rules! ledger {

@@ -77,6 +77,20 @@ enum ExtensionsCommand {
         #[command(flatten)]
         location: Location,
     },
+    /// Show the audit log, oldest of the selected entries first
+    Audit {
+        /// Only entries about this extension
+        #[arg(long, value_name = "NAME")]
+        extension: Option<String>,
+        /// Only entries at or after this time (RFC 3339, e.g. 2026-11-26T08:00:00Z)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// How many of the newest entries
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[command(flatten)]
+        location: Location,
+    },
     /// Drop an extension's schema (all its data) and database role
     Purge {
         /// The extension, e.g. webhooks
@@ -193,6 +207,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let location = match &command {
                 ExtensionsCommand::Migrate { location, .. }
                 | ExtensionsCommand::Rollback { location, .. }
+                | ExtensionsCommand::Audit { location, .. }
                 | ExtensionsCommand::Purge { location, .. } => location,
             };
             let overrides = Overrides {
@@ -201,7 +216,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 database_url: location.database_url.clone(),
             };
             let config = load(config_path, &overrides)?;
-            crate::extensions::cli::run(config, command.into()).await
+            match command.split() {
+                Ok(action) => crate::extensions::cli::run(config, action).await,
+                Err(query) => {
+                    crate::extensions::cli::print_audit(config, query.into_filter()?).await
+                }
+            }
         }
         Command::Config(ConfigCommand::Validate) => {
             let config = Config::load(config_path, &Overrides::default())?;
@@ -275,10 +295,48 @@ async fn create_user(config: Config, args: CreateUserArgs) -> anyhow::Result<()>
     result
 }
 
-impl From<ExtensionsCommand> for crate::extensions::cli::Action {
-    fn from(command: ExtensionsCommand) -> Self {
+/// `solobase extensions audit`'s selection, as given.
+struct AuditQuery {
+    extension: Option<String>,
+    since: Option<String>,
+    limit: i64,
+}
+
+impl AuditQuery {
+    fn into_filter(self) -> Result<crate::audit::Filter, ConfigError> {
+        use time::format_description::well_known::Rfc3339;
+        let since = self
+            .since
+            .map(|s| {
+                time::OffsetDateTime::parse(&s, &Rfc3339).map_err(|e| {
+                    ConfigError::Invalid(format!(
+                        "--since {s:?}: not an RFC 3339 time such as 2026-11-26T08:00:00Z ({e})"
+                    ))
+                })
+            })
+            .transpose()?;
+        if !(1..=crate::audit::MAX_PAGE).contains(&self.limit) {
+            return Err(ConfigError::Invalid(format!(
+                "--limit {}: ask for 1 to {} entries",
+                self.limit,
+                crate::audit::MAX_PAGE
+            )));
+        }
+        Ok(crate::audit::Filter {
+            extension: self.extension,
+            action: None,
+            since,
+            before: None,
+            limit: self.limit,
+        })
+    }
+}
+
+impl ExtensionsCommand {
+    /// What a schema command does, or the query of `audit`, which only reads.
+    fn split(self) -> Result<crate::extensions::cli::Action, AuditQuery> {
         use crate::extensions::cli::Action;
-        match command {
+        Ok(match self {
             ExtensionsCommand::Migrate {
                 name, to, dry_run, ..
             } => Action::Migrate { name, to, dry_run },
@@ -293,6 +351,18 @@ impl From<ExtensionsCommand> for crate::extensions::cli::Action {
                 dry_run,
             },
             ExtensionsCommand::Purge { name, yes, .. } => Action::Purge { name, yes },
-        }
+            ExtensionsCommand::Audit {
+                extension,
+                since,
+                limit,
+                ..
+            } => {
+                return Err(AuditQuery {
+                    extension,
+                    since,
+                    limit,
+                });
+            }
+        })
     }
 }

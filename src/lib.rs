@@ -4,6 +4,7 @@
 //! Start reading at [`startup::Application`], which wires everything together, and at
 //! [`cli`], the binary's entry point.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -8,8 +8,9 @@ use serde_json::json;
 
 use super::discovered;
 use super::host::ExtensionHost;
+use crate::audit::{self, Actor, Entry, Outcome};
 use crate::error::ApiError;
-use crate::http::CurrentUser;
+use crate::http::{AppState, CurrentUser};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -61,17 +62,37 @@ async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpR
 
 async fn set(
     user: CurrentUser,
+    state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
     enabled: bool,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&user)?;
+    let action = if enabled {
+        "extension.enable"
+    } else {
+        "extension.disable"
+    };
     let name = name.into_inner();
-    if !host
-        .set_enabled(&name, enabled)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    let actor = Actor::User(user.0.id);
+    if let Err(e) = require_admin(&user) {
+        audit::record_or_log(
+            &state.pool,
+            Entry::new(actor, action, Outcome::Denied).extension(&name),
+        )
+        .await;
+        return Err(e);
+    }
+    let changed = host.set_enabled(&name, enabled).await;
+    let outcome = match &changed {
+        Ok(true) => Outcome::Ok,
+        _ => Outcome::Failed,
+    };
+    audit::record_or_log(
+        &state.pool,
+        Entry::new(actor, action, outcome).extension(&name),
+    )
+    .await;
+    if !changed.map_err(ApiError::internal)? {
         let hint = discovered()
             .iter()
             .find(|d| d.name == name)
@@ -87,16 +108,18 @@ async fn set(
 
 async fn enable(
     user: CurrentUser,
+    state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    set(user, host, name, true).await
+    set(user, state, host, name, true).await
 }
 
 async fn disable(
     user: CurrentUser,
+    state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    set(user, host, name, false).await
+    set(user, state, host, name, false).await
 }

@@ -7,7 +7,10 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::bail;
 use solobase_sdk::{ExtensionName, Migration};
 
+use serde_json::json;
+
 use super::{migrate, roles};
+use crate::audit::{self, Actor, Entry, Outcome};
 use crate::config::{Config, ConfigError};
 use crate::db::{Database, Mode};
 
@@ -152,18 +155,39 @@ async fn act(
         }
         Action::Purge { .. } => {
             crate::db::migrate::run(db.pool()).await?;
-            match roles::purge(db.pool(), ext).await? {
-                roles::Purged::All => println!(
-                    "purged {ext}: dropped the schema {} with its data, and its role",
-                    ext.schema()
-                ),
-                roles::Purged::RoleKept(why) => println!(
-                    "purged {ext}: dropped the schema {} with its data; kept the role {}: {why}",
-                    ext.schema(),
-                    ext.schema()
-                ),
+            let purged = roles::purge(db.pool(), ext).await;
+            let entry = |outcome| {
+                Entry::new(Actor::cli(), "extension.purge", outcome).extension(ext.as_str())
+            };
+            match &purged {
+                Ok(roles::Purged::All) => {
+                    audit::record_or_log(db.pool(), entry(Outcome::Ok)).await;
+                    println!(
+                        "purged {ext}: dropped the schema {} with its data, and its role",
+                        ext.schema()
+                    );
+                }
+                Ok(roles::Purged::RoleKept(why)) => {
+                    audit::record_or_log(
+                        db.pool(),
+                        entry(Outcome::Ok).detail(json!({"role_kept": why})),
+                    )
+                    .await;
+                    println!(
+                        "purged {ext}: dropped the schema {} with its data; kept the role {}: {why}",
+                        ext.schema(),
+                        ext.schema()
+                    );
+                }
+                Err(e) => {
+                    audit::record_or_log(
+                        db.pool(),
+                        entry(Outcome::Failed).detail(json!({"error": e.to_string()})),
+                    )
+                    .await;
+                }
             }
-            Ok(())
+            purged.map(|_| ())
         }
         action => {
             crate::db::migrate::run(db.pool()).await?;
@@ -174,19 +198,61 @@ async fn act(
             let pool = super::services::extension_database(role_config, ext, 1)?
                 .pool()
                 .clone();
-            let result = match action {
-                Action::Migrate { to, .. } => migrate::migrate(&pool, ext, migrations, to)
-                    .await
-                    .map(|v| report(ext, "applied", &v)),
-                Action::Rollback { to, .. } => migrate::rollback(&pool, ext, migrations, to)
-                    .await
-                    .map(|v| report(ext, "reverted", &v)),
+            let (verb, name, result) = match action {
+                Action::Migrate { to, .. } => (
+                    "applied",
+                    "extension.migrate",
+                    migrate::migrate(&pool, ext, migrations, to).await,
+                ),
+                Action::Rollback { to, .. } => (
+                    "reverted",
+                    "extension.rollback",
+                    migrate::rollback(&pool, ext, migrations, to).await,
+                ),
                 Action::Purge { .. } => unreachable!("handled above"),
             };
             pool.close();
-            Ok(result?)
+            let entry = match &result {
+                Ok(versions) => Entry::new(Actor::cli(), name, Outcome::Ok)
+                    .detail(json!({ "versions": versions })),
+                Err(e) => Entry::new(Actor::cli(), name, Outcome::Failed)
+                    .detail(json!({ "error": e.to_string() })),
+            };
+            audit::record_or_log(db.pool(), entry.extension(ext.as_str())).await;
+            report(ext, verb, &result?);
+            Ok(())
         }
     }
+}
+
+/// `solobase extensions audit`: the newest entries, oldest of them first.
+pub async fn print_audit(config: Config, filter: audit::Filter) -> anyhow::Result<()> {
+    let db = Database::connect(&config, Mode::Share).await?;
+    let result = async {
+        crate::db::migrate::run(db.pool()).await?;
+        let mut entries = audit::list(db.pool(), &filter).await?;
+        entries.reverse();
+        for e in &entries {
+            let at =
+                e.at.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+            println!(
+                "{at}  {:<24} {:<10} {:<7} {:<22} {}",
+                e.action,
+                e.extension.as_deref().unwrap_or("-"),
+                e.result,
+                e.actor,
+                e.detail
+            );
+        }
+        if entries.is_empty() {
+            println!("no audit entries match");
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    db.close().await;
+    result
 }
 
 /// The applied versions, read by the host.

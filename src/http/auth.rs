@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::AppState;
+use crate::audit::{self, Actor, Entry, Outcome};
 use crate::auth::users::{self, CreateUserError};
 use crate::auth::{Email, Password, Role, User, token};
 use crate::error::{ApiError, ErrorCode};
@@ -48,10 +49,22 @@ pub async fn login(
         user_id: user.id,
         email: user.email.clone(),
     };
-    if let Some(refusal) = host
+    let refused = host
         .refuse(HookPoint::UserLogin, |ext| ext.user_login(&info))
-        .await
-    {
+        .await;
+    if user.is_admin() {
+        let outcome = if refused.is_some() {
+            Outcome::Denied
+        } else {
+            Outcome::Ok
+        };
+        audit::record_or_log(
+            &state.pool,
+            Entry::new(Actor::User(user.id), "auth.admin_login", outcome),
+        )
+        .await;
+    }
+    if let Some(refusal) = refused {
         return Ok(convert::response(refusal));
     }
     issue_token(&state, user).await

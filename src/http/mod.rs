@@ -3,6 +3,7 @@
 //! Handlers are thin: parse the input into domain types, call into `auth`, `storage` or
 //! `events`, and map failures to [`crate::error::ApiError`].
 
+mod audit;
 mod auth;
 mod health;
 mod request_id;
@@ -55,6 +56,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route("/signup", web::post().to(auth::signup))
                     .route("/me", web::get().to(auth::me)),
             )
+            .route("/audit", web::get().to(audit::list))
             .service(
                 web::resource("/storage/{bucket}/{path:.+}")
                     .route(web::put().to(storage::upload))

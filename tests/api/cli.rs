@@ -499,6 +499,17 @@ async fn extension_migrations_from_the_command_line() {
     assert!(stdout(&out).contains("applied V1"), "{}", stdout(&out));
     assert_eq!(probe_tables().await, 1);
 
+    let out = ext(&["audit", "--extension", "probe"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(
+        printed.contains("extension.migrate") && printed.contains("cli:") && printed.contains("ok"),
+        "{printed}"
+    );
+    let out = ext(&["audit", "--since", "last tuesday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("RFC 3339"), "{}", stderr(&out));
+
     let out = ext(&["rollback", "probe", "0", "--dry-run"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(

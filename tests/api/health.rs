@@ -114,6 +114,7 @@ async fn host_tables_live_in_their_own_schema_and_migrate_once() {
     assert_eq!(
         host_tables,
         [
+            "audit_log",
             "extension_roles",
             "extensions",
             "outbox",

@@ -69,6 +69,8 @@ async fn an_extension_role_cannot_reach_beyond_its_schema() {
         "SELECT * FROM solobase.sessions",
         "SELECT * FROM solobase.outbox",
         "SELECT * FROM solobase.extension_roles",
+        "SELECT * FROM solobase.audit_log",
+        "INSERT INTO solobase.audit_log (actor, action, result) VALUES ('x', 'y', 'ok')",
         "INSERT INTO solobase.outbox (event_type, payload) VALUES ('x', '{}')",
         "UPDATE solobase.users SET role = 'admin'",
         "SELECT * FROM ext_webhooks.endpoints",

@@ -6,6 +6,7 @@
 // Tests connect directly to inspect what the server wrote.
 #![allow(clippy::disallowed_methods)]
 
+mod audit;
 mod auth;
 mod cli;
 mod events;

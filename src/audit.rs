@@ -1,0 +1,173 @@
+//! The audit log (`solobase.audit_log`): who did what, when, with which result. Append-only
+//! (a trigger refuses updates, deletes and truncation) and out of the extensions' reach (their
+//! roles hold no privilege on the host schema).
+//!
+//! Entries never carry secrets: callers put names, ids and outcomes in `detail`, never tokens,
+//! passwords or credentials.
+
+use deadpool_postgres::Pool;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+/// Who acted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// A signed-in user (an administrator, for admin actions).
+    User(uuid::Uuid),
+    /// The command line, run by this operating-system user.
+    Cli(String),
+    /// Solobase itself (enforcement, automatic actions).
+    System,
+}
+
+impl Actor {
+    /// The command line's actor: `cli:<$USER>`.
+    pub fn cli() -> Self {
+        Self::Cli(std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+    }
+
+    fn as_text(&self) -> String {
+        match self {
+            Self::User(id) => format!("user:{id}"),
+            Self::Cli(who) => format!("cli:{who}"),
+            Self::System => "system".into(),
+        }
+    }
+}
+
+/// How it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Denied,
+    Failed,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Denied => "denied",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One entry to append.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub actor: Actor,
+    pub action: &'static str,
+    pub extension: Option<String>,
+    pub outcome: Outcome,
+    pub detail: serde_json::Value,
+}
+
+impl Entry {
+    pub fn new(actor: Actor, action: &'static str, outcome: Outcome) -> Self {
+        Self {
+            actor,
+            action,
+            extension: None,
+            outcome,
+            detail: serde_json::Value::Object(Default::default()),
+        }
+    }
+
+    pub fn extension(mut self, name: &str) -> Self {
+        self.extension = Some(name.to_owned());
+        self
+    }
+
+    pub fn detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = detail;
+        self
+    }
+}
+
+/// Appends `entry`.
+pub async fn record(pool: &Pool, entry: &Entry) -> anyhow::Result<()> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "INSERT INTO solobase.audit_log (actor, action, extension, result, detail) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &entry.actor.as_text(),
+                &entry.action,
+                &entry.extension,
+                &entry.outcome.as_str(),
+                &entry.detail,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Appends `entry`; a failure to do so is logged, never returned — for actions that already
+/// happened and must not be reported as failed because their audit entry could not be written.
+pub async fn record_or_log(pool: &Pool, entry: Entry) {
+    if let Err(e) = record(pool, &entry).await {
+        tracing::error!(action = entry.action, error = %e, "cannot write the audit log");
+    }
+}
+
+/// A stored entry.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Stored {
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub actor: String,
+    pub action: String,
+    pub extension: Option<String>,
+    pub result: String,
+    pub detail: serde_json::Value,
+}
+
+/// Which entries to read: newest first, at most `limit`, older than entry `before` when set.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub extension: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+/// The largest page.
+pub const MAX_PAGE: i64 = 500;
+
+/// Entries matching `filter`, newest first.
+pub async fn list(pool: &Pool, filter: &Filter) -> anyhow::Result<Vec<Stored>> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT id, at, actor, action, extension, result, detail FROM solobase.audit_log \
+             WHERE ($1::text IS NULL OR extension = $1) \
+               AND ($2::text IS NULL OR action = $2) \
+               AND ($3::timestamptz IS NULL OR at >= $3) \
+               AND ($4::bigint IS NULL OR id < $4) \
+             ORDER BY id DESC LIMIT $5",
+            &[
+                &filter.extension,
+                &filter.action,
+                &filter.since,
+                &filter.before,
+                &filter.limit.clamp(1, MAX_PAGE),
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Stored {
+            id: r.get(0),
+            at: r.get(1),
+            actor: r.get(2),
+            action: r.get(3),
+            extension: r.get(4),
+            result: r.get(5),
+            detail: r.get(6),
+        })
+        .collect())
+}

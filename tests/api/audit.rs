@@ -1,0 +1,137 @@
+//! The audit log: what it records, who may read it, its filters and pages, and that nothing
+//! can change it.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, spawn_app};
+
+async fn audit(app: &TestApp, token: Option<&str>, query: &str) -> reqwest::Response {
+    let mut req = app.http.get(app.url(&format!("/api/v1/audit{query}")));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap()
+}
+
+async fn entries(app: &TestApp, token: &str, query: &str) -> (Vec<Value>, Value) {
+    let res = audit(app, Some(token), query).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    (
+        body["entries"].as_array().unwrap().clone(),
+        body["next"].clone(),
+    )
+}
+
+async fn toggle(app: &TestApp, token: &str, name: &str, verb: &str) -> StatusCode {
+    app.http
+        .post(app.url(&format!("/api/v1/extensions/{name}/{verb}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn admin_actions_are_recorded_and_only_admins_read_them() {
+    let app = spawn_app().await;
+    let admin = app.user_token("root@example.com", true).await;
+    let user = app.user_token("someone@example.com", false).await;
+
+    assert_eq!(
+        audit(&app, None, "").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        audit(&app, Some(&user), "").await.status(),
+        StatusCode::FORBIDDEN
+    );
+
+    assert_eq!(
+        toggle(&app, &user, "webhooks", "disable").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        toggle(&app, &admin, "webhooks", "disable").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        toggle(&app, &admin, "webhooks", "enable").await,
+        StatusCode::OK
+    );
+
+    let (list, _) = entries(&app, &admin, "?extension=webhooks").await;
+    let seen: Vec<(&str, &str)> = list
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("extension.enable", "ok"),
+            ("extension.disable", "ok"),
+            ("extension.disable", "denied"),
+        ],
+        "newest first"
+    );
+    assert!(list[0]["actor"].as_str().unwrap().starts_with("user:"));
+    assert!(list[0]["at"].as_str().unwrap().contains('T'));
+
+    let (logins, _) = entries(&app, &admin, "?action=auth.admin_login").await;
+    assert_eq!(
+        logins.len(),
+        1,
+        "the admin's login; the user's is not an admin login"
+    );
+
+    // Pages: newest first, `next` continues where the page ended.
+    let (first, next) = entries(&app, &admin, "?extension=webhooks&limit=2").await;
+    assert_eq!(first.len(), 2);
+    let (rest, end) = entries(
+        &app,
+        &admin,
+        &format!(
+            "?extension=webhooks&limit=2&before={}",
+            next.as_i64().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0]["result"], "denied");
+    assert!(end.is_null());
+    let (none, _) = entries(&app, &admin, "?since=2999-01-01T00:00:00Z").await;
+    assert!(none.is_empty());
+
+    for bad in ["?since=yesterday", "?limit=0", "?limit=501", "?colour=red"] {
+        let res = audit(&app, Some(&admin), bad).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    // Append-only, even for Solobase's own login; and no secret in any entry.
+    let db = app.db().await;
+    for sql in [
+        "UPDATE solobase.audit_log SET result = 'ok'",
+        "DELETE FROM solobase.audit_log",
+        "TRUNCATE solobase.audit_log",
+    ] {
+        let e = db.batch_execute(sql).await.unwrap_err();
+        assert!(format!("{e:?}").contains("append-only"), "{sql}: {e:?}");
+    }
+    let everything: String = db
+        .query_one(
+            "SELECT string_agg(audit_log::text, ' ') FROM solobase.audit_log",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    for secret in [admin.as_str(), user.as_str(), "password123"] {
+        assert!(
+            !everything.contains(secret),
+            "a secret reached the audit log"
+        );
+    }
+    app.stop().await.unwrap();
+}

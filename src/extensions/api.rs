@@ -48,6 +48,7 @@ async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpR
                     "errors": l.stats.errors.load(Ordering::Relaxed),
                     "hook_calls": l.stats.hook_calls.load(Ordering::Relaxed),
                     "hook_timeouts": l.stats.hook_timeouts.load(Ordering::Relaxed),
+                    "panics": l.panics.count(),
                 },
             }),
             None => json!({

@@ -1,16 +1,17 @@
 //! Serves `/ext/<name>/…`: finds the extension and its route, checks the route's access rule,
 //! reads the body within the size limit and calls the handler inside the extension's span.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use solobase_sdk::http::{Identity, Request};
 use solobase_sdk::routes::{Access, Lookup};
 use solobase_sdk::{ExtensionError, Response};
 use tracing::Instrument;
 
-use super::host::ExtensionHost;
+use super::host::{ExtensionHost, panicked_response};
 use super::pipeline::ResolvedIdentity;
 use super::{convert, discovered, state};
 use crate::auth::{token, users};
@@ -95,12 +96,28 @@ pub async fn dispatch(
         body: body.freeze(),
     };
     l.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let response = match (route.handler)(request).instrument(l.span.clone()).await {
-        Ok(response) => response,
-        Err(error) => {
+    // A panic in the handler (making its future or running it) is caught: this request gets
+    // a 500, the server and every other request carry on.
+    let handler = &route.handler;
+    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(request))) {
+        Ok(running) => {
+            AssertUnwindSafe(running.instrument(l.span.clone()))
+                .catch_unwind()
+                .await
+        }
+        Err(payload) => Err(payload),
+    };
+    let response = match outcome {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
             l.stats.errors.fetch_add(1, Ordering::Relaxed);
             log_error(&l.name.to_string(), &error);
             Response::error(&error)
+        }
+        Err(payload) => {
+            l.stats.errors.fetch_add(1, Ordering::Relaxed);
+            l.panics.record(&l.name, "handler", payload.as_ref());
+            panicked_response()
         }
     };
     Ok(convert::response(response))

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use deadpool_postgres::Pool;
+use futures_util::FutureExt;
 use solobase_sdk::extension::ConfigUpdater;
 use solobase_sdk::hooks::HookPoint;
 use solobase_sdk::routes::RouteTable;
@@ -31,6 +33,7 @@ use solobase_sdk::{
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use super::faults::PanicLog;
 use super::{loader, state};
 use crate::config::ExtensionsConfig;
 
@@ -78,6 +81,8 @@ pub struct Loaded {
     /// Why it is not running.
     pub(super) failure: Mutex<Option<String>>,
     pub stats: Stats,
+    /// Panics caught in its code.
+    pub panics: PanicLog,
     pub span: tracing::Span,
 }
 
@@ -166,24 +171,66 @@ const PIPELINE: [HookPoint; 7] = [
     HookPoint::PostResponse,
 ];
 
+/// How a hook call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookOutcome<T> {
+    /// It answered.
+    Done(T),
+    /// It was cut off at its time limit (counted and logged).
+    TimedOut,
+    /// It panicked (counted, logged and audited): the request it served gets a 500.
+    Panicked,
+}
+
+impl<T> HookOutcome<T> {
+    /// The answer, if there was one.
+    pub fn done(self) -> Option<T> {
+        match self {
+            Self::Done(value) => Some(value),
+            _ => None,
+        }
+    }
+}
+
+/// A request-path hook call after its synchronous part.
+#[derive(Debug)]
+pub enum Begun<'l, T, F> {
+    /// It answered at once.
+    Ready(T),
+    /// It waits: await the call.
+    Waiting(HookCall<'l, F>),
+    /// It panicked before answering.
+    Panicked,
+}
+
 /// One hook call: the hook's future with its time limit. A hook that answers on its first
-/// poll (most do) costs no timer and no allocation; the timer starts only when it waits.
-/// Resolves to `None` when the limit passed.
+/// poll (most do) costs no timer and no allocation; the timer starts only when it waits. A
+/// panic while polling is caught.
 #[derive(Debug)]
 #[must_use = "a hook call does nothing unless awaited"]
 pub struct HookCall<'l, F> {
     hook: F,
     loaded: &'l Loaded,
+    place: &'static str,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<F: Future + Unpin> Future for HookCall<'_, F> {
-    type Output = Option<F::Output>;
+    type Output = HookOutcome<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let Poll::Ready(value) = Pin::new(&mut this.hook).poll(cx) {
-            return Poll::Ready(Some(value));
+        let polled =
+            std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut this.hook).poll(cx)));
+        match polled {
+            Ok(Poll::Ready(value)) => return Poll::Ready(HookOutcome::Done(value)),
+            Ok(Poll::Pending) => {}
+            Err(payload) => {
+                this.loaded
+                    .panics
+                    .record(&this.loaded.name, this.place, payload.as_ref());
+                return Poll::Ready(HookOutcome::Panicked);
+            }
         }
         let limit = this.loaded.hook_limit();
         let timer = this
@@ -196,9 +243,27 @@ impl<F: Future + Unpin> Future for HookCall<'_, F> {
             .stats
             .hook_timeouts
             .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(extension = %this.loaded.name, limit_ms = limit.as_millis() as u64, "hook cut off at its time limit");
-        Poll::Ready(None)
+        tracing::warn!(extension = %this.loaded.name, hook = this.place, limit_ms = limit.as_millis() as u64, "hook cut off at its time limit");
+        Poll::Ready(HookOutcome::TimedOut)
     }
+}
+
+/// Awaits a begun hook call to its outcome.
+pub async fn settle<T, F: Future<Output = T> + Unpin>(begun: Begun<'_, T, F>) -> HookOutcome<T> {
+    match begun {
+        Begun::Ready(answer) => HookOutcome::Done(answer),
+        Begun::Waiting(call) => call.await,
+        Begun::Panicked => HookOutcome::Panicked,
+    }
+}
+
+/// The answer to a request whose extension code panicked.
+pub fn panicked_response() -> Response {
+    Response::error_with(
+        solobase_sdk::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "an extension failed while handling this request",
+    )
 }
 
 impl ExtensionHost {
@@ -338,8 +403,16 @@ impl ExtensionHost {
                 continue;
             }
             let started = Instant::now();
-            match tokio::time::timeout(limit, ext.start().instrument(l.span.clone())).await {
-                Ok(Ok(())) => {
+            let starting = AssertUnwindSafe(ext.start().instrument(l.span.clone())).catch_unwind();
+            match tokio::time::timeout(limit, starting).await {
+                Ok(Err(payload)) => {
+                    l.panics.record(&l.name, "start", payload.as_ref());
+                    l.fail(format!(
+                        "start panicked: {}",
+                        super::faults::message(payload.as_ref())
+                    ));
+                }
+                Ok(Ok(Ok(()))) => {
                     l.running.store(true, Ordering::Relaxed);
                     tracing::info!(
                         extension = %l.name,
@@ -348,7 +421,7 @@ impl ExtensionHost {
                         "extension started"
                     );
                 }
-                Ok(Err(e)) => l.fail(format!("start failed: {e}")),
+                Ok(Ok(Err(e))) => l.fail(format!("start failed: {e}")),
                 Err(_) => l.fail(format!("start did not finish within {} s", limit.as_secs())),
             }
         }
@@ -391,7 +464,7 @@ impl ExtensionHost {
                             continue;
                         }
                         if let Some(ext) = l.ext() {
-                            host.call(l, ext.on_event(&event)).await;
+                            settle(host.call(l, "on_event", || ext.on_event(&event))).await;
                         }
                     }
                 }
@@ -431,11 +504,13 @@ impl ExtensionHost {
             if !l.is_running() {
                 continue;
             }
-            match tokio::time::timeout(limit, ext.stop().instrument(l.span.clone())).await {
-                Ok(Ok(())) => tracing::info!(extension = %l.name, "extension stopped"),
-                Ok(Err(e)) => {
+            let stopping = AssertUnwindSafe(ext.stop().instrument(l.span.clone())).catch_unwind();
+            match tokio::time::timeout(limit, stopping).await {
+                Ok(Ok(Ok(()))) => tracing::info!(extension = %l.name, "extension stopped"),
+                Ok(Ok(Err(e))) => {
                     tracing::warn!(extension = %l.name, error = %e, "extension stop failed")
                 }
+                Ok(Err(payload)) => l.panics.record(&l.name, "stop", payload.as_ref()),
                 Err(_) => tracing::warn!(extension = %l.name, "extension stop timed out"),
             }
             l.running.store(false, Ordering::Relaxed);
@@ -499,13 +574,26 @@ impl ExtensionHost {
         })
     }
 
-    /// Calls one hook of `l` with its time limit; counts the call and any time-out.
-    pub fn call<'l, F: Future + Unpin>(&self, l: &'l Loaded, hook: F) -> HookCall<'l, F> {
+    /// Calls one hook of `l` in `place`: `start` makes its future (a panic there or while it
+    /// runs is caught), which runs within the time limit. Counts the call and any time-out.
+    pub fn call<'l, F: Future + Unpin>(
+        &self,
+        l: &'l Loaded,
+        place: &'static str,
+        start: impl FnOnce() -> F,
+    ) -> Begun<'l, F::Output, F> {
         l.stats.hook_calls.fetch_add(1, Ordering::Relaxed);
-        HookCall {
-            hook,
-            loaded: l,
-            timer: None,
+        match std::panic::catch_unwind(AssertUnwindSafe(start)) {
+            Ok(hook) => Begun::Waiting(HookCall {
+                hook,
+                loaded: l,
+                place,
+                timer: None,
+            }),
+            Err(payload) => {
+                l.panics.record(&l.name, place, payload.as_ref());
+                Begun::Panicked
+            }
         }
     }
 
@@ -514,18 +602,23 @@ impl ExtensionHost {
     pub fn begin<'l, 'h, T: Unpin>(
         &self,
         l: &'l Loaded,
-        hook: Hook<'h, T>,
-    ) -> Result<T, HookCall<'l, Hook<'h, T>>> {
-        match hook.try_ready() {
-            Ok(answer) => {
-                l.stats.hook_calls.fetch_add(1, Ordering::Relaxed);
-                Ok(answer)
-            }
-            Err(waiting) => Err(self.call(l, waiting)),
+        place: &'static str,
+        start: impl FnOnce() -> Hook<'h, T>,
+    ) -> Begun<'l, T, Hook<'h, T>> {
+        match self.call(l, place, start) {
+            Begun::Waiting(call) => match call.hook.try_ready() {
+                Ok(answer) => Begun::Ready(answer),
+                Err(waiting) => Begun::Waiting(HookCall {
+                    hook: waiting,
+                    ..call
+                }),
+            },
+            other => other,
         }
     }
 
-    /// Runs the hooks at `point` that may refuse; the first refusal's response is returned.
+    /// Runs the hooks at `point` that may refuse; the first refusal's response is returned. A
+    /// hook that panics refuses with a 500.
     pub async fn refuse<'e, F, Fut>(&'e self, point: HookPoint, f: F) -> Option<Response>
     where
         F: Fn(&'e dyn ErasedExtension) -> Fut,
@@ -533,8 +626,10 @@ impl ExtensionHost {
     {
         for l in self.hooked(point) {
             let Some(ext) = l.ext() else { continue };
-            if let Some(Flow::Respond(response)) = self.call(l, f(ext.as_ref())).await {
-                return Some(*response);
+            match settle(self.call(l, point.as_str(), || f(ext.as_ref()))).await {
+                HookOutcome::Done(Flow::Respond(response)) => return Some(*response),
+                HookOutcome::Panicked => return Some(panicked_response()),
+                _ => {}
             }
         }
         None
@@ -548,7 +643,7 @@ impl ExtensionHost {
     {
         for l in self.hooked(point) {
             if let Some(ext) = l.ext() {
-                self.call(l, f(ext.as_ref())).await;
+                settle(self.call(l, point.as_str(), || f(ext.as_ref()))).await;
             }
         }
     }
@@ -578,6 +673,7 @@ mod tests {
             running: AtomicBool::new(true),
             failure: Mutex::new(None),
             stats: Stats::default(),
+            panics: PanicLog::new(None),
             span: tracing::Span::none(),
         }
     }
@@ -590,34 +686,36 @@ mod tests {
         }
     }
 
+    fn call<'l, T: Unpin>(l: &'l Loaded, hook: Hook<'static, T>) -> HookCall<'l, Hook<'static, T>> {
+        HookCall {
+            hook,
+            loaded: l,
+            place: "test",
+            timer: None,
+        }
+    }
+
     #[tokio::test]
-    async fn hook_calls_cut_off_slow_hooks_only() {
+    async fn hook_calls_cut_off_slow_hooks_and_catch_panics() {
         let l = loaded(Duration::from_millis(20));
-        let ready = HookCall {
-            hook: solobase_sdk::Hook::ready(1),
-            loaded: &l,
-            timer: None,
-        };
-        assert_eq!(ready.await, Some(1));
-        let waits = HookCall {
-            hook: solobase_sdk::Hook::wait(async {
-                tokio::task::yield_now().await;
-                2
-            }),
-            loaded: &l,
-            timer: None,
-        };
-        assert_eq!(waits.await, Some(2));
+        assert_eq!(call(&l, Hook::ready(1)).await, HookOutcome::Done(1));
+        let waits = Hook::wait(async {
+            tokio::task::yield_now().await;
+            2
+        });
+        assert_eq!(call(&l, waits).await, HookOutcome::Done(2));
         assert_eq!(l.stats.hook_timeouts.load(Ordering::Relaxed), 0);
-        let slow = HookCall {
-            hook: solobase_sdk::Hook::wait(async {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                3
-            }),
-            loaded: &l,
-            timer: None,
-        };
-        assert_eq!(slow.await, None);
+        let slow = Hook::wait(async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            3
+        });
+        assert_eq!(call(&l, slow).await, HookOutcome::TimedOut);
         assert_eq!(l.stats.hook_timeouts.load(Ordering::Relaxed), 1);
+        let panics = Hook::<u8>::wait(async {
+            tokio::task::yield_now().await;
+            panic!("inside a waiting hook")
+        });
+        assert_eq!(call(&l, panics).await, HookOutcome::Panicked);
+        assert_eq!(l.panics.count(), 1);
     }
 }

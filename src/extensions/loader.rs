@@ -3,10 +3,12 @@
 //! drives these steps; failures become the extension's recorded reason, never the server's.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use solobase_sdk::extension::ConfigUpdater;
 use solobase_sdk::routes::RouteTable;
 use solobase_sdk::services::ConfigHandle;
@@ -15,6 +17,7 @@ use solobase_sdk::{
 };
 use tracing::Instrument;
 
+use super::faults::PanicLog;
 use super::host::{HostContext, Loaded, Stats};
 use super::{migrate, roles, services};
 
@@ -107,6 +110,7 @@ pub(super) async fn load_one(
         running: AtomicBool::new(false),
         failure: Mutex::new(None),
         stats: Stats::default(),
+        panics: PanicLog::new(Some(ctx.pool.clone())),
         span: span.clone(),
     };
     if let Some(problem) = problem {
@@ -175,9 +179,16 @@ async fn initialize(
         Events::new(name, sink, ctx.bus.clone()),
     );
     let started = Instant::now();
-    let (ext, updater) = tokio::time::timeout(limit, registration.initialize(raw))
+    let initializing = AssertUnwindSafe(registration.initialize(raw)).catch_unwind();
+    let (ext, updater) = tokio::time::timeout(limit, initializing)
         .await
         .map_err(|_| format!("initialize did not finish within {} s", limit.as_secs()))?
+        .map_err(|payload| {
+            format!(
+                "initialize panicked: {}",
+                super::faults::message(payload.as_ref())
+            )
+        })?
         .map_err(|e| format!("initialize failed: {e}"))?;
     tracing::debug!(
         micros = started.elapsed().as_micros() as u64,

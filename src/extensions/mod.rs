@@ -21,6 +21,7 @@ mod discovery;
 use solobase_sdk::manifest;
 pub mod convert;
 pub mod dispatch;
+pub mod faults;
 pub mod host;
 mod loader;
 pub mod migrate;

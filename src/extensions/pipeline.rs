@@ -28,20 +28,33 @@ use solobase_sdk::http::{Identity, RequestHead, ResponseHead};
 use solobase_sdk::{Flow, MiddlewareSpec, Response};
 
 use super::convert;
-use super::host::{ExtensionHost, Loaded};
+use super::host::{Begun, ExtensionHost, HookOutcome, Loaded, panicked_response};
 use crate::auth::{token, users};
 use crate::http::RequestId;
 
-/// Runs one request-path hook of `l`: its answer at once, or awaited within the hook's time
-/// limit; `None` when it was cut off.
+/// Runs one request-path hook of `l` at `$point`: its answer at once, or awaited within the
+/// hook's time limit, with panics caught — a [`HookOutcome`].
 macro_rules! run_hook {
-    ($host:expr, $l:expr, $hook:expr) => {
-        match $host.begin($l, $hook) {
-            Ok(answer) => Some(answer),
-            Err(waiting) => waiting.await,
+    ($host:expr, $l:expr, $point:expr, $start:expr) => {
+        match $host.begin($l, $point.as_str(), $start) {
+            Begun::Ready(answer) => HookOutcome::Done(answer),
+            Begun::Waiting(call) => call.await,
+            Begun::Panicked => HookOutcome::Panicked,
         }
     };
 }
+
+/// Where middleware run, as hook calls are named in logs and audit entries.
+struct Place(&'static str);
+
+impl Place {
+    fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+const MIDDLEWARE_IN: Place = Place("middleware_request");
+const MIDDLEWARE_OUT: Place = Place("middleware_response");
 
 /// The caller as established by the pipeline, for handlers and the `CurrentUser` extractor.
 #[derive(Debug, Clone)]
@@ -66,14 +79,13 @@ pub async fn middleware(
     let mut entered = Entered::new();
     let host_ref: &ExtensionHost = &host;
 
-    let early = inbound(host_ref, &mut head, &mut entered).await;
-    let early = match early {
-        Some(response) => Some(response),
-        None => {
-            resolve_identity(host_ref, &req, &mut head).await;
-            authorize(host_ref, &head).await
-        }
-    };
+    let mut early = inbound(host_ref, &mut head, &mut entered).await;
+    if early.is_none() {
+        early = resolve_identity(host_ref, &req, &mut head).await;
+    }
+    if early.is_none() {
+        early = authorize(host_ref, &head).await;
+    }
 
     let mut res: ServiceResponse<BoxBody> = match early {
         Some(response) => req.into_response(convert::response(response)),
@@ -89,7 +101,10 @@ pub async fn middleware(
         let mut replacement = None;
         for l in host.hooked(HookPoint::Error) {
             let Some(ext) = l.ext() else { continue };
-            if let Some(Some(r)) = run_hook!(host, l, ext.on_error(&head, &res_head)) {
+            let point = HookPoint::Error;
+            if let HookOutcome::Done(Some(r)) =
+                run_hook!(host, l, point, || ext.on_error(&head, &res_head))
+            {
                 replacement = Some(r);
                 break;
             }
@@ -110,24 +125,38 @@ pub async fn middleware(
         return Ok(res);
     }
     let mut res_head = response_head(&res);
+    // A hook that panics on the way out turns the response into a 500.
+    let mut panicked = false;
     for l in host.hooked(HookPoint::PostRequest) {
         if let Some(ext) = l.ext() {
-            run_hook!(host, l, ext.post_request(&head, &res_head));
+            let point = HookPoint::PostRequest;
+            panicked |= run_hook!(host, l, point, || ext.post_request(&head, &res_head))
+                == HookOutcome::Panicked;
         }
     }
     for l in host.hooked(HookPoint::PreResponse) {
         if let Some(ext) = l.ext() {
-            run_hook!(host, l, ext.pre_response(&head, &mut res_head));
+            let point = HookPoint::PreResponse;
+            let (head, res_head) = (&head, &mut res_head);
+            panicked |= run_hook!(host, l, point, move || ext.pre_response(head, res_head))
+                == HookOutcome::Panicked;
         }
     }
     for (l, spec) in entered.iter().rev() {
         if let Some(ext) = l.ext() {
-            run_hook!(
-                host,
-                l,
-                ext.middleware_response(&spec.id, &head, &mut res_head)
-            );
+            let res_head = &mut res_head;
+            let (id, head) = (&spec.id, &head);
+            panicked |= run_hook!(host, l, MIDDLEWARE_OUT, move || ext
+                .middleware_response(id, head, res_head))
+                == HookOutcome::Panicked;
         }
+    }
+    if panicked {
+        let (http_req, _) = res.into_parts();
+        res = ServiceResponse::new(http_req, convert::response(panicked_response()));
+        convert::recycle_request(head);
+        convert::recycle_response(res_head);
+        return Ok(res);
     }
     // Write back only what the hooks changed (comparing costs no allocation).
     if convert::status(res.status()) != res_head.status {
@@ -139,7 +168,8 @@ pub async fn middleware(
         actix_web::rt::spawn(async move {
             for l in host.hooked(HookPoint::PostResponse) {
                 if let Some(ext) = l.ext() {
-                    run_hook!(host, l, ext.post_response(&head, &res_head));
+                    let point = HookPoint::PostResponse;
+                    run_hook!(host, l, point, || ext.post_response(&head, &res_head));
                 }
             }
             convert::recycle_request(head);
@@ -163,8 +193,11 @@ async fn inbound<'h>(
 ) -> Option<Response> {
     for l in host.hooked(HookPoint::PreRequest) {
         let Some(ext) = l.ext() else { continue };
-        if let Some(Flow::Respond(r)) = run_hook!(host, l, ext.pre_request(head)) {
-            return Some(*r);
+        let h = &mut *head;
+        match run_hook!(host, l, HookPoint::PreRequest, move || ext.pre_request(h)) {
+            HookOutcome::Done(Flow::Respond(r)) => return Some(*r),
+            HookOutcome::Panicked => return Some(panicked_response()),
+            _ => {}
         }
     }
     for (l, spec) in host.middleware() {
@@ -175,17 +208,27 @@ async fn inbound<'h>(
         }
         let Some(ext) = l.ext() else { continue };
         entered.push((l, spec));
-        if let Some(Flow::Respond(r)) = run_hook!(host, l, ext.middleware_request(&spec.id, head)) {
-            return Some(*r);
+        let h = &mut *head;
+        match run_hook!(host, l, MIDDLEWARE_IN, move || ext
+            .middleware_request(&spec.id, h))
+        {
+            HookOutcome::Done(Flow::Respond(r)) => return Some(*r),
+            HookOutcome::Panicked => return Some(panicked_response()),
+            _ => {}
         }
     }
     None
 }
 
-/// Step 3, only when an extension takes part in authentication or authorization.
-async fn resolve_identity(host: &ExtensionHost, req: &ServiceRequest, head: &mut RequestHead) {
+/// Step 3, only when an extension takes part in authentication or authorization. Returns a
+/// response when an authentication hook panicked.
+async fn resolve_identity(
+    host: &ExtensionHost,
+    req: &ServiceRequest,
+    head: &mut RequestHead,
+) -> Option<Response> {
     if !host.has_hooks(HookPoint::Authentication) && !host.has_hooks(HookPoint::Authorization) {
-        return;
+        return None;
     }
     let mut identity = None;
     if let (Some(bearer), Some(state)) = (
@@ -204,28 +247,33 @@ async fn resolve_identity(host: &ExtensionHost, req: &ServiceRequest, head: &mut
     if identity.is_none() {
         for l in host.hooked(HookPoint::Authentication) {
             let Some(ext) = l.ext() else { continue };
-            match run_hook!(host, l, ext.authenticate(head)) {
-                Some(Ok(Some(found))) => {
+            let h = &*head;
+            match run_hook!(host, l, HookPoint::Authentication, || ext.authenticate(h)) {
+                HookOutcome::Done(Ok(Some(found))) => {
                     identity = Some(found);
                     break;
                 }
-                Some(Err(e)) => {
+                HookOutcome::Done(Err(e)) => {
                     tracing::warn!(extension = %l.name, error = %e, "authentication hook failed");
                 }
+                HookOutcome::Panicked => return Some(panicked_response()),
                 _ => {}
             }
         }
     }
     head.identity.clone_from(&identity);
     req.extensions_mut().insert(ResolvedIdentity(identity));
+    None
 }
 
 /// Step 4.
 async fn authorize(host: &ExtensionHost, head: &RequestHead) -> Option<Response> {
     for l in host.hooked(HookPoint::Authorization) {
         let Some(ext) = l.ext() else { continue };
-        if let Some(Flow::Respond(r)) = run_hook!(host, l, ext.authorize(head)) {
-            return Some(*r);
+        match run_hook!(host, l, HookPoint::Authorization, || ext.authorize(head)) {
+            HookOutcome::Done(Flow::Respond(r)) => return Some(*r),
+            HookOutcome::Panicked => return Some(panicked_response()),
+            _ => {}
         }
     }
     None

@@ -377,45 +377,61 @@ async fn adopt_schema(
 /// the database's owner (temporary tables) and a superuser (large objects); without that
 /// right it logs what an administrator should run, and goes on.
 pub async fn harden_database(pool: &Pool) -> anyhow::Result<()> {
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
+    // Instances starting together would revoke the same catalog rows at once ("tuple
+    // concurrently updated"): one at a time, and only what is still granted.
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&lock_key(
+            "harden",
+            &ExtensionName::parse("database").expect("a valid name"),
+        )],
+    )
+    .await?;
     let steps = [
         (
             "temporary tables",
+            "SELECT has_database_privilege('public', current_database(), 'TEMPORARY')",
             "DO $$ BEGIN EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', \
              current_database()); END $$",
         ),
         (
             "large objects",
+            "SELECT has_function_privilege('public', 'pg_catalog.lo_create(oid)', 'EXECUTE')",
             "REVOKE EXECUTE ON FUNCTION pg_catalog.lo_create(oid), pg_catalog.lo_creat(integer), \
              pg_catalog.lo_from_bytea(oid, bytea), pg_catalog.lo_import(text), \
              pg_catalog.lo_import(text, oid) FROM PUBLIC",
         ),
     ];
-    for (what, sql) in steps {
-        if let Err(e) = client.batch_execute(sql).await {
-            if e.code() != Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
-                return Err(e.into());
+    for (what, granted, revoke) in steps {
+        let still: bool = tx.query_one(granted, &[]).await?.get(0);
+        if !still {
+            continue;
+        }
+        tx.batch_execute("SAVEPOINT harden").await?;
+        match tx.batch_execute(revoke).await {
+            Ok(()) => {}
+            Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT harden").await?;
+                tracing::warn!(
+                    "extensions' roles can still create {what}: Solobase's login may not revoke \
+                     that from PUBLIC; a superuser can run: {revoke}"
+                );
+                continue;
             }
+            Err(e) => return Err(e.into()),
+        }
+        // A REVOKE by a role without the grant option only warns: check that it took.
+        let still: bool = tx.query_one(granted, &[]).await?.get(0);
+        if still {
             tracing::warn!(
-                "extensions' roles can still create {what}: Solobase's login may not revoke \
-                 that from PUBLIC; a superuser can run: {sql}"
+                "extensions' roles can still create {what}: run as the database's owner or a \
+                 superuser: {revoke}"
             );
         }
     }
-    // REVOKE by a role without the right only warns; check that it took.
-    let temp_allowed: bool = client
-        .query_one(
-            "SELECT has_database_privilege('public', current_database(), 'TEMPORARY')",
-            &[],
-        )
-        .await?
-        .get(0);
-    if temp_allowed {
-        tracing::warn!(
-            "extensions' roles can still create temporary tables: REVOKE TEMPORARY ON \
-             DATABASE … FROM PUBLIC as the database's owner"
-        );
-    }
+    tx.commit().await?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ mod events;
 // Needs the test-only `probe` extension: run with --all-features.
 #[cfg(feature = "probe")]
 mod extensions;
+mod faults;
 mod health;
 mod helpers;
 // Uses the probe and webhooks extensions' roles: run with --all-features.

@@ -1,0 +1,233 @@
+//! Panic isolation, driven by a fault-injection extension defined here (used only by tests): a
+//! panic in a handler, a hook (at once or while waiting), middleware or a lifecycle method
+//! costs that request a 500 — never the server, another request, or another extension.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use solobase_sdk::Registration;
+use solobase_sdk::prelude::*;
+
+use crate::helpers::{TestApp, spawn_app_with_extensions};
+
+struct Faulty;
+
+fn wants(req: &RequestHead, fault: &str) -> bool {
+    req.header("x-fault") == Some(fault)
+}
+
+impl Extension for Faulty {
+    type Config = ();
+
+    async fn initialize(_ctx: InitContext<()>) -> Result<Self> {
+        Ok(Faulty)
+    }
+
+    fn routes(&self, routes: &mut Routes<Self>) {
+        routes
+            .get("/boom", |_, _| async { panic!("the handler exploded") })
+            .public();
+        routes
+            .get("/fine", |_, _| async { Ok(Response::json(&"fine")) })
+            .public();
+    }
+
+    fn middleware(&self) -> Vec<MiddlewareSpec> {
+        vec![MiddlewareSpec::new("faulty", 0)]
+    }
+
+    fn middleware_request<'a>(&'a self, _id: &'a str, req: &'a mut RequestHead) -> Hook<'a, Flow> {
+        if wants(req, "middleware") {
+            return Hook::wait(async {
+                tokio::task::yield_now().await;
+                panic!("the middleware exploded while waiting")
+            });
+        }
+        Flow::Continue.into()
+    }
+
+    fn hooks(&self) -> HookSet {
+        HookSet::new()
+            .on(HookPoint::PreRequest, 0)
+            .on(HookPoint::PostRequest, 0)
+            .on(HookPoint::UserSignup, 0)
+    }
+
+    fn pre_request(&self, req: &mut RequestHead) -> Hook<'_, Flow> {
+        assert!(!wants(req, "pre_request"), "pre_request exploded");
+        Flow::Continue.into()
+    }
+
+    fn post_request(&self, req: &RequestHead, _res: &ResponseHead) -> Hook<'_, ()> {
+        assert!(!wants(req, "post_request"), "post_request exploded");
+        ().into()
+    }
+
+    async fn user_signup(&self, info: &SignupInfo) -> Flow {
+        assert!(!info.email.starts_with("panic"), "user_signup exploded");
+        Flow::Continue
+    }
+}
+
+struct PanicsOnStart;
+
+impl Extension for PanicsOnStart {
+    type Config = ();
+    async fn initialize(_ctx: InitContext<()>) -> Result<Self> {
+        Ok(PanicsOnStart)
+    }
+    async fn start(&self) -> Result<()> {
+        panic!("start exploded")
+    }
+}
+
+struct PanicsOnInit;
+
+impl Extension for PanicsOnInit {
+    type Config = ();
+    async fn initialize(_ctx: InitContext<()>) -> Result<Self> {
+        panic!("initialize exploded")
+    }
+}
+
+fn manifest(name: &str) -> &'static str {
+    Box::leak(
+        format!(
+            "[extension]\nname = \"{name}\"\nversion = \"0.1.0\"\ndescription = \"d\"\n\
+             min_host_version = \"0.1.0\"\n"
+        )
+        .into_boxed_str(),
+    )
+}
+
+async fn get(app: &TestApp, path: &str, fault: Option<&str>) -> reqwest::Response {
+    let mut req = app.http.get(app.url(path));
+    if let Some(fault) = fault {
+        req = req.header("x-fault", fault);
+    }
+    req.send().await.unwrap()
+}
+
+async fn assert_500(res: reqwest::Response, what: &str) {
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR, "{what}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "internal", "{what}: {body}");
+}
+
+#[tokio::test]
+async fn panics_cost_one_request_a_500_and_nothing_else() {
+    let app = spawn_app_with_extensions(
+        vec![
+            Registration::new::<Faulty>(manifest("faulty"), "0.1.0"),
+            Registration::new::<PanicsOnStart>(manifest("faulty-start"), "0.1.0"),
+            Registration::new::<PanicsOnInit>(manifest("faulty-init"), "0.1.0"),
+        ],
+        |c| c.auth.signup_enabled = true,
+    )
+    .await;
+
+    assert_500(get(&app, "/ext/faulty/boom", None).await, "handler").await;
+    for fault in ["pre_request", "middleware", "post_request"] {
+        assert_500(get(&app, "/healthz", Some(fault)).await, fault).await;
+    }
+    let res = app.signup("panic@example.com", "password123").await;
+    assert_500(res, "user_signup").await;
+    let created: i64 = app
+        .db()
+        .await
+        .query_one(
+            "SELECT count(*) FROM solobase.users WHERE email = 'panic@example.com'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(created, 0, "a refused sign-up creates nothing");
+
+    // Everything else still answers.
+    assert_eq!(get(&app, "/healthz", None).await.status(), StatusCode::OK);
+    assert_eq!(
+        get(&app, "/ext/faulty/fine", None).await.status(),
+        StatusCode::OK
+    );
+
+    // Lifecycle panics keep only that extension off, with the reason.
+    let db = app.db().await;
+    for (name, reason) in [
+        ("faulty-start", "start panicked: start exploded"),
+        ("faulty-init", "initialize panicked: initialize exploded"),
+    ] {
+        let recorded: Option<String> = db
+            .query_one(
+                "SELECT last_error FROM solobase.extensions WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(recorded.as_deref(), Some(reason), "{name}");
+    }
+
+    // Counted and audited (the audit is sampled: at least one entry, none per panic).
+    let mut audited = 0i64;
+    for _ in 0..50 {
+        audited = db
+            .query_one(
+                "SELECT count(*) FROM solobase.audit_log \
+                 WHERE action = 'extension.panic' AND extension = 'faulty'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if audited > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(audited >= 1, "panics are audited");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn under_load_a_misbehaving_extension_costs_healthy_requests_nothing() {
+    let app = spawn_app_with_extensions(
+        vec![Registration::new::<Faulty>(manifest("faulty"), "0.1.0")],
+        |c| c.server.workers = 2,
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let http = app.http.clone();
+        let base = app.address.clone();
+        tasks.push(tokio::spawn(async move {
+            let (path, fault) = match i % 4 {
+                0 => ("/ext/faulty/boom", None),
+                1 => ("/healthz", Some("middleware")),
+                2 => ("/healthz", None),
+                _ => ("/ext/faulty/fine", None),
+            };
+            let mut req = http.get(format!("{base}{path}"));
+            if let Some(fault) = fault {
+                req = req.header("x-fault", fault);
+            }
+            let status = req.send().await.map(|r| r.status());
+            (fault.is_some() || path.ends_with("boom"), status)
+        }));
+    }
+    let (mut healthy_ok, mut faulty_500) = (0, 0);
+    for task in tasks {
+        let (faulty, status) = task.await.unwrap();
+        let status = status.expect("every request is answered");
+        if faulty {
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            faulty_500 += 1;
+        } else {
+            assert_eq!(status, StatusCode::OK, "a healthy request failed");
+            healthy_ok += 1;
+        }
+    }
+    assert_eq!((healthy_ok, faulty_500), (200, 200));
+    app.stop().await.unwrap();
+}

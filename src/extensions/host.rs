@@ -598,22 +598,25 @@ impl ExtensionHost {
     }
 
     /// Starts one request-path hook call: the answer when the hook gave it at once (counted,
-    /// no timer), otherwise the call to await within the time limit.
+    /// no timer), otherwise the call to await within the time limit. A panic while `start`
+    /// runs unwinds to the caller — the pipeline catches it once per request, which costs far
+    /// less than a catch around every hook; panics while a waiting hook runs are caught by the
+    /// [`HookCall`].
     pub fn begin<'l, 'h, T: Unpin>(
         &self,
         l: &'l Loaded,
         place: &'static str,
         start: impl FnOnce() -> Hook<'h, T>,
     ) -> Begun<'l, T, Hook<'h, T>> {
-        match self.call(l, place, start) {
-            Begun::Waiting(call) => match call.hook.try_ready() {
-                Ok(answer) => Begun::Ready(answer),
-                Err(waiting) => Begun::Waiting(HookCall {
-                    hook: waiting,
-                    ..call
-                }),
-            },
-            other => other,
+        l.stats.hook_calls.fetch_add(1, Ordering::Relaxed);
+        match start().try_ready() {
+            Ok(answer) => Begun::Ready(answer),
+            Err(waiting) => Begun::Waiting(HookCall {
+                hook: waiting,
+                loaded: l,
+                place,
+                timer: None,
+            }),
         }
     }
 

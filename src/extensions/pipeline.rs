@@ -16,12 +16,15 @@
 //! Header changes made in steps 1–2 reach the handler. A request for which no active
 //! extension has a hook or matching middleware costs one check per step.
 
+use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
+use futures_util::FutureExt;
 use smallvec::SmallVec;
 use solobase_sdk::hooks::HookPoint;
 use solobase_sdk::http::{Identity, RequestHead, ResponseHead};
@@ -33,16 +36,23 @@ use crate::auth::{token, users};
 use crate::http::RequestId;
 
 /// Runs one request-path hook of `l` at `$point`: its answer at once, or awaited within the
-/// hook's time limit, with panics caught — a [`HookOutcome`].
+/// hook's time limit — a [`HookOutcome`]. `$calling` names the hook while its synchronous part
+/// runs: a panic there unwinds to [`middleware`], which catches it once per request.
 macro_rules! run_hook {
-    ($host:expr, $l:expr, $point:expr, $start:expr) => {
-        match $host.begin($l, $point.as_str(), $start) {
+    ($host:expr, $calling:expr, $l:expr, $point:expr, $start:expr) => {{
+        $calling.set(Some((&**$l, $point.as_str())));
+        let begun = $host.begin($l, $point.as_str(), $start);
+        $calling.set(None);
+        match begun {
             Begun::Ready(answer) => HookOutcome::Done(answer),
             Begun::Waiting(call) => call.await,
             Begun::Panicked => HookOutcome::Panicked,
         }
-    };
+    }};
 }
+
+/// The extension hook whose synchronous part is running, if any.
+type Calling<'h> = Cell<Option<(&'h Loaded, &'static str)>>;
 
 /// Where middleware run, as hook calls are named in logs and audit entries.
 struct Place(&'static str);
@@ -65,28 +75,42 @@ pub async fn middleware(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let host = req.app_data::<web::Data<ExtensionHost>>().cloned();
-    let Some(host) = host.filter(|h| h.pipeline_active(req.path())) else {
+    let Some(shared) = host.filter(|h| h.pipeline_active(req.path())) else {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
+    let host: &ExtensionHost = &shared;
     let mut head = {
         let extensions = req.extensions();
         let request_id = extensions.get::<RequestId>().map_or("", |r| r.0.as_str());
         convert::request_head(req.request(), request_id)
     };
     let mut entered = Entered::new();
-    let host_ref: &ExtensionHost = &host;
+    // Panics are caught once per phase rather than around every hook: a panic in a hook's
+    // synchronous part unwinds to the phase's catch, and `calling` says whose it was.
+    let calling: Calling<'_> = Cell::new(None);
 
-    let mut early = inbound(host_ref, &mut head, &mut entered).await;
-    if early.is_none() {
-        early = resolve_identity(host_ref, &req, &mut head).await;
-    }
-    if early.is_none() {
-        early = authorize(host_ref, &head).await;
-    }
+    // Steps 1-4.
+    let inbound = AssertUnwindSafe(async {
+        let mut early = inbound(host, &calling, &mut head, &mut entered).await;
+        if early.is_none() {
+            early = resolve_identity(host, &calling, &req, &mut head).await;
+        }
+        if early.is_none() {
+            early = authorize(host, &calling, &head).await;
+        }
+        early
+    })
+    .catch_unwind()
+    .await;
+    let early = match inbound {
+        Ok(early) => early,
+        Err(payload) => Some(caught(&calling, payload)),
+    };
 
+    // Step 5.
     let mut res: ServiceResponse<BoxBody> = match early {
         Some(response) => req.into_response(convert::response(response)),
         None => {
@@ -96,81 +120,40 @@ pub async fn middleware(
         }
     };
 
-    if res.status().is_server_error() && host.has_hooks(HookPoint::Error) {
-        let res_head = response_head(&res);
-        let mut replacement = None;
-        for l in host.hooked(HookPoint::Error) {
-            let Some(ext) = l.ext() else { continue };
-            let point = HookPoint::Error;
-            if let HookOutcome::Done(Some(r)) =
-                run_hook!(host, l, point, || ext.on_error(&head, &res_head))
-            {
-                replacement = Some(r);
-                break;
-            }
+    // Steps 6-9.
+    let outbound = AssertUnwindSafe(outbound(host, &calling, &head, &mut res, &entered))
+        .catch_unwind()
+        .await;
+    let res_head = match outbound {
+        Ok(res_head) => res_head,
+        Err(payload) => {
+            *res.response_mut() = convert::response(caught(&calling, payload));
+            None
         }
-        convert::recycle_response(res_head);
-        if let Some(r) = replacement {
-            let (http_req, _) = res.into_parts();
-            res = ServiceResponse::new(http_req, convert::response(r));
-        }
-    }
+    };
 
-    let needs_head = host.has_hooks(HookPoint::PostRequest)
-        || host.has_hooks(HookPoint::PreResponse)
-        || host.has_hooks(HookPoint::PostResponse)
-        || !entered.is_empty();
-    if !needs_head {
+    // Step 10.
+    let Some(res_head) = res_head else {
         convert::recycle_request(head);
         return Ok(res);
-    }
-    let mut res_head = response_head(&res);
-    // A hook that panics on the way out turns the response into a 500.
-    let mut panicked = false;
-    for l in host.hooked(HookPoint::PostRequest) {
-        if let Some(ext) = l.ext() {
-            let point = HookPoint::PostRequest;
-            panicked |= run_hook!(host, l, point, || ext.post_request(&head, &res_head))
-                == HookOutcome::Panicked;
-        }
-    }
-    for l in host.hooked(HookPoint::PreResponse) {
-        if let Some(ext) = l.ext() {
-            let point = HookPoint::PreResponse;
-            let (head, res_head) = (&head, &mut res_head);
-            panicked |= run_hook!(host, l, point, move || ext.pre_response(head, res_head))
-                == HookOutcome::Panicked;
-        }
-    }
-    for (l, spec) in entered.iter().rev() {
-        if let Some(ext) = l.ext() {
-            let res_head = &mut res_head;
-            let (id, head) = (&spec.id, &head);
-            panicked |= run_hook!(host, l, MIDDLEWARE_OUT, move || ext
-                .middleware_response(id, head, res_head))
-                == HookOutcome::Panicked;
-        }
-    }
-    if panicked {
-        let (http_req, _) = res.into_parts();
-        res = ServiceResponse::new(http_req, convert::response(panicked_response()));
-        convert::recycle_request(head);
-        convert::recycle_response(res_head);
-        return Ok(res);
-    }
-    // Write back only what the hooks changed (comparing costs no allocation).
-    if convert::status(res.status()) != res_head.status {
-        *res.response_mut().status_mut() = convert::actix_status(res_head.status);
-    }
-    convert::sync_headers(&res_head.headers, res.response_mut().headers_mut());
+    };
     if host.has_hooks(HookPoint::PostResponse) {
-        let host = host.clone();
+        let host = shared.clone();
         actix_web::rt::spawn(async move {
-            for l in host.hooked(HookPoint::PostResponse) {
-                if let Some(ext) = l.ext() {
-                    let point = HookPoint::PostResponse;
-                    run_hook!(host, l, point, || ext.post_response(&head, &res_head));
+            let calling: Calling<'_> = Cell::new(None);
+            let observed = AssertUnwindSafe(async {
+                for l in host.hooked(HookPoint::PostResponse) {
+                    if let Some(ext) = l.ext() {
+                        let point = HookPoint::PostResponse;
+                        run_hook!(host, calling, l, point, || ext
+                            .post_response(&head, &res_head));
+                    }
                 }
+            })
+            .catch_unwind()
+            .await;
+            if let Err(payload) = observed {
+                caught(&calling, payload);
             }
             convert::recycle_request(head);
             convert::recycle_response(res_head);
@@ -182,19 +165,117 @@ pub async fn middleware(
     Ok(res)
 }
 
+/// A panic caught in a phase: recorded against the extension whose hook was running, and the
+/// answer for the request. A panic outside extension code is the host's own and goes on
+/// unwinding, as it would without extensions.
+fn caught(calling: &Calling<'_>, payload: Box<dyn std::any::Any + Send>) -> Response {
+    match calling.get() {
+        Some((l, place)) => {
+            l.panics.record(&l.name, place, payload.as_ref());
+            panicked_response()
+        }
+        None => std::panic::resume_unwind(payload),
+    }
+}
+
+/// Steps 6-9 on `res`: error hooks, then — when any hook or middleware looks at responses —
+/// `post_request`, `pre_response` and the outbound middleware, whose changes are written back.
+/// Returns the response head for `post_response`, or `None` when nothing needs it.
+async fn outbound<'h>(
+    host: &'h ExtensionHost,
+    calling: &Calling<'h>,
+    head: &RequestHead,
+    res: &mut ServiceResponse<BoxBody>,
+    entered: &Entered<'h>,
+) -> Option<ResponseHead> {
+    if res.status().is_server_error() && host.has_hooks(HookPoint::Error) {
+        let res_head = response_head(res);
+        let mut replacement = None;
+        for l in host.hooked(HookPoint::Error) {
+            let Some(ext) = l.ext() else { continue };
+            let point = HookPoint::Error;
+            match run_hook!(host, calling, l, point, || ext.on_error(head, &res_head)) {
+                HookOutcome::Done(Some(r)) => {
+                    replacement = Some(r);
+                    break;
+                }
+                HookOutcome::Panicked => {
+                    replacement = Some(panicked_response());
+                    break;
+                }
+                _ => {}
+            }
+        }
+        convert::recycle_response(res_head);
+        if let Some(r) = replacement {
+            *res.response_mut() = convert::response(r);
+        }
+    }
+
+    let needs_head = host.has_hooks(HookPoint::PostRequest)
+        || host.has_hooks(HookPoint::PreResponse)
+        || host.has_hooks(HookPoint::PostResponse)
+        || !entered.is_empty();
+    if !needs_head {
+        return None;
+    }
+    let mut res_head = response_head(res);
+    // A waiting hook that panics on the way out turns the response into a 500.
+    let mut panicked = false;
+    for l in host.hooked(HookPoint::PostRequest) {
+        if let Some(ext) = l.ext() {
+            let point = HookPoint::PostRequest;
+            panicked |= run_hook!(host, calling, l, point, || ext
+                .post_request(head, &res_head))
+                == HookOutcome::Panicked;
+        }
+    }
+    for l in host.hooked(HookPoint::PreResponse) {
+        if let Some(ext) = l.ext() {
+            let point = HookPoint::PreResponse;
+            let res_head = &mut res_head;
+            panicked |= run_hook!(host, calling, l, point, move || ext
+                .pre_response(head, res_head))
+                == HookOutcome::Panicked;
+        }
+    }
+    for (l, spec) in entered.iter().rev() {
+        if let Some(ext) = l.ext() {
+            let res_head = &mut res_head;
+            let id = &spec.id;
+            panicked |= run_hook!(host, calling, l, MIDDLEWARE_OUT, move || ext
+                .middleware_response(id, head, res_head))
+                == HookOutcome::Panicked;
+        }
+    }
+    if panicked {
+        *res.response_mut() = convert::response(panicked_response());
+        return Some(res_head);
+    }
+    // Write back only what the hooks changed (comparing costs no allocation).
+    if convert::status(res.status()) != res_head.status {
+        *res.response_mut().status_mut() = convert::actix_status(res_head.status);
+    }
+    convert::sync_headers(&res_head.headers, res.response_mut().headers_mut());
+    Some(res_head)
+}
+
 /// The middleware a request went through on its way in, to run their outbound halves.
 type Entered<'h> = SmallVec<[(&'h Arc<Loaded>, &'h MiddlewareSpec); 8]>;
 
 /// Steps 1 and 2. Returns a response when a hook or middleware answered.
 async fn inbound<'h>(
     host: &'h ExtensionHost,
+    calling: &Calling<'h>,
     head: &mut RequestHead,
     entered: &mut Entered<'h>,
 ) -> Option<Response> {
     for l in host.hooked(HookPoint::PreRequest) {
         let Some(ext) = l.ext() else { continue };
         let h = &mut *head;
-        match run_hook!(host, l, HookPoint::PreRequest, move || ext.pre_request(h)) {
+        match run_hook!(host, calling, l, HookPoint::PreRequest, move || ext
+            .pre_request(h))
+        {
             HookOutcome::Done(Flow::Respond(r)) => return Some(*r),
             HookOutcome::Panicked => return Some(panicked_response()),
             _ => {}
@@ -209,7 +290,7 @@ async fn inbound<'h>(
         let Some(ext) = l.ext() else { continue };
         entered.push((l, spec));
         let h = &mut *head;
-        match run_hook!(host, l, MIDDLEWARE_IN, move || ext
+        match run_hook!(host, calling, l, MIDDLEWARE_IN, move || ext
             .middleware_request(&spec.id, h))
         {
             HookOutcome::Done(Flow::Respond(r)) => return Some(*r),
@@ -222,8 +303,9 @@ async fn inbound<'h>(
 
 /// Step 3, only when an extension takes part in authentication or authorization. Returns a
 /// response when an authentication hook panicked.
-async fn resolve_identity(
-    host: &ExtensionHost,
+async fn resolve_identity<'h>(
+    host: &'h ExtensionHost,
+    calling: &Calling<'h>,
     req: &ServiceRequest,
     head: &mut RequestHead,
 ) -> Option<Response> {
@@ -248,7 +330,9 @@ async fn resolve_identity(
         for l in host.hooked(HookPoint::Authentication) {
             let Some(ext) = l.ext() else { continue };
             let h = &*head;
-            match run_hook!(host, l, HookPoint::Authentication, || ext.authenticate(h)) {
+            match run_hook!(host, calling, l, HookPoint::Authentication, || ext
+                .authenticate(h))
+            {
                 HookOutcome::Done(Ok(Some(found))) => {
                     identity = Some(found);
                     break;
@@ -267,10 +351,16 @@ async fn resolve_identity(
 }
 
 /// Step 4.
-async fn authorize(host: &ExtensionHost, head: &RequestHead) -> Option<Response> {
+async fn authorize<'h>(
+    host: &'h ExtensionHost,
+    calling: &Calling<'h>,
+    head: &RequestHead,
+) -> Option<Response> {
     for l in host.hooked(HookPoint::Authorization) {
         let Some(ext) = l.ext() else { continue };
-        match run_hook!(host, l, HookPoint::Authorization, || ext.authorize(head)) {
+        match run_hook!(host, calling, l, HookPoint::Authorization, || ext
+            .authorize(head))
+        {
             HookOutcome::Done(Flow::Respond(r)) => return Some(*r),
             HookOutcome::Panicked => return Some(panicked_response()),
             _ => {}

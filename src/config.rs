@@ -118,6 +118,15 @@ pub struct ExtensionsConfig {
     pub idle_in_transaction_timeout_ms: u64,
     /// Per-extension overrides of the three limits above, by extension name.
     pub limits: BTreeMap<String, ExtensionLimits>,
+    /// Failures (panics, hook time-outs) within `breaker_window_secs` that open an
+    /// extension's circuit breaker (0: never).
+    pub breaker_failures: u32,
+    pub breaker_window_secs: u64,
+    /// How long an open breaker answers 503 before letting a call through again.
+    pub breaker_cooldown_secs: u64,
+    /// Openings within `breaker_trips_window_secs` that disable the extension (0: never).
+    pub breaker_trips_to_disable: u32,
+    pub breaker_trips_window_secs: u64,
 }
 
 /// One extension's database limits; absent keys take the `[extensions]` defaults.
@@ -139,11 +148,27 @@ impl Default for ExtensionsConfig {
             statement_timeout_ms: 30_000,
             idle_in_transaction_timeout_ms: 60_000,
             limits: BTreeMap::new(),
+            breaker_failures: 5,
+            breaker_window_secs: 30,
+            breaker_cooldown_secs: 30,
+            breaker_trips_to_disable: 3,
+            breaker_trips_window_secs: 3600,
         }
     }
 }
 
 impl ExtensionsConfig {
+    /// The circuit breaker every extension gets.
+    pub fn breaker(&self) -> crate::extensions::faults::BreakerSettings {
+        crate::extensions::faults::BreakerSettings {
+            failures: self.breaker_failures,
+            window_ms: self.breaker_window_secs.saturating_mul(1000),
+            cooldown_ms: self.breaker_cooldown_secs.saturating_mul(1000),
+            trips_to_disable: self.breaker_trips_to_disable,
+            trips_window_ms: self.breaker_trips_window_secs.saturating_mul(1000),
+        }
+    }
+
     /// The database limits of extension `name`.
     pub fn limits_for(&self, name: &str) -> crate::extensions::roles::RoleLimits {
         let over = self.limits.get(name).cloned().unwrap_or_default();

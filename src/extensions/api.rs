@@ -49,6 +49,7 @@ async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpR
                     "hook_calls": l.stats.hook_calls.load(Ordering::Relaxed),
                     "hook_timeouts": l.stats.hook_timeouts.load(Ordering::Relaxed),
                     "panics": l.panics.count(),
+                    "breaker": l.breaker.state(),
                 },
             }),
             None => json!({

@@ -51,9 +51,20 @@ pub async fn dispatch(
         Some((name, sub)) => (name, format!("/{sub}")),
         None => (rest, "/".to_owned()),
     };
-    let Some(l) = host.get(name).filter(|l| l.is_active()) else {
+    let Some(l) = host.get(name).filter(|l| l.is_enabled() && l.is_running()) else {
         return Err(unavailable(&host, name));
     };
+    if !l.breaker.allows() {
+        let retry = l.breaker.open_for_ms().unwrap_or(1000).div_ceil(1000);
+        let mut res = actix_web::HttpResponse::ServiceUnavailable();
+        res.insert_header((actix_web::http::header::RETRY_AFTER, retry.to_string()));
+        return Ok(res.json(serde_json::json!({"error": {
+            "code": "extension_unavailable",
+            "message": format!(
+                "the extension {name} failed repeatedly and is paused; try again in {retry} s"
+            ),
+        }})));
+    }
     let Some(table) = l.routes.as_ref() else {
         return Err(unavailable(&host, name));
     };
@@ -108,15 +119,20 @@ pub async fn dispatch(
         Err(payload) => Err(payload),
     };
     let response = match outcome {
-        Ok(Ok(response)) => response,
+        Ok(Ok(response)) => {
+            l.breaker.success();
+            response
+        }
         Ok(Err(error)) => {
+            // An error the extension chose to return is an answer, not a failure.
+            l.breaker.success();
             l.stats.errors.fetch_add(1, Ordering::Relaxed);
             log_error(&l.name.to_string(), &error);
             Response::error(&error)
         }
         Err(payload) => {
             l.stats.errors.fetch_add(1, Ordering::Relaxed);
-            l.panics.record(&l.name, "handler", payload.as_ref());
+            l.panicked("handler", payload.as_ref());
             panicked_response()
         }
     };

@@ -53,6 +53,11 @@ impl PanicLog {
         }
     }
 
+    /// Where entries go.
+    pub fn pool(&self) -> Option<&Pool> {
+        self.pool.as_ref()
+    }
+
     /// How many panics were caught.
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
@@ -117,5 +122,231 @@ mod tests {
         log.record(&name, "hook", &"x");
         log.record(&name, "hook", &"y".repeat(2000));
         assert_eq!(log.count(), 2);
+    }
+}
+
+/// When an extension's circuit breaker opens, and what opening repeatedly leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSettings {
+    /// Failures (panics, time-outs) within `window_ms` that open the breaker (0: never).
+    pub failures: u32,
+    pub window_ms: u64,
+    /// How long it stays open before letting a call through again (half-open).
+    pub cooldown_ms: u64,
+    /// Openings within `trips_window_ms` that disable the extension (0: never).
+    pub trips_to_disable: u32,
+    pub trips_window_ms: u64,
+}
+
+const CLOSED: u8 = 0;
+const OPEN: u8 = 1;
+const HALF_OPEN: u8 = 2;
+
+/// What a failure did to the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Still closed (or already open).
+    Counted,
+    /// It opened: routes answer 503 and hooks are skipped until the cool-down has passed.
+    Opened,
+    /// It opened once too often within the trips window: disable the extension.
+    Disable,
+}
+
+/// One extension's circuit breaker. Closed, a check is one atomic load.
+#[derive(Debug)]
+pub struct Breaker {
+    settings: BreakerSettings,
+    epoch: Instant,
+    state: std::sync::atomic::AtomicU8,
+    opened_at: AtomicU64,
+    /// Failure times (ms since `epoch`) within the window; touched only on failures.
+    recent: std::sync::Mutex<std::collections::VecDeque<u64>>,
+    /// When it opened (ms since `epoch`), within the trips window.
+    trips: std::sync::Mutex<std::collections::VecDeque<u64>>,
+}
+
+impl Breaker {
+    pub fn new(settings: BreakerSettings) -> Self {
+        Self {
+            settings,
+            epoch: Instant::now(),
+            state: std::sync::atomic::AtomicU8::new(CLOSED),
+            opened_at: AtomicU64::new(0),
+            recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            trips: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether calls may go through: closed, half-open, or open past its cool-down (which
+    /// makes it half-open).
+    pub fn allows(&self) -> bool {
+        match self.state.load(Ordering::Relaxed) {
+            CLOSED => true,
+            OPEN => {
+                let opened = self.opened_at.load(Ordering::Relaxed);
+                if self.now().saturating_sub(opened) < self.settings.cooldown_ms {
+                    return false;
+                }
+                let _ = self.state.compare_exchange(
+                    OPEN,
+                    HALF_OPEN,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// Whether it is open, and for how many more milliseconds.
+    pub fn open_for_ms(&self) -> Option<u64> {
+        if self.state.load(Ordering::Relaxed) != OPEN {
+            return None;
+        }
+        let opened = self.opened_at.load(Ordering::Relaxed);
+        let left = (opened + self.settings.cooldown_ms).saturating_sub(self.now());
+        (left > 0).then_some(left)
+    }
+
+    /// "closed", "open" or "half_open".
+    pub fn state(&self) -> &'static str {
+        match self.state.load(Ordering::Relaxed) {
+            CLOSED => "closed",
+            OPEN => "open",
+            _ => "half_open",
+        }
+    }
+
+    /// A call succeeded: a half-open breaker closes.
+    pub fn success(&self) {
+        if self.state.load(Ordering::Relaxed) == HALF_OPEN
+            && self
+                .state
+                .compare_exchange(HALF_OPEN, CLOSED, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.recent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        }
+    }
+
+    /// A call failed (a panic or a time-out).
+    pub fn failure(&self) -> Verdict {
+        if self.settings.failures == 0 {
+            return Verdict::Counted;
+        }
+        let now = self.now();
+        let state = self.state.load(Ordering::Relaxed);
+        let trip = match state {
+            // The probe after the cool-down failed: open again at once.
+            HALF_OPEN => true,
+            OPEN => false,
+            _ => {
+                let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+                recent.push_back(now);
+                while recent
+                    .front()
+                    .is_some_and(|t| now.saturating_sub(*t) > self.settings.window_ms)
+                {
+                    recent.pop_front();
+                }
+                recent.len() as u32 >= self.settings.failures
+            }
+        };
+        if !trip
+            || self
+                .state
+                .compare_exchange(state, OPEN, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return Verdict::Counted;
+        }
+        self.opened_at.store(now, Ordering::Relaxed);
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let trips = {
+            let mut trips = self.trips.lock().unwrap_or_else(|p| p.into_inner());
+            trips.push_back(now);
+            while trips
+                .front()
+                .is_some_and(|t| now.saturating_sub(*t) > self.settings.trips_window_ms)
+            {
+                trips.pop_front();
+            }
+            trips.len() as u32
+        };
+        if self.settings.trips_to_disable > 0 && trips >= self.settings.trips_to_disable {
+            Verdict::Disable
+        } else {
+            Verdict::Opened
+        }
+    }
+}
+
+#[cfg(test)]
+mod breaker_tests {
+    use super::*;
+
+    fn breaker(cooldown_ms: u64) -> Breaker {
+        Breaker::new(BreakerSettings {
+            failures: 3,
+            window_ms: 60_000,
+            cooldown_ms,
+            trips_to_disable: 3,
+            trips_window_ms: 3_600_000,
+        })
+    }
+
+    #[test]
+    fn opens_after_enough_failures_half_opens_after_the_cool_down_and_closes_on_success() {
+        let b = breaker(0);
+        assert_eq!(b.failure(), Verdict::Counted);
+        assert_eq!(b.failure(), Verdict::Counted);
+        assert_eq!(b.failure(), Verdict::Opened);
+        assert_eq!(b.state(), "open");
+        assert!(b.allows(), "a cool-down of 0 lets the next call probe");
+        assert_eq!(b.state(), "half_open");
+        b.success();
+        assert_eq!(b.state(), "closed");
+        for _ in 0..2 {
+            b.failure();
+        }
+        assert_eq!(b.failure(), Verdict::Opened, "second opening");
+    }
+
+    #[test]
+    fn a_failed_probe_reopens_and_repeated_opening_disables() {
+        let b = breaker(60_000);
+        for _ in 0..3 {
+            b.failure();
+        }
+        assert!(!b.allows());
+        assert!(b.open_for_ms().is_some());
+        let b = breaker(0);
+        for _ in 0..3 {
+            b.failure();
+        }
+        assert!(b.allows());
+        assert_eq!(
+            b.failure(),
+            Verdict::Opened,
+            "the probe failed: second opening"
+        );
+        assert!(b.allows());
+        assert_eq!(
+            b.failure(),
+            Verdict::Disable,
+            "third opening within the hour"
+        );
     }
 }

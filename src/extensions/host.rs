@@ -27,14 +27,15 @@ use solobase_sdk::extension::ConfigUpdater;
 use solobase_sdk::hooks::HookPoint;
 use solobase_sdk::routes::RouteTable;
 use solobase_sdk::{
-    ErasedExtension, EventBus, ExtensionName, Flow, Hook, HookSet, Manifest, MiddlewareSpec,
-    Registration, Response,
+    ErasedExtension, Event, EventBus, EventType, ExtensionName, Flow, Hook, HookSet, Manifest,
+    MiddlewareSpec, Registration, Response,
 };
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use super::faults::PanicLog;
+use super::faults::{Breaker, PanicLog, Verdict};
 use super::{loader, state};
+use crate::audit;
 use crate::config::ExtensionsConfig;
 
 /// What the host gives the extension runtime.
@@ -83,6 +84,10 @@ pub struct Loaded {
     pub stats: Stats,
     /// Panics caught in its code.
     pub panics: PanicLog,
+    /// Opens on repeated failures.
+    pub breaker: Breaker,
+    /// Where an automatic disable is announced.
+    pub(super) bus: Option<EventBus>,
     pub span: tracing::Span,
 }
 
@@ -97,9 +102,72 @@ impl std::fmt::Debug for Loaded {
 }
 
 impl Loaded {
-    /// Enabled and running: its routes answer and its hooks run.
+    /// Enabled, running, and its circuit breaker lets calls through: its routes answer and its
+    /// hooks run.
     pub fn is_active(&self) -> bool {
-        self.enabled.load(Ordering::Relaxed) && self.running.load(Ordering::Relaxed)
+        self.enabled.load(Ordering::Relaxed)
+            && self.running.load(Ordering::Relaxed)
+            && self.breaker.allows()
+    }
+
+    /// A panic was caught in its code at `place`: logged, counted, audited, and a failure for
+    /// the circuit breaker.
+    pub fn panicked(&self, place: &str, payload: &(dyn std::any::Any + Send)) {
+        self.panics.record(&self.name, place, payload);
+        self.failed();
+    }
+
+    /// A call into it failed (a panic or a time-out): feeds the circuit breaker, which may
+    /// open — or, opening once too often, disable the extension (persisted, audited and
+    /// announced as `extension.disabled` on the event bus).
+    pub fn failed(&self) {
+        match self.breaker.failure() {
+            Verdict::Counted => {}
+            Verdict::Opened => tracing::warn!(
+                extension = %self.name,
+                "circuit breaker opened: the extension answers 503 and its hooks are skipped \
+                 until the cool-down has passed"
+            ),
+            Verdict::Disable => self.disable_automatically(),
+        }
+    }
+
+    fn disable_automatically(&self) {
+        if !self.enabled.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let reason = "disabled automatically: its circuit breaker kept opening (panics or \
+                      time-outs); fix it and enable it again"
+            .to_owned();
+        tracing::error!(extension = %self.name, "{reason}");
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+        let (Some(pool), Ok(runtime)) = (
+            self.panics.pool().cloned(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        let name = self.name.to_string();
+        let bus = self.bus.clone();
+        runtime.spawn(async move {
+            if let Err(e) = state::disable_with_reason(&pool, &name, &reason).await {
+                tracing::error!(extension = %name, error = %e, "cannot persist the automatic disable");
+            }
+            let entry = audit::Entry::new(
+                audit::Actor::System,
+                "extension.auto_disabled",
+                audit::Outcome::Ok,
+            )
+            .extension(&name)
+            .detail(serde_json::json!({ "reason": reason }));
+            audit::record_or_log(&pool, entry).await;
+            if let (Some(bus), Some(kind)) = (bus, EventType::parse("extension.disabled")) {
+                bus.publish(Event::new(
+                    kind,
+                    serde_json::json!({ "extension": name, "reason": reason }),
+                ));
+            }
+        });
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -223,12 +291,13 @@ impl<F: Future + Unpin> Future for HookCall<'_, F> {
         let polled =
             std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut this.hook).poll(cx)));
         match polled {
-            Ok(Poll::Ready(value)) => return Poll::Ready(HookOutcome::Done(value)),
+            Ok(Poll::Ready(value)) => {
+                this.loaded.breaker.success();
+                return Poll::Ready(HookOutcome::Done(value));
+            }
             Ok(Poll::Pending) => {}
             Err(payload) => {
-                this.loaded
-                    .panics
-                    .record(&this.loaded.name, this.place, payload.as_ref());
+                this.loaded.panicked(this.place, payload.as_ref());
                 return Poll::Ready(HookOutcome::Panicked);
             }
         }
@@ -243,6 +312,7 @@ impl<F: Future + Unpin> Future for HookCall<'_, F> {
             .stats
             .hook_timeouts
             .fetch_add(1, Ordering::Relaxed);
+        this.loaded.failed();
         tracing::warn!(extension = %this.loaded.name, hook = this.place, limit_ms = limit.as_millis() as u64, "hook cut off at its time limit");
         Poll::Ready(HookOutcome::TimedOut)
     }
@@ -406,7 +476,7 @@ impl ExtensionHost {
             let starting = AssertUnwindSafe(ext.start().instrument(l.span.clone())).catch_unwind();
             match tokio::time::timeout(limit, starting).await {
                 Ok(Err(payload)) => {
-                    l.panics.record(&l.name, "start", payload.as_ref());
+                    l.panicked("start", payload.as_ref());
                     l.fail(format!(
                         "start panicked: {}",
                         super::faults::message(payload.as_ref())
@@ -510,7 +580,7 @@ impl ExtensionHost {
                 Ok(Ok(Err(e))) => {
                     tracing::warn!(extension = %l.name, error = %e, "extension stop failed")
                 }
-                Ok(Err(payload)) => l.panics.record(&l.name, "stop", payload.as_ref()),
+                Ok(Err(payload)) => l.panicked("stop", payload.as_ref()),
                 Err(_) => tracing::warn!(extension = %l.name, "extension stop timed out"),
             }
             l.running.store(false, Ordering::Relaxed);
@@ -591,7 +661,7 @@ impl ExtensionHost {
                 timer: None,
             }),
             Err(payload) => {
-                l.panics.record(&l.name, place, payload.as_ref());
+                l.panicked(place, payload.as_ref());
                 Begun::Panicked
             }
         }
@@ -610,7 +680,10 @@ impl ExtensionHost {
     ) -> Begun<'l, T, Hook<'h, T>> {
         l.stats.hook_calls.fetch_add(1, Ordering::Relaxed);
         match start().try_ready() {
-            Ok(answer) => Begun::Ready(answer),
+            Ok(answer) => {
+                l.breaker.success();
+                Begun::Ready(answer)
+            }
             Err(waiting) => Begun::Waiting(HookCall {
                 hook: waiting,
                 loaded: l,
@@ -677,6 +750,8 @@ mod tests {
             failure: Mutex::new(None),
             stats: Stats::default(),
             panics: PanicLog::new(None),
+            breaker: Breaker::new(ExtensionsConfig::default().breaker()),
+            bus: None,
             span: tracing::Span::none(),
         }
     }

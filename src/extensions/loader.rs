@@ -17,7 +17,7 @@ use solobase_sdk::{
 };
 use tracing::Instrument;
 
-use super::faults::PanicLog;
+use super::faults::{Breaker, PanicLog};
 use super::host::{HostContext, Loaded, Stats};
 use super::{migrate, roles, services};
 
@@ -111,6 +111,8 @@ pub(super) async fn load_one(
         failure: Mutex::new(None),
         stats: Stats::default(),
         panics: PanicLog::new(Some(ctx.pool.clone())),
+        breaker: Breaker::new(ctx.settings.breaker()),
+        bus: Some(ctx.bus.clone()),
         span: span.clone(),
     };
     if let Some(problem) = problem {

@@ -171,7 +171,7 @@ pub async fn middleware(
 fn caught(calling: &Calling<'_>, payload: Box<dyn std::any::Any + Send>) -> Response {
     match calling.get() {
         Some((l, place)) => {
-            l.panics.record(&l.name, place, payload.as_ref());
+            l.panicked(place, payload.as_ref());
             panicked_response()
         }
         None => std::panic::resume_unwind(payload),

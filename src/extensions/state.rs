@@ -81,6 +81,19 @@ pub async fn set_enabled(pool: &Pool, name: &str, enabled: bool) -> anyhow::Resu
     Ok(n == 1)
 }
 
+/// Disables `name` and records why (an automatic disable).
+pub async fn disable_with_reason(pool: &Pool, name: &str, reason: &str) -> anyhow::Result<()> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "UPDATE solobase.extensions SET enabled = false, last_error = $2, updated_at = now() \
+             WHERE name = $1",
+            &[&name, &reason],
+        )
+        .await?;
+    Ok(())
+}
+
 /// The permissions held by a (non-admin) role.
 pub async fn role_permissions(pool: &Pool, role: &str) -> anyhow::Result<Vec<String>> {
     let client = pool.get().await?;

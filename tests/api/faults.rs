@@ -123,7 +123,11 @@ async fn panics_cost_one_request_a_500_and_nothing_else() {
             Registration::new::<PanicsOnStart>(manifest("faulty-start"), "0.1.0"),
             Registration::new::<PanicsOnInit>(manifest("faulty-init"), "0.1.0"),
         ],
-        |c| c.auth.signup_enabled = true,
+        |c| {
+            c.auth.signup_enabled = true;
+            // Isolation alone, without the circuit breaker (tested below).
+            c.extensions.breaker_failures = 0;
+        },
     )
     .await;
 
@@ -190,10 +194,27 @@ async fn panics_cost_one_request_a_500_and_nothing_else() {
     app.stop().await.unwrap();
 }
 
+struct Healthy;
+
+impl Extension for Healthy {
+    type Config = ();
+    async fn initialize(_ctx: InitContext<()>) -> Result<Self> {
+        Ok(Healthy)
+    }
+    fn routes(&self, routes: &mut Routes<Self>) {
+        routes
+            .get("/ok", |_, _| async { Ok(Response::json(&"ok")) })
+            .public();
+    }
+}
+
 #[tokio::test]
 async fn under_load_a_misbehaving_extension_costs_healthy_requests_nothing() {
     let app = spawn_app_with_extensions(
-        vec![Registration::new::<Faulty>(manifest("faulty"), "0.1.0")],
+        vec![
+            Registration::new::<Faulty>(manifest("faulty"), "0.1.0"),
+            Registration::new::<Healthy>(manifest("healthy"), "0.1.0"),
+        ],
         |c| c.server.workers = 2,
     )
     .await;
@@ -202,32 +223,128 @@ async fn under_load_a_misbehaving_extension_costs_healthy_requests_nothing() {
         let http = app.http.clone();
         let base = app.address.clone();
         tasks.push(tokio::spawn(async move {
+            // Half the load provokes panics (handler, and middleware while waiting); the other
+            // half goes to the host and to a healthy extension.
             let (path, fault) = match i % 4 {
                 0 => ("/ext/faulty/boom", None),
                 1 => ("/healthz", Some("middleware")),
                 2 => ("/healthz", None),
-                _ => ("/ext/faulty/fine", None),
+                _ => ("/ext/healthy/ok", None),
             };
             let mut req = http.get(format!("{base}{path}"));
             if let Some(fault) = fault {
                 req = req.header("x-fault", fault);
             }
             let status = req.send().await.map(|r| r.status());
-            (fault.is_some() || path.ends_with("boom"), status)
+            (i % 4 < 2, status)
         }));
     }
-    let (mut healthy_ok, mut faulty_500) = (0, 0);
+    let (mut healthy_ok, mut provoked) = (0, 0);
     for task in tasks {
-        let (faulty, status) = task.await.unwrap();
+        let (provoking, status) = task.await.unwrap();
         let status = status.expect("every request is answered");
-        if faulty {
-            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-            faulty_500 += 1;
+        if provoking {
+            // A panic costs that request a 500; once the faulty extension's breaker is open,
+            // its route answers 503 and its middleware is skipped (200).
+            assert!(
+                [500, 503, 200].contains(&status.as_u16()),
+                "a provoking request got {status}"
+            );
+            provoked += 1;
         } else {
             assert_eq!(status, StatusCode::OK, "a healthy request failed");
             healthy_ok += 1;
         }
     }
-    assert_eq!((healthy_ok, faulty_500), (200, 200));
+    assert_eq!((healthy_ok, provoked), (200, 200));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_circuit_breaker_opens_recovers_and_disables_an_extension_that_keeps_failing() {
+    let app = spawn_app_with_extensions(
+        vec![Registration::new::<Faulty>(manifest("faulty"), "0.1.0")],
+        |c| {
+            c.extensions.breaker_failures = 3;
+            c.extensions.breaker_window_secs = 60;
+            c.extensions.breaker_cooldown_secs = 1;
+            c.extensions.breaker_trips_to_disable = 2;
+        },
+    )
+    .await;
+    let mut events = app.events.subscribe();
+    for _ in 0..3 {
+        assert_500(get(&app, "/ext/faulty/boom", None).await, "handler").await;
+    }
+    // Open: the extension's routes answer 503 with Retry-After, and its hooks are skipped.
+    let res = get(&app, "/ext/faulty/fine", None).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "extension_unavailable");
+    let res = get(&app, "/healthz", Some("pre_request")).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "its panicking hook is skipped"
+    );
+
+    // After the cool-down one call may try; a success closes the breaker.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        get(&app, "/ext/faulty/fine", None).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&app, "/ext/faulty/fine", None).await.status(),
+        StatusCode::OK
+    );
+
+    // Opening a second time within the trips window: disabled automatically.
+    for _ in 0..3 {
+        assert_500(get(&app, "/ext/faulty/boom", None).await, "handler").await;
+    }
+    let res = get(&app, "/ext/faulty/fine", None).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "disabled");
+
+    let db = app.db().await;
+    let mut recorded = (true, None::<String>, 0i64);
+    for _ in 0..50 {
+        let row = db
+            .query_one(
+                "SELECT enabled, last_error, \
+                        (SELECT count(*) FROM solobase.audit_log \
+                         WHERE action = 'extension.auto_disabled' AND extension = 'faulty') \
+                 FROM solobase.extensions WHERE name = 'faulty'",
+                &[],
+            )
+            .await
+            .unwrap();
+        recorded = (row.get(0), row.get(1), row.get(2));
+        if !recorded.0 && recorded.2 == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!recorded.0, "the disable is persisted");
+    assert!(
+        recorded
+            .1
+            .unwrap_or_default()
+            .contains("disabled automatically"),
+        "with the reason"
+    );
+    assert_eq!(recorded.2, 1, "and audited");
+    let announced = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let event = events.recv().await.unwrap();
+            if event.event_type.as_str() == "extension.disabled" {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("an extension.disabled event");
+    assert_eq!(announced.data["extension"], "faulty");
     app.stop().await.unwrap();
 }

@@ -304,29 +304,56 @@ async fn role_limits_come_from_configuration_and_postgres_enforces_them() {
     app.stop().await.unwrap();
 }
 
+/// The host's database on a fresh database, migrated, and a way to get an extension's pool as
+/// its own role — what the server does at start, without a server.
+struct Roles {
+    db_name: String,
+    config: solobase::config::Config,
+    db: solobase::db::Database,
+    _data: TempDir,
+}
+
+impl Roles {
+    async fn new() -> Self {
+        let db_name = fresh_database().await;
+        let data = TempDir::new();
+        let config = test_config(&db_name, &data.0);
+        let db = solobase::db::Database::connect(&config, solobase::db::Mode::Share)
+            .await
+            .unwrap();
+        solobase::db::migrate::run(db.pool()).await.unwrap();
+        Self {
+            db_name,
+            config,
+            db,
+            _data: data,
+        }
+    }
+
+    /// Extension `name`'s pool, connected as its role.
+    async fn pool(&self, name: &ExtensionName) -> deadpool_postgres::Pool {
+        let limits = self.config.extensions.limits_for(name.as_str());
+        let role = roles::provision(self.db.pool(), self.db.pg_config(), name, &limits, true)
+            .await
+            .unwrap();
+        solobase::extensions::services::extension_database(role, name, 2)
+            .unwrap()
+            .pool()
+            .clone()
+    }
+}
+
 #[tokio::test]
 async fn migrations_go_up_down_to_zero_and_up_again_for_every_compiled_in_extension() {
-    let db_name = fresh_database().await;
-    let data = TempDir::new();
-    let config = test_config(&db_name, &data.0);
-    let db = solobase::db::Database::connect(&config, solobase::db::Mode::Share)
-        .await
-        .unwrap();
-    solobase::db::migrate::run(db.pool()).await.unwrap();
+    let roles = Roles::new().await;
+    let db_name = roles.db_name.clone();
     let mut regs = solobase::extensions::registrations();
     regs.push(ledger::<LedgerV1V2>("updown-ledger"));
     for reg in regs {
         let manifest = solobase_sdk::Manifest::parse(reg.manifest).unwrap();
         let name: ExtensionName = manifest.name;
         let migrations = reg.migrations();
-        let limits = config.extensions.limits_for(name.as_str());
-        let role = roles::provision(db.pool(), db.pg_config(), &name, &limits, true)
-            .await
-            .unwrap();
-        let pool = solobase::extensions::services::extension_database(role, &name, 2)
-            .unwrap()
-            .pool()
-            .clone();
+        let pool = roles.pool(&name).await;
         let schema = name.schema();
         let all: Vec<i32> = migrations.iter().map(|m| m.version as i32).collect();
         let history = ["refinery_schema_history".to_string()];
@@ -367,32 +394,15 @@ async fn migrations_go_up_down_to_zero_and_up_again_for_every_compiled_in_extens
         assert_eq!(tables(&db_name, &schema).await, full, "{name}");
         pool.close();
     }
-    db.close().await;
+    roles.db.close().await;
 }
 
 #[tokio::test]
 async fn migrate_to_a_version_and_roll_back_one() {
-    let db_name = fresh_database().await;
-    let data = TempDir::new();
-    let config = test_config(&db_name, &data.0);
-    let db = solobase::db::Database::connect(&config, solobase::db::Mode::Share)
-        .await
-        .unwrap();
-    solobase::db::migrate::run(db.pool()).await.unwrap();
+    let roles = Roles::new().await;
+    let db_name = roles.db_name.clone();
     let name = ExtensionName::parse("step-ledger").unwrap();
-    let role = roles::provision(
-        db.pool(),
-        db.pg_config(),
-        &name,
-        &config.extensions.limits_for("step-ledger"),
-        true,
-    )
-    .await
-    .unwrap();
-    let pool = solobase::extensions::services::extension_database(role, &name, 2)
-        .unwrap()
-        .pool()
-        .clone();
+    let pool = roles.pool(&name).await;
     let both = [V1, V2];
     assert_eq!(
         migrate::migrate(&pool, &name, &both, Some(1))
@@ -424,7 +434,7 @@ async fn migrate_to_a_version_and_roll_back_one() {
         Err(migrate::MigrationError::UnknownVersion(7, _))
     ));
     pool.close();
-    db.close().await;
+    roles.db.close().await;
 }
 
 #[tokio::test]

@@ -116,7 +116,9 @@ pub struct ExtensionsConfig {
     /// Default `idle_in_transaction_session_timeout` of each extension's role, in
     /// milliseconds (0 = none).
     pub idle_in_transaction_timeout_ms: u64,
-    /// Per-extension overrides of the three limits above, by extension name.
+    /// Requests an extension's routes serve at once; beyond, 503 (per instance).
+    pub max_in_flight: usize,
+    /// Per-extension overrides of the limits above, by extension name.
     pub limits: BTreeMap<String, ExtensionLimits>,
     /// Failures (panics, hook time-outs) within `breaker_window_secs` that open an
     /// extension's circuit breaker (0: never).
@@ -136,6 +138,7 @@ pub struct ExtensionLimits {
     pub max_connections: Option<usize>,
     pub statement_timeout_ms: Option<u64>,
     pub idle_in_transaction_timeout_ms: Option<u64>,
+    pub max_in_flight: Option<usize>,
 }
 
 impl Default for ExtensionsConfig {
@@ -147,6 +150,7 @@ impl Default for ExtensionsConfig {
             pool_size: 4,
             statement_timeout_ms: 30_000,
             idle_in_transaction_timeout_ms: 60_000,
+            max_in_flight: 256,
             limits: BTreeMap::new(),
             breaker_failures: 5,
             breaker_window_secs: 30,
@@ -167,6 +171,14 @@ impl ExtensionsConfig {
             trips_to_disable: self.breaker_trips_to_disable,
             trips_window_ms: self.breaker_trips_window_secs.saturating_mul(1000),
         }
+    }
+
+    /// How many requests extension `name`'s routes serve at once.
+    pub fn max_in_flight_for(&self, name: &str) -> usize {
+        self.limits
+            .get(name)
+            .and_then(|l| l.max_in_flight)
+            .unwrap_or(self.max_in_flight)
     }
 
     /// The database limits of extension `name`.
@@ -481,10 +493,20 @@ impl Config {
                 self.extensions.pool_size
             )));
         }
+        if self.extensions.max_in_flight == 0 {
+            return Err(ConfigError::Invalid(
+                "extensions.max_in_flight is 0: set it to at least 1".into(),
+            ));
+        }
         for (name, limits) in &self.extensions.limits {
             if solobase_sdk::ExtensionName::parse(name).is_err() {
                 return Err(ConfigError::Invalid(format!(
                     "[extensions.limits.{name}]: {name:?} is not an extension name"
+                )));
+            }
+            if limits.max_in_flight == Some(0) {
+                return Err(ConfigError::Invalid(format!(
+                    "extensions.limits.{name}.max_in_flight is 0: set it to at least 1"
                 )));
             }
             if limits

@@ -50,6 +50,8 @@ async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpR
                     "hook_timeouts": l.stats.hook_timeouts.load(Ordering::Relaxed),
                     "panics": l.panics.count(),
                     "breaker": l.breaker.state(),
+                    "in_flight": l.in_flight(),
+                    "busy": l.stats.busy.load(Ordering::Relaxed),
                 },
             }),
             None => json!({

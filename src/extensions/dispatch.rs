@@ -81,6 +81,18 @@ pub async fn dispatch(
     };
     let identity = identity(&req, &state).await?;
     check_access(&route.access, identity.as_ref(), &state).await?;
+    let Some(_slot) = l.enter() else {
+        let mut res = HttpResponse::ServiceUnavailable();
+        res.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+        return Ok(res.json(serde_json::json!({"error": {
+            "code": "extension_busy",
+            "message": format!(
+                "the extension {name} is serving as many requests as it may at once ({}); \
+                 try again in a moment",
+                l.max_in_flight
+            ),
+        }})));
+    };
 
     let limit = host.max_body_bytes();
     let mut body = web::BytesMut::new();

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -59,6 +59,18 @@ pub struct Stats {
     pub errors: AtomicU64,
     pub hook_calls: AtomicU64,
     pub hook_timeouts: AtomicU64,
+    /// Requests refused because `max_in_flight` were being served.
+    pub busy: AtomicU64,
+}
+
+/// One request being served by an extension's route (see [`Loaded::enter`]).
+#[derive(Debug)]
+pub struct InFlight<'l>(&'l AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One compiled-in extension and everything the host knows about it.
@@ -86,6 +98,9 @@ pub struct Loaded {
     pub panics: PanicLog,
     /// Opens on repeated failures.
     pub breaker: Breaker,
+    /// Requests its routes are serving now, and how many they may.
+    pub(super) in_flight: AtomicUsize,
+    pub(super) max_in_flight: usize,
     /// Where an automatic disable is announced.
     pub(super) bus: Option<EventBus>,
     pub span: tracing::Span,
@@ -108,6 +123,22 @@ impl Loaded {
         self.enabled.load(Ordering::Relaxed)
             && self.running.load(Ordering::Relaxed)
             && self.breaker.allows()
+    }
+
+    /// A slot for one request to its routes, or `None` when `max_in_flight` are being served;
+    /// the slot frees itself when dropped (also when the request is cancelled or panics).
+    pub fn enter(&self) -> Option<InFlight<'_>> {
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) >= self.max_in_flight {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.stats.busy.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(InFlight(&self.in_flight))
+    }
+
+    /// Requests its routes are serving now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// A panic was caught in its code at `place`: logged, counted, audited, and a failure for
@@ -751,6 +782,8 @@ mod tests {
             stats: Stats::default(),
             panics: PanicLog::new(None),
             breaker: Breaker::new(ExtensionsConfig::default().breaker()),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: 1,
             bus: None,
             span: tracing::Span::none(),
         }

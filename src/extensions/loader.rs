@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -112,6 +112,8 @@ pub(super) async fn load_one(
         stats: Stats::default(),
         panics: PanicLog::new(Some(ctx.pool.clone())),
         breaker: Breaker::new(ctx.settings.breaker()),
+        in_flight: AtomicUsize::new(0),
+        max_in_flight: ctx.settings.max_in_flight_for(name.as_str()),
         bus: Some(ctx.bus.clone()),
         span: span.clone(),
     };

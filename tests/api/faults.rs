@@ -194,6 +194,64 @@ async fn panics_cost_one_request_a_500_and_nothing_else() {
     app.stop().await.unwrap();
 }
 
+struct Slow;
+
+impl Extension for Slow {
+    type Config = ();
+    async fn initialize(_ctx: InitContext<()>) -> Result<Self> {
+        Ok(Slow)
+    }
+    fn routes(&self, routes: &mut Routes<Self>) {
+        routes
+            .get("/slow", |_, _| async {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                Ok(Response::json(&"done"))
+            })
+            .public();
+    }
+}
+
+#[tokio::test]
+async fn an_extension_serves_at_most_its_in_flight_quota_at_once() {
+    let app = spawn_app_with_extensions(
+        vec![Registration::new::<Slow>(manifest("slow"), "0.1.0")],
+        |c| {
+            c.extensions.limits.insert(
+                "slow".into(),
+                solobase::config::ExtensionLimits {
+                    max_in_flight: Some(2),
+                    ..Default::default()
+                },
+            );
+        },
+    )
+    .await;
+    let requests: Vec<_> = (0..4)
+        .map(|_| {
+            let req = app.http.get(app.url("/ext/slow/slow")).send();
+            tokio::spawn(req)
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for r in requests {
+        let res = r.await.unwrap().unwrap();
+        if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(res.headers()["retry-after"], "1");
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "extension_busy");
+            statuses.push(503);
+        } else {
+            statuses.push(res.status().as_u16());
+        }
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 503, 503]);
+    // The slots are free again, and the host was never affected.
+    assert_eq!(app.get("/ext/slow/slow").await.status(), StatusCode::OK);
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    app.stop().await.unwrap();
+}
+
 struct Healthy;
 
 impl Extension for Healthy {

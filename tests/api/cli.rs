@@ -139,12 +139,21 @@ struct Server {
     child: Child,
     port: u16,
     log: std::sync::mpsc::Receiver<String>,
+    /// What it logged before it listened.
+    early: Vec<String>,
 }
 
 impl Server {
     fn start(cwd: &Path, data: &Path) -> Self {
+        Self::start_with(cwd, data, &[])
+    }
+
+    /// Starts `solobase serve` with extra environment variables.
+    fn start_with(cwd: &Path, data: &Path, env: &[(&str, &str)]) -> Self {
         use std::os::unix::process::CommandExt;
-        let mut child = solobase(cwd)
+        let mut cmd = solobase(cwd);
+        cmd.envs(env.iter().copied());
+        let mut child = cmd
             .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             // Its own process group, like a program started from a terminal.
@@ -169,10 +178,12 @@ impl Server {
             let v = serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default();
             if v["message"] == "listening" {
                 let port = v["port"].as_u64().expect("port") as u16;
+                seen.push(line);
                 return Self {
                     child,
                     port,
                     log: rx,
+                    early: seen,
                 };
             }
             seen.push(line);
@@ -213,7 +224,9 @@ impl Server {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, self.log.try_iter().collect());
+                let mut log = std::mem::take(&mut self.early);
+                log.extend(self.log.try_iter());
+                return (status, log);
             }
             assert!(
                 Instant::now() < deadline,
@@ -558,4 +571,89 @@ async fn extension_migrations_from_the_command_line() {
         .get(0);
     assert_eq!(left, 0);
     assert_eq!(probe_tables().await, 1, "other extensions are untouched");
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_log_even_at_debug_level() {
+    use crate::helpers::{connect, database_url, fresh_database};
+    let db_name = fresh_database().await;
+    let url = database_url(&db_name);
+    let dir = TempDir::new();
+    let password = "correct horse battery staple 42";
+    let wrong = "a wrong password is a secret too";
+    let server = Server::start_with(
+        &dir.0,
+        &dir.0.join("data"),
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("SOLOBASE_ADMIN_EMAIL", "admin@example.com"),
+            ("SOLOBASE_ADMIN_PASSWORD", password),
+            ("SOLOBASE_LOG", "debug"),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let login = |pw: &'static str| {
+        http.post(server.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({"email": "admin@example.com", "password": pw}))
+            .send()
+    };
+    assert_eq!(
+        login(wrong).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let res = login(password).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let token = res.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (method, path) in [
+        ("GET", "/api/v1/extensions"),
+        ("POST", "/api/v1/extensions/webhooks/disable"),
+        ("POST", "/api/v1/extensions/webhooks/enable"),
+        ("GET", "/api/v1/audit"),
+        ("GET", "/api/v1/auth/me"),
+    ] {
+        let req = match method {
+            "GET" => http.get(server.url(path)),
+            _ => http.post(server.url(path)),
+        };
+        let res = req.bearer_auth(&token).send().await.unwrap();
+        assert!(
+            res.status().is_success(),
+            "{method} {path}: {}",
+            res.status()
+        );
+    }
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    let res = http
+        .get(server.url("/api/v1/auth/me"))
+        .bearer_auth(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let role_passwords: Vec<String> = connect(&db_name)
+        .await
+        .query("SELECT password FROM solobase.extension_roles", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !role_passwords.is_empty(),
+        "the shipped extensions have roles"
+    );
+
+    server.signal("-TERM");
+    let (status, log) = server.wait(Duration::from_secs(30));
+    assert!(status.success());
+    let log = log.join("\n");
+    assert!(log.contains("admin"), "the log was captured: {log}");
+    let mut secrets = vec![password.to_owned(), wrong.to_owned(), token, forged];
+    secrets.extend(role_passwords);
+    for secret in &secrets {
+        assert!(!log.contains(secret.as_str()), "a secret reached the log");
+    }
 }

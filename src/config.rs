@@ -118,6 +118,13 @@ pub struct ExtensionsConfig {
     pub idle_in_transaction_timeout_ms: u64,
     /// Requests an extension's routes serve at once; beyond, 503 (per instance).
     pub max_in_flight: usize,
+    /// Requests per second (and burst) an extension's routes accept in all (0: no limit).
+    pub rate_per_second: u32,
+    pub rate_burst: u32,
+    /// Requests per second (and burst) each client — the signed-in user, else the address —
+    /// may send to one extension's routes (0: no limit).
+    pub client_rate_per_second: u32,
+    pub client_rate_burst: u32,
     /// Per-extension overrides of the limits above, by extension name.
     pub limits: BTreeMap<String, ExtensionLimits>,
     /// Failures (panics, hook time-outs) within `breaker_window_secs` that open an
@@ -139,6 +146,10 @@ pub struct ExtensionLimits {
     pub statement_timeout_ms: Option<u64>,
     pub idle_in_transaction_timeout_ms: Option<u64>,
     pub max_in_flight: Option<usize>,
+    pub rate_per_second: Option<u32>,
+    pub rate_burst: Option<u32>,
+    pub client_rate_per_second: Option<u32>,
+    pub client_rate_burst: Option<u32>,
 }
 
 impl Default for ExtensionsConfig {
@@ -151,6 +162,10 @@ impl Default for ExtensionsConfig {
             statement_timeout_ms: 30_000,
             idle_in_transaction_timeout_ms: 60_000,
             max_in_flight: 256,
+            rate_per_second: 0,
+            rate_burst: 0,
+            client_rate_per_second: 100,
+            client_rate_burst: 400,
             limits: BTreeMap::new(),
             breaker_failures: 5,
             breaker_window_secs: 30,
@@ -171,6 +186,30 @@ impl ExtensionsConfig {
             trips_to_disable: self.breaker_trips_to_disable,
             trips_window_ms: self.breaker_trips_window_secs.saturating_mul(1000),
         }
+    }
+
+    /// Extension `name`'s rate limits: in all, and per client.
+    pub fn rates_for(
+        &self,
+        name: &str,
+    ) -> (
+        crate::extensions::limits::Rate,
+        crate::extensions::limits::Rate,
+    ) {
+        use crate::extensions::limits::Rate;
+        let over = self.limits.get(name).cloned().unwrap_or_default();
+        (
+            Rate {
+                per_second: over.rate_per_second.unwrap_or(self.rate_per_second),
+                burst: over.rate_burst.unwrap_or(self.rate_burst),
+            },
+            Rate {
+                per_second: over
+                    .client_rate_per_second
+                    .unwrap_or(self.client_rate_per_second),
+                burst: over.client_rate_burst.unwrap_or(self.client_rate_burst),
+            },
+        )
     }
 
     /// How many requests extension `name`'s routes serve at once.

@@ -52,6 +52,7 @@ async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpR
                     "breaker": l.breaker.state(),
                     "in_flight": l.in_flight(),
                     "busy": l.stats.busy.load(Ordering::Relaxed),
+                    "rate_limited": l.stats.rate_limited.load(Ordering::Relaxed),
                 },
             }),
             None => json!({

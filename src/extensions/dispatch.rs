@@ -12,6 +12,7 @@ use solobase_sdk::{ExtensionError, Response};
 use tracing::Instrument;
 
 use super::host::{ExtensionHost, panicked_response};
+use super::limits::Client;
 use super::pipeline::ResolvedIdentity;
 use super::{convert, discovered, state};
 use crate::auth::{token, users};
@@ -81,6 +82,26 @@ pub async fn dispatch(
     };
     let identity = identity(&req, &state).await?;
     check_access(&route.access, identity.as_ref(), &state).await?;
+    let client = match (&identity, req.peer_addr()) {
+        (Some(who), _) => Client::User(who.user_id),
+        (None, Some(addr)) => Client::Address(addr.ip()),
+        (None, None) => Client::Unknown,
+    };
+    if let Err(limited) = l.admit(client) {
+        let wait = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let mut res = HttpResponse::TooManyRequests();
+        res.insert_header((actix_web::http::header::RETRY_AFTER, wait.to_string()))
+            .insert_header(("RateLimit-Limit", limited.limit.to_string()))
+            .insert_header(("RateLimit-Remaining", "0"))
+            .insert_header(("RateLimit-Reset", wait.to_string()));
+        return Ok(res.json(serde_json::json!({"error": {
+            "code": "rate_limited",
+            "message": format!(
+                "too many requests to the extension {name} ({} limit); try again in {wait} s",
+                limited.scope
+            ),
+        }})));
+    }
     let Some(_slot) = l.enter() else {
         let mut res = HttpResponse::ServiceUnavailable();
         res.insert_header((actix_web::http::header::RETRY_AFTER, "1"));

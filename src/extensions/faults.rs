@@ -30,15 +30,60 @@ pub fn message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Lets through at most one audit entry per second, counting the ones it holds back, so that
+/// something happening in a flood cannot flood the audit log.
+#[derive(Debug)]
+pub struct Sampler {
+    epoch: Instant,
+    /// Milliseconds since `epoch` of the last entry let through, plus one (0: none yet).
+    last: AtomicU64,
+    held_back: AtomicU64,
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            last: AtomicU64::new(0),
+            held_back: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Sampler {
+    /// `Some(n)` when an entry is due now, `n` being how many were held back since the last
+    /// one; `None` (and one more held back) otherwise.
+    pub fn due(&self) -> Option<u64> {
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let last = self.last.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= AUDIT_EVERY_MS;
+        if !due
+            || self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            self.held_back.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.held_back.swap(0, Ordering::Relaxed))
+    }
+}
+
+/// Writes `entry` to the audit log in the background (when a runtime runs).
+pub fn audit_later(pool: &Pool, entry: Entry) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let pool = pool.clone();
+        runtime.spawn(async move { audit::record_or_log(&pool, entry).await });
+    }
+}
+
 /// One extension's panic record.
 #[derive(Debug)]
 pub struct PanicLog {
     pool: Option<Pool>,
-    epoch: Instant,
     count: AtomicU64,
-    /// Milliseconds since `epoch` of the last audited panic, plus one (0: none yet).
-    last_audit: AtomicU64,
-    unaudited: AtomicU64,
+    sampler: Sampler,
 }
 
 impl PanicLog {
@@ -46,10 +91,8 @@ impl PanicLog {
     pub fn new(pool: Option<Pool>) -> Self {
         Self {
             pool,
-            epoch: Instant::now(),
             count: AtomicU64::new(0),
-            last_audit: AtomicU64::new(0),
-            unaudited: AtomicU64::new(0),
+            sampler: Sampler::default(),
         }
     }
 
@@ -76,28 +119,13 @@ impl PanicLog {
             text.push('…');
         }
         tracing::error!(extension = %extension, place, panic = %text, "extension code panicked; the request gets a 500");
-        let Some(pool) = self.pool.clone() else {
+        let (Some(pool), Some(skipped)) = (&self.pool, self.sampler.due()) else {
             return;
         };
-        let now = self.epoch.elapsed().as_millis() as u64 + 1;
-        let last = self.last_audit.load(Ordering::Relaxed);
-        let due = last == 0 || now.saturating_sub(last) >= AUDIT_EVERY_MS;
-        if !due
-            || self
-                .last_audit
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            self.unaudited.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let skipped = self.unaudited.swap(0, Ordering::Relaxed);
         let entry = Entry::new(Actor::System, "extension.panic", Outcome::Failed)
             .extension(extension.as_str())
             .detail(json!({"place": place, "message": text, "unaudited_before": skipped}));
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { audit::record_or_log(&pool, entry).await });
-        }
+        audit_later(pool, entry);
     }
 }
 

@@ -33,7 +33,8 @@ use solobase_sdk::{
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use super::faults::{Breaker, PanicLog, Verdict};
+use super::faults::{Breaker, PanicLog, Sampler, Verdict};
+use super::limits::{Client, Limited, RateLimits};
 use super::{loader, state};
 use crate::audit;
 use crate::config::ExtensionsConfig;
@@ -61,6 +62,8 @@ pub struct Stats {
     pub hook_timeouts: AtomicU64,
     /// Requests refused because `max_in_flight` were being served.
     pub busy: AtomicU64,
+    /// Requests refused by a rate limit.
+    pub rate_limited: AtomicU64,
 }
 
 /// One request being served by an extension's route (see [`Loaded::enter`]).
@@ -101,6 +104,10 @@ pub struct Loaded {
     /// Requests its routes are serving now, and how many they may.
     pub(super) in_flight: AtomicUsize,
     pub(super) max_in_flight: usize,
+    /// Its rate limits.
+    pub rates: RateLimits,
+    /// Samples the audit entries of rate-limit refusals.
+    pub(super) rate_audit: Sampler,
     /// Where an automatic disable is announced.
     pub(super) bus: Option<EventBus>,
     pub span: tracing::Span,
@@ -134,6 +141,33 @@ impl Loaded {
             return None;
         }
         Some(InFlight(&self.in_flight))
+    }
+
+    /// Takes a rate-limit token for `client`; a refusal is counted and audited (sampled).
+    pub fn admit(&self, client: Client) -> Result<(), Limited> {
+        let refused = match self.rates.check(client) {
+            Ok(()) => return Ok(()),
+            Err(refused) => refused,
+        };
+        self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+        if let (Some(pool), Some(held_back)) = (self.panics.pool(), self.rate_audit.due()) {
+            let who = match client {
+                Client::User(id) => format!("user:{id}"),
+                Client::Address(ip) => format!("address:{ip}"),
+                Client::Unknown => "unknown".into(),
+            };
+            let entry = audit::Entry::new(
+                audit::Actor::System,
+                "extension.rate_limited",
+                audit::Outcome::Denied,
+            )
+            .extension(self.name.as_str())
+            .detail(serde_json::json!({
+                "client": who, "scope": refused.scope, "unaudited_before": held_back,
+            }));
+            super::faults::audit_later(pool, entry);
+        }
+        Err(refused)
     }
 
     /// Requests its routes are serving now.
@@ -431,6 +465,7 @@ impl ExtensionHost {
         let host = Arc::new(host);
         host.spawn_event_hooks();
         host.spawn_watchdog();
+        host.spawn_rate_sweeper();
         Ok(host)
     }
 
@@ -572,6 +607,31 @@ impl ExtensionHost {
                 .instrument(span),
             ));
         }
+    }
+
+    /// Every minute, forgets the rate-limit buckets of clients that are idle again, so that
+    /// many different clients cannot grow memory without bound.
+    fn spawn_rate_sweeper(self: &Arc<Self>) {
+        let host = Arc::downgrade(self);
+        let mut stop = self.stop.subscribe();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                let Some(host) = host.upgrade() else { return };
+                for l in &host.loaded {
+                    l.rates.forget_idle_clients();
+                }
+            }
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
     }
 
     /// Starts the watchdog that keeps the extensions' database time limits.
@@ -784,6 +844,11 @@ mod tests {
             breaker: Breaker::new(ExtensionsConfig::default().breaker()),
             in_flight: AtomicUsize::new(0),
             max_in_flight: 1,
+            rates: {
+                let (all, each) = ExtensionsConfig::default().rates_for("timed");
+                RateLimits::new(all, each)
+            },
+            rate_audit: Sampler::default(),
             bus: None,
             span: tracing::Span::none(),
         }

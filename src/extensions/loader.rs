@@ -17,8 +17,9 @@ use solobase_sdk::{
 };
 use tracing::Instrument;
 
-use super::faults::{Breaker, PanicLog};
+use super::faults::{Breaker, PanicLog, Sampler};
 use super::host::{HostContext, Loaded, Stats};
+use super::limits::RateLimits;
 use super::{migrate, roles, services};
 
 /// Orders extensions so that each comes after its dependencies (ties by name). Extensions
@@ -114,6 +115,11 @@ pub(super) async fn load_one(
         breaker: Breaker::new(ctx.settings.breaker()),
         in_flight: AtomicUsize::new(0),
         max_in_flight: ctx.settings.max_in_flight_for(name.as_str()),
+        rates: {
+            let (all, each) = ctx.settings.rates_for(name.as_str());
+            RateLimits::new(all, each)
+        },
+        rate_audit: Sampler::default(),
         bus: Some(ctx.bus.clone()),
         span: span.clone(),
     };

@@ -23,6 +23,7 @@ pub mod convert;
 pub mod dispatch;
 pub mod faults;
 pub mod host;
+pub mod limits;
 mod loader;
 pub mod migrate;
 pub mod pipeline;

@@ -252,6 +252,81 @@ async fn an_extension_serves_at_most_its_in_flight_quota_at_once() {
     app.stop().await.unwrap();
 }
 
+#[tokio::test]
+async fn each_client_is_rate_limited_per_extension_with_429_and_headers() {
+    let app = spawn_app_with_extensions(
+        vec![
+            Registration::new::<Healthy>(manifest("limited"), "0.1.0"),
+            Registration::new::<Healthy>(manifest("other"), "0.1.0"),
+        ],
+        |c| {
+            c.extensions.limits.insert(
+                "limited".into(),
+                solobase::config::ExtensionLimits {
+                    client_rate_per_second: Some(1),
+                    client_rate_burst: Some(3),
+                    ..Default::default()
+                },
+            );
+        },
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/ext/limited/ok").await.status(), StatusCode::OK);
+    }
+    let res = app.get("/ext/limited/ok").await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(res.headers()["ratelimit-limit"], "3");
+    assert_eq!(res.headers()["ratelimit-remaining"], "0");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+
+    // Another client (a signed-in user) and another extension have their own buckets.
+    let token = app.user_token("someone@example.com", false).await;
+    let res = app
+        .http
+        .get(app.url("/ext/limited/ok"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.get("/ext/other/ok").await.status(), StatusCode::OK);
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+
+    // The bucket refills: one token per second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(app.get("/ext/limited/ok").await.status(), StatusCode::OK);
+
+    // Refusals are audited, sampled.
+    let mut audited = 0i64;
+    for _ in 0..50 {
+        audited = app
+            .db()
+            .await
+            .query_one(
+                "SELECT count(*) FROM solobase.audit_log \
+                 WHERE action = 'extension.rate_limited' AND extension = 'limited'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if audited > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(audited, 1);
+    app.stop().await.unwrap();
+}
+
 struct Healthy;
 
 impl Extension for Healthy {

@@ -252,7 +252,7 @@ async fn role_limits_come_from_configuration_and_postgres_enforces_them() {
                 max_connections: Some(2),
                 statement_timeout_ms: Some(300),
                 idle_in_transaction_timeout_ms: Some(400),
-                max_in_flight: None,
+                ..Default::default()
             },
         );
     })

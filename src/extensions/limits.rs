@@ -1,0 +1,167 @@
+//! Rate limits per extension, with the `governor` crate's token buckets (GCRA): one for the
+//! extension as a whole and one per client — the signed-in user, else the client's address.
+//! Over a limit, a request to the extension's routes is answered 429 with `Retry-After` and
+//! `RateLimit-*` headers, counted, and audited (sampled, so that a flood of refusals cannot
+//! flood the audit log).
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, MonotonicClock};
+use governor::state::keyed::HashMapStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use uuid::Uuid;
+
+/// Who a per-client limit counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Client {
+    User(Uuid),
+    Address(IpAddr),
+    /// No address known (not over TCP): all such requests share one bucket.
+    Unknown,
+}
+
+/// Requests per second and burst of one limit; `per_second` 0 means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Rate {
+    fn quota(self) -> Option<Quota> {
+        let per_second = NonZeroU32::new(self.per_second)?;
+        let burst = NonZeroU32::new(self.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        Some(Quota::per_second(per_second).allow_burst(burst))
+    }
+}
+
+/// A refusal: how long to wait, and the burst of the limit that refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    pub retry_after: Duration,
+    pub limit: u32,
+    /// `extension` or `client`.
+    pub scope: &'static str,
+}
+
+type Direct = RateLimiter<NotKeyed, InMemoryState, MonotonicClock>;
+type Keyed = RateLimiter<Client, HashMapStateStore<Client>, MonotonicClock>;
+
+/// One extension's limits.
+pub struct RateLimits {
+    clock: MonotonicClock,
+    extension: Option<(Direct, u32)>,
+    per_client: Option<(Keyed, u32)>,
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("extension", &self.extension.as_ref().map(|(_, b)| b))
+            .field("per_client", &self.per_client.as_ref().map(|(_, b)| b))
+            .finish()
+    }
+}
+
+impl RateLimits {
+    pub fn new(extension: Rate, per_client: Rate) -> Self {
+        Self {
+            extension: extension.quota().map(|q| {
+                (
+                    RateLimiter::direct_with_clock(q, MonotonicClock),
+                    extension.burst,
+                )
+            }),
+            per_client: per_client.quota().map(|q| {
+                (
+                    RateLimiter::new(q, HashMapStateStore::default(), MonotonicClock),
+                    per_client.burst,
+                )
+            }),
+            clock: MonotonicClock,
+        }
+    }
+
+    /// Takes one token for `client`, or says how long to wait.
+    pub fn check(&self, client: Client) -> Result<(), Limited> {
+        if let Some((limiter, burst)) = &self.extension
+            && let Err(not_until) = limiter.check()
+        {
+            return Err(Limited {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+                limit: *burst,
+                scope: "extension",
+            });
+        }
+        if let Some((limiter, burst)) = &self.per_client
+            && let Err(not_until) = limiter.check_key(&client)
+        {
+            return Err(Limited {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+                limit: *burst,
+                scope: "client",
+            });
+        }
+        Ok(())
+    }
+
+    /// Forgets clients whose buckets are full again (keeps memory bounded).
+    pub fn forget_idle_clients(&self) {
+        if let Some((limiter, _)) = &self.per_client {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    /// Clients currently tracked.
+    pub fn clients(&self) -> usize {
+        self.per_client.as_ref().map_or(0, |(l, _)| l.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_client_has_its_own_bucket_within_the_extensions() {
+        let limits = RateLimits::new(
+            Rate {
+                per_second: 1,
+                burst: 5,
+            },
+            Rate {
+                per_second: 1,
+                burst: 2,
+            },
+        );
+        let a = Client::User(Uuid::nil());
+        let b = Client::Address("127.0.0.1".parse().unwrap());
+        assert!(limits.check(a).is_ok());
+        assert!(limits.check(a).is_ok());
+        let refused = limits.check(a).unwrap_err();
+        assert_eq!((refused.scope, refused.limit), ("client", 2));
+        assert!(refused.retry_after > Duration::ZERO);
+        assert!(limits.check(b).is_ok());
+        assert!(limits.check(b).is_ok());
+        // Five tokens taken from the extension's bucket (the refusal took one too).
+        let refused = limits.check(Client::Unknown).unwrap_err();
+        assert_eq!(refused.scope, "extension");
+        assert_eq!(limits.clients(), 2);
+    }
+
+    #[test]
+    fn zero_means_no_limit() {
+        let off = Rate {
+            per_second: 0,
+            burst: 0,
+        };
+        let limits = RateLimits::new(off, off);
+        for _ in 0..1000 {
+            assert!(limits.check(Client::Unknown).is_ok());
+        }
+    }
+}

@@ -118,6 +118,8 @@ pub struct ExtensionsConfig {
     pub idle_in_transaction_timeout_ms: u64,
     /// Requests an extension's routes serve at once; beyond, 503 (per instance).
     pub max_in_flight: usize,
+    /// Bytes an extension may keep in its storage area; beyond, 507 (0: no quota).
+    pub storage_quota_bytes: u64,
     /// Requests per second (and burst) an extension's routes accept in all (0: no limit).
     pub rate_per_second: u32,
     pub rate_burst: u32,
@@ -146,6 +148,7 @@ pub struct ExtensionLimits {
     pub statement_timeout_ms: Option<u64>,
     pub idle_in_transaction_timeout_ms: Option<u64>,
     pub max_in_flight: Option<usize>,
+    pub storage_quota_bytes: Option<u64>,
     pub rate_per_second: Option<u32>,
     pub rate_burst: Option<u32>,
     pub client_rate_per_second: Option<u32>,
@@ -162,6 +165,7 @@ impl Default for ExtensionsConfig {
             statement_timeout_ms: 30_000,
             idle_in_transaction_timeout_ms: 60_000,
             max_in_flight: 256,
+            storage_quota_bytes: 1024 * 1024 * 1024,
             rate_per_second: 0,
             rate_burst: 0,
             client_rate_per_second: 100,
@@ -210,6 +214,14 @@ impl ExtensionsConfig {
                 burst: over.client_rate_burst.unwrap_or(self.client_rate_burst),
             },
         )
+    }
+
+    /// The storage quota of extension `name` in bytes (0: none).
+    pub fn storage_quota_for(&self, name: &str) -> u64 {
+        self.limits
+            .get(name)
+            .and_then(|l| l.storage_quota_bytes)
+            .unwrap_or(self.storage_quota_bytes)
     }
 
     /// How many requests extension `name`'s routes serve at once.

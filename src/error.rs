@@ -33,6 +33,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The request's Content-Type is not accepted here.
     UnsupportedMediaType,
+    /// A storage quota would be exceeded.
+    InsufficientStorage,
     /// The database cannot be reached right now.
     Unavailable,
     /// A bug or an unexpected failure; details are in the server log.
@@ -56,6 +58,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            Self::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -204,6 +207,7 @@ mod tests {
             EmailTaken,
             PayloadTooLarge,
             UnsupportedMediaType,
+            InsufficientStorage,
             Unavailable,
             Internal,
         ];

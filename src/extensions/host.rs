@@ -108,6 +108,8 @@ pub struct Loaded {
     pub rates: RateLimits,
     /// Samples the audit entries of rate-limit refusals.
     pub(super) rate_audit: Sampler,
+    /// Its storage area (for its quota and usage).
+    pub storage: Option<solobase_sdk::Storage>,
     /// Where an automatic disable is announced.
     pub(super) bus: Option<EventBus>,
     pub span: tracing::Span,
@@ -849,6 +851,7 @@ mod tests {
                 RateLimits::new(all, each)
             },
             rate_audit: Sampler::default(),
+            storage: None,
             bus: None,
             span: tracing::Span::none(),
         }

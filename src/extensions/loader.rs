@@ -120,6 +120,7 @@ pub(super) async fn load_one(
             RateLimits::new(all, each)
         },
         rate_audit: Sampler::default(),
+        storage: None,
         bus: Some(ctx.bus.clone()),
         span: span.clone(),
     };
@@ -128,8 +129,9 @@ pub(super) async fn load_one(
         return Ok(item);
     }
     match initialize(ctx, &name, &registration).instrument(span).await {
-        Ok((ext, updater, pool)) => {
+        Ok((ext, updater, pool, storage)) => {
             item.pool = Some(pool);
+            item.storage = Some(storage);
             let defs = ext.clone().routes();
             let table = RouteTable::build(name.as_str(), defs).map_err(|e| anyhow::anyhow!(e))?;
             item.hooks = ext.hooks();
@@ -147,6 +149,7 @@ type Initialized = (
     Arc<dyn ErasedExtension>,
     ConfigUpdater,
     deadpool_postgres::Pool,
+    solobase_sdk::Storage,
 );
 
 async fn initialize(
@@ -174,7 +177,10 @@ async fn initialize(
     if !applied.is_empty() {
         tracing::info!(?applied, "extension migrations applied");
     }
-    let storage = services::extension_storage(&ctx.data_dir, name).map_err(|e| e.to_string())?;
+    let quota = ctx.settings.storage_quota_for(name.as_str());
+    let storage =
+        services::extension_storage(&ctx.data_dir, name, quota).map_err(|e| e.to_string())?;
+    let storage_handle = storage.clone();
     let sink = Arc::new(services::HostEvents {
         pool: ctx.pool.clone(),
         bus: ctx.bus.clone(),
@@ -204,7 +210,7 @@ async fn initialize(
         micros = started.elapsed().as_micros() as u64,
         "extension initialized"
     );
-    Ok((ext, updater, pool))
+    Ok((ext, updater, pool, storage_handle))
 }
 
 #[cfg(test)]

@@ -92,12 +92,19 @@ pub fn extension_database(
     Ok(Database::new(pool, name.schema()))
 }
 
-/// The extension's storage directory, `<data_dir>/extensions/<name>`.
+/// The extension's storage directory, `<data_dir>/extensions/<name>`, with its quota in
+/// bytes (0: none).
 pub fn extension_storage(
     data_dir: &Path,
     name: &ExtensionName,
+    quota: u64,
 ) -> Result<solobase_sdk::Storage, ExtensionError> {
-    solobase_sdk::Storage::open(&data_dir.join("extensions").join(name.as_str()))
+    let dir = data_dir.join("extensions").join(name.as_str());
+    if quota == 0 {
+        solobase_sdk::Storage::open(&dir)
+    } else {
+        solobase_sdk::Storage::open_with_quota(&dir, quota)
+    }
 }
 
 /// The user-directory service, shared by all extensions.

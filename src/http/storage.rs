@@ -57,6 +57,7 @@ fn storage_error(e: StorageError) -> ApiError {
         }
         StorageError::Path(e) => ApiError::invalid(e.to_string()),
         StorageError::Io(e) => ApiError::internal(e),
+        StorageError::QuotaExceeded(m) => ApiError::new(ErrorCode::InsufficientStorage, m),
     }
 }
 

@@ -596,3 +596,55 @@ async fn analytics_counts_page_views_of_non_excluded_paths() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn an_extension_storage_quota_refuses_writes_beyond_it_with_507() {
+    let app = spawn_app_with(|c| {
+        c.extensions.limits.insert(
+            "probe".into(),
+            solobase::config::ExtensionLimits {
+                storage_quota_bytes: Some(10),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let put = |path: &'static str, body: &'static str| {
+        app.http
+            .put(app.url(&format!("/ext/probe/files/{path}")))
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        put("a.txt", "12345678").await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    let res = put("b.txt", "12345").await.unwrap();
+    assert_eq!(res.status(), StatusCode::INSUFFICIENT_STORAGE);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "insufficient_storage");
+    assert!(
+        !app.data_dir.0.join("extensions/probe/b.txt").exists(),
+        "nothing written"
+    );
+    // Replacing a file counts only the difference.
+    assert_eq!(
+        put("a.txt", "1234").await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        put("b.txt", "12345").await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    let token = app.user_token("root@example.com", true).await;
+    let listed = list(&app, &token).await;
+    let stats = &find(&listed, "probe")["stats"];
+    assert_eq!(
+        (
+            stats["storage_bytes"].as_u64(),
+            stats["storage_quota_bytes"].as_u64()
+        ),
+        (Some(9), Some(10))
+    );
+    app.stop().await.unwrap();
+}

@@ -13,6 +13,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -129,6 +130,9 @@ pub enum StorageError {
     /// The file system failed.
     #[error("storage I/O error: {0}")]
     Io(#[from] io::Error),
+    /// The storage area's quota would be exceeded.
+    #[error("storage quota exceeded: {0}")]
+    QuotaExceeded(String),
 }
 
 impl From<StorageError> for ExtensionError {
@@ -138,6 +142,7 @@ impl From<StorageError> for ExtensionError {
             StorageError::Path(p) => ExtensionError::InvalidRequest(p.to_string()),
             StorageError::Symlink => ExtensionError::Forbidden(e.to_string()),
             StorageError::Io(e) => ExtensionError::internal(e),
+            StorageError::QuotaExceeded(m) => ExtensionError::InsufficientStorage(m),
         }
     }
 }
@@ -307,18 +312,50 @@ impl Drop for Scratch {
 }
 
 /// The storage service of one extension: a directory of its own, reached only through
-/// checked paths. Cloning gives another handle on the same directory.
+/// checked paths, optionally with a quota of bytes. Cloning gives another handle on the same
+/// directory (and quota).
 #[derive(Debug, Clone)]
 pub struct Storage {
     dir: SafeDir,
+    quota: Option<Arc<Quota>>,
+}
+
+/// A storage area's byte quota: the bytes in use (counted at open, then kept up to date by
+/// writes and deletes, which take turns).
+#[derive(Debug)]
+struct Quota {
+    limit: u64,
+    used: Mutex<u64>,
 }
 
 impl Storage {
-    /// Storage rooted at `dir` (created if needed).
+    /// Storage rooted at `dir` (created if needed), without a quota.
     pub fn open(dir: &Path) -> Result<Self, ExtensionError> {
         Ok(Self {
             dir: SafeDir::open(dir).map_err(ExtensionError::internal)?,
+            quota: None,
         })
+    }
+
+    /// Storage rooted at `dir` that holds at most `limit` bytes: a write beyond fails with
+    /// `InsufficientStorage` (507) and changes nothing.
+    pub fn open_with_quota(dir: &Path, limit: u64) -> Result<Self, ExtensionError> {
+        let dir = SafeDir::open(dir).map_err(ExtensionError::internal)?;
+        let used = dir.usage().map_err(ExtensionError::internal)?;
+        Ok(Self {
+            dir,
+            quota: Some(Arc::new(Quota {
+                limit,
+                used: Mutex::new(used),
+            })),
+        })
+    }
+
+    /// The quota and the bytes counted against it, when there is one.
+    pub fn quota(&self) -> Option<(u64, u64)> {
+        self.quota
+            .as_ref()
+            .map(|q| (q.limit, *q.used.lock().unwrap_or_else(|p| p.into_inner())))
     }
 
     /// Writes `bytes` at `path` (plain, `/`-separated), replacing any previous content
@@ -327,14 +364,36 @@ impl Storage {
         let path = ObjectPath::parse(path).map_err(StorageError::from)?;
         let bytes = bytes.into();
         let dir = self.dir.clone();
+        let quota = self.quota.clone();
         blocking(move || {
             use std::io::Write;
             let dest = dir.locate("", &path, true)?;
+            // Writes and deletes of a storage area with a quota take turns, so the count stays
+            // exact.
+            let mut used = quota
+                .as_ref()
+                .map(|q| q.used.lock().unwrap_or_else(|p| p.into_inner()));
+            let old =
+                fs::symlink_metadata(&dest).map_or(0, |m| if m.is_file() { m.len() } else { 0 });
+            let new = bytes.len() as u64;
+            if let (Some(q), Some(used)) = (&quota, &used)
+                && **used - old + new > q.limit
+            {
+                return Err(StorageError::QuotaExceeded(format!(
+                    "this storage area may hold {} bytes; {} are used and this write needs {} more",
+                    q.limit,
+                    **used,
+                    new.saturating_sub(old)
+                )));
+            }
             let mut scratch = dir.scratch()?;
             let mut file = scratch.take_file().ok_or(StorageError::NotFound)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
             scratch.persist(&dest)?;
+            if let Some(used) = used.as_mut() {
+                **used = **used - old + new;
+            }
             Ok(())
         })
         .await
@@ -358,7 +417,21 @@ impl Storage {
     pub async fn delete(&self, path: &str) -> Result<(), ExtensionError> {
         let path = ObjectPath::parse(path).map_err(StorageError::from)?;
         let dir = self.dir.clone();
-        blocking(move || dir.remove("", &path)).await
+        let quota = self.quota.clone();
+        blocking(move || {
+            let Some(q) = quota else {
+                return dir.remove("", &path);
+            };
+            let mut used = q.used.lock().unwrap_or_else(|p| p.into_inner());
+            let size = match dir.locate("", &path, false) {
+                Ok(location) => fs::symlink_metadata(location).map_or(0, |m| m.len()),
+                Err(_) => 0,
+            };
+            dir.remove("", &path)?;
+            *used = used.saturating_sub(size);
+            Ok(())
+        })
+        .await
     }
 
     /// Bytes used by the files in this storage area.

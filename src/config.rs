@@ -120,6 +120,9 @@ pub struct ExtensionsConfig {
     pub max_in_flight: usize,
     /// Bytes an extension may keep in its storage area; beyond, 507 (0: no quota).
     pub storage_quota_bytes: u64,
+    /// Time a request may spend running an extension's handler (polling it, not waiting);
+    /// beyond, the handler is cancelled and the request answered 503 (0: no budget).
+    pub cpu_budget_ms: u64,
     /// Requests per second (and burst) an extension's routes accept in all (0: no limit).
     pub rate_per_second: u32,
     pub rate_burst: u32,
@@ -149,6 +152,7 @@ pub struct ExtensionLimits {
     pub idle_in_transaction_timeout_ms: Option<u64>,
     pub max_in_flight: Option<usize>,
     pub storage_quota_bytes: Option<u64>,
+    pub cpu_budget_ms: Option<u64>,
     pub rate_per_second: Option<u32>,
     pub rate_burst: Option<u32>,
     pub client_rate_per_second: Option<u32>,
@@ -166,6 +170,7 @@ impl Default for ExtensionsConfig {
             idle_in_transaction_timeout_ms: 60_000,
             max_in_flight: 256,
             storage_quota_bytes: 1024 * 1024 * 1024,
+            cpu_budget_ms: 2000,
             rate_per_second: 0,
             rate_burst: 0,
             client_rate_per_second: 100,
@@ -213,6 +218,16 @@ impl ExtensionsConfig {
                     .unwrap_or(self.client_rate_per_second),
                 burst: over.client_rate_burst.unwrap_or(self.client_rate_burst),
             },
+        )
+    }
+
+    /// The handler time budget per request of extension `name` (zero: none).
+    pub fn cpu_budget_for(&self, name: &str) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.limits
+                .get(name)
+                .and_then(|l| l.cpu_budget_ms)
+                .unwrap_or(self.cpu_budget_ms),
         )
     }
 

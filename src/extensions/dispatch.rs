@@ -12,7 +12,7 @@ use solobase_sdk::{ExtensionError, Response};
 use tracing::Instrument;
 
 use super::host::{ExtensionHost, panicked_response};
-use super::limits::Client;
+use super::limits::{Client, Metered};
 use super::pipeline::ResolvedIdentity;
 use super::{convert, discovered, state};
 use crate::auth::{token, users};
@@ -145,9 +145,19 @@ pub async fn dispatch(
     let handler = &route.handler;
     let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(request))) {
         Ok(running) => {
-            AssertUnwindSafe(running.instrument(l.span.clone()))
-                .catch_unwind()
-                .await
+            let running = AssertUnwindSafe(running.instrument(l.span.clone())).catch_unwind();
+            if l.cpu_budget.is_zero() {
+                running.await
+            } else {
+                match Metered::new(running, l.cpu_budget).await {
+                    Ok(outcome) => outcome,
+                    Err(spent) => {
+                        l.stats.over_budget.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(extension = %l.name, spent_ms = spent.as_millis() as u64, "handler cancelled: over its time budget");
+                        return Ok(over_budget(name, l.cpu_budget));
+                    }
+                }
+            }
         }
         Err(payload) => Err(payload),
     };
@@ -170,6 +180,17 @@ pub async fn dispatch(
         }
     };
     Ok(convert::response(response))
+}
+
+/// The answer when a handler ran over its time budget and was cancelled.
+fn over_budget(name: &str, budget: std::time::Duration) -> HttpResponse {
+    HttpResponse::ServiceUnavailable().json(serde_json::json!({"error": {
+        "code": "over_budget",
+        "message": format!(
+            "the extension {name} spent more than its {} ms on this request and was stopped",
+            budget.as_millis()
+        ),
+    }}))
 }
 
 fn log_error(extension: &str, error: &ExtensionError) {

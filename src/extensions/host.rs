@@ -64,6 +64,8 @@ pub struct Stats {
     pub busy: AtomicU64,
     /// Requests refused by a rate limit.
     pub rate_limited: AtomicU64,
+    /// Requests whose handler ran over its time budget and was cancelled.
+    pub over_budget: AtomicU64,
 }
 
 /// One request being served by an extension's route (see [`Loaded::enter`]).
@@ -110,6 +112,8 @@ pub struct Loaded {
     pub(super) rate_audit: Sampler,
     /// Its storage area (for its quota and usage).
     pub storage: Option<solobase_sdk::Storage>,
+    /// The handler time budget of one request (zero: none).
+    pub cpu_budget: Duration,
     /// Where an automatic disable is announced.
     pub(super) bus: Option<EventBus>,
     pub span: tracing::Span,
@@ -852,6 +856,7 @@ mod tests {
             },
             rate_audit: Sampler::default(),
             storage: None,
+            cpu_budget: Duration::ZERO,
             bus: None,
             span: tracing::Span::none(),
         }

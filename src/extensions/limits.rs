@@ -165,3 +165,74 @@ mod tests {
         }
     }
 }
+
+/// A future whose polling time is metered: once the time spent inside its `poll` adds up to
+/// more than `budget`, it is not polled again — the caller drops it, which cancels the work —
+/// and it resolves to `Err(spent)`. Waiting (for I/O, timers, locks) costs nothing; only the
+/// time the code runs counts. A single poll that never returns cannot be stopped from inside
+/// the process: the budget is checked when it returns.
+#[derive(Debug)]
+pub struct Metered<F> {
+    inner: F,
+    budget: Duration,
+    spent: Duration,
+}
+
+impl<F> Metered<F> {
+    pub fn new(inner: F, budget: Duration) -> Self {
+        Self {
+            inner,
+            budget,
+            spent: Duration::ZERO,
+        }
+    }
+}
+
+impl<F: std::future::Future + Unpin> std::future::Future for Metered<F> {
+    type Output = Result<F::Output, Duration>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.get_mut();
+        let started = std::time::Instant::now();
+        let polled = std::pin::Pin::new(&mut this.inner).poll(cx);
+        this.spent += started.elapsed();
+        match polled {
+            std::task::Poll::Ready(value) => std::task::Poll::Ready(Ok(value)),
+            std::task::Poll::Pending if this.spent > this.budget => {
+                std::task::Poll::Ready(Err(this.spent))
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod metered_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waiting_is_free_and_running_over_the_budget_cancels() {
+        let sleeps = Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            1
+        });
+        assert_eq!(
+            Metered::new(sleeps, Duration::from_millis(20)).await,
+            Ok(1),
+            "sleeping costs no budget"
+        );
+        let spins = Box::pin(async {
+            loop {
+                let until = std::time::Instant::now() + Duration::from_millis(5);
+                while std::time::Instant::now() < until {}
+                tokio::task::yield_now().await;
+            }
+        });
+        let spent: Result<(), Duration> = Metered::new(spins, Duration::from_millis(20)).await;
+        let spent = spent.unwrap_err();
+        assert!(spent > Duration::from_millis(20) && spent < Duration::from_millis(200));
+    }
+}

@@ -121,6 +121,7 @@ pub(super) async fn load_one(
         },
         rate_audit: Sampler::default(),
         storage: None,
+        cpu_budget: ctx.settings.cpu_budget_for(name.as_str()),
         bus: Some(ctx.bus.clone()),
         span: span.clone(),
     };

@@ -327,6 +327,57 @@ async fn each_client_is_rate_limited_per_extension_with_429_and_headers() {
     app.stop().await.unwrap();
 }
 
+struct Spinner;
+
+impl Extension for Spinner {
+    type Config = ();
+    async fn initialize(_ctx: InitContext<()>) -> Result<Self> {
+        Ok(Spinner)
+    }
+    fn routes(&self, routes: &mut Routes<Self>) {
+        routes
+            .get("/spin", |_, _| async {
+                // Burns CPU in slices, forever.
+                loop {
+                    let until = std::time::Instant::now() + Duration::from_millis(5);
+                    while std::time::Instant::now() < until {}
+                    tokio::task::yield_now().await;
+                }
+            })
+            .public();
+        routes
+            .get("/sleepy", |_, _| async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                Ok(Response::json(&"rested"))
+            })
+            .public();
+    }
+}
+
+#[tokio::test]
+async fn a_handler_over_its_time_budget_is_cancelled_but_waiting_costs_nothing() {
+    let app = spawn_app_with_extensions(
+        vec![Registration::new::<Spinner>(manifest("spinner"), "0.1.0")],
+        |c| c.extensions.cpu_budget_ms = 100,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let res = get(&app, "/ext/spinner/spin", None).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "over_budget");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "cancelled promptly"
+    );
+    assert_eq!(
+        get(&app, "/ext/spinner/sleepy", None).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(get(&app, "/healthz", None).await.status(), StatusCode::OK);
+    app.stop().await.unwrap();
+}
+
 struct Healthy;
 
 impl Extension for Healthy {

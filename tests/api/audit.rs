@@ -135,3 +135,45 @@ async fn admin_actions_are_recorded_and_only_admins_read_them() {
     }
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn every_admin_route_requires_an_admin() {
+    let app = spawn_app().await;
+    let admin = app.user_token("root@example.com", true).await;
+    let user = app.user_token("someone@example.com", false).await;
+    let routes = [
+        ("GET", "/api/v1/extensions"),
+        ("POST", "/api/v1/extensions/webhooks/disable"),
+        ("POST", "/api/v1/extensions/webhooks/enable"),
+        ("GET", "/api/v1/audit"),
+    ];
+    for (method, path) in routes {
+        let send = |token: Option<&str>| {
+            let mut req = match method {
+                "GET" => app.http.get(app.url(path)),
+                _ => app.http.post(app.url(path)),
+            };
+            if let Some(token) = token {
+                req = req.bearer_auth(token);
+            }
+            req.send()
+        };
+        let expired = "sb_0000000000000000000000000000000000000000000";
+        for (token, wanted) in [
+            (None, StatusCode::UNAUTHORIZED),
+            (Some(expired), StatusCode::UNAUTHORIZED),
+            (Some(user.as_str()), StatusCode::FORBIDDEN),
+        ] {
+            let res = send(token).await.unwrap();
+            assert_eq!(res.status(), wanted, "{method} {path} with {token:?}");
+            let body: Value = res.json().await.unwrap();
+            assert!(
+                body["error"]["code"].is_string(),
+                "{method} {path}: the error shape"
+            );
+        }
+        let res = send(Some(&admin)).await.unwrap();
+        assert!(res.status().is_success(), "{method} {path} as an admin");
+    }
+    app.stop().await.unwrap();
+}

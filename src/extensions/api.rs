@@ -43,6 +43,11 @@ async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpR
                     .map(|(m, p)| format!("{m} /ext/{}{p}", d.name)).collect::<Vec<_>>()),
                 "hooks": l.hooks.points().iter().map(|(p, prio)| json!({"hook": p.as_str(), "priority": prio})).collect::<Vec<_>>(),
                 "middleware": l.middleware.iter().map(|m| json!({"id": m.id, "priority": m.priority, "paths": m.paths})).collect::<Vec<_>>(),
+                "permissions": {
+                    "requested": l.manifest.as_ref().map(|m| m.permissions.iter().map(|p| p.to_string()).collect::<Vec<_>>()).unwrap_or_default(),
+                    "granted": l.grants.as_ref().map(|g| g.granted().map(str::to_owned).collect::<Vec<_>>()).unwrap_or_default(),
+                    "denied_calls": l.grants.as_ref().map_or(0, |g| g.denied()),
+                },
                 "stats": {
                     "requests": l.stats.requests.load(Ordering::Relaxed),
                     "errors": l.stats.errors.load(Ordering::Relaxed),

@@ -114,6 +114,8 @@ pub struct Loaded {
     pub storage: Option<solobase_sdk::Storage>,
     /// The handler time budget of one request (zero: none).
     pub cpu_budget: Duration,
+    /// Its permissions (`None` before it was loaded).
+    pub grants: Option<Arc<super::grants::Grants>>,
     /// Where an automatic disable is announced.
     pub(super) bus: Option<EventBus>,
     pub span: tracing::Span,
@@ -576,6 +578,14 @@ impl ExtensionHost {
             if l.hooks.event_patterns().is_empty() || l.ext.is_none() {
                 continue;
             }
+            // Events reach only extensions granted `events.subscribe` (a refusal is counted
+            // and audited once, here).
+            if l.grants
+                .as_ref()
+                .is_some_and(|g| g.require("events.subscribe").is_err())
+            {
+                continue;
+            }
             let host = Arc::clone(self);
             let mut events = self.bus.subscribe();
             let mut stop = self.stop.subscribe();
@@ -857,6 +867,7 @@ mod tests {
             rate_audit: Sampler::default(),
             storage: None,
             cpu_budget: Duration::ZERO,
+            grants: None,
             bus: None,
             span: tracing::Span::none(),
         }

@@ -18,6 +18,7 @@ use solobase_sdk::{
 use tracing::Instrument;
 
 use super::faults::{Breaker, PanicLog, Sampler};
+use super::grants::Grants;
 use super::host::{HostContext, Loaded, Stats};
 use super::limits::RateLimits;
 use super::{migrate, roles, services};
@@ -122,6 +123,7 @@ pub(super) async fn load_one(
         rate_audit: Sampler::default(),
         storage: None,
         cpu_budget: ctx.settings.cpu_budget_for(name.as_str()),
+        grants: None,
         bus: Some(ctx.bus.clone()),
         span: span.clone(),
     };
@@ -129,7 +131,22 @@ pub(super) async fn load_one(
         item.fail(problem);
         return Ok(item);
     }
-    match initialize(ctx, &name, &registration).instrument(span).await {
+    let requested = item
+        .manifest
+        .as_ref()
+        .map(|m| {
+            m.permissions
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let grants = Arc::new(Grants::new(name.clone(), requested, Some(ctx.pool.clone())));
+    item.grants = Some(grants.clone());
+    match initialize(ctx, &name, &registration, grants)
+        .instrument(span)
+        .await
+    {
         Ok((ext, updater, pool, storage)) => {
             item.pool = Some(pool);
             item.storage = Some(storage);
@@ -157,6 +174,7 @@ async fn initialize(
     ctx: &HostContext,
     name: &ExtensionName,
     registration: &Registration,
+    grants: Arc<Grants>,
 ) -> Result<Initialized, String> {
     let limit = Duration::from_secs(ctx.settings.lifecycle_timeout_secs);
     let config = read_config(&ctx.settings.config_dir, name)?;
@@ -185,13 +203,14 @@ async fn initialize(
     let sink = Arc::new(services::HostEvents {
         pool: ctx.pool.clone(),
         bus: ctx.bus.clone(),
+        grants: grants.clone(),
     });
     let raw = InitContext::assemble(
         name.clone(),
         db,
         storage,
         tracing::Span::current(),
-        services::users(&ctx.pool),
+        services::users(&ctx.pool, grants),
         ConfigHandle::new(config),
         Events::new(name, sink, ctx.bus.clone()),
     );

@@ -22,6 +22,7 @@ use solobase_sdk::manifest;
 pub mod convert;
 pub mod dispatch;
 pub mod faults;
+pub mod grants;
 pub mod host;
 pub mod limits;
 mod loader;

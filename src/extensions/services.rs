@@ -13,10 +13,13 @@ use solobase_sdk::{
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-/// Read-only user lookups on `solobase.users`.
+use super::grants::Grants;
+
+/// Read-only user lookups on `solobase.users`, for extensions granted `users.read`.
 #[derive(Debug, Clone)]
 pub struct HostUsers {
     pub pool: Pool,
+    pub grants: Arc<Grants>,
 }
 
 fn unavailable(e: crate::error::ApiError) -> ExtensionError {
@@ -26,6 +29,7 @@ fn unavailable(e: crate::error::ApiError) -> ExtensionError {
 impl UserDirectory for HostUsers {
     fn by_id(&self, id: Uuid) -> BoxFuture<'_, solobase_sdk::Result<Option<UserInfo>>> {
         Box::pin(async move {
+            self.grants.require("users.read")?;
             let user = crate::auth::users::by_id(&self.pool, id)
                 .await
                 .map_err(unavailable)?;
@@ -38,6 +42,7 @@ impl UserDirectory for HostUsers {
         email: &'a str,
     ) -> BoxFuture<'a, solobase_sdk::Result<Option<UserInfo>>> {
         Box::pin(async move {
+            self.grants.require("users.read")?;
             let user = crate::auth::users::by_email(&self.pool, email)
                 .await
                 .map_err(unavailable)?;
@@ -46,16 +51,19 @@ impl UserDirectory for HostUsers {
     }
 }
 
-/// Extension events: written to the outbox (committed), then put on the bus.
+/// Extension events: written to the outbox (committed), then put on the bus; for extensions
+/// granted `events.publish`.
 #[derive(Debug, Clone)]
 pub struct HostEvents {
     pub pool: Pool,
     pub bus: EventBus,
+    pub grants: Arc<Grants>,
 }
 
 impl EventSink for HostEvents {
     fn publish(&self, event: Event) -> BoxFuture<'_, solobase_sdk::Result<()>> {
         Box::pin(async move {
+            self.grants.require("events.publish")?;
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
             crate::events::record(&tx, &event).await?;
@@ -108,6 +116,10 @@ pub fn extension_storage(
 }
 
 /// The user-directory service, shared by all extensions.
-pub fn users(pool: &Pool) -> solobase_sdk::Users {
-    solobase_sdk::Users::new(Arc::new(HostUsers { pool: pool.clone() }))
+/// The user-directory service of an extension with `grants`.
+pub fn users(pool: &Pool, grants: Arc<Grants>) -> solobase_sdk::Users {
+    solobase_sdk::Users::new(Arc::new(HostUsers {
+        pool: pool.clone(),
+        grants,
+    }))
 }

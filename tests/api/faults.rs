@@ -378,6 +378,89 @@ async fn a_handler_over_its_time_budget_is_cancelled_but_waiting_costs_nothing()
     app.stop().await.unwrap();
 }
 
+struct Nosy;
+
+impl Extension for Nosy {
+    type Config = ();
+    async fn initialize(ctx: InitContext<()>) -> Result<Self> {
+        // Keeps its services to call them later.
+        NOSY_CTX.set(ctx).ok();
+        Ok(Nosy)
+    }
+    fn routes(&self, routes: &mut Routes<Self>) {
+        routes
+            .get("/peek", |_, _| async {
+                let ctx = NOSY_CTX.get().expect("initialized");
+                ctx.users.by_email("root@example.com").await?;
+                Ok(Response::json(&"looked"))
+            })
+            .public();
+        routes
+            .get("/shout", |_, _| async {
+                let ctx = NOSY_CTX.get().expect("initialized");
+                ctx.events.publish("shouted", serde_json::json!({})).await?;
+                Ok(Response::json(&"shouted"))
+            })
+            .public();
+    }
+}
+
+static NOSY_CTX: std::sync::OnceLock<InitContext<()>> = std::sync::OnceLock::new();
+
+#[tokio::test]
+async fn a_service_call_outside_the_granted_permissions_is_refused_counted_and_audited() {
+    // Its manifest requests no permission at all.
+    let app = spawn_app_with_extensions(
+        vec![Registration::new::<Nosy>(manifest("nosy"), "0.1.0")],
+        |_| {},
+    )
+    .await;
+    for (path, permission) in [
+        ("/ext/nosy/peek", "users.read"),
+        ("/ext/nosy/shout", "events.publish"),
+    ] {
+        let res = get(&app, path, None).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "permission_denied", "{path}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(permission),
+            "{body}"
+        );
+    }
+    let db = app.db().await;
+    let published: i64 = db
+        .query_one(
+            "SELECT count(*) FROM solobase.outbox WHERE event_type LIKE 'nosy.%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(published, 0, "nothing was published");
+    let mut audited = 0i64;
+    for _ in 0..50 {
+        audited = db
+            .query_one(
+                "SELECT count(*) FROM solobase.audit_log \
+                 WHERE action = 'extension.permission_denied' AND extension = 'nosy'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if audited > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(audited >= 1, "refusals are audited");
+    app.stop().await.unwrap();
+}
+
 struct Healthy;
 
 impl Extension for Healthy {

@@ -68,6 +68,10 @@ pub struct Stats {
     pub over_budget: AtomicU64,
 }
 
+/// Which extensions were active when a request began (see [`ExtensionHost::active_now`]).
+#[derive(Debug, Clone)]
+pub struct ActiveSet(smallvec::SmallVec<[bool; 16]>);
+
 /// One request being served by an extension's route (see [`Loaded::enter`]).
 #[derive(Debug)]
 pub struct InFlight<'l>(&'l AtomicUsize);
@@ -740,15 +744,49 @@ impl ExtensionHost {
             .map(|(i, spec)| (&self.loaded[*i], spec))
     }
 
-    /// Whether any active extension takes part in the request pipeline (a pipeline hook,
-    /// or middleware for `path`). When not, a request costs this one scan.
-    pub fn pipeline_active(&self, path: &str) -> bool {
+    /// Whether any extension of `active` takes part in the request pipeline (a pipeline
+    /// hook, or middleware for `path`).
+    pub fn pipeline_active(&self, path: &str, active: &ActiveSet) -> bool {
         self.pipeline_members.iter().any(|&i| {
             let l = &self.loaded[i];
-            l.is_active()
+            active.0[i]
                 && (l.hooks.points().iter().any(|(p, _)| PIPELINE.contains(p))
                     || l.middleware.iter().any(|m| m.applies_to(path)))
         })
+    }
+
+    /// Which extensions are active now: taken once per request, so that the request sees one
+    /// consistent set and each later check is a plain read.
+    pub fn active_now(&self) -> ActiveSet {
+        ActiveSet(self.loaded.iter().map(|l| l.is_active()).collect())
+    }
+
+    /// The extensions of `active` with a hook at `point`, in hook order.
+    pub fn hooked_in<'a>(
+        &'a self,
+        point: HookPoint,
+        active: &'a ActiveSet,
+    ) -> impl Iterator<Item = &'a Arc<Loaded>> {
+        self.hook_order[point as usize]
+            .iter()
+            .filter(|&&i| active.0[i])
+            .map(|&i| &self.loaded[i])
+    }
+
+    /// Whether any extension of `active` has a hook at `point`.
+    pub fn has_hooks_in(&self, point: HookPoint, active: &ActiveSet) -> bool {
+        self.hook_order[point as usize].iter().any(|&i| active.0[i])
+    }
+
+    /// The middleware of `active`, in order.
+    pub fn middleware_in<'a>(
+        &'a self,
+        active: &'a ActiveSet,
+    ) -> impl Iterator<Item = (&'a Arc<Loaded>, &'a MiddlewareSpec)> {
+        self.middleware_order
+            .iter()
+            .filter(|(i, _)| active.0[*i])
+            .map(|(i, spec)| (&self.loaded[*i], spec))
     }
 
     /// Calls one hook of `l` in `place`: `start` makes its future (a panic there or while it

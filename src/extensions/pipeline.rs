@@ -13,8 +13,9 @@
 //! 9. middleware outbound halves, in reverse order (only those entered in step 2);
 //! 10. `post_response` hooks — after the response is handed over, on a separate task.
 //!
-//! Header changes made in steps 1–2 reach the handler. A request for which no active
-//! extension has a hook or matching middleware costs one check per step.
+//! Header changes made in steps 1–2 reach the handler. Which extensions are active is read
+//! once per request (`ActiveSet`): the request sees one consistent set, and a request for
+//! which no active extension has a hook or matching middleware costs that one scan.
 
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
@@ -31,7 +32,7 @@ use solobase_sdk::http::{Identity, RequestHead, ResponseHead};
 use solobase_sdk::{Flow, MiddlewareSpec, Response};
 
 use super::convert;
-use super::host::{Begun, ExtensionHost, HookOutcome, Loaded, panicked_response};
+use super::host::{ActiveSet, Begun, ExtensionHost, HookOutcome, Loaded, panicked_response};
 use crate::auth::{token, users};
 use crate::http::RequestId;
 
@@ -75,13 +76,23 @@ pub async fn middleware(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let host = req.app_data::<web::Data<ExtensionHost>>().cloned();
-    let Some(shared) = host.filter(|h| h.pipeline_active(req.path())) else {
+    // Which extensions are active is read once: the request sees one consistent set, and a
+    // request for which none takes part costs this one scan.
+    let snapshot = host.as_ref().map(|h| h.active_now());
+    let (Some(shared), Some(active)) = (host, snapshot) else {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
+    if !shared.pipeline_active(req.path(), &active) {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    }
     let host: &ExtensionHost = &shared;
+    let active = &active;
     let mut head = {
         let extensions = req.extensions();
         let request_id = extensions.get::<RequestId>().map_or("", |r| r.0.as_str());
@@ -94,12 +105,12 @@ pub async fn middleware(
 
     // Steps 1-4.
     let inbound = AssertUnwindSafe(async {
-        let mut early = inbound(host, &calling, &mut head, &mut entered).await;
+        let mut early = inbound(host, active, &calling, &mut head, &mut entered).await;
         if early.is_none() {
-            early = resolve_identity(host, &calling, &req, &mut head).await;
+            early = resolve_identity(host, active, &calling, &req, &mut head).await;
         }
         if early.is_none() {
-            early = authorize(host, &calling, &head).await;
+            early = authorize(host, active, &calling, &head).await;
         }
         early
     })
@@ -121,7 +132,7 @@ pub async fn middleware(
     };
 
     // Steps 6-9.
-    let outbound = AssertUnwindSafe(outbound(host, &calling, &head, &mut res, &entered))
+    let outbound = AssertUnwindSafe(outbound(host, active, &calling, &head, &mut res, &entered))
         .catch_unwind()
         .await;
     let res_head = match outbound {
@@ -137,7 +148,7 @@ pub async fn middleware(
         convert::recycle_request(head);
         return Ok(res);
     };
-    if host.has_hooks(HookPoint::PostResponse) {
+    if host.has_hooks_in(HookPoint::PostResponse, active) {
         let host = shared.clone();
         actix_web::rt::spawn(async move {
             let calling: Calling<'_> = Cell::new(None);
@@ -183,15 +194,16 @@ fn caught(calling: &Calling<'_>, payload: Box<dyn std::any::Any + Send>) -> Resp
 /// Returns the response head for `post_response`, or `None` when nothing needs it.
 async fn outbound<'h>(
     host: &'h ExtensionHost,
+    active: &'h ActiveSet,
     calling: &Calling<'h>,
     head: &RequestHead,
     res: &mut ServiceResponse<BoxBody>,
     entered: &Entered<'h>,
 ) -> Option<ResponseHead> {
-    if res.status().is_server_error() && host.has_hooks(HookPoint::Error) {
+    if res.status().is_server_error() && host.has_hooks_in(HookPoint::Error, active) {
         let res_head = response_head(res);
         let mut replacement = None;
-        for l in host.hooked(HookPoint::Error) {
+        for l in host.hooked_in(HookPoint::Error, active) {
             let Some(ext) = l.ext() else { continue };
             let point = HookPoint::Error;
             match run_hook!(host, calling, l, point, || ext.on_error(head, &res_head)) {
@@ -212,9 +224,9 @@ async fn outbound<'h>(
         }
     }
 
-    let needs_head = host.has_hooks(HookPoint::PostRequest)
-        || host.has_hooks(HookPoint::PreResponse)
-        || host.has_hooks(HookPoint::PostResponse)
+    let needs_head = host.has_hooks_in(HookPoint::PostRequest, active)
+        || host.has_hooks_in(HookPoint::PreResponse, active)
+        || host.has_hooks_in(HookPoint::PostResponse, active)
         || !entered.is_empty();
     if !needs_head {
         return None;
@@ -222,7 +234,7 @@ async fn outbound<'h>(
     let mut res_head = response_head(res);
     // A waiting hook that panics on the way out turns the response into a 500.
     let mut panicked = false;
-    for l in host.hooked(HookPoint::PostRequest) {
+    for l in host.hooked_in(HookPoint::PostRequest, active) {
         if let Some(ext) = l.ext() {
             let point = HookPoint::PostRequest;
             panicked |= run_hook!(host, calling, l, point, || ext
@@ -230,7 +242,7 @@ async fn outbound<'h>(
                 == HookOutcome::Panicked;
         }
     }
-    for l in host.hooked(HookPoint::PreResponse) {
+    for l in host.hooked_in(HookPoint::PreResponse, active) {
         if let Some(ext) = l.ext() {
             let point = HookPoint::PreResponse;
             let res_head = &mut res_head;
@@ -266,11 +278,12 @@ type Entered<'h> = SmallVec<[(&'h Arc<Loaded>, &'h MiddlewareSpec); 8]>;
 /// Steps 1 and 2. Returns a response when a hook or middleware answered.
 async fn inbound<'h>(
     host: &'h ExtensionHost,
+    active: &'h ActiveSet,
     calling: &Calling<'h>,
     head: &mut RequestHead,
     entered: &mut Entered<'h>,
 ) -> Option<Response> {
-    for l in host.hooked(HookPoint::PreRequest) {
+    for l in host.hooked_in(HookPoint::PreRequest, active) {
         let Some(ext) = l.ext() else { continue };
         let h = &mut *head;
         match run_hook!(host, calling, l, HookPoint::PreRequest, move || ext
@@ -281,10 +294,10 @@ async fn inbound<'h>(
             _ => {}
         }
     }
-    for (l, spec) in host.middleware() {
+    for (l, spec) in host.middleware_in(active) {
         // Checked one at a time: a middleware's path rule sees the request as changed by the
         // ones before it.
-        if !l.is_active() || !spec.applies_to(&head.path) {
+        if !spec.applies_to(&head.path) {
             continue;
         }
         let Some(ext) = l.ext() else { continue };
@@ -305,11 +318,14 @@ async fn inbound<'h>(
 /// response when an authentication hook panicked.
 async fn resolve_identity<'h>(
     host: &'h ExtensionHost,
+    active: &'h ActiveSet,
     calling: &Calling<'h>,
     req: &ServiceRequest,
     head: &mut RequestHead,
 ) -> Option<Response> {
-    if !host.has_hooks(HookPoint::Authentication) && !host.has_hooks(HookPoint::Authorization) {
+    if !host.has_hooks_in(HookPoint::Authentication, active)
+        && !host.has_hooks_in(HookPoint::Authorization, active)
+    {
         return None;
     }
     let mut identity = None;
@@ -327,7 +343,7 @@ async fn resolve_identity<'h>(
         req.extensions_mut().insert(crate::http::CurrentUser(user));
     }
     if identity.is_none() {
-        for l in host.hooked(HookPoint::Authentication) {
+        for l in host.hooked_in(HookPoint::Authentication, active) {
             let Some(ext) = l.ext() else { continue };
             let h = &*head;
             match run_hook!(host, calling, l, HookPoint::Authentication, || ext
@@ -353,10 +369,11 @@ async fn resolve_identity<'h>(
 /// Step 4.
 async fn authorize<'h>(
     host: &'h ExtensionHost,
+    active: &'h ActiveSet,
     calling: &Calling<'h>,
     head: &RequestHead,
 ) -> Option<Response> {
-    for l in host.hooked(HookPoint::Authorization) {
+    for l in host.hooked_in(HookPoint::Authorization, active) {
         let Some(ext) = l.ext() else { continue };
         match run_hook!(host, calling, l, HookPoint::Authorization, || ext
             .authorize(head))

@@ -91,6 +91,27 @@ impl Extension for PanicsOnInit {
     }
 }
 
+/// How many audit entries of `action` about `extension` exist, waiting up to 5 s for the
+/// first (entries are written in the background).
+async fn audit_entries(db: &tokio_postgres::Client, action: &str, extension: &str) -> i64 {
+    let mut count = 0;
+    for _ in 0..50 {
+        count = db
+            .query_one(
+                "SELECT count(*) FROM solobase.audit_log WHERE action = $1 AND extension = $2",
+                &[&action, &extension],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if count > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    count
+}
+
 fn manifest(name: &str) -> &'static str {
     Box::leak(
         format!(
@@ -174,22 +195,7 @@ async fn panics_cost_one_request_a_500_and_nothing_else() {
     }
 
     // Counted and audited (the audit is sampled: at least one entry, none per panic).
-    let mut audited = 0i64;
-    for _ in 0..50 {
-        audited = db
-            .query_one(
-                "SELECT count(*) FROM solobase.audit_log \
-                 WHERE action = 'extension.panic' AND extension = 'faulty'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if audited > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let audited = audit_entries(&db, "extension.panic", "faulty").await;
     assert!(audited >= 1, "panics are audited");
     app.stop().await.unwrap();
 }
@@ -305,24 +311,8 @@ async fn each_client_is_rate_limited_per_extension_with_429_and_headers() {
     assert_eq!(app.get("/ext/limited/ok").await.status(), StatusCode::OK);
 
     // Refusals are audited, sampled.
-    let mut audited = 0i64;
-    for _ in 0..50 {
-        audited = app
-            .db()
-            .await
-            .query_one(
-                "SELECT count(*) FROM solobase.audit_log \
-                 WHERE action = 'extension.rate_limited' AND extension = 'limited'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if audited > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let db = app.db().await;
+    let audited = audit_entries(&db, "extension.rate_limited", "limited").await;
     assert_eq!(audited, 1);
     app.stop().await.unwrap();
 }
@@ -441,22 +431,7 @@ async fn a_service_call_outside_the_granted_permissions_is_refused_counted_and_a
         .unwrap()
         .get(0);
     assert_eq!(published, 0, "nothing was published");
-    let mut audited = 0i64;
-    for _ in 0..50 {
-        audited = db
-            .query_one(
-                "SELECT count(*) FROM solobase.audit_log \
-                 WHERE action = 'extension.permission_denied' AND extension = 'nosy'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if audited > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let audited = audit_entries(&db, "extension.permission_denied", "nosy").await;
     assert!(audited >= 1, "refusals are audited");
     app.stop().await.unwrap();
 }

@@ -176,6 +176,15 @@ pub async fn middleware(
     Ok(res)
 }
 
+/// The response a `Flow` hook's outcome answers with: its own, or a 500 when it panicked.
+fn answer_of(outcome: HookOutcome<Flow>) -> Option<Response> {
+    match outcome {
+        HookOutcome::Done(Flow::Respond(r)) => Some(*r),
+        HookOutcome::Panicked => Some(panicked_response()),
+        _ => None,
+    }
+}
+
 /// A panic caught in a phase: recorded against the extension whose hook was running, and the
 /// answer for the request. A panic outside extension code is the host's own and goes on
 /// unwinding, as it would without extensions.
@@ -286,12 +295,10 @@ async fn inbound<'h>(
     for l in host.hooked_in(HookPoint::PreRequest, active) {
         let Some(ext) = l.ext() else { continue };
         let h = &mut *head;
-        match run_hook!(host, calling, l, HookPoint::PreRequest, move || ext
-            .pre_request(h))
-        {
-            HookOutcome::Done(Flow::Respond(r)) => return Some(*r),
-            HookOutcome::Panicked => return Some(panicked_response()),
-            _ => {}
+        let outcome = run_hook!(host, calling, l, HookPoint::PreRequest, move || ext
+            .pre_request(h));
+        if let Some(answer) = answer_of(outcome) {
+            return Some(answer);
         }
     }
     for (l, spec) in host.middleware_in(active) {
@@ -303,12 +310,10 @@ async fn inbound<'h>(
         let Some(ext) = l.ext() else { continue };
         entered.push((l, spec));
         let h = &mut *head;
-        match run_hook!(host, calling, l, MIDDLEWARE_IN, move || ext
-            .middleware_request(&spec.id, h))
-        {
-            HookOutcome::Done(Flow::Respond(r)) => return Some(*r),
-            HookOutcome::Panicked => return Some(panicked_response()),
-            _ => {}
+        let outcome = run_hook!(host, calling, l, MIDDLEWARE_IN, move || ext
+            .middleware_request(&spec.id, h));
+        if let Some(answer) = answer_of(outcome) {
+            return Some(answer);
         }
     }
     None
@@ -375,12 +380,10 @@ async fn authorize<'h>(
 ) -> Option<Response> {
     for l in host.hooked_in(HookPoint::Authorization, active) {
         let Some(ext) = l.ext() else { continue };
-        match run_hook!(host, calling, l, HookPoint::Authorization, || ext
-            .authorize(head))
-        {
-            HookOutcome::Done(Flow::Respond(r)) => return Some(*r),
-            HookOutcome::Panicked => return Some(panicked_response()),
-            _ => {}
+        let outcome = run_hook!(host, calling, l, HookPoint::Authorization, || ext
+            .authorize(head));
+        if let Some(answer) = answer_of(outcome) {
+            return Some(answer);
         }
     }
     None

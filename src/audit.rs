@@ -26,7 +26,7 @@ impl Actor {
         Self::Cli(std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
     }
 
-    fn as_text(&self) -> String {
+    pub fn as_text(&self) -> String {
         match self {
             Self::User(id) => format!("user:{id}"),
             Self::Cli(who) => format!("cli:{who}"),
@@ -88,6 +88,15 @@ impl Entry {
 /// Appends `entry`.
 pub async fn record(pool: &Pool, entry: &Entry) -> anyhow::Result<()> {
     let client = pool.get().await?;
+    record_in(&**client, entry).await
+}
+
+/// Appends `entry` through `client`: inside a transaction, it commits with the change it
+/// records.
+pub async fn record_in(
+    client: &impl tokio_postgres::GenericClient,
+    entry: &Entry,
+) -> anyhow::Result<()> {
     client
         .execute(
             "INSERT INTO solobase.audit_log (actor, action, extension, result, detail) \

@@ -1,5 +1,5 @@
 //! The command line: `solobase serve`, `solobase users create`, `solobase extensions
-//! migrate|rollback|purge`, `solobase config validate`.
+//! list|enable|disable|revoke|migrate|rollback|purge|audit`, `solobase config validate`.
 //!
 //! Exit codes: 0 success; 1 a runtime failure (database unreachable, port taken …); 2 a usage
 //! or configuration error (bad flag, bad config file, bad environment variable).
@@ -51,6 +51,45 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ExtensionsCommand {
+    /// List the compiled-in extensions: enabled or not, permissions granted and not granted
+    List {
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Enable an extension on every instance, granting the permissions it requests (asks
+    /// when it requests some not granted yet and no --grant… flag says what to do)
+    Enable {
+        /// The extension, e.g. webhooks
+        name: String,
+        /// Grant every permission it requests
+        #[arg(long, conflicts_with_all = ["grant", "grant_none"])]
+        grant_all: bool,
+        /// Grant this requested permission (repeatable); the others stay not granted
+        #[arg(long, value_name = "PERMISSION", conflicts_with = "grant_none")]
+        grant: Vec<String>,
+        /// Grant nothing more: its calls needing a permission not granted fail
+        #[arg(long)]
+        grant_none: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Disable an extension on every instance (its routes answer 404, its hooks are skipped)
+    Disable {
+        /// The extension, e.g. webhooks
+        name: String,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Revoke permissions from an extension on every instance
+    Revoke {
+        /// The extension, e.g. webhooks
+        name: String,
+        /// The permissions, e.g. users.read
+        #[arg(required = true, value_name = "PERMISSION")]
+        permissions: Vec<String>,
+        #[command(flatten)]
+        location: Location,
+    },
     /// Apply an extension's pending migrations (all, or up to --to)
     Migrate {
         /// The extension, e.g. webhooks
@@ -205,7 +244,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Extensions(command) => {
             let location = match &command {
-                ExtensionsCommand::Migrate { location, .. }
+                ExtensionsCommand::List { location }
+                | ExtensionsCommand::Enable { location, .. }
+                | ExtensionsCommand::Disable { location, .. }
+                | ExtensionsCommand::Revoke { location, .. }
+                | ExtensionsCommand::Migrate { location, .. }
                 | ExtensionsCommand::Rollback { location, .. }
                 | ExtensionsCommand::Audit { location, .. }
                 | ExtensionsCommand::Purge { location, .. } => location,
@@ -216,9 +259,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 database_url: location.database_url.clone(),
             };
             let config = load(config_path, &overrides)?;
-            match command.split() {
-                Ok(action) => crate::extensions::cli::run(config, action).await,
-                Err(query) => {
+            match command.job() {
+                Job::Schema(action) => crate::extensions::cli::run(config, action).await,
+                Job::Admin(action) => crate::extensions::cli::run_admin(config, action).await,
+                Job::Audit(query) => {
                     crate::extensions::cli::print_audit(config, query.into_filter()?).await
                 }
             }
@@ -332,11 +376,41 @@ impl AuditQuery {
     }
 }
 
+/// What an `extensions` command does.
+enum Job {
+    Schema(crate::extensions::cli::Action),
+    Admin(crate::extensions::cli::AdminAction),
+    Audit(AuditQuery),
+}
+
 impl ExtensionsCommand {
-    /// What a schema command does, or the query of `audit`, which only reads.
-    fn split(self) -> Result<crate::extensions::cli::Action, AuditQuery> {
-        use crate::extensions::cli::Action;
-        Ok(match self {
+    fn job(self) -> Job {
+        use crate::extensions::admin::Grant;
+        use crate::extensions::cli::{Action, AdminAction};
+        Job::Schema(match self {
+            ExtensionsCommand::List { .. } => return Job::Admin(AdminAction::List),
+            ExtensionsCommand::Enable {
+                name,
+                grant_all,
+                grant,
+                grant_none,
+                ..
+            } => {
+                let grant = if grant_all {
+                    Grant::All
+                } else if grant_none || !grant.is_empty() {
+                    Grant::Only(grant)
+                } else {
+                    Grant::Unspecified
+                };
+                return Job::Admin(AdminAction::Enable { name, grant });
+            }
+            ExtensionsCommand::Disable { name, .. } => {
+                return Job::Admin(AdminAction::Disable { name });
+            }
+            ExtensionsCommand::Revoke {
+                name, permissions, ..
+            } => return Job::Admin(AdminAction::Revoke { name, permissions }),
             ExtensionsCommand::Migrate {
                 name, to, dry_run, ..
             } => Action::Migrate { name, to, dry_run },
@@ -357,7 +431,7 @@ impl ExtensionsCommand {
                 limit,
                 ..
             } => {
-                return Err(AuditQuery {
+                return Job::Audit(AuditQuery {
                     extension,
                     since,
                     limit,

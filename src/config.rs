@@ -141,6 +141,13 @@ pub struct ExtensionsConfig {
     /// Openings within `breaker_trips_window_secs` that disable the extension (0: never).
     pub breaker_trips_to_disable: u32,
     pub breaker_trips_window_secs: u64,
+    /// Whether an extension seen for the first time is enabled with every permission its
+    /// manifest requests (audited as granted by the system). When false it starts disabled,
+    /// and an administrator enables it and grants its permissions.
+    pub grant_on_first_sight: bool,
+    /// Seconds between re-reads of every extension's state (enabled, grants) from the
+    /// database, in case a change notification from another instance or the CLI was lost.
+    pub resync_secs: u64,
 }
 
 /// One extension's database limits; absent keys take the `[extensions]` defaults.
@@ -181,6 +188,8 @@ impl Default for ExtensionsConfig {
             breaker_cooldown_secs: 30,
             breaker_trips_to_disable: 3,
             breaker_trips_window_secs: 3600,
+            grant_on_first_sight: true,
+            resync_secs: 5,
         }
     }
 }
@@ -563,6 +572,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "extensions.max_in_flight is 0: set it to at least 1".into(),
             ));
+        }
+        if !(1..=3600).contains(&self.extensions.resync_secs) {
+            return Err(ConfigError::Invalid(format!(
+                "extensions.resync_secs is {}: set it between 1 and 3600",
+                self.extensions.resync_secs
+            )));
         }
         for (name, limits) in &self.extensions.limits {
             if solobase_sdk::ExtensionName::parse(name).is_err() {

@@ -29,6 +29,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The email is already registered.
     EmailTaken,
+    /// Enabling an extension needs a decision on permissions it requests and does not hold.
+    PermissionsPending,
     /// The body is larger than allowed.
     PayloadTooLarge,
     /// The request's Content-Type is not accepted here.
@@ -54,6 +56,7 @@ impl ErrorCode {
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
+            Self::PermissionsPending => (StatusCode::CONFLICT, "permissions_pending"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")

@@ -1,15 +1,19 @@
-//! The extension admin API, admins only: list extensions (compiled in or not), enable and
-//! disable them at run time.
+//! The extension admin API, admins only: list extensions (compiled in or not) with their
+//! permissions, limits and counters; enable (granting permissions) and disable them, revoke a
+//! permission — at once, on every instance.
 
 use std::sync::atomic::Ordering;
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
+use serde::Deserialize;
+
+use super::admin::{self, AdminError, Grant};
 use super::discovered;
-use super::host::ExtensionHost;
+use super::host::{ExtensionHost, Loaded};
 use crate::audit::{self, Actor, Entry, Outcome};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::http::{AppState, CurrentUser};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -17,7 +21,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/api/v1/extensions")
             .route("", web::get().to(list))
             .route("/{name}/enable", web::post().to(enable))
-            .route("/{name}/disable", web::post().to(disable)),
+            .route("/{name}/disable", web::post().to(disable))
+            .route("/{name}/grants/{permission}", web::delete().to(revoke)),
     );
 }
 
@@ -45,7 +50,8 @@ async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpR
                 "middleware": l.middleware.iter().map(|m| json!({"id": m.id, "priority": m.priority, "paths": m.paths})).collect::<Vec<_>>(),
                 "permissions": {
                     "requested": l.manifest.as_ref().map(|m| m.permissions.iter().map(|p| p.to_string()).collect::<Vec<_>>()).unwrap_or_default(),
-                    "granted": l.grants.as_ref().map(|g| g.granted().map(str::to_owned).collect::<Vec<_>>()).unwrap_or_default(),
+                    "granted": l.grants.as_ref().map(|g| g.granted()).unwrap_or_default(),
+                    "pending": l.grants.as_ref().map(|g| g.pending()).unwrap_or_default(),
                     "denied_calls": l.grants.as_ref().map_or(0, |g| g.denied()),
                 },
                 "stats": {
@@ -73,50 +79,87 @@ async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpR
     Ok(HttpResponse::Ok().json(list))
 }
 
-async fn set(
-    user: CurrentUser,
-    state: web::Data<AppState>,
-    host: web::Data<ExtensionHost>,
-    name: web::Path<String>,
-    enabled: bool,
-) -> Result<HttpResponse, ApiError> {
-    let action = if enabled {
-        "extension.enable"
-    } else {
-        "extension.disable"
-    };
-    let name = name.into_inner();
+/// Refuses a non-admin, auditing the attempt as denied.
+async fn admin_only(
+    user: &CurrentUser,
+    state: &AppState,
+    action: &'static str,
+    name: &str,
+) -> Result<Actor, ApiError> {
     let actor = Actor::User(user.0.id);
-    if let Err(e) = require_admin(&user) {
-        audit::record_or_log(
-            &state.pool,
-            Entry::new(actor, action, Outcome::Denied).extension(&name),
-        )
-        .await;
+    if let Err(e) = require_admin(user) {
+        let entry = Entry::new(actor, action, Outcome::Denied).extension(name);
+        audit::record_or_log(&state.pool, entry).await;
         return Err(e);
     }
-    let changed = host.set_enabled(&name, enabled).await;
-    let outcome = match &changed {
-        Ok(true) => Outcome::Ok,
-        _ => Outcome::Failed,
-    };
-    audit::record_or_log(
-        &state.pool,
-        Entry::new(actor, action, outcome).extension(&name),
-    )
-    .await;
-    if !changed.map_err(ApiError::internal)? {
+    Ok(actor)
+}
+
+/// The extension `name` of this binary, or 404 saying how to get it.
+fn compiled<'h>(host: &'h ExtensionHost, name: &str) -> Result<&'h Loaded, ApiError> {
+    host.get(name).map(|l| &**l).ok_or_else(|| {
         let hint = discovered()
             .iter()
             .find(|d| d.name == name)
             .map(|d| format!("; rebuild with --features {}", d.feature))
             .unwrap_or_default();
-        return Err(ApiError::not_found(format!(
+        ApiError::not_found(format!(
             "extension {name} is not compiled into this binary{hint}"
-        )));
+        ))
+    })
+}
+
+fn requested(l: &Loaded) -> Vec<String> {
+    l.grants
+        .as_ref()
+        .map(|g| g.requested().to_vec())
+        .unwrap_or_default()
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::PermissionsPending { .. } => {
+                ApiError::new(ErrorCode::PermissionsPending, e.to_string())
+            }
+            AdminError::NotRequested { .. } => ApiError::invalid(e.to_string()),
+            AdminError::NotGranted { .. } => ApiError::not_found(e.to_string()),
+            AdminError::Database(cause) => ApiError::internal(cause),
+        }
     }
-    tracing::info!(admin = %user.0.email, extension = %name, enabled, "extension toggled");
-    Ok(HttpResponse::Ok().json(json!({"name": name, "enabled": enabled})))
+}
+
+/// The body of an enable: which requested permissions to grant.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnableBody {
+    #[serde(default)]
+    grant_all: bool,
+    grant: Option<Vec<String>>,
+}
+
+fn grant_of(body: &[u8]) -> Result<Grant, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Grant::Unspecified);
+    }
+    let body: EnableBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid(format!(
+            "invalid body: {e}; send {{\"grant_all\": true}}, {{\"grant\": [\"users.read\"]}} or nothing"
+        ))
+    })?;
+    match (body.grant_all, body.grant) {
+        (true, Some(_)) => Err(ApiError::invalid(
+            "give either grant_all or grant, not both",
+        )),
+        (true, None) => Ok(Grant::All),
+        (false, Some(list)) => Ok(Grant::Only(list)),
+        (false, None) => Ok(Grant::Unspecified),
+    }
+}
+
+/// Applies a change made through [`admin`] here at once (other instances are notified).
+async fn applied(host: &ExtensionHost) -> Result<(), ApiError> {
+    host.resync().await.map_err(ApiError::internal)
 }
 
 async fn enable(
@@ -124,8 +167,27 @@ async fn enable(
     state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    set(user, state, host, name, true).await
+    let actor = admin_only(&user, &state, "extension.enable", &name).await?;
+    let l = compiled(&host, &name)?;
+    let grant = match grant_of(&body) {
+        Ok(grant) => grant,
+        Err(e) => {
+            let entry = Entry::new(actor, "extension.enable", Outcome::Failed)
+                .extension(&name)
+                .detail(json!({"error": e.message}));
+            audit::record_or_log(&state.pool, entry).await;
+            return Err(e);
+        }
+    };
+    let permissions = admin::enable(&state.pool, &name, &requested(l), grant, &actor).await?;
+    applied(&host).await?;
+    tracing::info!(admin = %user.0.email, extension = %name, "extension enabled");
+    Ok(HttpResponse::Ok().json(json!({
+        "name": *name, "enabled": true,
+        "permissions": {"granted": permissions.granted, "pending": permissions.pending},
+    })))
 }
 
 async fn disable(
@@ -134,5 +196,28 @@ async fn disable(
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    set(user, state, host, name, false).await
+    let actor = admin_only(&user, &state, "extension.disable", &name).await?;
+    compiled(&host, &name)?;
+    admin::disable(&state.pool, &name, &actor).await?;
+    applied(&host).await?;
+    tracing::info!(admin = %user.0.email, extension = %name, "extension disabled");
+    Ok(HttpResponse::Ok().json(json!({"name": *name, "enabled": false})))
+}
+
+async fn revoke(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    host: web::Data<ExtensionHost>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, permission) = path.into_inner();
+    let actor = admin_only(&user, &state, "extension.revoke", &name).await?;
+    let l = compiled(&host, &name)?;
+    let permissions =
+        admin::revoke(&state.pool, &name, &requested(l), &[permission], &actor).await?;
+    applied(&host).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "name": name,
+        "permissions": {"granted": permissions.granted, "pending": permissions.pending},
+    })))
 }

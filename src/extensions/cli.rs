@@ -1,15 +1,17 @@
-//! `solobase extensions migrate|rollback|purge`: an extension's schema by hand. They work
-//! whether or not a server is running (on the embedded cluster, they use the running
-//! server's), and act as the extension's own role, exactly as the server does.
+//! `solobase extensions …` by hand: `migrate|rollback|purge` an extension's schema (as the
+//! extension's own role, exactly as the server does), `list|enable|disable|revoke` its state
+//! and permissions, read the `audit` log. They work whether or not a server is running (on the
+//! embedded cluster, they use the running server's); running servers apply state changes at
+//! once.
 
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::bail;
-use solobase_sdk::{ExtensionName, Migration};
-
 use serde_json::json;
+use solobase_sdk::{ExtensionName, Manifest, Migration};
 
-use super::{migrate, roles};
+use super::admin::{self, AdminError, Grant};
+use super::{loader, migrate, roles, state};
 use crate::audit::{self, Actor, Entry, Outcome};
 use crate::config::{Config, ConfigError};
 use crate::db::{Database, Mode};
@@ -35,13 +37,22 @@ pub enum Action {
 
 /// The compiled-in migrations of `name`; a usage error when it is not compiled in.
 fn migrations_of(name: &str) -> anyhow::Result<(ExtensionName, Vec<Migration>)> {
-    for registration in super::registrations() {
-        let Ok(manifest) = solobase_sdk::Manifest::parse(registration.manifest) else {
-            continue;
-        };
-        if manifest.name.as_str() == name {
-            return Ok((manifest.name, registration.migrations()));
-        }
+    let (manifest, registration) = compiled(name)?;
+    Ok((manifest.name, registration.migrations()))
+}
+
+/// Every compiled-in extension with a valid manifest.
+fn manifests() -> Vec<(Manifest, solobase_sdk::Registration)> {
+    super::registrations()
+        .into_iter()
+        .filter_map(|r| Manifest::parse(r.manifest).ok().map(|m| (m, r)))
+        .collect()
+}
+
+/// The compiled-in extension `name`; a usage error when it is not compiled in.
+fn compiled(name: &str) -> anyhow::Result<(Manifest, solobase_sdk::Registration)> {
+    if let Some(found) = manifests().into_iter().find(|(m, _)| m.name.as_str() == name) {
+        return Ok(found);
     }
     let known = super::discovered().iter().any(|d| d.name == name);
     Err(ConfigError::Invalid(if known {
@@ -223,6 +234,150 @@ async fn act(
             Ok(())
         }
     }
+}
+
+/// What an administrator does from the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminAction {
+    List,
+    Enable { name: String, grant: Grant },
+    Disable { name: String },
+    Revoke { name: String, permissions: Vec<String> },
+}
+
+/// `solobase extensions list|enable|disable|revoke`: changes are applied by every running
+/// instance at once (they are notified), and audited as the command line's.
+pub async fn run_admin(config: Config, action: AdminAction) -> anyhow::Result<()> {
+    let target = match &action {
+        AdminAction::List => None,
+        AdminAction::Enable { name, .. }
+        | AdminAction::Disable { name }
+        | AdminAction::Revoke { name, .. } => Some(compiled(name)?.0),
+    };
+    let requested = loader::requested(target.as_ref());
+    let db = Database::connect(&config, Mode::Share).await?;
+    let result = async {
+        crate::db::migrate::run(db.pool()).await?;
+        let pool = db.pool();
+        let actor = Actor::cli();
+        match action {
+            AdminAction::List => list(pool).await,
+            AdminAction::Enable { name, grant } => {
+                let grant = match grant {
+                    Grant::Unspecified => confirm_grants(pool, &name, &requested).await?,
+                    other => other,
+                };
+                let p = admin::enable(pool, &name, &requested, grant, &actor)
+                    .await
+                    .map_err(usage)?;
+                println!(
+                    "enabled {name}; granted: {}; not granted: {}",
+                    or_none(&p.granted),
+                    or_none(&p.pending)
+                );
+                Ok(())
+            }
+            AdminAction::Disable { name } => {
+                admin::disable(pool, &name, &actor).await.map_err(usage)?;
+                println!("disabled {name}");
+                Ok(())
+            }
+            AdminAction::Revoke { name, permissions } => {
+                let p = admin::revoke(pool, &name, &requested, &permissions, &actor)
+                    .await
+                    .map_err(usage)?;
+                println!(
+                    "revoked {} from {name}; granted now: {}",
+                    permissions.join(", "),
+                    or_none(&p.granted)
+                );
+                Ok(())
+            }
+        }
+    }
+    .await;
+    db.close().await;
+    result
+}
+
+/// A refused change is a usage error (exit 2); a database failure is not.
+fn usage(e: AdminError) -> anyhow::Error {
+    match e {
+        AdminError::Database(e) => e,
+        refused => ConfigError::Invalid(refused.to_string()).into(),
+    }
+}
+
+fn or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// With no grant named: when permissions are pending and a person is at the terminal, asks
+/// whether to grant them all. Otherwise [`admin::enable`] refuses and says what to pass.
+async fn confirm_grants(
+    pool: &deadpool_postgres::Pool,
+    name: &str,
+    requested: &[String],
+) -> anyhow::Result<Grant> {
+    let granted = state::load_all(pool)
+        .await?
+        .remove(name)
+        .map(|p| p.granted)
+        .unwrap_or_default();
+    let pending: Vec<&String> = requested.iter().filter(|p| !granted.contains(*p)).collect();
+    let stdin = std::io::stdin();
+    if pending.is_empty() || !stdin.is_terminal() {
+        return Ok(Grant::Unspecified);
+    }
+    println!("{name} requests these permissions, not granted yet:");
+    for p in &pending {
+        println!("  {p}");
+    }
+    print!("Grant them and enable {name}? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    if matches!(line.trim(), "y" | "Y" | "yes") {
+        Ok(Grant::All)
+    } else {
+        bail!("not confirmed; nothing was changed")
+    }
+}
+
+/// `solobase extensions list`: every compiled-in extension and its state in the database.
+async fn list(pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
+    let persisted = state::load_all(pool).await?;
+    println!(
+        "{:<16} {:<9} {:<8} {:<40} NOT GRANTED",
+        "NAME", "VERSION", "ENABLED", "GRANTED"
+    );
+    let mut all = manifests();
+    all.sort_by(|a, b| a.0.name.as_str().cmp(b.0.name.as_str()));
+    for (manifest, _) in all {
+        let requested = loader::requested(Some(&manifest));
+        let row = persisted.get(manifest.name.as_str());
+        let (granted, pending): (Vec<String>, Vec<String>) = requested
+            .into_iter()
+            .partition(|p| row.is_some_and(|r| r.granted.contains(p)));
+        let enabled = match row {
+            Some(r) if r.enabled => "yes",
+            Some(_) => "no",
+            None => "new",
+        };
+        println!(
+            "{:<16} {:<9} {:<8} {:<40} {}",
+            manifest.name.as_str(),
+            manifest.version.to_string(),
+            enabled,
+            or_none(&granted),
+            or_none(&pending)
+        );
+    }
+    Ok(())
 }
 
 /// `solobase extensions audit`: the newest entries, oldest of them first.

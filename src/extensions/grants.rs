@@ -1,8 +1,10 @@
-//! What an extension may ask of the host's services: the permissions granted to it (today,
-//! those its manifest requests). A call outside them fails with the typed
-//! `ExtensionError::PermissionDenied`, is counted, logged and audited (sampled).
+//! What an extension may ask of the host's services: the permissions its manifest requests
+//! and an administrator granted (`solobase.extension_grants`, see [`super::admin`]). A call
+//! outside them fails with the typed `ExtensionError::PermissionDenied`, is counted, logged
+//! and audited (sampled). Grants change at run time: every instance applies them when told.
 
 use std::collections::BTreeSet;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use deadpool_postgres::Pool;
@@ -16,35 +18,72 @@ use crate::audit::{Actor, Entry, Outcome};
 #[derive(Debug)]
 pub struct Grants {
     extension: ExtensionName,
-    granted: BTreeSet<String>,
+    requested: Vec<String>,
+    /// Requested and granted.
+    granted: RwLock<BTreeSet<String>>,
     denied: AtomicU64,
     sampler: Sampler,
     pool: Option<Pool>,
 }
 
 impl Grants {
+    /// The permissions of an extension requesting `requested`, of which `granted` are.
     pub fn new(
         extension: ExtensionName,
-        granted: impl IntoIterator<Item = String>,
+        requested: Vec<String>,
+        granted: &BTreeSet<String>,
         pool: Option<Pool>,
     ) -> Self {
-        Self {
+        let grants = Self {
             extension,
-            granted: granted.into_iter().collect(),
+            requested,
+            granted: RwLock::default(),
             denied: AtomicU64::new(0),
             sampler: Sampler::default(),
             pool,
-        }
+        };
+        grants.set(granted);
+        grants
+    }
+
+    /// Replaces the granted set (only requested permissions count).
+    pub fn set(&self, granted: &BTreeSet<String>) {
+        let effective = self
+            .requested
+            .iter()
+            .filter(|p| granted.contains(*p))
+            .cloned()
+            .collect();
+        *self.granted.write().unwrap_or_else(|e| e.into_inner()) = effective;
     }
 
     /// Whether `permission` is granted.
     pub fn allows(&self, permission: &str) -> bool {
-        self.granted.contains(permission)
+        self.granted
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(permission)
+    }
+
+    /// What the manifest requests.
+    pub fn requested(&self) -> &[String] {
+        &self.requested
     }
 
     /// The granted permissions.
-    pub fn granted(&self) -> impl Iterator<Item = &str> {
-        self.granted.iter().map(String::as_str)
+    pub fn granted(&self) -> Vec<String> {
+        let granted = self.granted.read().unwrap_or_else(|e| e.into_inner());
+        granted.iter().cloned().collect()
+    }
+
+    /// Requested and not granted.
+    pub fn pending(&self) -> Vec<String> {
+        let granted = self.granted.read().unwrap_or_else(|e| e.into_inner());
+        self.requested
+            .iter()
+            .filter(|p| !granted.contains(*p))
+            .cloned()
+            .collect()
     }
 
     /// Calls refused so far.
@@ -81,16 +120,20 @@ mod tests {
 
     #[test]
     fn only_granted_permissions_pass_and_refusals_are_counted() {
-        let grants = Grants::new(
-            ExtensionName::parse("g").unwrap(),
-            ["users.read".to_owned()],
-            None,
-        );
+        let requested = vec!["events.publish".to_owned(), "users.read".to_owned()];
+        let granted = ["users.read".to_owned(), "storage.write".to_owned()].into();
+        let grants = Grants::new(ExtensionName::parse("g").unwrap(), requested, &granted, None);
         assert!(grants.require("users.read").is_ok());
+        // Granted but not requested: does not count.
+        assert!(grants.require("storage.write").is_err());
         let e = grants.require("events.publish").unwrap_err();
         assert!(
             matches!(e, ExtensionError::PermissionDenied { ref permission } if permission == "events.publish")
         );
-        assert_eq!(grants.denied(), 1);
+        assert_eq!(grants.denied(), 2);
+        assert_eq!(grants.pending(), ["events.publish"]);
+        grants.set(&["events.publish".to_owned()].into());
+        assert!(grants.require("events.publish").is_ok());
+        assert!(grants.require("users.read").is_err());
     }
 }

@@ -431,11 +431,34 @@ impl ExtensionHost {
             })
             .collect();
         let order = loader::dependency_order(&deps);
+        let first_sight = ctx.settings.grant_on_first_sight;
+        state::ensure_all(&ctx.pool, &order, first_sight).await?;
+        let requested: Vec<(String, Vec<String>)> = pending
+            .iter()
+            .map(|(name, m, ..)| (name.to_string(), loader::requested(m.as_ref())))
+            .collect();
+        for (name, permissions) in
+            state::decide_first_grants(&ctx.pool, &requested, first_sight).await?
+        {
+            let entry = audit::Entry::new(
+                audit::Actor::System,
+                "extension.grant",
+                audit::Outcome::Ok,
+            )
+            .extension(&name)
+            .detail(serde_json::json!({
+                "permissions": permissions,
+                "reason": if first_sight {
+                    "first seen; extensions.grant_on_first_sight is true"
+                } else {
+                    "first seen; extensions.grant_on_first_sight is false: nothing granted, not enabled"
+                },
+            }));
+            audit::record_or_log(&ctx.pool, entry).await;
+        }
         let persisted = state::load_all(&ctx.pool)
             .await
             .context("cannot read extension state")?;
-
-        state::ensure_all(&ctx.pool, &order).await?;
         if !order.is_empty() {
             super::roles::harden_database(&ctx.pool)
                 .await
@@ -449,7 +472,12 @@ impl ExtensionHost {
             else {
                 continue;
             };
-            let enabled = persisted.get(name).is_none_or(|p| p.enabled);
+            let no_row = state::Persisted {
+                enabled: false,
+                last_error: None,
+                granted: Default::default(),
+            };
+            let persisted = persisted.get(name).unwrap_or(&no_row);
             let problem = problem.or_else(|| {
                 manifest.as_ref().and_then(|m| {
                     m.dependencies.keys().find_map(|d| {
@@ -461,7 +489,8 @@ impl ExtensionHost {
                 })
             });
             let item =
-                loader::load_one(&ctx, ext_name, manifest, registration, enabled, problem).await?;
+                loader::load_one(&ctx, ext_name, manifest, registration, persisted, problem)
+                    .await?;
             by_name.insert(name.clone(), loaded.len());
             loaded.push(Arc::new(item));
         }
@@ -478,6 +507,18 @@ impl ExtensionHost {
         host.spawn_event_hooks();
         host.spawn_watchdog();
         host.spawn_rate_sweeper();
+        if !host.loaded.is_empty() {
+            let task = super::sync::spawn(
+                Arc::downgrade(&host),
+                ctx.pg_config.clone(),
+                Duration::from_secs(ctx.settings.resync_secs),
+                host.stop.subscribe(),
+            );
+            host.tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(task);
+        }
         Ok(host)
     }
 
@@ -713,15 +754,22 @@ impl ExtensionHost {
         self.by_name.get(name).map(|&i| &self.loaded[i])
     }
 
-    /// Enables or disables an extension at once, and persists the choice.
-    pub async fn set_enabled(&self, name: &str, enabled: bool) -> anyhow::Result<bool> {
-        let Some(l) = self.get(name) else {
-            return Ok(false);
-        };
-        state::set_enabled(&self.pool, name, enabled).await?;
-        l.enabled.store(enabled, Ordering::Relaxed);
-        tracing::info!(extension = name, enabled, "extension state changed");
-        Ok(true)
+    /// Applies the persisted state of every extension — enabled flag, grants — as changed by
+    /// [`super::admin`] here or elsewhere (see [`super::sync`]).
+    pub async fn resync(&self) -> anyhow::Result<()> {
+        let all = state::load_all(&self.pool).await?;
+        for l in &self.loaded {
+            let Some(persisted) = all.get(l.name.as_str()) else {
+                continue;
+            };
+            if l.enabled.swap(persisted.enabled, Ordering::Relaxed) != persisted.enabled {
+                tracing::info!(extension = %l.name, enabled = persisted.enabled, "extension state changed");
+            }
+            if let Some(grants) = &l.grants {
+                grants.set(&persisted.granted);
+            }
+        }
+        Ok(())
     }
 
     /// Active extensions with a hook at `point`, in hook order.

@@ -74,6 +74,13 @@ pub(super) fn parse_manifests(registrations: Vec<Registration>) -> Vec<Pending> 
         .collect()
 }
 
+/// The permissions a manifest requests.
+pub(super) fn requested(manifest: Option<&Manifest>) -> Vec<String> {
+    manifest
+        .map(|m| m.permissions.iter().map(|p| p.to_string()).collect())
+        .unwrap_or_default()
+}
+
 /// Reads `<config_dir>/<name>.toml` as JSON (`null` when absent).
 fn read_config(dir: &std::path::Path, name: &ExtensionName) -> Result<serde_json::Value, String> {
     let path = dir.join(format!("{name}.toml"));
@@ -94,7 +101,7 @@ pub(super) async fn load_one(
     name: ExtensionName,
     manifest: Option<Manifest>,
     registration: Registration,
-    enabled: bool,
+    persisted: &super::state::Persisted,
     problem: Option<String>,
 ) -> anyhow::Result<Loaded> {
     let span = tracing::info_span!("extension", extension = %name);
@@ -108,7 +115,7 @@ pub(super) async fn load_one(
         middleware: Vec::new(),
         config: None,
         pool: None,
-        enabled: AtomicBool::new(enabled),
+        enabled: AtomicBool::new(persisted.enabled),
         running: AtomicBool::new(false),
         failure: Mutex::new(None),
         stats: Stats::default(),
@@ -131,17 +138,21 @@ pub(super) async fn load_one(
         item.fail(problem);
         return Ok(item);
     }
-    let requested = item
-        .manifest
-        .as_ref()
-        .map(|m| {
-            m.permissions
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    let grants = Arc::new(Grants::new(name.clone(), requested, Some(ctx.pool.clone())));
+    let grants = Arc::new(Grants::new(
+        name.clone(),
+        requested(item.manifest.as_ref()),
+        &persisted.granted,
+        Some(ctx.pool.clone()),
+    ));
+    let pending = grants.pending();
+    if !pending.is_empty() {
+        tracing::warn!(
+            extension = %name,
+            ?pending,
+            "the extension requests permissions that are not granted; its calls needing them \
+             fail. Grant them with `solobase extensions enable {name} --grant-all`"
+        );
+    }
     item.grants = Some(grants.clone());
     match initialize(ctx, &name, &registration, grants)
         .instrument(span)

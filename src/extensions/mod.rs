@@ -12,6 +12,7 @@
 //!
 //! Only this module knows the registration table.
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 // The build script's rules, compiled here too so that they are unit-tested.
@@ -31,6 +32,7 @@ pub mod pipeline;
 pub mod roles;
 pub mod services;
 pub mod state;
+mod sync;
 
 /// An extension found in the source tree when this binary was built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,23 +1,33 @@
-//! Persistent extension state in `solobase.extensions`: the administrator's enabled flag and
-//! the last failure. Shared by every instance on the database.
+//! Persistent extension state in `solobase.extensions` and `solobase.extension_grants`: the
+//! administrator's enabled flag, the granted permissions and the last failure. Shared by every
+//! instance on the database; changes are announced on [`CHANNEL`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use deadpool_postgres::Pool;
 
-/// One extension's row.
+/// The PostgreSQL notification channel on which a changed extension's name is announced.
+pub const CHANNEL: &str = "solobase_extensions";
+
+/// One extension's row and grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Persisted {
     pub enabled: bool,
     pub last_error: Option<String>,
+    pub granted: BTreeSet<String>,
 }
 
-/// Every row, by name.
+/// Every extension's state, by name. One statement.
 pub async fn load_all(pool: &Pool) -> anyhow::Result<HashMap<String, Persisted>> {
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT name, enabled, last_error FROM solobase.extensions",
+            "SELECT e.name, e.enabled, e.last_error, \
+                    coalesce(array_agg(g.permission) FILTER (WHERE g.permission IS NOT NULL), \
+                             '{}') \
+             FROM solobase.extensions e \
+             LEFT JOIN solobase.extension_grants g ON g.extension = e.name \
+             GROUP BY e.name",
             &[],
         )
         .await?;
@@ -29,23 +39,72 @@ pub async fn load_all(pool: &Pool) -> anyhow::Result<HashMap<String, Persisted>>
                 Persisted {
                     enabled: r.get(1),
                     last_error: r.get(2),
+                    granted: r.get::<_, Vec<String>>(3).into_iter().collect(),
                 },
             )
         })
         .collect())
 }
 
-/// Records first sightings (enabled), leaving existing rows alone. One statement for all.
-pub async fn ensure_all(pool: &Pool, names: &[String]) -> anyhow::Result<()> {
+/// Records first sightings, `enabled` or not, leaving existing rows alone. One statement.
+pub async fn ensure_all(pool: &Pool, names: &[String], enabled: bool) -> anyhow::Result<()> {
     let client = pool.get().await?;
     client
         .execute(
-            "INSERT INTO solobase.extensions (name) SELECT unnest($1::text[]) \
+            "INSERT INTO solobase.extensions (name, enabled) SELECT unnest($1::text[]), $2 \
              ON CONFLICT (name) DO NOTHING",
-            &[&names],
+            &[&names, &enabled],
         )
         .await?;
     Ok(())
+}
+
+/// Applies the first-sight policy to the extensions whose grants nobody decided yet: with
+/// `grant`, each receives every permission it requests (granted by "system"). Returns what was
+/// granted, by extension. Runs once per extension however many instances start together.
+pub async fn decide_first_grants(
+    pool: &Pool,
+    requested: &[(String, Vec<String>)],
+    grant: bool,
+) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let names: Vec<&str> = requested.iter().map(|(n, _)| n.as_str()).collect();
+    let (owners, permissions): (Vec<&str>, Vec<&str>) = requested
+        .iter()
+        .flat_map(|(n, ps)| ps.iter().map(move |p| (n.as_str(), p.as_str())))
+        .filter(|_| grant)
+        .unzip();
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let decided = tx
+        .query(
+            "UPDATE solobase.extensions SET grants_decided = true \
+             WHERE name = ANY($1) AND NOT grants_decided RETURNING name",
+            &[&names],
+        )
+        .await?;
+    let decided: Vec<String> = decided.iter().map(|r| r.get(0)).collect();
+    let rows = tx
+        .query(
+            "INSERT INTO solobase.extension_grants (extension, permission, granted_by) \
+             SELECT o.name, o.permission, 'system' \
+             FROM unnest($1::text[], $2::text[]) AS o(name, permission) \
+             WHERE o.name = ANY($3) \
+             ON CONFLICT DO NOTHING RETURNING extension, permission",
+            &[&owners, &permissions, &decided],
+        )
+        .await?;
+    tx.commit().await?;
+    let mut granted: Vec<(String, Vec<String>)> = decided
+        .into_iter()
+        .map(|name| (name, Vec::new()))
+        .collect();
+    for row in rows {
+        let name: String = row.get(0);
+        if let Some((_, list)) = granted.iter_mut().find(|(n, _)| *n == name) {
+            list.push(row.get(1));
+        }
+    }
+    Ok(granted)
 }
 
 /// Records, for every loaded extension, why it is not running (or clears it). One statement.
@@ -69,29 +128,30 @@ pub async fn record_outcomes(
     Ok(())
 }
 
-/// Sets the administrator's flag; returns false when the extension has no row.
-pub async fn set_enabled(pool: &Pool, name: &str, enabled: bool) -> anyhow::Result<bool> {
-    let client = pool.get().await?;
-    let n = client
-        .execute(
-            "UPDATE solobase.extensions SET enabled = $2, updated_at = now() WHERE name = $1",
-            &[&name, &enabled],
-        )
-        .await?;
-    Ok(n == 1)
+/// Disables `name`, records why (an automatic disable) and announces it.
+pub async fn disable_with_reason(pool: &Pool, name: &str, reason: &str) -> anyhow::Result<()> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "UPDATE solobase.extensions SET enabled = false, last_error = $2, updated_at = now() \
+         WHERE name = $1",
+        &[&name, &reason],
+    )
+    .await?;
+    announce(&*tx, name).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
-/// Disables `name` and records why (an automatic disable).
-pub async fn disable_with_reason(pool: &Pool, name: &str, reason: &str) -> anyhow::Result<()> {
-    let client = pool.get().await?;
+/// Tells every instance (at commit) that `name`'s state changed.
+pub async fn announce(
+    client: &impl tokio_postgres::GenericClient,
+    name: &str,
+) -> Result<(), tokio_postgres::Error> {
     client
-        .execute(
-            "UPDATE solobase.extensions SET enabled = false, last_error = $2, updated_at = now() \
-             WHERE name = $1",
-            &[&name, &reason],
-        )
-        .await?;
-    Ok(())
+        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &name])
+        .await
+        .map(drop)
 }
 
 /// The permissions held by a (non-admin) role.

@@ -440,6 +440,9 @@ impl ExtensionHost {
         for (name, permissions) in
             state::decide_first_grants(&ctx.pool, &requested, first_sight).await?
         {
+            if permissions.is_empty() {
+                continue;
+            }
             let entry = audit::Entry::new(
                 audit::Actor::System,
                 "extension.grant",
@@ -448,11 +451,7 @@ impl ExtensionHost {
             .extension(&name)
             .detail(serde_json::json!({
                 "permissions": permissions,
-                "reason": if first_sight {
-                    "first seen; extensions.grant_on_first_sight is true"
-                } else {
-                    "first seen; extensions.grant_on_first_sight is false: nothing granted, not enabled"
-                },
+                "reason": "first seen; extensions.grant_on_first_sight is true",
             }));
             audit::record_or_log(&ctx.pool, entry).await;
         }
@@ -623,13 +622,10 @@ impl ExtensionHost {
             if l.hooks.event_patterns().is_empty() || l.ext.is_none() {
                 continue;
             }
-            // Events reach only extensions granted `events.subscribe` (a refusal is counted
-            // and audited once, here).
-            if l.grants
-                .as_ref()
-                .is_some_and(|g| g.require("events.subscribe").is_err())
-            {
-                continue;
+            // Events reach only extensions granted `events.subscribe`, checked per event as
+            // grants change at run time (a refusal is counted and audited once, here).
+            if let Some(grants) = &l.grants {
+                let _ = grants.require("events.subscribe");
             }
             let host = Arc::clone(self);
             let mut events = self.bus.subscribe();
@@ -652,6 +648,7 @@ impl ExtensionHost {
                         };
                         let l = &host.loaded[i];
                         if !l.is_active()
+                            || l.grants.as_ref().is_some_and(|g| !g.allows("events.subscribe"))
                             || !l
                                 .hooks
                                 .event_patterns()

@@ -72,6 +72,10 @@ impl EventSink for HostEvents {
             Ok(())
         })
     }
+
+    fn may_subscribe(&self) -> solobase_sdk::Result<()> {
+        self.grants.require("events.subscribe")
+    }
 }
 
 /// The extension's pool: connections as its own role (`role_config`, from

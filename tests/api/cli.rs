@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use crate::helpers::TempDir;
 
 /// The binary with a clean environment, run from an empty directory.
-fn solobase(cwd: &Path) -> Command {
+pub(crate) fn solobase(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_solobase"));
     cmd.current_dir(cwd)
         .env("SOLOBASE_LOG_FORMAT", "json")
@@ -26,7 +26,7 @@ fn solobase(cwd: &Path) -> Command {
 }
 
 /// Runs to completion with a time limit.
-fn run(mut cmd: Command, limit: Duration) -> Output {
+pub(crate) fn run(mut cmd: Command, limit: Duration) -> Output {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -44,7 +44,7 @@ fn run(mut cmd: Command, limit: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 

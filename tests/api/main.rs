@@ -14,6 +14,9 @@ mod events;
 #[cfg(feature = "probe")]
 mod extensions;
 mod faults;
+// Grants the probe extension's permissions: run with --all-features.
+#[cfg(feature = "probe")]
+mod grants;
 mod health;
 mod helpers;
 // Uses the probe and webhooks extensions' roles: run with --all-features.

@@ -190,6 +190,44 @@ impl<C> ConfigHandle<C> {
 pub trait EventSink: Send + Sync {
     /// Records and publishes an event.
     fn publish(&self, event: Event) -> BoxFuture<'_, Result<()>>;
+
+    /// Whether the extension may receive events now (the host checks `events.subscribe`).
+    fn may_subscribe(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Events as they are committed, from [`Events::subscribe`].
+pub struct Subscription {
+    rx: broadcast::Receiver<Arc<Event>>,
+    sink: Arc<dyn EventSink>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// The next event. Events missed by falling too far behind are skipped (and logged).
+    /// Fails with [`ExtensionError::PermissionDenied`] once `events.subscribe` is revoked,
+    /// and with [`ExtensionError::Unavailable`] when the server shuts the bus down.
+    pub async fn recv(&mut self) -> Result<Arc<Event>> {
+        loop {
+            let received = self.rx.recv().await;
+            self.sink.may_subscribe()?;
+            match received {
+                Ok(event) => return Ok(event),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "fell behind the event bus; events were skipped");
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err(ExtensionError::Unavailable("the event bus is closed".into()));
+                }
+            }
+        }
+    }
 }
 
 /// The event service: publish events named `extension.<name>.<what>`, subscribe to all.
@@ -233,9 +271,14 @@ impl Events {
         Ok(event)
     }
 
-    /// Every event committed from now on, from the host and all extensions.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.bus.subscribe()
+    /// Every event committed from now on, from the host and all extensions. Needs the
+    /// `events.subscribe` permission, now and at each event received.
+    pub fn subscribe(&self) -> Result<Subscription> {
+        self.sink.may_subscribe()?;
+        Ok(Subscription {
+            rx: self.bus.subscribe(),
+            sink: self.sink.clone(),
+        })
     }
 }
 

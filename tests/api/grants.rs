@@ -1,0 +1,309 @@
+//! Permissions granted by an administrator: through the API and the command line, persisted,
+//! applied by a running server at once (notified) or at its next re-read (a lost
+//! notification), and enforced by the host's services.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::cli::{run, solobase, stderr};
+use crate::helpers::{
+    TempDir, TestApp, connect, database_url, error_code, fresh_database, spawn_app_on,
+};
+
+/// The probe as the extension list shows it.
+async fn probe_entry(app: &TestApp, admin: &str) -> Value {
+    let list: Vec<Value> = app
+        .http
+        .get(app.url("/api/v1/extensions"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list.into_iter().find(|e| e["name"] == "probe").unwrap()
+}
+
+async fn enable(app: &TestApp, admin: &str, body: Option<Value>) -> reqwest::Response {
+    let req = app
+        .http
+        .post(app.url("/api/v1/extensions/probe/enable"))
+        .bearer_auth(admin);
+    match body {
+        Some(body) => req.json(&body),
+        None => req,
+    }
+    .send()
+    .await
+    .unwrap()
+}
+
+/// A request the probe authenticates by looking the user up (needs users.read).
+async fn keyed_me(app: &TestApp) -> reqwest::Response {
+    app.http
+        .get(app.url("/ext/probe/me"))
+        .header("x-probe-key", "letmein")
+        .header("x-probe-user", "keyed@example.com")
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Polls `check` every 50 ms until it holds, for at most `limit`.
+async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn an_administrator_grants_what_an_extension_requests_when_enabling_and_may_revoke_it() {
+    let db_name = fresh_database().await;
+    let app = spawn_app_on(db_name, |c| c.extensions.grant_on_first_sight = false).await;
+    let admin = app.user_token("admin@example.com", true).await;
+    let user = app.user_token("keyed@example.com", false).await;
+
+    // New to this database and nothing granted: disabled, everything pending.
+    let probe = probe_entry(&app, &admin).await;
+    assert_eq!(probe["enabled"], false, "{probe}");
+    assert_eq!(
+        probe["permissions"]["pending"],
+        json!(["events.subscribe", "storage.write", "users.read"])
+    );
+    assert_eq!(probe["permissions"]["granted"], json!([]));
+    assert_eq!(app.get("/ext/probe/public").await.status(), StatusCode::NOT_FOUND);
+
+    // Enabling needs a decision on the pending permissions.
+    let res = enable(&app, &admin, None).await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "permissions_pending");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("users.read") && message.contains("grant_all"),
+        "{message}"
+    );
+    // Only requested permissions can be granted; the body is checked.
+    let res = enable(&app, &admin, Some(json!({"grant": ["network.outbound"]}))).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not request \"network.outbound\""),
+        "{body}"
+    );
+    for bad in [json!({"grant_al": true}), json!({"grant_all": true, "grant": []})] {
+        let res = enable(&app, &admin, Some(bad)).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error_code(res).await, "invalid_request");
+    }
+    // A non-admin can do none of it.
+    let res = app
+        .http
+        .delete(app.url("/api/v1/extensions/probe/grants/users.read"))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.get("/ext/probe/public").await.status(), StatusCode::NOT_FOUND);
+
+    // Granting one permission enables it with that one.
+    let res = enable(&app, &admin, Some(json!({"grant": ["users.read"]}))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["permissions"]["granted"], json!(["users.read"]));
+    assert_eq!(
+        body["permissions"]["pending"],
+        json!(["events.subscribe", "storage.write"])
+    );
+    assert_eq!(app.get("/ext/probe/public").await.status(), StatusCode::OK);
+    let res = keyed_me(&app).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Revoked: the user lookup is refused at once (PermissionDenied), so the probe identifies
+    // nobody and the route asks for credentials.
+    let res = app
+        .http
+        .delete(app.url("/api/v1/extensions/probe/grants/users.read"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = keyed_me(&app).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let probe = probe_entry(&app, &admin).await;
+    assert_eq!(probe["permissions"]["granted"], json!([]));
+    assert!(probe["permissions"]["denied_calls"].as_u64().unwrap() >= 1);
+    // Revoking what it does not hold says what it holds.
+    let res = app
+        .http
+        .delete(app.url("/api/v1/extensions/probe/grants/users.read"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+    // Persisted and audited, with who did it.
+    let db = app.db().await;
+    let rows = db
+        .query(
+            "SELECT action, result, actor, detail FROM solobase.audit_log \
+             WHERE extension = 'probe' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let seen: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    for expected in [
+        ("extension.enable", "failed"),
+        ("extension.revoke", "denied"),
+        ("extension.grant", "ok"),
+        ("extension.enable", "ok"),
+        ("extension.revoke", "ok"),
+        ("extension.revoke", "failed"),
+    ] {
+        assert!(
+            seen.contains(&(expected.0.into(), expected.1.into())),
+            "{expected:?} in {seen:?}"
+        );
+    }
+    let grant = rows
+        .iter()
+        .find(|r| r.get::<_, String>(0) == "extension.grant" && r.get::<_, String>(2) != "system")
+        .unwrap();
+    assert!(grant.get::<_, String>(2).starts_with("user:"));
+    assert_eq!(grant.get::<_, Value>(3)["permissions"], json!(["users.read"]));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_command_line_grants_and_running_servers_apply_it_when_notified() {
+    let db_name = fresh_database().await;
+    // No periodic re-read during this test: only the notification can deliver the changes.
+    let app = spawn_app_on(db_name.clone(), |c| {
+        c.extensions.grant_on_first_sight = false;
+        c.extensions.resync_secs = 3600;
+    })
+    .await;
+    app.create_user("keyed@example.com", "password123", false)
+        .await;
+    let url = database_url(&db_name);
+    let dir = TempDir::new();
+    let ext = |args: &[&str]| {
+        let mut cmd = solobase(&dir.0);
+        cmd.arg("extensions")
+            .args(args)
+            .args(["--database-url", &url]);
+        run(cmd, Duration::from_secs(60))
+    };
+    let stdout = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+
+    let out = ext(&["list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("probe "))
+        .unwrap()
+        .to_owned();
+    assert!(line.contains(" no ") && line.contains("users.read"), "{line}");
+
+    // Not a terminal and no --grant… flag: refused with what to pass, nothing changed.
+    let out = ext(&["enable", "probe"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--grant-all"), "{}", stderr(&out));
+    let out = ext(&["enable", "probe", "--grant", "network.outbound"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("it requests: events.subscribe, storage.write, users.read"));
+    assert_eq!(app.get("/ext/probe/public").await.status(), StatusCode::NOT_FOUND);
+
+    let out = ext(&["enable", "probe", "--grant-all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("granted: events.subscribe, storage.write, users.read"));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            keyed_me(&app).await.status() == StatusCode::OK
+        })
+        .await,
+        "the server applied the enable and the grants"
+    );
+
+    let out = ext(&["revoke", "probe", "users.read"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            keyed_me(&app).await.status() == StatusCode::UNAUTHORIZED
+        })
+        .await,
+        "the server applied the revocation"
+    );
+    let out = ext(&["revoke", "probe", "users.read"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("does not hold"), "{}", stderr(&out));
+
+    let out = ext(&["disable", "probe"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.get("/ext/probe/public").await.status() == StatusCode::NOT_FOUND
+        })
+        .await,
+        "the server applied the disable"
+    );
+    let db = connect(&db_name).await;
+    let actors: Vec<String> = db
+        .query(
+            "SELECT DISTINCT actor FROM solobase.audit_log WHERE extension = 'probe' \
+             AND action IN ('extension.grant', 'extension.revoke', 'extension.disable')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !actors.is_empty() && actors.iter().all(|a| a.starts_with("cli:")),
+        "{actors:?}"
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_change_whose_notification_was_lost_is_applied_at_the_next_re_read() {
+    let db_name = fresh_database().await;
+    let app = spawn_app_on(db_name.clone(), |c| c.extensions.resync_secs = 1).await;
+    assert_eq!(app.get("/ext/probe/public").await.status(), StatusCode::OK);
+    // Changed behind the host's back: no notification.
+    let db = connect(&db_name).await;
+    db.execute(
+        "UPDATE solobase.extensions SET enabled = false WHERE name = 'probe'",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.get("/ext/probe/public").await.status() == StatusCode::NOT_FOUND
+        })
+        .await,
+        "the periodic re-read applied it"
+    );
+    app.stop().await.unwrap();
+}

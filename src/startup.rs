@@ -69,6 +69,13 @@ impl Application {
         if let Some(seed) = &config.bootstrap_admin {
             bootstrap_admin(db.pool(), seed, config.auth.min_password_length, &events).await?;
         }
+        let storage_dir = config.storage_dir();
+        let storage = Storage::open(&storage_dir).with_context(|| {
+            format!(
+                "cannot create the storage directory {}",
+                storage_dir.display()
+            )
+        })?;
         let extensions = ExtensionHost::start(
             HostContext {
                 pool: db.pool().clone(),
@@ -77,18 +84,13 @@ impl Application {
                 bus: events.clone(),
                 settings: config.extensions.clone(),
                 role_passwords: config.database.url.is_some(),
+                storage: storage.clone(),
+                max_upload_bytes: config.storage.max_upload_bytes,
             },
             registrations,
         )
         .await
         .context("cannot load the extensions")?;
-        let storage_dir = config.storage_dir();
-        let storage = Storage::open(&storage_dir).with_context(|| {
-            format!(
-                "cannot create the storage directory {}",
-                storage_dir.display()
-            )
-        })?;
         let bind = config.server.bind;
         let listener = TcpListener::bind(bind).with_context(|| {
             format!("cannot listen on {bind}: is another server using it? Choose another address with --bind or SOLOBASE_BIND")

@@ -19,8 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use solobase::audit::Actor;
 use solobase::config::Config;
 use solobase::db::embedded::{EmbeddedOptions, EmbeddedPostgres};
+use solobase::extensions::admin::Grant;
 use solobase::extensions::host::{ExtensionHost, HostContext};
 use solobase::startup::Application;
 use solobase_sdk::Registration;
@@ -255,6 +257,17 @@ fn blocking_client(port: u16, path: &str, n: usize) -> anyhow::Result<()> {
 /// the 5 synthetic extensions `BENCH_EXTENSIONS=enabled|disabled`, then exit. Run under
 /// `valgrind --tool=callgrind` by `bench/instructions.sh`, it gives instruction counts, which
 /// unlike times do not depend on what else the machine is doing.
+/// Enables or disables synthetic extension `i`.
+async fn set_enabled(host: &ExtensionHost, i: usize, on: bool) -> anyhow::Result<()> {
+    let name = format!("synth-{i}");
+    if on {
+        host.enable(&name, Grant::All, &Actor::System).await?;
+    } else {
+        host.disable(&name, &Actor::System).await?;
+    }
+    Ok(())
+}
+
 async fn instructions_mode(url: &str, dir: &std::path::Path) -> anyhow::Result<()> {
     let requests: usize = std::env::var("BENCH_REQUESTS")
         .ok()
@@ -264,9 +277,7 @@ async fn instructions_mode(url: &str, dir: &std::path::Path) -> anyhow::Result<(
     let app = Application::build_with_extensions(config(url, dir), synthetic(5, "synth")).await?;
     let port = app.port();
     for i in 1..=5 {
-        app.extensions()
-            .set_enabled(&format!("synth-{i}"), enabled)
-            .await?;
+        set_enabled(app.extensions(), i, enabled).await?;
     }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async {
@@ -317,6 +328,9 @@ async fn main() -> anyhow::Result<()> {
             bus: solobase_sdk::EventBus::default(),
             settings: cfg.extensions.clone(),
             role_passwords,
+            storage: solobase::storage::Storage::open(&dir.join("storage"))
+                .expect("storage directory"),
+            max_upload_bytes: cfg.storage.max_upload_bytes,
         };
         for (n, prefix, passwords, label) in [
             (0, "warm", false, ""),
@@ -363,7 +377,7 @@ async fn main() -> anyhow::Result<()> {
         let host = host.clone();
         async move {
             for i in 1..=5 {
-                host.set_enabled(&format!("synth-{i}"), on).await?;
+                set_enabled(&host, i, on).await?;
             }
             anyhow::Ok(())
         }

@@ -36,13 +36,19 @@ pub enum AdminError {
         requested: Vec<String>,
         pending: Vec<String>,
     },
-    #[error("{extension} does not request {permission:?}; it requests: {}", list(requested))]
+    #[error(
+        "{extension} does not request {permission:?}; it requests: {}",
+        list(requested)
+    )]
     NotRequested {
         extension: String,
         permission: String,
         requested: Vec<String>,
     },
-    #[error("{extension} does not hold {permission:?}; it holds: {}", list(granted))]
+    #[error(
+        "{extension} does not hold {permission:?}; it holds: {}",
+        list(granted)
+    )]
     NotGranted {
         extension: String,
         permission: String,
@@ -83,10 +89,7 @@ pub struct Permissions {
 
 impl Permissions {
     fn of(requested: &[String], granted: &BTreeSet<String>) -> Self {
-        let (granted, pending) = requested
-            .iter()
-            .cloned()
-            .partition(|p| granted.contains(p));
+        let (granted, pending) = requested.iter().cloned().partition(|p| granted.contains(p));
         Self { granted, pending }
     }
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use serde::Deserialize;
 
-use super::admin::{self, AdminError, Grant};
+use super::admin::{AdminError, Grant};
 use super::discovered;
 use super::host::{ExtensionHost, Loaded};
 use crate::audit::{self, Actor, Entry, Outcome};
@@ -109,13 +109,6 @@ fn compiled<'h>(host: &'h ExtensionHost, name: &str) -> Result<&'h Loaded, ApiEr
     })
 }
 
-fn requested(l: &Loaded) -> Vec<String> {
-    l.grants
-        .as_ref()
-        .map(|g| g.requested().to_vec())
-        .unwrap_or_default()
-}
-
 impl From<AdminError> for ApiError {
     fn from(e: AdminError) -> Self {
         match e {
@@ -157,11 +150,6 @@ fn grant_of(body: &[u8]) -> Result<Grant, ApiError> {
     }
 }
 
-/// Applies a change made through [`admin`] here at once (other instances are notified).
-async fn applied(host: &ExtensionHost) -> Result<(), ApiError> {
-    host.resync().await.map_err(ApiError::internal)
-}
-
 async fn enable(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -170,7 +158,7 @@ async fn enable(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = admin_only(&user, &state, "extension.enable", &name).await?;
-    let l = compiled(&host, &name)?;
+    compiled(&host, &name)?;
     let grant = match grant_of(&body) {
         Ok(grant) => grant,
         Err(e) => {
@@ -181,8 +169,7 @@ async fn enable(
             return Err(e);
         }
     };
-    let permissions = admin::enable(&state.pool, &name, &requested(l), grant, &actor).await?;
-    applied(&host).await?;
+    let permissions = host.enable(&name, grant, &actor).await?;
     tracing::info!(admin = %user.0.email, extension = %name, "extension enabled");
     Ok(HttpResponse::Ok().json(json!({
         "name": *name, "enabled": true,
@@ -198,8 +185,7 @@ async fn disable(
 ) -> Result<HttpResponse, ApiError> {
     let actor = admin_only(&user, &state, "extension.disable", &name).await?;
     compiled(&host, &name)?;
-    admin::disable(&state.pool, &name, &actor).await?;
-    applied(&host).await?;
+    host.disable(&name, &actor).await?;
     tracing::info!(admin = %user.0.email, extension = %name, "extension disabled");
     Ok(HttpResponse::Ok().json(json!({"name": *name, "enabled": false})))
 }
@@ -212,10 +198,8 @@ async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let (name, permission) = path.into_inner();
     let actor = admin_only(&user, &state, "extension.revoke", &name).await?;
-    let l = compiled(&host, &name)?;
-    let permissions =
-        admin::revoke(&state.pool, &name, &requested(l), &[permission], &actor).await?;
-    applied(&host).await?;
+    compiled(&host, &name)?;
+    let permissions = host.revoke(&name, &[permission], &actor).await?;
     Ok(HttpResponse::Ok().json(json!({
         "name": name,
         "permissions": {"granted": permissions.granted, "pending": permissions.pending},

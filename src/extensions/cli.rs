@@ -51,7 +51,10 @@ fn manifests() -> Vec<(Manifest, solobase_sdk::Registration)> {
 
 /// The compiled-in extension `name`; a usage error when it is not compiled in.
 fn compiled(name: &str) -> anyhow::Result<(Manifest, solobase_sdk::Registration)> {
-    if let Some(found) = manifests().into_iter().find(|(m, _)| m.name.as_str() == name) {
+    if let Some(found) = manifests()
+        .into_iter()
+        .find(|(m, _)| m.name.as_str() == name)
+    {
         return Ok(found);
     }
     let known = super::discovered().iter().any(|d| d.name == name);
@@ -240,9 +243,17 @@ async fn act(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminAction {
     List,
-    Enable { name: String, grant: Grant },
-    Disable { name: String },
-    Revoke { name: String, permissions: Vec<String> },
+    Enable {
+        name: String,
+        grant: Grant,
+    },
+    Disable {
+        name: String,
+    },
+    Revoke {
+        name: String,
+        permissions: Vec<String>,
+    },
 }
 
 /// `solobase extensions list|enable|disable|revoke`: changes are applied by every running

@@ -122,7 +122,12 @@ mod tests {
     fn only_granted_permissions_pass_and_refusals_are_counted() {
         let requested = vec!["events.publish".to_owned(), "users.read".to_owned()];
         let granted = ["users.read".to_owned(), "storage.write".to_owned()].into();
-        let grants = Grants::new(ExtensionName::parse("g").unwrap(), requested, &granted, None);
+        let grants = Grants::new(
+            ExtensionName::parse("g").unwrap(),
+            requested,
+            &granted,
+            None,
+        );
         assert!(grants.require("users.read").is_ok());
         // Granted but not requested: does not count.
         assert!(grants.require("storage.write").is_err());

@@ -51,6 +51,9 @@ pub struct HostContext {
     /// Whether the database authenticates by password (an external one): extension roles
     /// then get theirs set.
     pub role_passwords: bool,
+    /// The host's file storage, and the largest file it takes.
+    pub storage: crate::storage::Storage,
+    pub max_upload_bytes: u64,
 }
 
 /// Counters per extension, read by status pages and metrics.
@@ -443,16 +446,13 @@ impl ExtensionHost {
             if permissions.is_empty() {
                 continue;
             }
-            let entry = audit::Entry::new(
-                audit::Actor::System,
-                "extension.grant",
-                audit::Outcome::Ok,
-            )
-            .extension(&name)
-            .detail(serde_json::json!({
-                "permissions": permissions,
-                "reason": "first seen; extensions.grant_on_first_sight is true",
-            }));
+            let entry =
+                audit::Entry::new(audit::Actor::System, "extension.grant", audit::Outcome::Ok)
+                    .extension(&name)
+                    .detail(serde_json::json!({
+                        "permissions": permissions,
+                        "reason": "first seen; extensions.grant_on_first_sight is true",
+                    }));
             audit::record_or_log(&ctx.pool, entry).await;
         }
         let persisted = state::load_all(&ctx.pool)
@@ -487,9 +487,8 @@ impl ExtensionHost {
                     })
                 })
             });
-            let item =
-                loader::load_one(&ctx, ext_name, manifest, registration, persisted, problem)
-                    .await?;
+            let item = loader::load_one(&ctx, ext_name, manifest, registration, persisted, problem)
+                .await?;
             by_name.insert(name.clone(), loaded.len());
             loaded.push(Arc::new(item));
         }
@@ -648,7 +647,9 @@ impl ExtensionHost {
                         };
                         let l = &host.loaded[i];
                         if !l.is_active()
-                            || l.grants.as_ref().is_some_and(|g| !g.allows("events.subscribe"))
+                            || l.grants
+                                .as_ref()
+                                .is_some_and(|g| !g.allows("events.subscribe"))
                             || !l
                                 .hooks
                                 .event_patterns()
@@ -749,6 +750,51 @@ impl ExtensionHost {
 
     pub fn get(&self, name: &str) -> Option<&Arc<Loaded>> {
         self.by_name.get(name).map(|&i| &self.loaded[i])
+    }
+
+    /// Enables `name` (granting what `grant` says) on every instance, and here at once.
+    pub async fn enable(
+        &self,
+        name: &str,
+        grant: super::admin::Grant,
+        actor: &audit::Actor,
+    ) -> Result<super::admin::Permissions, super::admin::AdminError> {
+        let requested = self.requested(name);
+        let permissions = super::admin::enable(&self.pool, name, &requested, grant, actor).await?;
+        self.resync().await?;
+        Ok(permissions)
+    }
+
+    /// Disables `name` on every instance, and here at once.
+    pub async fn disable(
+        &self,
+        name: &str,
+        actor: &audit::Actor,
+    ) -> Result<(), super::admin::AdminError> {
+        super::admin::disable(&self.pool, name, actor).await?;
+        self.resync().await?;
+        Ok(())
+    }
+
+    /// Revokes `permissions` from `name` on every instance, and here at once.
+    pub async fn revoke(
+        &self,
+        name: &str,
+        permissions: &[String],
+        actor: &audit::Actor,
+    ) -> Result<super::admin::Permissions, super::admin::AdminError> {
+        let requested = self.requested(name);
+        let after = super::admin::revoke(&self.pool, name, &requested, permissions, actor).await?;
+        self.resync().await?;
+        Ok(after)
+    }
+
+    /// What `name`'s manifest requests.
+    fn requested(&self, name: &str) -> Vec<String> {
+        self.get(name)
+            .and_then(|l| l.grants.as_ref())
+            .map(|g| g.requested().to_vec())
+            .unwrap_or_default()
     }
 
     /// Applies the persisted state of every extension — enabled flag, grants — as changed by

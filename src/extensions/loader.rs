@@ -221,9 +221,10 @@ async fn initialize(
         db,
         storage,
         tracing::Span::current(),
-        services::users(&ctx.pool, grants),
+        services::users(&ctx.pool, grants.clone()),
         ConfigHandle::new(config),
         Events::new(name, sink, ctx.bus.clone()),
+        services::files(ctx, name, grants),
     );
     let started = Instant::now();
     let initializing = AssertUnwindSafe(registration.initialize(raw)).catch_unwind();

@@ -8,7 +8,8 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use solobase_sdk::services::BoxFuture;
 use solobase_sdk::{
-    Database, Event, EventBus, EventSink, ExtensionError, ExtensionName, UserDirectory, UserInfo,
+    Database, Event, EventBus, EventSink, ExtensionError, ExtensionName, FileStore, StoredFile,
+    UserDirectory, UserInfo,
 };
 use tokio_postgres::NoTls;
 use uuid::Uuid;
@@ -124,6 +125,174 @@ pub fn extension_storage(
 pub fn users(pool: &Pool, grants: Arc<Grants>) -> solobase_sdk::Users {
     solobase_sdk::Users::new(Arc::new(HostUsers {
         pool: pool.clone(),
+        grants,
+    }))
+}
+
+/// The host's file storage, for extensions granted `storage.read` / `storage.write`. Writes
+/// follow the storage API's rules (bucket and path syntax, `storage.max_upload_bytes`) and are
+/// recorded and announced like uploads; storage hooks are not called for them.
+#[derive(Debug, Clone)]
+pub struct HostFiles {
+    pub extension: ExtensionName,
+    pub pool: Pool,
+    pub storage: crate::storage::Storage,
+    pub max_bytes: u64,
+    pub bus: EventBus,
+    pub grants: Arc<Grants>,
+}
+
+/// A failure of the host's storage, as an extension sees it.
+fn storage_failure(e: crate::error::ApiError) -> ExtensionError {
+    use crate::error::ErrorCode;
+    match e.code {
+        ErrorCode::InvalidRequest => ExtensionError::InvalidRequest(e.message),
+        ErrorCode::Forbidden => ExtensionError::Forbidden(e.message),
+        ErrorCode::NotFound => ExtensionError::NotFound(e.message),
+        ErrorCode::PayloadTooLarge => ExtensionError::InvalidRequest(e.message),
+        _ => ExtensionError::Unavailable(e.message),
+    }
+}
+
+fn target(
+    bucket: &str,
+    path: &str,
+) -> Result<(crate::storage::Bucket, crate::storage::ObjectPath), ExtensionError> {
+    let bucket = crate::storage::Bucket::parse(bucket)
+        .map_err(|e| ExtensionError::InvalidRequest(e.to_string()))?;
+    let path = crate::storage::ObjectPath::parse(path)
+        .map_err(|e| ExtensionError::InvalidRequest(e.to_string()))?;
+    Ok((bucket, path))
+}
+
+impl FileStore for HostFiles {
+    fn read<'a>(
+        &'a self,
+        bucket: &'a str,
+        path: &'a str,
+    ) -> BoxFuture<'a, solobase_sdk::Result<Option<StoredFile>>> {
+        Box::pin(async move {
+            self.grants.require("storage.read")?;
+            let (bucket, path) = target(bucket, path)?;
+            let client = self.pool.get().await?;
+            let Some(row) = client
+                .query_opt(
+                    "SELECT content_type FROM solobase.storage_objects \
+                     WHERE bucket = $1 AND path = $2",
+                    &[&bucket.as_str(), &path.as_string()],
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            drop(client);
+            let storage = self.storage.clone();
+            let data = tokio::task::spawn_blocking(move || {
+                use std::io::Read;
+                let (mut file, _) = storage.open_read(&bucket, &path)?;
+                let mut data = Vec::new();
+                file.read_to_end(&mut data)?;
+                Ok::<_, crate::storage::StorageError>(data)
+            })
+            .await
+            .map_err(ExtensionError::internal)?
+            .map_err(|e| storage_failure(crate::storage::storage_error(e)))?;
+            Ok(Some(StoredFile {
+                content_type: row.get(0),
+                data: data.into(),
+            }))
+        })
+    }
+
+    fn write<'a>(
+        &'a self,
+        bucket: &'a str,
+        path: &'a str,
+        file: StoredFile,
+    ) -> BoxFuture<'a, solobase_sdk::Result<()>> {
+        Box::pin(async move {
+            self.grants.require("storage.write")?;
+            let (bucket, path) = target(bucket, path)?;
+            let ct = file.content_type.trim();
+            if ct.len() > 255 || !ct.contains('/') {
+                return Err(ExtensionError::InvalidRequest(format!(
+                    "invalid content type {ct:?}: use a media type such as text/plain"
+                )));
+            }
+            let size = file.data.len() as u64;
+            if size > self.max_bytes {
+                return Err(ExtensionError::InvalidRequest(format!(
+                    "the file is larger than the {}-byte limit (storage.max_upload_bytes)",
+                    self.max_bytes
+                )));
+            }
+            let storage = self.storage.clone();
+            let scratch = tokio::task::spawn_blocking(move || {
+                use std::io::Write;
+                let mut scratch = storage.scratch()?;
+                let mut out = scratch
+                    .take_file()
+                    .ok_or_else(|| std::io::Error::other("scratch file taken"))?;
+                out.write_all(&file.data)?;
+                out.sync_all()?;
+                Ok::<_, std::io::Error>(scratch)
+            })
+            .await
+            .map_err(ExtensionError::internal)?
+            .map_err(ExtensionError::internal)?;
+            let mut client = self.pool.get().await?;
+            let (_, event) = crate::storage::commit_upload(
+                &mut client,
+                &self.storage,
+                &bucket,
+                &path,
+                scratch,
+                size,
+                ct,
+                crate::storage::Writer::Extension(self.extension.as_str()),
+            )
+            .await
+            .map_err(storage_failure)?;
+            self.bus.publish(event);
+            Ok(())
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        bucket: &'a str,
+        path: &'a str,
+    ) -> BoxFuture<'a, solobase_sdk::Result<bool>> {
+        Box::pin(async move {
+            self.grants.require("storage.write")?;
+            let (bucket, path) = target(bucket, path)?;
+            let mut client = self.pool.get().await?;
+            let event = crate::storage::delete_object(
+                &mut client,
+                &self.storage,
+                &bucket,
+                &path,
+                crate::storage::Writer::Extension(self.extension.as_str()),
+            )
+            .await
+            .map_err(storage_failure)?;
+            Ok(event.map(|e| self.bus.publish(e)).is_some())
+        })
+    }
+}
+
+/// The file-storage service of extension `name` with `grants`.
+pub fn files(
+    ctx: &super::host::HostContext,
+    name: &ExtensionName,
+    grants: Arc<Grants>,
+) -> solobase_sdk::Files {
+    solobase_sdk::Files::new(Arc::new(HostFiles {
+        extension: name.clone(),
+        pool: ctx.pool.clone(),
+        storage: ctx.storage.clone(),
+        max_bytes: ctx.max_upload_bytes,
+        bus: ctx.bus.clone(),
         grants,
     }))
 }

@@ -94,10 +94,8 @@ pub async fn decide_first_grants(
         )
         .await?;
     tx.commit().await?;
-    let mut granted: Vec<(String, Vec<String>)> = decided
-        .into_iter()
-        .map(|name| (name, Vec::new()))
-        .collect();
+    let mut granted: Vec<(String, Vec<String>)> =
+        decided.into_iter().map(|name| (name, Vec::new())).collect();
     for row in rows {
         let name: String = row.get(0);
         if let Some((_, list)) = granted.iter_mut().find(|(n, _)| *n == name) {

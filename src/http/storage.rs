@@ -10,30 +10,16 @@ use std::io::Write;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
-use serde::Serialize;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{AppState, CurrentUser};
 use crate::error::{ApiError, ErrorCode};
-use crate::events::{self, Event, EventType};
 use crate::extensions::convert;
 use crate::extensions::host::ExtensionHost;
-use crate::storage::{Bucket, ObjectPath, StorageError};
+use crate::storage::{self, Bucket, ObjectPath, Writer, storage_error};
 use solobase_sdk::hooks::{DownloadInfo, HookPoint, UploadInfo};
 
 const PREFIX: &str = "/api/v1/storage/";
-
-#[derive(Debug, Serialize)]
-struct ObjectInfo {
-    bucket: String,
-    path: String,
-    size: i64,
-    content_type: String,
-    owner_id: Option<Uuid>,
-    #[serde(with = "time::serde::rfc3339")]
-    updated_at: OffsetDateTime,
-}
 
 fn target(req: &HttpRequest) -> Result<(Bucket, ObjectPath), ApiError> {
     let rest = req
@@ -47,18 +33,6 @@ fn target(req: &HttpRequest) -> Result<(Bucket, ObjectPath), ApiError> {
     let bucket = Bucket::parse(bucket).map_err(|e| ApiError::invalid(e.to_string()))?;
     let path = ObjectPath::parse_encoded(path).map_err(|e| ApiError::invalid(e.to_string()))?;
     Ok((bucket, path))
-}
-
-fn storage_error(e: StorageError) -> ApiError {
-    match e {
-        StorageError::NotFound => ApiError::not_found("no such object"),
-        StorageError::Symlink => {
-            ApiError::forbidden("the path leads outside the storage area; it cannot be used")
-        }
-        StorageError::Path(e) => ApiError::invalid(e.to_string()),
-        StorageError::Io(e) => ApiError::internal(e),
-        StorageError::QuotaExceeded(m) => ApiError::new(ErrorCode::InsufficientStorage, m),
-    }
 }
 
 fn too_large(limit: u64) -> ApiError {
@@ -167,47 +141,17 @@ pub async fn upload(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    let dest = state
-        .storage
-        .locate(&bucket, &path, true)
-        .map_err(storage_error)?;
-
-    let tx = client.transaction().await?;
-    let row = tx
-        .query_one(
-            "INSERT INTO solobase.storage_objects (bucket, path, size, content_type, owner_id) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (bucket, path) DO UPDATE SET size = EXCLUDED.size, \
-               content_type = EXCLUDED.content_type, updated_at = now() \
-             RETURNING owner_id, updated_at",
-            &[
-                &bucket.as_str(),
-                &path_str,
-                &(size as i64),
-                &media_type,
-                &user.0.id,
-            ],
-        )
-        .await?;
-    let info = ObjectInfo {
-        bucket: bucket.as_str().to_owned(),
-        path: path_str,
-        size: size as i64,
-        content_type: media_type,
-        owner_id: row.get(0),
-        updated_at: row.get(1),
-    };
-    let event = Event::new(
-        EventType::STORAGE_UPLOADED,
-        serde_json::json!({
-            "bucket": info.bucket, "path": info.path, "size": info.size,
-            "content_type": info.content_type, "user_id": user.0.id,
-            "replaced": existed.is_some(),
-        }),
-    );
-    events::record(&tx, &event).await?;
-    scratch.persist(&dest).map_err(ApiError::internal)?;
-    tx.commit().await?;
+    let (info, event) = storage::commit_upload(
+        &mut client,
+        &state.storage,
+        &bucket,
+        &path,
+        scratch,
+        size,
+        &media_type,
+        Writer::User(user.0.id),
+    )
+    .await?;
     state.events.publish(event);
     hook_info.size = Some(size);
     host.observe(HookPoint::StorageAfterUpload, |ext| {
@@ -294,26 +238,15 @@ pub async fn delete(
         .await?
         .ok_or_else(|| ApiError::not_found("no such object"))?;
     may_modify(&user, owner)?;
-    let tx = client.transaction().await?;
-    let deleted = tx
-        .execute(
-            "DELETE FROM solobase.storage_objects WHERE bucket = $1 AND path = $2",
-            &[&bucket.as_str(), &path_str],
-        )
-        .await?;
-    if deleted == 0 {
-        return Err(ApiError::not_found("no such object"));
-    }
-    let event = Event::new(
-        EventType::STORAGE_DELETED,
-        serde_json::json!({"bucket": bucket.as_str(), "path": path_str, "user_id": user.0.id}),
-    );
-    events::record(&tx, &event).await?;
-    state
-        .storage
-        .remove(&bucket, &path)
-        .map_err(storage_error)?;
-    tx.commit().await?;
+    let event = storage::delete_object(
+        &mut client,
+        &state.storage,
+        &bucket,
+        &path,
+        Writer::User(user.0.id),
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("no such object"))?;
     state.events.publish(event);
     Ok(HttpResponse::NoContent().finish())
 }

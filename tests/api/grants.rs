@@ -80,10 +80,18 @@ async fn an_administrator_grants_what_an_extension_requests_when_enabling_and_ma
     assert_eq!(probe["enabled"], false, "{probe}");
     assert_eq!(
         probe["permissions"]["pending"],
-        json!(["events.subscribe", "storage.write", "users.read"])
+        json!([
+            "events.subscribe",
+            "storage.read",
+            "storage.write",
+            "users.read"
+        ])
     );
     assert_eq!(probe["permissions"]["granted"], json!([]));
-    assert_eq!(app.get("/ext/probe/public").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/ext/probe/public").await.status(),
+        StatusCode::NOT_FOUND
+    );
 
     // Enabling needs a decision on the pending permissions.
     let res = enable(&app, &admin, None).await;
@@ -106,7 +114,10 @@ async fn an_administrator_grants_what_an_extension_requests_when_enabling_and_ma
             .contains("does not request \"network.outbound\""),
         "{body}"
     );
-    for bad in [json!({"grant_al": true}), json!({"grant_all": true, "grant": []})] {
+    for bad in [
+        json!({"grant_al": true}),
+        json!({"grant_all": true, "grant": []}),
+    ] {
         let res = enable(&app, &admin, Some(bad)).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST);
         assert_eq!(error_code(res).await, "invalid_request");
@@ -120,7 +131,10 @@ async fn an_administrator_grants_what_an_extension_requests_when_enabling_and_ma
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    assert_eq!(app.get("/ext/probe/public").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/ext/probe/public").await.status(),
+        StatusCode::NOT_FOUND
+    );
 
     // Granting one permission enables it with that one.
     let res = enable(&app, &admin, Some(json!({"grant": ["users.read"]}))).await;
@@ -129,7 +143,7 @@ async fn an_administrator_grants_what_an_extension_requests_when_enabling_and_ma
     assert_eq!(body["permissions"]["granted"], json!(["users.read"]));
     assert_eq!(
         body["permissions"]["pending"],
-        json!(["events.subscribe", "storage.write"])
+        json!(["events.subscribe", "storage.read", "storage.write"])
     );
     assert_eq!(app.get("/ext/probe/public").await.status(), StatusCode::OK);
     let res = keyed_me(&app).await;
@@ -189,7 +203,10 @@ async fn an_administrator_grants_what_an_extension_requests_when_enabling_and_ma
         .find(|r| r.get::<_, String>(0) == "extension.grant" && r.get::<_, String>(2) != "system")
         .unwrap();
     assert!(grant.get::<_, String>(2).starts_with("user:"));
-    assert_eq!(grant.get::<_, Value>(3)["permissions"], json!(["users.read"]));
+    assert_eq!(
+        grant.get::<_, Value>(3)["permissions"],
+        json!(["users.read"])
+    );
     app.stop().await.unwrap();
 }
 
@@ -222,7 +239,10 @@ async fn the_command_line_grants_and_running_servers_apply_it_when_notified() {
         .find(|l| l.starts_with("probe "))
         .unwrap()
         .to_owned();
-    assert!(line.contains(" no ") && line.contains("users.read"), "{line}");
+    assert!(
+        line.contains(" no ") && line.contains("users.read"),
+        "{line}"
+    );
 
     // Not a terminal and no --grant… flag: refused with what to pass, nothing changed.
     let out = ext(&["enable", "probe"]);
@@ -230,12 +250,20 @@ async fn the_command_line_grants_and_running_servers_apply_it_when_notified() {
     assert!(stderr(&out).contains("--grant-all"), "{}", stderr(&out));
     let out = ext(&["enable", "probe", "--grant", "network.outbound"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("it requests: events.subscribe, storage.write, users.read"));
-    assert_eq!(app.get("/ext/probe/public").await.status(), StatusCode::NOT_FOUND);
+    assert!(
+        stderr(&out)
+            .contains("it requests: events.subscribe, storage.read, storage.write, users.read")
+    );
+    assert_eq!(
+        app.get("/ext/probe/public").await.status(),
+        StatusCode::NOT_FOUND
+    );
 
     let out = ext(&["enable", "probe", "--grant-all"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("granted: events.subscribe, storage.write, users.read"));
+    assert!(
+        stdout(&out).contains("granted: events.subscribe, storage.read, storage.write, users.read")
+    );
     assert!(
         eventually(Duration::from_secs(10), || async {
             keyed_me(&app).await.status() == StatusCode::OK
@@ -304,6 +332,126 @@ async fn a_change_whose_notification_was_lost_is_applied_at_the_next_re_read() {
         })
         .await,
         "the periodic re-read applied it"
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn extensions_use_the_host_file_storage_only_as_granted() {
+    let app = crate::helpers::spawn_app().await;
+    let admin = app.user_token("admin@example.com", true).await;
+    let user = app.user_token("someone@example.com", false).await;
+    let res = app
+        .put_object(&user, "docs/a.txt", b"from a user".to_vec(), "text/plain")
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+
+    // Granted on first sight: the probe reads what users uploaded …
+    let res = app.get("/ext/probe/shared/docs/a.txt").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "text/plain");
+    assert_eq!(res.text().await.unwrap(), "from a user");
+    assert_eq!(
+        app.get("/ext/probe/shared/docs/none.txt").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    // … and writes files users read, recorded without an owner and announced.
+    let res = app
+        .http
+        .put(app.url("/ext/probe/shared/docs/sub/b.txt"))
+        .header("content-type", "text/csv")
+        .body("from the probe")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = app.get_object(&user, "docs/sub/b.txt").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "text/csv");
+    assert_eq!(res.text().await.unwrap(), "from the probe");
+    let db = app.db().await;
+    let owner: Option<uuid::Uuid> = db
+        .query_one(
+            "SELECT owner_id FROM solobase.storage_objects WHERE path = 'sub/b.txt'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, None);
+    let event: Value = db
+        .query_one(
+            "SELECT data FROM solobase.outbox WHERE event_type = 'storage.uploaded' \
+             AND data->>'path' = 'sub/b.txt'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(event["extension"], "probe");
+    // Nobody owns it: a user may not delete it, an admin may.
+    assert_eq!(
+        app.delete_object(&user, "docs/sub/b.txt").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    // The storage rules hold for extensions too.
+    let res = app
+        .http
+        .put(app.url("/ext/probe/shared/Bad/x.txt"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let res = app
+        .http
+        .put(app.url("/ext/probe/shared/docs/x.txt"))
+        .header("content-type", "nonsense")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+    // Without storage.read it reads nothing; without storage.write it changes nothing.
+    for permission in ["storage.read", "storage.write"] {
+        let res = app
+            .http
+            .delete(app.url(&format!("/api/v1/extensions/probe/grants/{permission}")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let res = app.get("/ext/probe/shared/docs/a.txt").await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(res).await, "permission_denied");
+    let res = app
+        .http
+        .delete(app.url("/ext/probe/shared/docs/a.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get_object(&user, "docs/a.txt").await.status(),
+        StatusCode::OK,
+        "nothing was deleted"
+    );
+    // Granted again: it deletes.
+    let res = enable(&app, &admin, Some(json!({"grant": ["storage.write"]}))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app
+        .http
+        .delete(app.url("/ext/probe/shared/docs/sub/b.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap(), json!(true));
+    assert_eq!(
+        app.get_object(&user, "docs/sub/b.txt").await.status(),
+        StatusCode::NOT_FOUND
     );
     app.stop().await.unwrap();
 }

@@ -407,6 +407,7 @@ impl Registration {
                         raw.users,
                         handle,
                         raw.events,
+                        raw.files,
                     );
                     let ext = E::initialize(ctx).await?;
                     Ok((Arc::new(ext) as Arc<dyn ErasedExtension>, updater))

@@ -81,8 +81,8 @@ pub use http::{Identity, Request, RequestHead, Response, ResponseHead, Role};
 pub use manifest::{ExtensionName, Manifest, Permission};
 pub use routes::{Access, Routes};
 pub use services::{
-    ConfigHandle, Database, EventSink, Events, Health, HealthStatus, InitContext, Subscription,
-    UserDirectory, UserInfo, Users,
+    ConfigHandle, Database, EventSink, Events, FileStore, Files, Health, HealthStatus, InitContext,
+    StoredFile, Subscription, UserDirectory, UserInfo, Users,
 };
 pub use storage::Storage;
 

@@ -43,6 +43,8 @@ pub struct InitContext<C> {
     pub config: ConfigHandle<C>,
     /// Publish its own events; subscribe to everyone's.
     pub events: Events,
+    /// The host's file storage (the buckets users upload to).
+    pub files: Files,
 }
 
 impl<C> InitContext<C> {
@@ -56,6 +58,7 @@ impl<C> InitContext<C> {
         users: Users,
         config: ConfigHandle<C>,
         events: Events,
+        files: Files,
     ) -> Self {
         Self {
             name,
@@ -65,6 +68,7 @@ impl<C> InitContext<C> {
             users,
             config,
             events,
+            files,
         }
     }
 }
@@ -186,6 +190,81 @@ impl<C> ConfigHandle<C> {
     }
 }
 
+/// A file of the host's storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    /// Its media type, e.g. `text/plain`.
+    pub content_type: String,
+    /// Its content.
+    pub data: bytes::Bytes,
+}
+
+/// The host's file storage, implemented by the host (and by mocks in tests). Buckets and
+/// paths follow the storage API's rules; an invalid one fails with `InvalidRequest`.
+pub trait FileStore: Send + Sync {
+    /// A file's content, or `None` when there is none at `bucket`/`path`.
+    fn read<'a>(
+        &'a self,
+        bucket: &'a str,
+        path: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredFile>>>;
+    /// Creates or replaces a file.
+    fn write<'a>(
+        &'a self,
+        bucket: &'a str,
+        path: &'a str,
+        file: StoredFile,
+    ) -> BoxFuture<'a, Result<()>>;
+    /// Deletes a file; false when there was none.
+    fn delete<'a>(&'a self, bucket: &'a str, path: &'a str) -> BoxFuture<'a, Result<bool>>;
+}
+
+/// The host's file storage — the buckets users upload to through `/api/v1/storage`:
+/// reading needs the `storage.read` permission, writing and deleting `storage.write`. Files
+/// an extension writes have no owner (only admins may change them through the API), and
+/// uploads and deletions are announced as `storage.uploaded` / `storage.deleted` events.
+/// For the extension's private files, use [`InitContext::storage`] instead.
+#[derive(Clone)]
+pub struct Files(Arc<dyn FileStore>);
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Files")
+    }
+}
+
+impl Files {
+    #[doc(hidden)]
+    pub fn new(store: Arc<dyn FileStore>) -> Self {
+        Self(store)
+    }
+
+    /// A file's content, or `None`.
+    pub async fn read(&self, bucket: &str, path: &str) -> Result<Option<StoredFile>> {
+        self.0.read(bucket, path).await
+    }
+
+    /// Creates or replaces a file.
+    pub async fn write(
+        &self,
+        bucket: &str,
+        path: &str,
+        content_type: &str,
+        data: impl Into<bytes::Bytes>,
+    ) -> Result<()> {
+        let file = StoredFile {
+            content_type: content_type.to_owned(),
+            data: data.into(),
+        };
+        self.0.write(bucket, path, file).await
+    }
+
+    /// Deletes a file; false when there was none.
+    pub async fn delete(&self, bucket: &str, path: &str) -> Result<bool> {
+        self.0.delete(bucket, path).await
+    }
+}
+
 /// Where extension events go: implemented by the host (durably) and by mocks in tests.
 pub trait EventSink: Send + Sync {
     /// Records and publishes an event.
@@ -223,7 +302,9 @@ impl Subscription {
                     tracing::warn!(missed, "fell behind the event bus; events were skipped");
                 }
                 Err(broadcast::error::RecvError::Closed) => {
-                    return Err(ExtensionError::Unavailable("the event bus is closed".into()));
+                    return Err(ExtensionError::Unavailable(
+                        "the event bus is closed".into(),
+                    ));
                 }
             }
         }

@@ -31,8 +31,8 @@ use crate::http::{Identity, Request, Response, Role, StatusCode};
 use crate::manifest::ExtensionName;
 use crate::routes::{Access, Lookup, RouteTable};
 use crate::services::{
-    BoxFuture, ConfigHandle, Database, EventSink, Events, InitContext, UserDirectory, UserInfo,
-    Users,
+    BoxFuture, ConfigHandle, Database, EventSink, Events, FileStore, Files, InitContext,
+    StoredFile, UserDirectory, UserInfo, Users,
 };
 use crate::storage::Storage;
 
@@ -86,6 +86,52 @@ impl UserDirectory for MockUsers {
     fn by_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, Result<Option<UserInfo>>> {
         let found = self.find(|u| u.email.eq_ignore_ascii_case(email));
         Box::pin(async move { Ok(found) })
+    }
+}
+
+/// An in-memory file store standing in for the host's storage.
+#[derive(Debug, Default)]
+pub struct MockFiles {
+    files: Mutex<std::collections::BTreeMap<(String, String), StoredFile>>,
+}
+
+impl MockFiles {
+    /// Every file, by bucket and path.
+    pub fn all(&self) -> std::collections::BTreeMap<(String, String), StoredFile> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut std::collections::BTreeMap<(String, String), StoredFile>) -> T,
+    ) -> T {
+        f(&mut self.files.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl FileStore for MockFiles {
+    fn read<'a>(
+        &'a self,
+        bucket: &'a str,
+        path: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredFile>>> {
+        let found = self.with(|m| m.get(&(bucket.to_owned(), path.to_owned())).cloned());
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn write<'a>(
+        &'a self,
+        bucket: &'a str,
+        path: &'a str,
+        file: StoredFile,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.with(|m| m.insert((bucket.to_owned(), path.to_owned()), file));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn delete<'a>(&'a self, bucket: &'a str, path: &'a str) -> BoxFuture<'a, Result<bool>> {
+        let had = self.with(|m| m.remove(&(bucket.to_owned(), path.to_owned())).is_some());
+        Box::pin(async move { Ok(had) })
     }
 }
 
@@ -162,6 +208,7 @@ impl<E: Extension> TestHarnessBuilder<E> {
         let storage = Storage::open(&dir)?;
         let users = Arc::new(MockUsers::default());
         let events = Arc::new(RecordedEvents::default());
+        let files = Arc::new(MockFiles::default());
         let config = ConfigHandle::new(self.config.unwrap_or_default());
         let ctx = InitContext::assemble(
             name.clone(),
@@ -171,6 +218,7 @@ impl<E: Extension> TestHarnessBuilder<E> {
             Users::new(users.clone()),
             config.clone(),
             Events::new(&name, events.clone(), events.bus().clone()),
+            Files::new(files.clone()),
         );
         let ext = Arc::new(E::initialize(ctx).await?);
         let defs = crate::ErasedExtension::routes(ext.clone());
@@ -180,6 +228,7 @@ impl<E: Extension> TestHarnessBuilder<E> {
             routes,
             users,
             events,
+            files,
             config,
             dir,
         })
@@ -225,6 +274,8 @@ pub struct TestHarness<E: Extension> {
     pub users: Arc<MockUsers>,
     /// The events the extension published.
     pub events: Arc<RecordedEvents>,
+    /// The host file storage the extension sees.
+    pub files: Arc<MockFiles>,
     config: ConfigHandle<E::Config>,
     dir: PathBuf,
 }

@@ -135,6 +135,57 @@ impl Extension for Probe {
                 },
             )
             .public();
+        // The host's file storage (storage.read / storage.write).
+        routes
+            .get(
+                "/shared/{bucket}/{*path}",
+                |ext: Arc<Probe>, req: Request| async move {
+                    let (bucket, path) = (req.param("bucket"), req.param("path"));
+                    let file = ext
+                        .ctx
+                        .files
+                        .read(bucket.unwrap_or_default(), path.unwrap_or_default())
+                        .await?
+                        .ok_or_else(|| ExtensionError::NotFound("no such file".into()))?;
+                    Ok(Response::new(StatusCode::OK)
+                        .with_header(solobase_sdk::http::header::CONTENT_TYPE, &file.content_type)
+                        .with_body(file.data))
+                },
+            )
+            .public();
+        routes
+            .put(
+                "/shared/{bucket}/{*path}",
+                |ext: Arc<Probe>, req: Request| async move {
+                    let (bucket, path) = (req.param("bucket"), req.param("path"));
+                    let ct = req.head.header("content-type").unwrap_or("text/plain");
+                    ext.ctx
+                        .files
+                        .write(
+                            bucket.unwrap_or_default(),
+                            path.unwrap_or_default(),
+                            ct,
+                            req.body.clone(),
+                        )
+                        .await?;
+                    Ok(Response::new(StatusCode::NO_CONTENT))
+                },
+            )
+            .public();
+        routes
+            .delete(
+                "/shared/{bucket}/{*path}",
+                |ext: Arc<Probe>, req: Request| async move {
+                    let (bucket, path) = (req.param("bucket"), req.param("path"));
+                    let had = ext
+                        .ctx
+                        .files
+                        .delete(bucket.unwrap_or_default(), path.unwrap_or_default())
+                        .await?;
+                    Ok(Response::json(&had))
+                },
+            )
+            .public();
     }
 
     fn middleware(&self) -> Vec<MiddlewareSpec> {

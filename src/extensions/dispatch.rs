@@ -146,16 +146,12 @@ pub async fn dispatch(
     let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(request))) {
         Ok(running) => {
             let running = AssertUnwindSafe(running.instrument(l.span.clone())).catch_unwind();
-            if l.cpu_budget.is_zero() {
-                running.await
-            } else {
-                match Metered::new(running, l.cpu_budget).await {
-                    Ok(outcome) => outcome,
-                    Err(spent) => {
-                        l.stats.over_budget.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(extension = %l.name, spent_ms = spent.as_millis() as u64, "handler cancelled: over its time budget");
-                        return Ok(over_budget(name, l.cpu_budget));
-                    }
+            match Metered::new(running, l.cpu_budget).counting(&l.stats).await {
+                Ok(outcome) => outcome,
+                Err(spent) => {
+                    l.stats.over_budget.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(extension = %l.name, spent_ms = spent.as_millis() as u64, "handler cancelled: over its time budget");
+                    return Ok(over_budget(name, l.cpu_budget));
                 }
             }
         }

@@ -69,6 +69,20 @@ pub struct Stats {
     pub rate_limited: AtomicU64,
     /// Requests whose handler ran over its time budget and was cancelled.
     pub over_budget: AtomicU64,
+    /// Bytes allocated while its handlers and hooks ran (see [`crate::alloc`]).
+    pub allocated_bytes: AtomicU64,
+}
+
+impl Stats {
+    /// Attributes what this thread allocated since `since` (an [`crate::alloc::allocated`]
+    /// reading).
+    #[inline]
+    pub fn allocated_since(&self, since: u64) {
+        let bytes = crate::alloc::allocated().wrapping_sub(since);
+        if bytes != 0 {
+            self.allocated_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Which extensions were active when a request began (see [`ExtensionHost::active_now`]).
@@ -368,8 +382,10 @@ impl<F: Future + Unpin> Future for HookCall<'_, F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        let since = crate::alloc::allocated();
         let polled =
             std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut this.hook).poll(cx)));
+        this.loaded.stats.allocated_since(since);
         match polled {
             Ok(Poll::Ready(value)) => {
                 this.loaded.breaker.success();
@@ -915,7 +931,10 @@ impl ExtensionHost {
         start: impl FnOnce() -> Hook<'h, T>,
     ) -> Begun<'l, T, Hook<'h, T>> {
         l.stats.hook_calls.fetch_add(1, Ordering::Relaxed);
-        match start().try_ready() {
+        let since = crate::alloc::allocated();
+        let started = start().try_ready();
+        l.stats.allocated_since(since);
+        match started {
             Ok(answer) => {
                 l.breaker.success();
                 Begun::Ready(answer)

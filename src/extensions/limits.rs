@@ -172,23 +172,32 @@ mod tests {
 /// time the code runs counts. A single poll that never returns cannot be stopped from inside
 /// the process: the budget is checked when it returns.
 #[derive(Debug)]
-pub struct Metered<F> {
+pub struct Metered<'s, F> {
     inner: F,
     budget: Duration,
     spent: Duration,
+    allocated: Option<&'s super::host::Stats>,
 }
 
-impl<F> Metered<F> {
+impl<'s, F> Metered<'s, F> {
+    /// Runs `inner` within `budget` of polling time (zero: no budget).
     pub fn new(inner: F, budget: Duration) -> Self {
         Self {
             inner,
             budget,
             spent: Duration::ZERO,
+            allocated: None,
         }
+    }
+
+    /// Also attributes what each poll allocates to `stats`.
+    pub fn counting(mut self, stats: &'s super::host::Stats) -> Self {
+        self.allocated = Some(stats);
+        self
     }
 }
 
-impl<F: std::future::Future + Unpin> std::future::Future for Metered<F> {
+impl<F: std::future::Future + Unpin> std::future::Future for Metered<'_, F> {
     type Output = Result<F::Output, Duration>;
 
     fn poll(
@@ -197,11 +206,15 @@ impl<F: std::future::Future + Unpin> std::future::Future for Metered<F> {
     ) -> std::task::Poll<Self::Output> {
         let this = self.get_mut();
         let started = std::time::Instant::now();
+        let since = crate::alloc::allocated();
         let polled = std::pin::Pin::new(&mut this.inner).poll(cx);
+        if let Some(stats) = this.allocated {
+            stats.allocated_since(since);
+        }
         this.spent += started.elapsed();
         match polled {
             std::task::Poll::Ready(value) => std::task::Poll::Ready(Ok(value)),
-            std::task::Poll::Pending if this.spent > this.budget => {
+            std::task::Poll::Pending if !this.budget.is_zero() && this.spent > this.budget => {
                 std::task::Poll::Ready(Err(this.spent))
             }
             std::task::Poll::Pending => std::task::Poll::Pending,

@@ -73,9 +73,12 @@ async fn admin_actions_are_recorded_and_only_admins_read_them() {
             ("extension.enable", "ok"),
             ("extension.disable", "ok"),
             ("extension.disable", "denied"),
+            // Granted what it requests when first seen, by the system.
+            ("extension.grant", "ok"),
         ],
         "newest first"
     );
+    assert_eq!(list[3]["actor"], "system");
     assert!(list[0]["actor"].as_str().unwrap().starts_with("user:"));
     assert!(list[0]["at"].as_str().unwrap().contains('T'));
 
@@ -98,8 +101,18 @@ async fn admin_actions_are_recorded_and_only_admins_read_them() {
         ),
     )
     .await;
-    assert_eq!(rest.len(), 1);
+    assert_eq!(rest.len(), 2);
     assert_eq!(rest[0]["result"], "denied");
+    assert_eq!(rest[1]["action"], "extension.grant");
+    let (_, end) = entries(
+        &app,
+        &admin,
+        &format!(
+            "?extension=webhooks&limit=2&before={}",
+            end.as_i64().unwrap()
+        ),
+    )
+    .await;
     assert!(end.is_null());
     let (none, _) = entries(&app, &admin, "?since=2999-01-01T00:00:00Z").await;
     assert!(none.is_empty());

@@ -648,3 +648,34 @@ async fn an_extension_storage_quota_refuses_writes_beyond_it_with_507() {
     );
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn bytes_allocated_by_an_extensions_code_are_measured_and_shown() {
+    let app = spawn_app().await;
+    let admin = app.user_token("admin@example.com", true).await;
+    let allocated = || async {
+        let list: Vec<Value> = app
+            .http
+            .get(app.url("/api/v1/extensions"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let probe = list.iter().find(|e| e["name"] == "probe").unwrap();
+        probe["stats"]["allocated_bytes"].as_u64().unwrap()
+    };
+    let before = allocated().await;
+    for _ in 0..3 {
+        let res = app.get("/ext/probe/allocate/1000000").await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let after = allocated().await;
+    assert!(
+        after - before >= 3_000_000,
+        "3 MB allocated by the handler, {} measured",
+        after - before
+    );
+}

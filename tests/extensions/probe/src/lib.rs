@@ -135,6 +135,19 @@ impl Extension for Probe {
                 },
             )
             .public();
+        // Allocates (and frees) a buffer of `bytes`.
+        routes
+            .get("/allocate/{bytes}", |_, req: Request| async move {
+                let bytes: usize = req
+                    .param("bytes")
+                    .and_then(|b| b.parse().ok())
+                    .ok_or_else(|| ExtensionError::InvalidRequest("bytes: a number".into()))?;
+                let buffer = vec![1u8; bytes.min(64 << 20)];
+                Ok(Response::json(
+                    &buffer.iter().map(|&b| b as u64).sum::<u64>(),
+                ))
+            })
+            .public();
         // The host's file storage (storage.read / storage.write).
         routes
             .get(

@@ -1,17 +1,24 @@
-//! Panic isolation, driven by a fault-injection extension defined here (used only by tests): a
-//! panic in a handler, a hook (at once or while waiting), middleware or a lifecycle method
-//! costs that request a 500 — never the server, another request, or another extension.
+//! Faults and quotas, driven by fault-injection extensions defined here (used only by tests):
+//! a panic in a handler, a hook (at once or while waiting), middleware or a lifecycle method
+//! costs that request a 500 — never the server, another request, or another extension; slow
+//! hooks, hostile SQL and quota abuse are contained the same way.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use solobase_sdk::Registration;
 use solobase_sdk::prelude::*;
+use solobase_sdk::{Database, Registration};
 
 use crate::helpers::{TestApp, spawn_app_with_extensions};
 
-struct Faulty;
+/// The fault-injection extension: panics (handler, hooks, middleware), slow hooks, hostile
+/// SQL through its own pool, and storage-quota abuse, each on request.
+struct Faulty {
+    db: Database,
+    storage: solobase_sdk::Storage,
+}
 
 fn wants(req: &RequestHead, fault: &str) -> bool {
     req.header("x-fault") == Some(fault)
@@ -20,13 +27,38 @@ fn wants(req: &RequestHead, fault: &str) -> bool {
 impl Extension for Faulty {
     type Config = ();
 
-    async fn initialize(_ctx: InitContext<()>) -> Result<Self> {
-        Ok(Faulty)
+    async fn initialize(ctx: InitContext<()>) -> Result<Self> {
+        Ok(Faulty {
+            db: ctx.db,
+            storage: ctx.storage,
+        })
     }
 
     fn routes(&self, routes: &mut Routes<Self>) {
         routes
             .get("/boom", |_, _| async { panic!("the handler exploded") })
+            .public();
+        // Runs the body as SQL through the extension's own pool: the SQLSTATE, or "ok".
+        routes
+            .post("/sql", |ext: Arc<Faulty>, req: Request| async move {
+                let sql = String::from_utf8_lossy(&req.body).into_owned();
+                let client = ext.db.client().await?;
+                let outcome = match client.batch_execute(&sql).await {
+                    Ok(()) => "ok".to_owned(),
+                    Err(e) => e
+                        .code()
+                        .map_or("no sqlstate".into(), |c| c.code().to_owned()),
+                };
+                Ok(Response::json(&outcome))
+            })
+            .public();
+        // Writes the body to its storage area, over and over under a new name.
+        routes
+            .put("/hog", |ext: Arc<Faulty>, req: Request| async move {
+                let name = format!("hog-{}", uuid::Uuid::new_v4());
+                ext.storage.write(&name, req.body.clone()).await?;
+                Ok(Response::new(StatusCode::NO_CONTENT))
+            })
             .public();
         routes
             .get("/fine", |_, _| async { Ok(Response::json(&"fine")) })
@@ -56,6 +88,12 @@ impl Extension for Faulty {
 
     fn pre_request(&self, req: &mut RequestHead) -> Hook<'_, Flow> {
         assert!(!wants(req, "pre_request"), "pre_request exploded");
+        if wants(req, "slow") {
+            return Hook::wait(async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Flow::Continue
+            });
+        }
         Flow::Continue.into()
     }
 
@@ -450,6 +488,49 @@ impl Extension for Healthy {
     }
 }
 
+/// Hostile statements the faulty extension sends through its own pool.
+const HOSTILE_SQL: [&str; 6] = [
+    "UPDATE solobase.users SET role = 'admin'",
+    "SELECT * FROM solobase.sessions",
+    "DELETE FROM solobase.audit_log",
+    "SET ROLE solobase",
+    "ALTER ROLE ext_faulty SUPERUSER",
+    "CREATE TABLE solobase.evil (x int)",
+];
+
+#[tokio::test]
+async fn hostile_sql_through_an_extensions_own_pool_is_refused() {
+    let app = spawn_app_with_extensions(
+        vec![Registration::new::<Faulty>(manifest("faulty"), "0.1.0")],
+        |_| {},
+    )
+    .await;
+    let user = app.user_token("someone@example.com", false).await;
+    for sql in HOSTILE_SQL {
+        let res = app
+            .http
+            .post(app.url("/ext/faulty/sql"))
+            .body(sql)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.json::<Value>().await.unwrap(), "42501", "{sql}");
+    }
+    // Its own schema is its to use.
+    let res = app
+        .http
+        .post(app.url("/ext/faulty/sql"))
+        .body("CREATE TABLE mine (x int); INSERT INTO mine VALUES (1)")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap(), "ok");
+    let me: Value = app.me(&user).await.json().await.unwrap();
+    assert_eq!(me["role"], "user", "nobody was made an admin");
+    app.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn under_load_a_misbehaving_extension_costs_healthy_requests_nothing() {
     let app = spawn_app_with_extensions(
@@ -457,48 +538,82 @@ async fn under_load_a_misbehaving_extension_costs_healthy_requests_nothing() {
             Registration::new::<Faulty>(manifest("faulty"), "0.1.0"),
             Registration::new::<Healthy>(manifest("healthy"), "0.1.0"),
         ],
-        |c| c.server.workers = 2,
+        |c| {
+            c.server.workers = 2;
+            c.extensions.limits.insert(
+                "faulty".into(),
+                solobase::config::ExtensionLimits {
+                    storage_quota_bytes: Some(16 * 1024),
+                    ..Default::default()
+                },
+            );
+        },
     )
     .await;
+    const REQUESTS: usize = 800;
+    let started = std::time::Instant::now();
     let mut tasks = Vec::new();
-    for i in 0..400 {
+    for i in 0..REQUESTS {
         let http = app.http.clone();
         let base = app.address.clone();
         tasks.push(tokio::spawn(async move {
-            // Half the load provokes panics (handler, and middleware while waiting); the other
-            // half goes to the host and to a healthy extension.
-            let (path, fault) = match i % 4 {
-                0 => ("/ext/faulty/boom", None),
-                1 => ("/healthz", Some("middleware")),
-                2 => ("/healthz", None),
-                _ => ("/ext/healthy/ok", None),
+            // Half the load misbehaves: a panicking handler, middleware panicking while it
+            // waits, hostile SQL, storage-quota abuse. The other half goes to the host (one in
+            // four through a slow hook) and to a healthy extension.
+            let kind = i % 8;
+            let req = match kind {
+                0 => http.get(format!("{base}/ext/faulty/boom")),
+                1 => http
+                    .get(format!("{base}/healthz"))
+                    .header("x-fault", "middleware"),
+                2 => http
+                    .post(format!("{base}/ext/faulty/sql"))
+                    .body(HOSTILE_SQL[i % HOSTILE_SQL.len()]),
+                3 => http
+                    .put(format!("{base}/ext/faulty/hog"))
+                    .body(vec![0u8; 4096]),
+                4 => http
+                    .get(format!("{base}/healthz"))
+                    .header("x-fault", "slow"),
+                5 => http.get(format!("{base}/healthz")),
+                _ => http.get(format!("{base}/ext/healthy/ok")),
             };
-            let mut req = http.get(format!("{base}{path}"));
-            if let Some(fault) = fault {
-                req = req.header("x-fault", fault);
-            }
-            let status = req.send().await.map(|r| r.status());
-            (i % 4 < 2, status)
+            let sent = std::time::Instant::now();
+            let status = req.send().await.map(|r| r.status().as_u16());
+            (kind, status, sent.elapsed())
         }));
     }
-    let (mut healthy_ok, mut provoked) = (0, 0);
+    let mut provoked = std::collections::BTreeMap::<u16, usize>::new();
+    let mut healthy = Vec::new();
     for task in tasks {
-        let (provoking, status) = task.await.unwrap();
+        let (kind, status, took) = task.await.unwrap();
         let status = status.expect("every request is answered");
-        if provoking {
-            // A panic costs that request a 500; once the faulty extension's breaker is open,
-            // its route answers 503 and its middleware is skipped (200).
+        if kind < 4 {
+            // 500 for a panic, 200 for refused SQL or a middleware skipped once the breaker
+            // is open, 503 while it is open, 507 over the storage quota (204 before it).
             assert!(
-                [500, 503, 200].contains(&status.as_u16()),
-                "a provoking request got {status}"
+                [200, 204, 500, 503, 507].contains(&status),
+                "a misbehaving request (kind {kind}) got {status}"
             );
-            provoked += 1;
+            *provoked.entry(status).or_default() += 1;
         } else {
-            assert_eq!(status, StatusCode::OK, "a healthy request failed");
-            healthy_ok += 1;
+            assert_eq!(status, 200, "a healthy request (kind {kind}) failed");
+            healthy.push(took);
         }
     }
-    assert_eq!((healthy_ok, provoked), (200, 200));
+    let elapsed = started.elapsed();
+    healthy.sort();
+    let at = |q: f64| healthy[((healthy.len() - 1) as f64 * q) as usize];
+    println!(
+        "fault load: {REQUESTS} requests in {:.2} s; healthy {} of {} succeeded \
+         (p50 {:.1} ms, p99 {:.1} ms); misbehaving answered {provoked:?}",
+        elapsed.as_secs_f64(),
+        healthy.len(),
+        REQUESTS / 2,
+        at(0.5).as_secs_f64() * 1000.0,
+        at(0.99).as_secs_f64() * 1000.0,
+    );
+    assert_eq!(healthy.len(), REQUESTS / 2);
     app.stop().await.unwrap();
 }
 

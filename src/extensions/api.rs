@@ -54,6 +54,7 @@ async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpR
                     "pending": l.grants.as_ref().map(|g| g.pending()).unwrap_or_default(),
                     "denied_calls": l.grants.as_ref().map_or(0, |g| g.denied()),
                 },
+                "limits": host.limits_of(d.name),
                 "stats": {
                     "requests": l.stats.requests.load(Ordering::Relaxed),
                     "errors": l.stats.errors.load(Ordering::Relaxed),

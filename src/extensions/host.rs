@@ -805,6 +805,24 @@ impl ExtensionHost {
         Ok(after)
     }
 
+    /// The limits `name` runs under, as configured (0: none), for status pages.
+    pub fn limits_of(&self, name: &str) -> serde_json::Value {
+        let s = &self.settings;
+        let db = s.limits_for(name);
+        let (all, each) = s.rates_for(name);
+        serde_json::json!({
+            "max_in_flight": s.max_in_flight_for(name),
+            "max_body_bytes": s.max_body_bytes,
+            "cpu_budget_ms": s.cpu_budget_for(name).as_millis() as u64,
+            "storage_quota_bytes": s.storage_quota_for(name),
+            "rate": {"per_second": all.per_second, "burst": all.burst},
+            "client_rate": {"per_second": each.per_second, "burst": each.burst},
+            "db_connections": db.max_connections,
+            "statement_timeout_ms": db.statement_timeout_ms,
+            "idle_in_transaction_timeout_ms": db.idle_in_transaction_timeout_ms,
+        })
+    }
+
     /// What `name`'s manifest requests.
     fn requested(&self, name: &str) -> Vec<String> {
         self.get(name)

@@ -646,6 +646,19 @@ async fn an_extension_storage_quota_refuses_writes_beyond_it_with_507() {
         ),
         (Some(9), Some(10))
     );
+    // Every limit it runs under is shown with the counters.
+    let limits = &find(&listed, "probe")["limits"];
+    assert_eq!(limits["storage_quota_bytes"], 10);
+    for key in [
+        "max_in_flight",
+        "max_body_bytes",
+        "cpu_budget_ms",
+        "db_connections",
+        "statement_timeout_ms",
+    ] {
+        assert!(limits[key].as_u64().is_some(), "{key} in {limits}");
+    }
+    assert!(limits["client_rate"]["per_second"].as_u64().is_some());
     app.stop().await.unwrap();
 }
 

@@ -7,6 +7,7 @@
 pub mod binaries;
 mod cluster_dir;
 pub mod embedded;
+pub mod listen;
 pub mod migrate;
 mod sys;
 

@@ -6,13 +6,12 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::host::ExtensionHost;
 use super::state::CHANNEL;
+use crate::db::listen::listen;
 
 /// How long to wait before listening again after the connection failed.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
@@ -28,7 +27,7 @@ pub(super) fn spawn(
         let mut tick = tokio::time::interval(resync);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let mut listener = match listen(&pg_config).await {
+            let mut listener = match listen(&pg_config, CHANNEL).await {
                 Ok(listener) => Some(listener),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot listen for extension state changes; re-reading every {} s", resync.as_secs());
@@ -43,7 +42,7 @@ pub(super) fn spawn(
                 let listening = listener.is_some();
                 let notified = async {
                     match listener.as_mut() {
-                        Some(l) => l.notices.recv().await,
+                        Some(l) => l.next().await,
                         None => std::future::pending().await,
                     }
                 };
@@ -55,7 +54,7 @@ pub(super) fn spawn(
                         }
                         // One re-read for a burst of notifications.
                         if let Some(l) = listener.as_mut() {
-                            while l.notices.try_recv().is_ok() {}
+                            l.drain();
                         }
                     }
                     _ = tick.tick() => if !listening { break },
@@ -83,50 +82,4 @@ async fn apply(host: &Weak<ExtensionHost>) -> bool {
         tracing::warn!(error = %e, "cannot re-read extension state");
     }
     true
-}
-
-/// A connection listening on [`CHANNEL`]: one message per notification, closed with it.
-struct Listener {
-    notices: mpsc::UnboundedReceiver<()>,
-    driver: JoinHandle<()>,
-    /// The connection lives while its client does.
-    _client: tokio_postgres::Client,
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
-}
-
-async fn listen(pg_config: &tokio_postgres::Config) -> Result<Listener, tokio_postgres::Error> {
-    let (client, mut connection) = pg_config.connect(NoTls).await?;
-    let (tx, notices) = mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(_)) => {
-                    if tx.send(()).is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "the extension state listener's connection failed");
-                    return;
-                }
-            }
-        }
-    });
-    let listener = Listener {
-        notices,
-        driver,
-        _client: client,
-    };
-    listener
-        ._client
-        .batch_execute(&format!("LISTEN {CHANNEL}"))
-        .await?;
-    Ok(listener)
 }

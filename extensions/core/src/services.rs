@@ -50,6 +50,7 @@ pub struct InitContext<C> {
 impl<C> InitContext<C> {
     /// Assembles a context. For the host and the testing kit; extensions receive one.
     #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
     pub fn assemble(
         name: ExtensionName,
         db: Database,

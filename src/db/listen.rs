@@ -1,0 +1,71 @@
+//! A connection that `LISTEN`s on a PostgreSQL notification channel: one message per
+//! notification, until the connection closes.
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+/// Listening on one channel; dropping it closes the connection.
+#[derive(Debug)]
+pub struct Listener {
+    notices: mpsc::UnboundedReceiver<()>,
+    driver: JoinHandle<()>,
+    /// The connection lives while its client does.
+    _client: tokio_postgres::Client,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl Listener {
+    /// The next notification; `None` once the connection closed.
+    pub async fn next(&mut self) -> Option<()> {
+        self.notices.recv().await
+    }
+
+    /// Forgets the notifications already received.
+    pub fn drain(&mut self) {
+        while self.notices.try_recv().is_ok() {}
+    }
+}
+
+/// Connects with `pg_config` and listens on `channel` (a plain identifier).
+#[allow(clippy::disallowed_methods)] // src/db is the one place allowed to connect
+pub async fn listen(
+    pg_config: &tokio_postgres::Config,
+    channel: &str,
+) -> Result<Listener, tokio_postgres::Error> {
+    let (client, mut connection) = pg_config.connect(NoTls).await?;
+    let (tx, notices) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => {
+                    if tx.send(()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, channel = "listener", "a listening connection failed");
+                    return;
+                }
+            }
+        }
+    });
+    let listener = Listener {
+        notices,
+        driver,
+        _client: client,
+    };
+    listener
+        ._client
+        .batch_execute(&format!("LISTEN {channel}"))
+        .await?;
+    Ok(listener)
+}

@@ -30,12 +30,14 @@ thread_local! {
 #[derive(Debug)]
 pub struct Counting;
 
+#[inline(always)]
 fn count(bytes: usize) {
     // `try_with`: a thread being torn down no longer counts.
     let _ = ALLOCATED.try_with(|c| c.set(c.get().wrapping_add(bytes as u64)));
 }
 
 /// Bytes this thread has allocated so far (a running total; subtract two readings).
+#[inline]
 pub fn allocated() -> u64 {
     ALLOCATED.try_with(Cell::get).unwrap_or(0)
 }
@@ -43,23 +45,27 @@ pub fn allocated() -> u64 {
 // SAFETY: each method forwards its arguments unchanged to mimalloc's implementation, whose
 // contract is the same; the counting touches no memory the caller owns.
 unsafe impl GlobalAlloc for Counting {
+    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count(layout.size());
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
         unsafe { MiMalloc.alloc(layout) }
     }
 
+    #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         count(layout.size());
         // SAFETY: as above.
         unsafe { MiMalloc.alloc_zeroed(layout) }
     }
 
+    #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: `ptr` was allocated by this allocator (i.e. mimalloc) with `layout`.
         unsafe { MiMalloc.dealloc(ptr, layout) }
     }
 
+    #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count(new_size.saturating_sub(layout.size()));
         // SAFETY: as for `dealloc`, and the caller upholds `realloc`'s contract.

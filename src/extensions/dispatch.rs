@@ -110,7 +110,7 @@ pub async fn dispatch(
             "message": format!(
                 "the extension {name} is serving as many requests as it may at once ({}); \
                  try again in a moment",
-                l.max_in_flight
+                l.max_in_flight()
             ),
         }})));
     };
@@ -146,12 +146,13 @@ pub async fn dispatch(
     let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(request))) {
         Ok(running) => {
             let running = AssertUnwindSafe(running.instrument(l.span.clone())).catch_unwind();
-            match Metered::new(running, l.cpu_budget).counting(&l.stats).await {
+            let budget = l.cpu_budget();
+            match Metered::new(running, budget).counting(&l.stats).await {
                 Ok(outcome) => outcome,
                 Err(spent) => {
                     l.stats.over_budget.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(extension = %l.name, spent_ms = spent.as_millis() as u64, "handler cancelled: over its time budget");
-                    return Ok(over_budget(name, l.cpu_budget));
+                    return Ok(over_budget(name, budget));
                 }
             }
         }

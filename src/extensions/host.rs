@@ -126,15 +126,15 @@ pub struct Loaded {
     pub breaker: Breaker,
     /// Requests its routes are serving now, and how many they may.
     pub(super) in_flight: AtomicUsize,
-    pub(super) max_in_flight: usize,
-    /// Its rate limits.
-    pub rates: RateLimits,
+    pub(super) max_in_flight: AtomicUsize,
+    /// Its rate limits (replaced when the configuration is reloaded).
+    pub rates: arc_swap::ArcSwap<RateLimits>,
     /// Samples the audit entries of rate-limit refusals.
     pub(super) rate_audit: Sampler,
     /// Its storage area (for its quota and usage).
     pub storage: Option<solobase_sdk::Storage>,
-    /// The handler time budget of one request (zero: none).
-    pub cpu_budget: Duration,
+    /// The handler time budget of one request, in milliseconds (zero: none).
+    pub(super) cpu_budget_ms: AtomicU64,
     /// Its permissions (`None` before it was loaded).
     pub grants: Option<Arc<super::grants::Grants>>,
     /// Where an automatic disable is announced.
@@ -164,7 +164,7 @@ impl Loaded {
     /// A slot for one request to its routes, or `None` when `max_in_flight` are being served;
     /// the slot frees itself when dropped (also when the request is cancelled or panics).
     pub fn enter(&self) -> Option<InFlight<'_>> {
-        if self.in_flight.fetch_add(1, Ordering::Relaxed) >= self.max_in_flight {
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) >= self.max_in_flight() {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
             self.stats.busy.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -174,7 +174,7 @@ impl Loaded {
 
     /// Takes a rate-limit token for `client`; a refusal is counted and audited (sampled).
     pub fn admit(&self, client: Client) -> Result<(), Limited> {
-        let refused = match self.rates.check(client) {
+        let refused = match self.rates.load().check(client) {
             Ok(()) => return Ok(()),
             Err(refused) => refused,
         };
@@ -262,6 +262,16 @@ impl Loaded {
                 ));
             }
         });
+    }
+
+    /// Requests its routes may serve at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The handler time budget of one request (zero: none).
+    pub fn cpu_budget(&self) -> Duration {
+        Duration::from_millis(self.cpu_budget_ms.load(Ordering::Relaxed))
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -699,7 +709,7 @@ impl ExtensionHost {
                 }
                 let Some(host) = host.upgrade() else { return };
                 for l in &host.loaded {
-                    l.rates.forget_idle_clients();
+                    l.rates.load().forget_idle_clients();
                 }
             }
         });
@@ -1025,14 +1035,14 @@ mod tests {
             panics: PanicLog::new(None),
             breaker: Breaker::new(ExtensionsConfig::default().breaker()),
             in_flight: AtomicUsize::new(0),
-            max_in_flight: 1,
+            max_in_flight: AtomicUsize::new(1),
             rates: {
                 let (all, each) = ExtensionsConfig::default().rates_for("timed");
-                RateLimits::new(all, each)
+                arc_swap::ArcSwap::from_pointee(RateLimits::new(all, each))
             },
             rate_audit: Sampler::default(),
             storage: None,
-            cpu_budget: Duration::ZERO,
+            cpu_budget_ms: AtomicU64::new(0),
             grants: None,
             bus: None,
             span: tracing::Span::none(),

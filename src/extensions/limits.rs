@@ -52,6 +52,8 @@ type Keyed = RateLimiter<Client, HashMapStateStore<Client>, MonotonicClock>;
 
 /// One extension's limits.
 pub struct RateLimits {
+    /// As configured: in all, per client.
+    rates: (Rate, Rate),
     clock: MonotonicClock,
     extension: Option<(Direct, u32)>,
     per_client: Option<(Keyed, u32)>,
@@ -69,6 +71,7 @@ impl std::fmt::Debug for RateLimits {
 impl RateLimits {
     pub fn new(extension: Rate, per_client: Rate) -> Self {
         Self {
+            rates: (extension, per_client),
             extension: extension.quota().map(|q| {
                 (
                     RateLimiter::direct_with_clock(q, MonotonicClock),
@@ -114,6 +117,11 @@ impl RateLimits {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
+    }
+
+    /// The limits as configured: in all, per client.
+    pub fn rates(&self) -> (Rate, Rate) {
+        self.rates
     }
 
     /// Clients currently tracked.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -122,14 +122,14 @@ pub(super) async fn load_one(
         panics: PanicLog::new(Some(ctx.pool.clone())),
         breaker: Breaker::new(ctx.settings.breaker()),
         in_flight: AtomicUsize::new(0),
-        max_in_flight: ctx.settings.max_in_flight_for(name.as_str()),
+        max_in_flight: AtomicUsize::new(ctx.settings.max_in_flight_for(name.as_str())),
         rates: {
             let (all, each) = ctx.settings.rates_for(name.as_str());
-            RateLimits::new(all, each)
+            arc_swap::ArcSwap::from_pointee(RateLimits::new(all, each))
         },
         rate_audit: Sampler::default(),
         storage: None,
-        cpu_budget: ctx.settings.cpu_budget_for(name.as_str()),
+        cpu_budget_ms: AtomicU64::new(ctx.settings.cpu_budget_for(name.as_str()).as_millis() as u64),
         grants: None,
         bus: Some(ctx.bus.clone()),
         span: span.clone(),

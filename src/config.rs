@@ -30,6 +30,9 @@ pub struct Config {
     /// file): created at start-up when no admin exists yet.
     #[serde(skip)]
     pub bootstrap_admin: Option<AdminSeed>,
+    /// The file this configuration was read from, if any: watched for changes while serving.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// Credentials for the first admin account. `Debug` hides the password.
@@ -299,6 +302,7 @@ impl Default for Config {
             extensions: ExtensionsConfig::default(),
             log: LogConfig::default(),
             bootstrap_admin: None,
+            source: None,
         }
     }
 }
@@ -404,17 +408,13 @@ impl Config {
         overrides: &Overrides,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut config = match explicit_path {
+        let default_path = Path::new(DEFAULT_CONFIG_PATH);
+        let source = explicit_path.or_else(|| default_path.exists().then_some(default_path));
+        let mut config = match source {
             Some(path) => Self::from_file(path)?,
-            None => {
-                let path = Path::new(DEFAULT_CONFIG_PATH);
-                if path.exists() {
-                    Self::from_file(path)?
-                } else {
-                    Self::default()
-                }
-            }
+            None => Self::default(),
         };
+        config.source = source.map(Path::to_owned);
         config.apply_env(env)?;
         config.apply_overrides(overrides);
         config.check()?;

@@ -102,6 +102,18 @@ impl Application {
             events,
             storage,
         };
+        if let Some(path) = state.config.source.clone() {
+            // Dropped with the runtime, or ended when the extensions stop.
+            if let Err(e) = crate::reload::spawn(
+                path.clone(),
+                (*state.config).clone(),
+                extensions.clone(),
+                state.pool.clone(),
+                extensions.stopping(),
+            ) {
+                tracing::warn!(file = %path.display(), error = %e, "cannot watch the configuration file; changes apply at the next start");
+            }
+        }
         let server = build_server(listener, state.clone(), extensions.clone())?;
         tracing::info!(address = %bind.ip(), port, "listening");
         Ok(Self {

@@ -815,15 +815,47 @@ impl ExtensionHost {
         Ok(after)
     }
 
-    /// The limits `name` runs under, as configured (0: none), for status pages.
+    /// Changes to `true` when the host stops: background tasks end then.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Applies the limits of `new` that take effect at run time — rate limits, in-flight
+    /// requests, CPU budget — to every extension (a replaced rate limit starts with full
+    /// buckets). Returns what changed, as `<extension>.<limit>`.
+    pub fn apply_limits(&self, new: &ExtensionsConfig) -> Vec<String> {
+        let mut changed = Vec::new();
+        for l in &self.loaded {
+            let name = l.name.as_str();
+            let (all, each) = new.rates_for(name);
+            if l.rates.load().rates() != (all, each) {
+                l.rates.store(Arc::new(RateLimits::new(all, each)));
+                changed.push(format!("{name}.rates"));
+            }
+            let max = new.max_in_flight_for(name);
+            if l.max_in_flight.swap(max, Ordering::Relaxed) != max {
+                changed.push(format!("{name}.max_in_flight"));
+            }
+            let budget = new.cpu_budget_for(name).as_millis() as u64;
+            if l.cpu_budget_ms.swap(budget, Ordering::Relaxed) != budget {
+                changed.push(format!("{name}.cpu_budget_ms"));
+            }
+        }
+        changed
+    }
+
+    /// The limits `name` runs under now (0: none), for status pages.
     pub fn limits_of(&self, name: &str) -> serde_json::Value {
         let s = &self.settings;
         let db = s.limits_for(name);
-        let (all, each) = s.rates_for(name);
+        let Some(l) = self.get(name) else {
+            return serde_json::Value::Null;
+        };
+        let (all, each) = l.rates.load().rates();
         serde_json::json!({
-            "max_in_flight": s.max_in_flight_for(name),
+            "max_in_flight": l.max_in_flight(),
             "max_body_bytes": s.max_body_bytes,
-            "cpu_budget_ms": s.cpu_budget_for(name).as_millis() as u64,
+            "cpu_budget_ms": l.cpu_budget().as_millis() as u64,
             "storage_quota_bytes": s.storage_quota_for(name),
             "rate": {"per_second": all.per_second, "burst": all.burst},
             "client_rate": {"per_second": each.per_second, "burst": each.burst},

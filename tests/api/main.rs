@@ -23,4 +23,7 @@ mod helpers;
 #[cfg(feature = "probe")]
 mod isolation;
 mod lifecycle;
+// Reads the probe extension's limits: run with --all-features.
+#[cfg(feature = "probe")]
+mod reload;
 mod storage;

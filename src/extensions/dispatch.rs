@@ -14,7 +14,7 @@ use tracing::Instrument;
 use super::host::{ExtensionHost, panicked_response};
 use super::limits::{Client, Metered};
 use super::pipeline::ResolvedIdentity;
-use super::{convert, discovered, state};
+use super::{convert, discovered};
 use crate::auth::{token, users};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{AppState, RequestId};
@@ -242,7 +242,7 @@ async fn check_access(
         _ if who.is_admin() => Ok(()),
         Access::Admin => Err(ApiError::forbidden("administrators only")),
         Access::Permission(p) => {
-            let held = state::role_permissions(&state.pool, who.role.as_str())
+            let held = crate::auth::permissions::held(&state.pool, who.role.as_str())
                 .await
                 .map_err(ApiError::internal)?;
             if held.iter().any(|h| h == p) {

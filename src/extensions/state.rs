@@ -151,15 +151,3 @@ pub async fn announce(
         .await
         .map(drop)
 }
-
-/// The permissions held by a (non-admin) role.
-pub async fn role_permissions(pool: &Pool, role: &str) -> anyhow::Result<Vec<String>> {
-    let client = pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT permission FROM solobase.role_permissions WHERE role = $1",
-            &[&role],
-        )
-        .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}

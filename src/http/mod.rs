@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod health;
 mod request_id;
+mod roles;
 mod storage;
 
 use std::sync::Arc;
@@ -57,6 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route("/me", web::get().to(auth::me)),
             )
             .route("/audit", web::get().to(audit::list))
+            .configure(roles::configure)
             .service(
                 web::resource("/storage/{bucket}/{path:.+}")
                     .route(web::put().to(storage::upload))

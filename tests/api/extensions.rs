@@ -138,18 +138,62 @@ async fn routes_enforce_their_access_rules() {
         get("/ext/probe/perm", Some(&user)).await.unwrap().status(),
         StatusCode::FORBIDDEN
     );
-    app.db()
-        .await
-        .execute(
-            "INSERT INTO solobase.role_permissions VALUES ('user', 'probe.use')",
-            &[],
-        )
+    let role_permission = |method: reqwest::Method, path: &str, token: &str| {
+        app.http
+            .request(method, app.url(&format!("/api/v1/roles/{path}")))
+            .bearer_auth(token)
+            .send()
+    };
+    let put = reqwest::Method::PUT;
+    let res = role_permission(put.clone(), "user/permissions/probe.use", &user)
         .await
         .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "only admins give permissions"
+    );
+    for bad in [
+        "user/permissions/Probe%20Use",
+        "admin/permissions/probe.use",
+    ] {
+        let res = role_permission(put.clone(), bad, &admin).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let res = role_permission(put.clone(), "user/permissions/probe.use", &admin)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let held: Value = res.json().await.unwrap();
+    assert_eq!(held["permissions"], serde_json::json!(["probe.use"]));
     assert_eq!(
         get("/ext/probe/perm", Some(&user)).await.unwrap().status(),
         StatusCode::OK
     );
+    let res = role_permission(
+        reqwest::Method::DELETE,
+        "user/permissions/probe.use",
+        &admin,
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        get("/ext/probe/perm", Some(&user)).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let res = role_permission(
+        reqwest::Method::DELETE,
+        "user/permissions/probe.use",
+        &admin,
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    // Given back for the rest of this test.
+    role_permission(put, "user/permissions/probe.use", &admin)
+        .await
+        .unwrap();
 
     let item: Value = get("/ext/probe/items/a%20b", None)
         .await

@@ -984,6 +984,7 @@ impl ExtensionHost {
     /// runs unwinds to the caller — the pipeline catches it once per request, which costs far
     /// less than a catch around every hook; panics while a waiting hook runs are caught by the
     /// [`HookCall`].
+    #[inline(always)]
     pub fn begin<'l, 'h, T: Unpin>(
         &self,
         l: &'l Loaded,

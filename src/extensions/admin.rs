@@ -120,12 +120,22 @@ async fn lock(
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Audits a refused change (best effort: the refusal is what the caller reports).
-async fn refused(pool: &Pool, actor: &Actor, action: &'static str, name: &str, e: &AdminError) {
-    let entry = Entry::new(actor.clone(), action, Outcome::Failed)
-        .extension(name)
-        .detail(json!({"error": e.to_string()}));
-    audit::record_or_log(pool, entry).await;
+/// Passes `result` on, auditing a refusal first (best effort: the refusal is what the caller
+/// reports).
+async fn audit_refusal<T>(
+    pool: &Pool,
+    actor: &Actor,
+    action: &'static str,
+    name: &str,
+    result: Result<T, AdminError>,
+) -> Result<T, AdminError> {
+    if let Err(e) = &result {
+        let entry = Entry::new(actor.clone(), action, Outcome::Failed)
+            .extension(name)
+            .detail(json!({"error": e.to_string()}));
+        audit::record_or_log(pool, entry).await;
+    }
+    result
 }
 
 /// Enables `name`, whose manifest requests `requested`, granting what `grant` says.
@@ -137,10 +147,7 @@ pub async fn enable(
     actor: &Actor,
 ) -> Result<Permissions, AdminError> {
     let result = try_enable(pool, name, requested, grant, actor).await;
-    if let Err(e) = &result {
-        refused(pool, actor, "extension.enable", name, e).await;
-    }
-    result
+    audit_refusal(pool, actor, "extension.enable", name, result).await
 }
 
 async fn try_enable(
@@ -235,10 +242,7 @@ pub async fn revoke(
     actor: &Actor,
 ) -> Result<Permissions, AdminError> {
     let result = try_revoke(pool, name, requested, permissions, actor).await;
-    if let Err(e) = &result {
-        refused(pool, actor, "extension.revoke", name, e).await;
-    }
-    result
+    audit_refusal(pool, actor, "extension.revoke", name, result).await
 }
 
 async fn try_revoke(

@@ -25,15 +25,7 @@ async fn wait_hit(app: &TestApp, key: &str, at_least: u64) -> u64 {
 }
 
 async fn list(app: &TestApp, token: &str) -> Vec<Value> {
-    let res = app
-        .http
-        .get(app.url("/api/v1/extensions"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    res.json().await.unwrap()
+    app.extensions(token).await
 }
 
 fn find<'a>(list: &'a [Value], name: &str) -> &'a Value {
@@ -711,18 +703,9 @@ async fn bytes_allocated_by_an_extensions_code_are_measured_and_shown() {
     let app = spawn_app().await;
     let admin = app.user_token("admin@example.com", true).await;
     let allocated = || async {
-        let list: Vec<Value> = app
-            .http
-            .get(app.url("/api/v1/extensions"))
-            .bearer_auth(&admin)
-            .send()
-            .await
+        app.extension(&admin, "probe").await["stats"]["allocated_bytes"]
+            .as_u64()
             .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let probe = list.iter().find(|e| e["name"] == "probe").unwrap();
-        probe["stats"]["allocated_bytes"].as_u64().unwrap()
     };
     let before = allocated().await;
     for _ in 0..3 {

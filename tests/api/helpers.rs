@@ -393,6 +393,28 @@ impl TestApp {
         (status, body)
     }
 
+    /// `GET /api/v1/extensions` as `admin` sees it.
+    pub async fn extensions(&self, admin: &str) -> Vec<Value> {
+        let res = self
+            .http
+            .get(self.url("/api/v1/extensions"))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), reqwest::StatusCode::OK);
+        res.json().await.expect("a JSON list")
+    }
+
+    /// Extension `name`'s entry in [`TestApp::extensions`].
+    pub async fn extension(&self, admin: &str, name: &str) -> Value {
+        self.extensions(admin)
+            .await
+            .into_iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is listed"))
+    }
+
     /// Stops the server gracefully and returns how run_until_stopped ended.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {
@@ -411,6 +433,22 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// Polls `check` every 50 ms until it holds, for at most `limit`; whether it did.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
 }
 
 /// Asserts the common error shape and returns the code.

@@ -1,37 +1,23 @@
 //! Hot reload of the host configuration file: run-time limits change without a restart, and
 //! an invalid file changes nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, fresh_database, spawn_app_on};
+use crate::helpers::{TestApp, eventually, fresh_database, spawn_app_on};
 
 async fn probe_limits(app: &TestApp, admin: &str) -> Value {
-    let list: Vec<Value> = app
-        .http
-        .get(app.url("/api/v1/extensions"))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    list.into_iter().find(|e| e["name"] == "probe").unwrap()["limits"].clone()
+    app.extension(admin, "probe").await["limits"].clone()
 }
 
 /// Waits up to 10 s for the probe's client rate to become `per_second`.
 async fn client_rate_becomes(app: &TestApp, admin: &str, per_second: u64) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if probe_limits(app, admin).await["client_rate"]["per_second"] == per_second {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
+    eventually(Duration::from_secs(10), || async {
+        probe_limits(app, admin).await["client_rate"]["per_second"] == per_second
+    })
+    .await
 }
 
 async fn reloads(app: &TestApp, result: &str) -> i64 {
@@ -81,10 +67,10 @@ async fn a_changed_config_file_changes_rate_limits_at_once_and_an_invalid_one_no
 
     // An invalid file: the running configuration stays, the failure is audited.
     std::fs::write(&file, "[extensions]\nclient_rate_per_second = \"lots\"\n").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while reloads(&app, "failed").await == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(10), || async {
+        reloads(&app, "failed").await > 0
+    })
+    .await;
     assert_eq!(reloads(&app, "failed").await, 1);
     assert_eq!(
         probe_limits(&app, &admin).await["client_rate"]["per_second"],

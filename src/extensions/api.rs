@@ -36,49 +36,71 @@ fn require_admin(user: &CurrentUser) -> Result<(), ApiError> {
 
 async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpResponse, ApiError> {
     require_admin(&user)?;
-    let list: Vec<_> = discovered()
-        .iter()
-        .map(|d| match host.get(d.name) {
-            Some(l) => json!({
-                "name": d.name, "version": d.version, "tier": d.tier,
-                "description": d.description, "compiled": true,
-                "enabled": l.is_enabled(), "running": l.is_running(), "active": l.is_active(),
-                "error": l.failure(),
-                "routes": l.routes.as_ref().map(|t| t.list().into_iter()
-                    .map(|(m, p)| format!("{m} /ext/{}{p}", d.name)).collect::<Vec<_>>()),
-                "hooks": l.hooks.points().iter().map(|(p, prio)| json!({"hook": p.as_str(), "priority": prio})).collect::<Vec<_>>(),
-                "middleware": l.middleware.iter().map(|m| json!({"id": m.id, "priority": m.priority, "paths": m.paths})).collect::<Vec<_>>(),
-                "permissions": {
-                    "requested": l.manifest.as_ref().map(|m| m.permissions.iter().map(|p| p.to_string()).collect::<Vec<_>>()).unwrap_or_default(),
-                    "granted": l.grants.as_ref().map(|g| g.granted()).unwrap_or_default(),
-                    "pending": l.grants.as_ref().map(|g| g.pending()).unwrap_or_default(),
-                    "denied_calls": l.grants.as_ref().map_or(0, |g| g.denied()),
-                },
-                "limits": host.limits_of(d.name),
-                "stats": {
-                    "requests": l.stats.requests.load(Ordering::Relaxed),
-                    "errors": l.stats.errors.load(Ordering::Relaxed),
-                    "hook_calls": l.stats.hook_calls.load(Ordering::Relaxed),
-                    "hook_timeouts": l.stats.hook_timeouts.load(Ordering::Relaxed),
-                    "panics": l.panics.count(),
-                    "breaker": l.breaker.state(),
-                    "in_flight": l.in_flight(),
-                    "busy": l.stats.busy.load(Ordering::Relaxed),
-                    "rate_limited": l.stats.rate_limited.load(Ordering::Relaxed),
-                    "over_budget": l.stats.over_budget.load(Ordering::Relaxed),
-                    "allocated_bytes": l.stats.allocated_bytes.load(Ordering::Relaxed),
-                    "storage_bytes": l.storage.as_ref().and_then(|s| s.quota()).map(|(_, used)| used),
-                    "storage_quota_bytes": l.storage.as_ref().and_then(|s| s.quota()).map(|(limit, _)| limit),
-                },
+    // Every extension this binary runs (also those registered by an embedding program), then
+    // the discovered ones it does not contain.
+    let mut list: Vec<_> = host.all().iter().map(|l| entry(&host, l)).collect();
+    list.extend(
+        discovered()
+            .iter()
+            .filter(|d| host.get(d.name).is_none())
+            .map(|d| {
+                json!({
+                    "name": d.name, "version": d.version, "tier": d.tier,
+                    "description": d.description, "compiled": false,
+                    "hint": format!("rebuild with --features {}", d.feature),
+                })
             }),
-            None => json!({
-                "name": d.name, "version": d.version, "tier": d.tier,
-                "description": d.description, "compiled": false,
-                "hint": format!("rebuild with --features {}", d.feature),
-            }),
-        })
-        .collect();
+    );
     Ok(HttpResponse::Ok().json(list))
+}
+
+/// One running extension's entry.
+fn entry(host: &ExtensionHost, l: &Loaded) -> serde_json::Value {
+    let name = l.name.as_str();
+    let found = discovered().iter().find(|d| d.name == name);
+    let version = l
+        .manifest
+        .as_ref()
+        .map(|m| m.version.to_string())
+        .or(found.map(|d| d.version.to_owned()));
+    let description = l
+        .manifest
+        .as_ref()
+        .map(|m| m.description.clone())
+        .or(found.map(|d| d.description.to_owned()));
+    let tier = found.map(|d| d.tier);
+    json!({
+    "name": name, "version": version, "tier": tier,
+    "description": description, "compiled": true,
+    "enabled": l.is_enabled(), "running": l.is_running(), "active": l.is_active(),
+    "error": l.failure(),
+    "routes": l.routes.as_ref().map(|t| t.list().into_iter()
+        .map(|(m, p)| format!("{m} /ext/{name}{p}")).collect::<Vec<_>>()),
+    "hooks": l.hooks.points().iter().map(|(p, prio)| json!({"hook": p.as_str(), "priority": prio})).collect::<Vec<_>>(),
+    "middleware": l.middleware.iter().map(|m| json!({"id": m.id, "priority": m.priority, "paths": m.paths})).collect::<Vec<_>>(),
+    "permissions": {
+        "requested": l.manifest.as_ref().map(|m| m.permissions.iter().map(|p| p.to_string()).collect::<Vec<_>>()).unwrap_or_default(),
+        "granted": l.grants.as_ref().map(|g| g.granted()).unwrap_or_default(),
+        "pending": l.grants.as_ref().map(|g| g.pending()).unwrap_or_default(),
+        "denied_calls": l.grants.as_ref().map_or(0, |g| g.denied()),
+    },
+    "limits": host.limits_of(name),
+    "stats": {
+        "requests": l.stats.requests.load(Ordering::Relaxed),
+        "errors": l.stats.errors.load(Ordering::Relaxed),
+        "hook_calls": l.stats.hook_calls.load(Ordering::Relaxed),
+        "hook_timeouts": l.stats.hook_timeouts.load(Ordering::Relaxed),
+        "panics": l.panics.count(),
+        "breaker": l.breaker.state(),
+        "in_flight": l.in_flight(),
+        "busy": l.stats.busy.load(Ordering::Relaxed),
+        "rate_limited": l.stats.rate_limited.load(Ordering::Relaxed),
+        "over_budget": l.stats.over_budget.load(Ordering::Relaxed),
+        "allocated_bytes": l.stats.allocated_bytes.load(Ordering::Relaxed),
+        "storage_bytes": l.storage.as_ref().and_then(|s| s.quota()).map(|(_, used)| used),
+        "storage_quota_bytes": l.storage.as_ref().and_then(|s| s.quota()).map(|(limit, _)| limit),
+    },
+        })
 }
 
 /// Refuses a non-admin, auditing the attempt as denied.

@@ -210,6 +210,17 @@ impl Breaker {
         self.epoch.elapsed().as_millis() as u64
     }
 
+    /// Closes it and forgets past failures and openings (an administrator enabled the
+    /// extension again).
+    pub fn reset(&self) {
+        self.state.store(CLOSED, Ordering::Relaxed);
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.trips.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Whether calls may go through: closed, half-open, or open past its cool-down (which
     /// makes it half-open).
     pub fn allows(&self) -> bool {

@@ -56,6 +56,9 @@ pub struct HostContext {
     pub max_upload_bytes: u64,
 }
 
+/// How the reason of an automatic disable begins.
+const AUTO_DISABLED: &str = "disabled automatically";
+
 /// Counters per extension, read by status pages and metrics.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -230,9 +233,10 @@ impl Loaded {
         if !self.enabled.swap(false, Ordering::Relaxed) {
             return;
         }
-        let reason = "disabled automatically: its circuit breaker kept opening (panics or \
-                      time-outs); fix it and enable it again"
-            .to_owned();
+        let reason = format!(
+            "{AUTO_DISABLED}: its circuit breaker kept opening (panics or time-outs); fix it and \
+             enable it again"
+        );
         tracing::error!(extension = %self.name, "{reason}");
         *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
         let (Some(pool), Ok(runtime)) = (
@@ -272,6 +276,19 @@ impl Loaded {
     /// The handler time budget of one request (zero: none).
     pub fn cpu_budget(&self) -> Duration {
         Duration::from_millis(self.cpu_budget_ms.load(Ordering::Relaxed))
+    }
+
+    /// Enabled again by an administrator: a fresh breaker, and an automatic disable's reason
+    /// no longer stands.
+    fn reenabled(&self) {
+        self.breaker.reset();
+        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if failure
+            .as_deref()
+            .is_some_and(|f| f.starts_with(AUTO_DISABLED))
+        {
+            *failure = None;
+        }
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -883,6 +900,9 @@ impl ExtensionHost {
             };
             if l.enabled.swap(persisted.enabled, Ordering::Relaxed) != persisted.enabled {
                 tracing::info!(extension = %l.name, enabled = persisted.enabled, "extension state changed");
+                if persisted.enabled {
+                    l.reenabled();
+                }
             }
             if let Some(grants) = &l.grants {
                 grants.set(&persisted.granted);

@@ -703,5 +703,23 @@ async fn the_circuit_breaker_opens_recovers_and_disables_an_extension_that_keeps
     .await
     .expect("an extension.disabled event");
     assert_eq!(announced.data["extension"], "faulty");
+
+    // Enabled again by an administrator: a fresh start, without the old reason.
+    let admin = app.user_token("admin@example.com", true).await;
+    let res = app
+        .http
+        .post(app.url("/api/v1/extensions/faulty/enable"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        get(&app, "/ext/faulty/fine", None).await.status(),
+        StatusCode::OK
+    );
+    let faulty = app.extension(&admin, "faulty").await;
+    assert!(faulty["error"].is_null(), "{faulty}");
+    assert_eq!(faulty["stats"]["breaker"], "closed", "{faulty}");
     app.stop().await.unwrap();
 }

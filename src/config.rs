@@ -148,6 +148,11 @@ pub struct ExtensionsConfig {
     /// manifest requests (audited as granted by the system). When false it starts disabled,
     /// and an administrator enables it and grants its permissions.
     pub grant_on_first_sight: bool,
+    /// How often each extension's health check runs, and how long it may take, in ms.
+    pub health_interval_ms: u64,
+    pub health_timeout_ms: u64,
+    /// Critical health checks in a row that disable an extension (0: never).
+    pub health_critical_to_disable: u32,
     /// Seconds between re-reads of every extension's state (enabled, grants) from the
     /// database, in case a change notification from another instance or the CLI was lost.
     pub resync_secs: u64,
@@ -192,6 +197,9 @@ impl Default for ExtensionsConfig {
             breaker_trips_to_disable: 3,
             breaker_trips_window_secs: 3600,
             grant_on_first_sight: true,
+            health_interval_ms: 30_000,
+            health_timeout_ms: 5_000,
+            health_critical_to_disable: 3,
             resync_secs: 5,
         }
     }
@@ -572,6 +580,13 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "extensions.max_in_flight is 0: set it to at least 1".into(),
             ));
+        }
+        if self.extensions.health_interval_ms < 100 || self.extensions.health_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(format!(
+                "extensions.health_interval_ms is {} and health_timeout_ms {}: check at most \
+                 every 100 ms, with a time limit of at least 1 ms",
+                self.extensions.health_interval_ms, self.extensions.health_timeout_ms
+            )));
         }
         if !(1..=3600).contains(&self.extensions.resync_secs) {
             return Err(ConfigError::Invalid(format!(

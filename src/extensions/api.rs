@@ -84,6 +84,10 @@ fn entry(host: &ExtensionHost, l: &Loaded) -> serde_json::Value {
         "pending": l.grants.as_ref().map(|g| g.pending()).unwrap_or_default(),
         "denied_calls": l.grants.as_ref().map_or(0, |g| g.denied()),
     },
+    "health": {
+        "now": host.health_report(l),
+        "history": l.health.history(),
+    },
     "limits": host.limits_of(name),
     "stats": {
         "requests": l.stats.requests.load(Ordering::Relaxed),

@@ -363,8 +363,8 @@ async fn confirm_grants(
 async fn list(pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
     let persisted = state::load_all(pool).await?;
     println!(
-        "{:<16} {:<9} {:<8} {:<40} NOT GRANTED",
-        "NAME", "VERSION", "ENABLED", "GRANTED"
+        "{:<16} {:<9} {:<8} {:<10} {:<40} NOT GRANTED",
+        "NAME", "VERSION", "ENABLED", "HEALTH", "GRANTED"
     );
     let mut all = manifests();
     all.sort_by(|a, b| a.0.name.as_str().cmp(b.0.name.as_str()));
@@ -379,14 +379,26 @@ async fn list(pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
             Some(_) => "no",
             None => "new",
         };
+        let health = row
+            .and_then(|r| r.health.as_ref())
+            .and_then(|h| h["status"].as_str())
+            .unwrap_or("unknown");
         println!(
-            "{:<16} {:<9} {:<8} {:<40} {}",
+            "{:<16} {:<9} {:<8} {:<10} {:<40} {}",
             manifest.name.as_str(),
             manifest.version.to_string(),
             enabled,
+            health,
             or_none(&granted),
             or_none(&pending)
         );
+        if let Some(message) = row
+            .and_then(|r| r.health.as_ref())
+            .and_then(|h| h["message"].as_str())
+            .filter(|m| !m.is_empty())
+        {
+            println!("  health: {message}");
+        }
     }
     Ok(())
 }

@@ -142,6 +142,8 @@ pub struct Loaded {
     pub grants: Option<Arc<super::grants::Grants>>,
     /// Where an automatic disable is announced.
     pub(super) bus: Option<EventBus>,
+    /// Its recent health checks.
+    pub health: super::health::HealthLog,
     pub span: tracing::Span,
 }
 
@@ -225,18 +227,18 @@ impl Loaded {
                 "circuit breaker opened: the extension answers 503 and its hooks are skipped \
                  until the cool-down has passed"
             ),
-            Verdict::Disable => self.disable_automatically(),
+            Verdict::Disable => {
+                self.disable_automatically("its circuit breaker kept opening (panics or time-outs)")
+            }
         }
     }
 
-    fn disable_automatically(&self) {
+    /// Disables it because `why`: persisted with the reason, audited, announced.
+    pub(super) fn disable_automatically(&self, why: &str) {
         if !self.enabled.swap(false, Ordering::Relaxed) {
             return;
         }
-        let reason = format!(
-            "{AUTO_DISABLED}: its circuit breaker kept opening (panics or time-outs); fix it and \
-             enable it again"
-        );
+        let reason = format!("{AUTO_DISABLED}: {why}; fix it and enable it again");
         tracing::error!(extension = %self.name, "{reason}");
         *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
         let (Some(pool), Ok(runtime)) = (
@@ -282,6 +284,7 @@ impl Loaded {
     /// no longer stands.
     fn reenabled(&self) {
         self.breaker.reset();
+        self.health.reset_streak();
         let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         if failure
             .as_deref()
@@ -518,6 +521,7 @@ impl ExtensionHost {
                 enabled: false,
                 last_error: None,
                 granted: Default::default(),
+                health: None,
             };
             let persisted = persisted.get(name).unwrap_or(&no_row);
             let problem = problem.or_else(|| {
@@ -548,6 +552,7 @@ impl ExtensionHost {
         host.spawn_event_hooks();
         host.spawn_watchdog();
         host.spawn_rate_sweeper();
+        host.spawn_health_monitor();
         if !host.loaded.is_empty() {
             let task = super::sync::spawn(
                 Arc::downgrade(&host),
@@ -734,6 +739,117 @@ impl ExtensionHost {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(task);
+    }
+
+    /// Starts the health monitor (see [`super::health`]).
+    fn spawn_health_monitor(self: &Arc<Self>) {
+        if self.loaded.is_empty() {
+            return;
+        }
+        let host = Arc::downgrade(self);
+        let mut stop = self.stop.subscribe();
+        let every = Duration::from_millis(self.settings.health_interval_ms);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                let Some(host) = host.upgrade() else { return };
+                host.check_health().await;
+            }
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
+    }
+
+    /// One round of health checks, all extensions at once; then the consequences.
+    async fn check_health(&self) {
+        let limit = Duration::from_millis(self.settings.health_timeout_ms);
+        let due: Vec<&Arc<Loaded>> = self
+            .loaded
+            .iter()
+            .filter(|l| l.is_enabled() && l.is_running())
+            .collect();
+        let checks = futures_util::future::join_all(due.iter().map(|l| {
+            let ext = l.ext.clone();
+            async move {
+                match ext {
+                    Some(ext) => Some(
+                        super::health::check(ext.as_ref(), limit)
+                            .instrument(l.span.clone())
+                            .await,
+                    ),
+                    None => None,
+                }
+            }
+        }))
+        .await;
+        let disable_after = self.settings.health_critical_to_disable;
+        for (l, check) in due.iter().zip(checks) {
+            let Some(check) = check else { continue };
+            if check.status != solobase_sdk::HealthStatus::Healthy {
+                tracing::warn!(extension = %l.name, status = ?check.status, message = %check.message, "extension health check");
+            }
+            let message = check.message.clone();
+            let in_a_row = l.health.record(check);
+            if disable_after > 0 && in_a_row >= disable_after {
+                l.disable_automatically(&format!(
+                    "its health check was critical {in_a_row} times in a row ({message})"
+                ));
+            }
+        }
+        let reports: Vec<(String, serde_json::Value)> = self
+            .loaded
+            .iter()
+            .map(|l| (l.name.to_string(), self.health_report(l)))
+            .collect();
+        if let Err(e) = state::record_health(&self.pool, &reports).await {
+            tracing::warn!(error = %e, "cannot record the extensions' health");
+        }
+    }
+
+    /// An extension's health as reported: its latest check, or why there is none, made at
+    /// least degraded by a critical dependency.
+    pub fn health_of(&self, l: &Loaded) -> (solobase_sdk::HealthStatus, String) {
+        use solobase_sdk::HealthStatus;
+        if !l.is_enabled() {
+            return (HealthStatus::Unknown, "disabled".into());
+        }
+        if !l.is_running() {
+            return (
+                HealthStatus::Critical,
+                format!("not running: {}", l.failure().unwrap_or_default()),
+            );
+        }
+        let Some(latest) = l.health.latest() else {
+            return (HealthStatus::Unknown, "not checked yet".into());
+        };
+        let critical_dependency = l.manifest.as_ref().and_then(|m| {
+            m.dependencies.keys().find(|d| {
+                self.get(d.as_str())
+                    .is_some_and(|dep| self.health_of(dep).0 == HealthStatus::Critical)
+            })
+        });
+        super::health::with_dependencies(
+            latest.status,
+            latest.message,
+            critical_dependency.map(|d| d.as_str()),
+        )
+    }
+
+    /// [`ExtensionHost::health_of`] with the time of the latest check, as JSON.
+    pub fn health_report(&self, l: &Loaded) -> serde_json::Value {
+        let (status, message) = self.health_of(l);
+        let at = l.health.latest().and_then(|c| {
+            c.at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+        serde_json::json!({"status": status, "message": message, "checked_at": at})
     }
 
     /// Starts the watchdog that keeps the extensions' database time limits.
@@ -1098,6 +1214,7 @@ mod tests {
             cpu_budget_ms: AtomicU64::new(0),
             grants: None,
             bus: None,
+            health: Default::default(),
             span: tracing::Span::none(),
         }
     }

@@ -132,6 +132,7 @@ pub(super) async fn load_one(
         cpu_budget_ms: AtomicU64::new(ctx.settings.cpu_budget_for(name.as_str()).as_millis() as u64),
         grants: None,
         bus: Some(ctx.bus.clone()),
+        health: Default::default(),
         span: span.clone(),
     };
     if let Some(problem) = problem {

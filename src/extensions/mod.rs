@@ -24,6 +24,7 @@ pub mod convert;
 pub mod dispatch;
 pub mod faults;
 pub mod grants;
+pub mod health;
 pub mod host;
 pub mod limits;
 mod loader;

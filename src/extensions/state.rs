@@ -15,6 +15,8 @@ pub struct Persisted {
     pub enabled: bool,
     pub last_error: Option<String>,
     pub granted: BTreeSet<String>,
+    /// The latest health report (see `record_health`), if any.
+    pub health: Option<serde_json::Value>,
 }
 
 /// Every extension's state, by name. One statement.
@@ -24,7 +26,8 @@ pub async fn load_all(pool: &Pool) -> anyhow::Result<HashMap<String, Persisted>>
         .query(
             "SELECT e.name, e.enabled, e.last_error, \
                     coalesce(array_agg(g.permission) FILTER (WHERE g.permission IS NOT NULL), \
-                             '{}') \
+                             '{}'), \
+                    e.health \
              FROM solobase.extensions e \
              LEFT JOIN solobase.extension_grants g ON g.extension = e.name \
              GROUP BY e.name",
@@ -40,6 +43,7 @@ pub async fn load_all(pool: &Pool) -> anyhow::Result<HashMap<String, Persisted>>
                     enabled: r.get(1),
                     last_error: r.get(2),
                     granted: r.get::<_, Vec<String>>(3).into_iter().collect(),
+                    health: r.get(4),
                 },
             )
         })
@@ -121,6 +125,24 @@ pub async fn record_outcomes(
              FROM unnest($1::text[], $2::text[]) AS o(name, error) \
              WHERE e.name = o.name AND e.last_error IS DISTINCT FROM o.error",
             &[&names, &errors],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records each extension's latest health report. One statement.
+pub async fn record_health(
+    pool: &Pool,
+    reports: &[(String, serde_json::Value)],
+) -> anyhow::Result<()> {
+    let (names, health): (Vec<&str>, Vec<&serde_json::Value>) =
+        reports.iter().map(|(n, h)| (n.as_str(), h)).unzip();
+    let client = pool.get().await?;
+    client
+        .execute(
+            "UPDATE solobase.extensions AS e SET health = o.health \
+             FROM unnest($1::text[], $2::jsonb[]) AS o(name, health) WHERE e.name = o.name",
+            &[&names, &health],
         )
         .await?;
     Ok(())

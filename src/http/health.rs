@@ -1,5 +1,6 @@
 //! Liveness (`/healthz`: the process answers) and readiness (`/readyz`: the database answers
-//! and the host schema is at the version this binary expects).
+//! and the host schema is at the version this binary expects; each extension's health is
+//! reported beside, without making the server unready).
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -11,7 +12,10 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+pub async fn readyz(
+    state: web::Data<AppState>,
+    host: web::Data<crate::extensions::host::ExtensionHost>,
+) -> HttpResponse {
     let expected = migrate::latest_version();
     let (database, migrations) = match state.pool.get().await {
         Err(e) => (format!("unreachable: {e}"), "unknown".to_owned()),
@@ -25,9 +29,17 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         },
     };
     let ready = database == "ok" && migrations == "ok";
+    // Extensions' health is reported, not required: an unhealthy extension leaves the rest of
+    // the server ready.
+    let extensions: serde_json::Map<String, serde_json::Value> = host
+        .all()
+        .iter()
+        .map(|l| (l.name.to_string(), host.health_report(l)))
+        .collect();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": {"database": database, "migrations": migrations},
+        "extensions": extensions,
     });
     if ready {
         HttpResponse::Ok().json(body)

@@ -23,6 +23,7 @@ mod helpers;
 #[cfg(feature = "probe")]
 mod isolation;
 mod lifecycle;
+mod monitoring;
 // Reads the probe extension's limits: run with --all-features.
 #[cfg(feature = "probe")]
 mod reload;

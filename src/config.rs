@@ -26,6 +26,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub extensions: ExtensionsConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
     /// The first admin, from SOLOBASE_ADMIN_EMAIL and SOLOBASE_ADMIN_PASSWORD (never from a
     /// file): created at start-up when no admin exists yet.
     #[serde(skip)]
@@ -49,6 +50,14 @@ impl std::fmt::Debug for AdminSeed {
             .field("password", &"<redacted>")
             .finish()
     }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Also serve `/metrics` without authentication on this address, for a Prometheus scraper
+    /// on a private network (the main server serves it to administrators only).
+    pub bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -309,6 +318,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             extensions: ExtensionsConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
             bootstrap_admin: None,
             source: None,
         }
@@ -493,6 +503,13 @@ impl Config {
         if let Some(v) = get("SOLOBASE_TOKEN_TTL_SECS") {
             self.auth.token_ttl_secs =
                 parse("SOLOBASE_TOKEN_TTL_SECS", v, "a whole number of seconds")?;
+        }
+        if let Some(v) = get("SOLOBASE_METRICS_BIND") {
+            self.metrics.bind = Some(parse(
+                "SOLOBASE_METRICS_BIND",
+                v,
+                "an address such as 127.0.0.1:9091",
+            )?);
         }
         if let Some(v) = get("SOLOBASE_MAX_UPLOAD_BYTES") {
             self.storage.max_upload_bytes =

@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod extensions;
 pub mod http;
+pub mod metrics;
 pub mod reload;
 pub mod startup;
 pub mod storage;

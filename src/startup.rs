@@ -30,6 +30,8 @@ const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 pub struct Application {
     port: u16,
     server: Server,
+    /// The unauthenticated metrics listener (`[metrics] bind`) and its port.
+    metrics_server: Option<(Server, u16)>,
     state: AppState,
     extensions: Arc<ExtensionHost>,
     db: Arc<Database>,
@@ -69,6 +71,7 @@ impl Application {
         if let Some(seed) = &config.bootstrap_admin {
             bootstrap_admin(db.pool(), seed, config.auth.min_password_length, &events).await?;
         }
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let storage_dir = config.storage_dir();
         let storage = Storage::open(&storage_dir).with_context(|| {
             format!(
@@ -86,6 +89,7 @@ impl Application {
                 role_passwords: config.database.url.is_some(),
                 storage: storage.clone(),
                 max_upload_bytes: config.storage.max_upload_bytes,
+                metrics: metrics.clone(),
             },
             registrations,
         )
@@ -101,6 +105,7 @@ impl Application {
             config: Arc::new(config),
             events,
             storage,
+            metrics,
         };
         if let Some(path) = state.config.source.clone() {
             // Dropped with the runtime, or ended when the extensions stop.
@@ -114,11 +119,20 @@ impl Application {
                 tracing::warn!(file = %path.display(), error = %e, "cannot watch the configuration file; changes apply at the next start");
             }
         }
+        let metrics_server = match state.config.metrics.bind {
+            Some(addr) => Some(build_metrics_server(
+                addr,
+                state.clone(),
+                extensions.clone(),
+            )?),
+            None => None,
+        };
         let server = build_server(listener, state.clone(), extensions.clone())?;
         tracing::info!(address = %bind.ip(), port, "listening");
         Ok(Self {
             port,
             server,
+            metrics_server,
             state,
             extensions,
             db,
@@ -128,6 +142,11 @@ impl Application {
     /// The port actually bound (useful when the configured port is 0).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The metrics listener's port, when `[metrics] bind` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|(_, port)| *port)
     }
 
     pub fn state(&self) -> &AppState {
@@ -145,6 +164,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Self {
             server,
+            metrics_server,
             state,
             extensions,
             db,
@@ -152,7 +172,12 @@ impl Application {
         } = self;
         let handle = server.handle();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let sweeper = tokio::spawn(sweep_sessions(state.pool.clone(), stop_rx));
+        let sweeper = tokio::spawn(sweep_sessions(state.pool.clone(), stop_rx.clone()));
+        let upkeep = tokio::spawn(metrics_upkeep(state.metrics.clone(), stop_rx));
+        let metrics_server = metrics_server.map(|(server, _)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
 
         let mut server = std::pin::pin!(server);
         let served = tokio::select! {
@@ -166,10 +191,52 @@ impl Application {
         };
         let _ = stop_tx.send(true);
         let _ = sweeper.await;
+        let _ = upkeep.await;
+        if let Some((handle, task)) = metrics_server {
+            handle.stop(false).await;
+            let _ = task.await;
+        }
         extensions.shutdown().await;
         db.close().await;
         tracing::info!("stopped");
         served.context("the HTTP server failed")
+    }
+}
+
+/// The unauthenticated `/metrics` listener on `addr`: one worker, nothing else served.
+fn build_metrics_server(
+    addr: std::net::SocketAddr,
+    state: AppState,
+    extensions: Arc<ExtensionHost>,
+) -> anyhow::Result<(Server, u16)> {
+    let listener = TcpListener::bind(addr).with_context(|| {
+        format!("cannot listen for metrics on {addr} ([metrics] bind): is the address in use?")
+    })?;
+    let port = listener.local_addr()?.port();
+    let data = web::Data::new(state);
+    let extensions = web::Data::from(extensions);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(extensions.clone())
+            .route("/metrics", web::get().to(http::metrics::open))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    tracing::info!(%addr, port, "serving metrics without authentication");
+    Ok((server, port))
+}
+
+/// Drains histogram samples every few seconds, whether or not anyone scrapes.
+async fn metrics_upkeep(metrics: Arc<crate::metrics::Metrics>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => metrics.upkeep(),
+            _ = stop.changed() => return,
+        }
     }
 }
 

@@ -331,6 +331,7 @@ async fn main() -> anyhow::Result<()> {
             storage: solobase::storage::Storage::open(&dir.join("storage"))
                 .expect("storage directory"),
             max_upload_bytes: cfg.storage.max_upload_bytes,
+            metrics: Default::default(),
         };
         for (n, prefix, passwords, label) in [
             (0, "warm", false, ""),

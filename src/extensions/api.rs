@@ -92,7 +92,7 @@ fn entry(host: &ExtensionHost, l: &Loaded) -> serde_json::Value {
     "stats": {
         "requests": l.stats.requests.load(Ordering::Relaxed),
         "errors": l.stats.errors.load(Ordering::Relaxed),
-        "hook_calls": l.stats.hook_calls.load(Ordering::Relaxed),
+        "hook_calls": l.stats.hook_calls(),
         "hook_timeouts": l.stats.hook_timeouts.load(Ordering::Relaxed),
         "panics": l.panics.count(),
         "breaker": l.breaker.state(),

@@ -43,9 +43,36 @@ fn unavailable(host: &ExtensionHost, name: &str) -> ApiError {
 
 pub async fn dispatch(
     req: HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     host: web::Data<ExtensionHost>,
     state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let started = std::time::Instant::now();
+    let mut template = None;
+    let answer = serve(&req, payload, &host, &state, &mut template).await;
+    let rest = req.path().strip_prefix("/ext/").unwrap_or_default();
+    let name = rest.split_once('/').map_or(rest, |(name, _)| name);
+    // Only extensions that exist get series: the label values stay bounded.
+    if host.get(name).is_some() {
+        let status = match &answer {
+            Ok(res) => res.status().as_u16(),
+            Err(e) => e.code.status().as_u16(),
+        };
+        state
+            .metrics
+            .extension_request(name, template, status, started.elapsed());
+    }
+    answer
+}
+
+/// Serves one request to an extension's route; sets `template` to the matched route's
+/// `"<METHOD> <path template>"`.
+async fn serve(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    host: &ExtensionHost,
+    state: &AppState,
+    template: &mut Option<String>,
 ) -> Result<HttpResponse, ApiError> {
     let rest = req.path().strip_prefix("/ext/").unwrap_or_default();
     let (name, sub) = match rest.split_once('/') {
@@ -53,7 +80,7 @@ pub async fn dispatch(
         None => (rest, "/".to_owned()),
     };
     let Some(l) = host.get(name).filter(|l| l.is_enabled() && l.is_running()) else {
-        return Err(unavailable(&host, name));
+        return Err(unavailable(host, name));
     };
     if !l.breaker.allows() {
         let retry = l.breaker.open_for_ms().unwrap_or(1000).div_ceil(1000);
@@ -67,11 +94,14 @@ pub async fn dispatch(
         }})));
     }
     let Some(table) = l.routes.as_ref() else {
-        return Err(unavailable(&host, name));
+        return Err(unavailable(host, name));
     };
     let method = convert::method(req.method());
     let (route, params) = match table.lookup(&method, &sub) {
-        Lookup::Found { route, params } => (route, params),
+        Lookup::Found { route, params } => {
+            *template = Some(format!("{} {}", route.method, route.path));
+            (route, params)
+        }
         Lookup::MethodNotAllowed(_) => {
             return Err(ApiError::new(
                 ErrorCode::MethodNotAllowed,
@@ -80,8 +110,8 @@ pub async fn dispatch(
         }
         Lookup::NotFound => return Err(ApiError::not_found("no such route")),
     };
-    let identity = identity(&req, &state).await?;
-    check_access(&route.access, identity.as_ref(), &state).await?;
+    let identity = identity(req, state).await?;
+    check_access(&route.access, identity.as_ref(), state).await?;
     let client = match (&identity, req.peer_addr()) {
         (Some(who), _) => Client::User(who.user_id),
         (None, Some(addr)) => Client::Address(addr.ip()),
@@ -132,7 +162,7 @@ pub async fn dispatch(
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
-    let mut head = convert::request_head(&req, &request_id);
+    let mut head = convert::request_head(req, &request_id);
     head.identity = identity;
     let request = Request {
         head,

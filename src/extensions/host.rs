@@ -54,17 +54,75 @@ pub struct HostContext {
     /// The host's file storage, and the largest file it takes.
     pub storage: crate::storage::Storage,
     pub max_upload_bytes: u64,
+    /// Where hook durations are recorded.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// How the reason of an automatic disable begins.
 const AUTO_DISABLED: &str = "disabled automatically";
+
+/// Where extension code is called, for counters and metrics: a hook point, a middleware half,
+/// or an event hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot(u8);
+
+/// How many [`Slot`]s there are.
+pub const SLOTS: usize = HookPoint::ALL.len() + 3;
+
+impl Slot {
+    pub const MIDDLEWARE_REQUEST: Slot = Slot(HookPoint::ALL.len() as u8);
+    pub const MIDDLEWARE_RESPONSE: Slot = Slot(HookPoint::ALL.len() as u8 + 1);
+    pub const EVENT: Slot = Slot(HookPoint::ALL.len() as u8 + 2);
+
+    /// Every slot.
+    pub fn all() -> impl Iterator<Item = Slot> {
+        (0..SLOTS as u8).map(Slot)
+    }
+
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// Its name in logs, audit entries and metrics.
+    pub fn name(self) -> &'static str {
+        match HookPoint::ALL.get(self.index()) {
+            Some(point) => point.as_str(),
+            None if self == Self::MIDDLEWARE_REQUEST => "middleware_request",
+            None if self == Self::MIDDLEWARE_RESPONSE => "middleware_response",
+            None => "on_event",
+        }
+    }
+}
+
+impl From<HookPoint> for Slot {
+    fn from(point: HookPoint) -> Self {
+        Slot(point as u8)
+    }
+}
+
+thread_local! {
+    static HOOK_TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this hook call is one of those whose duration is measured (one in
+/// [`crate::metrics::HOOK_SAMPLE`] on each thread).
+#[inline]
+fn timed() -> Option<Instant> {
+    let due = HOOK_TICK.with(|tick| {
+        let n = tick.get().wrapping_add(1);
+        tick.set(n);
+        n % crate::metrics::HOOK_SAMPLE == 0
+    });
+    due.then(Instant::now)
+}
 
 /// Counters per extension, read by status pages and metrics.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
-    pub hook_calls: AtomicU64,
+    /// Calls of its code, by [`Slot`].
+    pub hooks: [AtomicU64; SLOTS],
     pub hook_timeouts: AtomicU64,
     /// Requests refused because `max_in_flight` were being served.
     pub busy: AtomicU64,
@@ -77,6 +135,11 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Hook, middleware and event-hook calls in all.
+    pub fn hook_calls(&self) -> u64 {
+        self.hooks.iter().map(|n| n.load(Ordering::Relaxed)).sum()
+    }
+
     /// Attributes what this thread allocated since `since` (an [`crate::alloc::allocated`]
     /// reading).
     #[inline]
@@ -142,6 +205,8 @@ pub struct Loaded {
     pub grants: Option<Arc<super::grants::Grants>>,
     /// Where an automatic disable is announced.
     pub(super) bus: Option<EventBus>,
+    /// Sampled hook durations, by [`Slot`] (empty: not measured).
+    pub(super) hook_durations: Vec<metrics::Histogram>,
     /// Its recent health checks.
     pub health: super::health::HealthLog,
     pub span: tracing::Span,
@@ -268,6 +333,18 @@ impl Loaded {
                 ));
             }
         });
+    }
+
+    /// Connections its database pool holds now.
+    pub fn db_connections(&self) -> Option<usize> {
+        self.pool.as_ref().map(|p| p.status().size)
+    }
+
+    /// Records a measured hook duration.
+    fn hook_took(&self, slot: Slot, started: Option<Instant>) {
+        if let (Some(started), Some(histogram)) = (started, self.hook_durations.get(slot.index())) {
+            histogram.record(started.elapsed().as_secs_f64());
+        }
     }
 
     /// Requests its routes may serve at once.
@@ -403,8 +480,10 @@ pub enum Begun<'l, T, F> {
 pub struct HookCall<'l, F> {
     hook: F,
     loaded: &'l Loaded,
-    place: &'static str,
+    slot: Slot,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When it began, if its duration is measured.
+    started: Option<Instant>,
 }
 
 impl<F: Future + Unpin> Future for HookCall<'_, F> {
@@ -419,11 +498,12 @@ impl<F: Future + Unpin> Future for HookCall<'_, F> {
         match polled {
             Ok(Poll::Ready(value)) => {
                 this.loaded.breaker.success();
+                this.loaded.hook_took(this.slot, this.started);
                 return Poll::Ready(HookOutcome::Done(value));
             }
             Ok(Poll::Pending) => {}
             Err(payload) => {
-                this.loaded.panicked(this.place, payload.as_ref());
+                this.loaded.panicked(this.slot.name(), payload.as_ref());
                 return Poll::Ready(HookOutcome::Panicked);
             }
         }
@@ -439,7 +519,7 @@ impl<F: Future + Unpin> Future for HookCall<'_, F> {
             .hook_timeouts
             .fetch_add(1, Ordering::Relaxed);
         this.loaded.failed();
-        tracing::warn!(extension = %this.loaded.name, hook = this.place, limit_ms = limit.as_millis() as u64, "hook cut off at its time limit");
+        tracing::warn!(extension = %this.loaded.name, hook = this.slot.name(), limit_ms = limit.as_millis() as u64, "hook cut off at its time limit");
         Poll::Ready(HookOutcome::TimedOut)
     }
 }
@@ -707,7 +787,7 @@ impl ExtensionHost {
                             continue;
                         }
                         if let Some(ext) = l.ext() {
-                            settle(host.call(l, "on_event", || ext.on_event(&event))).await;
+                            settle(host.call(l, Slot::EVENT, || ext.on_event(&event))).await;
                         }
                     }
                 }
@@ -1097,19 +1177,21 @@ impl ExtensionHost {
     pub fn call<'l, F: Future + Unpin>(
         &self,
         l: &'l Loaded,
-        place: &'static str,
+        slot: Slot,
         start: impl FnOnce() -> F,
     ) -> Begun<'l, F::Output, F> {
-        l.stats.hook_calls.fetch_add(1, Ordering::Relaxed);
+        l.stats.hooks[slot.index()].fetch_add(1, Ordering::Relaxed);
+        let started = timed();
         match std::panic::catch_unwind(AssertUnwindSafe(start)) {
             Ok(hook) => Begun::Waiting(HookCall {
                 hook,
                 loaded: l,
-                place,
+                slot,
                 timer: None,
+                started,
             }),
             Err(payload) => {
-                l.panicked(place, payload.as_ref());
+                l.panicked(slot.name(), payload.as_ref());
                 Begun::Panicked
             }
         }
@@ -1124,23 +1206,26 @@ impl ExtensionHost {
     pub fn begin<'l, 'h, T: Unpin>(
         &self,
         l: &'l Loaded,
-        place: &'static str,
+        slot: Slot,
         start: impl FnOnce() -> Hook<'h, T>,
     ) -> Begun<'l, T, Hook<'h, T>> {
-        l.stats.hook_calls.fetch_add(1, Ordering::Relaxed);
+        l.stats.hooks[slot.index()].fetch_add(1, Ordering::Relaxed);
+        let started = timed();
         let since = crate::alloc::allocated();
-        let started = start().try_ready();
+        let outcome = start().try_ready();
         l.stats.allocated_since(since);
-        match started {
+        match outcome {
             Ok(answer) => {
                 l.breaker.success();
+                l.hook_took(slot, started);
                 Begun::Ready(answer)
             }
             Err(waiting) => Begun::Waiting(HookCall {
                 hook: waiting,
                 loaded: l,
-                place,
+                slot,
                 timer: None,
+                started,
             }),
         }
     }
@@ -1154,7 +1239,7 @@ impl ExtensionHost {
     {
         for l in self.hooked(point) {
             let Some(ext) = l.ext() else { continue };
-            match settle(self.call(l, point.as_str(), || f(ext.as_ref()))).await {
+            match settle(self.call(l, point.into(), || f(ext.as_ref()))).await {
                 HookOutcome::Done(Flow::Respond(response)) => return Some(*response),
                 HookOutcome::Panicked => return Some(panicked_response()),
                 _ => {}
@@ -1171,7 +1256,7 @@ impl ExtensionHost {
     {
         for l in self.hooked(point) {
             if let Some(ext) = l.ext() {
-                settle(self.call(l, point.as_str(), || f(ext.as_ref()))).await;
+                settle(self.call(l, point.into(), || f(ext.as_ref()))).await;
             }
         }
     }
@@ -1214,6 +1299,7 @@ mod tests {
             cpu_budget_ms: AtomicU64::new(0),
             grants: None,
             bus: None,
+            hook_durations: Vec::new(),
             health: Default::default(),
             span: tracing::Span::none(),
         }
@@ -1231,8 +1317,9 @@ mod tests {
         HookCall {
             hook,
             loaded: l,
-            place: "test",
+            slot: Slot::from(HookPoint::PreRequest),
             timer: None,
+            started: None,
         }
     }
 

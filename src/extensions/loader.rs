@@ -132,6 +132,7 @@ pub(super) async fn load_one(
         cpu_budget_ms: AtomicU64::new(ctx.settings.cpu_budget_for(name.as_str()).as_millis() as u64),
         grants: None,
         bus: Some(ctx.bus.clone()),
+        hook_durations: ctx.metrics.hook_durations(name.as_str()),
         health: Default::default(),
         span: span.clone(),
     };

@@ -32,7 +32,7 @@ use solobase_sdk::http::{Identity, RequestHead, ResponseHead};
 use solobase_sdk::{Flow, MiddlewareSpec, Response};
 
 use super::convert;
-use super::host::{ActiveSet, Begun, ExtensionHost, HookOutcome, Loaded, panicked_response};
+use super::host::{ActiveSet, Begun, ExtensionHost, HookOutcome, Loaded, Slot, panicked_response};
 use crate::auth::{token, users};
 use crate::http::RequestId;
 
@@ -41,8 +41,9 @@ use crate::http::RequestId;
 /// runs: a panic there unwinds to [`middleware`], which catches it once per request.
 macro_rules! run_hook {
     ($host:expr, $calling:expr, $l:expr, $point:expr, $start:expr) => {{
-        $calling.set(Some((&**$l, $point.as_str())));
-        let begun = $host.begin($l, $point.as_str(), $start);
+        let slot = Slot::from($point);
+        $calling.set(Some((&**$l, slot.name())));
+        let begun = $host.begin($l, slot, $start);
         $calling.set(None);
         match begun {
             Begun::Ready(answer) => HookOutcome::Done(answer),
@@ -55,17 +56,8 @@ macro_rules! run_hook {
 /// The extension hook whose synchronous part is running, if any.
 type Calling<'h> = Cell<Option<(&'h Loaded, &'static str)>>;
 
-/// Where middleware run, as hook calls are named in logs and audit entries.
-struct Place(&'static str);
-
-impl Place {
-    fn as_str(&self) -> &'static str {
-        self.0
-    }
-}
-
-const MIDDLEWARE_IN: Place = Place("middleware_request");
-const MIDDLEWARE_OUT: Place = Place("middleware_response");
+const MIDDLEWARE_IN: Slot = Slot::MIDDLEWARE_REQUEST;
+const MIDDLEWARE_OUT: Slot = Slot::MIDDLEWARE_RESPONSE;
 
 /// The caller as established by the pipeline, for handlers and the `CurrentUser` extractor.
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@
 mod audit;
 mod auth;
 mod health;
+pub mod metrics;
 mod request_id;
 mod roles;
 mod storage;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub events: EventBus,
     pub storage: Storage,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Mounts every host route.
@@ -49,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .configure(crate::extensions::api::configure)
     .route("/readyz", web::get().to(health::readyz))
+    .route("/metrics", web::get().to(metrics::for_admins))
     .service(
         web::scope("/api/v1")
             .service(

@@ -67,12 +67,25 @@ pub async fn middleware(
         method = %req.method(),
         path = %req.path(),
     );
+    let metrics = req
+        .app_data::<actix_web::web::Data<super::AppState>>()
+        .map(|state| state.metrics.clone());
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;
     let _enter = span.enter();
     let mut res = result?;
     let status = res.status().as_u16();
-    let micros = started.elapsed().as_micros() as u64;
+    let took = started.elapsed();
+    if let Some(metrics) = metrics {
+        let request = res.request();
+        metrics.http_request(
+            request.method().as_str(),
+            request.match_pattern(),
+            status,
+            took,
+        );
+    }
+    let micros = took.as_micros() as u64;
     if status >= 500 {
         tracing::warn!(status, micros, "request failed");
     } else {

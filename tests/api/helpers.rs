@@ -137,6 +137,8 @@ impl Drop for TempDir {
 pub struct TestApp {
     pub address: String,
     pub port: u16,
+    /// The unauthenticated metrics listener's port, when `[metrics] bind` is set.
+    pub metrics_port: Option<u16>,
     pub db_name: String,
     pub data_dir: TempDir,
     pub http: reqwest::Client,
@@ -229,6 +231,7 @@ async fn spawn_app_full(
     }
     .expect("the app builds");
     let port = app.port();
+    let metrics_port = app.metrics_port();
     let events = app.state().events.clone();
     let (tx, rx) = oneshot::channel();
     let finished = tokio::spawn(app.run_until_stopped(async {
@@ -237,6 +240,7 @@ async fn spawn_app_full(
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
+        metrics_port,
         db_name,
         data_dir,
         http: reqwest::Client::builder()

@@ -23,6 +23,9 @@ mod helpers;
 #[cfg(feature = "probe")]
 mod isolation;
 mod lifecycle;
+// Drives the probe extension's routes: run with --all-features.
+#[cfg(feature = "probe")]
+mod metrics;
 mod monitoring;
 // Reads the probe extension's limits: run with --all-features.
 #[cfg(feature = "probe")]

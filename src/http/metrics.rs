@@ -1,0 +1,33 @@
+//! `GET /metrics`: the Prometheus exposition text (see [`crate::metrics`]). Administrators only
+//! on the main server; without authentication on `[metrics] bind`, a separate listener.
+
+use actix_web::{HttpResponse, web};
+
+use super::{AppState, CurrentUser};
+use crate::error::ApiError;
+use crate::extensions::host::ExtensionHost;
+
+fn exposition(state: &AppState, host: &ExtensionHost) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(host))
+}
+
+/// On the main server.
+pub async fn for_admins(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    host: web::Data<ExtensionHost>,
+) -> Result<HttpResponse, ApiError> {
+    if !user.0.is_admin() {
+        return Err(ApiError::forbidden(
+            "administrators only; or serve metrics on a private address with [metrics] bind",
+        ));
+    }
+    Ok(exposition(&state, &host))
+}
+
+/// On the metrics listener.
+pub async fn open(state: web::Data<AppState>, host: web::Data<ExtensionHost>) -> HttpResponse {
+    exposition(&state, &host)
+}

@@ -1,0 +1,332 @@
+//! Prometheus metrics (the `metrics` facade, rendered by `metrics-exporter-prometheus`).
+//!
+//! Each application owns its recorder — nothing is global — and serves it at `/metrics`
+//! (administrators only) or on `[metrics] bind`. Label values are bounded: route templates
+//! (`/items/{id}`, or `unmatched`), never raw paths; extension names; hook names; status codes.
+//!
+//! Request counts and durations are recorded as requests finish. The rest is read from the
+//! extension runtime's own counters when scraped, so the request path pays nothing for it:
+//! `extension_hooks_executed_total`, `extension_errors_total{type}`, `extensions_active_total`,
+//! `extension_health_status`, `extension_resource_usage{resource}`.
+//! `extension_hook_duration_seconds` times one hook call in [`HOOK_SAMPLE`] per thread (timing
+//! every call would cost more than most hooks do); its `_count` is therefore the number of
+//! timed calls, while `extension_hooks_executed_total` counts them all.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::extensions::host::{ExtensionHost, SLOTS, Slot};
+
+/// One hook call in this many has its duration measured.
+pub const HOOK_SAMPLE: u32 = 16;
+
+const SECONDS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+
+static METADATA: Metadata<'static> =
+    Metadata::new("solobase", metrics::Level::INFO, Some(module_path!()));
+
+/// An application's metrics.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn describe(recorder: &PrometheusRecorder) {
+    let counters: [(&'static str, &'static str); 4] = [
+        (
+            "http_requests_total",
+            "HTTP requests answered, by method, route template and status",
+        ),
+        (
+            "extension_requests_total",
+            "Requests to extension routes, by extension, route template and status",
+        ),
+        (
+            "extension_errors_total",
+            "Failures in extension code, by extension and type",
+        ),
+        (
+            "extension_hooks_executed_total",
+            "Hook and middleware calls, by extension and hook",
+        ),
+    ];
+    for (name, help) in counters {
+        recorder.describe_counter(name.into(), None, help.into());
+    }
+    let histograms: [(&'static str, &'static str); 3] = [
+        (
+            "http_request_duration_seconds",
+            "HTTP request duration, by method and route template",
+        ),
+        (
+            "extension_request_duration_seconds",
+            "Extension route duration, by extension and route template",
+        ),
+        (
+            "extension_hook_duration_seconds",
+            "Hook call duration (one call in 16 is timed), by extension and hook",
+        ),
+    ];
+    for (name, help) in histograms {
+        recorder.describe_histogram(name.into(), Some(Unit::Seconds), help.into());
+    }
+    let gauges: [(&'static str, &'static str); 3] = [
+        (
+            "extensions_active_total",
+            "Extensions enabled, running and not paused by their circuit breaker",
+        ),
+        (
+            "extension_health_status",
+            "Latest health: 0 healthy, 1 degraded, 2 critical, 3 unknown",
+        ),
+        (
+            "extension_resource_usage",
+            "Resources an extension uses, by resource (in_flight, storage_bytes, allocated_bytes, db_connections, rate_limited_clients)",
+        ),
+    ];
+    for (name, help) in gauges {
+        recorder.describe_gauge(name.into(), None, help.into());
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+            .expect("the bucket list is not empty")
+            .build_recorder();
+        describe(&recorder);
+        let handle = recorder.handle();
+        Self { recorder, handle }
+    }
+
+    fn key(name: &'static str, labels: Vec<Label>) -> Key {
+        Key::from_parts(name, labels)
+    }
+
+    pub fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+        self.recorder
+            .register_counter(&Self::key(name, labels), &METADATA)
+    }
+
+    pub fn gauge(&self, name: &'static str, labels: Vec<Label>) -> Gauge {
+        self.recorder
+            .register_gauge(&Self::key(name, labels), &METADATA)
+    }
+
+    pub fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
+        self.recorder
+            .register_histogram(&Self::key(name, labels), &METADATA)
+    }
+
+    /// A request the host answered: `route` is the matched template, or `None`.
+    pub fn http_request(&self, method: &str, route: Option<String>, status: u16, took: Duration) {
+        let method = static_method(method);
+        let route: SharedString = route.map_or("unmatched".into(), SharedString::from);
+        self.counter(
+            "http_requests_total",
+            vec![
+                Label::new("method", method),
+                Label::new("route", route.clone()),
+                Label::new("status", status_label(status)),
+            ],
+        )
+        .increment(1);
+        self.histogram(
+            "http_request_duration_seconds",
+            vec![Label::new("method", method), Label::new("route", route)],
+        )
+        .record(took.as_secs_f64());
+    }
+
+    /// A request to an extension's route: `route` is `"<METHOD> <template>"`, or `None` when
+    /// no route matched.
+    pub fn extension_request(
+        &self,
+        extension: &str,
+        route: Option<String>,
+        status: u16,
+        took: Duration,
+    ) {
+        let extension = SharedString::from(extension.to_owned());
+        let route: SharedString = route.map_or("unmatched".into(), SharedString::from);
+        self.counter(
+            "extension_requests_total",
+            vec![
+                Label::new("extension", extension.clone()),
+                Label::new("route", route.clone()),
+                Label::new("status", status_label(status)),
+            ],
+        )
+        .increment(1);
+        self.histogram(
+            "extension_request_duration_seconds",
+            vec![
+                Label::new("extension", extension),
+                Label::new("route", route),
+            ],
+        )
+        .record(took.as_secs_f64());
+    }
+
+    /// The histograms of sampled hook durations of `extension`, one per [`Slot`].
+    pub fn hook_durations(&self, extension: &str) -> Vec<Histogram> {
+        Slot::all()
+            .map(|slot| {
+                self.histogram(
+                    "extension_hook_duration_seconds",
+                    vec![
+                        Label::new("extension", extension.to_owned()),
+                        Label::new("hook", slot.name()),
+                    ],
+                )
+            })
+            .collect()
+    }
+
+    /// The exposition text, with the runtime's counters read now.
+    pub fn render(&self, host: &ExtensionHost) -> String {
+        self.read_runtime(host);
+        self.handle.render()
+    }
+
+    /// Drains histogram samples into their buckets (run periodically so that unscraped
+    /// samples do not pile up).
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    fn read_runtime(&self, host: &ExtensionHost) {
+        let mut active = 0;
+        for l in host.all() {
+            let name = l.name.to_string();
+            let label = || Label::new("extension", name.clone());
+            if l.is_active() {
+                active += 1;
+            }
+            for slot in Slot::all() {
+                let n = l.stats.hooks[slot.index()].load(Ordering::Relaxed);
+                if n > 0 {
+                    self.counter(
+                        "extension_hooks_executed_total",
+                        vec![label(), Label::new("hook", slot.name())],
+                    )
+                    .absolute(n);
+                }
+            }
+            let s = &l.stats;
+            let errors = [
+                ("panic", l.panics.count()),
+                ("hook_timeout", s.hook_timeouts.load(Ordering::Relaxed)),
+                ("handler_error", s.errors.load(Ordering::Relaxed)),
+                ("over_budget", s.over_budget.load(Ordering::Relaxed)),
+                ("busy", s.busy.load(Ordering::Relaxed)),
+                ("rate_limited", s.rate_limited.load(Ordering::Relaxed)),
+                (
+                    "permission_denied",
+                    l.grants.as_ref().map_or(0, |g| g.denied()),
+                ),
+            ];
+            for (kind, n) in errors {
+                self.counter(
+                    "extension_errors_total",
+                    vec![label(), Label::new("type", kind)],
+                )
+                .absolute(n);
+            }
+            let (status, _) = host.health_of(l);
+            self.gauge("extension_health_status", vec![label()])
+                .set(status as u8 as f64);
+            let storage = l
+                .storage
+                .as_ref()
+                .and_then(|s| s.quota())
+                .map(|(_, used)| used);
+            let resources = [
+                ("in_flight", Some(l.in_flight() as f64)),
+                ("storage_bytes", storage.map(|b| b as f64)),
+                (
+                    "allocated_bytes",
+                    Some(s.allocated_bytes.load(Ordering::Relaxed) as f64),
+                ),
+                ("db_connections", l.db_connections().map(|n| n as f64)),
+                (
+                    "rate_limited_clients",
+                    Some(l.rates.load().clients() as f64),
+                ),
+            ];
+            for (resource, value) in resources {
+                if let Some(value) = value {
+                    self.gauge(
+                        "extension_resource_usage",
+                        vec![label(), Label::new("resource", resource)],
+                    )
+                    .set(value);
+                }
+            }
+        }
+        self.gauge("extensions_active_total", Vec::new())
+            .set(active as f64);
+        debug_assert_eq!(Slot::all().count(), SLOTS);
+    }
+}
+
+fn static_method(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The status as a label value; codes outside 100-599 are folded together.
+fn status_label(status: u16) -> SharedString {
+    const COMMON: [(u16, &str); 16] = [
+        (200, "200"),
+        (201, "201"),
+        (204, "204"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (409, "409"),
+        (413, "413"),
+        (429, "429"),
+        (500, "500"),
+        (503, "503"),
+        (507, "507"),
+        (206, "206"),
+    ];
+    match COMMON.iter().find(|(c, _)| *c == status) {
+        Some((_, s)) => SharedString::from(*s),
+        None if (100..600).contains(&status) => SharedString::from(status.to_string()),
+        None => SharedString::from("other"),
+    }
+}

@@ -330,3 +330,47 @@ fn status_label(status: u16) -> SharedString {
         None => SharedString::from("other"),
     }
 }
+
+/// Every metric this module exports.
+pub const NAMES: [&str; 10] = [
+    "http_requests_total",
+    "http_request_duration_seconds",
+    "extension_requests_total",
+    "extension_request_duration_seconds",
+    "extension_errors_total",
+    "extensions_active_total",
+    "extension_health_status",
+    "extension_resource_usage",
+    "extension_hooks_executed_total",
+    "extension_hook_duration_seconds",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped Grafana dashboard queries only metrics that exist.
+    #[test]
+    fn the_dashboard_uses_only_exported_metrics() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../dashboards/solobase.json")).unwrap();
+        let mut used = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                let tokens = expr.split(|c: char| !(c.is_ascii_lowercase() || c == '_'));
+                let metric = |t: &&str| {
+                    t.starts_with("http_")
+                        || t.starts_with("extension_")
+                        || t.starts_with("extensions_")
+                };
+                for token in tokens.filter(metric) {
+                    let base = token.trim_end_matches("_bucket");
+                    assert!(NAMES.contains(&base), "{token} in {expr}");
+                    used += 1;
+                }
+            }
+        }
+        assert!(used >= NAMES.len());
+    }
+}

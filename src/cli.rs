@@ -279,8 +279,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "embedded"
                 }
             );
-            Ok(())
+            validate_extension_configs(&config.extensions.config_dir)
         }
+    }
+}
+
+/// Checks every compiled-in extension's configuration file, and that every file in `dir`
+/// belongs to one; prints each result, fails (exit 2) when any is wrong.
+fn validate_extension_configs(dir: &std::path::Path) -> anyhow::Result<()> {
+    use crate::extensions::config_file;
+    let mut problems = Vec::new();
+    let mut names = Vec::new();
+    for registration in crate::extensions::registrations() {
+        let Ok(manifest) = solobase_sdk::Manifest::parse(registration.manifest) else {
+            continue;
+        };
+        let name = manifest.name.to_string();
+        let file = config_file::path(dir, &name);
+        match config_file::load(dir, &name, &registration) {
+            Ok(value) if value.is_null() => println!("{name}: no {} (defaults)", file.display()),
+            Ok(_) => println!("{name}: {} OK", file.display()),
+            Err(e) => problems.push(e),
+        }
+        names.push(name);
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
+            if path.extension().is_some_and(|e| e == "toml") && !names.iter().any(|n| n == stem) {
+                problems.push(format!(
+                    "{}: no compiled-in extension is named {stem:?}; the extensions are: {}",
+                    path.display(),
+                    names.join(", ")
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(problems.join("\n")).into())
     }
 }
 

@@ -35,9 +35,23 @@ static METADATA: Metadata<'static> =
 
 /// An application's metrics.
 pub struct Metrics {
+    /// Tells apart the applications of one process in the per-thread handle cache.
+    id: u64,
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
 }
+
+/// The handles of one host route's metrics: method, status, count, duration.
+type RouteHandles = Vec<(&'static str, u16, Counter, Histogram)>;
+
+thread_local! {
+    /// Handles already registered, by application and route template: a request then costs a
+    /// map lookup instead of building, hashing and registering two keys.
+    static HTTP_HANDLES: std::cell::RefCell<Vec<(u64, std::collections::HashMap<String, RouteHandles>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,7 +131,11 @@ impl Metrics {
             .build_recorder();
         describe(&recorder);
         let handle = recorder.handle();
-        Self { recorder, handle }
+        Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            recorder,
+            handle,
+        }
     }
 
     fn key(name: &'static str, labels: Vec<Label>) -> Key {
@@ -142,21 +160,48 @@ impl Metrics {
     /// A request the host answered: `route` is the matched template, or `None`.
     pub fn http_request(&self, method: &str, route: Option<String>, status: u16, took: Duration) {
         let method = static_method(method);
-        let route: SharedString = route.map_or("unmatched".into(), SharedString::from);
-        self.counter(
-            "http_requests_total",
-            vec![
-                Label::new("method", method),
-                Label::new("route", route.clone()),
-                Label::new("status", status_label(status)),
-            ],
-        )
-        .increment(1);
-        self.histogram(
-            "http_request_duration_seconds",
-            vec![Label::new("method", method), Label::new("route", route)],
-        )
-        .record(took.as_secs_f64());
+        let route = route.unwrap_or_else(|| "unmatched".to_owned());
+        HTTP_HANDLES.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let at = match cache.iter().position(|(id, _)| *id == self.id) {
+                Some(at) => at,
+                None => {
+                    cache.push((self.id, Default::default()));
+                    cache.len() - 1
+                }
+            };
+            let routes = &mut cache[at].1;
+            if let Some(handles) = routes.get(route.as_str())
+                && let Some((_, _, count, duration)) = handles
+                    .iter()
+                    .find(|(m, s, ..)| *m == method && *s == status)
+            {
+                count.increment(1);
+                duration.record(took.as_secs_f64());
+                return;
+            }
+            let count = self.counter(
+                "http_requests_total",
+                vec![
+                    Label::new("method", method),
+                    Label::new("route", route.clone()),
+                    Label::new("status", status_label(status)),
+                ],
+            );
+            let duration = self.histogram(
+                "http_request_duration_seconds",
+                vec![
+                    Label::new("method", method),
+                    Label::new("route", route.clone()),
+                ],
+            );
+            count.increment(1);
+            duration.record(took.as_secs_f64());
+            routes
+                .entry(route)
+                .or_default()
+                .push((method, status, count, duration));
+        });
     }
 
     /// A request to an extension's route: `route` is `"<METHOD> <template>"`, or `None` when

@@ -81,20 +81,6 @@ pub(super) fn requested(manifest: Option<&Manifest>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Reads `<config_dir>/<name>.toml` as JSON (`null` when absent).
-fn read_config(dir: &std::path::Path, name: &ExtensionName) -> Result<serde_json::Value, String> {
-    let path = dir.join(format!("{name}.toml"));
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let table: toml::Table = toml::from_str(&text)
-                .map_err(|e| format!("{}: {}", path.display(), e.message().trim()))?;
-            serde_json::to_value(table).map_err(|e| format!("{}: {e}", path.display()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::Value::Null),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
-}
-
 /// Migrates and initializes one extension; failures are recorded, not returned.
 pub(super) async fn load_one(
     ctx: &HostContext,
@@ -190,10 +176,7 @@ async fn initialize(
     grants: Arc<Grants>,
 ) -> Result<Initialized, String> {
     let limit = Duration::from_secs(ctx.settings.lifecycle_timeout_secs);
-    let config = read_config(&ctx.settings.config_dir, name)?;
-    registration
-        .check_config(&config)
-        .map_err(|e| format!("{e} (in {}/{name}.toml)", ctx.settings.config_dir.display()))?;
+    let config = super::config_file::load(&ctx.settings.config_dir, name.as_str(), registration)?;
     let limits = ctx.settings.limits_for(name.as_str());
     let role_config =
         roles::provision(&ctx.pool, &ctx.pg_config, name, &limits, ctx.role_passwords)

@@ -20,6 +20,7 @@ pub mod cli;
 mod discovery;
 #[cfg(test)]
 use solobase_sdk::manifest;
+pub mod config_file;
 pub mod convert;
 pub mod dispatch;
 pub mod faults;

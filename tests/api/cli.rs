@@ -90,6 +90,40 @@ fn config_validate_reports_good_and_bad_configuration() {
 }
 
 #[test]
+fn config_validate_checks_every_extension_file_against_its_schema() {
+    let dir = TempDir::new();
+    let configs = dir.0.join("config/extensions");
+    std::fs::create_dir_all(&configs).unwrap();
+    std::fs::write(configs.join("webhooks.toml"), "max_endpoints = 20\n").unwrap();
+    let validate = || {
+        let mut cmd = solobase(&dir.0);
+        cmd.args(["config", "validate"]);
+        run(cmd, Duration::from_secs(10))
+    };
+    let out = validate();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("webhooks.toml OK"));
+
+    // Every problem, with file, key path, expected versus found.
+    std::fs::write(
+        configs.join("webhooks.toml"),
+        "max_endpoints = \"lots\"\nmax_endpoint = 3\n",
+    )
+    .unwrap();
+    std::fs::write(configs.join("webhoks.toml"), "").unwrap();
+    let out = validate();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for expected in [
+        "config/extensions/webhooks.toml: key `max_endpoints`: \"lots\" is not of type \"integer\"",
+        "'max_endpoint' was unexpected",
+        "webhoks.toml: no compiled-in extension is named \"webhoks\"",
+    ] {
+        assert!(err.contains(expected), "{expected:?} in {err}");
+    }
+}
+
+#[test]
 fn missing_postgres_binaries_name_the_package_and_the_alternative() {
     let dir = TempDir::new();
     let empty = dir.0.join("empty-bin");

@@ -31,6 +31,12 @@ pub enum ErrorCode {
     EmailTaken,
     /// Enabling an extension needs a decision on permissions it requests and does not hold.
     PermissionsPending,
+    /// The extension refused a new configuration.
+    ConfigRefused,
+    /// `If-Match` names a version that is no longer current.
+    PreconditionFailed,
+    /// A change that must say which version it replaces (`If-Match`) did not.
+    PreconditionRequired,
     /// The body is larger than allowed.
     PayloadTooLarge,
     /// The request's Content-Type is not accepted here.
@@ -57,6 +63,11 @@ impl ErrorCode {
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
             Self::PermissionsPending => (StatusCode::CONFLICT, "permissions_pending"),
+            Self::ConfigRefused => (StatusCode::CONFLICT, "config_refused"),
+            Self::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+            Self::PreconditionRequired => {
+                (StatusCode::PRECONDITION_REQUIRED, "precondition_required")
+            }
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")

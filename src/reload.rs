@@ -1,6 +1,8 @@
-//! Hot reload of the host's configuration file (the `--config` file, or
-//! `config/solobase.toml`): the file is watched (the `notify` crate, events debounced), and a
-//! change is read and checked exactly as at start-up. A valid file's run-time limits are
+//! Hot reload of the configuration: the host's file (the `--config` file, or
+//! `config/solobase.toml`) and each extension's file in `[extensions] config_dir` are watched
+//! (the `notify` crate, events debounced). An extension's changed file goes through
+//! [`ExtensionHost::reconfigure`]. A changed host file is read and checked exactly as at
+//! start-up. A valid file's run-time limits are
 //! applied at once ([`ExtensionHost::apply_limits`]: rate limits, in-flight requests, CPU
 //! budgets); settings that only take effect at start-up are named in the log. An invalid file
 //! changes nothing: the running configuration stays, and the error is logged and audited.
@@ -22,46 +24,98 @@ use crate::extensions::host::ExtensionHost;
 /// in several steps).
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
-/// Watches `path` until `stop` changes. Fails when the file cannot be watched.
+/// What changed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Changed {
+    Host,
+    Extension(String),
+}
+
+/// Watches the host's configuration file (`host_file`, if any) and the extensions'
+/// configuration directory until `stop` changes. Fails when neither can be watched.
 pub fn spawn(
-    path: PathBuf,
+    host_file: Option<PathBuf>,
     running: Config,
     host: Arc<ExtensionHost>,
     pool: deadpool_postgres::Pool,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-    let file_name = path.file_name().map(|n| n.to_owned());
-    // The directory is watched, not the file: editors replace files by renaming.
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_owned();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Changed>();
+    // Directories are watched, not files: editors replace files by renaming.
+    let dir_of = |p: &Path| {
+        p.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned()
+    };
+    let host_dir = host_file
+        .as_deref()
+        .map(dir_of)
+        .and_then(|d| d.canonicalize().ok());
+    let host_name = host_file
+        .as_deref()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_owned());
+    let ext_dir = running.extensions.config_dir.canonicalize().ok();
+    let (watch_host, watch_ext) = (host_dir.clone(), ext_dir.clone());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event
-            && event
-                .paths
-                .iter()
-                .any(|p| p.file_name() == file_name.as_deref())
-        {
-            let _ = tx.send(());
+        let Ok(event) = event else { return };
+        for path in &event.paths {
+            let parent = path.parent().and_then(|p| p.canonicalize().ok());
+            let name = path.file_name();
+            if parent.is_some() && parent == watch_host && name == host_name.as_deref() {
+                let _ = tx.send(Changed::Host);
+            } else if parent.is_some()
+                && parent == watch_ext
+                && path.extension().is_some_and(|e| e == "toml")
+                && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+            {
+                let _ = tx.send(Changed::Extension(stem.to_owned()));
+            }
         }
     })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-    tracing::info!(file = %path.display(), "watching the configuration file for changes");
+    let mut watching = Vec::new();
+    for dir in [&host_dir, &ext_dir].into_iter().flatten() {
+        if !watching.contains(dir) {
+            watcher.watch(dir, RecursiveMode::NonRecursive)?;
+            watching.push(dir.clone());
+        }
+    }
+    if watching.is_empty() {
+        anyhow::bail!(
+            "neither a configuration file nor the extensions' configuration directory exists"
+        );
+    }
+    tracing::info!(directories = ?watching, "watching the configuration for changes");
     Ok(tokio::spawn(async move {
         let _watching = watcher;
         let mut running = running;
         loop {
-            tokio::select! {
-                event = rx.recv() => if event.is_none() { return },
+            let first = tokio::select! {
+                event = rx.recv() => match event { Some(c) => c, None => return },
                 _ = stop.changed() => return,
-            }
+            };
             tokio::time::sleep(DEBOUNCE).await;
-            while rx.try_recv().is_ok() {}
-            if let Some(applied) = reload(&path, &running, &host, &pool).await {
-                running = applied;
+            let mut changed = std::collections::BTreeSet::from([first]);
+            while let Ok(c) = rx.try_recv() {
+                changed.insert(c);
+            }
+            for c in changed {
+                match c {
+                    Changed::Host => {
+                        if let Some(path) = &host_file
+                            && let Some(applied) = reload(path, &running, &host, &pool).await
+                        {
+                            running = applied;
+                        }
+                    }
+                    Changed::Extension(name) if host.get(&name).is_some() => {
+                        host.reload_config_file(&name).await;
+                    }
+                    Changed::Extension(name) => {
+                        tracing::warn!(file = %name, "a configuration file changed that no extension of this binary owns");
+                    }
+                }
             }
         }
     }))

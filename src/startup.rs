@@ -107,17 +107,15 @@ impl Application {
             storage,
             metrics,
         };
-        if let Some(path) = state.config.source.clone() {
-            // Dropped with the runtime, or ended when the extensions stop.
-            if let Err(e) = crate::reload::spawn(
-                path.clone(),
-                (*state.config).clone(),
-                extensions.clone(),
-                state.pool.clone(),
-                extensions.stopping(),
-            ) {
-                tracing::warn!(file = %path.display(), error = %e, "cannot watch the configuration file; changes apply at the next start");
-            }
+        // Ends when the extensions stop.
+        if let Err(e) = crate::reload::spawn(
+            state.config.source.clone(),
+            (*state.config).clone(),
+            extensions.clone(),
+            state.pool.clone(),
+            extensions.stopping(),
+        ) {
+            tracing::warn!(error = %e, "configuration changes apply at the next start");
         }
         let metrics_server = match state.config.metrics.bind {
             Some(addr) => Some(build_metrics_server(

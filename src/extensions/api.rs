@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::admin::{AdminError, Grant};
 use super::discovered;
 use super::host::{ExtensionHost, Loaded};
+use super::reconfigure::{ConfigError, Source};
 use crate::audit::{self, Actor, Entry, Outcome};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{AppState, CurrentUser};
@@ -22,7 +23,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("", web::get().to(list))
             .route("/{name}/enable", web::post().to(enable))
             .route("/{name}/disable", web::post().to(disable))
-            .route("/{name}/grants/{permission}", web::delete().to(revoke)),
+            .route("/{name}/grants/{permission}", web::delete().to(revoke))
+            .route("/{name}/config", web::get().to(get_config))
+            .route("/{name}/config", web::put().to(put_config)),
     );
 }
 
@@ -84,6 +87,7 @@ fn entry(host: &ExtensionHost, l: &Loaded) -> serde_json::Value {
         "pending": l.grants.as_ref().map(|g| g.pending()).unwrap_or_default(),
         "denied_calls": l.grants.as_ref().map_or(0, |g| g.denied()),
     },
+    "config": l.config_state.status(),
     "health": {
         "now": host.health_report(l),
         "history": l.health.history(),
@@ -232,4 +236,75 @@ async fn revoke(
         "name": name,
         "permissions": {"granted": permissions.granted, "pending": permissions.pending},
     })))
+}
+
+impl From<ConfigError> for ApiError {
+    fn from(e: ConfigError) -> Self {
+        let code = match &e {
+            ConfigError::Invalid(_) => ErrorCode::InvalidRequest,
+            ConfigError::Refused(_) => ErrorCode::ConfigRefused,
+            ConfigError::Stale { .. } => ErrorCode::PreconditionFailed,
+            ConfigError::Unavailable(_) => ErrorCode::Unavailable,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+fn with_etag(value: serde_json::Value, etag: &str) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((actix_web::http::header::ETAG, format!("\"{etag}\"")))
+        .json(json!({"config": value, "etag": etag}))
+}
+
+async fn get_config(
+    user: CurrentUser,
+    host: web::Data<ExtensionHost>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&user)?;
+    let l = compiled(&host, &name)?;
+    let (value, etag) = l.config_state.current();
+    Ok(with_etag(value, &etag))
+}
+
+/// Replaces the configuration: the body is the whole new configuration (a JSON object), and
+/// `If-Match` must carry the entity tag it replaces.
+async fn put_config(
+    req: actix_web::HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    host: web::Data<ExtensionHost>,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let actor = admin_only(&user, &state, "extension.config", &name).await?;
+    compiled(&host, &name)?;
+    let if_match = req
+        .headers()
+        .get(actix_web::http::header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::PreconditionRequired,
+                "send If-Match with the etag of the configuration you are replacing (GET it first)",
+            )
+        })?;
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("the body is not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::invalid(
+            "send the whole configuration as a JSON object, e.g. {\"max_endpoints\": 20}",
+        ));
+    }
+    let etag = host
+        .reconfigure(
+            &name,
+            value.clone(),
+            Some(&if_match),
+            true,
+            Source::Api(actor),
+        )
+        .await?;
+    Ok(with_etag(value, &etag))
 }

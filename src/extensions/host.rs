@@ -209,6 +209,8 @@ pub struct Loaded {
     pub(super) hook_durations: Vec<metrics::Histogram>,
     /// Its recent health checks.
     pub health: super::health::HealthLog,
+    /// Its running configuration.
+    pub config_state: super::reconfigure::ConfigState,
     pub span: tracing::Span,
 }
 
@@ -1028,6 +1030,16 @@ impl ExtensionHost {
         Ok(after)
     }
 
+    /// Where the extensions' configuration files are.
+    pub fn config_dir(&self) -> &std::path::Path {
+        &self.settings.config_dir
+    }
+
+    /// The host's database pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// Changes to `true` when the host stops: background tasks end then.
     pub fn stopping(&self) -> watch::Receiver<bool> {
         self.stop.subscribe()
@@ -1301,6 +1313,7 @@ mod tests {
             bus: None,
             hook_durations: Vec::new(),
             health: Default::default(),
+            config_state: Default::default(),
             span: tracing::Span::none(),
         }
     }

@@ -120,6 +120,7 @@ pub(super) async fn load_one(
         bus: Some(ctx.bus.clone()),
         hook_durations: ctx.metrics.hook_durations(name.as_str()),
         health: Default::default(),
+        config_state: Default::default(),
         span: span.clone(),
     };
     if let Some(problem) = problem {
@@ -146,7 +147,8 @@ pub(super) async fn load_one(
         .instrument(span)
         .await
     {
-        Ok((ext, updater, pool, storage)) => {
+        Ok((ext, updater, pool, storage, config)) => {
+            item.config_state = super::reconfigure::ConfigState::new(config);
             item.pool = Some(pool);
             item.storage = Some(storage);
             let defs = ext.clone().routes();
@@ -167,6 +169,7 @@ type Initialized = (
     ConfigUpdater,
     deadpool_postgres::Pool,
     solobase_sdk::Storage,
+    serde_json::Value,
 );
 
 async fn initialize(
@@ -207,7 +210,7 @@ async fn initialize(
         storage,
         tracing::Span::current(),
         services::users(&ctx.pool, grants.clone()),
-        ConfigHandle::new(config),
+        ConfigHandle::new(config.clone()),
         Events::new(name, sink, ctx.bus.clone()),
         services::files(ctx, name, grants),
     );
@@ -227,7 +230,7 @@ async fn initialize(
         micros = started.elapsed().as_micros() as u64,
         "extension initialized"
     );
-    Ok((ext, updater, pool, storage_handle))
+    Ok((ext, updater, pool, storage_handle, config))
 }
 
 #[cfg(test)]

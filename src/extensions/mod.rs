@@ -31,6 +31,7 @@ pub mod limits;
 mod loader;
 pub mod migrate;
 pub mod pipeline;
+pub mod reconfigure;
 pub mod roles;
 pub mod services;
 pub mod state;

@@ -212,6 +212,15 @@ pub trait Extension: Send + Sync + Sized + 'static {
         async {}
     }
 
+    /// A new configuration is about to replace the running one (its file changed, or an
+    /// administrator changed it through the API). It has passed the schema check; return an
+    /// error to refuse it — the running configuration then stays. Once this returns `Ok`,
+    /// [`InitContext::config`]'s handle returns the new one to every later call.
+    fn config_changed(&self, new: &Self::Config) -> Result<()> {
+        let _ = new;
+        Ok(())
+    }
+
     /// Database migrations, oldest first (see [`Migration`]).
     fn migrations() -> Vec<Migration> {
         Vec::new()
@@ -258,6 +267,7 @@ pub trait ErasedExtension: Send + Sync {
     fn storage_before_download<'a>(&'a self, info: &'a DownloadInfo) -> BoxFuture<'a, Flow>;
     fn storage_after_download<'a>(&'a self, info: &'a DownloadInfo) -> BoxFuture<'a, ()>;
     fn on_event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()>;
+    fn config_changed(&self, new: &serde_json::Value) -> Result<()>;
 }
 
 impl<E: Extension> ErasedExtension for E {
@@ -339,6 +349,9 @@ impl<E: Extension> ErasedExtension for E {
     }
     fn on_event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()> {
         Box::pin(Extension::on_event(self, event))
+    }
+    fn config_changed(&self, new: &serde_json::Value) -> Result<()> {
+        Extension::config_changed(self, &parse_config::<E::Config>(new)?)
     }
 }
 

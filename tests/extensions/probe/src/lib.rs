@@ -387,6 +387,15 @@ impl Extension for Probe {
         self.hit(&format!("event:{}", event.event_type.as_str()));
     }
 
+    fn config_changed(&self, new: &ProbeConfig) -> Result<()> {
+        if new.greeting == "refuse" {
+            return Err(ExtensionError::InvalidRequest(
+                "the probe will not greet with \"refuse\"".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn migrations() -> Vec<Migration> {
         vec![Migration {
             version: 1,

@@ -604,6 +604,7 @@ impl ExtensionHost {
                 last_error: None,
                 granted: Default::default(),
                 health: None,
+                config: None,
             };
             let persisted = persisted.get(name).unwrap_or(&no_row);
             let problem = problem.or_else(|| {
@@ -1114,6 +1115,20 @@ impl ExtensionHost {
             }
             if let Some(grants) = &l.grants {
                 grants.set(&persisted.granted);
+            }
+            // A configuration changed on another instance.
+            if let Some((config, etag)) = &persisted.config
+                && *etag != l.config_state.current().1
+            {
+                let _ = self
+                    .reconfigure(
+                        l.name.as_str(),
+                        config.clone(),
+                        None,
+                        true,
+                        super::reconfigure::Source::Shared,
+                    )
+                    .await;
             }
         }
         Ok(())

@@ -143,7 +143,8 @@ pub(super) async fn load_one(
         );
     }
     item.grants = Some(grants.clone());
-    match initialize(ctx, &name, &registration, grants)
+    let shared = persisted.config.as_ref().map(|(config, _)| config.clone());
+    match initialize(ctx, &name, &registration, grants, shared)
         .instrument(span)
         .await
     {
@@ -177,9 +178,24 @@ async fn initialize(
     name: &ExtensionName,
     registration: &Registration,
     grants: Arc<Grants>,
+    shared: Option<serde_json::Value>,
 ) -> Result<Initialized, String> {
     let limit = Duration::from_secs(ctx.settings.lifecycle_timeout_secs);
-    let config = super::config_file::load(&ctx.settings.config_dir, name.as_str(), registration)?;
+    let config = match shared {
+        // Changed on some instance: it wins over this instance's file, which is brought up
+        // to date.
+        Some(config) => {
+            let file = super::config_file::path(&ctx.settings.config_dir, name.as_str());
+            super::config_file::check(&file, registration, &config)?;
+            if super::config_file::read(&file).ok().as_ref() != Some(&config)
+                && let Err(e) = super::reconfigure::write_file(&file, &config)
+            {
+                tracing::warn!(error = %e, "cannot bring the configuration file up to date");
+            }
+            config
+        }
+        None => super::config_file::load(&ctx.settings.config_dir, name.as_str(), registration)?,
+    };
     let limits = ctx.settings.limits_for(name.as_str());
     let role_config =
         roles::provision(&ctx.pool, &ctx.pg_config, name, &limits, ctx.role_passwords)

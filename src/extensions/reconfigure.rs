@@ -94,11 +94,15 @@ pub enum ConfigError {
     Unavailable(String),
 }
 
-/// Where a change came from, for the audit log.
+/// Where a change came from.
 #[derive(Debug, Clone)]
 pub enum Source {
+    /// This instance's file changed.
     File,
+    /// An administrator, through this instance's API.
     Api(Actor),
+    /// Another instance (through `solobase.extension_config`).
+    Shared,
 }
 
 impl ExtensionHost {
@@ -129,15 +133,23 @@ impl ExtensionHost {
         let file = config_file::path(self.config_dir(), name);
         let outcome = apply(l, &file, &value, write);
         let actor = match &source {
-            Source::File => Actor::System,
+            Source::File | Source::Shared => Actor::System,
             Source::Api(actor) => actor.clone(),
         };
         let via = match source {
             Source::File => "file",
             Source::Api(_) => "api",
+            Source::Shared => "another instance",
         };
         let entry = match &outcome {
             Ok(()) => {
+                // Every other instance applies it too (a shared change is already shared).
+                if !matches!(source, Source::Shared)
+                    && let Err(e) =
+                        super::state::share_config(self.pool(), name, &value, &etag(&value)).await
+                {
+                    tracing::error!(extension = name, error = %e, "cannot share the configuration with the other instances");
+                }
                 l.config_state.set(value);
                 tracing::info!(extension = name, via, "configuration replaced");
                 Entry::new(actor, "extension.config", Outcome::Ok)
@@ -150,7 +162,10 @@ impl ExtensionHost {
                     .detail(json!({"via": via, "error": e.to_string()}))
             }
         };
-        audit::record_or_log(self.pool(), entry.extension(name)).await;
+        // A shared change was audited where it was made.
+        if !(matches!(source, Source::Shared) && outcome.is_ok()) {
+            audit::record_or_log(self.pool(), entry.extension(name)).await;
+        }
         outcome.map(|()| l.config_state.current().1)
     }
 
@@ -201,7 +216,7 @@ fn apply(l: &Loaded, file: &Path, value: &Value, write: bool) -> Result<(), Conf
 }
 
 /// Writes `value` as TOML to `file`, atomically (a temporary file renamed into place).
-fn write_file(file: &Path, value: &Value) -> Result<(), ConfigError> {
+pub(super) fn write_file(file: &Path, value: &Value) -> Result<(), ConfigError> {
     let text = if value.is_null() {
         String::new()
     } else {

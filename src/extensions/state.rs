@@ -17,6 +17,8 @@ pub struct Persisted {
     pub granted: BTreeSet<String>,
     /// The latest health report (see `record_health`), if any.
     pub health: Option<serde_json::Value>,
+    /// The configuration last changed on any instance, and its entity tag.
+    pub config: Option<(serde_json::Value, String)>,
 }
 
 /// Every extension's state, by name. One statement.
@@ -27,10 +29,11 @@ pub async fn load_all(pool: &Pool) -> anyhow::Result<HashMap<String, Persisted>>
             "SELECT e.name, e.enabled, e.last_error, \
                     coalesce(array_agg(g.permission) FILTER (WHERE g.permission IS NOT NULL), \
                              '{}'), \
-                    e.health \
+                    e.health, c.config, c.etag \
              FROM solobase.extensions e \
              LEFT JOIN solobase.extension_grants g ON g.extension = e.name \
-             GROUP BY e.name",
+             LEFT JOIN solobase.extension_config c ON c.name = e.name \
+             GROUP BY e.name, c.config, c.etag",
             &[],
         )
         .await?;
@@ -44,6 +47,9 @@ pub async fn load_all(pool: &Pool) -> anyhow::Result<HashMap<String, Persisted>>
                     last_error: r.get(2),
                     granted: r.get::<_, Vec<String>>(3).into_iter().collect(),
                     health: r.get(4),
+                    config: r
+                        .get::<_, Option<serde_json::Value>>(5)
+                        .zip(r.get::<_, Option<String>>(6)),
                 },
             )
         })
@@ -156,6 +162,26 @@ pub async fn disable_with_reason(pool: &Pool, name: &str, reason: &str) -> anyho
         "UPDATE solobase.extensions SET enabled = false, last_error = $2, updated_at = now() \
          WHERE name = $1",
         &[&name, &reason],
+    )
+    .await?;
+    announce(&*tx, name).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Records `name`'s new configuration for every instance, and tells them.
+pub async fn share_config(
+    pool: &Pool,
+    name: &str,
+    config: &serde_json::Value,
+    etag: &str,
+) -> anyhow::Result<()> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "INSERT INTO solobase.extension_config (name, config, etag) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET config = $2, etag = $3, updated_at = now()",
+        &[&name, config, &etag],
     )
     .await?;
     announce(&*tx, name).await?;

@@ -115,6 +115,7 @@ async fn host_tables_live_in_their_own_schema_and_migrate_once() {
         host_tables,
         [
             "audit_log",
+            "extension_config",
             "extension_grants",
             "extension_roles",
             "extensions",

@@ -22,6 +22,9 @@ mod helpers;
 // Uses the probe and webhooks extensions' roles: run with --all-features.
 #[cfg(feature = "probe")]
 mod isolation;
+// Three instances of the probe extension's host: run with --all-features.
+#[cfg(feature = "probe")]
+mod instances;
 mod lifecycle;
 // Drives the probe extension's routes: run with --all-features.
 #[cfg(feature = "probe")]

@@ -1,0 +1,157 @@
+//! Three instances on one database behave as one system: migrations run once, and enable,
+//! disable, grants and configuration changed on any instance apply on all of them within a
+//! second — by notification alone (the periodic re-read is switched off here).
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, connect, eventually, fresh_database, spawn_app_on};
+
+async fn instance(db_name: &str) -> TestApp {
+    spawn_app_on(db_name.to_owned(), |c| {
+        c.extensions.resync_secs = 3600;
+        c.extensions.client_rate_per_second = 0;
+        std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
+    })
+    .await
+}
+
+/// How long until `check` holds on every instance (panics after a second).
+async fn everywhere(
+    apps: &[&TestApp],
+    what: &str,
+    check: impl AsyncFn(&TestApp) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    for app in apps {
+        assert!(
+            eventually(Duration::from_secs(1), || check(app)).await,
+            "{what}: not applied on every instance within a second"
+        );
+    }
+    started.elapsed()
+}
+
+async fn status(app: &TestApp, path: &str) -> StatusCode {
+    app.get(path).await.status()
+}
+
+#[tokio::test]
+async fn three_instances_on_one_database_behave_as_one() {
+    let db_name = fresh_database().await;
+    // Started at once on an empty database: the migrations run once.
+    let (a, b, c) = tokio::join!(instance(&db_name), instance(&db_name), instance(&db_name));
+    let db = connect(&db_name).await;
+    for history in [
+        "solobase.refinery_schema_history",
+        "ext_probe.refinery_schema_history",
+    ] {
+        let (all, distinct): (i64, i64) = db
+            .query_one(
+                &format!("SELECT count(*), count(DISTINCT version) FROM {history}"),
+                &[],
+            )
+            .await
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap();
+        assert_eq!(all, distinct, "{history}: each migration applied once");
+    }
+    let admin = a.user_token("admin@example.com", true).await;
+    b.create_user("keyed@example.com", "password123", false)
+        .await;
+    let others = [&b, &c];
+    let mut took = Vec::new();
+
+    // Disabled on A: gone on B and C.
+    let res = a
+        .http
+        .post(a.url("/api/v1/extensions/probe/disable"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    took.push(
+        everywhere(&others, "disable", async |app| {
+            status(app, "/ext/probe/public").await == StatusCode::NOT_FOUND
+        })
+        .await,
+    );
+
+    // Enabled on B (its token works everywhere: one database): back on A and C.
+    let res = b
+        .http
+        .post(b.url("/api/v1/extensions/probe/enable"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    took.push(
+        everywhere(&[&a, &c], "enable", async |app| {
+            status(app, "/ext/probe/public").await == StatusCode::OK
+        })
+        .await,
+    );
+
+    // users.read revoked on C: the probe's user lookups fail on A and B.
+    let keyed = |app: &TestApp| {
+        app.http
+            .get(app.url("/ext/probe/me"))
+            .header("x-probe-key", "letmein")
+            .header("x-probe-user", "keyed@example.com")
+            .send()
+    };
+    assert_eq!(keyed(&a).await.unwrap().status(), StatusCode::OK);
+    let res = c
+        .http
+        .delete(c.url("/api/v1/extensions/probe/grants/users.read"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    took.push(
+        everywhere(&[&a, &b], "revoke", async |app| {
+            keyed(app).await.unwrap().status() == StatusCode::UNAUTHORIZED
+        })
+        .await,
+    );
+
+    // Configuration changed on A: applied on B and C, and written to their files.
+    let res = a
+        .http
+        .get(a.url("/api/v1/extensions/probe/config"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+    let res = a
+        .http
+        .put(a.url("/api/v1/extensions/probe/config"))
+        .bearer_auth(&admin)
+        .header("if-match", etag)
+        .json(&json!({"greeting": "from A"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    took.push(
+        everywhere(&others, "configuration", async |app| {
+            let body: Value = app.get("/ext/probe/config").await.json().await.unwrap();
+            body["greeting"] == "from A"
+        })
+        .await,
+    );
+    for app in others {
+        let file = app.data_dir.0.join("extension-config/probe.toml");
+        assert!(std::fs::read_to_string(file).unwrap().contains("from A"));
+    }
+    println!("changes reached the other instances in {took:?}");
+    for app in [a, b, c] {
+        app.stop().await.unwrap();
+    }
+}

@@ -22,12 +22,13 @@ for _ in $(seq 100); do [ -S "$work/pg/.s.PGSQL.5432" ] && break; sleep 0.1; don
 as_pg "$bindir/psql" -h "$work/pg" -U solobase -d postgres -qc 'CREATE DATABASE bench' >/dev/null
 export DATABASE_URL="host=$work/pg user=solobase dbname=bench"
 
-# The metrics exporter's clock calibrates itself against the wall clock for a while at
-# start-up: its instruction count varies from run to run, so it is not counted.
+# Start-up is not counted: the counters are zeroed when the client begins (the metrics
+# exporter's clock calibrates itself against the wall clock at start-up, so its instruction
+# count varies from run to run).
 count() { # extensions requests -> total instructions
     BENCH_MODE=instructions BENCH_EXTENSIONS=$1 BENCH_REQUESTS=$2 \
         valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
-            --collect-atstart=yes --toggle-collect='*quanta*Calibration*calibrate*' "$bin" >/dev/null 2>&1
+            --zero-before='*blocking_client*' "$bin" >/dev/null 2>&1
     awk '/^summary:|^totals:/{print $2; exit}' "$work/cg.out"
 }
 # A first run creates the extensions' roles and schemas; the measured runs are restarts, so

@@ -157,6 +157,10 @@ pub struct ExtensionsConfig {
     /// manifest requests (audited as granted by the system). When false it starts disabled,
     /// and an administrator enables it and grants its permissions.
     pub grant_on_first_sight: bool,
+    /// How often each instance looks for due background jobs, in ms, and how long one job
+    /// may run, in seconds.
+    pub jobs_poll_ms: u64,
+    pub job_timeout_secs: u64,
     /// How often each extension's health check runs, and how long it may take, in ms.
     pub health_interval_ms: u64,
     pub health_timeout_ms: u64,
@@ -206,6 +210,8 @@ impl Default for ExtensionsConfig {
             breaker_trips_to_disable: 3,
             breaker_trips_window_secs: 3600,
             grant_on_first_sight: true,
+            jobs_poll_ms: 1_000,
+            job_timeout_secs: 30,
             health_interval_ms: 30_000,
             health_timeout_ms: 5_000,
             health_critical_to_disable: 3,
@@ -603,6 +609,13 @@ impl Config {
                 "extensions.health_interval_ms is {} and health_timeout_ms {}: check at most \
                  every 100 ms, with a time limit of at least 1 ms",
                 self.extensions.health_interval_ms, self.extensions.health_timeout_ms
+            )));
+        }
+        if self.extensions.jobs_poll_ms < 10 || self.extensions.job_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(format!(
+                "extensions.jobs_poll_ms is {} and job_timeout_secs {}: poll at most every 10 ms, \
+                 with a time limit of at least 1 s",
+                self.extensions.jobs_poll_ms, self.extensions.job_timeout_secs
             )));
         }
         if !(1..=3600).contains(&self.extensions.resync_secs) {

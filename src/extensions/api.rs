@@ -104,6 +104,8 @@ fn entry(host: &ExtensionHost, l: &Loaded) -> serde_json::Value {
         "busy": l.stats.busy.load(Ordering::Relaxed),
         "rate_limited": l.stats.rate_limited.load(Ordering::Relaxed),
         "over_budget": l.stats.over_budget.load(Ordering::Relaxed),
+        "jobs_done": l.stats.jobs_done.load(Ordering::Relaxed),
+        "jobs_failed": l.stats.jobs_failed.load(Ordering::Relaxed),
         "allocated_bytes": l.stats.allocated_bytes.load(Ordering::Relaxed),
         "storage_bytes": l.storage.as_ref().and_then(|s| s.quota()).map(|(_, used)| used),
         "storage_quota_bytes": l.storage.as_ref().and_then(|s| s.quota()).map(|(limit, _)| limit),

@@ -132,6 +132,9 @@ pub struct Stats {
     pub over_budget: AtomicU64,
     /// Bytes allocated while its handlers and hooks ran (see [`crate::alloc`]).
     pub allocated_bytes: AtomicU64,
+    /// Background jobs it finished, and runs that failed.
+    pub jobs_done: AtomicU64,
+    pub jobs_failed: AtomicU64,
 }
 
 impl Stats {
@@ -637,6 +640,13 @@ impl ExtensionHost {
         host.spawn_rate_sweeper();
         host.spawn_health_monitor();
         if !host.loaded.is_empty() {
+            let task = super::jobs::spawn(Arc::downgrade(&host), host.stop.subscribe());
+            host.tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(task);
+        }
+        if !host.loaded.is_empty() {
             let task = super::sync::spawn(
                 Arc::downgrade(&host),
                 ctx.pg_config.clone(),
@@ -1029,6 +1039,11 @@ impl ExtensionHost {
         let after = super::admin::revoke(&self.pool, name, &requested, permissions, actor).await?;
         self.resync().await?;
         Ok(after)
+    }
+
+    /// The runtime's settings as it started.
+    pub fn settings(&self) -> &ExtensionsConfig {
+        &self.settings
     }
 
     /// Where the extensions' configuration files are.

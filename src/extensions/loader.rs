@@ -229,6 +229,10 @@ async fn initialize(
         ConfigHandle::new(config.clone()),
         Events::new(name, sink, ctx.bus.clone()),
         services::files(ctx, name, grants),
+        solobase_sdk::Jobs::new(Arc::new(services::HostJobs {
+            extension: name.clone(),
+            pool: ctx.pool.clone(),
+        })),
     );
     let started = Instant::now();
     let initializing = AssertUnwindSafe(registration.initialize(raw)).catch_unwind();

@@ -27,6 +27,7 @@ pub mod faults;
 pub mod grants;
 pub mod health;
 pub mod host;
+mod jobs;
 pub mod limits;
 mod loader;
 pub mod migrate;

@@ -296,3 +296,37 @@ pub fn files(
         grants,
     }))
 }
+
+/// The extension's job queue: rows in `solobase.jobs`, run by [`super::jobs`].
+#[derive(Debug, Clone)]
+pub struct HostJobs {
+    pub extension: ExtensionName,
+    pub pool: Pool,
+}
+
+impl solobase_sdk::JobQueue for HostJobs {
+    fn enqueue<'a>(
+        &'a self,
+        kind: &'a str,
+        payload: serde_json::Value,
+        delay: Duration,
+    ) -> BoxFuture<'a, solobase_sdk::Result<i64>> {
+        Box::pin(async move {
+            if kind.is_empty() || kind.len() > 100 {
+                return Err(ExtensionError::InvalidRequest(
+                    "a job kind is 1 to 100 characters".into(),
+                ));
+            }
+            let client = self.pool.get().await?;
+            let delay_ms = delay.as_millis() as f64;
+            let row = client
+                .query_one(
+                    "INSERT INTO solobase.jobs (extension, kind, payload, run_at) \
+                     VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond') RETURNING id",
+                    &[&self.extension.as_str(), &kind, &payload, &delay_ms],
+                )
+                .await?;
+            Ok(row.get(0))
+        })
+    }
+}

@@ -13,6 +13,7 @@ async fn instance(db_name: &str) -> TestApp {
     spawn_app_on(db_name.to_owned(), |c| {
         c.extensions.resync_secs = 3600;
         c.extensions.client_rate_per_second = 0;
+        c.extensions.jobs_poll_ms = 50;
         std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
     })
     .await
@@ -151,6 +152,53 @@ async fn three_instances_on_one_database_behave_as_one() {
         assert!(std::fs::read_to_string(file).unwrap().contains("from A"));
     }
     println!("changes reached the other instances in {took:?}");
+
+    // 300 background jobs queued on A: each run exactly once, by whichever instance claimed it.
+    let res = a
+        .http
+        .post(a.url("/ext/probe/jobs/300"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let done = || async {
+        db.query_one(
+            "SELECT count(*) FROM solobase.jobs WHERE extension = 'probe' AND done_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || async { done().await == 300 }).await,
+        "all jobs done ({} of 300)",
+        done().await
+    );
+    let runs: i64 = db
+        .query_one("SELECT count(*) FROM ext_probe.job_runs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(runs, 300, "each job ran once");
+    let rows = db
+        .query(
+            "SELECT ran_by, count(*), max(attempts), count(last_error) FROM solobase.jobs \
+             WHERE extension = 'probe' GROUP BY ran_by",
+            &[],
+        )
+        .await
+        .unwrap();
+    let by_instance: Vec<i64> = rows.iter().map(|r| r.get(1)).collect();
+    for row in &rows {
+        assert_eq!(row.get::<_, i32>(2), 1, "no job needed a second run");
+        assert_eq!(row.get::<_, i64>(3), 0, "no job failed");
+    }
+    println!("jobs run per instance: {by_instance:?}");
+    assert!(
+        by_instance.len() >= 2,
+        "the instances shared the work: {by_instance:?}"
+    );
     for app in [a, b, c] {
         app.stop().await.unwrap();
     }

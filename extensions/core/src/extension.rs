@@ -13,7 +13,7 @@ use crate::event::Event;
 use crate::hooks::{DownloadInfo, Flow, Hook, HookSet, LoginInfo, SignupInfo, UploadInfo};
 use crate::http::{Identity, RequestHead, Response, ResponseHead};
 use crate::routes::{RouteDef, Routes};
-use crate::services::{BoxFuture, ConfigHandle, Health, InitContext};
+use crate::services::{BoxFuture, ConfigHandle, Health, InitContext, Job};
 
 /// One versioned database migration: `up` applies it, `down` reverts it exactly.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +212,17 @@ pub trait Extension: Send + Sync + Sized + 'static {
         async {}
     }
 
+    /// Runs one of its background jobs (queued with [`crate::Jobs::enqueue`]): `Ok` when done,
+    /// an error to have it retried later. Runs on one instance at a time, with a time limit.
+    fn run_job(&self, job: &Job) -> impl Future<Output = Result<()>> + Send {
+        let _ = job;
+        async {
+            Err(ExtensionError::internal(
+                "this extension queued a job but does not implement run_job",
+            ))
+        }
+    }
+
     /// A new configuration is about to replace the running one (its file changed, or an
     /// administrator changed it through the API). It has passed the schema check; return an
     /// error to refuse it — the running configuration then stays. Once this returns `Ok`,
@@ -268,6 +279,7 @@ pub trait ErasedExtension: Send + Sync {
     fn storage_after_download<'a>(&'a self, info: &'a DownloadInfo) -> BoxFuture<'a, ()>;
     fn on_event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()>;
     fn config_changed(&self, new: &serde_json::Value) -> Result<()>;
+    fn run_job<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<()>>;
 }
 
 impl<E: Extension> ErasedExtension for E {
@@ -353,6 +365,9 @@ impl<E: Extension> ErasedExtension for E {
     fn config_changed(&self, new: &serde_json::Value) -> Result<()> {
         Extension::config_changed(self, &parse_config::<E::Config>(new)?)
     }
+    fn run_job<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Extension::run_job(self, job))
+    }
 }
 
 /// Replaces the running configuration from JSON; fails (changing nothing) when the JSON does
@@ -421,6 +436,7 @@ impl Registration {
                         handle,
                         raw.events,
                         raw.files,
+                        raw.jobs,
                     );
                     let ext = E::initialize(ctx).await?;
                     Ok((Arc::new(ext) as Arc<dyn ErasedExtension>, updater))

@@ -82,7 +82,7 @@ pub use manifest::{ExtensionName, Manifest, Permission};
 pub use routes::{Access, Routes};
 pub use services::{
     ConfigHandle, Database, EventSink, Events, FileStore, Files, Health, HealthStatus, InitContext,
-    StoredFile, Subscription, UserDirectory, UserInfo, Users,
+    Job, JobQueue, Jobs, StoredFile, Subscription, UserDirectory, UserInfo, Users,
 };
 pub use storage::Storage;
 
@@ -98,6 +98,6 @@ pub mod prelude {
     };
     pub use crate::{
         Access, Event, Extension, ExtensionError, Flow, Health, Hook, HookPoint, HookSet,
-        InitContext, MiddlewareSpec, Migration, Result, Routes,
+        InitContext, Job, MiddlewareSpec, Migration, Result, Routes,
     };
 }

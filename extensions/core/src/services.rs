@@ -45,6 +45,8 @@ pub struct InitContext<C> {
     pub events: Events,
     /// The host's file storage (the buckets users upload to).
     pub files: Files,
+    /// Background jobs, run by [`crate::Extension::run_job`] on any instance.
+    pub jobs: Jobs,
 }
 
 impl<C> InitContext<C> {
@@ -60,6 +62,7 @@ impl<C> InitContext<C> {
         config: ConfigHandle<C>,
         events: Events,
         files: Files,
+        jobs: Jobs,
     ) -> Self {
         Self {
             name,
@@ -70,6 +73,7 @@ impl<C> InitContext<C> {
             config,
             events,
             files,
+            jobs,
         }
     }
 }
@@ -188,6 +192,66 @@ impl<C> ConfigHandle<C> {
     #[doc(hidden)]
     pub fn replace(&self, value: C) {
         self.0.store(Arc::new(value));
+    }
+}
+
+/// A background job, as [`crate::Extension::run_job`] receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Unique among the extension's jobs.
+    pub id: i64,
+    /// What to do, as given to [`Jobs::enqueue`].
+    pub kind: String,
+    /// Its data, as given to [`Jobs::enqueue`].
+    pub payload: serde_json::Value,
+    /// 1 for the first run, 2 for the first retry …
+    pub attempt: u32,
+}
+
+/// Where jobs are queued: implemented by the host (and by mocks in tests).
+pub trait JobQueue: Send + Sync {
+    /// Queues a job to run after `delay`; returns its id.
+    fn enqueue<'a>(
+        &'a self,
+        kind: &'a str,
+        payload: serde_json::Value,
+        delay: std::time::Duration,
+    ) -> BoxFuture<'a, Result<i64>>;
+}
+
+/// The extension's background jobs. A queued job is run once by one instance — whichever
+/// claims it first — through [`crate::Extension::run_job`], with a time limit; a job that
+/// fails (or whose instance dies) is retried later with a growing delay, up to 5 runs.
+#[derive(Clone)]
+pub struct Jobs(Arc<dyn JobQueue>);
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Jobs")
+    }
+}
+
+impl Jobs {
+    #[doc(hidden)]
+    pub fn new(queue: Arc<dyn JobQueue>) -> Self {
+        Self(queue)
+    }
+
+    /// Queues a job of `kind` to run as soon as an instance is free; returns its id.
+    pub async fn enqueue(&self, kind: &str, payload: serde_json::Value) -> Result<i64> {
+        self.0
+            .enqueue(kind, payload, std::time::Duration::ZERO)
+            .await
+    }
+
+    /// Queues a job of `kind` to run after `delay`; returns its id.
+    pub async fn enqueue_in(
+        &self,
+        delay: std::time::Duration,
+        kind: &str,
+        payload: serde_json::Value,
+    ) -> Result<i64> {
+        self.0.enqueue(kind, payload, delay).await
     }
 }
 

@@ -31,8 +31,8 @@ use crate::http::{Identity, Request, Response, Role, StatusCode};
 use crate::manifest::ExtensionName;
 use crate::routes::{Access, Lookup, RouteTable};
 use crate::services::{
-    BoxFuture, ConfigHandle, Database, EventSink, Events, FileStore, Files, InitContext,
-    StoredFile, UserDirectory, UserInfo, Users,
+    BoxFuture, ConfigHandle, Database, EventSink, Events, FileStore, Files, InitContext, JobQueue,
+    Jobs, StoredFile, UserDirectory, UserInfo, Users,
 };
 use crate::storage::Storage;
 
@@ -135,6 +135,36 @@ impl FileStore for MockFiles {
     }
 }
 
+/// Records the jobs an extension queues (run them with `harness.ext().run_job(..)`).
+#[derive(Debug, Default)]
+pub struct MockJobs {
+    queued: Mutex<Vec<(String, serde_json::Value)>>,
+}
+
+impl MockJobs {
+    /// Every job queued so far: kind and payload.
+    pub fn queued(&self) -> Vec<(String, serde_json::Value)> {
+        self.queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl JobQueue for MockJobs {
+    fn enqueue<'a>(
+        &'a self,
+        kind: &'a str,
+        payload: serde_json::Value,
+        _delay: std::time::Duration,
+    ) -> BoxFuture<'a, Result<i64>> {
+        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        queued.push((kind.to_owned(), payload));
+        let id = queued.len() as i64;
+        Box::pin(async move { Ok(id) })
+    }
+}
+
 /// Records every event an extension publishes (and puts it on a bus, like the host).
 #[derive(Debug, Default)]
 pub struct RecordedEvents {
@@ -209,6 +239,7 @@ impl<E: Extension> TestHarnessBuilder<E> {
         let users = Arc::new(MockUsers::default());
         let events = Arc::new(RecordedEvents::default());
         let files = Arc::new(MockFiles::default());
+        let jobs = Arc::new(MockJobs::default());
         let config = ConfigHandle::new(self.config.unwrap_or_default());
         let ctx = InitContext::assemble(
             name.clone(),
@@ -219,6 +250,7 @@ impl<E: Extension> TestHarnessBuilder<E> {
             config.clone(),
             Events::new(&name, events.clone(), events.bus().clone()),
             Files::new(files.clone()),
+            Jobs::new(jobs.clone()),
         );
         let ext = Arc::new(E::initialize(ctx).await?);
         let defs = crate::ErasedExtension::routes(ext.clone());
@@ -229,6 +261,7 @@ impl<E: Extension> TestHarnessBuilder<E> {
             users,
             events,
             files,
+            jobs,
             config,
             dir,
         })
@@ -276,6 +309,8 @@ pub struct TestHarness<E: Extension> {
     pub events: Arc<RecordedEvents>,
     /// The host file storage the extension sees.
     pub files: Arc<MockFiles>,
+    /// The jobs the extension queued.
+    pub jobs: Arc<MockJobs>,
     config: ConfigHandle<E::Config>,
     dir: PathBuf,
 }

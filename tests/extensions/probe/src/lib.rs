@@ -135,6 +135,19 @@ impl Extension for Probe {
                 },
             )
             .public();
+        // Queues `n` "record" jobs.
+        routes
+            .post("/jobs/{n}", |ext: Arc<Probe>, req: Request| async move {
+                let n: u32 = req.param("n").and_then(|n| n.parse().ok()).unwrap_or(0);
+                for i in 0..n {
+                    ext.ctx
+                        .jobs
+                        .enqueue("record", serde_json::json!({"i": i}))
+                        .await?;
+                }
+                Ok(Response::json(&n))
+            })
+            .public();
         // Allocates (and frees) a buffer of `bytes`.
         routes
             .get("/allocate/{bytes}", |_, req: Request| async move {
@@ -387,6 +400,21 @@ impl Extension for Probe {
         self.hit(&format!("event:{}", event.event_type.as_str()));
     }
 
+    async fn run_job(&self, job: &Job) -> Result<()> {
+        match job.kind.as_str() {
+            "record" => {
+                let client = self.ctx.db.client().await?;
+                client
+                    .execute("INSERT INTO job_runs (job_id) VALUES ($1)", &[&job.id])
+                    .await?;
+                Ok(())
+            }
+            other => Err(ExtensionError::InvalidRequest(format!(
+                "no job kind {other}"
+            ))),
+        }
+    }
+
     fn config_changed(&self, new: &ProbeConfig) -> Result<()> {
         if new.greeting == "refuse" {
             return Err(ExtensionError::InvalidRequest(
@@ -397,12 +425,20 @@ impl Extension for Probe {
     }
 
     fn migrations() -> Vec<Migration> {
-        vec![Migration {
-            version: 1,
-            name: "probe_items",
-            up: include_str!("../migrations/V1__probe_items.sql"),
-            down: include_str!("../migrations/V1__probe_items.down.sql"),
-        }]
+        vec![
+            Migration {
+                version: 1,
+                name: "probe_items",
+                up: include_str!("../migrations/V1__probe_items.sql"),
+                down: include_str!("../migrations/V1__probe_items.down.sql"),
+            },
+            Migration {
+                version: 2,
+                name: "job_runs",
+                up: include_str!("../migrations/V2__job_runs.sql"),
+                down: include_str!("../migrations/V2__job_runs.down.sql"),
+            },
+        ]
     }
 
     fn required_permissions() -> Vec<&'static str> {

@@ -115,7 +115,7 @@ impl Application {
             state.pool.clone(),
             extensions.stopping(),
         ) {
-            tracing::warn!(error = %e, "configuration changes apply at the next start");
+            tracing::info!(reason = %e, "not watching the configuration for changes");
         }
         let metrics_server = match state.config.metrics.bind {
             Some(addr) => Some(build_metrics_server(

@@ -568,7 +568,7 @@ async fn extension_migrations_from_the_command_line() {
 
     let out = ext(&["rollback", "probe", "0"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("reverted V1"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("reverted V2, V1"), "{}", stdout(&out));
     assert_eq!(probe_tables().await, 0);
 
     let out = ext(&["migrate", "probe", "--to", "9"]);

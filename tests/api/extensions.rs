@@ -80,7 +80,7 @@ async fn compiled_in_extensions_are_listed_and_running() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(v, 1);
+    assert_eq!(v, 2);
 }
 
 #[tokio::test]

@@ -119,6 +119,7 @@ async fn host_tables_live_in_their_own_schema_and_migrate_once() {
             "extension_grants",
             "extension_roles",
             "extensions",
+            "jobs",
             "outbox",
             "refinery_schema_history",
             "role_permissions",

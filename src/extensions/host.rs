@@ -640,11 +640,7 @@ impl ExtensionHost {
         host.spawn_rate_sweeper();
         host.spawn_health_monitor();
         if !host.loaded.is_empty() {
-            let task = super::jobs::spawn(Arc::downgrade(&host), host.stop.subscribe());
-            host.tasks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(task);
+            super::jobs::spawn(&host);
         }
         if !host.loaded.is_empty() {
             let task = super::sync::spawn(
@@ -809,13 +805,17 @@ impl ExtensionHost {
         }
     }
 
-    /// Every minute, forgets the rate-limit buckets of clients that are idle again, so that
-    /// many different clients cannot grow memory without bound.
-    fn spawn_rate_sweeper(self: &Arc<Self>) {
+    /// Runs `round` every `period` until the host stops (or is dropped); the task is awaited
+    /// at shutdown.
+    pub(super) fn spawn_periodic<F, Fut>(self: &Arc<Self>, period: Duration, round: F)
+    where
+        F: Fn(Arc<Self>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
         let host = Arc::downgrade(self);
         let mut stop = self.stop.subscribe();
         let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -823,9 +823,7 @@ impl ExtensionHost {
                     _ = stop.changed() => return,
                 }
                 let Some(host) = host.upgrade() else { return };
-                for l in &host.loaded {
-                    l.rates.load().forget_idle_clients();
-                }
+                round(host).await;
             }
         });
         self.tasks
@@ -834,30 +832,22 @@ impl ExtensionHost {
             .push(task);
     }
 
-    /// Starts the health monitor (see [`super::health`]).
-    fn spawn_health_monitor(self: &Arc<Self>) {
-        if self.loaded.is_empty() {
-            return;
-        }
-        let host = Arc::downgrade(self);
-        let mut stop = self.stop.subscribe();
-        let every = Duration::from_millis(self.settings.health_interval_ms);
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.changed() => return,
-                }
-                let Some(host) = host.upgrade() else { return };
-                host.check_health().await;
+    /// Every minute, forgets the rate-limit buckets of clients that are idle again, so that
+    /// many different clients cannot grow memory without bound.
+    fn spawn_rate_sweeper(self: &Arc<Self>) {
+        self.spawn_periodic(Duration::from_secs(60), |host| async move {
+            for l in &host.loaded {
+                l.rates.load().forget_idle_clients();
             }
         });
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(task);
+    }
+
+    /// Starts the health monitor (see [`super::health`]).
+    fn spawn_health_monitor(self: &Arc<Self>) {
+        if !self.loaded.is_empty() {
+            let every = Duration::from_millis(self.settings.health_interval_ms);
+            self.spawn_periodic(every, |host| async move { host.check_health().await });
+        }
     }
 
     /// One round of health checks, all extensions at once; then the consequences.

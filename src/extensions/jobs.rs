@@ -7,13 +7,11 @@
 //! last error.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Weak;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use solobase_sdk::Job;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::host::ExtensionHost;
@@ -21,38 +19,29 @@ use super::host::ExtensionHost;
 /// Jobs one instance claims at a time.
 const BATCH: i64 = 8;
 
-/// Starts the worker; it ends when `stop` changes or the host is dropped.
-pub(super) fn spawn(host: Weak<ExtensionHost>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
-    let instance = uuid::Uuid::new_v4().to_string();
-    tokio::spawn(async move {
-        let every = match host.upgrade() {
-            Some(h) => Duration::from_millis(h.settings().jobs_poll_ms),
-            None => return,
-        };
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => return,
-            }
-            let Some(host) = host.upgrade() else { return };
-            // Keep going while there is work; wait for the next tick when there is none.
-            loop {
+/// Batches one round may run before it waits for the next tick (which also checks whether
+/// the host is stopping).
+const BATCHES_PER_ROUND: usize = 16;
+
+/// Starts this instance's worker: every `jobs_poll_ms`, batches until no job is due.
+pub(super) fn spawn(host: &Arc<ExtensionHost>) {
+    let instance: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+    let every = Duration::from_millis(host.settings().jobs_poll_ms);
+    host.spawn_periodic(every, move |host| {
+        let instance = instance.clone();
+        async move {
+            for _ in 0..BATCHES_PER_ROUND {
                 match run_batch(&host, &instance).await {
-                    Ok(0) => break,
+                    Ok(0) => return,
                     Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot claim background jobs");
-                        break;
+                        return;
                     }
-                }
-                if *stop.borrow() {
-                    return;
                 }
             }
         }
-    })
+    });
 }
 
 /// Claims and runs one batch; returns how many jobs ran.

@@ -203,3 +203,48 @@ async fn three_instances_on_one_database_behave_as_one() {
         app.stop().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_failing_job_is_retried_later_and_given_up_after_its_last_attempt() {
+    let db_name = fresh_database().await;
+    let app = instance(&db_name).await;
+    let db = connect(&db_name).await;
+    let id: i64 = db
+        .query_one(
+            "INSERT INTO solobase.jobs (extension, kind, max_attempts) \
+             VALUES ('probe', 'no-such-kind', 2) RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let state = || async {
+        let row = db
+            .query_one(
+                "SELECT attempts, done_at IS NOT NULL, last_error, run_at > now() \
+                 FROM solobase.jobs WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        (
+            row.get::<_, i32>(0),
+            row.get::<_, bool>(1),
+            row.get::<_, Option<String>>(2),
+            row.get::<_, bool>(3),
+        )
+    };
+    // The first run fails: retried later, not before.
+    assert!(eventually(Duration::from_secs(5), async || state().await.0 == 1).await);
+    let (_, done, error, later) = state().await;
+    assert!(!done && later, "scheduled again for later");
+    assert!(error.unwrap().contains("no job kind no-such-kind"));
+    // The second (last) run fails too: given up, with the error kept.
+    assert!(eventually(Duration::from_secs(10), async || state().await.1).await);
+    assert_eq!(state().await.0, 2);
+    let probe = app
+        .extension(&app.user_token("admin@example.com", true).await, "probe")
+        .await;
+    assert_eq!(probe["stats"]["jobs_failed"], 2, "{probe}");
+    app.stop().await.unwrap();
+}

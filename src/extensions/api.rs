@@ -21,6 +21,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1/extensions")
             .route("", web::get().to(list))
+            .route("/{name}", web::get().to(one))
+            .route("/{name}/health", web::get().to(health))
+            .route("/{name}/metrics", web::get().to(metrics))
             .route("/{name}/enable", web::post().to(enable))
             .route("/{name}/disable", web::post().to(disable))
             .route("/{name}/grants/{permission}", web::delete().to(revoke))
@@ -55,6 +58,52 @@ async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpR
             }),
     );
     Ok(HttpResponse::Ok().json(list))
+}
+
+/// One extension's entry, as in the list.
+async fn one(
+    user: CurrentUser,
+    host: web::Data<ExtensionHost>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&user)?;
+    let l = compiled(&host, &name)?;
+    Ok(HttpResponse::Ok().json(entry(&host, l)))
+}
+
+/// Its health now, and the recent checks.
+async fn health(
+    user: CurrentUser,
+    host: web::Data<ExtensionHost>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&user)?;
+    let l = compiled(&host, &name)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "name": l.name.as_str(),
+        "now": host.health_report(l),
+        "history": l.health.history(),
+    })))
+}
+
+/// Its counters and limits (the Prometheus series of `/metrics`, for this extension, as JSON).
+async fn metrics(
+    user: CurrentUser,
+    host: web::Data<ExtensionHost>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&user)?;
+    let l = compiled(&host, &name)?;
+    let all = entry(&host, l);
+    Ok(HttpResponse::Ok().json(json!({
+        "name": l.name.as_str(),
+        "stats": all["stats"],
+        "limits": all["limits"],
+        "hooks": crate::extensions::host::Slot::all()
+            .map(|slot| (slot.name(), l.stats.hooks[slot.index()].load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    })))
 }
 
 /// One running extension's entry.

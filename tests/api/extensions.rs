@@ -719,3 +719,67 @@ async fn bytes_allocated_by_an_extensions_code_are_measured_and_shown() {
         after - before
     );
 }
+
+#[tokio::test]
+async fn one_extension_its_health_and_its_metrics_have_their_own_routes() {
+    let app = spawn_app().await;
+    let admin = app.user_token("admin@example.com", true).await;
+    let user = app.user_token("user@example.com", false).await;
+    for _ in 0..3 {
+        app.get("/ext/probe/public").await;
+    }
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = app.http.get(app.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send()
+    };
+    for path in [
+        "/api/v1/extensions/probe",
+        "/api/v1/extensions/probe/health",
+        "/api/v1/extensions/probe/metrics",
+    ] {
+        assert_eq!(
+            get(path, None).await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            get(path, Some(&user)).await.unwrap().status(),
+            StatusCode::FORBIDDEN
+        );
+    }
+    let one: Value = get("/api/v1/extensions/probe", Some(&admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["name"], "probe");
+    let listed = list(&app, &admin).await;
+    assert_eq!(one["routes"], find(&listed, "probe")["routes"]);
+    let res = get("/api/v1/extensions/nope", Some(&admin)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let health: Value = get("/api/v1/extensions/probe/health", Some(&admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(health["now"]["status"].is_string() && health["history"].is_array());
+    let metrics: Value = get("/api/v1/extensions/probe/metrics", Some(&admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        metrics["stats"]["requests"].as_u64().unwrap() >= 3,
+        "{metrics}"
+    );
+    assert!(
+        metrics["hooks"]["pre_request"].as_u64().unwrap() >= 3,
+        "{metrics}"
+    );
+    assert!(metrics["limits"]["max_in_flight"].is_u64());
+}

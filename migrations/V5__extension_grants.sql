@@ -11,6 +11,7 @@ CREATE TABLE solobase.extension_grants (
 );
 
 -- Whether the first-sight grant policy (extensions.grant_on_first_sight) was applied to the
--- extension. Rows from before grants existed are undecided, so their extensions keep the
--- permissions they were using.
-ALTER TABLE solobase.extensions ADD COLUMN grants_decided boolean NOT NULL DEFAULT false;
+-- extension: false for an extension seen from now on; NULL for one seen before grants existed,
+-- which keeps every permission it requests (it was using them), whatever the policy.
+ALTER TABLE solobase.extensions ADD COLUMN grants_decided boolean;
+ALTER TABLE solobase.extensions ALTER COLUMN grants_decided SET DEFAULT false;

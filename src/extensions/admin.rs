@@ -196,6 +196,8 @@ async fn try_enable(
     .await?;
     tx.execute(
         "UPDATE solobase.extensions SET enabled = true, grants_decided = true, \
+         last_error = CASE WHEN last_error LIKE 'disabled automatically%' THEN NULL \
+                           ELSE last_error END, \
          updated_at = now() WHERE name = $1",
         &[&name],
     )

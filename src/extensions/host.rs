@@ -214,6 +214,9 @@ pub struct Loaded {
     pub health: super::health::HealthLog,
     /// Its running configuration.
     pub config_state: super::reconfigure::ConfigState,
+    /// Set while an automatic disable is being persisted, so that a re-read racing it does
+    /// not enable the extension again.
+    pub(super) disable_pending: Arc<AtomicBool>,
     pub span: tracing::Span,
 }
 
@@ -317,12 +320,22 @@ impl Loaded {
         ) else {
             return;
         };
+        self.disable_pending.store(true, Ordering::Relaxed);
+        let pending = self.disable_pending.clone();
         let name = self.name.to_string();
         let bus = self.bus.clone();
         runtime.spawn(async move {
-            if let Err(e) = state::disable_with_reason(&pool, &name, &reason).await {
-                tracing::error!(extension = %name, error = %e, "cannot persist the automatic disable");
+            // Persisted, or every instance would enable it again at its next re-read.
+            for attempt in 1..=10 {
+                match state::disable_with_reason(&pool, &name, &reason).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::error!(extension = %name, attempt, error = %e, "cannot persist the automatic disable; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
             }
+            pending.store(false, Ordering::Relaxed);
             let entry = audit::Entry::new(
                 audit::Actor::System,
                 "extension.auto_disabled",
@@ -581,9 +594,13 @@ impl ExtensionHost {
                 audit::Entry::new(audit::Actor::System, "extension.grant", audit::Outcome::Ok)
                     .extension(&name)
                     .detail(serde_json::json!({
-                        "permissions": permissions,
-                        "reason": "first seen; extensions.grant_on_first_sight is true",
-                    }));
+                            "permissions": permissions,
+                            "reason": if first_sight {
+                        "first seen; extensions.grant_on_first_sight is true"
+                    } else {
+                        "in use before permissions were granted; it keeps what it requests"
+                    },
+                        }));
             audit::record_or_log(&ctx.pool, entry).await;
         }
         let persisted = state::load_all(&ctx.pool)
@@ -1046,6 +1063,11 @@ impl ExtensionHost {
         &self.pool
     }
 
+    /// Whether the host is stopping.
+    pub fn is_stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
     /// Changes to `true` when the host stops: background tasks end then.
     pub fn stopping(&self) -> watch::Receiver<bool> {
         self.stop.subscribe()
@@ -1112,7 +1134,10 @@ impl ExtensionHost {
             let Some(persisted) = all.get(l.name.as_str()) else {
                 continue;
             };
-            if l.enabled.swap(persisted.enabled, Ordering::Relaxed) != persisted.enabled {
+            // An automatic disable whose persistence is still on its way.
+            let pending = persisted.enabled && l.disable_pending.load(Ordering::Relaxed);
+            if !pending && l.enabled.swap(persisted.enabled, Ordering::Relaxed) != persisted.enabled
+            {
                 tracing::info!(extension = %l.name, enabled = persisted.enabled, "extension state changed");
                 if persisted.enabled {
                     l.reenabled();
@@ -1124,6 +1149,7 @@ impl ExtensionHost {
             // A configuration changed on another instance.
             if let Some((config, etag)) = &persisted.config
                 && *etag != l.config_state.current().1
+                && !l.config_state.refused_shared(etag)
             {
                 let _ = self
                     .reconfigure(
@@ -1334,6 +1360,7 @@ mod tests {
             hook_durations: Vec::new(),
             health: Default::default(),
             config_state: Default::default(),
+            disable_pending: Default::default(),
             span: tracing::Span::none(),
         }
     }

@@ -31,6 +31,9 @@ pub(super) fn spawn(host: &Arc<ExtensionHost>) {
         let instance = instance.clone();
         async move {
             for _ in 0..BATCHES_PER_ROUND {
+                if host.is_stopping() {
+                    return;
+                }
                 match run_batch(&host, &instance).await {
                     Ok(0) => return,
                     Ok(_) => {}
@@ -60,14 +63,16 @@ async fn run_batch(host: &ExtensionHost, instance: &str) -> anyhow::Result<usize
     let client = host.pool().get().await?;
     let rows = client
         .query(
-            "UPDATE solobase.jobs SET locked_by = $1, \
-                 locked_until = now() + $2 * interval '1 second', attempts = attempts + 1 \
-             WHERE id IN ( \
+            "WITH due AS MATERIALIZED ( \
                  SELECT id FROM solobase.jobs \
                  WHERE done_at IS NULL AND run_at <= now() AND extension = ANY($3) \
+                   AND attempts < max_attempts \
                    AND (locked_until IS NULL OR locked_until < now()) \
                  ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, extension, kind, payload, attempts, max_attempts",
+             UPDATE solobase.jobs AS j SET locked_by = $1, \
+                 locked_until = now() + $2 * interval '1 second', attempts = j.attempts + 1 \
+             FROM due WHERE j.id = due.id \
+             RETURNING j.id, j.extension, j.kind, j.payload, j.attempts, j.max_attempts",
             &[&instance, &lease_secs, &active, &BATCH],
         )
         .await?;
@@ -154,7 +159,7 @@ async fn finish(
             client
                 .execute(
                     "UPDATE solobase.jobs SET done_at = now(), ran_by = $2, last_error = NULL, \
-                     locked_by = NULL, locked_until = NULL WHERE id = $1",
+                     locked_by = NULL, locked_until = NULL WHERE id = $1 AND locked_by = $2",
                     &[&job.id, &instance],
                 )
                 .await?;
@@ -168,7 +173,7 @@ async fn finish(
                     "UPDATE solobase.jobs SET last_error = $2, ran_by = $3, locked_by = NULL, \
                      locked_until = NULL, \
                      done_at = CASE WHEN $4 THEN now() END, \
-                     run_at = now() + $5 * interval '1 second' WHERE id = $1",
+                     run_at = now() + $5 * interval '1 second' WHERE id = $1 AND locked_by = $3",
                     &[&job.id, &error, &instance, &give_up, &retry_secs],
                 )
                 .await?;

@@ -121,6 +121,7 @@ pub(super) async fn load_one(
         hook_durations: ctx.metrics.hook_durations(name.as_str()),
         health: Default::default(),
         config_state: Default::default(),
+        disable_pending: Default::default(),
         span: span.clone(),
     };
     if let Some(problem) = problem {
@@ -188,7 +189,7 @@ async fn initialize(
             let file = super::config_file::path(&ctx.settings.config_dir, name.as_str());
             super::config_file::check(&file, registration, &config)?;
             if super::config_file::read(&file).ok().as_ref() != Some(&config)
-                && let Err(e) = super::reconfigure::write_file(&file, &config)
+                && let Err(e) = super::reconfigure::write_value(&file, &config)
             {
                 tracing::warn!(error = %e, "cannot bring the configuration file up to date");
             }

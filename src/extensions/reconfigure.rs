@@ -31,6 +31,8 @@ struct Inner {
     etag: String,
     last_error: Option<String>,
     failures: u64,
+    /// A shared configuration this instance could not apply: not retried until it changes.
+    refused_shared: Option<String>,
 }
 
 /// The entity tag of a configuration: a digest of its JSON.
@@ -62,6 +64,11 @@ impl ConfigState {
         let mut inner = self.lock();
         inner.last_error = Some(error.to_owned());
         inner.failures += 1;
+    }
+
+    /// Whether the shared configuration `etag` already failed here.
+    pub fn refused_shared(&self, etag: &str) -> bool {
+        self.lock().refused_shared.as_deref() == Some(etag)
     }
 
     /// The running configuration and its entity tag.
@@ -105,14 +112,41 @@ pub enum Source {
     Shared,
 }
 
+/// What to replace the configuration with.
+enum Proposal {
+    Value(Value),
+    /// The extension's file, read once the change lock is held (so that an older write
+    /// cannot be read and applied after a newer one).
+    File,
+}
+
 impl ExtensionHost {
-    /// Replaces `name`'s configuration with `value`. With `if_match`, only when the running
-    /// one has that entity tag. With `write`, the file is rewritten too (an API change), after
-    /// the checks and before the swap. Returns the new entity tag.
+    /// Replaces `name`'s configuration with `value`. With `if_match`, only when the current
+    /// one — on every instance — has that entity tag. With `write`, the file is rewritten too
+    /// (an API or shared change). Returns the new entity tag.
     pub async fn reconfigure(
         &self,
         name: &str,
         value: Value,
+        if_match: Option<&str>,
+        write: bool,
+        source: Source,
+    ) -> Result<String, ConfigError> {
+        self.change_config(name, Proposal::Value(value), if_match, write, source)
+            .await
+    }
+
+    /// Re-reads `name`'s file and applies it (see [`ExtensionHost::reconfigure`]).
+    pub async fn reload_config_file(&self, name: &str) {
+        let _ = self
+            .change_config(name, Proposal::File, None, false, Source::File)
+            .await;
+    }
+
+    async fn change_config(
+        &self,
+        name: &str,
+        proposal: Proposal,
         if_match: Option<&str>,
         write: bool,
         source: Source,
@@ -127,11 +161,20 @@ impl ExtensionHost {
         {
             return Err(ConfigError::Stale { current });
         }
-        if etag(&value) == current {
-            return Ok(current);
-        }
         let file = config_file::path(self.config_dir(), name);
-        let outcome = apply(l, &file, &value, write);
+        let outcome = match proposal {
+            Proposal::Value(value) => Ok(value),
+            Proposal::File => config_file::read(&file).map_err(ConfigError::Invalid),
+        };
+        let attempted = outcome.as_ref().ok().map(etag);
+        let outcome = match outcome {
+            Ok(value) if etag(&value) == current => return Ok(current),
+            Ok(value) => {
+                let shared = !matches!(source, Source::Shared);
+                self.apply(l, &file, value, if_match, write, shared).await
+            }
+            Err(e) => Err(e),
+        };
         let actor = match &source {
             Source::File | Source::Shared => Actor::System,
             Source::Api(actor) => actor.clone(),
@@ -141,19 +184,14 @@ impl ExtensionHost {
             Source::Api(_) => "api",
             Source::Shared => "another instance",
         };
+        if let (Err(_), Source::Shared, Some(tag)) = (&outcome, &source, &attempted) {
+            l.config_state.lock().refused_shared = Some(tag.clone());
+        }
         let entry = match &outcome {
-            Ok(()) => {
-                // Every other instance applies it too (a shared change is already shared).
-                if !matches!(source, Source::Shared)
-                    && let Err(e) =
-                        super::state::share_config(self.pool(), name, &value, &etag(&value)).await
-                {
-                    tracing::error!(extension = name, error = %e, "cannot share the configuration with the other instances");
-                }
-                l.config_state.set(value);
+            Ok(etag) => {
                 tracing::info!(extension = name, via, "configuration replaced");
                 Entry::new(actor, "extension.config", Outcome::Ok)
-                    .detail(json!({"via": via, "etag": l.config_state.current().1}))
+                    .detail(json!({"via": via, "etag": etag}))
             }
             Err(e) => {
                 l.config_state.failed(&e.to_string());
@@ -166,64 +204,73 @@ impl ExtensionHost {
         if !(matches!(source, Source::Shared) && outcome.is_ok()) {
             audit::record_or_log(self.pool(), entry.extension(name)).await;
         }
-        outcome.map(|()| l.config_state.current().1)
+        outcome
     }
 
-    /// Re-reads `name`'s file and applies it (see [`ExtensionHost::reconfigure`]).
-    pub async fn reload_config_file(&self, name: &str) {
-        let file = config_file::path(self.config_dir(), name);
-        match config_file::read(&file) {
-            Ok(value) => {
-                let _ = self
-                    .reconfigure(name, value, None, false, Source::File)
-                    .await;
-            }
-            Err(e) => {
-                if let Some(l) = self.get(name) {
-                    l.config_state.failed(&e);
-                    tracing::error!(extension = name, error = %e, "configuration not replaced: the running one stays");
-                    let entry = Entry::new(Actor::System, "extension.config", Outcome::Failed)
-                        .extension(name)
-                        .detail(json!({"via": "file", "error": e}));
-                    audit::record_or_log(self.pool(), entry).await;
-                }
+    /// Checks, offers, shares (unless it came from another instance), writes, swaps. Every
+    /// step that can fail runs before anything is changed, in this order, so that a failure
+    /// leaves the running configuration, the shared one and the file as they were.
+    async fn apply(
+        &self,
+        l: &Loaded,
+        file: &Path,
+        value: Value,
+        if_match: Option<&str>,
+        write: bool,
+        share: bool,
+    ) -> Result<String, ConfigError> {
+        let (Some(ext), Some(updater)) = (l.ext(), l.config.as_ref()) else {
+            return Err(ConfigError::Unavailable(format!(
+                "{} is not running; its configuration is read when it starts",
+                l.name
+            )));
+        };
+        config_file::check(file, &l.registration, &value).map_err(ConfigError::Invalid)?;
+        let text = if write {
+            Some(toml_text(&value)?)
+        } else {
+            None
+        };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| ext.config_changed(&value))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(ConfigError::Refused(e.to_string())),
+            Err(payload) => {
+                l.panicked("config_changed", payload.as_ref());
+                return Err(ConfigError::Refused("config_changed panicked".into()));
             }
         }
+        let new_etag = etag(&value);
+        if share {
+            super::state::share_config(self.pool(), l.name.as_str(), &value, &new_etag, if_match)
+                .await
+                .map_err(|e| match e {
+                    super::state::ShareError::Stale(current) => ConfigError::Stale { current },
+                    super::state::ShareError::Database(e) => ConfigError::Unavailable(format!(
+                        "cannot share the configuration with the other instances: {e}"
+                    )),
+                })?;
+        }
+        if let Some(text) = text {
+            write_file(file, &text)?;
+        }
+        updater(&value).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        l.config_state.set(value);
+        Ok(new_etag)
     }
 }
 
-/// Checks, offers, (writes,) swaps.
-fn apply(l: &Loaded, file: &Path, value: &Value, write: bool) -> Result<(), ConfigError> {
-    let (Some(ext), Some(updater)) = (l.ext(), l.config.as_ref()) else {
-        return Err(ConfigError::Unavailable(format!(
-            "{} is not running; its configuration is read when it starts",
-            l.name
-        )));
-    };
-    config_file::check(file, &l.registration, value).map_err(ConfigError::Invalid)?;
-    match std::panic::catch_unwind(AssertUnwindSafe(|| ext.config_changed(value))) {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(ConfigError::Refused(e.to_string())),
-        Err(payload) => {
-            l.panicked("config_changed", payload.as_ref());
-            return Err(ConfigError::Refused("config_changed panicked".into()));
-        }
+/// The configuration as the text of its file (empty for the defaults).
+fn toml_text(value: &Value) -> Result<String, ConfigError> {
+    if value.is_null() {
+        return Ok(String::new());
     }
-    if write {
-        write_file(file, value)?;
-    }
-    updater(value).map_err(|e| ConfigError::Invalid(e.to_string()))
+    toml::to_string(value).map_err(|e| {
+        ConfigError::Invalid(format!("the configuration cannot be written as TOML: {e}"))
+    })
 }
 
-/// Writes `value` as TOML to `file`, atomically (a temporary file renamed into place).
-pub(super) fn write_file(file: &Path, value: &Value) -> Result<(), ConfigError> {
-    let text = if value.is_null() {
-        String::new()
-    } else {
-        toml::to_string(value).map_err(|e| {
-            ConfigError::Invalid(format!("the configuration cannot be written as TOML: {e}"))
-        })?
-    };
+/// Writes `text` to `file`, atomically (a temporary file renamed into place).
+pub(super) fn write_file(file: &Path, text: &str) -> Result<(), ConfigError> {
     let failed = |e: std::io::Error| {
         ConfigError::Unavailable(format!("cannot write {}: {e}", file.display()))
     };
@@ -233,4 +280,9 @@ pub(super) fn write_file(file: &Path, value: &Value) -> Result<(), ConfigError> 
     let temporary = file.with_extension("toml.tmp");
     std::fs::write(&temporary, text).map_err(failed)?;
     std::fs::rename(&temporary, file).map_err(failed)
+}
+
+/// [`write_file`] of a configuration value.
+pub(super) fn write_value(file: &Path, value: &Value) -> Result<(), ConfigError> {
+    write_file(file, &toml_text(value)?)
 }

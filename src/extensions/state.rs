@@ -70,7 +70,8 @@ pub async fn ensure_all(pool: &Pool, names: &[String], enabled: bool) -> anyhow:
 }
 
 /// Applies the first-sight policy to the extensions whose grants nobody decided yet: with
-/// `grant`, each receives every permission it requests (granted by "system"). Returns what was
+/// `grant`, each receives every permission it requests (granted by "system"); an extension
+/// seen before grants existed receives them whatever the policy. Returns what was
 /// granted, by extension. Runs once per extension however many instances start together.
 pub async fn decide_first_grants(
     pool: &Pool,
@@ -81,17 +82,25 @@ pub async fn decide_first_grants(
     let (owners, permissions): (Vec<&str>, Vec<&str>) = requested
         .iter()
         .flat_map(|(n, ps)| ps.iter().map(move |p| (n.as_str(), p.as_str())))
-        .filter(|_| grant)
         .unzip();
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // NULL: seen before grants existed; it keeps what it requests whatever the policy.
     let decided = tx
         .query(
-            "UPDATE solobase.extensions SET grants_decided = true \
-             WHERE name = ANY($1) AND NOT grants_decided RETURNING name",
+            "WITH undecided AS ( \
+                 SELECT name, grants_decided IS NULL AS legacy FROM solobase.extensions \
+                 WHERE name = ANY($1) AND grants_decided IS NOT TRUE FOR UPDATE) \
+             UPDATE solobase.extensions AS e SET grants_decided = true \
+             FROM undecided AS u WHERE e.name = u.name RETURNING e.name, u.legacy",
             &[&names],
         )
         .await?;
+    let granting: Vec<String> = decided
+        .iter()
+        .filter(|r| grant || r.get::<_, bool>(1))
+        .map(|r| r.get(0))
+        .collect();
     let decided: Vec<String> = decided.iter().map(|r| r.get(0)).collect();
     let rows = tx
         .query(
@@ -100,7 +109,7 @@ pub async fn decide_first_grants(
              FROM unnest($1::text[], $2::text[]) AS o(name, permission) \
              WHERE o.name = ANY($3) \
              ON CONFLICT DO NOTHING RETURNING extension, permission",
-            &[&owners, &permissions, &decided],
+            &[&owners, &permissions, &granting],
         )
         .await?;
     tx.commit().await?;
@@ -169,15 +178,54 @@ pub async fn disable_with_reason(pool: &Pool, name: &str, reason: &str) -> anyho
     Ok(())
 }
 
-/// Records `name`'s new configuration for every instance, and tells them.
+/// Why a configuration was not shared.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareError {
+    /// Another instance changed it since: it is now this entity tag.
+    #[error("the configuration is now {0}")]
+    Stale(String),
+    #[error(transparent)]
+    Database(#[from] anyhow::Error),
+}
+
+impl From<tokio_postgres::Error> for ShareError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Database(e.into())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ShareError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Database(e.into())
+    }
+}
+
+/// Records `name`'s new configuration for every instance, and tells them. With `expected`,
+/// only when the shared configuration (if any) still has that entity tag — checked under a
+/// row lock, so that two instances cannot both replace the same version.
 pub async fn share_config(
     pool: &Pool,
     name: &str,
     config: &serde_json::Value,
     etag: &str,
-) -> anyhow::Result<()> {
+    expected: Option<&str>,
+) -> Result<(), ShareError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    if let Some(expected) = expected {
+        let row = tx
+            .query_opt(
+                "SELECT etag FROM solobase.extension_config WHERE name = $1 FOR UPDATE",
+                &[&name],
+            )
+            .await?;
+        if let Some(row) = row {
+            let current: String = row.get(0);
+            if current != expected {
+                return Err(ShareError::Stale(current));
+            }
+        }
+    }
     tx.execute(
         "INSERT INTO solobase.extension_config (name, config, etag) VALUES ($1, $2, $3) \
          ON CONFLICT (name) DO UPDATE SET config = $2, etag = $3, updated_at = now()",

@@ -434,3 +434,24 @@ async fn extensions_use_the_host_file_storage_only_as_granted() {
     );
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn extensions_in_use_before_grants_existed_keep_what_they_request() {
+    let db_name = fresh_database().await;
+    let app = spawn_app_on(db_name.clone(), |_| {}).await;
+    app.stop().await.unwrap();
+    // As a database from before grants: nothing granted, nothing decided.
+    let db = connect(&db_name).await;
+    db.batch_execute(
+        "DELETE FROM solobase.extension_grants; \
+         UPDATE solobase.extensions SET grants_decided = NULL",
+    )
+    .await
+    .unwrap();
+    let app = spawn_app_on(db_name, |c| c.extensions.grant_on_first_sight = false).await;
+    let admin = app.user_token("admin@example.com", true).await;
+    let probe = probe_entry(&app, &admin).await;
+    assert_eq!(probe["enabled"], true);
+    assert_eq!(probe["permissions"]["pending"], json!([]), "{probe}");
+    app.stop().await.unwrap();
+}

@@ -334,7 +334,13 @@ async fn put_config(
         .headers()
         .get(actix_web::http::header::IF_MATCH)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().trim_matches('"').to_owned())
+        .map(|v| {
+            let v = v.trim();
+            v.strip_prefix("W/")
+                .unwrap_or(v)
+                .trim_matches('"')
+                .to_owned()
+        })
         .ok_or_else(|| {
             ApiError::new(
                 ErrorCode::PreconditionRequired,
@@ -348,14 +354,10 @@ async fn put_config(
             "send the whole configuration as a JSON object, e.g. {\"max_endpoints\": 20}",
         ));
     }
+    // `If-Match: *` replaces whatever is current.
+    let expected = (if_match != "*").then_some(if_match.as_str());
     let etag = host
-        .reconfigure(
-            &name,
-            value.clone(),
-            Some(&if_match),
-            true,
-            Source::Api(actor),
-        )
+        .reconfigure(&name, value.clone(), expected, true, Source::Api(actor))
         .await?;
     Ok(with_etag(value, &etag))
 }

@@ -35,8 +35,11 @@ struct Inner {
     refused_shared: Option<String>,
 }
 
-/// The entity tag of a configuration: a digest of its JSON.
+/// The entity tag of a configuration: a digest of its JSON. No file (`null`) and an empty one
+/// (`{}`) both mean the defaults, and have one tag.
 pub fn etag(value: &Value) -> String {
+    let empty = Value::Object(Default::default());
+    let value = if value.is_null() { &empty } else { value };
     let digest = Sha256::digest(serde_json::to_vec(value).unwrap_or_default());
     digest[..12].iter().map(|b| format!("{b:02x}")).collect()
 }

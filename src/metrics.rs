@@ -8,9 +8,9 @@
 //! extension runtime's own counters when scraped, so the request path pays nothing for it:
 //! `extension_hooks_executed_total`, `extension_errors_total{type}`, `extensions_active_total`,
 //! `extension_health_status`, `extension_resource_usage{resource}`.
-//! `extension_hook_duration_seconds` times one hook call in [`HOOK_SAMPLE`] per thread (timing
-//! every call would cost more than most hooks do); its `_count` is therefore the number of
-//! timed calls, while `extension_hooks_executed_total` counts them all.
+//! `extension_hook_duration_seconds` times the hook calls of one request in [`HOOK_SAMPLE`] per
+//! thread (timing every call would cost more than most hooks do); its `_count` is therefore the
+//! number of timed calls, while `extension_hooks_executed_total` counts them all.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -98,7 +98,7 @@ fn describe(recorder: &PrometheusRecorder) {
         ),
         (
             "extension_hook_duration_seconds",
-            "Hook call duration (one call in 16 is timed), by extension and hook",
+            "Hook call duration (the calls of one request in 16 are timed), by extension and hook",
         ),
     ];
     for (name, help) in histograms {

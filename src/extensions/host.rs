@@ -104,16 +104,15 @@ thread_local! {
     static HOOK_TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-/// Whether this hook call is one of those whose duration is measured (one in
-/// [`crate::metrics::HOOK_SAMPLE`] on each thread).
+/// Whether this request (or hook call outside a request) is one of those whose hook durations
+/// are measured: one in [`crate::metrics::HOOK_SAMPLE`] on each thread.
 #[inline]
-fn timed() -> Option<Instant> {
-    let due = HOOK_TICK.with(|tick| {
+pub fn time_this_request() -> bool {
+    HOOK_TICK.with(|tick| {
         let n = tick.get().wrapping_add(1);
         tick.set(n);
         n % crate::metrics::HOOK_SAMPLE == 0
-    });
-    due.then(Instant::now)
+    })
 }
 
 /// Counters per extension, read by status pages and metrics.
@@ -1239,7 +1238,7 @@ impl ExtensionHost {
         start: impl FnOnce() -> F,
     ) -> Begun<'l, F::Output, F> {
         l.stats.hooks[slot.index()].fetch_add(1, Ordering::Relaxed);
-        let started = timed();
+        let started = time_this_request().then(Instant::now);
         match std::panic::catch_unwind(AssertUnwindSafe(start)) {
             Ok(hook) => Begun::Waiting(HookCall {
                 hook,
@@ -1265,10 +1264,11 @@ impl ExtensionHost {
         &self,
         l: &'l Loaded,
         slot: Slot,
+        timed: bool,
         start: impl FnOnce() -> Hook<'h, T>,
     ) -> Begun<'l, T, Hook<'h, T>> {
         l.stats.hooks[slot.index()].fetch_add(1, Ordering::Relaxed);
-        let started = timed();
+        let started = timed.then(Instant::now);
         let since = crate::alloc::allocated();
         let outcome = start().try_ready();
         l.stats.allocated_since(since);

@@ -43,7 +43,7 @@ macro_rules! run_hook {
     ($host:expr, $calling:expr, $l:expr, $point:expr, $start:expr) => {{
         let slot = Slot::from($point);
         $calling.set(Some((&**$l, slot.name())));
-        let begun = $host.begin($l, slot, $start);
+        let begun = $host.begin($l, slot, $calling.timed, $start);
         $calling.set(None);
         match begun {
             Begun::Ready(answer) => HookOutcome::Done(answer),
@@ -53,8 +53,29 @@ macro_rules! run_hook {
     }};
 }
 
-/// The extension hook whose synchronous part is running, if any.
-type Calling<'h> = Cell<Option<(&'h Loaded, &'static str)>>;
+/// Per request: the extension hook whose synchronous part is running, if any, and whether
+/// this request's hook calls are timed (one request in [`crate::metrics::HOOK_SAMPLE`]).
+struct Calling<'h> {
+    now: Cell<Option<(&'h Loaded, &'static str)>>,
+    timed: bool,
+}
+
+impl<'h> Calling<'h> {
+    fn new() -> Self {
+        Self {
+            now: Cell::new(None),
+            timed: super::host::time_this_request(),
+        }
+    }
+
+    fn set(&self, hook: Option<(&'h Loaded, &'static str)>) {
+        self.now.set(hook);
+    }
+
+    fn get(&self) -> Option<(&'h Loaded, &'static str)> {
+        self.now.get()
+    }
+}
 
 const MIDDLEWARE_IN: Slot = Slot::MIDDLEWARE_REQUEST;
 const MIDDLEWARE_OUT: Slot = Slot::MIDDLEWARE_RESPONSE;
@@ -93,7 +114,7 @@ pub async fn middleware(
     let mut entered = Entered::new();
     // Panics are caught once per phase rather than around every hook: a panic in a hook's
     // synchronous part unwinds to the phase's catch, and `calling` says whose it was.
-    let calling: Calling<'_> = Cell::new(None);
+    let calling = Calling::new();
 
     // Steps 1-4.
     let inbound = AssertUnwindSafe(async {
@@ -143,7 +164,7 @@ pub async fn middleware(
     if host.has_hooks_in(HookPoint::PostResponse, active) {
         let host = shared.clone();
         actix_web::rt::spawn(async move {
-            let calling: Calling<'_> = Cell::new(None);
+            let calling = Calling::new();
             let observed = AssertUnwindSafe(async {
                 for l in host.hooked(HookPoint::PostResponse) {
                     if let Some(ext) = l.ext() {

@@ -42,7 +42,7 @@ use crate::http::RequestId;
 macro_rules! run_hook {
     ($host:expr, $calling:expr, $l:expr, $point:expr, $start:expr) => {{
         let slot = Slot::from($point);
-        $calling.set(Some((&**$l, slot.name())));
+        $calling.set(Some((&**$l, slot)));
         let begun = $host.begin($l, slot, $calling.timed, $start);
         $calling.set(None);
         match begun {
@@ -56,7 +56,7 @@ macro_rules! run_hook {
 /// Per request: the extension hook whose synchronous part is running, if any, and whether
 /// this request's hook calls are timed (one request in [`crate::metrics::HOOK_SAMPLE`]).
 struct Calling<'h> {
-    now: Cell<Option<(&'h Loaded, &'static str)>>,
+    now: Cell<Option<(&'h Loaded, Slot)>>,
     timed: bool,
 }
 
@@ -68,11 +68,11 @@ impl<'h> Calling<'h> {
         }
     }
 
-    fn set(&self, hook: Option<(&'h Loaded, &'static str)>) {
+    fn set(&self, hook: Option<(&'h Loaded, Slot)>) {
         self.now.set(hook);
     }
 
-    fn get(&self) -> Option<(&'h Loaded, &'static str)> {
+    fn get(&self) -> Option<(&'h Loaded, Slot)> {
         self.now.get()
     }
 }
@@ -203,8 +203,8 @@ fn answer_of(outcome: HookOutcome<Flow>) -> Option<Response> {
 /// unwinding, as it would without extensions.
 fn caught(calling: &Calling<'_>, payload: Box<dyn std::any::Any + Send>) -> Response {
     match calling.get() {
-        Some((l, place)) => {
-            l.panicked(place, payload.as_ref());
+        Some((l, slot)) => {
+            l.panicked(slot.name(), payload.as_ref());
             panicked_response()
         }
         None => std::panic::resume_unwind(payload),

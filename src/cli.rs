@@ -53,6 +53,9 @@ enum Command {
 enum ExtensionsCommand {
     /// List the compiled-in extensions: enabled or not, permissions granted and not granted
     List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         location: Location,
     },
@@ -127,6 +130,9 @@ enum ExtensionsCommand {
         /// How many of the newest entries
         #[arg(long, default_value_t = 100)]
         limit: i64,
+        /// Print JSON instead of lines
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         location: Location,
     },
@@ -244,7 +250,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Extensions(command) => {
             let location = match &command {
-                ExtensionsCommand::List { location }
+                ExtensionsCommand::List { location, .. }
                 | ExtensionsCommand::Enable { location, .. }
                 | ExtensionsCommand::Disable { location, .. }
                 | ExtensionsCommand::Revoke { location, .. }
@@ -263,7 +269,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Job::Schema(action) => crate::extensions::cli::run(config, action).await,
                 Job::Admin(action) => crate::extensions::cli::run_admin(config, action).await,
                 Job::Audit(query) => {
-                    crate::extensions::cli::print_audit(config, query.into_filter()?).await
+                    let json = query.json;
+                    crate::extensions::cli::print_audit(config, query.into_filter()?, json).await
                 }
             }
         }
@@ -386,6 +393,7 @@ struct AuditQuery {
     extension: Option<String>,
     since: Option<String>,
     limit: i64,
+    json: bool,
 }
 
 impl AuditQuery {
@@ -430,7 +438,7 @@ impl ExtensionsCommand {
         use crate::extensions::admin::Grant;
         use crate::extensions::cli::{Action, AdminAction};
         Job::Schema(match self {
-            ExtensionsCommand::List { .. } => return Job::Admin(AdminAction::List),
+            ExtensionsCommand::List { json, .. } => return Job::Admin(AdminAction::List { json }),
             ExtensionsCommand::Enable {
                 name,
                 grant_all,
@@ -471,12 +479,14 @@ impl ExtensionsCommand {
                 extension,
                 since,
                 limit,
+                json,
                 ..
             } => {
                 return Job::Audit(AuditQuery {
                     extension,
                     since,
                     limit,
+                    json,
                 });
             }
         })

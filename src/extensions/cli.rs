@@ -242,7 +242,9 @@ async fn act(
 /// What an administrator does from the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminAction {
-    List,
+    List {
+        json: bool,
+    },
     Enable {
         name: String,
         grant: Grant,
@@ -260,7 +262,7 @@ pub enum AdminAction {
 /// instance at once (they are notified), and audited as the command line's.
 pub async fn run_admin(config: Config, action: AdminAction) -> anyhow::Result<()> {
     let target = match &action {
-        AdminAction::List => None,
+        AdminAction::List { .. } => None,
         AdminAction::Enable { name, .. }
         | AdminAction::Disable { name }
         | AdminAction::Revoke { name, .. } => Some(compiled(name)?.0),
@@ -272,7 +274,7 @@ pub async fn run_admin(config: Config, action: AdminAction) -> anyhow::Result<()
         let pool = db.pool();
         let actor = Actor::cli();
         match action {
-            AdminAction::List => list(pool).await,
+            AdminAction::List { json } => list(pool, json).await,
             AdminAction::Enable { name, grant } => {
                 let grant = match grant {
                     Grant::Unspecified => confirm_grants(pool, &name, &requested).await?,
@@ -359,57 +361,103 @@ async fn confirm_grants(
     }
 }
 
-/// `solobase extensions list`: every compiled-in extension and its state in the database.
-async fn list(pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
+/// `solobase extensions list`: every compiled-in extension and its state in the database, then
+/// the known ones this binary lacks, with the feature to rebuild with. A table, or JSON.
+async fn list(pool: &deadpool_postgres::Pool, as_json: bool) -> anyhow::Result<()> {
     let persisted = state::load_all(pool).await?;
+    let mut all = manifests();
+    all.sort_by(|a, b| a.0.name.as_str().cmp(b.0.name.as_str()));
+    let mut rows: Vec<serde_json::Value> = all
+        .iter()
+        .map(|(manifest, _)| {
+            let requested = loader::requested(Some(manifest));
+            let row = persisted.get(manifest.name.as_str());
+            let (granted, pending): (Vec<String>, Vec<String>) = requested
+                .into_iter()
+                .partition(|p| row.is_some_and(|r| r.granted.contains(p)));
+            json!({
+                "name": manifest.name.as_str(),
+                "version": manifest.version.to_string(),
+                "compiled": true,
+                // null: never started on this database.
+                "enabled": row.map(|r| r.enabled),
+                "health": row.and_then(|r| r.health.clone()),
+                "error": row.and_then(|r| r.last_error.clone()),
+                "permissions": {"granted": granted, "pending": pending},
+            })
+        })
+        .collect();
+    rows.extend(super::discovered().iter().filter(|d| !d.compiled).map(|d| {
+        json!({
+            "name": d.name, "version": d.version, "compiled": false,
+            "hint": format!("rebuild with --features {}", d.feature),
+        })
+    }));
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
     println!(
         "{:<16} {:<9} {:<8} {:<10} {:<40} NOT GRANTED",
         "NAME", "VERSION", "ENABLED", "HEALTH", "GRANTED"
     );
-    let mut all = manifests();
-    all.sort_by(|a, b| a.0.name.as_str().cmp(b.0.name.as_str()));
-    for (manifest, _) in all {
-        let requested = loader::requested(Some(&manifest));
-        let row = persisted.get(manifest.name.as_str());
-        let (granted, pending): (Vec<String>, Vec<String>) = requested
-            .into_iter()
-            .partition(|p| row.is_some_and(|r| r.granted.contains(p)));
-        let enabled = match row {
-            Some(r) if r.enabled => "yes",
-            Some(_) => "no",
+    let words = |v: &serde_json::Value| {
+        let list: Vec<String> = v
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        or_none(&list)
+    };
+    for row in &rows {
+        let name = row["name"].as_str().unwrap_or_default();
+        let version = row["version"].as_str().unwrap_or_default();
+        if row["compiled"] == false {
+            println!(
+                "{name:<16} {version:<9} not compiled in: {}",
+                row["hint"].as_str().unwrap_or_default()
+            );
+            continue;
+        }
+        let enabled = match row["enabled"].as_bool() {
+            Some(true) => "yes",
+            Some(false) => "no",
             None => "new",
         };
-        let health = row
-            .and_then(|r| r.health.as_ref())
-            .and_then(|h| h["status"].as_str())
-            .unwrap_or("unknown");
+        let health = row["health"]["status"].as_str().unwrap_or("unknown");
         println!(
-            "{:<16} {:<9} {:<8} {:<10} {:<40} {}",
-            manifest.name.as_str(),
-            manifest.version.to_string(),
-            enabled,
-            health,
-            or_none(&granted),
-            or_none(&pending)
+            "{name:<16} {version:<9} {enabled:<8} {health:<10} {:<40} {}",
+            words(&row["permissions"]["granted"]),
+            words(&row["permissions"]["pending"]),
         );
-        if let Some(message) = row
-            .and_then(|r| r.health.as_ref())
-            .and_then(|h| h["message"].as_str())
-            .filter(|m| !m.is_empty())
-        {
+        if let Some(message) = row["health"]["message"].as_str().filter(|m| !m.is_empty()) {
             println!("  health: {message}");
+        }
+        if let Some(error) = row["error"].as_str() {
+            println!("  error: {error}");
         }
     }
     Ok(())
 }
 
 /// `solobase extensions audit`: the newest entries, oldest of them first.
-pub async fn print_audit(config: Config, filter: audit::Filter) -> anyhow::Result<()> {
+pub async fn print_audit(
+    config: Config,
+    filter: audit::Filter,
+    as_json: bool,
+) -> anyhow::Result<()> {
     let db = Database::connect(&config, Mode::Share).await?;
     let result = async {
         crate::db::migrate::run(db.pool()).await?;
         let mut entries = audit::list(db.pool(), &filter).await?;
         entries.reverse();
+        if as_json {
+            println!("{}", serde_json::to_string_pretty(&entries)?);
+            return Ok(());
+        }
         for e in &entries {
             let at =
                 e.at.format(&time::format_description::well_known::Rfc3339)

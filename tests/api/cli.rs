@@ -553,6 +553,15 @@ async fn extension_migrations_from_the_command_line() {
         printed.contains("extension.migrate") && printed.contains("cli:") && printed.contains("ok"),
         "{printed}"
     );
+    let out = ext(&["audit", "--extension", "probe", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "extension.migrate" && e["result"] == "ok"),
+        "{entries:?}"
+    );
     let out = ext(&["audit", "--since", "last tuesday"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("RFC 3339"), "{}", stderr(&out));

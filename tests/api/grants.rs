@@ -217,6 +217,21 @@ async fn the_command_line_grants_and_running_servers_apply_it_when_notified() {
         line.contains(" no ") && line.contains("users.read"),
         "{line}"
     );
+    let out = ext(&["list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let probe = listed.iter().find(|e| e["name"] == "probe").unwrap();
+    assert_eq!(probe["enabled"], false);
+    assert_eq!(probe["compiled"], true);
+    assert_eq!(
+        probe["permissions"]["pending"],
+        json!([
+            "events.subscribe",
+            "storage.read",
+            "storage.write",
+            "users.read"
+        ])
+    );
 
     // Not a terminal and no --grant… flag: refused with what to pass, nothing changed.
     let out = ext(&["enable", "probe"]);

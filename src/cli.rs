@@ -76,6 +76,17 @@ enum ExtensionsCommand {
         #[command(flatten)]
         location: Location,
     },
+    /// Everything about one extension: manifest, state, health, permissions, configuration,
+    /// applied migrations
+    Info {
+        /// The extension, e.g. webhooks
+        name: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        location: Location,
+    },
     /// Disable an extension on every instance (its routes answer 404, its hooks are skipped)
     Disable {
         /// The extension, e.g. webhooks
@@ -253,6 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ExtensionsCommand::List { location, .. }
                 | ExtensionsCommand::Enable { location, .. }
                 | ExtensionsCommand::Disable { location, .. }
+                | ExtensionsCommand::Info { location, .. }
                 | ExtensionsCommand::Revoke { location, .. }
                 | ExtensionsCommand::Migrate { location, .. }
                 | ExtensionsCommand::Rollback { location, .. }
@@ -454,6 +466,9 @@ impl ExtensionsCommand {
                     Grant::Unspecified
                 };
                 return Job::Admin(AdminAction::Enable { name, grant });
+            }
+            ExtensionsCommand::Info { name, json, .. } => {
+                return Job::Admin(AdminAction::Info { name, json });
             }
             ExtensionsCommand::Disable { name, .. } => {
                 return Job::Admin(AdminAction::Disable { name });

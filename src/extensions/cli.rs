@@ -245,6 +245,10 @@ pub enum AdminAction {
     List {
         json: bool,
     },
+    Info {
+        name: String,
+        json: bool,
+    },
     Enable {
         name: String,
         grant: Grant,
@@ -264,6 +268,7 @@ pub async fn run_admin(config: Config, action: AdminAction) -> anyhow::Result<()
     let target = match &action {
         AdminAction::List { .. } => None,
         AdminAction::Enable { name, .. }
+        | AdminAction::Info { name, .. }
         | AdminAction::Disable { name }
         | AdminAction::Revoke { name, .. } => Some(compiled(name)?.0),
     };
@@ -275,6 +280,12 @@ pub async fn run_admin(config: Config, action: AdminAction) -> anyhow::Result<()
         let actor = Actor::cli();
         match action {
             AdminAction::List { json } => list(pool, json).await,
+            AdminAction::Info { name, json } => {
+                let manifest = target
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("no extension {name}"))?;
+                info(pool, manifest, json).await
+            }
             AdminAction::Enable { name, grant } => {
                 let grant = match grant {
                     Grant::Unspecified => confirm_grants(pool, &name, &requested).await?,
@@ -439,6 +450,82 @@ async fn list(pool: &deadpool_postgres::Pool, as_json: bool) -> anyhow::Result<(
         if let Some(error) = row["error"].as_str() {
             println!("  error: {error}");
         }
+    }
+    Ok(())
+}
+
+/// `solobase extensions info NAME`.
+async fn info(
+    pool: &deadpool_postgres::Pool,
+    manifest: &Manifest,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let name = manifest.name.as_str();
+    let row = state::load_all(pool).await?.remove(name);
+    let requested = loader::requested(Some(manifest));
+    let (granted, pending): (Vec<String>, Vec<String>) = requested
+        .iter()
+        .cloned()
+        .partition(|p| row.as_ref().is_some_and(|r| r.granted.contains(p)));
+    let client = pool.get().await?;
+    let migrations = migrate::applied(&client, &manifest.name).await?;
+    let value = json!({
+        "name": name,
+        "version": manifest.version.to_string(),
+        "description": manifest.description,
+        "dependencies": manifest.dependencies.iter()
+            .map(|(d, r)| (d.to_string(), r.to_string())).collect::<std::collections::BTreeMap<_, _>>(),
+        "enabled": row.as_ref().map(|r| r.enabled),
+        "error": row.as_ref().and_then(|r| r.last_error.clone()),
+        "health": row.as_ref().and_then(|r| r.health.clone()),
+        "permissions": {"requested": requested, "granted": granted, "pending": pending},
+        "config": row.as_ref().and_then(|r| r.config.as_ref().map(|(c, etag)| json!({"config": c, "etag": etag}))),
+        "migrations": migrations.iter().map(|(v, n)| format!("V{v}__{n}")).collect::<Vec<_>>(),
+        "schema": manifest.name.schema(),
+    });
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!(
+        "{name} {} — {}",
+        value["version"].as_str().unwrap_or_default(),
+        manifest.description
+    );
+    let enabled = match value["enabled"].as_bool() {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "not started on this database yet",
+    };
+    println!("  enabled:     {enabled}");
+    if let Some(error) = value["error"].as_str() {
+        println!("  error:       {error}");
+    }
+    println!(
+        "  health:      {} {}",
+        value["health"]["status"].as_str().unwrap_or("unknown"),
+        value["health"]["message"].as_str().unwrap_or_default()
+    );
+    println!(
+        "  permissions: granted {}; not granted {}",
+        or_none(&granted),
+        or_none(&pending)
+    );
+    println!(
+        "  schema:      {} (migrations: {})",
+        manifest.name.schema(),
+        or_none(
+            &value["migrations"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .filter_map(|m| m.as_str().map(str::to_owned))
+                    .collect::<Vec<_>>())
+                .unwrap_or_default()
+        )
+    );
+    if let Some(etag) = value["config"]["etag"].as_str() {
+        println!("  config:      {} (etag {etag})", value["config"]["config"]);
     }
     Ok(())
 }

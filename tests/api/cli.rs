@@ -553,6 +553,27 @@ async fn extension_migrations_from_the_command_line() {
         printed.contains("extension.migrate") && printed.contains("cli:") && printed.contains("ok"),
         "{printed}"
     );
+    let out = ext(&["info", "probe", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["schema"], "ext_probe");
+    assert_eq!(
+        info["migrations"],
+        serde_json::json!(["V1__probe_items", "V2__job_runs"])
+    );
+    let out = ext(&["info", "probe"]);
+    assert!(
+        stdout(&out).contains("migrations: V1__probe_items, V2__job_runs"),
+        "{}",
+        stdout(&out)
+    );
+    let out = ext(&["info", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the known ones are"),
+        "{}",
+        stderr(&out)
+    );
     let out = ext(&["audit", "--extension", "probe", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();

@@ -41,8 +41,16 @@ enum Command {
     /// Manage user accounts
     #[command(subcommand)]
     Users(UsersCommand),
-    /// Migrate, roll back or purge an extension's database schema
-    #[command(subcommand)]
+    /// Manage extensions: list, info, enable (with grants), disable, revoke, migrate, roll back,
+    /// purge, read the audit log
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  solobase extensions list\n  solobase extensions info webhooks --json\n  \
+                      solobase extensions enable webhooks --grant-all\n  \
+                      solobase extensions revoke webhooks network.outbound\n  \
+                      solobase extensions migrate webhooks --dry-run\n  \
+                      solobase extensions audit --extension webhooks --since 2026-11-26T08:00:00Z"
+    )]
     Extensions(ExtensionsCommand),
     /// Inspect the configuration
     #[command(subcommand)]

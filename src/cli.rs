@@ -1,5 +1,5 @@
 //! The command line: `solobase serve`, `solobase users create`, `solobase extensions
-//! list|enable|disable|revoke|migrate|rollback|purge|audit`, `solobase config validate`.
+//! list|info|enable|disable|revoke|migrate|rollback|purge|audit`, `solobase config validate`.
 //!
 //! Exit codes: 0 success; 1 a runtime failure (database unreachable, port taken …); 2 a usage
 //! or configuration error (bad flag, bad config file, bad environment variable).

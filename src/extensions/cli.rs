@@ -1,5 +1,5 @@
 //! `solobase extensions …` by hand: `migrate|rollback|purge` an extension's schema (as the
-//! extension's own role, exactly as the server does), `list|enable|disable|revoke` its state
+//! extension's own role, exactly as the server does), `list|info|enable|disable|revoke` its state
 //! and permissions, read the `audit` log. They work whether or not a server is running (on the
 //! embedded cluster, they use the running server's); running servers apply state changes at
 //! once.

@@ -13,7 +13,7 @@ use super::admin::{AdminError, Grant};
 use super::discovered;
 use super::host::{ExtensionHost, Loaded};
 use super::reconfigure::{ConfigError, Source};
-use crate::audit::{self, Actor, Entry, Outcome};
+use crate::audit::{self, Entry, Outcome};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{AppState, CurrentUser};
 
@@ -32,16 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn require_admin(user: &CurrentUser) -> Result<(), ApiError> {
-    if user.0.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("administrators only"))
-    }
-}
-
 async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpResponse, ApiError> {
-    require_admin(&user)?;
+    user.require_admin()?;
     // Every extension this binary runs (also those registered by an embedding program), then
     // the discovered ones it does not contain.
     let mut list: Vec<_> = host.all().iter().map(|l| entry(&host, l)).collect();
@@ -66,7 +58,7 @@ async fn one(
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&user)?;
+    user.require_admin()?;
     let l = compiled(&host, &name)?;
     Ok(HttpResponse::Ok().json(entry(&host, l)))
 }
@@ -77,7 +69,7 @@ async fn health(
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&user)?;
+    user.require_admin()?;
     let l = compiled(&host, &name)?;
     Ok(HttpResponse::Ok().json(json!({
         "name": l.name.as_str(),
@@ -92,7 +84,7 @@ async fn metrics(
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&user)?;
+    user.require_admin()?;
     let l = compiled(&host, &name)?;
     let all = entry(&host, l);
     Ok(HttpResponse::Ok().json(json!({
@@ -162,22 +154,6 @@ fn entry(host: &ExtensionHost, l: &Loaded) -> serde_json::Value {
         })
 }
 
-/// Refuses a non-admin, auditing the attempt as denied.
-async fn admin_only(
-    user: &CurrentUser,
-    state: &AppState,
-    action: &'static str,
-    name: &str,
-) -> Result<Actor, ApiError> {
-    let actor = Actor::User(user.0.id);
-    if let Err(e) = require_admin(user) {
-        let entry = Entry::new(actor, action, Outcome::Denied).extension(name);
-        audit::record_or_log(&state.pool, entry).await;
-        return Err(e);
-    }
-    Ok(actor)
-}
-
 /// The extension `name` of this binary, or 404 saying how to get it.
 fn compiled<'h>(host: &'h ExtensionHost, name: &str) -> Result<&'h Loaded, ApiError> {
     host.get(name).map(|l| &**l).ok_or_else(|| {
@@ -240,7 +216,9 @@ async fn enable(
     name: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = admin_only(&user, &state, "extension.enable", &name).await?;
+    let actor = user
+        .admin_action(&state.pool, "extension.enable", Some(&name))
+        .await?;
     compiled(&host, &name)?;
     let grant = match grant_of(&body) {
         Ok(grant) => grant,
@@ -266,7 +244,9 @@ async fn disable(
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = admin_only(&user, &state, "extension.disable", &name).await?;
+    let actor = user
+        .admin_action(&state.pool, "extension.disable", Some(&name))
+        .await?;
     compiled(&host, &name)?;
     host.disable(&name, &actor).await?;
     tracing::info!(admin = %user.0.email, extension = %name, "extension disabled");
@@ -280,7 +260,9 @@ async fn revoke(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (name, permission) = path.into_inner();
-    let actor = admin_only(&user, &state, "extension.revoke", &name).await?;
+    let actor = user
+        .admin_action(&state.pool, "extension.revoke", Some(&name))
+        .await?;
     compiled(&host, &name)?;
     let permissions = host.revoke(&name, &[permission], &actor).await?;
     Ok(HttpResponse::Ok().json(json!({
@@ -312,7 +294,7 @@ async fn get_config(
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&user)?;
+    user.require_admin()?;
     let l = compiled(&host, &name)?;
     let (value, etag) = l.config_state.current();
     Ok(with_etag(value, &etag))
@@ -328,7 +310,9 @@ async fn put_config(
     name: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = admin_only(&user, &state, "extension.config", &name).await?;
+    let actor = user
+        .admin_action(&state.pool, "extension.config", Some(&name))
+        .await?;
     compiled(&host, &name)?;
     let if_match = req
         .headers()

@@ -54,9 +54,7 @@ pub async fn list(
     state: web::Data<AppState>,
     query: Result<web::Query<Query>, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
-    if !user.0.is_admin() {
-        return Err(ApiError::forbidden("administrators only"));
-    }
+    user.require_admin()?;
     let query = query
         .map_err(|e| {
             ApiError::invalid(format!(

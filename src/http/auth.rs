@@ -131,6 +131,37 @@ pub async fn me(user: CurrentUser) -> HttpResponse {
 #[derive(Debug, Clone)]
 pub struct CurrentUser(pub User);
 
+impl CurrentUser {
+    /// `Ok` for an administrator, 403 for anyone else.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.0.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("administrators only"))
+        }
+    }
+
+    /// For an administrator's `action` (about `extension`, if any): the actor to audit it
+    /// as; for anyone else 403, with the refused attempt audited.
+    pub async fn admin_action(
+        &self,
+        pool: &deadpool_postgres::Pool,
+        action: &'static str,
+        extension: Option<&str>,
+    ) -> Result<Actor, ApiError> {
+        let actor = Actor::User(self.0.id);
+        if let Err(e) = self.require_admin() {
+            let mut entry = Entry::new(actor, action, Outcome::Denied);
+            if let Some(name) = extension {
+                entry = entry.extension(name);
+            }
+            audit::record_or_log(pool, entry).await;
+            return Err(e);
+        }
+        Ok(actor)
+    }
+}
+
 impl FromRequest for CurrentUser {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::{AppState, CurrentUser};
-use crate::audit::{self, Actor, Entry, Outcome};
+use crate::audit::{self, Entry, Outcome};
 use crate::auth::permissions;
 use crate::error::ApiError;
 
@@ -35,27 +35,12 @@ fn user_role(role: &str) -> Result<&'static str, ApiError> {
     }
 }
 
-async fn admin_only(
-    user: &CurrentUser,
-    state: &AppState,
-    action: &'static str,
-) -> Result<Actor, ApiError> {
-    let actor = Actor::User(user.0.id);
-    if !user.0.is_admin() {
-        audit::record_or_log(&state.pool, Entry::new(actor, action, Outcome::Denied)).await;
-        return Err(ApiError::forbidden("administrators only"));
-    }
-    Ok(actor)
-}
-
 async fn list(
     user: CurrentUser,
     state: web::Data<AppState>,
     role: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    if !user.0.is_admin() {
-        return Err(ApiError::forbidden("administrators only"));
-    }
+    user.require_admin()?;
     let role = user_role(&role)?;
     let held = permissions::held(&state.pool, role)
         .await
@@ -68,7 +53,7 @@ async fn grant(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = admin_only(&user, &state, "role.grant").await?;
+    let actor = user.admin_action(&state.pool, "role.grant", None).await?;
     let (role, permission) = path.into_inner();
     let role = user_role(&role)?;
     let permission = solobase_sdk::Permission::parse(&permission)
@@ -91,7 +76,7 @@ async fn revoke(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = admin_only(&user, &state, "role.revoke").await?;
+    let actor = user.admin_action(&state.pool, "role.revoke", None).await?;
     let (role, permission) = path.into_inner();
     let role = user_role(&role)?;
     if !permissions::revoke(&state.pool, role, &permission)

@@ -122,11 +122,14 @@ enum ExtensionsCommand {
         /// Print the SQL that would run and change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         location: Location,
     },
     /// Revert an extension's migrations above VERSION (0 reverts all), newest first, in one
-    /// transaction
+    /// transaction; the extension must be disabled
     Rollback {
         /// The extension, e.g. webhooks
         name: String,
@@ -135,6 +138,9 @@ enum ExtensionsCommand {
         /// Print the SQL that would run and change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         location: Location,
     },
@@ -485,17 +491,28 @@ impl ExtensionsCommand {
                 name, permissions, ..
             } => return Job::Admin(AdminAction::Revoke { name, permissions }),
             ExtensionsCommand::Migrate {
-                name, to, dry_run, ..
-            } => Action::Migrate { name, to, dry_run },
+                name,
+                to,
+                dry_run,
+                json,
+                ..
+            } => Action::Migrate {
+                name,
+                to,
+                dry_run,
+                json,
+            },
             ExtensionsCommand::Rollback {
                 name,
                 version,
                 dry_run,
+                json,
                 ..
             } => Action::Rollback {
                 name,
                 to: version,
                 dry_run,
+                json,
             },
             ExtensionsCommand::Purge { name, yes, .. } => Action::Purge { name, yes },
             ExtensionsCommand::Audit {

@@ -33,6 +33,10 @@ pub enum ErrorCode {
     PermissionsPending,
     /// The extension refused a new configuration.
     ConfigRefused,
+    /// The change needs the extension disabled first (e.g. rolling its schema back).
+    ExtensionEnabled,
+    /// An extension's migrations cannot be applied or reverted as asked; nothing changed.
+    MigrationFailed,
     /// `If-Match` names a version that is no longer current.
     PreconditionFailed,
     /// A change that must say which version it replaces (`If-Match`) did not.
@@ -64,6 +68,8 @@ impl ErrorCode {
             Self::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
             Self::PermissionsPending => (StatusCode::CONFLICT, "permissions_pending"),
             Self::ConfigRefused => (StatusCode::CONFLICT, "config_refused"),
+            Self::ExtensionEnabled => (StatusCode::CONFLICT, "extension_enabled"),
+            Self::MigrationFailed => (StatusCode::CONFLICT, "migration_failed"),
             Self::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
             Self::PreconditionRequired => {
                 (StatusCode::PRECONDITION_REQUIRED, "precondition_required")

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::admin::{AdminError, Grant};
 use super::discovered;
 use super::host::{ExtensionHost, Loaded};
+use super::migrate::{self, MigrationError};
 use super::reconfigure::{ConfigError, Source};
 use crate::audit::{self, Entry, Outcome};
 use crate::error::{ApiError, ErrorCode};
@@ -28,7 +29,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/{name}/disable", web::post().to(disable))
             .route("/{name}/grants/{permission}", web::delete().to(revoke))
             .route("/{name}/config", web::get().to(get_config))
-            .route("/{name}/config", web::put().to(put_config)),
+            .route("/{name}/config", web::put().to(put_config))
+            .route("/{name}/migrate", web::post().to(migrate))
+            .route("/{name}/rollback", web::post().to(rollback)),
     );
 }
 
@@ -344,4 +347,168 @@ async fn put_config(
         .reconfigure(&name, value.clone(), expected, true, Source::Api(actor))
         .await?;
     Ok(with_etag(value, &etag))
+}
+
+/// The body of a migrate: `{"to": 3, "dry_run": true}`, both optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MigrateBody {
+    to: Option<u32>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// The body of a rollback: `{"to": 1, "dry_run": true}`; `to` is required (0 reverts all).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    to: u32,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `body` as `T`; an empty body is `T::default()` when `empty` gives one.
+fn body_of<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    empty: Option<T>,
+    example: &str,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace)
+        && let Some(value) = empty
+    {
+        return Ok(value);
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("invalid body: {e}; send e.g. {example}")))
+}
+
+impl From<MigrationError> for ApiError {
+    fn from(e: MigrationError) -> Self {
+        match e {
+            MigrationError::UnknownVersion(..) | MigrationError::Invalid(_) => {
+                ApiError::invalid(e.to_string())
+            }
+            MigrationError::Changed { .. }
+            | MigrationError::NotInBuild { .. }
+            | MigrationError::Failed { .. } => {
+                ApiError::new(ErrorCode::MigrationFailed, e.to_string())
+            }
+            MigrationError::Pool(_) | MigrationError::Db(_) | MigrationError::Other(_) => {
+                ApiError::internal(e)
+            }
+        }
+    }
+}
+
+/// Applies the extension's pending migrations (all, or up to `to`) as its own role; with
+/// `dry_run`, answers the files and SQL that would run and changes nothing.
+async fn migrate(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    host: web::Data<ExtensionHost>,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let actor = user
+        .admin_action(&state.pool, "extension.migrate", Some(&name))
+        .await?;
+    let l = compiled(&host, &name)?;
+    let body: MigrateBody = body_of(
+        &body,
+        Some(MigrateBody::default()),
+        r#"{"to": 2, "dry_run": true}"#,
+    )?;
+    let migrations = l.registration.migrations();
+    if body.dry_run {
+        return dry_run(&state, l, &migrations, body.to, false).await;
+    }
+    let pool = own_pool(l)?;
+    let result = migrate::migrate(pool, &l.name, &migrations, body.to).await;
+    audit_schema_change(&state, actor, "extension.migrate", &name, &result).await;
+    Ok(HttpResponse::Ok().json(json!({"name": *name, "applied": result?})))
+}
+
+/// Reverts the extension's migrations above `to`, newest first, in one transaction. The
+/// extension must be disabled (its code expects the schema it has); enabling it, or the next
+/// start, migrates it up again. With `dry_run`, answers what would run.
+async fn rollback(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    host: web::Data<ExtensionHost>,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let actor = user
+        .admin_action(&state.pool, "extension.rollback", Some(&name))
+        .await?;
+    let l = compiled(&host, &name)?;
+    let body: RollbackBody = body_of(&body, None, r#"{"to": 1, "dry_run": true}"#)?;
+    let migrations = l.registration.migrations();
+    if body.dry_run {
+        return dry_run(&state, l, &migrations, Some(body.to), true).await;
+    }
+    if l.is_enabled() {
+        let refusal = ApiError::new(
+            ErrorCode::ExtensionEnabled,
+            format!(
+                "disable {name} before rolling its schema back: its code expects the schema it \
+                 has now (POST /api/v1/extensions/{name}/disable)"
+            ),
+        );
+        let entry = Entry::new(actor, "extension.rollback", Outcome::Failed)
+            .extension(&name)
+            .detail(json!({"error": refusal.message}));
+        audit::record_or_log(&state.pool, entry).await;
+        return Err(refusal);
+    }
+    let pool = own_pool(l)?;
+    let result = migrate::rollback(pool, &l.name, &migrations, body.to, &mut |_, _, _| {}).await;
+    audit_schema_change(&state, actor, "extension.rollback", &name, &result).await;
+    Ok(HttpResponse::Ok().json(json!({"name": *name, "reverted": result?})))
+}
+
+async fn dry_run(
+    state: &AppState,
+    l: &Loaded,
+    migrations: &[solobase_sdk::Migration],
+    to: Option<u32>,
+    down: bool,
+) -> Result<HttpResponse, ApiError> {
+    let client = state.pool.get().await.map_err(ApiError::internal)?;
+    let steps = migrate::dry_run(&client, &l.name, migrations, to, down).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "name": l.name.as_str(), "dry_run": true, "role": l.name.schema(), "steps": steps,
+    })))
+}
+
+/// The extension's own pool: its migrations run as its role, as at start.
+fn own_pool(l: &Loaded) -> Result<&deadpool_postgres::Pool, ApiError> {
+    l.pool.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "{} is not running ({}); its schema is migrated when it starts",
+                l.name,
+                l.failure().unwrap_or_default()
+            ),
+        )
+    })
+}
+
+async fn audit_schema_change(
+    state: &AppState,
+    actor: crate::audit::Actor,
+    action: &'static str,
+    name: &str,
+    result: &Result<Vec<i32>, MigrationError>,
+) {
+    let entry = match result {
+        Ok(versions) => {
+            Entry::new(actor, action, Outcome::Ok).detail(json!({"versions": versions}))
+        }
+        Err(e) => {
+            Entry::new(actor, action, Outcome::Failed).detail(json!({"error": e.to_string()}))
+        }
+    };
+    audit::record_or_log(&state.pool, entry.extension(name)).await;
 }

@@ -23,11 +23,13 @@ pub enum Action {
         name: String,
         to: Option<u32>,
         dry_run: bool,
+        json: bool,
     },
     Rollback {
         name: String,
         to: u32,
         dry_run: bool,
+        json: bool,
     },
     Purge {
         name: String,
@@ -133,40 +135,17 @@ async fn act(
         // A dry run only reads (the host may read every extension's schema): it creates no
         // role, no schema and no table.
         Action::Migrate {
-            to, dry_run: true, ..
-        } => {
-            if let Some(to) = to {
-                migrate::check_target(migrations, to)?;
-            }
-            let history = history(db, ext).await?;
-            let plan = migrate::plan_up(migrations, &history, to);
-            print_plan(
-                ext,
-                "apply",
-                plan.iter().map(|m| (migrate::file_name(m), m.up)),
-            );
-            Ok(())
-        }
+            to,
+            dry_run: true,
+            json,
+            ..
+        } => print_plan(db, ext, migrations, to, false, json).await,
         Action::Rollback {
-            to, dry_run: true, ..
-        } => {
-            migrate::check_target(migrations, to)?;
-            let history = history(db, ext).await?;
-            let plan = migrate::plan_down(migrations, &history, to)?;
-            print_plan(
-                ext,
-                "revert",
-                plan.iter()
-                    .map(|m| (migrate::file_name(m).replace(".sql", ".down.sql"), m.down)),
-            );
-            if !plan.is_empty() {
-                println!(
-                    "-- then: DELETE FROM {}.refinery_schema_history WHERE version > {to};",
-                    ext.schema()
-                );
-            }
-            Ok(())
-        }
+            to,
+            dry_run: true,
+            json,
+            ..
+        } => print_plan(db, ext, migrations, Some(to), true, json).await,
         Action::Purge { .. } => {
             crate::db::migrate::run(db.pool()).await?;
             let purged = roles::purge(db.pool(), ext).await;
@@ -205,6 +184,9 @@ async fn act(
         }
         action => {
             crate::db::migrate::run(db.pool()).await?;
+            if let Action::Rollback { .. } = action {
+                refuse_when_enabled(db, ext).await?;
+            }
             let limits = config.extensions.limits_for(ext.as_str());
             let passwords = config.database.url.is_some();
             let role_config =
@@ -212,17 +194,27 @@ async fn act(
             let pool = super::services::extension_database(role_config, ext, 1)?
                 .pool()
                 .clone();
-            let (verb, name, result) = match action {
-                Action::Migrate { to, .. } => (
-                    "applied",
-                    "extension.migrate",
-                    migrate::migrate(&pool, ext, migrations, to).await,
-                ),
-                Action::Rollback { to, .. } => (
-                    "reverted",
-                    "extension.rollback",
-                    migrate::rollback(&pool, ext, migrations, to).await,
-                ),
+            let started = std::time::Instant::now();
+            let (verb, name, json, result) = match action {
+                Action::Migrate { to, json, .. } => {
+                    let plan = {
+                        let client = db.pool().get().await?;
+                        migrate::dry_run(&client, ext, migrations, to, false).await?
+                    };
+                    let ticker = Progress::start(&plan, json);
+                    let result = migrate::migrate(&pool, ext, migrations, to).await;
+                    ticker.stop();
+                    ("applied", "extension.migrate", json, result)
+                }
+                Action::Rollback { to, json, .. } => {
+                    let mut step = |i: usize, n: usize, file: &str| {
+                        if !json {
+                            eprintln!("[{i}/{n}] reverting {file}");
+                        }
+                    };
+                    let result = migrate::rollback(&pool, ext, migrations, to, &mut step).await;
+                    ("reverted", "extension.rollback", json, result)
+                }
                 Action::Purge { .. } => unreachable!("handled above"),
             };
             pool.close();
@@ -233,8 +225,79 @@ async fn act(
                     .detail(json!({ "error": e.to_string() })),
             };
             audit::record_or_log(db.pool(), entry.extension(ext.as_str())).await;
-            report(ext, verb, &result?);
+            let versions = result?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "name": ext.as_str(), verb: versions,
+                        "elapsed_ms": started.elapsed().as_millis() as u64,
+                    }))?
+                );
+            } else {
+                report(ext, verb, &versions, started.elapsed());
+            }
             Ok(())
+        }
+    }
+}
+
+/// Rolling back under a running extension breaks it: its code expects the schema it has.
+async fn refuse_when_enabled(db: &Database, ext: &ExtensionName) -> anyhow::Result<()> {
+    let enabled = state::load_all(db.pool())
+        .await?
+        .get(ext.as_str())
+        .is_some_and(|p| p.enabled);
+    if enabled {
+        return Err(ConfigError::Invalid(format!(
+            "{ext} is enabled: disable it first (solobase extensions disable {ext}); its code \
+             expects the schema it has now. Enabling it again, or the next start, migrates it up"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Shows that a migration is under way: its plan first, then (at a terminal) the time it has
+/// taken so far, every second, until [`Progress::stop`]. refinery applies the pending
+/// migrations as one transaction, so there is no finer step to show.
+struct Progress(Option<(tokio::task::JoinHandle<()>, bool)>);
+
+impl Progress {
+    fn start(plan: &[migrate::Step], quiet: bool) -> Self {
+        if quiet || plan.is_empty() {
+            return Self(None);
+        }
+        let files: Vec<&str> = plan.iter().map(|s| s.file.as_str()).collect();
+        eprintln!(
+            "applying {} migration{} in one transaction: {}",
+            plan.len(),
+            if plan.len() == 1 { "" } else { "s" },
+            files.join(", ")
+        );
+        let terminal = std::io::stderr().is_terminal();
+        if !terminal {
+            return Self(None);
+        }
+        let started = std::time::Instant::now();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                eprint!("\r  … {} s", started.elapsed().as_secs());
+                let _ = std::io::stderr().flush();
+            }
+        });
+        Self(Some((task, terminal)))
+    }
+
+    fn stop(self) {
+        if let Some((task, terminal)) = self.0 {
+            task.abort();
+            if terminal {
+                eprint!("\r");
+            }
         }
     }
 }
@@ -568,32 +631,57 @@ pub async fn print_audit(
     result
 }
 
-/// The applied versions, read by the host.
-async fn history(db: &Database, ext: &ExtensionName) -> anyhow::Result<Vec<(i32, String)>> {
+/// A dry run: the files that would run, with their SQL (or JSON).
+async fn print_plan(
+    db: &Database,
+    ext: &ExtensionName,
+    migrations: &[Migration],
+    to: Option<u32>,
+    down: bool,
+    as_json: bool,
+) -> anyhow::Result<()> {
     let client = db.pool().get().await?;
-    Ok(migrate::applied(&client, ext).await?)
-}
-
-fn print_plan<'a>(ext: &ExtensionName, verb: &str, steps: impl Iterator<Item = (String, &'a str)>) {
-    let steps: Vec<_> = steps.collect();
+    let steps = migrate::dry_run(&client, ext, migrations, to, down).await?;
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"name": ext.as_str(), "dry_run": true, "role": ext.schema(), "steps": steps})
+            )?
+        );
+        return Ok(());
+    }
+    let verb = if down { "revert" } else { "apply" };
     if steps.is_empty() {
         println!("-- {ext}: nothing to {verb}");
-        return;
+        return Ok(());
     }
     println!(
         "-- {ext}: would {verb}, in one transaction as the role {}:",
         ext.schema()
     );
-    for (file, sql) in steps {
-        println!("-- {file}\n{}\n", sql.trim_end());
+    for step in &steps {
+        println!("-- {}\n{}\n", step.file, step.sql.trim_end());
     }
+    if down {
+        println!(
+            "-- then: DELETE FROM {}.refinery_schema_history WHERE version > {};",
+            ext.schema(),
+            to.unwrap_or(0)
+        );
+    }
+    Ok(())
 }
 
-fn report(ext: &ExtensionName, verb: &str, versions: &[i32]) {
+fn report(ext: &ExtensionName, verb: &str, versions: &[i32], took: std::time::Duration) {
     if versions.is_empty() {
         println!("{ext}: nothing to do");
     } else {
         let list: Vec<String> = versions.iter().map(|v| format!("V{v}")).collect();
-        println!("{ext}: {verb} {}", list.join(", "));
+        println!(
+            "{ext}: {verb} {} in {} ms",
+            list.join(", "),
+            took.as_millis()
+        );
     }
 }

@@ -407,6 +407,20 @@ impl Loaded {
         self.ext.as_ref()
     }
 
+    /// Applies its pending migrations (there are some only after a rollback); a failure stops
+    /// it, as it would at start.
+    async fn migrate_up(&self) {
+        let Some(pool) = &self.pool else { return };
+        let migrations = self.registration.migrations();
+        match super::migrate::migrate(pool, &self.name, &migrations, None).await {
+            Ok(applied) if !applied.is_empty() => {
+                tracing::info!(extension = %self.name, ?applied, "extension migrations applied");
+            }
+            Ok(_) => {}
+            Err(e) => self.fail(format!("migration failed: {e}")),
+        }
+    }
+
     pub(super) fn fail(&self, reason: String) {
         tracing::error!(extension = %self.name, %reason, "extension not running");
         self.running.store(false, Ordering::Relaxed);
@@ -1135,6 +1149,11 @@ impl ExtensionHost {
             };
             // An automatic disable whose persistence is still on its way.
             let pending = persisted.enabled && l.disable_pending.load(Ordering::Relaxed);
+            // Enabling brings its schema up first, as a start does: it may have been rolled
+            // back while it was disabled.
+            if persisted.enabled && !pending && !l.is_enabled() && l.is_running() {
+                l.migrate_up().await;
+            }
             if !pending && l.enabled.swap(persisted.enabled, Ordering::Relaxed) != persisted.enabled
             {
                 tracing::info!(extension = %l.name, enabled = persisted.enabled, "extension state changed");

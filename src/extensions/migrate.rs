@@ -45,6 +45,11 @@ pub fn file_name(m: &Migration) -> String {
     format!("V{}__{}.sql", m.version, m.name)
 }
 
+/// The down script of a migration, e.g. `V1__create_items.down.sql`.
+pub fn down_file_name(m: &Migration) -> String {
+    format!("V{}__{}.down.sql", m.version, m.name)
+}
+
 fn history_table(name: &ExtensionName) -> String {
     format!("{}.refinery_schema_history", name.schema())
 }
@@ -123,6 +128,48 @@ pub fn plan_down<'m>(
     Ok(plan)
 }
 
+/// One step of a dry run: a file that would run, and its SQL.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Step {
+    pub version: u32,
+    pub file: String,
+    pub sql: &'static str,
+}
+
+/// What `migrate` (up to `to`, else all) or, with `down`, `rollback` to `to` would run now,
+/// in order. Only reads: the host may read every extension's schema.
+pub async fn dry_run(
+    client: &tokio_postgres::Client,
+    name: &ExtensionName,
+    migrations: &[Migration],
+    to: Option<u32>,
+    down: bool,
+) -> Result<Vec<Step>, MigrationError> {
+    if let Some(to) = to {
+        check_target(migrations, to)?;
+    }
+    let history = applied(client, name).await?;
+    Ok(if down {
+        plan_down(migrations, &history, to.unwrap_or(0))?
+            .into_iter()
+            .map(|m| Step {
+                version: m.version,
+                file: down_file_name(m),
+                sql: m.down,
+            })
+            .collect()
+    } else {
+        plan_up(migrations, &history, to)
+            .into_iter()
+            .map(|m| Step {
+                version: m.version,
+                file: file_name(m),
+                sql: m.up,
+            })
+            .collect()
+    })
+}
+
 /// Checks what an extension declares: versions 1, 2, 3 … without gaps, names of `a-z`, `0-9`
 /// and `_`, and a down script for every version.
 pub fn validate(migrations: &[Migration]) -> Result<(), MigrationError> {
@@ -147,7 +194,7 @@ pub fn validate(migrations: &[Migration]) -> Result<(), MigrationError> {
         if m.down.trim().is_empty() {
             return Err(MigrationError::Invalid(format!(
                 "{file} has no down script: add {} that reverts it",
-                file.replace(".sql", ".down.sql")
+                down_file_name(m)
             )));
         }
     }
@@ -267,12 +314,14 @@ fn explain(e: MigrateError, migrations: &[Migration]) -> MigrationError {
 }
 
 /// Reverts the versions above `to` (0 = all), newest first, in one transaction that also
-/// trims the history. Returns the versions reverted.
+/// trims the history. Calls `step` with (i, n, down script's file) before the i-th of n.
+/// Returns the versions reverted.
 pub async fn rollback(
     pool: &Pool,
     name: &ExtensionName,
     migrations: &[Migration],
     to: u32,
+    step: &mut (dyn FnMut(usize, usize, &str) + Send),
 ) -> Result<Vec<i32>, MigrationError> {
     check_target(migrations, to)?;
     let mut client = pool.get().await?;
@@ -287,11 +336,13 @@ pub async fn rollback(
             return Ok(Vec::new());
         }
         let tx = client.transaction().await?;
-        for m in &plan {
+        for (i, m) in plan.iter().enumerate() {
+            let file = down_file_name(m);
+            step(i + 1, plan.len(), &file);
             tx.batch_execute(m.down)
                 .await
                 .map_err(|e| MigrationError::Failed {
-                    file: file_name(m).replace(".sql", ".down.sql"),
+                    file,
                     reason: e
                         .as_db_error()
                         .map_or(e.to_string(), |d| d.message().to_owned()),

@@ -783,3 +783,128 @@ async fn one_extension_its_health_and_its_metrics_have_their_own_routes() {
     );
     assert!(metrics["limits"]["max_in_flight"].is_u64());
 }
+
+#[tokio::test]
+async fn migrations_are_planned_applied_and_rolled_back_through_the_api() {
+    let app = spawn_app().await;
+    let admin = app.user_token("admin@example.com", true).await;
+    let user = app.user_token("user@example.com", false).await;
+    let post = |path: &str, token: &str, body: &str| {
+        app.http
+            .post(app.url(path))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+    };
+    let db = app.db().await;
+    let tables = || async {
+        db.query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'ext_probe'
+             AND tablename IN ('probe_items', 'job_runs')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+    };
+    let rollback = "/api/v1/extensions/probe/rollback";
+    let migrate = "/api/v1/extensions/probe/migrate";
+    let res = post(rollback, &user, r#"{"to": 0}"#).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    // Everything is applied at start: nothing to do, and the plan down names the down scripts.
+    let plan: Value = post(migrate, &admin, r#"{"dry_run": true}"#)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(plan["steps"], json!([]), "{plan}");
+    let plan: Value = post(rollback, &admin, r#"{"to": 0, "dry_run": true}"#)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let files: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        ["V2__job_runs.down.sql", "V1__probe_items.down.sql"],
+        "{plan}"
+    );
+    assert!(plan["steps"][0]["sql"].as_str().unwrap().contains("DROP"));
+    assert_eq!(tables().await, 2, "a dry run changes nothing");
+
+    // Bad bodies and targets say what to send.
+    let res = post(rollback, &admin, "").await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let res = post(rollback, &admin, r#"{"to": 9, "dry_run": true}"#)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.text().await.unwrap().contains("no migration V9"));
+    let res = post(migrate, &admin, r#"{"too": 1}"#).await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+    // Rolling back under a running extension is refused; disabled, it goes through.
+    let res = post(rollback, &admin, r#"{"to": 1}"#).await.unwrap();
+    assert_eq!(error_code(res).await, "extension_enabled");
+    assert_eq!(tables().await, 2);
+    let res = post("/api/v1/extensions/probe/disable", &admin, "")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let done: Value = post(rollback, &admin, r#"{"to": 1}"#)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["reverted"], json!([2]), "{done}");
+    assert_eq!(tables().await, 1);
+    let plan: Value = post(migrate, &admin, r#"{"dry_run": true}"#)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(plan["steps"][0]["file"], "V2__job_runs.sql", "{plan}");
+    let done: Value = post(migrate, &admin, "")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["applied"], json!([2]), "{done}");
+    assert_eq!(tables().await, 2);
+
+    // Rolled back while disabled, it is migrated up again when enabled, before it serves.
+    post(rollback, &admin, r#"{"to": 0}"#).await.unwrap();
+    assert_eq!(tables().await, 0);
+    let res = post("/api/v1/extensions/probe/enable", &admin, "")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(tables().await, 2);
+    let res = post("/ext/probe/items", &admin, r#""after a rollback""#)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+
+    let audited: i64 = db
+        .query_one(
+            "SELECT count(*) FROM solobase.audit_log WHERE extension = 'probe'
+             AND action IN ('extension.migrate', 'extension.rollback')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(audited >= 4, "{audited}");
+}

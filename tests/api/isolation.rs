@@ -374,7 +374,7 @@ async fn migrations_go_up_down_to_zero_and_up_again_for_every_compiled_in_extens
         let mut reverted = all.clone();
         reverted.reverse();
         assert_eq!(
-            migrate::rollback(&pool, &name, &migrations, 0)
+            migrate::rollback(&pool, &name, &migrations, 0, &mut |_, _, _| {})
                 .await
                 .unwrap(),
             reverted,
@@ -416,7 +416,9 @@ async fn migrate_to_a_version_and_roll_back_one() {
         [2]
     );
     assert_eq!(
-        migrate::rollback(&pool, &name, &both, 1).await.unwrap(),
+        migrate::rollback(&pool, &name, &both, 1, &mut |_, _, _| {})
+            .await
+            .unwrap(),
         [2]
     );
     let columns: i64 = connect(&db_name)

@@ -55,6 +55,16 @@ enum Command {
     /// Inspect the configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  solobase completions bash > /etc/bash_completion.d/solobase\n  \
+                            solobase completions zsh > \"${fpath[1]}/_solobase\"\n  \
+                            solobase completions fish > ~/.config/fish/completions/solobase.fish"
+    )]
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +171,50 @@ enum ExtensionsCommand {
         #[command(flatten)]
         location: Location,
     },
+    /// Every compiled-in extension: enabled, health, and the running instances' request and
+    /// error counts
+    Status {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// An extension's health and its recent checks. Exit code: 0 healthy, 3 degraded,
+    /// 4 critical, 5 unknown (never checked, disabled)
+    Health {
+        /// The extension, e.g. webhooks
+        name: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// The running instances' counters (requests, errors, hooks, panics, jobs …), per
+    /// extension; with a name, also per instance
+    Metrics {
+        /// Only this extension
+        name: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Show or change an extension's configuration, on every instance
+    #[command(after_help = "Examples:\n  solobase extensions config webhooks\n  \
+                            solobase extensions config webhooks set max_endpoints=20\n  \
+                            solobase extensions config webhooks set --file webhooks.toml\n  \
+                            solobase extensions config webhooks edit")]
+    Config {
+        /// The extension, e.g. webhooks
+        name: String,
+        #[command(subcommand)]
+        op: Option<ConfigCommandOp>,
+        #[command(flatten)]
+        location: Location,
+    },
     /// Drop an extension's schema (all its data) and database role
     Purge {
         /// The extension, e.g. webhooks
@@ -173,14 +227,48 @@ enum ExtensionsCommand {
     },
 }
 
+/// What `extensions config NAME` does (get when none is given).
+#[derive(Debug, Subcommand)]
+enum ConfigCommandOp {
+    /// Print the configuration in force (TOML), where it comes from, and its etag
+    Get {
+        /// Print JSON instead of TOML
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema the configuration is checked against
+    Schema,
+    /// Change keys (KEY=VALUE, the value in TOML syntax) or replace it all (--file); checked
+    /// against the schema before anything is stored
+    Set {
+        /// KEY=VALUE, e.g. greeting="hello" or limits.max=5
+        #[arg(value_name = "KEY=VALUE")]
+        assignments: Vec<String>,
+        /// Remove this key (repeatable)
+        #[arg(long, value_name = "KEY")]
+        unset: Vec<String>,
+        /// Replace the whole configuration with this TOML file
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// Only if the configuration still has this etag (from `get`)
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Edit it in $VISUAL or $EDITOR; problems reopen the editor with them listed
+    Edit,
+}
+
 /// Flags that override the configuration file and environment.
 #[derive(Debug, Args)]
 struct Location {
     /// Data directory [env: SOLOBASE_DATA_DIR, default ./data]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
     /// PostgreSQL URL; overrides DATABASE_URL and [database] url
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     database_url: Option<String>,
 }
 
@@ -242,6 +330,9 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(unhealthy) = e.downcast_ref::<crate::extensions::cli::Unhealthy>() {
+                return ExitCode::from(unhealthy.exit_code());
+            }
             eprintln!("error: {e:#}");
             if e.downcast_ref::<ConfigError>().is_some() {
                 ExitCode::from(2)
@@ -255,6 +346,16 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config_path = cli.config.as_deref();
     match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "solobase",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Serve(args) => {
             let overrides = Overrides {
                 bind: args.bind,
@@ -283,6 +384,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 | ExtensionsCommand::Migrate { location, .. }
                 | ExtensionsCommand::Rollback { location, .. }
                 | ExtensionsCommand::Audit { location, .. }
+                | ExtensionsCommand::Status { location, .. }
+                | ExtensionsCommand::Health { location, .. }
+                | ExtensionsCommand::Metrics { location, .. }
+                | ExtensionsCommand::Config { location, .. }
                 | ExtensionsCommand::Purge { location, .. } => location,
             };
             let overrides = Overrides {
@@ -486,6 +591,37 @@ impl ExtensionsCommand {
             }
             ExtensionsCommand::Disable { name, .. } => {
                 return Job::Admin(AdminAction::Disable { name });
+            }
+            ExtensionsCommand::Status { json, .. } => {
+                return Job::Admin(AdminAction::Status { json });
+            }
+            ExtensionsCommand::Health { name, json, .. } => {
+                return Job::Admin(AdminAction::Health { name, json });
+            }
+            ExtensionsCommand::Metrics { name, json, .. } => {
+                return Job::Admin(AdminAction::Metrics { name, json });
+            }
+            ExtensionsCommand::Config { name, op, .. } => {
+                use crate::extensions::cli::ConfigOp;
+                let op = match op.unwrap_or(ConfigCommandOp::Get { json: false }) {
+                    ConfigCommandOp::Get { json } => ConfigOp::Get { json },
+                    ConfigCommandOp::Schema => ConfigOp::Schema,
+                    ConfigCommandOp::Set {
+                        assignments,
+                        unset,
+                        file,
+                        if_match,
+                        json,
+                    } => ConfigOp::Set {
+                        assignments,
+                        unset,
+                        file,
+                        if_match,
+                        json,
+                    },
+                    ConfigCommandOp::Edit => ConfigOp::Edit,
+                };
+                return Job::Admin(AdminAction::Config { name, op });
             }
             ExtensionsCommand::Revoke {
                 name, permissions, ..

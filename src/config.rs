@@ -169,6 +169,9 @@ pub struct ExtensionsConfig {
     /// Seconds between re-reads of every extension's state (enabled, grants) from the
     /// database, in case a change notification from another instance or the CLI was lost.
     pub resync_secs: u64,
+    /// How often each instance writes its extensions' counters to the database (for
+    /// `solobase extensions status|metrics`), in ms.
+    pub stats_interval_ms: u64,
 }
 
 /// One extension's database limits; absent keys take the `[extensions]` defaults.
@@ -216,6 +219,7 @@ impl Default for ExtensionsConfig {
             health_timeout_ms: 5_000,
             health_critical_to_disable: 3,
             resync_secs: 5,
+            stats_interval_ms: 5_000,
         }
     }
 }
@@ -622,6 +626,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "extensions.resync_secs is {}: set it between 1 and 3600",
                 self.extensions.resync_secs
+            )));
+        }
+        if !(100..=3_600_000).contains(&self.extensions.stats_interval_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "extensions.stats_interval_ms is {}: set it between 100 and 3600000",
+                self.extensions.stats_interval_ms
             )));
         }
         for (name, limits) in &self.extensions.limits {

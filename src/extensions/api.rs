@@ -137,23 +137,7 @@ fn entry(host: &ExtensionHost, l: &Loaded) -> serde_json::Value {
         "history": l.health.history(),
     },
     "limits": host.limits_of(name),
-    "stats": {
-        "requests": l.stats.requests.load(Ordering::Relaxed),
-        "errors": l.stats.errors.load(Ordering::Relaxed),
-        "hook_calls": l.stats.hook_calls(),
-        "hook_timeouts": l.stats.hook_timeouts.load(Ordering::Relaxed),
-        "panics": l.panics.count(),
-        "breaker": l.breaker.state(),
-        "in_flight": l.in_flight(),
-        "busy": l.stats.busy.load(Ordering::Relaxed),
-        "rate_limited": l.stats.rate_limited.load(Ordering::Relaxed),
-        "over_budget": l.stats.over_budget.load(Ordering::Relaxed),
-        "jobs_done": l.stats.jobs_done.load(Ordering::Relaxed),
-        "jobs_failed": l.stats.jobs_failed.load(Ordering::Relaxed),
-        "allocated_bytes": l.stats.allocated_bytes.load(Ordering::Relaxed),
-        "storage_bytes": l.storage.as_ref().and_then(|s| s.quota()).map(|(_, used)| used),
-        "storage_quota_bytes": l.storage.as_ref().and_then(|s| s.quota()).map(|(limit, _)| limit),
-    },
+    "stats": host.stats_of(l),
         })
 }
 

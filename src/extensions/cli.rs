@@ -11,7 +11,9 @@ use serde_json::json;
 use solobase_sdk::{ExtensionName, Manifest, Migration};
 
 use super::admin::{self, AdminError, Grant};
-use super::{loader, migrate, roles, state};
+pub use super::cli_config::ConfigOp;
+pub use super::cli_status::Unhealthy;
+use super::{cli_config, cli_status, loader, migrate, roles, state};
 use crate::audit::{self, Actor, Entry, Outcome};
 use crate::config::{Config, ConfigError};
 use crate::db::{Database, Mode};
@@ -323,26 +325,61 @@ pub enum AdminAction {
         name: String,
         permissions: Vec<String>,
     },
+    Status {
+        json: bool,
+    },
+    Health {
+        name: String,
+        json: bool,
+    },
+    Metrics {
+        name: Option<String>,
+        json: bool,
+    },
+    Config {
+        name: String,
+        op: ConfigOp,
+    },
 }
 
 /// `solobase extensions list|enable|disable|revoke`: changes are applied by every running
 /// instance at once (they are notified), and audited as the command line's.
 pub async fn run_admin(config: Config, action: AdminAction) -> anyhow::Result<()> {
     let target = match &action {
-        AdminAction::List { .. } => None,
+        AdminAction::List { .. } | AdminAction::Status { .. } => None,
+        AdminAction::Metrics { name, .. } => match name {
+            Some(name) => Some(compiled(name)?),
+            None => None,
+        },
         AdminAction::Enable { name, .. }
         | AdminAction::Info { name, .. }
         | AdminAction::Disable { name }
-        | AdminAction::Revoke { name, .. } => Some(compiled(name)?.0),
+        | AdminAction::Health { name, .. }
+        | AdminAction::Config { name, .. }
+        | AdminAction::Revoke { name, .. } => Some(compiled(name)?),
     };
+    let (target, registration) = target.unzip();
     let requested = loader::requested(target.as_ref());
     let db = Database::connect(&config, Mode::Share).await?;
     let result = async {
         crate::db::migrate::run(db.pool()).await?;
         let pool = db.pool();
         let actor = Actor::cli();
+        let all: Vec<Manifest> = manifests().into_iter().map(|(m, _)| m).collect();
         match action {
             AdminAction::List { json } => list(pool, json).await,
+            AdminAction::Status { json } => cli_status::status(&config, pool, &all, json).await,
+            AdminAction::Metrics { name, json } => {
+                cli_status::metrics(&config, pool, &all, name.as_deref(), json).await
+            }
+            AdminAction::Health { json, .. } => {
+                let manifest = target.as_ref().expect("named");
+                cli_status::health(pool, manifest, json).await
+            }
+            AdminAction::Config { name, op } => {
+                let registration = registration.as_ref().expect("named");
+                cli_config::run(&config, pool, &name, registration, op).await
+            }
             AdminAction::Info { name, json } => {
                 let manifest = target
                     .as_ref()

@@ -450,6 +450,9 @@ pub struct ExtensionHost {
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     settings: ExtensionsConfig,
+    /// This instance, as named in `solobase.extension_stats` and the jobs it claims.
+    instance: String,
+    started_at: time::OffsetDateTime,
 }
 
 impl std::fmt::Debug for ExtensionHost {
@@ -669,6 +672,7 @@ impl ExtensionHost {
         host.spawn_watchdog();
         host.spawn_rate_sweeper();
         host.spawn_health_monitor();
+        host.spawn_stats_publisher();
         if !host.loaded.is_empty() {
             super::jobs::spawn(&host);
         }
@@ -741,6 +745,8 @@ impl ExtensionHost {
             stop: watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
             settings: ctx.settings.clone(),
+            instance: instance_name(),
+            started_at: time::OffsetDateTime::now_utc(),
         }
     }
 
@@ -880,6 +886,55 @@ impl ExtensionHost {
         }
     }
 
+    /// This instance's name: host name, process id and a random part (several instances may
+    /// share a process, in tests).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Writes this instance's counters to the database every `stats_interval_ms`.
+    fn spawn_stats_publisher(self: &Arc<Self>) {
+        if !self.loaded.is_empty() {
+            let every = Duration::from_millis(self.settings.stats_interval_ms);
+            self.spawn_periodic(every, |host| async move {
+                if let Err(e) = host.publish_stats().await {
+                    tracing::warn!(error = %e, "cannot record the extensions' counters");
+                }
+            });
+        }
+    }
+
+    async fn publish_stats(&self) -> anyhow::Result<()> {
+        let rows: Vec<(String, serde_json::Value)> = self
+            .loaded
+            .iter()
+            .map(|l| (l.name.to_string(), self.stats_of(l)))
+            .collect();
+        state::record_stats(&self.pool, &self.instance, self.started_at, &rows).await
+    }
+
+    /// An extension's counters, as `stats` in the API and in `solobase.extension_stats`.
+    pub fn stats_of(&self, l: &Loaded) -> serde_json::Value {
+        let quota = l.storage.as_ref().and_then(|s| s.quota());
+        serde_json::json!({
+            "requests": l.stats.requests.load(Ordering::Relaxed),
+            "errors": l.stats.errors.load(Ordering::Relaxed),
+            "hook_calls": l.stats.hook_calls(),
+            "hook_timeouts": l.stats.hook_timeouts.load(Ordering::Relaxed),
+            "panics": l.panics.count(),
+            "breaker": l.breaker.state(),
+            "in_flight": l.in_flight(),
+            "busy": l.stats.busy.load(Ordering::Relaxed),
+            "rate_limited": l.stats.rate_limited.load(Ordering::Relaxed),
+            "over_budget": l.stats.over_budget.load(Ordering::Relaxed),
+            "jobs_done": l.stats.jobs_done.load(Ordering::Relaxed),
+            "jobs_failed": l.stats.jobs_failed.load(Ordering::Relaxed),
+            "allocated_bytes": l.stats.allocated_bytes.load(Ordering::Relaxed),
+            "storage_bytes": quota.map(|(_, used)| used),
+            "storage_quota_bytes": quota.map(|(limit, _)| limit),
+        })
+    }
+
     /// One round of health checks, all extensions at once; then the consequences.
     async fn check_health(&self) {
         let limit = Duration::from_millis(self.settings.health_timeout_ms);
@@ -919,7 +974,11 @@ impl ExtensionHost {
         let reports: Vec<(String, serde_json::Value)> = self
             .loaded
             .iter()
-            .map(|l| (l.name.to_string(), self.health_report(l)))
+            .map(|l| {
+                let mut report = self.health_report(l);
+                report["history"] = serde_json::json!(l.health.history());
+                (l.name.to_string(), report)
+            })
             .collect();
         if let Err(e) = state::record_health(&self.pool, &reports).await {
             tracing::warn!(error = %e, "cannot record the extensions' health");
@@ -989,6 +1048,11 @@ impl ExtensionHost {
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for task in tasks {
             let _ = task.await;
+        }
+        if !self.loaded.is_empty()
+            && let Err(e) = state::forget_stats(&self.pool, &self.instance).await
+        {
+            tracing::warn!(error = %e, "cannot remove this instance's counters");
         }
         let limit = Duration::from_secs(self.settings.lifecycle_timeout_secs);
         for l in self.loaded.iter().rev() {
@@ -1342,6 +1406,20 @@ impl ExtensionHost {
     pub fn max_body_bytes(&self) -> usize {
         self.settings.max_body_bytes
     }
+}
+
+/// See [`ExtensionHost::instance`].
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "{}:{}:{}",
+        if host.is_empty() { "localhost" } else { &host },
+        std::process::id(),
+        &random[..8]
+    )
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ const BATCHES_PER_ROUND: usize = 16;
 
 /// Starts this instance's worker: every `jobs_poll_ms`, batches until no job is due.
 pub(super) fn spawn(host: &Arc<ExtensionHost>) {
-    let instance: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+    let instance: Arc<str> = host.instance().into();
     let every = Duration::from_millis(host.settings().jobs_poll_ms);
     host.spawn_periodic(every, move |host| {
         let instance = instance.clone();

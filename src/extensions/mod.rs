@@ -15,6 +15,8 @@
 pub mod admin;
 pub mod api;
 pub mod cli;
+mod cli_config;
+mod cli_status;
 // The build script's rules, compiled here too so that they are unit-tested.
 #[cfg(test)]
 mod discovery;

@@ -247,3 +247,98 @@ pub async fn announce(
         .await
         .map(drop)
 }
+
+/// Records `instance`'s counters for each extension (one statement), and forgets those of
+/// instances silent for a day (they died without saying goodbye).
+pub async fn record_stats(
+    pool: &Pool,
+    instance: &str,
+    started_at: time::OffsetDateTime,
+    rows: &[(String, serde_json::Value)],
+) -> anyhow::Result<()> {
+    let (names, stats): (Vec<&str>, Vec<&serde_json::Value>) =
+        rows.iter().map(|(n, s)| (n.as_str(), s)).unzip();
+    let client = pool.get().await?;
+    client
+        .execute(
+            "INSERT INTO solobase.extension_stats (instance, name, stats, started_at) \
+             SELECT $1, o.name, o.stats, $4 FROM unnest($2::text[], $3::jsonb[]) AS o(name, stats) \
+             ON CONFLICT (instance, name) DO UPDATE SET stats = EXCLUDED.stats, updated_at = now()",
+            &[&instance, &names, &stats, &started_at],
+        )
+        .await?;
+    client
+        .execute(
+            "DELETE FROM solobase.extension_stats WHERE updated_at < now() - interval '1 day'",
+            &[],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Removes `instance`'s counters (it is stopping).
+pub async fn forget_stats(pool: &Pool, instance: &str) -> anyhow::Result<()> {
+    pool.get()
+        .await?
+        .execute(
+            "DELETE FROM solobase.extension_stats WHERE instance = $1",
+            &[&instance],
+        )
+        .await?;
+    Ok(())
+}
+
+/// One instance's counters of one extension.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InstanceStats {
+    pub instance: String,
+    pub name: String,
+    pub stats: serde_json::Value,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: time::OffsetDateTime,
+    /// Seconds since it was written.
+    pub age_secs: f64,
+}
+
+/// Every instance's latest counters, newest first.
+pub async fn load_stats(pool: &Pool) -> anyhow::Result<Vec<InstanceStats>> {
+    let rows = pool
+        .get()
+        .await?
+        .query(
+            "SELECT instance, name, stats, started_at, updated_at, \
+                    extract(epoch FROM now() - updated_at)::float8 \
+             FROM solobase.extension_stats ORDER BY updated_at DESC, instance, name",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| InstanceStats {
+            instance: r.get(0),
+            name: r.get(1),
+            stats: r.get(2),
+            started_at: r.get(3),
+            updated_at: r.get(4),
+            age_secs: r.get(5),
+        })
+        .collect())
+}
+
+/// `name`'s shared configuration and its entity tag, if one was ever set.
+pub async fn shared_config(
+    pool: &Pool,
+    name: &str,
+) -> anyhow::Result<Option<(serde_json::Value, String)>> {
+    let row = pool
+        .get()
+        .await?
+        .query_opt(
+            "SELECT config, etag FROM solobase.extension_config WHERE name = $1",
+            &[&name],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}

@@ -26,6 +26,9 @@ mod isolation;
 #[cfg(feature = "probe")]
 mod instances;
 mod lifecycle;
+// Operates the probe extension from the command line: run with --all-features.
+#[cfg(feature = "probe")]
+mod operate;
 // Drives the probe extension's routes: run with --all-features.
 #[cfg(feature = "probe")]
 mod metrics;

@@ -26,6 +26,7 @@ mod isolation;
 #[cfg(feature = "probe")]
 mod instances;
 mod lifecycle;
+mod scaffold;
 // Drives the probe extension's routes: run with --all-features.
 #[cfg(feature = "probe")]
 mod metrics;

@@ -64,7 +64,26 @@ pub fn run(name: &str, root: Option<&Path>) -> anyhow::Result<()> {
     };
     let generated = generate(name, &root)?;
     print!("{}", next_steps(&generated));
+    let lib = generated.root.join(&generated.dir).join("src/lib.rs");
+    if let Err(e) = format(&lib) {
+        println!("note: {e}; run `cargo fmt` before committing");
+    }
     Ok(())
+}
+
+/// Formats the generated code with the project's rustfmt settings: how rustfmt lays a line
+/// out depends on the length of the names filled in.
+fn format(file: &Path) -> Result<(), String> {
+    let status = std::process::Command::new("rustfmt")
+        .args(["--edition", "2024"])
+        .arg(file)
+        .status()
+        .map_err(|e| format!("cannot run rustfmt ({e})"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("rustfmt failed on {} ({status})", file.display()))
+    }
 }
 
 /// The Solobase project at `start` (or, with `walk_up`, the nearest one above it): the folder

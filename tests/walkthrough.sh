@@ -42,7 +42,7 @@ step() {
 }
 done_step() {
     local ms=$((($(date +%s%N) - step_start) / 1000000))
-    timings+=("$(awk -v n="$step_name" -v ms="$ms" 'BEGIN { printf "%-58s %8.1f s", n, ms / 1000 }')")
+    timings+=("$(awk -v n="$step_name" -v ms="$ms" 'BEGIN { printf "%-66s %8.1f s", n, ms / 1000 }')")
 }
 fail() {
     echo "walkthrough FAILED at \"$step_name\": $*" >&2
@@ -141,4 +141,4 @@ done_step
 
 printf '\nTime to a first extension:\n'
 printf '  %s\n' "${timings[@]}"
-awk -v ns="$(($(date +%s%N) - total_start))" 'BEGIN { printf "  %-58s %8.1f s\n", "total", ns / 1e9 }'
+awk -v ns="$(($(date +%s%N) - total_start))" 'BEGIN { printf "  %-66s %8.1f s\n", "total", ns / 1e9 }'

@@ -1,7 +1,7 @@
 //! A source scan for `solobase extensions validate`: finds where an extension's Rust code
 //! reaches past the SDK — `std::fs`, `std::net`, `std::process` (also as `::std::…`, inside
-//! `use std::{…}` groups at any depth, and under `std::os::<platform>::…`) and `unsafe` —
-//! with the line of each.
+//! `use std::{…}` groups at any depth, and under `std::os::<platform>::…`), their async twins
+//! `tokio::fs`, `tokio::net`, `tokio::process`, and `unsafe` — with the line of each.
 //!
 //! It is a small lexer, not a parser: comments (nested block comments too), string, raw
 //! string, byte string and character literals are skipped, so a path mentioned in a comment or
@@ -23,16 +23,6 @@ pub enum Reach {
 }
 
 impl Reach {
-    /// How the code says it: `std::fs`, …, `unsafe`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Fs => "std::fs",
-            Self::Net => "std::net",
-            Self::Process => "std::process",
-            Self::Unsafe => "unsafe",
-        }
-    }
-
     fn from_module(segment: &str) -> Option<Self> {
         match segment {
             "fs" => Some(Self::Fs),
@@ -43,12 +33,17 @@ impl Reach {
     }
 }
 
-/// One use found: what it reaches and its line (1-based).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One use found: what it reaches, the path as written up to the module that decides it
+/// (`std::fs`, `std::os::unix::net`, `tokio::process`, `unsafe`), and its line (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub reach: Reach,
+    pub path: String,
     pub line: usize,
 }
+
+/// Crates whose `fs`, `net` and `process` modules are reported.
+const ROOTS: [&str; 2] = ["std", "tokio"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tok {
@@ -59,7 +54,8 @@ enum Tok {
     Punct(char),
 }
 
-/// Every use of `std::fs`, `std::net`, `std::process` and `unsafe` in `source`, in order.
+/// Every use of `std::fs`, `std::net`, `std::process` (and tokio's), and `unsafe` in `source`,
+/// in order.
 pub fn scan(source: &str) -> Vec<Finding> {
     let tokens = lex(source);
     let mut findings = Vec::new();
@@ -67,11 +63,13 @@ pub fn scan(source: &str) -> Vec<Finding> {
         match tok {
             Tok::Ident(word) if word == "unsafe" => findings.push(Finding {
                 reach: Reach::Unsafe,
+                path: word.clone(),
                 line: *line,
             }),
-            Tok::Ident(word) if word == "std" && is_crate_root(&tokens, i) => {
+            Tok::Ident(word) if ROOTS.contains(&word.as_str()) && is_crate_root(&tokens, i) => {
                 if let Some((Tok::PathSep, _)) = tokens.get(i + 1) {
-                    walk_path(&tokens, i + 2, &mut Vec::new(), &mut findings);
+                    let mut prefix = vec![word.clone()];
+                    walk_path(&tokens, i + 2, &mut prefix, &mut findings);
                 }
             }
             _ => {}
@@ -80,8 +78,8 @@ pub fn scan(source: &str) -> Vec<Finding> {
     findings
 }
 
-/// Whether the `std` at `i` starts a path (`std::…`, `::std::…`) rather than continuing one
-/// (`other::std::…`).
+/// Whether the crate name at `i` starts a path (`std::…`, `::std::…`) rather than continuing
+/// one (`other::std::…`).
 fn is_crate_root(tokens: &[(Tok, usize)], i: usize) -> bool {
     const PATH_KEYWORDS: [&str; 4] = ["crate", "self", "super", "Self"];
     if i == 0 || tokens[i - 1].0 != Tok::PathSep {
@@ -123,7 +121,8 @@ fn is_keyword(word: &str) -> bool {
     )
 }
 
-/// Reads the path segments after `std::` starting at `i`, into `prefix`; a `{…}` group
+/// Reads the path segments after `std::` (or `tokio::`) starting at `i`, into `prefix` (which
+/// starts with the crate's name); a `{…}` group
 /// continues the prefix with each of its items. Reports the first segment that makes the
 /// path reach something.
 fn walk_path(
@@ -140,7 +139,11 @@ fn walk_path(
                 if let Some(reach) = reaches(prefix)
                     && prefix.len() == reach_depth(prefix)
                 {
-                    findings.push(Finding { reach, line: *line });
+                    findings.push(Finding {
+                        reach,
+                        path: prefix.join("::"),
+                        line: *line,
+                    });
                 }
                 i += 1;
             }
@@ -187,22 +190,22 @@ fn walk_group(
     }
 }
 
-/// What the path under `std` reaches: `fs`, `net`, `process`, or `os::<platform>::<one of
-/// them>` (`std::os::unix::net` is sockets too).
+/// What a path (crate name first) reaches: `<crate>::fs`, `::net`, `::process`, or
+/// `std::os::<platform>::<one of them>` (`std::os::unix::net` is sockets too).
 fn reaches(path: &[String]) -> Option<Reach> {
     match path {
-        [first, ..] if Reach::from_module(first).is_some() => Reach::from_module(first),
-        [os, _, module, ..] if os == "os" => Reach::from_module(module),
+        [_, first, ..] if Reach::from_module(first).is_some() => Reach::from_module(first),
+        [std, os, _, module, ..] if std == "std" && os == "os" => Reach::from_module(module),
         _ => None,
     }
 }
 
 /// How many segments decide [`reaches`]: reported once, when the path gets that long.
 fn reach_depth(path: &[String]) -> usize {
-    if path.first().is_some_and(|s| s == "os") {
-        3
+    if path.get(1).is_some_and(|s| s == "os") {
+        4
     } else {
-        1
+        2
     }
 }
 
@@ -360,6 +363,30 @@ mod tests {
             .into_iter()
             .map(|f| (f.reach, f.line))
             .collect()
+    }
+
+    fn paths(source: &str) -> Vec<String> {
+        scan(source).into_iter().map(|f| f.path).collect()
+    }
+
+    #[test]
+    fn names_the_path_as_written_and_covers_tokio() {
+        let src = "use std::{os::unix::net::UnixStream, fs::File};\nuse tokio::{fs, net::TcpListener, sync::Mutex};\nfn f() { let _ = tokio::process::Command::new(\"x\"); unsafe {} }\n";
+        assert_eq!(
+            paths(src),
+            [
+                "std::os::unix::net",
+                "std::fs",
+                "tokio::fs",
+                "tokio::net",
+                "tokio::process",
+                "unsafe"
+            ]
+        );
+        assert_eq!(
+            paths("use tokio::sync::mpsc;\nuse my::tokio::fs;\n"),
+            [] as [&str; 0]
+        );
     }
 
     #[test]

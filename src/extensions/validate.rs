@@ -436,8 +436,8 @@ fn check_config_schema(dir: &Path, manifest: &Manifest, report: &mut Report) {
     }
 }
 
-/// `src/**/*.rs`: uses of `std::fs`, `std::net`, `std::process` and `unsafe` that the
-/// manifest's permissions do not cover.
+/// `src/**/*.rs`: uses of `std::fs`, `std::net`, `std::process` (and tokio's) and `unsafe`
+/// that the manifest's permissions do not cover.
 fn check_sources(dir: &Path, manifest: &Manifest, report: &mut Report) {
     let mut files = Vec::new();
     rust_files(&dir.join("src"), &mut files);
@@ -456,7 +456,7 @@ fn check_sources(dir: &Path, manifest: &Manifest, report: &mut Report) {
             if finding.reach == Reach::Net && network {
                 continue;
             }
-            report.problem("source", &rel, Some(finding.line), advice(finding.reach));
+            report.problem("source", &rel, Some(finding.line), advice(&finding));
         }
     }
     report.notes.push(format!(
@@ -466,9 +466,9 @@ fn check_sources(dir: &Path, manifest: &Manifest, report: &mut Report) {
     ));
 }
 
-/// What a use of `reach` needs.
-fn advice(reach: Reach) -> String {
-    let what = match reach {
+/// What a use needs.
+fn advice(finding: &scan::Finding) -> String {
+    let what = match finding.reach {
         Reach::Net => format!(
             "needs the permission {NETWORK}: request it in extension.toml (permissions = \
              [\"{NETWORK}\"]) or remove the use"
@@ -483,7 +483,7 @@ fn advice(reach: Reach) -> String {
                           remove it"
             .into(),
     };
-    format!("uses {}: {what}", reach.as_str())
+    format!("uses {}: {what}", finding.path)
 }
 
 /// Every `.rs` file under `dir`, recursively (symbolic links not followed).

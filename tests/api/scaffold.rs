@@ -251,8 +251,14 @@ fn generate_writes_a_valid_extension_and_wires_it_into_cargo_toml() {
             "solobase-ext-my-notes = { path = \"extensions/custom/my-notes\", optional = true }",
         ]
     );
-    let kept: Vec<&str> = edited.lines().filter(|l| !added.contains(l)).collect();
-    assert_eq!(kept, original.lines().collect::<Vec<_>>());
+    // Every original line is kept, in order (comments included).
+    let mut edited_lines = edited.lines();
+    for line in original.lines() {
+        assert!(
+            edited_lines.any(|e| e == line),
+            "{line:?} was lost or moved"
+        );
+    }
 
     // The result passes validate (its config schema is checked once it is compiled in).
     let (out, report) = validate(&project.0, &ext);

@@ -207,8 +207,90 @@ fn refuse_taken(name: &ExtensionName, root: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// `Hello` for `hello`, `MyNotes` for `my-notes`, `Ext2` for `ext2`.
+/// Names the generated code already uses (the SDK's prelude, Rust's prelude, its imports): an
+/// extension type of that name would shadow them and not compile.
+const TAKEN_TYPE_NAMES: &[&str] = &[
+    "Access",
+    "Arc",
+    "AsMut",
+    "AsRef",
+    "Box",
+    "Clone",
+    "Copy",
+    "Default",
+    "Deserialize",
+    "DownloadInfo",
+    "Drop",
+    "Eq",
+    "Err",
+    "Event",
+    "Extend",
+    "Extension",
+    "ExtensionError",
+    "Flow",
+    "Fn",
+    "FnMut",
+    "FnOnce",
+    "From",
+    "HeaderMap",
+    "HeaderValue",
+    "Health",
+    "Hook",
+    "HookPoint",
+    "HookSet",
+    "Identity",
+    "InitContext",
+    "Into",
+    "IntoIterator",
+    "Iterator",
+    "Job",
+    "LoginInfo",
+    "Method",
+    "MiddlewareSpec",
+    "Migration",
+    "None",
+    "Ok",
+    "Option",
+    "Ord",
+    "PartialEq",
+    "PartialOrd",
+    "Request",
+    "RequestHead",
+    "Response",
+    "ResponseHead",
+    "Result",
+    "Role",
+    "Routes",
+    "Self",
+    "Send",
+    "SignupInfo",
+    "Sized",
+    "Some",
+    "StatusCode",
+    "String",
+    "Sync",
+    "TestHarness",
+    "ToOwned",
+    "ToString",
+    "TryFrom",
+    "TryInto",
+    "Unpin",
+    "UploadInfo",
+    "Vec",
+];
+
+/// `Hello` for `hello`, `MyNotes` for `my-notes`, `Ext2` for `ext2`; `ResultExt` for
+/// `result`, whose plain name the generated code already uses.
 pub fn type_name(name: &ExtensionName) -> String {
+    let camel = camel_case(name);
+    if TAKEN_TYPE_NAMES.contains(&camel.as_str()) {
+        camel + "Ext"
+    } else {
+        camel
+    }
+}
+
+fn camel_case(name: &ExtensionName) -> String {
     name.as_str()
         .split('-')
         .map(|word| {
@@ -278,6 +360,9 @@ mod tests {
             ("hello", "Hello"),
             ("my-notes", "MyNotes"),
             ("ext2", "Ext2"),
+            ("result", "ResultExt"),
+            ("self", "SelfExt"),
+            ("request-head", "RequestHeadExt"),
         ] {
             assert_eq!(type_name(&ExtensionName::parse(name).unwrap()), want);
         }

@@ -95,7 +95,10 @@ fn add_feature(lines: &mut Vec<String>, range: std::ops::Range<usize>, feature: 
     if lines[range.clone()].iter().any(|l| l.trim() == MARKER) {
         lines.insert(at, feature.to_owned());
     } else {
-        lines.splice(at..at, [MARKER.to_owned(), feature.to_owned()]);
+        lines.splice(
+            at..at,
+            [String::new(), MARKER.to_owned(), feature.to_owned()],
+        );
     }
 }
 
@@ -243,7 +246,7 @@ debug = 1
             .replace(
                 "probe = [\"dep:solobase-ext-probe\"]\n",
                 &format!(
-                    "probe = [\"dep:solobase-ext-probe\"]\n{MARKER}\nhello = \
+                    "probe = [\"dep:solobase-ext-probe\"]\n\n{MARKER}\nhello = \
                      [\"dep:solobase-ext-hello\"]\n"
                 ),
             )

@@ -63,9 +63,10 @@ pub fn run(name: &str, root: Option<&Path>) -> anyhow::Result<()> {
         None => project_root(&cwd, true)?,
     };
     let generated = generate(name, &root)?;
-    print!("{}", next_steps(&generated));
     let lib = generated.root.join(&generated.dir).join("src/lib.rs");
-    if let Err(e) = format(&lib) {
+    let formatted = rustfmt(&lib);
+    print!("{}", next_steps(&generated));
+    if let Err(e) = formatted {
         println!("note: {e}; run `cargo fmt` before committing");
     }
     Ok(())
@@ -73,7 +74,7 @@ pub fn run(name: &str, root: Option<&Path>) -> anyhow::Result<()> {
 
 /// Formats the generated code with the project's rustfmt settings: how rustfmt lays a line
 /// out depends on the length of the names filled in.
-fn format(file: &Path) -> Result<(), String> {
+fn rustfmt(file: &Path) -> Result<(), String> {
     let status = std::process::Command::new("rustfmt")
         .args(["--edition", "2024"])
         .arg(file)
@@ -132,8 +133,9 @@ fn is_project_root(dir: &Path) -> bool {
 
 /// Writes extension `name` under `<root>/extensions/custom/` and wires it into
 /// `<root>/Cargo.toml`. Refuses (a usage error, nothing written) an invalid name, or one
-/// that an extension, a folder or a Cargo feature already has.
-pub fn generate(name: &str, root: &Path) -> Result<Generated, ConfigError> {
+/// that an extension, a folder or a Cargo feature already has; a failure to write undoes
+/// what was written.
+pub fn generate(name: &str, root: &Path) -> anyhow::Result<Generated> {
     let name = ExtensionName::parse(name).map_err(ConfigError::Invalid)?;
     refuse_taken(&name, root)?;
     let cargo_path = root.join("Cargo.toml");
@@ -145,10 +147,7 @@ pub fn generate(name: &str, root: &Path) -> Result<Generated, ConfigError> {
     let target = root.join(&dir);
     if let Err(e) = write_files(&target, &name) {
         let _ = std::fs::remove_dir_all(&target);
-        return Err(ConfigError::Invalid(format!(
-            "cannot write {}: {e}",
-            target.display()
-        )));
+        anyhow::bail!("cannot write {}: {e}", target.display());
     }
     let scratch = root.join(".Cargo.toml.solobase-generate");
     let replaced =
@@ -156,10 +155,7 @@ pub fn generate(name: &str, root: &Path) -> Result<Generated, ConfigError> {
     if let Err(e) = replaced {
         let _ = std::fs::remove_file(&scratch);
         let _ = std::fs::remove_dir_all(&target);
-        return Err(ConfigError::Invalid(format!(
-            "cannot update {}: {e}",
-            cargo_path.display()
-        )));
+        anyhow::bail!("cannot update {}: {e}", cargo_path.display());
     }
     Ok(Generated {
         name,

@@ -84,12 +84,15 @@ fn validate_reports_each_problem_with_its_file_and_line() {
         manifest.replacen("version = \"0.1.0\"", "version = \"0.2.0\"", 1),
     )
     .unwrap();
-    // V1 loses its down script; V3 comes without a V2; a down script without its migration.
+    // V1 loses its down script and gets a twin; V3 comes without a V2; a down script without
+    // its migration; a file that is no migration.
     std::fs::remove_file(ext.join("migrations/V1__endpoints.down.sql")).unwrap();
     std::fs::write(ext.join("migrations/V3__later.sql"), "SELECT 1;").unwrap();
     std::fs::write(ext.join("migrations/V3__later.down.sql"), "SELECT 1;").unwrap();
     std::fs::write(ext.join("migrations/V4__orphan.down.sql"), "SELECT 1;").unwrap();
     std::fs::write(ext.join("migrations/notes.txt"), "").unwrap();
+    std::fs::write(ext.join("migrations/V1__again.sql"), "SELECT 1;").unwrap();
+    std::fs::write(ext.join("migrations/V1__again.down.sql"), "SELECT 1;").unwrap();
     // Code reaching past the SDK; std::net is covered by its network.outbound permission.
     std::fs::write(
         ext.join("src/reach.rs"),
@@ -119,6 +122,7 @@ fn validate_reports_each_problem_with_its_file_and_line() {
             (s("crate"), s("Cargo.toml"), Some(3)),
             (s("migrations"), s("migrations"), None),
             (s("migrations"), s("migrations/V1__endpoints.sql"), None),
+            (s("migrations"), s("migrations/V1__endpoints.sql"), None),
             (s("migrations"), s("migrations/V4__orphan.down.sql"), None),
             (s("migrations"), s("migrations/notes.txt"), None),
             (s("source"), s("src/deep/mod.rs"), Some(3)),
@@ -132,6 +136,7 @@ fn validate_reports_each_problem_with_its_file_and_line() {
     for expected in [
         "differs from extension.toml's 0.2.0",
         "V2 is missing before V3",
+        "version 1 is also V1__again.sql",
         "add migrations/V1__endpoints.down.sql",
         "uses std::fs: no permission allows",
         "uses unsafe: no permission allows unsafe code",
@@ -146,7 +151,7 @@ fn validate_reports_each_problem_with_its_file_and_line() {
     let out = run(cmd, Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("9 problems"), "{text}");
+    assert!(text.contains("10 problems"), "{text}");
     assert!(text.contains("  src/reach.rs:5: uses unsafe"), "{text}");
 }
 

@@ -181,8 +181,8 @@ enum ExtensionsCommand {
         root: Option<PathBuf>,
     },
     /// Check an extension's folder: manifest, names, versions, migrations and their down
-    /// scripts, configuration schema, and uses of std::fs, std::net, std::process or unsafe
-    /// its permissions do not cover; exit 2 when it finds problems
+    /// scripts, configuration schema, and uses of std::fs, std::net, std::process (or tokio's)
+    /// or unsafe its permissions do not cover; exit 2 when it finds problems
     Validate {
         /// The extension's folder, e.g. extensions/custom/notes
         path: PathBuf,

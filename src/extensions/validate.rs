@@ -33,6 +33,10 @@ pub struct Problem {
     pub line: Option<usize>,
     /// What is wrong and what to do.
     pub message: String,
+    /// For a use in the source: the permission that would allow it, when one does
+    /// (`network.outbound`); `None` when none can.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permission: Option<&'static str>,
 }
 
 /// What `validate` found in one folder.
@@ -54,6 +58,7 @@ impl Report {
             file: file.to_owned(),
             line,
             message,
+            permission: None,
         });
     }
 }
@@ -457,6 +462,9 @@ fn check_sources(dir: &Path, manifest: &Manifest, report: &mut Report) {
                 continue;
             }
             report.problem("source", &rel, Some(finding.line), advice(&finding));
+            if let Some(problem) = report.problems.last_mut() {
+                problem.permission = (finding.reach == Reach::Net).then_some(NETWORK);
+            }
         }
     }
     report.notes.push(format!(

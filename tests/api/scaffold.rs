@@ -186,6 +186,14 @@ fn validate_flags_std_net_without_its_permission_and_a_misnamed_folder() {
         messages.contains("needs the permission network.outbound"),
         "{messages}"
     );
+    let problems = report["problems"].as_array().unwrap();
+    let net = problems.iter().find(|p| p["check"] == "source").unwrap();
+    assert_eq!(net["permission"], "network.outbound");
+    assert!(
+        problems
+            .iter()
+            .all(|p| p["check"] == "source" || p.get("permission").is_none())
+    );
 
     let (out, report) = validate(&tmp.0, &tmp.0.join("nothing-here"));
     assert_eq!(out.status.code(), Some(2));

@@ -35,7 +35,6 @@ pub mod pipeline;
 pub mod reconfigure;
 pub mod roles;
 pub mod scaffold;
-mod scan;
 pub mod services;
 pub mod state;
 mod sync;

@@ -10,17 +10,16 @@
 //! only: no database, no configuration. Exit code 0 when clean, 2 when problems were found
 //! (as `solobase config validate`).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 use solobase_sdk::Manifest;
 
-use super::scan::{self, Reach};
-use crate::config::ConfigError;
+mod migrations;
+mod scan;
+mod source;
 
-/// The permission that covers `std::net` (declarative: operators review it).
-const NETWORK: &str = "network.outbound";
+use crate::config::ConfigError;
 
 /// One problem: where, which check, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,7 +51,13 @@ pub struct Report {
 }
 
 impl Report {
-    fn problem(&mut self, check: &'static str, file: &str, line: Option<usize>, message: String) {
+    pub(super) fn problem(
+        &mut self,
+        check: &'static str,
+        file: &str,
+        line: Option<usize>,
+        message: String,
+    ) {
         self.problems.push(Problem {
             check,
             file: file.to_owned(),
@@ -129,9 +134,9 @@ pub fn validate(dir: &Path) -> Report {
     };
     report.name = Some(manifest.name.to_string());
     check_crate(dir, &manifest, &mut report);
-    check_migrations(dir, &mut report);
+    migrations::check(dir, &mut report);
     check_config_schema(dir, &manifest, &mut report);
-    check_sources(dir, &manifest, &mut report);
+    source::check(dir, &manifest, &mut report);
     report
 }
 
@@ -267,120 +272,6 @@ fn check_crate(dir: &Path, manifest: &Manifest, report: &mut Report) {
     }
 }
 
-/// `migrations/`: `V<n>__<name>.sql` numbered 1..n without gaps or duplicates, each with its
-/// `V<n>__<name>.down.sql`.
-fn check_migrations(dir: &Path, report: &mut Report) {
-    let folder = dir.join("migrations");
-    let Ok(entries) = std::fs::read_dir(&folder) else {
-        report
-            .notes
-            .push("no migrations/ folder: no migrations".into());
-        return;
-    };
-    let mut files: Vec<String> = entries
-        .flatten()
-        .filter(|e| e.path().is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    files.sort();
-    let mut ups: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    let mut downs: BTreeMap<String, String> = BTreeMap::new();
-    for file in &files {
-        let rel = format!("migrations/{file}");
-        match parse_migration_name(file) {
-            Some((version, _, false)) => ups.entry(version).or_default().push(file.clone()),
-            Some((_, stem, true)) => {
-                downs.insert(stem, file.clone());
-            }
-            None => report.problem(
-                "migrations",
-                &rel,
-                None,
-                "not a migration's name: use V<n>__<name>.sql and its down script \
-                 V<n>__<name>.down.sql"
-                    .into(),
-            ),
-        }
-    }
-    for (version, names) in &ups {
-        if names.len() > 1 {
-            report.problem(
-                "migrations",
-                &format!("migrations/{}", names[1]),
-                None,
-                format!(
-                    "version {version} is also {}: give each its own version",
-                    names[0]
-                ),
-            );
-        }
-    }
-    let mut expected = 1;
-    for version in ups.keys() {
-        if *version != expected {
-            report.problem(
-                "migrations",
-                "migrations",
-                None,
-                format!(
-                    "versions must run 1, 2, 3 … without gaps: V{expected} is missing before \
-                     V{version}"
-                ),
-            );
-        }
-        expected = version + 1;
-    }
-    let up_stems: Vec<String> = ups
-        .values()
-        .flatten()
-        .map(|f| f.trim_end_matches(".sql").to_owned())
-        .collect();
-    for stem in &up_stems {
-        if !downs.contains_key(stem) {
-            report.problem(
-                "migrations",
-                &format!("migrations/{stem}.sql"),
-                None,
-                format!(
-                    "no down script: add migrations/{stem}.down.sql reverting it, so that it can \
-                     be rolled back"
-                ),
-            );
-        }
-    }
-    for (stem, file) in &downs {
-        if !up_stems.contains(stem) {
-            report.problem(
-                "migrations",
-                &format!("migrations/{file}"),
-                None,
-                format!("a down script without its migration migrations/{stem}.sql"),
-            );
-        }
-    }
-    report.notes.push(format!(
-        "{} migration{} checked",
-        ups.len(),
-        if ups.len() == 1 { "" } else { "s" }
-    ));
-}
-
-/// `V12__add_things.sql` → `(12, "V12__add_things", false)`; `….down.sql` → `(…, true)`.
-fn parse_migration_name(file: &str) -> Option<(u32, String, bool)> {
-    let (stem, down) = match file.strip_suffix(".down.sql") {
-        Some(stem) => (stem, true),
-        None => (file.strip_suffix(".sql")?, false),
-    };
-    let (version, name) = stem.strip_prefix('V')?.split_once("__")?;
-    let valid_name =
-        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    let valid_version = !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit());
-    (valid_name && valid_version)
-        .then(|| version.parse().ok())
-        .flatten()
-        .map(|v| (v, stem.to_owned(), down))
-}
-
 /// The configuration's JSON Schema, derived from the `Config` type at compile time: checked
 /// when this binary contains the extension as it is on disk.
 fn check_config_schema(dir: &Path, manifest: &Manifest, report: &mut Report) {
@@ -441,84 +332,13 @@ fn check_config_schema(dir: &Path, manifest: &Manifest, report: &mut Report) {
     }
 }
 
-/// `src/**/*.rs`: uses of `std::fs`, `std::net`, `std::process` (and tokio's) and `unsafe`
-/// that the manifest's permissions do not cover.
-fn check_sources(dir: &Path, manifest: &Manifest, report: &mut Report) {
-    let mut files = Vec::new();
-    rust_files(&dir.join("src"), &mut files);
-    files.sort();
-    let network = manifest.permissions.iter().any(|p| p.as_str() == NETWORK);
-    for file in &files {
-        let rel = file.strip_prefix(dir).unwrap_or(file).display().to_string();
-        let source = match std::fs::read_to_string(file) {
-            Ok(s) => s,
-            Err(e) => {
-                report.problem("source", &rel, None, format!("cannot read it: {e}"));
-                continue;
-            }
-        };
-        for finding in scan::scan(&source) {
-            if finding.reach == Reach::Net && network {
-                continue;
-            }
-            report.problem("source", &rel, Some(finding.line), advice(&finding));
-            if let Some(problem) = report.problems.last_mut() {
-                problem.permission = (finding.reach == Reach::Net).then_some(NETWORK);
-            }
-        }
-    }
-    report.notes.push(format!(
-        "{} source file{} scanned",
-        files.len(),
-        if files.len() == 1 { "" } else { "s" }
-    ));
-}
-
-/// What a use needs.
-fn advice(finding: &scan::Finding) -> String {
-    let what = match finding.reach {
-        Reach::Net => format!(
-            "needs the permission {NETWORK}: request it in extension.toml (permissions = \
-             [\"{NETWORK}\"]) or remove the use"
-        ),
-        Reach::Fs => "no permission allows file-system access outside the SDK: use ctx.storage \
-                      (the extension's own directory) or ctx.files (storage.read, storage.write)"
-            .into(),
-        Reach::Process => {
-            "no permission allows starting programs or exiting the server: remove it".into()
-        }
-        Reach::Unsafe => "no permission allows unsafe code (the workspace denies unsafe_code): \
-                          remove it"
-            .into(),
-    };
-    format!("uses {}: {what}", finding.path)
-}
-
-/// Every `.rs` file under `dir`, recursively (symbolic links not followed).
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        let path = entry.path();
-        if kind.is_dir() {
-            rust_files(&path, out);
-        } else if kind.is_file() && path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 /// The 1-based line of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
+pub(super) fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 /// The line of the first `key = …` in `text`.
-fn line_of_key(text: &str, key: &str) -> Option<usize> {
+pub(super) fn line_of_key(text: &str, key: &str) -> Option<usize> {
     text.lines()
         .position(|l| {
             l.trim_start()
@@ -531,28 +351,6 @@ fn line_of_key(text: &str, key: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn migration_names() {
-        assert_eq!(
-            parse_migration_name("V1__init.sql"),
-            Some((1, "V1__init".into(), false))
-        );
-        assert_eq!(
-            parse_migration_name("V12__add_things.down.sql"),
-            Some((12, "V12__add_things".into(), true))
-        );
-        for bad in [
-            "V1_init.sql",
-            "init.sql",
-            "V__x.sql",
-            "Vx__y.sql",
-            "V1__.sql",
-            "V1__a-b.sql",
-        ] {
-            assert_eq!(parse_migration_name(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn lines_of_keys_and_offsets() {

@@ -3,8 +3,8 @@
 //! crate `solobase-ext-<name>`, versions, the host versions it accepts, migrations numbered
 //! `V1..Vn` each with its down script, the JSON Schema of its configuration (when this binary
 //! contains the extension: the schema is derived from its `Config` type at compile time), and
-//! the uses of `std::fs`, `std::net`, `std::process` and `unsafe` in `src/` that its
-//! permissions do not cover (see [`super::scan`]).
+//! the uses of `std::fs`, `std::net`, `std::process` (and tokio's) and `unsafe` in `src/`
+//! that its permissions do not cover (`source.rs`, on the lexer in `scan.rs`).
 //!
 //! Every problem is reported with its file (and line, where there is one). It reads files
 //! only: no database, no configuration. Exit code 0 when clean, 2 when problems were found

@@ -1,4 +1,4 @@
-//! The source check: every `src/**/*.rs` file scanned ([`super::scan`]) for code that
+//! The source check: every `src/**/*.rs` file scanned (`scan.rs`) for code that
 //! reaches past the SDK; each use its permissions do not cover is a problem with its line.
 
 use std::path::{Path, PathBuf};

@@ -48,9 +48,10 @@ fn edit(text: &str, dir: &str, feature: &str, dependency: &str) -> Result<String
             _ => add_member(&mut lines, range, dir)?,
         }
     }
-    let mut out = lines.join("\n");
+    let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut out = lines.join(newline);
     if text.ends_with('\n') {
-        out.push('\n');
+        out.push_str(newline);
     }
     Ok(out)
 }
@@ -281,6 +282,19 @@ debug = 1
             let out = add_extension(&text, "a", "x/a").unwrap();
             assert!(out.contains(want), "{out}");
         }
+    }
+
+    #[test]
+    fn keeps_windows_line_endings() {
+        let text =
+            "[workspace]\r\nmembers = [\r\n    \".\",\r\n]\r\n[features]\r\n[dependencies]\r\n";
+        let out = add_extension(text, "a", "x/a").unwrap();
+        assert_eq!(
+            out.matches("\r\n").count(),
+            out.matches('\n').count(),
+            "{out:?}"
+        );
+        assert!(out.contains("    \"x/a\",\r\n]"), "{out:?}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The command line: `solobase serve`, `solobase users create`, `solobase extensions
-//! list|info|enable|disable|revoke|migrate|rollback|purge|audit`, `solobase config validate`.
+//! list|info|enable|disable|revoke|migrate|rollback|purge|audit|generate|validate`,
+//! `solobase config validate`.
 //!
 //! Exit codes: 0 success; 1 a runtime failure (database unreachable, port taken …); 2 a usage
 //! or configuration error (bad flag, bad config file, bad environment variable).
@@ -42,14 +43,16 @@ enum Command {
     #[command(subcommand)]
     Users(UsersCommand),
     /// Manage extensions: list, info, enable (with grants), disable, revoke, migrate, roll back,
-    /// purge, read the audit log
+    /// purge, read the audit log; generate a new one, validate one's folder
     #[command(
         subcommand,
         after_help = "Examples:\n  solobase extensions list\n  solobase extensions info webhooks --json\n  \
                       solobase extensions enable webhooks --grant-all\n  \
                       solobase extensions revoke webhooks network.outbound\n  \
                       solobase extensions migrate webhooks --dry-run\n  \
-                      solobase extensions audit --extension webhooks --since 2026-11-26T08:00:00Z"
+                      solobase extensions audit --extension webhooks --since 2026-11-26T08:00:00Z\n  \
+                      solobase extensions generate notes\n  \
+                      solobase extensions validate extensions/custom/notes"
     )]
     Extensions(ExtensionsCommand),
     /// Inspect the configuration
@@ -225,6 +228,28 @@ enum ExtensionsCommand {
         #[command(flatten)]
         location: Location,
     },
+    /// Create a new extension crate under extensions/custom/NAME (manifest, code with a route
+    /// and a hook, a migration with its down script, a typed configuration, tests) and add its
+    /// feature, dependency and workspace member to Cargo.toml
+    Generate {
+        /// The new extension's name: 1-32 characters of a-z, 0-9 and single '-', starting
+        /// with a letter
+        name: String,
+        /// The project's root [default: the nearest folder at or above the current one whose
+        /// Cargo.toml is Solobase's]
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
+    /// Check an extension's folder: manifest, names, versions, migrations and their down
+    /// scripts, configuration schema, and uses of std::fs, std::net, std::process (or tokio's)
+    /// or unsafe its permissions do not cover; exit 2 when it finds problems
+    Validate {
+        /// The extension's folder, e.g. extensions/custom/notes
+        path: PathBuf,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What `extensions config NAME` does (get when none is given).
@@ -374,6 +399,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load(config_path, &overrides)?;
             create_user(config, args).await
         }
+        // Source-tree commands: no configuration, no database.
+        Command::Extensions(ExtensionsCommand::Generate { name, root }) => {
+            crate::extensions::scaffold::run(&name, root.as_deref())
+        }
+        Command::Extensions(ExtensionsCommand::Validate { path, json }) => {
+            crate::extensions::validate::run(&path, json)
+        }
         Command::Extensions(command) => {
             let location = match &command {
                 ExtensionsCommand::List { location, .. }
@@ -389,6 +421,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 | ExtensionsCommand::Metrics { location, .. }
                 | ExtensionsCommand::Config { location, .. }
                 | ExtensionsCommand::Purge { location, .. } => location,
+                ExtensionsCommand::Generate { .. } | ExtensionsCommand::Validate { .. } => {
+                    unreachable!("generate and validate are matched above")
+                }
             };
             let overrides = Overrides {
                 bind: None,
@@ -651,6 +686,9 @@ impl ExtensionsCommand {
                 json,
             },
             ExtensionsCommand::Purge { name, yes, .. } => Action::Purge { name, yes },
+            ExtensionsCommand::Generate { .. } | ExtensionsCommand::Validate { .. } => {
+                unreachable!("generate and validate need no configuration: matched in run")
+            }
             ExtensionsCommand::Audit {
                 extension,
                 since,

@@ -36,9 +36,11 @@ pub mod migrate;
 pub mod pipeline;
 pub mod reconfigure;
 pub mod roles;
+pub mod scaffold;
 pub mod services;
 pub mod state;
 mod sync;
+pub mod validate;
 
 /// An extension found in the source tree when this binary was built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,6 +29,7 @@ mod lifecycle;
 // Operates the probe extension from the command line: run with --all-features.
 #[cfg(feature = "probe")]
 mod operate;
+mod scaffold;
 // Drives the probe extension's routes: run with --all-features.
 #[cfg(feature = "probe")]
 mod metrics;

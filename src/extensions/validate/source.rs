@@ -1,0 +1,83 @@
+//! The source check: every `src/**/*.rs` file scanned (`scan.rs`) for code that
+//! reaches past the SDK; each use its permissions do not cover is a problem with its line.
+
+use std::path::{Path, PathBuf};
+
+use solobase_sdk::Manifest;
+
+use super::Report;
+use super::scan::{self, Reach};
+
+/// The permission that covers `std::net` (declarative: operators review it).
+const NETWORK: &str = "network.outbound";
+
+/// `src/**/*.rs`: uses of `std::fs`, `std::net`, `std::process` (and tokio's) and `unsafe`
+/// that the manifest's permissions do not cover.
+pub(super) fn check(dir: &Path, manifest: &Manifest, report: &mut Report) {
+    let mut files = Vec::new();
+    rust_files(&dir.join("src"), &mut files);
+    files.sort();
+    let network = manifest.permissions.iter().any(|p| p.as_str() == NETWORK);
+    for file in &files {
+        let rel = file.strip_prefix(dir).unwrap_or(file).display().to_string();
+        let source = match std::fs::read_to_string(file) {
+            Ok(s) => s,
+            Err(e) => {
+                report.problem("source", &rel, None, format!("cannot read it: {e}"));
+                continue;
+            }
+        };
+        for finding in scan::scan(&source) {
+            if finding.reach == Reach::Net && network {
+                continue;
+            }
+            report.problem("source", &rel, Some(finding.line), advice(&finding));
+            if let Some(problem) = report.problems.last_mut() {
+                problem.permission = (finding.reach == Reach::Net).then_some(NETWORK);
+            }
+        }
+    }
+    report.notes.push(format!(
+        "{} source file{} scanned",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" }
+    ));
+}
+
+/// What a use needs.
+fn advice(finding: &scan::Finding) -> String {
+    let what = match finding.reach {
+        Reach::Net => format!(
+            "needs the permission {NETWORK}: request it in extension.toml (permissions = \
+             [\"{NETWORK}\"]) or remove the use"
+        ),
+        Reach::Fs => "no permission allows file-system access outside the SDK: use ctx.storage \
+                      (the extension's own directory) or ctx.files (storage.read, storage.write)"
+            .into(),
+        Reach::Process => {
+            "no permission allows starting programs or exiting the server: remove it".into()
+        }
+        Reach::Unsafe => "no permission allows unsafe code (the workspace denies unsafe_code): \
+                          remove it"
+            .into(),
+    };
+    format!("uses {}: {what}", finding.path)
+}
+
+/// Every `.rs` file under `dir`, recursively (symbolic links not followed).
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let path = entry.path();
+        if kind.is_dir() {
+            rust_files(&path, out);
+        } else if kind.is_file() && path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}

@@ -339,8 +339,34 @@ impl Browser {
         .await;
     }
 
+    /// With `SOLOBASE_TEST_SCREENSHOTS=<dir>` set, saves what the page looks like now as
+    /// `<dir>/<name>.png` (to look at a view, or at a failure); otherwise does nothing.
+    pub async fn screenshot(&mut self, name: &str) {
+        let Some(dir) = std::env::var_os("SOLOBASE_TEST_SCREENSHOTS") else {
+            return;
+        };
+        use base64::Engine as _;
+        let shot = self
+            .page(
+                "Page.captureScreenshot",
+                json!({"format": "png", "captureBeyondViewport": true}),
+            )
+            .await;
+        let png = shot.ok().and_then(|s| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s["data"].as_str()?)
+                .ok()
+        });
+        if let Some(png) = png {
+            let dir = std::path::PathBuf::from(dir);
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join(format!("{name}.png")), png);
+        }
+    }
+
     /// Fails the test with `message`, the page's address and text, and the problems seen.
     pub async fn fail(&mut self, message: &str) -> ! {
+        self.screenshot("failure").await;
         let page = self
             .evaluate("location.href + '\\n\\n' + (document.body ? document.body.innerText : '')")
             .await

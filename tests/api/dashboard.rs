@@ -114,6 +114,7 @@ async fn an_administrator_manages_an_extension_in_the_browser() {
         )
         .await;
 
+    browser.screenshot("extensions").await;
     // Disable it: the page, the API and the database agree.
     browser.click(&format!("{probe} a")).await;
     browser.click("#disable").await;
@@ -132,6 +133,7 @@ async fn an_administrator_manages_an_extension_in_the_browser() {
         .wait_for_text("tr[data-permission=\"users.read\"]", "pending")
         .await;
     browser.click("#enable").await;
+    browser.screenshot("enable").await;
     let to_give = browser.text("#grants-to-give").await;
     assert!(
         to_give.contains("users.read") && !to_give.contains("storage.read"),
@@ -147,6 +149,8 @@ async fn an_administrator_manages_an_extension_in_the_browser() {
     assert!(enabled_in_database(&app).await);
     assert_eq!(app.get("/ext/probe/public").await.status(), 200);
 
+    browser.screenshot("extension").await;
+    assert_shows_no_placeholders(&mut browser).await;
     // An invalid configuration: the server's error shows next to its key; nothing changes.
     browser.click("a[href=\"#/extensions/probe/config\"]").await;
     browser.fill("#config-text", r#"{"greeting": 5}"#).await;
@@ -164,6 +168,7 @@ async fn an_administrator_manages_an_extension_in_the_browser() {
         "true"
     );
     assert_eq!(greeting(&app).await, "hello");
+    browser.screenshot("config-invalid").await;
     // Not JSON at all: said at once, without asking the server.
     browser.fill("#config-text", "{greeting: ").await;
     browser.submit("#config-form").await;
@@ -226,6 +231,8 @@ async fn an_administrator_manages_an_extension_in_the_browser() {
             .wait_for(&format!("#audit-body tr[data-action=\"{action}\"]"))
             .await;
     }
+    browser.screenshot("audit").await;
+    assert_shows_no_placeholders(&mut browser).await;
     browser.fill("#audit-action", "extension.disable").await;
     browser.submit("#audit-filters").await;
     browser
@@ -235,6 +242,35 @@ async fn an_administrator_manages_an_extension_in_the_browser() {
             "the log filtered to the one disable",
         )
         .await;
+
+    // Paging: older entries, then back to the newest.
+    browser.eval("location.hash = '#/audit?limit=3'").await;
+    let ids = "[...document.querySelectorAll('#audit-body tr')].map(r => Number(r.dataset.id))";
+    browser
+        .wait_until(&format!("{ids}.length === 3"), "a page of 3 entries")
+        .await;
+    let first = browser.eval(ids).await;
+    assert!(
+        browser
+            .text("#audit-body")
+            .await
+            .contains("you (admin@example.com)")
+    );
+    browser.click("#audit-older").await;
+    browser.wait_for_text("#audit-page", "Page 2").await;
+    let second = browser.eval(ids).await;
+    let oldest_first = first[2].as_i64().unwrap();
+    assert!(
+        second
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|id| id.as_i64().unwrap() < oldest_first),
+        "page 2 {second} is older than page 1 {first}"
+    );
+    browser.click("#audit-newer").await;
+    browser.wait_for_text("#audit-page", "Page 1").await;
+    assert_eq!(browser.eval(ids).await, first);
 
     // Log out: the token is gone from the tab.
     browser.click("#logout").await;
@@ -254,6 +290,21 @@ async fn an_administrator_manages_an_extension_in_the_browser() {
     );
     browser.close().await;
     app.stop().await.unwrap();
+}
+
+/// No text in the page reads like a value shown without being turned into text first.
+#[cfg(feature = "probe")]
+async fn assert_shows_no_placeholders(browser: &mut crate::cdp::Browser) {
+    let found = browser
+        .eval(
+            "(() => { const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT); \
+             const bad = []; \
+             while (walk.nextNode()) { const t = walk.currentNode.data; \
+               if (/^(null|undefined|NaN)$|\\[object |nullnull/.test(t.trim())) bad.push(t); } \
+             return bad; })()",
+        )
+        .await;
+    assert_eq!(found, serde_json::json!([]), "placeholders in the page");
 }
 
 #[cfg(feature = "probe")]

@@ -12,8 +12,10 @@
 (() => {
   const TOKEN = 'solobase.admin.token';
   const EMAIL = 'solobase.admin.email';
+  const USER_ID = 'solobase.admin.id';
   /** How often the extensions list refreshes; request rates are measured over this interval. */
   const POLL_MS = 5000;
+  /** Audit entries per page, unless the address says `limit=` (1 to 500, the API's most). */
   const AUDIT_PAGE = 50;
 
   const main = document.getElementById('main');
@@ -42,8 +44,13 @@
     return el;
   }
 
+  /** Replaces `target`'s content with `nodes` (nested lists flattened, empty ones skipped). */
+  function put(target, ...nodes) {
+    target.replaceChildren(...nodes.flat(Infinity).filter((n) => n !== null && n !== undefined && n !== false));
+  }
+
   function show(...nodes) {
-    main.replaceChildren(...nodes);
+    put(main, ...nodes);
   }
 
   function say(text) {
@@ -131,6 +138,7 @@
   function logOut(notice) {
     sessionStorage.removeItem(TOKEN);
     sessionStorage.removeItem(EMAIL);
+    sessionStorage.removeItem(USER_ID);
     viewLogin(notice);
   }
 
@@ -166,6 +174,7 @@
         }
         sessionStorage.setItem(TOKEN, data.token);
         sessionStorage.setItem(EMAIL, data.user.email);
+        sessionStorage.setItem(USER_ID, data.user.id);
         if (location.hash === '' || location.hash === '#/' || location.hash.startsWith('#/login')) {
           location.hash = '#/extensions';
         } else {
@@ -574,6 +583,7 @@
       const q = new URLSearchParams();
       if (action.value.trim()) q.set('action', action.value.trim());
       if (extension.value.trim()) q.set('extension', extension.value.trim());
+      if (params.get('limit')) q.set('limit', params.get('limit'));
       location.hash = `#/audit${q.toString() ? `?${q}` : ''}`;
     });
     const feedback = h('div', { id: 'audit-feedback' });
@@ -588,8 +598,11 @@
 
     /** `before` cursors of the pages shown so far: the first page has none. */
     const pages = [null];
+    const asked = Number.parseInt(params.get('limit') || '', 10);
+    const pageSize = asked >= 1 && asked <= 500 ? asked : AUDIT_PAGE;
+    const me = `user:${sessionStorage.getItem(USER_ID)}`;
     async function load() {
-      const q = new URLSearchParams({ limit: String(AUDIT_PAGE) });
+      const q = new URLSearchParams({ limit: String(pageSize) });
       if (params.get('action')) q.set('action', params.get('action'));
       if (params.get('extension')) q.set('extension', params.get('extension'));
       const before = pages[pages.length - 1];
@@ -602,17 +615,27 @@
         return;
       }
       if (!current(gen)) return;
-      body.replaceChildren(...page.entries.map((e) => h('tr', { 'data-action': e.action },
-        h('td', {}, when(e.at)), h('td', {}, e.actor), h('td', {}, h('code', {}, e.action)),
+      body.replaceChildren(...page.entries.map((e) => h('tr', { 'data-action': e.action, 'data-id': e.id },
+        h('td', {}, when(e.at)), h('td', {}, e.actor === me ? `you (${sessionStorage.getItem(EMAIL)})` : e.actor), h('td', {}, h('code', {}, e.action)),
         h('td', {}, e.extension || '—'), h('td', { class: 'result' }, badge(e.result, e.result === 'ok' ? 'yes' : 'no')),
-        h('td', {}, h('pre', { class: 'detail' }, Object.keys(e.detail || {}).length ? JSON.stringify(e.detail) : '')))));
+        h('td', {}, detailList(e.detail)))));
       if (!page.entries.length) body.replaceChildren(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No entries.')));
-      pager.replaceChildren(
-        pages.length > 1 ? h('button', { type: 'button', class: 'secondary', onclick: () => { pages.pop(); load(); } }, '← Newer') : null,
+      put(pager,
+        pages.length > 1 ? h('button', { type: 'button', class: 'secondary', id: 'audit-newer', onclick: () => { pages.pop(); load(); } }, '← Newer') : null,
         page.next !== null ? h('button', { type: 'button', class: 'secondary', id: 'audit-older', onclick: () => { pages.push(page.next); load(); } }, 'Older →') : null,
-        h('span', { class: 'muted' }, `Page ${pages.length}`));
+        h('span', { class: 'muted', id: 'audit-page' }, `Page ${pages.length}, ${pageSize} entries a page`));
     }
     await load();
+  }
+
+  /** An audit entry's detail as "key: value" lines. */
+  function detailList(detail) {
+    const entries = Object.entries(detail || {});
+    if (!entries.length) return '';
+    return h('dl', { class: 'detail' }, entries.map(([key, value]) => [
+      h('dt', {}, key),
+      h('dd', {}, Array.isArray(value) ? value.join(', ')
+        : (typeof value === 'string' ? value : JSON.stringify(value)))]));
   }
 
   // --- start ---------------------------------------------------------------------------------

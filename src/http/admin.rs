@@ -131,4 +131,21 @@ mod tests {
         assert!(!page.contains("<script>") && !page.contains("<style") && !page.contains("style="));
         assert_eq!(ETAGS.len(), ASSETS.len());
     }
+
+    #[test]
+    fn the_script_never_parses_data_as_markup_nor_loads_from_elsewhere() {
+        let script = std::str::from_utf8(ASSETS[1].body).unwrap();
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+            "http://",
+            "https://",
+        ] {
+            assert!(!script.contains(sink), "app.js uses {sink}");
+        }
+    }
 }

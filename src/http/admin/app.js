@@ -2,7 +2,7 @@
 //
 // Rules this file keeps:
 // - Nothing from the server is ever parsed as HTML: elements are built with h(), and every
-//   value goes in as a text node or an attribute (no innerHTML).
+//   value goes in as a text node or an attribute.
 // - No inline code: the page's Content-Security-Policy allows scripts and styles from this
 //   origin only.
 // - The login token lives in sessionStorage (this tab, until it closes or you log out); any

@@ -4,6 +4,7 @@
 //! a valid one, a stale edit), read the audit log, log out.
 
 use reqwest::StatusCode;
+#[cfg(feature = "probe")]
 use serde_json::Value;
 
 use crate::helpers::spawn_app;
@@ -63,9 +64,11 @@ async fn the_dashboard_is_served_from_the_binary_with_a_strict_policy() {
 async fn an_administrator_manages_an_extension_in_the_browser() {
     use crate::cdp::Browser;
 
-    let app = spawn_app().await;
+    // Frequent health checks, so that the page has a history to show.
+    let app = crate::helpers::spawn_app_with(|c| c.extensions.health_interval_ms = 300).await;
     let password = "correct horse battery";
     app.create_user("admin@example.com", password, true).await;
+    app.create_user("user@example.com", password, false).await;
     let token = app.user_token("other-admin@example.com", true).await;
     let mut browser = Browser::launch().await;
 
@@ -77,6 +80,14 @@ async fn an_administrator_manages_an_extension_in_the_browser() {
     browser
         .wait_for_text("#login-error", "wrong email or password")
         .await;
+    browser.fill("#email", "user@example.com").await;
+    browser.fill("#password", password).await;
+    browser.submit("#login-form").await;
+    browser
+        .wait_for_text("#login-error", "not an administrator")
+        .await;
+    assert_eq!(browser.eval("sessionStorage.length").await, 0);
+    browser.fill("#email", "admin@example.com").await;
     browser.fill("#password", password).await;
     browser.submit("#login-form").await;
     let probe = "#extensions-body tr[data-name=\"probe\"]";
@@ -115,8 +126,17 @@ async fn an_administrator_manages_an_extension_in_the_browser() {
         .await;
 
     browser.screenshot("extensions").await;
-    // Disable it: the page, the API and the database agree.
+    // Its page: health history, permissions.
     browser.click(&format!("{probe} a")).await;
+    browser
+        .wait_until(
+            "document.querySelectorAll('#health-history tbody tr').length >= 2",
+            "two health checks or more in the history",
+        )
+        .await;
+    assert!(browser.text("#health-history").await.contains("healthy"));
+
+    // Disable it: the page, the API and the database agree.
     browser.click("#disable").await;
     browser.wait_for_text("#state-enabled", "no").await;
     browser.wait_for_text("#status", "probe is disabled").await;

@@ -145,29 +145,53 @@ async fn an_administrator_manages_an_extension_in_the_browser() {
     assert!(!enabled_in_database(&app).await);
     assert_eq!(app.get("/ext/probe/public").await.status(), 404);
 
-    // Revoke one permission, then enable it again: the confirmation shows what is granted.
-    browser
-        .click("tr[data-permission=\"users.read\"] button")
-        .await;
-    browser
-        .wait_for_text("tr[data-permission=\"users.read\"]", "pending")
-        .await;
+    // Revoke two permissions, then enable it again: the confirmation shows what is granted,
+    // and an unticked permission stays ungranted.
+    for permission in ["users.read", "storage.write"] {
+        let row = format!("tr[data-permission=\"{permission}\"]");
+        browser.click(&format!("{row} button")).await;
+        browser
+            .wait_for_text(&format!("{row} .state"), "pending")
+            .await;
+    }
     browser.click("#enable").await;
     browser.screenshot("enable").await;
     let to_give = browser.text("#grants-to-give").await;
     assert!(
-        to_give.contains("users.read") && !to_give.contains("storage.read"),
+        to_give.contains("users.read")
+            && to_give.contains("storage.write")
+            && !to_give.contains("storage.read"),
         "only what is not held yet is granted: {to_give}"
     );
+    browser
+        .click("#enable-form input[value=\"storage.write\"]")
+        .await;
     browser.click("#confirm-enable").await;
     browser.wait_for_text("#state-enabled", "yes").await;
     let listed = app.extension(&token, "probe").await;
     assert_eq!(listed["enabled"], true, "{listed}");
     let granted = listed["permissions"]["granted"].as_array().unwrap();
     assert!(granted.contains(&Value::from("users.read")), "{listed}");
-    assert_eq!(listed["permissions"]["pending"], serde_json::json!([]));
+    assert_eq!(
+        listed["permissions"]["pending"],
+        serde_json::json!(["storage.write"])
+    );
     assert!(enabled_in_database(&app).await);
     assert_eq!(app.get("/ext/probe/public").await.status(), 200);
+    // Granting what it still lacks, while it runs.
+    browser.click("#grant").await;
+    assert!(
+        browser
+            .text("#grants-to-give")
+            .await
+            .contains("storage.write")
+    );
+    browser.click("#confirm-enable").await;
+    browser
+        .wait_for_text("tr[data-permission=\"storage.write\"] .state", "granted")
+        .await;
+    let listed = app.extension(&token, "probe").await;
+    assert_eq!(listed["permissions"]["pending"], serde_json::json!([]));
 
     browser.screenshot("extension").await;
     assert_shows_no_placeholders(&mut browser).await;
@@ -244,6 +268,7 @@ async fn an_administrator_manages_an_extension_in_the_browser() {
         "auth.admin_login",
         "extension.disable",
         "extension.revoke",
+        "extension.grant",
         "extension.enable",
         "extension.config",
     ] {

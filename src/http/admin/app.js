@@ -322,6 +322,10 @@
       ext.enabled
         ? h('button', { id: 'disable', type: 'button', class: 'danger', onclick: () => disable(name, feedback, again) }, 'Disable')
         : h('button', { id: 'enable', type: 'button', onclick: () => confirmEnable(ext, confirmArea, feedback, again) }, 'Enable…'),
+      // Running without some requested permissions: granting them is an enable that grants.
+      ext.enabled && ext.permissions.pending.length
+        ? h('button', { id: 'grant', type: 'button', class: 'secondary', onclick: () => confirmEnable(ext, confirmArea, feedback, again) }, 'Grant pending permissions…')
+        : null,
       h('a', { href: extensionHref(name, '/config') }, 'Edit configuration'),
       h('a', { href: `#/audit?extension=${encodeURIComponent(name)}` }, 'Audit log'));
     show(
@@ -356,23 +360,30 @@
     }
   }
 
-  /** Shows what enabling grants, with a choice for each permission not held yet; confirming enables. */
+  /**
+   * Shows what enabling grants, with a choice for each permission not held yet; confirming
+   * enables (sending grant_all when every one stays ticked, else the ticked ones). For an
+   * enabled extension this grants what it still lacks.
+   */
   function confirmEnable(ext, area, feedback, done) {
+    const verb = ext.enabled ? 'Grant' : 'Enable';
     const pending = ext.permissions.pending;
     const granted = ext.permissions.granted;
     const boxes = pending.map((perm) => h('input', { type: 'checkbox', value: perm, checked: true, id: `grant-${perm}` }));
     const form = h('form', { id: 'enable-form' },
       h('fieldset', { class: 'confirm' },
-        h('legend', {}, `Enable ${ext.name}?`),
+        h('legend', {}, ext.enabled ? `Grant permissions to ${ext.name}?` : `Enable ${ext.name}?`),
         granted.length
           ? h('p', {}, 'It keeps the permissions it holds: ', granted.map((p, i) => [i ? ', ' : '', h('code', {}, p)]), '.')
           : null,
         pending.length
-          ? [h('p', {}, 'Enabling grants it these permissions it requests (untick one to enable it without it):'),
+          ? [h('p', {}, ext.enabled
+            ? 'It requests these permissions, which it does not hold (untick one to leave it ungranted):'
+            : 'Enabling grants it these permissions it requests (untick one to enable it without it):'),
             h('ul', { id: 'grants-to-give' }, pending.map((perm, i) => h('li', {}, boxes[i], h('label', { for: `grant-${perm}` }, perm))))]
           : h('p', { id: 'grants-to-give' }, 'It needs no new permission.'),
         h('div', { class: 'actions' },
-          h('button', { type: 'submit', id: 'confirm-enable' }, pending.length ? 'Grant and enable' : 'Enable'),
+          h('button', { type: 'submit', id: 'confirm-enable' }, ext.enabled ? 'Grant' : (pending.length ? 'Grant and enable' : 'Enable')),
           h('button', { type: 'button', class: 'secondary', onclick: () => area.replaceChildren() }, 'Cancel'))));
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
@@ -381,7 +392,8 @@
       try {
         const { data } = await api('POST', `/api/v1/extensions/${encodeURIComponent(ext.name)}/enable`, { body });
         const now = data.permissions.granted.join(', ') || 'nothing';
-        say(`${ext.name} is enabled, holding: ${now}.`);
+        const missing = data.permissions.pending.length ? `; not granted: ${data.permissions.pending.join(', ')}` : '';
+        say(`${verb === 'Grant' ? 'Granted' : 'Enabled'}: ${ext.name} holds ${now}${missing}.`);
         done();
       } catch (e) {
         fail(feedback, e);
@@ -397,10 +409,10 @@
       const held = p.granted.includes(perm);
       return h('tr', { 'data-permission': perm },
         h('td', {}, h('code', {}, perm)),
-        h('td', {}, held ? badge('granted', 'yes') : badge('pending', 'no')),
+        h('td', { class: 'state' }, held ? badge('granted', 'yes') : badge('pending', 'no')),
         h('td', {}, held
           ? h('button', { type: 'button', class: 'secondary', 'aria-label': `Revoke ${perm}`, onclick: () => revoke(ext.name, perm, feedback, done) }, 'Revoke')
-          : h('span', { class: 'muted' }, 'granted when you enable it')));
+          : h('span', { class: 'muted' }, ext.enabled ? 'not granted: calls needing it fail' : 'you decide when you enable it')));
     });
     return h('section', { 'aria-labelledby': 'permissions-title' },
       h('h2', { id: 'permissions-title' }, 'Permissions'),

@@ -333,6 +333,34 @@ async fn an_administrator_manages_an_extension_in_the_browser() {
         "the page reported problems: {:?}",
         browser.problems
     );
+    // The browser enforces the page's policy: injected inline script does not run.
+    browser
+        .eval(
+            "const s = document.createElement('script'); \
+             s.textContent = 'window.injected = true'; document.body.append(s)",
+        )
+        .await;
+    assert_eq!(browser.eval("window.injected === undefined").await, true);
+    // The report is an event: each round trip reads those that arrived.
+    for _ in 0..50 {
+        if browser
+            .problems
+            .iter()
+            .any(|p| p.contains("Content Security Policy"))
+        {
+            break;
+        }
+        browser.eval("0").await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        browser
+            .problems
+            .iter()
+            .any(|p| p.contains("Content Security Policy")),
+        "the refusal is reported: {:?}",
+        browser.problems
+    );
     browser.close().await;
     app.stop().await.unwrap();
 }

@@ -1,5 +1,5 @@
 //! `/admin`: the administrators' dashboard, a small single-page app (plain HTML, CSS and
-//! JavaScript in `src/http/admin/`) compiled into the binary — no CDN, no build step. The page
+//! JavaScript modules in `src/http/admin/`) compiled into the binary — no CDN, no build step. The page
 //! itself is public; everything it shows comes from the admin API with the token it keeps in
 //! the browser's `sessionStorage`, so the API's own checks decide who sees what.
 //!
@@ -34,13 +34,25 @@ const INDEX: Asset = Asset {
     body: include_bytes!("admin/index.html"),
 };
 
-const ASSETS: [Asset; 4] = [
+/// A JavaScript module under `/admin/`.
+macro_rules! script {
+    ($file:literal) => {
+        Asset {
+            path: concat!("/admin/", $file),
+            content_type: "text/javascript; charset=utf-8",
+            body: include_bytes!(concat!("admin/", $file)),
+        }
+    };
+}
+
+const ASSETS: [Asset; 9] = [
     INDEX,
-    Asset {
-        path: "/admin/app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("admin/app.js"),
-    },
+    script!("app.js"),
+    script!("api.js"),
+    script!("dom.js"),
+    script!("extensions.js"),
+    script!("config.js"),
+    script!("audit.js"),
     Asset {
         path: "/admin/app.css",
         content_type: "text/css; charset=utf-8",
@@ -121,11 +133,41 @@ async fn serve(req: HttpRequest, index: usize) -> HttpResponse {
 mod tests {
     use super::*;
 
+    fn text(asset: &Asset) -> &str {
+        std::str::from_utf8(asset.body).unwrap()
+    }
+
+    fn scripts() -> impl Iterator<Item = &'static Asset> {
+        ASSETS.iter().filter(|a| a.path.ends_with(".js"))
+    }
+
     #[test]
-    fn every_asset_the_page_names_is_served() {
-        let page = std::str::from_utf8(INDEX.body).unwrap();
+    fn every_file_is_used_and_every_file_used_is_served() {
+        let page = text(&INDEX);
+        // What the page names, and what the modules import (`from './x.js'`).
+        let mut used: Vec<String> = ASSETS[1..]
+            .iter()
+            .filter(|a| page.contains(a.path))
+            .map(|a| a.path.to_owned())
+            .collect();
+        for script in scripts() {
+            for import in text(script).split("from './").skip(1) {
+                let file = import.split('\'').next().unwrap();
+                let path = format!("/admin/{file}");
+                assert!(
+                    ASSETS.iter().any(|a| a.path == path),
+                    "{} imports {path}, which is not served",
+                    script.path
+                );
+                used.push(path);
+            }
+        }
         for asset in &ASSETS[1..] {
-            assert!(page.contains(asset.path), "index.html names {}", asset.path);
+            assert!(
+                used.contains(&asset.path.to_owned()),
+                "{} is unused",
+                asset.path
+            );
         }
         // No inline script or style: the policy would block it.
         assert!(!page.contains("<script>") && !page.contains("<style") && !page.contains("style="));
@@ -133,8 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn the_script_never_parses_data_as_markup_nor_loads_from_elsewhere() {
-        let script = std::str::from_utf8(ASSETS[1].body).unwrap();
+    fn the_scripts_never_parse_data_as_markup_nor_load_from_elsewhere() {
         for sink in [
             "innerHTML",
             "outerHTML",
@@ -145,7 +186,9 @@ mod tests {
             "http://",
             "https://",
         ] {
-            assert!(!script.contains(sink), "app.js uses {sink}");
+            for script in scripts() {
+                assert!(!text(script).contains(sink), "{} uses {sink}", script.path);
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ async fn the_dashboard_is_served_from_the_binary_with_a_strict_policy() {
         ("/admin", "text/html"),
         ("/admin/", "text/html"),
         ("/admin/app.js", "text/javascript"),
+        ("/admin/extensions.js", "text/javascript"),
         ("/admin/app.css", "text/css"),
         ("/admin/favicon.svg", "image/svg+xml"),
     ] {

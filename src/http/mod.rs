@@ -3,6 +3,7 @@
 //! Handlers are thin: parse the input into domain types, call into `auth`, `storage` or
 //! `events`, and map failures to [`crate::error::ApiError`].
 
+mod admin;
 mod audit;
 mod auth;
 mod health;
@@ -52,6 +53,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(crate::extensions::api::configure)
     .route("/readyz", web::get().to(health::readyz))
     .route("/metrics", web::get().to(metrics::for_admins))
+    .configure(admin::configure)
     .service(
         web::scope("/api/v1")
             .service(

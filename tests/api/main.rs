@@ -8,7 +8,12 @@
 
 mod audit;
 mod auth;
+// Drives headless Chromium through the DevTools protocol for the dashboard's test.
+#[cfg(feature = "probe")]
+mod cdp;
 mod cli;
+// The admin dashboard; its browser test uses the probe extension: run with --all-features.
+mod dashboard;
 mod events;
 // Needs the test-only `probe` extension: run with --all-features.
 #[cfg(feature = "probe")]

@@ -14,24 +14,36 @@ use super::discovered;
 use super::host::{ExtensionHost, Loaded};
 use super::reconfigure::{ConfigError, Source};
 use crate::audit::{self, Entry, Outcome};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, ErrorSchema};
 use crate::http::{AppState, CurrentUser};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/api/v1/extensions")
-            .route("", web::get().to(list))
-            .route("/{name}", web::get().to(one))
-            .route("/{name}/health", web::get().to(health))
-            .route("/{name}/metrics", web::get().to(metrics))
-            .route("/{name}/enable", web::post().to(enable))
-            .route("/{name}/disable", web::post().to(disable))
-            .route("/{name}/grants/{permission}", web::delete().to(revoke))
-            .route("/{name}/config", web::get().to(get_config))
-            .route("/{name}/config", web::put().to(put_config)),
-    );
+/// `/api/v1/extensions…`.
+pub fn routes(api: &mut crate::http::Api) {
+    api.add(__path_list, list)
+        .add(__path_one, one)
+        .add(__path_health, health)
+        .add(__path_metrics, metrics)
+        .add(__path_enable, enable)
+        .add(__path_disable, disable)
+        .add(__path_revoke, revoke)
+        .add(__path_get_config, get_config)
+        .add(__path_put_config, put_config);
 }
 
+/// Every extension
+///
+/// Every extension this binary runs — enabled, running, error, routes, hooks, middleware,
+/// permissions (requested, granted, pending, denied calls), configuration state, health,
+/// limits and counters — then the discovered ones it lacks (`compiled: false`, with the
+/// feature to rebuild with).
+#[utoipa::path(
+    get,
+    path = "/api/v1/extensions",
+    tag = "extensions",
+    operation_id = "list_extensions",
+    security(("bearer" = ["admin"])),
+    responses((status = 200, description = "One entry per extension", body = [serde_json::Value]))
+)]
 async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpResponse, ApiError> {
     user.require_admin()?;
     // Every extension this binary runs (also those registered by an embedding program), then
@@ -52,7 +64,21 @@ async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpR
     Ok(HttpResponse::Ok().json(list))
 }
 
-/// One extension's entry, as in the list.
+/// One extension
+///
+/// Its entry, as in the list.
+#[utoipa::path(
+    get,
+    path = "/api/v1/extensions/{name}",
+    tag = "extensions",
+    operation_id = "get_extension",
+    params(("name" = String, Path, description = "The extension's name")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "The extension's entry", body = serde_json::Value),
+        (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
+    )
+)]
 async fn one(
     user: CurrentUser,
     host: web::Data<ExtensionHost>,
@@ -63,7 +89,22 @@ async fn one(
     Ok(HttpResponse::Ok().json(entry(&host, l)))
 }
 
-/// Its health now, and the recent checks.
+/// An extension's health
+///
+/// Its health now (`healthy`, `degraded`, `critical` or `unknown`, with a message) and its
+/// recent checks.
+#[utoipa::path(
+    get,
+    path = "/api/v1/extensions/{name}/health",
+    tag = "extensions",
+    operation_id = "extension_health",
+    params(("name" = String, Path, description = "The extension's name")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "`name`, `now` and `history`", body = serde_json::Value),
+        (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
+    )
+)]
 async fn health(
     user: CurrentUser,
     host: web::Data<ExtensionHost>,
@@ -78,7 +119,21 @@ async fn health(
     })))
 }
 
-/// Its counters and limits (the Prometheus series of `/metrics`, for this extension, as JSON).
+/// An extension's counters
+///
+/// Its counters, limits and hook calls: the series of `/metrics` for this extension, as JSON.
+#[utoipa::path(
+    get,
+    path = "/api/v1/extensions/{name}/metrics",
+    tag = "extensions",
+    operation_id = "extension_metrics",
+    params(("name" = String, Path, description = "The extension's name")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "`name`, `stats`, `limits` and `hooks`", body = serde_json::Value),
+        (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
+    )
+)]
 async fn metrics(
     user: CurrentUser,
     host: web::Data<ExtensionHost>,
@@ -181,12 +236,14 @@ impl From<AdminError> for ApiError {
     }
 }
 
-/// The body of an enable: which requested permissions to grant.
-#[derive(Debug, Default, Deserialize)]
+/// The body of an enable: which requested permissions to grant (one of the two, or no body).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EnableBody {
+    /// Grant every permission the extension requests.
     #[serde(default)]
     grant_all: bool,
+    /// Grant these of the requested permissions.
     grant: Option<Vec<String>>,
 }
 
@@ -209,6 +266,26 @@ fn grant_of(body: &[u8]) -> Result<Grant, ApiError> {
     }
 }
 
+/// Enable an extension
+///
+/// At once on every instance, persisted and audited. When it requests permissions that are
+/// not granted, the body decides: `{"grant_all": true}` or `{"grant": [...]}`; without one the
+/// answer is 409 `permissions_pending`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/extensions/{name}/enable",
+    tag = "extensions",
+    operation_id = "enable_extension",
+    params(("name" = String, Path, description = "The extension's name")),
+    request_body(content = Option<EnableBody>, description = "Optional: which requested permissions to grant"),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "`name`, `enabled` and `permissions` (`granted`, `pending`)", body = serde_json::Value),
+        (status = 400, description = "An invalid body, or a permission it does not request (`invalid_request`)", body = ErrorSchema),
+        (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
+        (status = 409, description = "Requested permissions await a decision (`permissions_pending`)", body = ErrorSchema),
+    )
+)]
 async fn enable(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -238,6 +315,21 @@ async fn enable(
     })))
 }
 
+/// Disable an extension
+///
+/// At once on every instance, persisted and audited; its data is kept.
+#[utoipa::path(
+    post,
+    path = "/api/v1/extensions/{name}/disable",
+    tag = "extensions",
+    operation_id = "disable_extension",
+    params(("name" = String, Path, description = "The extension's name")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "`name` and `enabled: false`", body = serde_json::Value),
+        (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
+    )
+)]
 async fn disable(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -253,6 +345,21 @@ async fn disable(
     Ok(HttpResponse::Ok().json(json!({"name": *name, "enabled": false})))
 }
 
+/// Revoke a permission
+///
+/// At once on every instance; calls needing it fail from then on. Audited.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/extensions/{name}/grants/{permission}",
+    tag = "extensions",
+    operation_id = "revoke_extension_permission",
+    params(("name" = String, Path, description = "The extension's name"), ("permission" = String, Path, description = "A granted permission, e.g. `users.read`")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "`name` and `permissions` (`granted`, `pending`)", body = serde_json::Value),
+        (status = 404, description = "Not compiled in, or the permission is not granted (`not_found`)", body = ErrorSchema),
+    )
+)]
 async fn revoke(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -289,6 +396,23 @@ fn with_etag(value: serde_json::Value, etag: &str) -> HttpResponse {
         .json(json!({"config": value, "etag": etag}))
 }
 
+/// An extension's configuration
+///
+/// The running configuration and its entity tag (also in `ETag`), for `If-Match` on a
+/// replacement.
+#[utoipa::path(
+    get,
+    path = "/api/v1/extensions/{name}/config",
+    tag = "extensions",
+    operation_id = "get_extension_config",
+    params(("name" = String, Path, description = "The extension's name")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "`config` and `etag`", body = serde_json::Value,
+            headers(("ETag" = String, description = "The configuration's entity tag"))),
+        (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
+    )
+)]
 async fn get_config(
     user: CurrentUser,
     host: web::Data<ExtensionHost>,
@@ -300,8 +424,29 @@ async fn get_config(
     Ok(with_etag(value, &etag))
 }
 
-/// Replaces the configuration: the body is the whole new configuration (a JSON object), and
-/// `If-Match` must carry the entity tag it replaces.
+/// Replace an extension's configuration
+///
+/// The body is the whole new configuration (a JSON object), checked against the extension's
+/// JSON Schema and offered to it; `If-Match` must carry the entity tag it replaces (`*` for
+/// whatever is current). Written to its file and applied by every instance.
+#[utoipa::path(
+    put,
+    path = "/api/v1/extensions/{name}/config",
+    tag = "extensions",
+    operation_id = "put_extension_config",
+    params(("name" = String, Path, description = "The extension's name"), ("If-Match" = String, Header, description = "The etag of the configuration being replaced, or `*`")),
+    request_body(content = serde_json::Value, description = "The whole new configuration, a JSON object"),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "`config` and its new `etag`", body = serde_json::Value,
+            headers(("ETag" = String, description = "The new configuration's entity tag"))),
+        (status = 400, description = "Not a JSON object, or invalid against the schema (`invalid_request`)", body = ErrorSchema),
+        (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
+        (status = 409, description = "The extension refused it (`config_refused`)", body = ErrorSchema),
+        (status = 412, description = "The etag is stale (`precondition_failed`)", body = ErrorSchema),
+        (status = 428, description = "No If-Match (`precondition_required`)", body = ErrorSchema),
+    )
+)]
 async fn put_config(
     req: actix_web::HttpRequest,
     user: CurrentUser,

@@ -30,6 +30,7 @@ mod lifecycle;
 #[cfg(feature = "probe")]
 mod metrics;
 mod monitoring;
+mod openapi;
 // Reads the probe extension's limits: run with --all-features.
 #[cfg(feature = "probe")]
 mod reload;

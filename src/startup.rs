@@ -128,7 +128,7 @@ impl Application {
             None => None,
         };
         // The host's routes and their OpenAPI document, built once for every worker.
-        let api = Arc::new(http::Api::build(&extensions));
+        let api = Arc::new(http::Api::build(extensions.clone()));
         let server = build_server(listener, state.clone(), extensions.clone(), api.clone())?;
         tracing::info!(address = %bind.ip(), port, "listening");
         Ok(Self {

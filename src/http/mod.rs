@@ -37,7 +37,7 @@ pub struct AppState {
 }
 
 /// Mounts every host route of `api` (built once by [`Api::build`] from [`routes`]).
-pub fn configure(cfg: &mut web::ServiceConfig, api: &Api) {
+pub fn configure(cfg: &mut web::ServiceConfig, api: &Arc<Api>) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(64 * 1024)

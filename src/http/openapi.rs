@@ -16,7 +16,7 @@ use utoipa::openapi::{
     ResponseBuilder, Tag,
 };
 
-use super::routes::Document;
+use super::routes::Api;
 use crate::error::ErrorSchema;
 use crate::extensions::host::{ExtensionHost, Loaded};
 
@@ -50,10 +50,10 @@ rest of the path and may contain `/`.";
     operation_id = "openapi",
     responses((status = 200, description = "The OpenAPI 3 document of this server's API", body = serde_json::Value))
 )]
-pub async fn openapi(document: web::Data<Document>) -> HttpResponse {
+pub async fn openapi(api: web::Data<Api>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(document.0.clone())
+        .body(api.document().clone())
 }
 
 /// The whole document: the host's `paths` and the `schemas` they reference, the common
@@ -132,29 +132,37 @@ fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
         .into()
 }
 
-/// Whether a security requirement holds the `admin` role.
-fn requires_admin(requirement: &SecurityRequirement) -> bool {
+/// The roles (permissions, or `admin`) a security requirement names.
+fn roles(requirement: &SecurityRequirement) -> Vec<String> {
     serde_json::to_value(requirement)
         .ok()
         .and_then(|v| v.get(BEARER).cloned())
-        .and_then(|roles| roles.as_array().cloned())
-        .is_some_and(|roles| roles.iter().any(|r| r == ADMIN))
+        .and_then(|roles| serde_json::from_value(roles).ok())
+        .unwrap_or_default()
 }
 
-/// Adds what every operation shares: 401 where a token is required, 403 where an
-/// administrator is, and `default` (any other error), each in the common error shape.
+/// Adds what every operation shares: 401 where a token is required, 403 where a role is
+/// (`admin`, or a permission), and `default` (any other error), each in the common error shape.
 pub(super) fn complete(operation: &mut utoipa::openapi::path::Operation) {
     let security = operation.security.clone().unwrap_or_default();
+    let roles: Vec<String> = security.iter().flat_map(roles).collect();
+    let admin_only = roles.iter().any(|r| r == ADMIN);
     let responses = &mut operation.responses.responses;
     if !security.is_empty() {
         responses.entry("401".into()).or_insert_with(|| {
             error_response("No valid bearer token (`unauthenticated`, `invalid_token`)")
         });
     }
-    if security.iter().any(requires_admin) {
-        responses
-            .entry("403".into())
-            .or_insert_with(|| error_response("The caller is not an administrator (`forbidden`)"));
+    if !roles.is_empty() {
+        responses.entry("403".into()).or_insert_with(|| {
+            error_response(if admin_only {
+                "The caller is not an administrator (`forbidden`)"
+            } else {
+                "The caller lacks the permission (`forbidden`)"
+            })
+        });
+    }
+    if admin_only {
         let note = "Administrators only.";
         operation.description = Some(match operation.description.take() {
             Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),

@@ -10,12 +10,12 @@
 // The one place allowed to register routes with actix.
 #![allow(clippy::disallowed_methods)]
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use actix_web::http::Method;
 use actix_web::{FromRequest, Handler, Responder, web};
 use utoipa::openapi::RefOr;
-use utoipa::openapi::path::{HttpMethod, Paths};
+use utoipa::openapi::path::{HttpMethod, Operation, Paths};
 use utoipa::openapi::schema::Schema;
 
 use crate::extensions::host::ExtensionHost;
@@ -33,14 +33,24 @@ struct Entry {
     make: MakeRoute,
 }
 
+/// One `#[utoipa::path]` declaration, read when the document is first asked for.
+struct Declared {
+    path: String,
+    methods: Vec<HttpMethod>,
+    operation: fn() -> Operation,
+    tags: fn() -> Vec<&'static str>,
+    schemas: fn(&mut Vec<(String, RefOr<Schema>)>),
+}
+
 /// The host's routes and their documentation, built once per server and mounted by every
 /// worker (see [`Api::mount`]).
 pub struct Api {
     entries: Vec<Entry>,
-    paths: Paths,
-    schemas: Vec<(String, RefOr<Schema>)>,
-    /// The served document, serialized once.
-    document: web::Bytes,
+    declared: Vec<Declared>,
+    /// Whose extensions' routes the document lists.
+    host: Arc<ExtensionHost>,
+    /// The served document, built and serialized at the first request for it.
+    document: OnceLock<web::Bytes>,
 }
 
 impl std::fmt::Debug for Api {
@@ -49,29 +59,17 @@ impl std::fmt::Debug for Api {
     }
 }
 
-/// The serialized OpenAPI document, as app data for its handler.
-#[derive(Debug, Clone)]
-pub struct Document(pub web::Bytes);
-
 impl Api {
-    /// Every host route (see [`super::routes`]), then the document, which also lists the
-    /// routes each of `host`'s extensions declares under `/ext/<name>/`.
-    pub fn build(host: &ExtensionHost) -> Self {
+    /// Every host route (see [`super::routes`]); the document also lists the routes each of
+    /// `host`'s extensions declares under `/ext/<name>/`.
+    pub fn build(host: Arc<ExtensionHost>) -> Self {
         let mut api = Self {
             entries: Vec::new(),
-            paths: Paths::new(),
-            schemas: Vec::new(),
-            document: web::Bytes::new(),
+            declared: Vec::new(),
+            host,
+            document: OnceLock::new(),
         };
         super::routes(&mut api);
-        let document = super::openapi::document(
-            std::mem::take(&mut api.paths),
-            std::mem::take(&mut api.schemas),
-            host,
-        );
-        api.document = serde_json::to_vec(&document)
-            .expect("an OpenAPI document serializes")
-            .into();
         api
     }
 
@@ -79,7 +77,7 @@ impl Api {
     /// the `__path_<handler>` value that attribute generates), and documents it.
     pub fn add<D, F, Args>(&mut self, doc: D, handler: F) -> &mut Self
     where
-        D: utoipa::Path + utoipa::__dev::SchemaReferences + for<'t> utoipa::__dev::Tags<'t>,
+        D: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
         F: Handler<Args> + Send + Sync,
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
@@ -91,7 +89,7 @@ impl Api {
     /// `pattern` without them must be the documented path.
     pub fn add_as<D, F, Args>(&mut self, pattern: &str, _doc: D, handler: F) -> &mut Self
     where
-        D: utoipa::Path + utoipa::__dev::SchemaReferences + for<'t> utoipa::__dev::Tags<'t>,
+        D: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
         F: Handler<Args> + Send + Sync,
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
@@ -108,27 +106,8 @@ impl Api {
             std::any::type_name::<F>(),
             "add a handler with its own #[utoipa::path] declaration (__path_<handler>)"
         );
-        let mut operation = D::operation();
-        let tags = D::tags();
-        if !tags.is_empty() {
-            operation
-                .tags
-                .get_or_insert_with(Vec::new)
-                .extend(tags.into_iter().map(str::to_owned));
-        }
-        super::openapi::complete(&mut operation);
         let methods = D::methods();
-        for (i, doc_method) in methods.iter().enumerate() {
-            // Operation ids are unique: the second method of one declaration gets its own.
-            let mut operation = operation.clone();
-            if i > 0
-                && let Some(id) = operation.operation_id.as_mut()
-            {
-                id.push('_');
-                id.push_str(&actix_method(doc_method).as_str().to_lowercase());
-            }
-            self.paths
-                .add_path_operation(&path, vec![doc_method.clone()], operation);
+        for doc_method in &methods {
             let method = actix_method(doc_method);
             assert!(
                 !self
@@ -146,14 +125,67 @@ impl Api {
                 make: Arc::new(move || web::method(route_method.clone()).to(handler.clone())),
             });
         }
-        D::schemas(&mut self.schemas);
+        self.declared.push(Declared {
+            path,
+            methods,
+            operation: D::operation,
+            tags: <D as utoipa::__dev::Tags<'static>>::tags,
+            schemas: <D as utoipa::__dev::SchemaReferences>::schemas,
+        });
         self
+    }
+
+    /// The served document, serialized (built at the first call).
+    pub fn document(&self) -> &web::Bytes {
+        self.document.get_or_init(|| {
+            let document = super::openapi::document(self.paths(), self.schemas(), &self.host);
+            serde_json::to_vec(&document)
+                .expect("an OpenAPI document serializes")
+                .into()
+        })
+    }
+
+    /// The operations of every declaration.
+    fn paths(&self) -> Paths {
+        let mut paths = Paths::new();
+        for declared in &self.declared {
+            let mut operation = (declared.operation)();
+            let tags = (declared.tags)();
+            if !tags.is_empty() {
+                operation
+                    .tags
+                    .get_or_insert_with(Vec::new)
+                    .extend(tags.into_iter().map(str::to_owned));
+            }
+            super::openapi::complete(&mut operation);
+            for (i, method) in declared.methods.iter().enumerate() {
+                // Operation ids are unique: the second method of one declaration gets its own.
+                let mut operation = operation.clone();
+                if i > 0
+                    && let Some(id) = operation.operation_id.as_mut()
+                {
+                    id.push('_');
+                    id.push_str(&actix_method(method).as_str().to_lowercase());
+                }
+                paths.add_path_operation(&declared.path, vec![method.clone()], operation);
+            }
+        }
+        paths
+    }
+
+    /// The schemas the declarations refer to.
+    fn schemas(&self) -> Vec<(String, RefOr<Schema>)> {
+        let mut schemas = Vec::new();
+        for declared in &self.declared {
+            (declared.schemas)(&mut schemas);
+        }
+        schemas
     }
 
     /// Mounts every route on a worker's app: one resource per path, answering 405 to a method
     /// it does not document, and the extensions' `/ext/{name}/…` dispatch.
-    pub fn mount(&self, cfg: &mut web::ServiceConfig) {
-        cfg.app_data(web::Data::new(Document(self.document.clone())));
+    pub fn mount(self: &Arc<Self>, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(web::Data::from(self.clone()));
         let mut by_pattern: Vec<(&str, Vec<&Entry>)> = Vec::new();
         for entry in &self.entries {
             match by_pattern.iter_mut().find(|(p, _)| *p == entry.pattern) {
@@ -184,11 +216,6 @@ impl Api {
             .iter()
             .map(|e| (e.method.to_string(), e.path.clone()))
             .collect()
-    }
-
-    /// The served document.
-    pub fn document(&self) -> &[u8] {
-        &self.document
     }
 }
 

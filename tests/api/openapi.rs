@@ -85,6 +85,19 @@ async fn the_document_is_valid_openapi_3() {
 
     let version = doc["openapi"].as_str().expect("an openapi field");
     assert!(version.starts_with("3."), "openapi {version}");
+    // The OpenAPI Initiative's JSON Schema of OpenAPI 3.1 documents
+    // (https://spec.openapis.org/oas/3.1/schema/2022-10-07, Apache-2.0).
+    let spec: Value = serde_json::from_str(include_str!("openapi-3.1-schema.json")).unwrap();
+    let spec = jsonschema::validator_for(&spec).expect("the OpenAPI 3.1 schema compiles");
+    let errors: Vec<String> = spec
+        .iter_errors(&doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "not valid OpenAPI 3.1: {errors:#?}");
+    // It does tell invalid documents apart.
+    let mut broken = doc.clone();
+    broken["paths"]["/healthz"]["get"]["responses"] = serde_json::json!("none");
+    assert!(!spec.is_valid(&broken));
     assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
     assert!(
         doc["info"]["description"]
@@ -170,10 +183,12 @@ async fn every_mounted_route_is_documented_and_every_documented_one_is_mounted()
     all_in(&host_documented, &mounted, "documented but not mounted");
 
     let declared = extension_routes(&app, &admin).await;
-    assert!(
-        !declared.is_empty(),
-        "the compiled-in extensions declare routes"
-    );
+    if cfg!(feature = "webhooks") {
+        assert!(
+            !declared.is_empty(),
+            "the compiled-in extensions declare routes"
+        );
+    }
     all_in(
         &declared,
         &ext_documented,

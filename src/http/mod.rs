@@ -1,4 +1,5 @@
 //! The HTTP surface of the host: routes, shared state, and the request-id middleware.
+//! [`routes()`] lists every host route; [`routes::Api`] mounts and documents them.
 //!
 //! Handlers are thin: parse the input into domain types, call into `auth`, `storage` or
 //! `events`, and map failures to [`crate::error::ApiError`].
@@ -36,7 +37,7 @@ pub struct AppState {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
-/// Mounts every host route of `api` (built once by [`Api::build`] from [`routes`]).
+/// Mounts every host route of `api` (built once by [`Api::build`] from [`routes()`]).
 pub fn configure(cfg: &mut web::ServiceConfig, api: &Arc<Api>) {
     cfg.app_data(
         web::JsonConfig::default()

@@ -60,7 +60,7 @@ impl std::fmt::Debug for Api {
 }
 
 impl Api {
-    /// Every host route (see [`super::routes`]); the document also lists the routes each of
+    /// Every host route (see [`super::routes()`]); the document also lists the routes each of
     /// `host`'s extensions declares under `/ext/<name>/`.
     pub fn build(host: Arc<ExtensionHost>) -> Self {
         let mut api = Self {

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::admin::{AdminError, Grant};
+use super::admin::{AdminError, Grant, Permissions};
 use super::discovered;
 use super::host::{ExtensionHost, Loaded};
 use super::reconfigure::{ConfigError, Source};
@@ -236,6 +236,29 @@ impl From<AdminError> for ApiError {
     }
 }
 
+/// An extension after an enable, a disable or a revoke.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ExtensionChange)]
+struct Changed {
+    name: String,
+    /// Whether it is enabled now (absent after a revoke).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enabled: Option<bool>,
+    /// Its permissions now (absent after a disable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    permissions: Option<Permissions>,
+}
+
+/// An extension's running configuration and its entity tag.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ExtensionConfig)]
+struct Configuration {
+    /// The whole configuration, as its JSON Schema describes it.
+    config: serde_json::Value,
+    /// For `If-Match` when replacing it; also in the `ETag` header.
+    etag: String,
+}
+
 /// The body of an enable: which requested permissions to grant (one of the two, or no body).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -280,7 +303,7 @@ fn grant_of(body: &[u8]) -> Result<Grant, ApiError> {
     request_body(content = Option<EnableBody>, description = "Optional: which requested permissions to grant"),
     security(("bearer" = ["admin"])),
     responses(
-        (status = 200, description = "`name`, `enabled` and `permissions` (`granted`, `pending`)", body = serde_json::Value),
+        (status = 200, description = "Enabled, with its permissions", body = Changed),
         (status = 400, description = "An invalid body, or a permission it does not request (`invalid_request`)", body = ErrorSchema),
         (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
         (status = 409, description = "Requested permissions await a decision (`permissions_pending`)", body = ErrorSchema),
@@ -309,10 +332,11 @@ async fn enable(
     };
     let permissions = host.enable(&name, grant, &actor).await?;
     tracing::info!(admin = %user.0.email, extension = %name, "extension enabled");
-    Ok(HttpResponse::Ok().json(json!({
-        "name": *name, "enabled": true,
-        "permissions": {"granted": permissions.granted, "pending": permissions.pending},
-    })))
+    Ok(HttpResponse::Ok().json(Changed {
+        name: name.into_inner(),
+        enabled: Some(true),
+        permissions: Some(permissions),
+    }))
 }
 
 /// Disable an extension
@@ -326,7 +350,7 @@ async fn enable(
     params(("name" = String, Path, description = "The extension's name")),
     security(("bearer" = ["admin"])),
     responses(
-        (status = 200, description = "`name` and `enabled: false`", body = serde_json::Value),
+        (status = 200, description = "Disabled", body = Changed),
         (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
     )
 )]
@@ -342,7 +366,11 @@ async fn disable(
     compiled(&host, &name)?;
     host.disable(&name, &actor).await?;
     tracing::info!(admin = %user.0.email, extension = %name, "extension disabled");
-    Ok(HttpResponse::Ok().json(json!({"name": *name, "enabled": false})))
+    Ok(HttpResponse::Ok().json(Changed {
+        name: name.into_inner(),
+        enabled: Some(false),
+        permissions: None,
+    }))
 }
 
 /// Revoke a permission
@@ -356,7 +384,7 @@ async fn disable(
     params(("name" = String, Path, description = "The extension's name"), ("permission" = String, Path, description = "A granted permission, e.g. `users.read`")),
     security(("bearer" = ["admin"])),
     responses(
-        (status = 200, description = "`name` and `permissions` (`granted`, `pending`)", body = serde_json::Value),
+        (status = 200, description = "Revoked: its permissions now", body = Changed),
         (status = 404, description = "Not compiled in, or the permission is not granted (`not_found`)", body = ErrorSchema),
     )
 )]
@@ -372,10 +400,11 @@ async fn revoke(
         .await?;
     compiled(&host, &name)?;
     let permissions = host.revoke(&name, &[permission], &actor).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "name": name,
-        "permissions": {"granted": permissions.granted, "pending": permissions.pending},
-    })))
+    Ok(HttpResponse::Ok().json(Changed {
+        name,
+        enabled: None,
+        permissions: Some(permissions),
+    }))
 }
 
 impl From<ConfigError> for ApiError {
@@ -393,7 +422,10 @@ impl From<ConfigError> for ApiError {
 fn with_etag(value: serde_json::Value, etag: &str) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((actix_web::http::header::ETAG, format!("\"{etag}\"")))
-        .json(json!({"config": value, "etag": etag}))
+        .json(Configuration {
+            config: value,
+            etag: etag.to_owned(),
+        })
 }
 
 /// An extension's configuration
@@ -408,7 +440,7 @@ fn with_etag(value: serde_json::Value, etag: &str) -> HttpResponse {
     params(("name" = String, Path, description = "The extension's name")),
     security(("bearer" = ["admin"])),
     responses(
-        (status = 200, description = "`config` and `etag`", body = serde_json::Value,
+        (status = 200, description = "The configuration", body = Configuration,
             headers(("ETag" = String, description = "The configuration's entity tag"))),
         (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
     )
@@ -438,7 +470,7 @@ async fn get_config(
     request_body(content = serde_json::Value, description = "The whole new configuration, a JSON object"),
     security(("bearer" = ["admin"])),
     responses(
-        (status = 200, description = "`config` and its new `etag`", body = serde_json::Value,
+        (status = 200, description = "Replaced: the configuration and its new etag", body = Configuration,
             headers(("ETag" = String, description = "The new configuration's entity tag"))),
         (status = 400, description = "Not a JSON object, or invalid against the schema (`invalid_request`)", body = ErrorSchema),
         (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),

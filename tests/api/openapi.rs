@@ -201,11 +201,25 @@ async fn every_mounted_route_is_documented_and_every_documented_one_is_mounted()
     );
 }
 
-/// A request to `path` (parameters filled in) with `method`, as `token` when given.
+/// A request to `path` with `method`, as `token` when given. Parameters are filled in with
+/// values that reach the handler's work where that is harmless (a stored object, the user
+/// role, a compiled-in extension), and `x` elsewhere.
 async fn send(app: &TestApp, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let extension = if cfg!(feature = "webhooks") {
+        "webhooks"
+    } else {
+        "x"
+    };
     let url = path
         .replace("{bucket}", "openapi")
-        .replace("{path}", "check/file.txt");
+        .replace("{path}", "check/file.txt")
+        .replace("{role}", "user")
+        .replace("{permission}", "openapi.check");
+    let url = if url.starts_with("/api/v1/extensions/") {
+        url.replace("{name}", extension)
+    } else {
+        url
+    };
     let url = params(&url)
         .into_iter()
         .fold(url.clone(), |u, p| u.replace(&format!("{{{p}}}"), "x"));
@@ -217,6 +231,33 @@ async fn send(app: &TestApp, method: &str, path: &str, token: Option<&str>) -> (
     let res = req.send().await.expect("request");
     let status = res.status().as_u16();
     (status, res.text().await.unwrap_or_default())
+}
+
+/// Checks a JSON answer against the schema the document gives for its status, if any.
+fn fits_documented_schema(doc: &Value, op: &Value, status: u16, body: &str, what: &str) -> bool {
+    let documented = &op["responses"][status.to_string()];
+    assert!(
+        documented.is_object() || op["responses"]["default"].is_object(),
+        "{what}: status {status} is not documented"
+    );
+    let Some(schema) = documented["content"]["application/json"]["schema"].as_object() else {
+        return false;
+    };
+    // The schema with the document's components beside it, so that its $refs resolve.
+    let mut schema = Value::Object(schema.clone());
+    schema["components"] = doc["components"].clone();
+    let validator = jsonschema::validator_for(&schema).expect("a documented schema compiles");
+    let body: Value = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("{what}: documented as JSON, answered {body:?}: {e}"));
+    let errors: Vec<String> = validator
+        .iter_errors(&body)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what}: {body} does not fit {schema}: {errors:?}"
+    );
+    true
 }
 
 #[tokio::test]
@@ -234,6 +275,7 @@ async fn every_documented_operation_is_served_as_documented() {
     all.sort_by_key(|(m, _)| m == "DELETE");
 
     let mut by_path: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut checked = BTreeSet::new();
     for (method, path) in &all {
         by_path
             .entry(path.clone())
@@ -267,12 +309,35 @@ async fn every_documented_operation_is_served_as_documented() {
         let (status, body) = send(&app, method, path, Some(&admin)).await;
         if method == "HEAD" {
             assert_eq!(status, 200, "HEAD {path}");
-        } else {
-            assert!(
-                !(status == 404 && body.contains(UNROUTED)) && status != 405,
-                "{method} {path} is documented but answers {status} {body}"
-            );
+            continue;
         }
+        assert!(
+            !(status == 404 && body.contains(UNROUTED)) && status != 405,
+            "{method} {path} is documented but answers {status} {body}"
+        );
+        // What it answered is what the document says it answers.
+        if !path.starts_with("/ext/")
+            && fits_documented_schema(&doc, op, status, &body, &format!("{method} {path}"))
+            && (200..300).contains(&status)
+        {
+            checked.insert(format!("{method} {path}"));
+        }
+    }
+
+    // Successful answers were checked against their schemas, typed ones among them.
+    for op in [
+        "GET /api/v1/auth/me",
+        "GET /api/v1/audit",
+        "GET /api/v1/roles/{role}/permissions",
+        "PUT /api/v1/roles/{role}/permissions/{permission}",
+        "DELETE /api/v1/roles/{role}/permissions/{permission}",
+        "PUT /api/v1/storage/{bucket}/{path}",
+    ] {
+        assert!(checked.contains(op), "{op} was not checked: {checked:?}");
+    }
+    if cfg!(feature = "webhooks") {
+        assert!(checked.contains("GET /api/v1/extensions/{name}/config"));
+        assert!(checked.contains("POST /api/v1/extensions/{name}/disable"));
     }
 
     // A method the document does not give a path is refused there.

@@ -121,8 +121,9 @@ pub async fn record_or_log(pool: &Pool, entry: Entry) {
     }
 }
 
-/// A stored entry.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// An entry of the audit log.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = AuditEntry)]
 pub struct Stored {
     pub id: i64,
     #[serde(with = "time::serde::rfc3339")]

@@ -54,6 +54,31 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (for the OpenAPI `Error` schema). `Internal` stays
+    /// last: the assertion below and the unit test keep this list complete.
+    pub const ALL: [Self; Self::Internal as usize + 1] = [
+        Self::InvalidRequest,
+        Self::Unauthenticated,
+        Self::InvalidCredentials,
+        Self::InvalidToken,
+        Self::Forbidden,
+        Self::SignupDisabled,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::EmailTaken,
+        Self::PermissionsPending,
+        Self::ConfigRefused,
+        Self::ExtensionEnabled,
+        Self::MigrationFailed,
+        Self::PreconditionFailed,
+        Self::PreconditionRequired,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::InsufficientStorage,
+        Self::Unavailable,
+        Self::Internal,
+    ];
+
     /// The table: HTTP status and stable code string for each error.
     pub const fn parts(self) -> (StatusCode, &'static str) {
         match self {
@@ -164,6 +189,52 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The error shape as the OpenAPI schema `Error`, listing the codes of the table above.
+#[derive(Debug)]
+pub struct ErrorSchema;
+
+impl utoipa::PartialSchema for ErrorSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let codes = ErrorCode::ALL
+            .iter()
+            .map(|c| format!("`{}` ({})", c.as_str(), c.status().as_u16()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let code = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(format!(
+                "Stable; clients match on it. The host's codes: {codes}. Extension routes add \
+                 `extension_unavailable`, `extension_busy`, `over_budget`, `rate_limited`, \
+                 `permission_denied` and codes of their own."
+            )))
+            .examples(["not_found"]);
+        let message = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "What is wrong and, where it helps, what to do; for people, not for matching",
+            ));
+        ObjectBuilder::new()
+            .description(Some("Every error answer of the API"))
+            .property(
+                "error",
+                ObjectBuilder::new()
+                    .property("code", code)
+                    .required("code")
+                    .property("message", message)
+                    .required("message"),
+            )
+            .required("error")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Error".into()
+    }
+}
+
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
         if e.is_closed() {
@@ -213,24 +284,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_code_is_listed_once_in_declaration_order() {
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(
+                *code as usize, i,
+                "{code:?} is out of place in ErrorCode::ALL"
+            );
+        }
+    }
+
+    #[test]
     fn codes_are_unique() {
-        use ErrorCode::*;
-        let all = [
-            InvalidRequest,
-            Unauthenticated,
-            InvalidCredentials,
-            InvalidToken,
-            Forbidden,
-            SignupDisabled,
-            NotFound,
-            MethodNotAllowed,
-            EmailTaken,
-            PayloadTooLarge,
-            UnsupportedMediaType,
-            InsufficientStorage,
-            Unavailable,
-            Internal,
-        ];
+        let all = ErrorCode::ALL;
         let mut codes: Vec<_> = all.iter().map(|c| c.as_str()).collect();
         codes.sort_unstable();
         codes.dedup();

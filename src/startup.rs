@@ -34,6 +34,8 @@ pub struct Application {
     metrics_server: Option<(Server, u16)>,
     state: AppState,
     extensions: Arc<ExtensionHost>,
+    /// The mounted host routes and the OpenAPI document built from them.
+    api: Arc<http::Api>,
     db: Arc<Database>,
 }
 
@@ -125,7 +127,9 @@ impl Application {
             )?),
             None => None,
         };
-        let server = build_server(listener, state.clone(), extensions.clone())?;
+        // The host's routes and their OpenAPI document, built once for every worker.
+        let api = Arc::new(http::Api::build(extensions.clone()));
+        let server = build_server(listener, state.clone(), extensions.clone(), api.clone())?;
         tracing::info!(address = %bind.ip(), port, "listening");
         Ok(Self {
             port,
@@ -133,6 +137,7 @@ impl Application {
             metrics_server,
             state,
             extensions,
+            api,
             db,
         })
     }
@@ -154,6 +159,11 @@ impl Application {
     /// The extension runtime.
     pub fn extensions(&self) -> &Arc<ExtensionHost> {
         &self.extensions
+    }
+
+    /// The host routes as mounted, and the OpenAPI document built from them.
+    pub fn api(&self) -> &http::Api {
+        &self.api
     }
 
     /// Serves until `shutdown` completes, then stops gracefully: no new connections,
@@ -202,6 +212,8 @@ impl Application {
 }
 
 /// The unauthenticated `/metrics` listener on `addr`: one worker, nothing else served.
+// A separate listener, not the API: the one route it serves is not in the API's document.
+#[allow(clippy::disallowed_methods)]
 fn build_metrics_server(
     addr: std::net::SocketAddr,
     state: AppState,
@@ -242,6 +254,7 @@ fn build_server(
     listener: TcpListener,
     state: AppState,
     extensions: Arc<ExtensionHost>,
+    api: Arc<http::Api>,
 ) -> anyhow::Result<Server> {
     let workers = state.config.server.workers;
     let drain = state.config.server.shutdown_timeout_secs;
@@ -254,7 +267,7 @@ fn build_server(
             .wrap(from_fn(http::request_id_middleware))
             .app_data(data.clone())
             .app_data(extensions.clone())
-            .configure(http::configure)
+            .configure(|cfg| http::configure(cfg, &api))
             .default_service(web::to(http::not_found))
     })
     .disable_signals()

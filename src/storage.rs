@@ -14,7 +14,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::events::{self, Event, EventType};
 
 /// An object's record.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ObjectInfo {
     pub bucket: String,
     pub path: String,

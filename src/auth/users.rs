@@ -8,10 +8,12 @@ use super::{Email, Password, Role, password, token};
 use crate::events::{self, Event, EventType};
 
 /// An account as the API shows it (never with its password hash).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
+    /// `admin` or `user`.
+    #[schema(value_type = String, example = "user")]
     pub role: Role,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

@@ -79,7 +79,8 @@ fn list(items: &[String]) -> String {
 }
 
 /// An extension's permissions after a change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = ExtensionPermissions)]
 pub struct Permissions {
     /// Granted and requested.
     pub granted: Vec<String>,

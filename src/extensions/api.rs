@@ -7,34 +7,46 @@ use std::sync::atomic::Ordering;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::admin::{AdminError, Grant};
+use super::admin::{AdminError, Grant, Permissions};
 use super::discovered;
 use super::host::{ExtensionHost, Loaded};
 use super::migrate::{self, MigrationError};
 use super::reconfigure::{ConfigError, Source};
 use crate::audit::{self, Entry, Outcome};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, ErrorSchema};
 use crate::http::{AppState, CurrentUser};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/api/v1/extensions")
-            .route("", web::get().to(list))
-            .route("/{name}", web::get().to(one))
-            .route("/{name}/health", web::get().to(health))
-            .route("/{name}/metrics", web::get().to(metrics))
-            .route("/{name}/enable", web::post().to(enable))
-            .route("/{name}/disable", web::post().to(disable))
-            .route("/{name}/grants/{permission}", web::delete().to(revoke))
-            .route("/{name}/config", web::get().to(get_config))
-            .route("/{name}/config", web::put().to(put_config))
-            .route("/{name}/migrate", web::post().to(migrate))
-            .route("/{name}/rollback", web::post().to(rollback)),
-    );
+/// `/api/v1/extensions…`.
+pub fn routes(api: &mut crate::http::Api) {
+    api.add(__path_list, list)
+        .add(__path_one, one)
+        .add(__path_health, health)
+        .add(__path_metrics, metrics)
+        .add(__path_enable, enable)
+        .add(__path_disable, disable)
+        .add(__path_revoke, revoke)
+        .add(__path_get_config, get_config)
+        .add(__path_put_config, put_config)
+        .add(__path_migrate, migrate)
+        .add(__path_rollback, rollback);
 }
 
+/// Every extension
+///
+/// Every extension this binary runs — enabled, running, error, routes, hooks, middleware,
+/// permissions (requested, granted, pending, denied calls), configuration state, health,
+/// limits and counters — then the discovered ones it lacks (`compiled: false`, with the
+/// feature to rebuild with).
+#[utoipa::path(
+    get,
+    path = "/api/v1/extensions",
+    tag = "extensions",
+    operation_id = "list_extensions",
+    security(("bearer" = ["admin"])),
+    responses((status = 200, description = "One entry per extension", body = [serde_json::Value]))
+)]
 async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpResponse, ApiError> {
     user.require_admin()?;
     // Every extension this binary runs (also those registered by an embedding program), then
@@ -55,7 +67,21 @@ async fn list(user: CurrentUser, host: web::Data<ExtensionHost>) -> Result<HttpR
     Ok(HttpResponse::Ok().json(list))
 }
 
-/// One extension's entry, as in the list.
+/// One extension
+///
+/// Its entry, as in the list.
+#[utoipa::path(
+    get,
+    path = "/api/v1/extensions/{name}",
+    tag = "extensions",
+    operation_id = "get_extension",
+    params(("name" = String, Path, description = "The extension's name")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "The extension's entry", body = serde_json::Value),
+        (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
+    )
+)]
 async fn one(
     user: CurrentUser,
     host: web::Data<ExtensionHost>,
@@ -66,7 +92,22 @@ async fn one(
     Ok(HttpResponse::Ok().json(entry(&host, l)))
 }
 
-/// Its health now, and the recent checks.
+/// An extension's health
+///
+/// Its health now (`healthy`, `degraded`, `critical` or `unknown`, with a message) and its
+/// recent checks.
+#[utoipa::path(
+    get,
+    path = "/api/v1/extensions/{name}/health",
+    tag = "extensions",
+    operation_id = "extension_health",
+    params(("name" = String, Path, description = "The extension's name")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "`name`, `now` and `history`", body = serde_json::Value),
+        (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
+    )
+)]
 async fn health(
     user: CurrentUser,
     host: web::Data<ExtensionHost>,
@@ -81,7 +122,21 @@ async fn health(
     })))
 }
 
-/// Its counters and limits (the Prometheus series of `/metrics`, for this extension, as JSON).
+/// An extension's counters
+///
+/// Its counters, limits and hook calls: the series of `/metrics` for this extension, as JSON.
+#[utoipa::path(
+    get,
+    path = "/api/v1/extensions/{name}/metrics",
+    tag = "extensions",
+    operation_id = "extension_metrics",
+    params(("name" = String, Path, description = "The extension's name")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "`name`, `stats`, `limits` and `hooks`", body = serde_json::Value),
+        (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
+    )
+)]
 async fn metrics(
     user: CurrentUser,
     host: web::Data<ExtensionHost>,
@@ -168,12 +223,37 @@ impl From<AdminError> for ApiError {
     }
 }
 
-/// The body of an enable: which requested permissions to grant.
-#[derive(Debug, Default, Deserialize)]
+/// An extension after an enable, a disable or a revoke.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ExtensionChange)]
+struct Changed {
+    name: String,
+    /// Whether it is enabled now (absent after a revoke).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enabled: Option<bool>,
+    /// Its permissions now (absent after a disable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    permissions: Option<Permissions>,
+}
+
+/// An extension's running configuration and its entity tag.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ExtensionConfig)]
+struct Configuration {
+    /// The whole configuration, as its JSON Schema describes it.
+    config: serde_json::Value,
+    /// For `If-Match` when replacing it; also in the `ETag` header.
+    etag: String,
+}
+
+/// The body of an enable: which requested permissions to grant (one of the two, or no body).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EnableBody {
+    /// Grant every permission the extension requests.
     #[serde(default)]
     grant_all: bool,
+    /// Grant these of the requested permissions.
     grant: Option<Vec<String>>,
 }
 
@@ -196,6 +276,26 @@ fn grant_of(body: &[u8]) -> Result<Grant, ApiError> {
     }
 }
 
+/// Enable an extension
+///
+/// At once on every instance, persisted and audited. When it requests permissions that are
+/// not granted, the body decides: `{"grant_all": true}` or `{"grant": [...]}`; without one the
+/// answer is 409 `permissions_pending`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/extensions/{name}/enable",
+    tag = "extensions",
+    operation_id = "enable_extension",
+    params(("name" = String, Path, description = "The extension's name")),
+    request_body(content = Option<EnableBody>, description = "Optional: which requested permissions to grant"),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "Enabled, with its permissions", body = Changed),
+        (status = 400, description = "An invalid body, or a permission it does not request (`invalid_request`)", body = ErrorSchema),
+        (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
+        (status = 409, description = "Requested permissions await a decision (`permissions_pending`)", body = ErrorSchema),
+    )
+)]
 async fn enable(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -219,12 +319,28 @@ async fn enable(
     };
     let permissions = host.enable(&name, grant, &actor).await?;
     tracing::info!(admin = %user.0.email, extension = %name, "extension enabled");
-    Ok(HttpResponse::Ok().json(json!({
-        "name": *name, "enabled": true,
-        "permissions": {"granted": permissions.granted, "pending": permissions.pending},
-    })))
+    Ok(HttpResponse::Ok().json(Changed {
+        name: name.into_inner(),
+        enabled: Some(true),
+        permissions: Some(permissions),
+    }))
 }
 
+/// Disable an extension
+///
+/// At once on every instance, persisted and audited; its data is kept.
+#[utoipa::path(
+    post,
+    path = "/api/v1/extensions/{name}/disable",
+    tag = "extensions",
+    operation_id = "disable_extension",
+    params(("name" = String, Path, description = "The extension's name")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "Disabled", body = Changed),
+        (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
+    )
+)]
 async fn disable(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -237,9 +353,28 @@ async fn disable(
     compiled(&host, &name)?;
     host.disable(&name, &actor).await?;
     tracing::info!(admin = %user.0.email, extension = %name, "extension disabled");
-    Ok(HttpResponse::Ok().json(json!({"name": *name, "enabled": false})))
+    Ok(HttpResponse::Ok().json(Changed {
+        name: name.into_inner(),
+        enabled: Some(false),
+        permissions: None,
+    }))
 }
 
+/// Revoke a permission
+///
+/// At once on every instance; calls needing it fail from then on. Audited.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/extensions/{name}/grants/{permission}",
+    tag = "extensions",
+    operation_id = "revoke_extension_permission",
+    params(("name" = String, Path, description = "The extension's name"), ("permission" = String, Path, description = "A granted permission, e.g. `users.read`")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "Revoked: its permissions now", body = Changed),
+        (status = 404, description = "Not compiled in, or the permission is not granted (`not_found`)", body = ErrorSchema),
+    )
+)]
 async fn revoke(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -252,10 +387,11 @@ async fn revoke(
         .await?;
     compiled(&host, &name)?;
     let permissions = host.revoke(&name, &[permission], &actor).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "name": name,
-        "permissions": {"granted": permissions.granted, "pending": permissions.pending},
-    })))
+    Ok(HttpResponse::Ok().json(Changed {
+        name,
+        enabled: None,
+        permissions: Some(permissions),
+    }))
 }
 
 impl From<ConfigError> for ApiError {
@@ -273,9 +409,29 @@ impl From<ConfigError> for ApiError {
 fn with_etag(value: serde_json::Value, etag: &str) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((actix_web::http::header::ETAG, format!("\"{etag}\"")))
-        .json(json!({"config": value, "etag": etag}))
+        .json(Configuration {
+            config: value,
+            etag: etag.to_owned(),
+        })
 }
 
+/// An extension's configuration
+///
+/// The running configuration and its entity tag (also in `ETag`), for `If-Match` on a
+/// replacement.
+#[utoipa::path(
+    get,
+    path = "/api/v1/extensions/{name}/config",
+    tag = "extensions",
+    operation_id = "get_extension_config",
+    params(("name" = String, Path, description = "The extension's name")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "The configuration", body = Configuration,
+            headers(("ETag" = String, description = "The configuration's entity tag"))),
+        (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
+    )
+)]
 async fn get_config(
     user: CurrentUser,
     host: web::Data<ExtensionHost>,
@@ -287,8 +443,29 @@ async fn get_config(
     Ok(with_etag(value, &etag))
 }
 
-/// Replaces the configuration: the body is the whole new configuration (a JSON object), and
-/// `If-Match` must carry the entity tag it replaces.
+/// Replace an extension's configuration
+///
+/// The body is the whole new configuration (a JSON object), checked against the extension's
+/// JSON Schema and offered to it; `If-Match` must carry the entity tag it replaces (`*` for
+/// whatever is current). Written to its file and applied by every instance.
+#[utoipa::path(
+    put,
+    path = "/api/v1/extensions/{name}/config",
+    tag = "extensions",
+    operation_id = "put_extension_config",
+    params(("name" = String, Path, description = "The extension's name"), ("If-Match" = String, Header, description = "The etag of the configuration being replaced, or `*`")),
+    request_body(content = serde_json::Value, description = "The whole new configuration, a JSON object"),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "Replaced: the configuration and its new etag", body = Configuration,
+            headers(("ETag" = String, description = "The new configuration's entity tag"))),
+        (status = 400, description = "Not a JSON object, or invalid against the schema (`invalid_request`)", body = ErrorSchema),
+        (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
+        (status = 409, description = "The extension refused it (`config_refused`)", body = ErrorSchema),
+        (status = 412, description = "The etag is stale (`precondition_failed`)", body = ErrorSchema),
+        (status = 428, description = "No If-Match (`precondition_required`)", body = ErrorSchema),
+    )
+)]
 async fn put_config(
     req: actix_web::HttpRequest,
     user: CurrentUser,
@@ -334,21 +511,68 @@ async fn put_config(
 }
 
 /// The body of a migrate: `{"to": 3, "dry_run": true}`, both optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MigrateBody {
+    /// Stop at this version (default: apply all).
     to: Option<u32>,
+    /// Only list the files and SQL that would run.
     #[serde(default)]
     dry_run: bool,
 }
 
-/// The body of a rollback: `{"to": 1, "dry_run": true}`; `to` is required (0 reverts all).
-#[derive(Debug, Deserialize)]
+/// The body of a rollback: `{"to": 1, "dry_run": true}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RollbackBody {
+    /// Revert every version above this one (0 reverts all).
     to: u32,
+    /// Only list the files and SQL that would run.
     #[serde(default)]
     dry_run: bool,
+}
+
+/// The answer of a migrate or rollback: what was applied or reverted, or (dry run) what would
+/// run.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ExtensionMigration)]
+struct Migrated {
+    name: String,
+    /// Versions applied (a migrate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    applied: Option<Vec<i32>>,
+    /// Versions reverted (a rollback).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reverted: Option<Vec<i32>>,
+    /// A dry run: the role the SQL would run as, and the steps in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dry_run: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    steps: Option<Vec<Step>>,
+}
+
+/// One file of a dry run.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = MigrationStep)]
+struct Step {
+    version: u32,
+    file: String,
+    sql: String,
+}
+
+impl Migrated {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            applied: None,
+            reverted: None,
+            dry_run: None,
+            role: None,
+            steps: None,
+        }
+    }
 }
 
 /// `body` as `T`; an empty body is `T::default()` when `empty` gives one.
@@ -384,8 +608,25 @@ impl From<MigrationError> for ApiError {
     }
 }
 
-/// Applies the extension's pending migrations (all, or up to `to`) as its own role; with
-/// `dry_run`, answers the files and SQL that would run and changes nothing.
+/// Apply an extension's migrations
+///
+/// Applies its pending migrations (all, or up to `to`) as its own role, in one transaction;
+/// with `dry_run`, answers the files and SQL that would run and changes nothing. Audited.
+#[utoipa::path(
+    post,
+    path = "/api/v1/extensions/{name}/migrate",
+    tag = "extensions",
+    operation_id = "migrate_extension",
+    params(("name" = String, Path, description = "The extension's name")),
+    request_body(content = Option<MigrateBody>, description = "Optional: a target version, a dry run"),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "Applied (`applied`), or the plan (`steps`)", body = Migrated),
+        (status = 400, description = "An invalid body or unknown version (`invalid_request`)", body = ErrorSchema),
+        (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
+        (status = 409, description = "A migration failed or does not match the database; nothing changed (`migration_failed`)", body = ErrorSchema),
+    )
+)]
 async fn migrate(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -409,12 +650,32 @@ async fn migrate(
     let pool = own_pool(l)?;
     let result = migrate::migrate(pool, &l.name, &migrations, body.to).await;
     audit_schema_change(&state, actor, "extension.migrate", &name, &result).await;
-    Ok(HttpResponse::Ok().json(json!({"name": *name, "applied": result?})))
+    Ok(HttpResponse::Ok().json(Migrated {
+        applied: Some(result?),
+        ..Migrated::new(&name)
+    }))
 }
 
-/// Reverts the extension's migrations above `to`, newest first, in one transaction. The
-/// extension must be disabled (its code expects the schema it has); enabling it, or the next
-/// start, migrates it up again. With `dry_run`, answers what would run.
+/// Roll an extension's schema back
+///
+/// Reverts its migrations above `to`, newest first, in one transaction. The extension must be
+/// disabled (its code expects the schema it has); enabling it, or the next start, migrates it
+/// up again. With `dry_run`, answers what would run. Audited.
+#[utoipa::path(
+    post,
+    path = "/api/v1/extensions/{name}/rollback",
+    tag = "extensions",
+    operation_id = "rollback_extension",
+    params(("name" = String, Path, description = "The extension's name")),
+    request_body(content = RollbackBody, description = "The version to go back to; a dry run"),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "Reverted (`reverted`), or the plan (`steps`)", body = Migrated),
+        (status = 400, description = "An invalid body or unknown version (`invalid_request`)", body = ErrorSchema),
+        (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
+        (status = 409, description = "It is enabled (`extension_enabled`), or a down script failed; nothing changed (`migration_failed`)", body = ErrorSchema),
+    )
+)]
 async fn rollback(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -448,7 +709,10 @@ async fn rollback(
     let pool = own_pool(l)?;
     let result = migrate::rollback(pool, &l.name, &migrations, body.to, &mut |_, _, _| {}).await;
     audit_schema_change(&state, actor, "extension.rollback", &name, &result).await;
-    Ok(HttpResponse::Ok().json(json!({"name": *name, "reverted": result?})))
+    Ok(HttpResponse::Ok().json(Migrated {
+        reverted: Some(result?),
+        ..Migrated::new(&name)
+    }))
 }
 
 async fn dry_run(
@@ -460,9 +724,21 @@ async fn dry_run(
 ) -> Result<HttpResponse, ApiError> {
     let client = state.pool.get().await.map_err(ApiError::internal)?;
     let steps = migrate::dry_run(&client, &l.name, migrations, to, down).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "name": l.name.as_str(), "dry_run": true, "role": l.name.schema(), "steps": steps,
-    })))
+    Ok(HttpResponse::Ok().json(Migrated {
+        dry_run: Some(true),
+        role: Some(l.name.schema()),
+        steps: Some(
+            steps
+                .into_iter()
+                .map(|s| Step {
+                    version: s.version,
+                    file: s.file,
+                    sql: s.sql.to_owned(),
+                })
+                .collect(),
+        ),
+        ..Migrated::new(l.name.as_str())
+    }))
 }
 
 /// The extension's own pool: its migrations run as its role, as at start.

@@ -77,7 +77,10 @@ static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
         .collect()
 });
 
-/// Mounts the dashboard: `/admin` and `/admin/` (the page) and its files.
+/// Mounts the dashboard: `/admin` and `/admin/` (the page) and its files. They are not API
+/// routes, so they are mounted here rather than through [`super::routes::Api`] and stay out
+/// of the OpenAPI document.
+#[allow(clippy::disallowed_methods)]
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource(["/admin", "/admin/"])

@@ -3,23 +3,37 @@
 //! `before`, the `next` value of the previous page).
 
 use actix_web::{HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{AppState, CurrentUser};
 use crate::audit::{self, Filter, MAX_PAGE};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorSchema};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Query {
+    /// Only entries about this extension.
     extension: Option<String>,
+    /// Only this action, e.g. `extension.enable`.
     action: Option<String>,
+    /// Only entries at or after this RFC 3339 time, e.g. `2026-11-26T08:00:00Z`.
     since: Option<String>,
+    /// Only entries older than this id: the `next` of the previous page.
     before: Option<i64>,
+    /// How many entries, 1 to 500 (default 100).
     limit: Option<i64>,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditPage)]
+pub struct Page {
+    entries: Vec<audit::Stored>,
+    /// The `before` of the next page; null on the last.
+    next: Option<i64>,
 }
 
 /// Turns the query into a filter; a clear 400 for what does not parse.
@@ -49,6 +63,26 @@ pub fn filter(q: Query) -> Result<Filter, ApiError> {
     })
 }
 
+/// `/api/v1/audit`.
+pub fn routes(api: &mut super::Api) {
+    api.add(__path_list, list);
+}
+
+/// The audit log
+///
+/// Newest first, filtered and paged.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "audit",
+    operation_id = "audit_log",
+    params(Query),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "A page of entries", body = Page),
+        (status = 400, description = "A filter that does not parse (`invalid_request`)", body = ErrorSchema),
+    )
+)]
 pub async fn list(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -69,5 +103,5 @@ pub async fn list(
     let next = (entries.len() as i64 == filter.limit)
         .then(|| entries.last().map(|e| e.id))
         .flatten();
-    Ok(HttpResponse::Ok().json(json!({"entries": entries, "next": next})))
+    Ok(HttpResponse::Ok().json(Page { entries, next }))
 }

@@ -14,27 +14,47 @@ use super::AppState;
 use crate::audit::{self, Actor, Entry, Outcome};
 use crate::auth::users::{self, CreateUserError};
 use crate::auth::{Email, Password, Role, User, token};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, ErrorSchema};
 use crate::extensions::convert;
 use crate::extensions::host::ExtensionHost;
 use crate::extensions::pipeline::ResolvedIdentity;
 use solobase_sdk::hooks::{HookPoint, LoginInfo, SignupInfo};
 
-#[derive(Debug, Deserialize)]
+/// An email and a password.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery"}))]
 pub struct Credentials {
     email: String,
     password: String,
 }
 
-#[derive(Debug, Serialize)]
+/// A new bearer token and the account it belongs to.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct TokenResponse {
+    /// Send it as `Authorization: Bearer <token>`.
     token: String,
     #[serde(with = "time::serde::rfc3339")]
     expires_at: OffsetDateTime,
     user: User,
 }
 
+/// Log in
+///
+/// Exchanges an email and password for a bearer token. An unknown email and a wrong password
+/// get the same answer. An extension's `user_login` hook may refuse with an answer of its own.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "Logged in", body = TokenResponse),
+        (status = 400, description = "A malformed body (`invalid_request`)", body = ErrorSchema),
+        (status = 401, description = "Wrong email or password (`invalid_credentials`)", body = ErrorSchema),
+        (status = 415, description = "Not JSON (`unsupported_media_type`)", body = ErrorSchema),
+    )
+)]
 #[tracing::instrument(name = "login", skip_all)]
 pub async fn login(
     state: web::Data<AppState>,
@@ -70,6 +90,23 @@ pub async fn login(
     issue_token(&state, user).await
 }
 
+/// Sign up
+///
+/// Creates an account with the `user` role and logs it in, when `auth.signup_enabled`. An
+/// extension's `user_signup` hook may refuse with an answer of its own.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/signup",
+    tag = "auth",
+    request_body = Credentials,
+    responses(
+        (status = 201, description = "Created and logged in", body = TokenResponse),
+        (status = 400, description = "A malformed body, an invalid email or a too short password (`invalid_request`)", body = ErrorSchema),
+        (status = 403, description = "Sign-up is disabled (`signup_disabled`)", body = ErrorSchema),
+        (status = 409, description = "The email is registered already (`email_taken`)", body = ErrorSchema),
+        (status = 415, description = "Not JSON (`unsupported_media_type`)", body = ErrorSchema),
+    )
+)]
 #[tracing::instrument(name = "signup", skip_all)]
 pub async fn signup(
     state: web::Data<AppState>,
@@ -122,8 +159,23 @@ async fn issue_token(state: &AppState, user: User) -> Result<HttpResponse, ApiEr
     }))
 }
 
+/// The current user
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/me",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The account the token belongs to", body = User))
+)]
 pub async fn me(user: CurrentUser) -> HttpResponse {
     HttpResponse::Ok().json(user.0)
+}
+
+/// `/api/v1/auth/…`.
+pub fn routes(api: &mut super::Api) {
+    api.add(__path_login, login)
+        .add(__path_signup, signup)
+        .add(__path_me, me);
 }
 
 /// The authenticated caller. Extracting it fails with 401 when the `Authorization: Bearer`

@@ -8,10 +8,32 @@ use serde_json::json;
 use super::AppState;
 use crate::db::migrate;
 
+/// The process is alive
+///
+/// Answers as long as the process serves requests; it does not look at the database.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "`{\"status\":\"ok\"}`", body = serde_json::Value))
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+/// The server is ready to serve
+///
+/// Ready when the database answers and the host schema is migrated. Every extension's health
+/// is reported under `extensions`; an unhealthy extension does not make the server unready.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready: `status`, `checks` (database, migrations) and `extensions` (health of each)", body = serde_json::Value),
+        (status = 503, description = "Not ready, with the same details", body = serde_json::Value),
+    )
+)]
 pub async fn readyz(
     state: web::Data<AppState>,
     host: web::Data<crate::extensions::host::ExtensionHost>,

@@ -13,7 +13,18 @@ fn exposition(state: &AppState, host: &ExtensionHost) -> HttpResponse {
         .body(state.metrics.render(host))
 }
 
-/// On the main server.
+/// Prometheus metrics
+///
+/// The Prometheus text exposition format. Also served without authentication on
+/// `[metrics] bind`, a separate listener, when configured.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "metrics",
+    operation_id = "metrics",
+    security(("bearer" = ["admin"])),
+    responses((status = 200, description = "Metrics in the Prometheus text format", content_type = "text/plain", body = String))
+)]
 pub async fn for_admins(
     user: CurrentUser,
     state: web::Data<AppState>,

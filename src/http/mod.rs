@@ -1,4 +1,5 @@
 //! The HTTP surface of the host: routes, shared state, and the request-id middleware.
+//! [`routes()`] lists every host route; [`routes::Api`] mounts and documents them.
 //!
 //! Handlers are thin: parse the input into domain types, call into `auth`, `storage` or
 //! `events`, and map failures to [`crate::error::ApiError`].
@@ -8,8 +9,10 @@ mod audit;
 mod auth;
 mod health;
 pub mod metrics;
+pub mod openapi;
 mod request_id;
 mod roles;
+pub mod routes;
 mod storage;
 
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use crate::storage::Storage;
 
 pub use auth::{CurrentUser, invalid_token};
 pub use request_id::{RequestId, middleware as request_id_middleware};
+pub use routes::Api;
 
 /// Shared by every handler; cheap to clone.
 #[derive(Debug, Clone)]
@@ -34,45 +38,30 @@ pub struct AppState {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
-/// Mounts every host route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Mounts every host route of `api` (built once by [`Api::build`] from [`routes()`]).
+pub fn configure(cfg: &mut web::ServiceConfig, api: &Arc<Api>) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(64 * 1024)
             .error_handler(crate::error::json_error_handler),
-    )
-    .route("/healthz", web::get().to(health::healthz))
-    .route(
-        "/ext/{name}",
-        web::to(crate::extensions::dispatch::dispatch),
-    )
-    .route(
-        "/ext/{name}/{tail:.*}",
-        web::to(crate::extensions::dispatch::dispatch),
-    )
-    .configure(crate::extensions::api::configure)
-    .route("/readyz", web::get().to(health::readyz))
-    .route("/metrics", web::get().to(metrics::for_admins))
-    .configure(admin::configure)
-    .service(
-        web::scope("/api/v1")
-            .service(
-                web::scope("/auth")
-                    .route("/login", web::post().to(auth::login))
-                    .route("/signup", web::post().to(auth::signup))
-                    .route("/me", web::get().to(auth::me)),
-            )
-            .route("/audit", web::get().to(audit::list))
-            .configure(roles::configure)
-            .service(
-                web::resource("/storage/{bucket}/{path:.+}")
-                    .route(web::put().to(storage::upload))
-                    .route(web::get().to(storage::download))
-                    .route(web::head().to(storage::download))
-                    .route(web::delete().to(storage::delete))
-                    .default_service(web::to(method_not_allowed)),
-            ),
     );
+    api.mount(cfg);
+    admin::configure(cfg);
+}
+
+/// Every host route: a handler and its `#[utoipa::path]` declaration, which gives the method
+/// and path it is mounted at and documents it (see [`routes::Api`]).
+pub fn routes(api: &mut Api) {
+    // First: the benchmark's route is matched before any other.
+    api.add(health::__path_healthz, health::healthz)
+        .add(health::__path_readyz, health::readyz)
+        .add(metrics::__path_for_admins, metrics::for_admins)
+        .add(openapi::__path_openapi, openapi::openapi);
+    auth::routes(api);
+    storage::routes(api);
+    audit::routes(api);
+    roles::routes(api);
+    crate::extensions::api::routes(api);
 }
 
 /// The answer for any path no route matches.
@@ -80,7 +69,7 @@ pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::not_found("no such route"))
 }
 
-async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+pub(crate) async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::new(
         ErrorCode::MethodNotAllowed,
         "method not allowed on this route",

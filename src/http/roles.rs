@@ -3,23 +3,28 @@
 //! away at once, audited (`role.grant`, `role.revoke`).
 
 use actix_web::{HttpResponse, web};
+use serde::Serialize;
 use serde_json::json;
 
 use super::{AppState, CurrentUser};
 use crate::audit::{self, Entry, Outcome};
 use crate::auth::permissions;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorSchema};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/roles/{role}/permissions", web::get().to(list))
-        .route(
-            "/roles/{role}/permissions/{permission}",
-            web::put().to(grant),
-        )
-        .route(
-            "/roles/{role}/permissions/{permission}",
-            web::delete().to(revoke),
-        );
+/// `/api/v1/roles/{role}/permissions[/{permission}]`.
+pub fn routes(api: &mut super::Api) {
+    api.add(__path_list, list)
+        .add(__path_grant, grant)
+        .add(__path_revoke, revoke);
+}
+
+/// The permissions a role holds.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = RolePermissions)]
+struct Held {
+    /// Always `user`: administrators hold every permission.
+    role: &'static str,
+    permissions: Vec<String>,
 }
 
 /// The role whose permissions can change: `user` (admins hold every permission).
@@ -35,6 +40,20 @@ fn user_role(role: &str) -> Result<&'static str, ApiError> {
     }
 }
 
+/// The permissions of the user role
+#[utoipa::path(
+    get,
+    path = "/api/v1/roles/{role}/permissions",
+    tag = "roles",
+    operation_id = "role_permissions",
+    params(("role" = String, Path, description = "`user` (`admin` holds every permission)")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "The permissions the role holds", body = Held),
+        (status = 400, description = "The admin role has no list (`invalid_request`)", body = ErrorSchema),
+        (status = 404, description = "No such role (`not_found`)", body = ErrorSchema),
+    )
+)]
 async fn list(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -45,9 +64,31 @@ async fn list(
     let held = permissions::held(&state.pool, role)
         .await
         .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(json!({"role": role, "permissions": held})))
+    Ok(HttpResponse::Ok().json(Held {
+        role,
+        permissions: held,
+    }))
 }
 
+/// Give the user role a permission
+///
+/// Audited (`role.grant`); giving one it holds changes nothing.
+#[utoipa::path(
+    put,
+    path = "/api/v1/roles/{role}/permissions/{permission}",
+    tag = "roles",
+    operation_id = "grant_role_permission",
+    params(
+        ("role" = String, Path, description = "`user`"),
+        ("permission" = String, Path, description = "A permission name such as `notes.write`"),
+    ),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "The permissions the role now holds", body = Held),
+        (status = 400, description = "Not a permission name, or the admin role (`invalid_request`)", body = ErrorSchema),
+        (status = 404, description = "No such role (`not_found`)", body = ErrorSchema),
+    )
+)]
 async fn grant(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -68,9 +109,31 @@ async fn grant(
     let held = permissions::held(&state.pool, role)
         .await
         .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(json!({"role": role, "permissions": held})))
+    Ok(HttpResponse::Ok().json(Held {
+        role,
+        permissions: held,
+    }))
 }
 
+/// Take a permission from the user role
+///
+/// Audited (`role.revoke`).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/roles/{role}/permissions/{permission}",
+    tag = "roles",
+    operation_id = "revoke_role_permission",
+    params(
+        ("role" = String, Path, description = "`user`"),
+        ("permission" = String, Path, description = "A permission the role holds"),
+    ),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "The permissions the role still holds", body = Held),
+        (status = 400, description = "The admin role (`invalid_request`)", body = ErrorSchema),
+        (status = 404, description = "No such role, or the role does not hold it (`not_found`)", body = ErrorSchema),
+    )
+)]
 async fn revoke(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -93,5 +156,8 @@ async fn revoke(
     let held = permissions::held(&state.pool, role)
         .await
         .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(json!({"role": role, "permissions": held})))
+    Ok(HttpResponse::Ok().json(Held {
+        role,
+        permissions: held,
+    }))
 }

@@ -12,14 +12,23 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use uuid::Uuid;
 
+use super::openapi::Binary;
 use super::{AppState, CurrentUser};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, ErrorSchema};
 use crate::extensions::convert;
 use crate::extensions::host::ExtensionHost;
-use crate::storage::{self, Bucket, ObjectPath, Writer, storage_error};
+use crate::storage::{self, Bucket, ObjectInfo, ObjectPath, Writer, storage_error};
 use solobase_sdk::hooks::{DownloadInfo, HookPoint, UploadInfo};
 
 const PREFIX: &str = "/api/v1/storage/";
+
+/// `/api/v1/storage/{bucket}/{path}`; the path may hold `/`.
+pub fn routes(api: &mut super::Api) {
+    const PATTERN: &str = "/api/v1/storage/{bucket}/{path:.+}";
+    api.add_as(PATTERN, __path_upload, upload)
+        .add_as(PATTERN, __path_download, download)
+        .add_as(PATTERN, __path_delete, delete);
+}
 
 fn target(req: &HttpRequest) -> Result<(Bucket, ObjectPath), ApiError> {
     let rest = req
@@ -79,6 +88,29 @@ fn may_modify(user: &CurrentUser, owner: Option<Uuid>) -> Result<(), ApiError> {
     }
 }
 
+/// Store a file
+///
+/// Streams the body into the bucket under the path. Replacing an object is for its uploader
+/// or an administrator. The Content-Type is kept and served back.
+#[utoipa::path(
+    put,
+    path = "/api/v1/storage/{bucket}/{path}",
+    tag = "storage",
+    operation_id = "upload",
+    params(
+        ("bucket" = String, Path, description = "A bucket name: lowercase letters, digits, `-` and `_`"),
+        ("path" = String, Path, description = "The object's path in the bucket; may contain `/`, never `.`, `..` or empty segments"),
+    ),
+    security(("bearer" = [])),
+    request_body(content = Binary, content_type = "*/*", description = "The file's bytes, at most storage.max_upload_bytes"),
+    responses(
+        (status = 200, description = "Replaced", body = ObjectInfo),
+        (status = 201, description = "Created", body = ObjectInfo),
+        (status = 400, description = "An invalid bucket, path or Content-Type (`invalid_request`)", body = ErrorSchema),
+        (status = 403, description = "Someone else's object (`forbidden`)", body = ErrorSchema),
+        (status = 413, description = "Larger than storage.max_upload_bytes (`payload_too_large`)", body = ErrorSchema),
+    )
+)]
 #[tracing::instrument(name = "storage.upload", skip_all)]
 pub async fn upload(
     req: HttpRequest,
@@ -166,6 +198,28 @@ pub async fn upload(
     Ok(response.json(&info))
 }
 
+/// Read a file
+///
+/// Any authenticated user may read. Ranges and conditional requests are supported; the
+/// answer carries `X-Content-Type-Options: nosniff` and a sandboxing Content-Security-Policy.
+#[utoipa::path(
+    method(get, head),
+    path = "/api/v1/storage/{bucket}/{path}",
+    tag = "storage",
+    operation_id = "download",
+    params(
+        ("bucket" = String, Path, description = "A bucket name: lowercase letters, digits, `-` and `_`"),
+        ("path" = String, Path, description = "The object's path in the bucket; may contain `/`, never `.`, `..` or empty segments"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The file, with the Content-Type it was stored with", content_type = "*/*", body = Binary),
+        (status = 206, description = "The requested range", content_type = "*/*", body = Binary),
+        (status = 304, description = "Not modified"),
+        (status = 400, description = "An invalid bucket or path (`invalid_request`)", body = ErrorSchema),
+        (status = 404, description = "No such object (`not_found`)", body = ErrorSchema),
+    )
+)]
 #[tracing::instrument(name = "storage.download", skip_all)]
 pub async fn download(
     req: HttpRequest,
@@ -225,6 +279,26 @@ pub async fn download(
     Ok(response)
 }
 
+/// Delete a file
+///
+/// For its uploader or an administrator.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/storage/{bucket}/{path}",
+    tag = "storage",
+    operation_id = "delete_object",
+    params(
+        ("bucket" = String, Path, description = "A bucket name: lowercase letters, digits, `-` and `_`"),
+        ("path" = String, Path, description = "The object's path in the bucket; may contain `/`, never `.`, `..` or empty segments"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "An invalid bucket or path (`invalid_request`)", body = ErrorSchema),
+        (status = 403, description = "Someone else's object (`forbidden`)", body = ErrorSchema),
+        (status = 404, description = "No such object (`not_found`)", body = ErrorSchema),
+    )
+)]
 #[tracing::instrument(name = "storage.delete", skip_all)]
 pub async fn delete(
     req: HttpRequest,

@@ -143,6 +143,8 @@ pub struct TestApp {
     pub data_dir: TempDir,
     pub http: reqwest::Client,
     pub events: solobase::events::EventBus,
+    /// The host routes the server mounted, as `(method, path)` (`Application::api`).
+    pub routes: Vec<(String, String)>,
     shutdown: Option<oneshot::Sender<()>>,
     finished: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -233,6 +235,7 @@ async fn spawn_app_full(
     let port = app.port();
     let metrics_port = app.metrics_port();
     let events = app.state().events.clone();
+    let routes = app.api().routes();
     let (tx, rx) = oneshot::channel();
     let finished = tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -248,6 +251,7 @@ async fn spawn_app_full(
             .build()
             .expect("client"),
         events,
+        routes,
         shutdown: Some(tx),
         finished: Some(finished),
     }

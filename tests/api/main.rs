@@ -39,6 +39,7 @@ mod scaffold;
 #[cfg(feature = "probe")]
 mod metrics;
 mod monitoring;
+mod openapi;
 // Reads the probe extension's limits: run with --all-features.
 #[cfg(feature = "probe")]
 mod reload;

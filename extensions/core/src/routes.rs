@@ -305,6 +305,13 @@ impl RouteTable {
         }
     }
 
+    /// Every route, as `(method, path, access rule)`, in registration order per path.
+    pub fn entries(&self) -> impl Iterator<Item = (&Method, &str, &Access)> {
+        self.paths
+            .iter()
+            .flat_map(|(p, defs)| defs.iter().map(move |d| (&d.method, p.as_str(), &d.access)))
+    }
+
     /// Every route, as `(method, path)`.
     pub fn list(&self) -> Vec<(Method, String)> {
         self.paths

@@ -42,14 +42,20 @@ enum Command {
     /// Manage user accounts
     #[command(subcommand)]
     Users(UsersCommand),
-    /// Manage extensions: list, info, enable (with grants), disable, revoke, migrate, roll back,
-    /// purge, read the audit log; generate a new one, validate one's folder
+    /// Manage extensions: list, info, status, health, metrics, enable (with grants), disable,
+    /// revoke, configure, migrate, roll back, purge, read the audit log; generate a new one,
+    /// validate one's folder
     #[command(
         subcommand,
         after_help = "Examples:\n  solobase extensions list\n  solobase extensions info webhooks --json\n  \
+                      solobase extensions status\n  \
+                      solobase extensions health webhooks || echo \"not healthy: exit $?\"\n  \
+                      solobase extensions metrics webhooks --json\n  \
                       solobase extensions enable webhooks --grant-all\n  \
                       solobase extensions revoke webhooks network.outbound\n  \
+                      solobase extensions config webhooks set max_endpoints=20\n  \
                       solobase extensions migrate webhooks --dry-run\n  \
+                      solobase extensions rollback webhooks 0 --dry-run\n  \
                       solobase extensions audit --extension webhooks --since 2026-11-26T08:00:00Z\n  \
                       solobase extensions generate notes\n  \
                       solobase extensions validate extensions/custom/notes"

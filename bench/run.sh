@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Runs Solobase's benchmarks and prints a markdown report.
-#   bench/run.sh                      defaults: 12 rounds (ABBA order) of 2 s per configuration
+# Solobase's performance report: builds what it needs (release), runs every measurement side
+# by side in one run and prints markdown — raw figures and ratios, each goal met or missed.
+#   bench/run.sh > BENCHMARKS.md       defaults: 12 rounds (ABBA order) of 2 s per configuration
 #   BENCH_ROUNDS=20 BENCH_SECS=5 bench/run.sh
+#   BENCH_ONLY=host,route bench/run.sh (sections: host, route, startup, memory, reload; micro
+#   and the instruction counts are skipped when BENCH_ONLY is set)
 # Uses DATABASE_URL when set, otherwise a throw-away embedded cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,12 +12,24 @@ if ! command -v wrk >/dev/null; then
     echo "installing wrk (load generator)…" >&2
     apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release -p solobase-bench >&2
 if [ "$(nproc)" -lt 2 ]; then
     echo "bench/run.sh needs 2 CPUs: one for the server, one for the load generator" >&2
     exit 1
 fi
-echo "# Solobase benchmark — $(date -u +%Y-%m-%d), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
+target="${CARGO_TARGET_DIR:-target}"
+cargo build --release -p solobase-bench >&2
+echo "# Solobase benchmark — $(date -u +%Y-%m-%d)"
+echo
+echo "Machine: $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)), $(free -g | awk '/Mem:/{print $2}') GiB of memory, $(uname -sr)."
+echo "Command: \`BENCH_ROUNDS=${BENCH_ROUNDS:-12} BENCH_SECS=${BENCH_SECS:-2} bench/run.sh\`, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
+echo "Server and its PostgreSQL on CPU 0, wrk on CPU 1. Ratios are medians of per-round ratios of neighbouring runs."
 echo
 # The server (and its PostgreSQL) on CPU 0; the bench runs wrk on CPU 1.
-taskset -c 0 "${CARGO_TARGET_DIR:-target}/release/solobase-bench"
+taskset -c 0 "$target/release/solobase-bench"
+if [ -z "${BENCH_ONLY:-}" ]; then
+    cargo bench -p solobase-bench --bench micro >&2
+    BENCH_MODE=micro-report BENCH_CRITERION_DIR="$target/criterion" "$target/release/solobase-bench"
+    echo "## Instructions per request (callgrind: independent of the machine's load)"
+    echo
+    bench/instructions.sh
+fi

@@ -1,484 +1,571 @@
-//! `solobase-bench`: measures what extensions cost, side by side in one run, and prints a
-//! markdown report. Run it through `bench/run.sh` (which builds it in release mode and
-//! installs wrk when missing).
+//! `solobase-bench`: what extensions cost, measured side by side in one run, printed as a
+//! markdown report with the raw figures and their ratios. Run it through `bench/run.sh`
+//! (release build, wrk installed when missing, the server pinned to CPU 0 and wrk to CPU 1).
 //!
-//! 1. **Request overhead.** One server (1 worker) with 5 synthetic extensions, each with a
-//!    middleware on every path and `pre_request` and `post_request` hooks. wrk loads a host
-//!    route (`GET /healthz`) while the extensions are disabled, then enabled, in rounds of
-//!    ABBA order so that machine noise hits both alike; the report gives the median
-//!    throughput of each, the median of the rounds' enabled/disabled ratios and the added
-//!    server CPU microseconds per request.
-//! 2. **Start-up cost.** Time to load (register, create or check the role and schema,
-//!    initialize, start) N extensions that have no migration, for N = 0 and N = 20, on the
-//!    same database: first start, restart, and first start with role passwords; the
-//!    difference per extension.
+//! 1. **Host route** (`GET /healthz`, 1 server worker): no extensions compiled in, the
+//!    shipped extensions enabled, and 5 synthetic extensions (a middleware on every path,
+//!    `pre_request` and `post_request` each) disabled and enabled — in rounds whose order
+//!    alternates (ABBA), so that machine noise hits every configuration alike.
+//! 2. **Extension route** versus the same handler in a bare actix-web app: the floor.
+//! 3. **Start-up**: time to ready (connect, migrate, load extensions, listen) with 0, 2 and
+//!    10 extensions, first start and restart.
+//! 4. **Idle memory**: resident memory of a fresh process with 0 extensions, 10 synthetic
+//!    ones and the shipped ones.
+//! 5. **Hot reload under load**: failed requests and latency while the configuration file is
+//!    rewritten every 200 ms, next to the same load without reloads.
 
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use solobase::audit::Actor;
-use solobase::config::Config;
-use solobase::db::embedded::{EmbeddedOptions, EmbeddedPostgres};
-use solobase::extensions::admin::Grant;
-use solobase::extensions::host::{ExtensionHost, HostContext};
+use solobase::config::{Config, Overrides};
+use solobase::extensions::host::ExtensionHost;
 use solobase::startup::Application;
-use solobase_sdk::Registration;
-use solobase_sdk::prelude::*;
+use solobase_bench::{
+    Wrk, blocking_client, config, database_url, median, route_only, rss_kib, set_enabled,
+    synthetic, wrk,
+};
 
-/// A synthetic extension: the minimum real work a middleware and two hooks would do.
-struct Synthetic {
-    seen: AtomicU64,
+/// A running server and how to stop it.
+struct Running {
+    port: u16,
+    host: Arc<ExtensionHost>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-impl Extension for Synthetic {
-    type Config = ();
-
-    async fn initialize(_ctx: InitContext<()>) -> Result<Self> {
-        Ok(Self {
-            seen: AtomicU64::new(0),
-        })
-    }
-
-    fn middleware(&self) -> Vec<MiddlewareSpec> {
-        vec![MiddlewareSpec::new("count", 0)]
-    }
-
-    fn middleware_request(&self, _id: &str, req: &mut RequestHead) -> Hook<'_, Flow> {
-        static BLOCK: solobase_sdk::http::HeaderName =
-            solobase_sdk::http::HeaderName::from_static("x-synthetic-block");
-        if req.headers.contains_key(&BLOCK) {
-            return Flow::reject(StatusCode::FORBIDDEN, "blocked", "blocked").into();
-        }
-        Flow::Continue.into()
-    }
-
-    fn hooks(&self) -> HookSet {
-        HookSet::new()
-            .on(HookPoint::PreRequest, 0)
-            .on(HookPoint::PostRequest, 0)
-    }
-
-    fn pre_request(&self, _req: &mut RequestHead) -> Hook<'_, Flow> {
-        self.seen.fetch_add(1, Ordering::Relaxed);
-        Flow::Continue.into()
-    }
-
-    fn post_request(&self, _req: &RequestHead, res: &ResponseHead) -> Hook<'_, ()> {
-        if res.status.is_server_error() {
-            self.seen.fetch_add(1, Ordering::Relaxed);
-        }
-        ().into()
+async fn serve(app: Application) -> Running {
+    let port = app.port();
+    let host = app.extensions().clone();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    Running {
+        port,
+        host,
+        stop,
+        task,
     }
 }
 
-fn synthetic(n: usize, prefix: &str) -> Vec<Registration> {
-    (1..=n)
-        .map(|i| {
-            let manifest = format!(
-                "[extension]\nname = \"{prefix}-{i}\"\nversion = \"0.1.0\"\n\
-                 description = \"synthetic\"\nmin_host_version = \"0.1.0\"\n"
+impl Running {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await?
+    }
+}
+
+async fn load(url: String, secs: u64) -> anyhow::Result<Wrk> {
+    let result = tokio::task::spawn_blocking(move || wrk(&url, secs)).await??;
+    if result.errors > 0 {
+        bail!("wrk saw {} failed requests", result.errors);
+    }
+    Ok(result)
+}
+
+async fn set_all(host: &ExtensionHost, prefix: &str, n: usize, on: bool) -> anyhow::Result<()> {
+    for i in 1..=n {
+        set_enabled(host, &format!("{prefix}-{i}"), on).await?;
+    }
+    Ok(())
+}
+
+fn row(label: &str, runs: &[Wrk]) -> String {
+    format!(
+        "| {label} | {:.0} | {:.2} | {:.3} | {:.3} |",
+        median(runs.iter().map(|r| r.rps).collect()),
+        median(runs.iter().map(|r| r.cpu_us).collect()),
+        median(runs.iter().map(|r| r.p50_ms).collect()),
+        median(runs.iter().map(|r| r.p99_ms).collect())
+    )
+}
+
+/// The median of the rounds' ratios a/b: each round's runs are neighbours in time, so the
+/// machine's drift between rounds cancels out.
+fn ratio(a: &[Wrk], b: &[Wrk]) -> f64 {
+    median(a.iter().zip(b).map(|(a, b)| a.rps / b.rps).collect())
+}
+
+fn goal(met: bool) -> &'static str {
+    if met { "met" } else { "**missed**" }
+}
+
+const TABLE_HEAD: &str = "| configuration | requests/s (median) | server CPU µs/request | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|";
+
+/// Section 1.
+async fn host_route(url: &str, dir: &Path, rounds: usize, secs: u64) -> anyhow::Result<()> {
+    let none = serve(Application::build_with_extensions(config(url, dir), Vec::new()).await?).await;
+    let shipped = serve(Application::build(config(url, dir)).await?).await;
+    let synth =
+        serve(Application::build_with_extensions(config(url, dir), synthetic(5, "synth")).await?)
+            .await;
+    let shipped_names: Vec<String> = shipped
+        .host
+        .all()
+        .iter()
+        .map(|l| l.name.to_string())
+        .collect();
+    for name in &shipped_names {
+        set_enabled(&shipped.host, name, true).await?;
+    }
+    set_all(&synth.host, "synth", 5, true).await?;
+    for s in [&none, &shipped, &synth] {
+        load(s.url("/healthz"), 1).await?;
+    }
+    let mut runs: [Vec<Wrk>; 4] = Default::default();
+    const LABELS: [&str; 4] = [
+        "no extensions compiled in",
+        "shipped extensions enabled",
+        "5 synthetic extensions disabled",
+        "5 synthetic extensions enabled (middleware + pre/post_request each)",
+    ];
+    for round in 0..rounds {
+        let order = if round % 2 == 0 {
+            [0, 1, 2, 3]
+        } else {
+            [3, 2, 1, 0]
+        };
+        for which in order {
+            let target = match which {
+                0 => none.url("/healthz"),
+                1 => shipped.url("/healthz"),
+                _ => {
+                    set_all(&synth.host, "synth", 5, which == 3).await?;
+                    synth.url("/healthz")
+                }
+            };
+            let result = load(target, secs).await?;
+            eprintln!(
+                "  host route, {}: {:.0} requests/s, {:.2} µs CPU/request",
+                LABELS[which], result.rps, result.cpu_us
             );
-            Registration::new::<Synthetic>(Box::leak(manifest.into_boxed_str()), "0.1.0")
-        })
-        .collect()
-}
-
-/// The CPU wrk runs on.
-const WRK_CPU: &str = "1";
-
-struct Wrk {
-    rps: f64,
-    /// Server CPU time (user + system) per request, in microseconds.
-    cpu_us: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
-}
-
-/// CPU time used by this process so far (user, system), in seconds.
-fn process_cpu() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the file, 12 and 13 after the command name.
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) / 100.0, ticks(12) / 100.0)
-}
-
-fn wrk(url: &str, secs: u64) -> anyhow::Result<Wrk> {
-    let cpu_before = process_cpu();
-    // The server runs on CPU 0 (bench/run.sh pins it); wrk gets CPU 1 to itself, so that
-    // the scheduler's placement does not add noise to the comparison.
-    let out = Command::new("taskset")
-        .args([
-            "-c",
-            WRK_CPU,
-            "wrk",
-            "-t1",
-            "-c32",
-            &format!("-d{secs}s"),
-            "--latency",
-            url,
-        ])
-        .output()
-        .context("cannot run wrk: install it (apt-get install wrk) or use bench/run.sh")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let number = |prefix: &str| -> Option<f64> {
-        let value = text
-            .lines()
-            .find(|l| l.trim_start().starts_with(prefix))?
-            .split_whitespace()
-            .nth(1)?;
-        parse_duration_ms(value).or_else(|| value.parse().ok())
-    };
-    let cpu_after = process_cpu();
-    let requests: f64 = text
-        .lines()
-        .find(|l| l.contains("requests in"))
-        .and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .context("wrk printed no request count")?;
-    let cpu = (cpu_after.0 - cpu_before.0) + (cpu_after.1 - cpu_before.1);
-    let rps = text
-        .lines()
-        .find(|l| l.starts_with("Requests/sec:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .context("wrk printed no Requests/sec")?;
-    let errors = text
-        .lines()
-        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
-        .flat_map(|l| {
-            l.split(|c: char| !c.is_ascii_digit())
-                .filter_map(|n| n.parse::<u64>().ok())
-        })
-        .sum();
-    Ok(Wrk {
-        rps,
-        cpu_us: cpu * 1e6 / requests,
-        p50_ms: number("50%").unwrap_or(f64::NAN),
-        p99_ms: number("99%").unwrap_or(f64::NAN),
-        errors,
-    })
-}
-
-/// wrk prints latencies as `812.00us`, `1.20ms`, `2.01s`.
-fn parse_duration_ms(v: &str) -> Option<f64> {
-    let (num, factor) = if let Some(n) = v.strip_suffix("us") {
-        (n, 0.001)
-    } else if let Some(n) = v.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1000.0)
-    } else {
-        return None;
-    };
-    num.parse::<f64>().ok().map(|x| x * factor)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-async fn database_url(
-    root: &std::path::Path,
-) -> anyhow::Result<(String, Option<EmbeddedPostgres>)> {
-    if let Ok(url) = std::env::var("DATABASE_URL") {
-        return Ok((url, None));
+            runs[which].push(result);
+        }
     }
-    let opts = EmbeddedOptions {
-        root: root.join("postgres"),
-        bin_dir: None,
-        system_user: "postgres".into(),
-        start_timeout: Duration::from_secs(60),
-        ephemeral: true,
-    };
-    let server = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&opts)).await??;
-    solobase::db::ensure_database(&server.connect_config("postgres"), "bench").await?;
-    let url = format!(
-        "host={} port=5432 user={} dbname=bench",
-        server.socket_dir().display(),
-        solobase::db::embedded::SUPERUSER
+    for s in [none, shipped, synth] {
+        s.stop().await?;
+    }
+    println!(
+        "## Host route: GET /healthz (1 server worker, wrk -t1 -c32, {rounds} rounds × {secs} s, ABBA order)\n"
     );
-    Ok((url, Some(server)))
+    println!("{TABLE_HEAD}");
+    for (label, r) in LABELS.iter().zip(&runs) {
+        println!("{}", row(label, r));
+    }
+    let synthetic_ratio = ratio(&runs[3], &runs[2]);
+    let added_us = median(
+        runs[3]
+            .iter()
+            .zip(&runs[2])
+            .map(|(a, b)| a.cpu_us - b.cpu_us)
+            .collect(),
+    );
+    println!(
+        "\n| ratio (median of the rounds' ratios) | value | goal |\n|---|---:|---|\n\
+         | 5 synthetic enabled / disabled | **{synthetic_ratio:.3}** | ≥ 0.90: {} |\n\
+         | 5 synthetic disabled / no extensions | {:.3} | |\n\
+         | shipped enabled ({}) / no extensions | {:.3} | |\n\
+         \nServer CPU added per request by the 5 synthetic extensions (median of the rounds' \
+         differences): **{added_us:.2} µs**.\n",
+        goal(synthetic_ratio >= 0.90),
+        ratio(&runs[2], &runs[0]),
+        shipped_names.join(", "),
+        ratio(&runs[1], &runs[0]),
+    );
+    Ok(())
 }
 
-fn config(url: &str, data: &std::path::Path) -> Config {
-    let mut c = Config {
-        data_dir: data.to_owned(),
-        ..Config::default()
+/// The same handler as the extension route, in a bare actix-web app with one worker (not a
+/// Solobase route: the lint guarding the host's route table does not apply).
+#[allow(clippy::disallowed_methods)]
+fn bare_actix() -> anyhow::Result<(u16, actix_web::dev::ServerHandle)> {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let server = HttpServer::new(|| {
+        App::new().route(
+            "/ping",
+            web::get().to(|| async { HttpResponse::Ok().content_type("text/plain").body("pong") }),
+        )
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))?;
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok((port, handle))
+}
+
+/// Section 2.
+async fn extension_route(url: &str, dir: &Path, rounds: usize, secs: u64) -> anyhow::Result<()> {
+    let app = serve(
+        Application::build_with_extensions(config(url, dir), vec![route_only("route-1")]).await?,
+    )
+    .await;
+    set_enabled(&app.host, "route-1", true).await?;
+    let (bare_port, bare) = bare_actix()?;
+    let bare_url = format!("http://127.0.0.1:{bare_port}/ping");
+    let ext_url = app.url("/ext/route-1/ping");
+    load(bare_url.clone(), 1).await?;
+    load(ext_url.clone(), 1).await?;
+    let (mut floor, mut ext) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let first_bare = round % 2 == 0;
+        for bare_turn in [first_bare, !first_bare] {
+            if bare_turn {
+                floor.push(load(bare_url.clone(), secs).await?);
+            } else {
+                ext.push(load(ext_url.clone(), secs).await?);
+            }
+        }
+    }
+    bare.stop(true).await;
+    app.stop().await?;
+    println!("## Extension route versus the bare framework ({rounds} rounds × {secs} s, ABBA)\n");
+    println!("{TABLE_HEAD}");
+    println!(
+        "{}",
+        row(
+            "bare actix-web, the same handler (GET /ping → \"pong\")",
+            &floor
+        )
+    );
+    println!(
+        "{}",
+        row(
+            "Solobase extension route (GET /ext/route-1/ping, no hooks)",
+            &ext
+        )
+    );
+    println!(
+        "\nRatio extension route / bare actix-web: **{:.3}** — what the host adds on top of the \
+         framework (request id, metrics, the pipeline's check, dispatch with its limits, panic \
+         isolation and accounting).\n",
+        ratio(&ext, &floor)
+    );
+    Ok(())
+}
+
+/// Section 3: time to ready of an application with `n` synthetic extensions named `prefix-i`.
+async fn time_to_ready(url: &str, dir: &Path, n: usize, prefix: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let app = Application::build_with_extensions(config(url, dir), synthetic(n, prefix)).await?;
+    let took = started.elapsed();
+    app.run_until_stopped(async {}).await?;
+    Ok(took)
+}
+
+async fn startup(url: &str, dir: &Path) -> anyhow::Result<()> {
+    // A first start of the host itself (schema, roles) is not counted.
+    time_to_ready(url, dir, 0, "warm").await?;
+    let mut rows = Vec::new();
+    for n in [0usize, 2, 10] {
+        let prefix = format!("boot{n}");
+        let first = time_to_ready(url, dir, n, &prefix).await?;
+        let mut restarts = Vec::new();
+        for _ in 0..3 {
+            restarts.push(time_to_ready(url, dir, n, &prefix).await?.as_secs_f64() * 1000.0);
+        }
+        rows.push((n, first.as_secs_f64() * 1000.0, median(restarts)));
+    }
+    println!(
+        "## Start-up: time to ready (connect, migrate, load the extensions, listen)\n\n\
+         | extensions | first start | restart (median of 3) |\n|---:|---:|---:|"
+    );
+    for (n, first, restart) in &rows {
+        println!("| {n} | {first:.1} ms | {restart:.1} ms |");
+    }
+    let first = (rows[2].1 - rows[0].1) / 10.0;
+    let restart = (rows[2].2 - rows[0].2) / 10.0;
+    println!(
+        "\nPer extension (10 versus 0): **{first:.2} ms** on a first start (creates its role and \
+         schema), **{restart:.2} ms** on a restart (goal < 5 ms: {}).\n",
+        goal(first < 5.0 && restart < 5.0)
+    );
+    Ok(())
+}
+
+/// `BENCH_MODE=idle`: an application with `BENCH_IDLE` = `none` | `synthetic10` | `shipped`
+/// extensions, left idle for two seconds; prints its resident memory in KiB.
+async fn idle_mode(url: &str, dir: &Path) -> anyhow::Result<()> {
+    let which = std::env::var("BENCH_IDLE").unwrap_or_default();
+    let app = match which.as_str() {
+        "none" => Application::build_with_extensions(config(url, dir), Vec::new()).await?,
+        "synthetic10" => {
+            Application::build_with_extensions(config(url, dir), synthetic(10, "idle")).await?
+        }
+        "shipped" => Application::build(config(url, dir)).await?,
+        other => bail!("BENCH_IDLE={other:?}: use none, synthetic10 or shipped"),
     };
-    c.server.bind = "127.0.0.1:0".parse().expect("address");
-    c.server.workers = 1;
-    c.database.url = Some(url.to_owned());
-    c.log.level = "warn".into();
-    // Measure what requests cost: the runtime's periodic background work (the job poll, health
-    // checks, the state re-read) stays idle during a measurement, in both configurations.
-    c.extensions.jobs_poll_ms = 3_600_000;
-    c.extensions.health_interval_ms = 3_600_000;
-    c.extensions.resync_secs = 3600;
-    c
+    let running = serve(app).await;
+    // Served a little, then idle.
+    let port = running.port;
+    tokio::task::spawn_blocking(move || blocking_client(port, "/healthz", 100)).await??;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("{}", rss_kib());
+    running.stop().await
 }
 
-/// Sends `n` keep-alive `GET path` requests from one thread and checks each answers 200.
-fn blocking_client(port: u16, path: &str, n: usize) -> anyhow::Result<()> {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut writer = stream;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
-    for _ in 0..n {
-        writer.write_all(request.as_bytes())?;
-        let mut status = String::new();
-        reader.read_line(&mut status)?;
-        if !status.contains(" 200 ") {
-            bail!("unexpected status line {status:?}");
-        }
-        let mut length = 0usize;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line)?;
-            if line == "\r\n" {
-                break;
+async fn memory(url: &str) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let measure = |which: &str| -> anyhow::Result<f64> {
+        let mut samples = Vec::new();
+        for _ in 0..3 {
+            let out = std::process::Command::new(&exe)
+                .env("BENCH_MODE", "idle")
+                .env("BENCH_IDLE", which)
+                .env("DATABASE_URL", url)
+                .output()?;
+            if !out.status.success() {
+                bail!(
+                    "idle run {which} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse()?;
-            }
+            let kib: f64 = String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .context("the idle run printed no RSS")?;
+            samples.push(kib);
         }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
-    }
+        Ok(median(samples))
+    };
+    // The first run of each creates roles and schemas; the samples are medians of 3.
+    let none = measure("none")?;
+    let ten = measure("synthetic10")?;
+    let shipped = measure("shipped")?;
+    let per = (ten - none) / 10.0 / 1024.0;
+    println!(
+        "## Idle memory (resident, a fresh process after 100 requests and 2 s idle, median of 3)\n\n\
+         | extensions | resident memory |\n|---|---:|\n\
+         | none | {:.1} MiB |\n| 10 synthetic | {:.1} MiB |\n| shipped (webhooks, analytics) | {:.1} MiB |\n\
+         \nPer extension (10 synthetic versus none): **{per:.3} MiB** (goal < 1 MiB: {}); the \
+         shipped ones add {:.2} MiB together.\n",
+        none / 1024.0,
+        ten / 1024.0,
+        shipped / 1024.0,
+        goal(per < 1.0),
+        (shipped - none) / 1024.0
+    );
     Ok(())
 }
 
-/// `BENCH_MODE=instructions`: serve `BENCH_REQUESTS` requests from an in-process client with
-/// the 5 synthetic extensions `BENCH_EXTENSIONS=enabled|disabled`, then exit. Run under
-/// `valgrind --tool=callgrind` by `bench/instructions.sh`, it gives instruction counts, which
-/// unlike times do not depend on what else the machine is doing.
-/// Enables or disables synthetic extension `i`.
-async fn set_enabled(host: &ExtensionHost, i: usize, on: bool) -> anyhow::Result<()> {
-    let name = format!("synth-{i}");
-    if on {
-        host.enable(&name, Grant::All, &Actor::System).await?;
-    } else {
-        host.disable(&name, &Actor::System).await?;
+/// Configuration reloads applied so far (they are audited).
+async fn reloads(pool: &deadpool_postgres::Pool) -> anyhow::Result<i64> {
+    let client = pool.get().await?;
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM solobase.audit_log WHERE action = 'config.reload' \
+             AND result = 'ok'",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok(n)
+}
+
+/// Section 5.
+async fn hot_reload(url: &str, dir: &Path, secs: u64) -> anyhow::Result<()> {
+    let file = dir.join("reload.toml");
+    let write = |rate: u32| {
+        std::fs::write(
+            &file,
+            format!(
+                "[server]\nworkers = 1\n[log]\nlevel = \"warn\"\n[extensions]\n\
+                 jobs_poll_ms = 3600000\nhealth_interval_ms = 3600000\nresync_secs = 3600\n\
+                 client_rate_per_second = {rate}\nclient_rate_burst = {rate}\n"
+            ),
+        )
+    };
+    write(1_000_000)?;
+    let overrides = Overrides {
+        bind: Some("127.0.0.1:0".parse()?),
+        data_dir: Some(dir.to_owned()),
+        database_url: Some(url.to_owned()),
+    };
+    let config = Config::load(Some(&file), &overrides)?;
+    let app =
+        serve(Application::build_with_extensions(config, synthetic(5, "reload")).await?).await;
+    set_all(&app.host, "reload", 5, true).await?;
+    let target = app.url("/healthz");
+    load(target.clone(), 1).await?;
+    let pool = app.host.pool().clone();
+    let quiet = tokio::task::spawn_blocking({
+        let t = target.clone();
+        move || wrk(&t, secs)
+    })
+    .await??;
+    let before = reloads(&pool).await?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = std::thread::spawn({
+        let stop = stop.clone();
+        let file = file.clone();
+        move || {
+            let mut rate = 1_000_000u32;
+            let mut writes = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                rate = if rate == 1_000_000 {
+                    2_000_000
+                } else {
+                    1_000_000
+                };
+                let text = format!(
+                    "[server]\nworkers = 1\n[log]\nlevel = \"warn\"\n[extensions]\n\
+                     jobs_poll_ms = 3600000\nhealth_interval_ms = 3600000\nresync_secs = 3600\n\
+                     client_rate_per_second = {rate}\nclient_rate_burst = {rate}\n"
+                );
+                if std::fs::write(&file, text).is_ok() {
+                    writes += 1;
+                }
+            }
+            writes
+        }
+    });
+    let busy = tokio::task::spawn_blocking({
+        let t = target.clone();
+        move || wrk(&t, secs)
+    })
+    .await??;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer panicked"))?;
+    // The last write's reload lands within the watcher's debounce.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let applied = reloads(&pool).await? - before;
+    app.stop().await?;
+    println!(
+        "## Hot reload under load (5 synthetic extensions enabled, GET /healthz, {secs} s each)\n"
+    );
+    println!("| run | requests/s | failed requests | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|");
+    for (label, r) in [
+        ("no reloads", &quiet),
+        ("config file rewritten every 200 ms", &busy),
+    ] {
+        println!(
+            "| {label} | {:.0} | {} | {:.3} | {:.3} |",
+            r.rps, r.errors, r.p50_ms, r.p99_ms
+        );
     }
+    println!(
+        "\n{writes} writes, {applied} reloads applied (the watcher debounces bursts by 250 ms). \
+         Failed requests during reloads: **{}** (goal 0: {}); p99 with reloads / without: {:.2}.\n",
+        busy.errors,
+        goal(busy.errors == 0),
+        busy.p99_ms / quiet.p99_ms
+    );
     Ok(())
 }
 
-async fn instructions_mode(url: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+async fn instructions_mode(url: &str, dir: &Path) -> anyhow::Result<()> {
     let requests: usize = std::env::var("BENCH_REQUESTS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let enabled = std::env::var("BENCH_EXTENSIONS").as_deref() != Ok("disabled");
     let app = Application::build_with_extensions(config(url, dir), synthetic(5, "synth")).await?;
-    let port = app.port();
-    for i in 1..=5 {
-        set_enabled(app.extensions(), i, enabled).await?;
-    }
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async {
-        let _ = rx.await;
-    }));
+    let running = serve(app).await;
+    set_all(&running.host, "synth", 5, enabled).await?;
+    let port = running.port;
     tokio::task::spawn_blocking(move || blocking_client(port, "/healthz", requests)).await??;
-    let _ = tx.send(());
-    server.await??;
+    running.stop().await
+}
+
+/// `BENCH_MODE=micro-report`: the criterion micro-benchmarks' medians (read from
+/// `BENCH_CRITERION_DIR`, criterion's output directory) as a table.
+fn micro_report() -> anyhow::Result<()> {
+    let dir = std::env::var("BENCH_CRITERION_DIR").context("set BENCH_CRITERION_DIR")?;
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {dir}"))? {
+        let path = entry?.path().join("new");
+        let (Ok(benchmark), Ok(estimates)) = (
+            std::fs::read_to_string(path.join("benchmark.json")),
+            std::fs::read_to_string(path.join("estimates.json")),
+        ) else {
+            continue;
+        };
+        let benchmark: serde_json::Value = serde_json::from_str(&benchmark)?;
+        let estimates: serde_json::Value = serde_json::from_str(&estimates)?;
+        let name = benchmark["title"].as_str().unwrap_or_default().to_owned();
+        let median = &estimates["median"];
+        rows.push((
+            name,
+            median["point_estimate"].as_f64().unwrap_or(f64::NAN),
+            median["confidence_interval"]["lower_bound"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+            median["confidence_interval"]["upper_bound"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+        ));
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    println!(
+        "## Micro-benchmarks (criterion, `cargo bench -p solobase-bench --bench micro`)\n\n\
+         | operation | median | 95% interval |\n|---|---:|---:|"
+    );
+    for (name, median, low, high) in rows {
+        println!("| {name} | {median:.1} ns | {low:.1}–{high:.1} ns |");
+    }
+    println!();
     Ok(())
+}
+
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if std::env::var("BENCH_MODE").as_deref() == Ok("instructions") {
-        let dir = std::env::temp_dir().join(format!("solobase-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let url = std::env::var("DATABASE_URL").context("instructions mode needs DATABASE_URL")?;
-        let result = instructions_mode(&url, &dir).await;
-        let _ = std::fs::remove_dir_all(&dir);
-        return result;
-    }
-    let secs: u64 = std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(12);
     let dir = std::env::temp_dir().join(format!("solobase-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let (url, _pg) = database_url(&dir).await?;
-
-    // --- start-up cost -----------------------------------------------------------------
-    // Loading extensions, timed on its own (ExtensionHost::start: register, create or check
-    // the role and schema, initialize, start). The first start of an extension creates its
-    // PostgreSQL role and schema; later starts find them in place. Against an external
-    // database the role's password is set too, on the first start only.
-    let mut startup = Vec::new();
-    {
-        let cfg = config(&url, &dir);
-        let db = solobase::db::Database::connect(&cfg, solobase::db::Mode::Share).await?;
-        solobase::db::migrate::run(db.pool()).await?;
-        let ctx = |role_passwords| HostContext {
-            pool: db.pool().clone(),
-            pg_config: db.pg_config().clone(),
-            data_dir: dir.clone(),
-            bus: solobase_sdk::EventBus::default(),
-            settings: cfg.extensions.clone(),
-            role_passwords,
-            storage: solobase::storage::Storage::open(&dir.join("storage"))
-                .expect("storage directory"),
-            max_upload_bytes: cfg.storage.max_upload_bytes,
-            metrics: Default::default(),
-        };
-        for (n, prefix, passwords, label) in [
-            (0, "warm", false, ""),
-            (0, "none", false, "no extensions"),
-            (20, "boot", false, "20 extensions, first start"),
-            (20, "boot", false, "20 extensions, restart"),
-            (
-                20,
-                "auth",
-                true,
-                "20 extensions, first start, setting role passwords (external database)",
-            ),
-        ] {
-            let started = Instant::now();
-            let host = ExtensionHost::start(ctx(passwords), synthetic(n, prefix)).await?;
-            let took = started.elapsed();
-            host.shutdown().await;
-            if prefix != "warm" {
-                startup.push((label, took));
-            }
-        }
-        db.close().await;
-    }
-    let per_ext =
-        |i: usize| (startup[i].1.as_secs_f64() - startup[0].1.as_secs_f64()) * 1000.0 / 20.0;
-    let (first_ms, restart_ms, password_ms) = (per_ext(1), per_ext(2), per_ext(3));
-
-    // --- request overhead --------------------------------------------------------------
-    let bare = Application::build_with_extensions(config(&url, &dir), Vec::new()).await?;
-    let bare_target = format!("http://127.0.0.1:{}/healthz", bare.port());
-    let (bare_tx, bare_rx) = tokio::sync::oneshot::channel::<()>();
-    let bare_server = tokio::spawn(bare.run_until_stopped(async {
-        let _ = bare_rx.await;
-    }));
-    let app = Application::build_with_extensions(config(&url, &dir), synthetic(5, "synth")).await?;
-    let port = app.port();
-    let host: Arc<_> = app.extensions().clone();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async {
-        let _ = rx.await;
-    }));
-    let target = format!("http://127.0.0.1:{port}/healthz");
-    let set_all = |on: bool| {
-        let host = host.clone();
-        async move {
-            for i in 1..=5 {
-                set_enabled(&host, i, on).await?;
-            }
-            anyhow::Ok(())
-        }
-    };
-    // Warm up both paths.
-    set_all(true).await?;
-    tokio::task::spawn_blocking({
-        let t = target.clone();
-        move || wrk(&t, 1)
-    })
-    .await??;
-    let (mut none, mut off, mut on) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..rounds {
-        // ABBA order (disabled, enabled | enabled, disabled …) so that a machine getting
-        // faster or slower during the run favours neither configuration.
-        let order = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
-        for which in order {
-            let t = if which == 0 {
-                bare_target.clone()
-            } else {
-                set_all(which == 2).await?;
-                target.clone()
-            };
-            let result = tokio::task::spawn_blocking(move || wrk(&t, secs)).await??;
-            if result.errors > 0 {
-                bail!("wrk saw {} failed requests", result.errors);
-            }
-            eprintln!(
-                "  round: {} → {:.0} requests/s, {:.2} µs CPU/request",
-                ["no extensions", "disabled", "enabled"][which],
-                result.rps,
-                result.cpu_us
-            );
-            match which {
-                0 => none.push(result),
-                1 => off.push(result),
-                _ => on.push(result),
-            }
-        }
-    }
-    let _ = tx.send(());
-    server.await??;
-    let _ = bare_tx.send(());
-    bare_server.await??;
-
-    // Each round's enabled run is compared with the disabled run next to it: the machine's
-    // speed drifts far more between rounds than between neighbouring runs.
-    let ratio = median(on.iter().zip(&off).map(|(a, b)| a.rps / b.rps).collect());
-    println!(
-        "## Extension overhead (host route GET /healthz, 1 server worker, wrk -t1 -c32, {rounds} rounds × {secs}s, ABBA order)\n"
-    );
-    println!("| configuration | requests/s (median) | server CPU µs/request | p50 ms | p99 ms |");
-    println!("|---|---:|---:|---:|---:|");
-    for (label, runs) in [
-        ("no extensions", &none),
-        ("5 synthetic extensions disabled", &off),
-        (
-            "5 synthetic extensions enabled (middleware + pre/post_request each)",
-            &on,
-        ),
-    ] {
-        println!(
-            "| {label} | {:.0} | {:.2} | {:.3} | {:.3} |",
-            median(runs.iter().map(|r| r.rps).collect()),
-            median(runs.iter().map(|r| r.cpu_us).collect()),
-            median(runs.iter().map(|r| r.p50_ms).collect()),
-            median(runs.iter().map(|r| r.p99_ms).collect())
-        );
-    }
-    let added_us = median(
-        on.iter()
-            .zip(&off)
-            .map(|(a, b)| a.cpu_us - b.cpu_us)
-            .collect(),
-    );
-    println!(
-        "\nThroughput ratio enabled/disabled (median of the rounds' ratios): **{ratio:.3}** (goal ≥ 0.90: {}); server CPU added per request by the 5 extensions (median of the rounds' differences): **{added_us:.2} µs**.\n",
-        if ratio >= 0.90 { "met" } else { "missed" },
-    );
-    println!("## Start-up (register, initialize, start; no migrations)\n");
-    println!("| start | time to ready |");
-    println!("|---|---:|");
-    for (label, took) in &startup {
-        println!("| {label} | {:.1} ms |", took.as_secs_f64() * 1000.0);
-    }
-    println!(
-        "\nPer extension: **{first_ms:.2} ms** on its first start, **{restart_ms:.2} ms** on a \
-         restart (goal < 5 ms: {}); {password_ms:.2} ms on a first start that sets its role's \
-         password (PostgreSQL checks a SCRAM secret at 4096 iterations: once per role).",
-        if first_ms < 5.0 && restart_ms < 5.0 {
-            "met"
-        } else {
-            "missed"
-        }
-    );
+    let result = run(&dir).await;
     let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run(dir: &Path) -> anyhow::Result<()> {
+    let mode = std::env::var("BENCH_MODE").unwrap_or_default();
+    if mode == "micro-report" {
+        return micro_report();
+    }
+    if mode == "instructions" || mode == "idle" {
+        let url = std::env::var("DATABASE_URL").context("this mode needs DATABASE_URL")?;
+        return if mode == "idle" {
+            idle_mode(&url, dir).await
+        } else {
+            instructions_mode(&url, dir).await
+        };
+    }
+    let secs: u64 = env_number("BENCH_SECS", 2);
+    let rounds: usize = env_number("BENCH_ROUNDS", 12);
+    // BENCH_ONLY=route,memory runs some sections (host, route, startup, memory, reload).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|s| s.trim() == name);
+    let (url, _pg) = database_url(dir).await?;
+    if wanted("host") {
+        host_route(&url, dir, rounds, secs).await?;
+    }
+    if wanted("route") {
+        extension_route(&url, dir, rounds.div_ceil(2), secs).await?;
+    }
+    if wanted("startup") {
+        startup(&url, dir).await?;
+    }
+    if wanted("memory") {
+        memory(&url).await?;
+    }
+    if wanted("reload") {
+        hot_reload(&url, dir, 10).await?;
+    }
     Ok(())
 }

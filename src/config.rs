@@ -419,6 +419,10 @@ pub enum ConfigError {
     },
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// A command refused its input (a package that fails verification, a dependency
+    /// conflict …): the message says why and what to do. Exit code 2, like the others.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Values given on the command line; `None` leaves the lower layers' value.

@@ -188,20 +188,28 @@ pub async fn plan(req: &Request<'_>) -> Result<Vec<Planned>, String> {
             ));
         }
     }
-    let index = match &req.registry {
-        Some(location) => location.index().await?,
-        None => Index {
-            format: 1,
-            ..Index::default()
+    // A package given as a file may need nothing from the registry: an unreachable one is
+    // only an error when a dependency has to come from it.
+    let empty = Index {
+        format: 1,
+        ..Index::default()
+    };
+    let (index, unavailable) = match &req.registry {
+        Some(location) => match location.index().await {
+            Ok(index) => (index, None),
+            Err(e) if given.is_some() => (empty, Some(e)),
+            Err(e) => return Err(e),
         },
+        None => (
+            empty,
+            Some("no registry is configured: set [extensions] registry or pass --registry".into()),
+        ),
     };
     let chosen =
         registry::resolve(&index, &installed_versions, &roots, &fixed, &host).map_err(|e| {
-            match &req.registry {
-                Some(_) => e,
-                None => format!(
-                    "{e} (no registry is configured: set [extensions] registry or pass --registry)"
-                ),
+            match &unavailable {
+                Some(why) => format!("{e} ({why})"),
+                None => e,
             }
         })?;
     let mut planned = Vec::new();

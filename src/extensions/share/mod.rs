@@ -185,8 +185,9 @@ fn read_verified(
         sig_text.as_deref().map(str::as_bytes),
         trusted,
     )
-    .map_err(anyhow::Error::msg)?;
-    let unpacked = archive::unpack(&bytes).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    .map_err(ConfigError::Refused)?;
+    let unpacked =
+        archive::unpack(&bytes).map_err(|e| ConfigError::Refused(format!("{what}: {e}")))?;
     Ok((bytes, sig_text.unwrap_or_default(), sig, unpacked))
 }
 
@@ -249,7 +250,7 @@ pub async fn install(
     };
     let planned = install::plan(&request)
         .await
-        .map_err(ConfigError::Invalid)?;
+        .map_err(ConfigError::Refused)?;
     install::write(&root, &planned).map_err(anyhow::Error::msg)?;
     for p in &planned {
         let m = &p.unpacked.manifest;
@@ -272,7 +273,7 @@ pub async fn install(
 /// `uninstall`.
 pub fn uninstall(name: &str, root: Option<&Path>) -> anyhow::Result<()> {
     let root = project(root)?;
-    let dir = install::uninstall(&root, name).map_err(ConfigError::Invalid)?;
+    let dir = install::uninstall(&root, name).map_err(ConfigError::Refused)?;
     println!("uninstalled {name}: removed {dir} and its Cargo.toml entries");
     println!("Rebuild the server without it: cargo build --release (or ./compile.sh)");
     Ok(())
@@ -317,7 +318,7 @@ pub async fn info_remote(
     let releases = index
         .extensions
         .get(name)
-        .ok_or_else(|| ConfigError::Invalid(format!("{name} is not in the registry {location}")))?;
+        .ok_or_else(|| ConfigError::Refused(format!("{name} is not in the registry {location}")))?;
     if json {
         println!(
             "{}",

@@ -508,6 +508,40 @@ mod tests {
     }
 
     #[test]
+    fn host_ranges_and_tiers_are_checked() {
+        let wired = [("alpha", "extensions/community/alpha")];
+        let manifest = |extra: &str| {
+            format!(
+                "[extension]\nname = \"alpha\"\nversion = \"0.1.0\"\ndescription = \"d\"\n{extra}\n"
+            )
+        };
+        let t = Tree::new();
+        t.extension("community", "alpha", "0.1.0", "")
+            .cargo(&wired)
+            .write(
+                "extensions/community/alpha/extension.toml",
+                &manifest("host = \"^0.2\""),
+            );
+        // Unselected: fine; selected on host 0.1.0: refused with the range.
+        assert!(t.check(&[]).is_ok());
+        fails(&t, &["alpha"], "alpha runs on Solobase ^0.2; this is 0.1.0");
+        t.write(
+            "extensions/community/alpha/extension.toml",
+            &manifest("host = \">=0.1, <0.3\"\ntier = \"community\""),
+        );
+        assert!(t.check(&["alpha"]).is_ok());
+        t.write(
+            "extensions/community/alpha/extension.toml",
+            &manifest("host = \"^0.1\"\ntier = \"official\""),
+        );
+        fails(
+            &t,
+            &[],
+            "says tier = \"official\", but it is in extensions/community",
+        );
+    }
+
+    #[test]
     fn the_real_tree_is_consistent() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let found = discover(root, |_| {}).unwrap();

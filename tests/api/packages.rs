@@ -603,3 +603,32 @@ fn signatures_interoperate_with_minisign() {
             .is_file()
     );
 }
+
+/// `validate` checks a manifest against the published JSON Schema, naming the key and line.
+#[test]
+fn validate_checks_the_manifest_against_its_published_schema() {
+    let bench = Bench::new();
+    let dir = bench.source("base", "0.1.0", "");
+    let manifest = std::fs::read_to_string(dir.join("extension.toml")).unwrap();
+    std::fs::write(
+        dir.join("extension.toml"),
+        manifest
+            .replace("format = 1", "format = 2")
+            .replace("tier = \"community\"", "tier = \"gold\"\nhomepage = \"x\""),
+    )
+    .unwrap();
+    let out = bench.cli(&["validate", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = stdout(&out);
+    for expected in [
+        "extension.toml:2: key `extension.format`: 2 is greater than the maximum of 1",
+        "extension.toml:7: key `extension.tier`: \"gold\" is not one of",
+        "'homepage' was unexpected",
+        "(see extensions/extension.schema.json)",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in {text}");
+    }
+    std::fs::write(dir.join("extension.toml"), &manifest).unwrap();
+    let out = bench.cli(&["validate", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}

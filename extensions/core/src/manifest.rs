@@ -120,15 +120,17 @@ impl fmt::Display for Permission {
 pub const FORMAT: u32 = 1;
 
 /// Who maintains an extension, which is also the folder it is installed in:
-/// `extensions/<tier>/<name>/`.
+/// `extensions/<tier>/<name>/` — `official` (maintained with Solobase), `community` (shared
+/// by others) or `custom` (your own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(inline)]
+// The variants are described above: doc comments on them would make the schema a `oneOf`,
+// whose errors say less than an `enum`'s.
+#[allow(missing_docs)]
 pub enum Tier {
-    /// Maintained with Solobase.
     Official,
-    /// Shared by others.
     Community,
-    /// Your own.
     Custom,
 }
 

@@ -270,6 +270,43 @@ mod tests {
         assert_eq!(back.metadata.name, "demo");
     }
 
+    /// A tarball with one entry whose name is written raw (the tar crate's own setters
+    /// refuse `..` and absolute paths), and whose type is `kind`.
+    fn raw_tar(name: &str, kind: tar::EntryType) -> Vec<u8> {
+        let mut header = tar::Header::new_old();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_entry_type(kind);
+        header.set_size(if kind.is_file() { 2 } else { 0 });
+        header.set_mode(0o644);
+        if kind.is_symlink() {
+            header.set_link_name("/etc/passwd").unwrap();
+        }
+        header.set_cksum();
+        let gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        let body: &[u8] = if kind.is_file() { b"x\n" } else { b"" };
+        tar.append(&header, body).unwrap();
+        tar.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn unsafe_paths_and_links_are_refused() {
+        for (name, kind, expect) in [
+            ("demo/../../evil.rs", tar::EntryType::Regular, "unsafe path"),
+            ("/etc/cron.d/evil", tar::EntryType::Regular, "unsafe path"),
+            (
+                "demo/src/link",
+                tar::EntryType::Symlink,
+                "not a regular file",
+            ),
+            ("demo/src/hard", tar::EntryType::Link, "not a regular file"),
+            ("evil.rs", tar::EntryType::Regular, "outside its folder"),
+        ] {
+            let err = unpack(&raw_tar(name, kind)).unwrap_err();
+            assert!(err.contains(expect), "{name}: {err}");
+        }
+    }
+
     #[test]
     fn an_altered_file_is_caught_by_the_metadata() {
         let mut changed = files();

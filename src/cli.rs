@@ -1,6 +1,7 @@
 //! The command line: `solobase serve`, `solobase users create`, `solobase extensions
-//! list|info|enable|disable|revoke|migrate|rollback|purge|audit|generate|validate`,
-//! `solobase config validate`.
+//! list|info|enable|disable|revoke|migrate|rollback|purge|audit|generate|validate`, the
+//! sharing commands `solobase extensions keygen|package|verify|publish|install|uninstall|search`
+//! (and `info --remote`), `solobase config validate`.
 //!
 //! Exit codes: 0 success; 1 a runtime failure (database unreachable, port taken …); 2 a usage
 //! or configuration error (bad flag, bad config file, bad environment variable).
@@ -44,7 +45,8 @@ enum Command {
     Users(UsersCommand),
     /// Manage extensions: list, info, status, health, metrics, enable (with grants), disable,
     /// revoke, configure, migrate, roll back, purge, read the audit log; generate a new one,
-    /// validate one's folder
+    /// validate one's folder; share them: keygen, package, verify, publish, search, install,
+    /// uninstall
     #[command(
         subcommand,
         after_help = "Examples:\n  solobase extensions list\n  solobase extensions info webhooks --json\n  \
@@ -58,7 +60,14 @@ enum Command {
                       solobase extensions rollback webhooks 0 --dry-run\n  \
                       solobase extensions audit --extension webhooks --since 2026-11-26T08:00:00Z\n  \
                       solobase extensions generate notes\n  \
-                      solobase extensions validate extensions/custom/notes"
+                      solobase extensions validate extensions/custom/notes\n  \
+                      solobase extensions keygen --output signing.key\n  \
+                      solobase extensions package notes --key signing.key\n  \
+                      solobase extensions publish dist/notes-0.1.0.tar.gz --registry /srv/registry\n  \
+                      solobase extensions search notes\n  \
+                      solobase extensions info notes --remote\n  \
+                      solobase extensions install notes@0.1.0\n  \
+                      solobase extensions uninstall notes"
     )]
     Extensions(ExtensionsCommand),
     /// Inspect the configuration

@@ -220,7 +220,7 @@ pub async fn plan(req: &Request<'_>) -> Result<Vec<Planned>, String> {
                 .ok_or("internal: the given package was used twice")?
         } else {
             let location = req.registry.as_ref().ok_or("no registry")?;
-            let what = format!("{name} {} from {location}", release.version);
+            let what = format!("{name} {} from the registry {location}", release.version);
             let bytes = location.fetch(&release.package).await?;
             if archive::sha256_hex(&bytes) != release.sha256 {
                 return Err(format!(
@@ -238,7 +238,7 @@ pub async fn plan(req: &Request<'_>) -> Result<Vec<Planned>, String> {
                     unpacked.manifest.name, unpacked.manifest.version
                 ));
             }
-            (unpacked, what)
+            (unpacked, format!("the registry {location}"))
         };
         let m = &unpacked.manifest;
         if !m.host.matches(&host) {

@@ -14,6 +14,9 @@ use solobase_sdk::{ExtensionName, Manifest};
 /// The registry's index file.
 pub const INDEX: &str = "index.json";
 
+/// The largest file fetched from a registry over http.
+const MAX_FETCH: usize = 128 * 1024 * 1024;
+
 /// `index.json`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,11 +116,19 @@ impl Location {
                 if !response.status().is_success() {
                     return Err(format!("cannot fetch {url}: {}", response.status()));
                 }
-                Ok(response
-                    .bytes()
+                let mut response = response;
+                let mut body = Vec::new();
+                while let Some(chunk) = response
+                    .chunk()
                     .await
                     .map_err(|e| format!("cannot fetch {url}: {e}"))?
-                    .to_vec())
+                {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > MAX_FETCH {
+                        return Err(format!("{url} is larger than {MAX_FETCH} bytes: refused"));
+                    }
+                }
+                Ok(body)
             }
         }
     }

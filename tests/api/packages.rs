@@ -319,6 +319,22 @@ fn tampered_unsigned_and_untrusted_packages_are_refused_and_nothing_is_written()
     );
     nothing_written(&bench);
 
+    // Made for another Solobase.
+    let future = bench.source("future", "1.0.0", "");
+    let manifest = std::fs::read_to_string(future.join("extension.toml")).unwrap();
+    std::fs::write(
+        future.join("extension.toml"),
+        manifest.replace("host = \"^0.1\"", "host = \"^9\""),
+    )
+    .unwrap();
+    let out = bench.cli(&["validate", future.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "validate flags the host too");
+    bench.refused(
+        &["install", future.to_str().unwrap()],
+        "future 1.0.0 runs on Solobase ^9, and this project is Solobase 0.1.0",
+    );
+    nothing_written(&bench);
+
     // The same package, trusted: installed, and the feature added.
     bench.trust(
         &[&public, &stranger],
@@ -410,6 +426,34 @@ fn a_registry_resolves_the_highest_compatible_versions_and_installs_them() {
     bench.refused(
         &["install", "nothing-like-it"],
         "neither installed nor in the registry",
+    );
+
+    // A package swapped in the registry (even one validly signed) does not match the index.
+    bench.ok(&["uninstall", "greeter"]);
+    bench.ok(&["uninstall", "base"]);
+    for suffix in ["", ".minisig"] {
+        std::fs::copy(
+            registry.join(format!("greeter-0.1.0.tar.gz{suffix}")),
+            registry.join(format!("greeter-0.2.0.tar.gz{suffix}")),
+        )
+        .unwrap();
+    }
+    let before = bench.cargo_toml();
+    bench.refused(
+        &["install", "greeter"],
+        "differs from the registry's index: refused",
+    );
+    assert_eq!(bench.cargo_toml(), before);
+    assert!(!bench.project().join("extensions/community/base").exists());
+
+    // A source folder installs as local, unsigned code.
+    let out = bench.ok(&["install", bench.path("src/base").to_str().unwrap()]);
+    assert!(out.contains("(local source, unsigned)"), "{out}");
+    assert!(
+        bench
+            .project()
+            .join("extensions/community/base/src/lib.rs")
+            .is_file()
     );
 }
 

@@ -1,6 +1,7 @@
 //! The command line: `solobase serve`, `solobase users create`, `solobase extensions
-//! list|info|enable|disable|revoke|migrate|rollback|purge|audit|generate|validate`,
-//! `solobase config validate`.
+//! list|info|enable|disable|revoke|migrate|rollback|purge|audit|generate|validate`, the
+//! sharing commands `solobase extensions keygen|package|verify|publish|install|uninstall|search`
+//! (and `info --remote`), `solobase config validate`.
 //!
 //! Exit codes: 0 success; 1 a runtime failure (database unreachable, port taken …); 2 a usage
 //! or configuration error (bad flag, bad config file, bad environment variable).
@@ -44,7 +45,8 @@ enum Command {
     Users(UsersCommand),
     /// Manage extensions: list, info, status, health, metrics, enable (with grants), disable,
     /// revoke, configure, migrate, roll back, purge, read the audit log; generate a new one,
-    /// validate one's folder
+    /// validate one's folder; share them: keygen, package, verify, publish, search, install,
+    /// uninstall
     #[command(
         subcommand,
         after_help = "Examples:\n  solobase extensions list\n  solobase extensions info webhooks --json\n  \
@@ -58,7 +60,14 @@ enum Command {
                       solobase extensions rollback webhooks 0 --dry-run\n  \
                       solobase extensions audit --extension webhooks --since 2026-11-26T08:00:00Z\n  \
                       solobase extensions generate notes\n  \
-                      solobase extensions validate extensions/custom/notes"
+                      solobase extensions validate extensions/custom/notes\n  \
+                      solobase extensions keygen --output signing.key\n  \
+                      solobase extensions package notes --key signing.key\n  \
+                      solobase extensions publish dist/notes-0.1.0.tar.gz --registry /srv/registry\n  \
+                      solobase extensions search notes\n  \
+                      solobase extensions info notes --remote\n  \
+                      solobase extensions install notes@0.1.0\n  \
+                      solobase extensions uninstall notes"
     )]
     Extensions(ExtensionsCommand),
     /// Inspect the configuration
@@ -111,6 +120,12 @@ enum ExtensionsCommand {
         /// Print JSON instead of text
         #[arg(long)]
         json: bool,
+        /// Show its versions in the registry instead (no database)
+        #[arg(long)]
+        remote: bool,
+        /// The registry, with --remote [default: [extensions] registry]
+        #[arg(long, value_name = "DIR|URL", requires = "remote")]
+        registry: Option<String>,
         #[command(flatten)]
         location: Location,
     },
@@ -245,6 +260,78 @@ enum ExtensionsCommand {
         /// Cargo.toml is Solobase's]
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
+    },
+    /// Make a signing key pair for packages: the secret key (mode 0600, minisign's
+    /// unencrypted format) and PATH.pub; prints the public key to trust
+    Keygen {
+        /// Where to write the secret key
+        #[arg(long, value_name = "PATH", default_value = "solobase-signing.key")]
+        output: PathBuf,
+        /// Replace existing key files
+        #[arg(long)]
+        force: bool,
+    },
+    /// Validate an extension, pack it into a reproducible NAME-VERSION.tar.gz and sign it
+    /// (NAME-VERSION.tar.gz.minisig); prints its SHA-256
+    Package {
+        /// The extension's name in this project, or its folder
+        extension: String,
+        /// The secret key to sign with (from `keygen`, or `minisign -G -W`)
+        #[arg(long, value_name = "PATH")]
+        key: PathBuf,
+        /// The folder to write the package into
+        #[arg(long, value_name = "DIR", default_value = "dist")]
+        output: PathBuf,
+        /// The project's root [default: the nearest Solobase project at or above here]
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
+    /// Check a package's signature against [extensions] trusted_keys and its contents
+    Verify {
+        /// The package, e.g. dist/notes-0.1.0.tar.gz (its .minisig next to it)
+        file: PathBuf,
+    },
+    /// Verify a package and add it to a registry directory (index.json, package, signature)
+    Publish {
+        /// The package, e.g. dist/notes-0.1.0.tar.gz (its .minisig next to it)
+        file: PathBuf,
+        /// The registry directory [default: [extensions] registry]
+        #[arg(long, value_name = "DIR")]
+        registry: Option<PathBuf>,
+    },
+    /// Install an extension into this project's source tree: a package file, a source folder,
+    /// or NAME[@VERSION] from the registry, with the dependencies it needs; adds the Cargo
+    /// features and prints the build command. Nothing is written unless every signature,
+    /// hash, version and dependency checks out
+    Install {
+        /// A .tar.gz package (signed), an extension folder, or NAME[@VERSION|@RANGE]
+        what: String,
+        /// The project's root [default: the nearest Solobase project at or above here]
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// The registry [default: [extensions] registry]
+        #[arg(long, value_name = "DIR|URL")]
+        registry: Option<String>,
+    },
+    /// Remove an installed community or custom extension and its Cargo.toml entries
+    /// (refused while another extension depends on it)
+    Uninstall {
+        /// The extension, e.g. notes
+        name: String,
+        /// The project's root [default: the nearest Solobase project at or above here]
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
+    /// Search the registry's extensions by name and description
+    Search {
+        /// Text to look for (case-insensitive); "" lists everything
+        text: String,
+        /// The registry [default: [extensions] registry]
+        #[arg(long, value_name = "DIR|URL")]
+        registry: Option<String>,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// Check an extension's folder: manifest, names, versions, migrations and their down
     /// scripts, configuration schema, and uses of std::fs, std::net, std::process (or tokio's)
@@ -412,6 +499,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Extensions(ExtensionsCommand::Validate { path, json }) => {
             crate::extensions::validate::run(&path, json)
         }
+        Command::Extensions(
+            command @ (ExtensionsCommand::Keygen { .. }
+            | ExtensionsCommand::Package { .. }
+            | ExtensionsCommand::Verify { .. }
+            | ExtensionsCommand::Publish { .. }
+            | ExtensionsCommand::Install { .. }
+            | ExtensionsCommand::Uninstall { .. }
+            | ExtensionsCommand::Search { .. }
+            | ExtensionsCommand::Info { remote: true, .. }),
+        ) => share(config_path, command).await,
         Command::Extensions(command) => {
             let location = match &command {
                 ExtensionsCommand::List { location, .. }
@@ -427,8 +524,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 | ExtensionsCommand::Metrics { location, .. }
                 | ExtensionsCommand::Config { location, .. }
                 | ExtensionsCommand::Purge { location, .. } => location,
-                ExtensionsCommand::Generate { .. } | ExtensionsCommand::Validate { .. } => {
-                    unreachable!("generate and validate are matched above")
+                ExtensionsCommand::Generate { .. }
+                | ExtensionsCommand::Validate { .. }
+                | ExtensionsCommand::Keygen { .. }
+                | ExtensionsCommand::Package { .. }
+                | ExtensionsCommand::Verify { .. }
+                | ExtensionsCommand::Publish { .. }
+                | ExtensionsCommand::Install { .. }
+                | ExtensionsCommand::Uninstall { .. }
+                | ExtensionsCommand::Search { .. } => {
+                    unreachable!("source-tree commands are matched above")
                 }
             };
             let overrides = Overrides {
@@ -460,6 +565,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             validate_extension_configs(&config.extensions.config_dir)
         }
+    }
+}
+
+/// The sharing commands (keys, packages, registry, install): files only, no database.
+async fn share(
+    config_path: Option<&std::path::Path>,
+    command: ExtensionsCommand,
+) -> anyhow::Result<()> {
+    use crate::extensions::share;
+    let config = || Config::load(config_path, &Overrides::default());
+    match command {
+        ExtensionsCommand::Keygen { output, force } => share::keygen(&output, force),
+        ExtensionsCommand::Package {
+            extension,
+            key,
+            output,
+            root,
+        } => share::package(&extension, &key, &output, root.as_deref()),
+        ExtensionsCommand::Verify { file } => share::verify(&file, &config()?),
+        ExtensionsCommand::Publish { file, registry } => {
+            share::publish(&file, registry.as_deref(), &config()?)
+        }
+        ExtensionsCommand::Install {
+            what,
+            root,
+            registry,
+        } => share::install(&what, root.as_deref(), registry.as_deref(), &config()?).await,
+        ExtensionsCommand::Uninstall { name, root } => share::uninstall(&name, root.as_deref()),
+        ExtensionsCommand::Search {
+            text,
+            registry,
+            json,
+        } => share::search(&text, registry.as_deref(), &config()?, json).await,
+        ExtensionsCommand::Info {
+            name,
+            json,
+            registry,
+            ..
+        } => share::info_remote(&name, registry.as_deref(), &config()?, json).await,
+        _ => unreachable!("only the sharing commands are passed here"),
     }
 }
 
@@ -692,8 +837,16 @@ impl ExtensionsCommand {
                 json,
             },
             ExtensionsCommand::Purge { name, yes, .. } => Action::Purge { name, yes },
-            ExtensionsCommand::Generate { .. } | ExtensionsCommand::Validate { .. } => {
-                unreachable!("generate and validate need no configuration: matched in run")
+            ExtensionsCommand::Generate { .. }
+            | ExtensionsCommand::Validate { .. }
+            | ExtensionsCommand::Keygen { .. }
+            | ExtensionsCommand::Package { .. }
+            | ExtensionsCommand::Verify { .. }
+            | ExtensionsCommand::Publish { .. }
+            | ExtensionsCommand::Install { .. }
+            | ExtensionsCommand::Uninstall { .. }
+            | ExtensionsCommand::Search { .. } => {
+                unreachable!("source-tree commands need no database: matched in run")
             }
             ExtensionsCommand::Audit {
                 extension,

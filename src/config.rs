@@ -172,6 +172,12 @@ pub struct ExtensionsConfig {
     /// How often each instance writes its extensions' counters to the database (for
     /// `solobase extensions status|metrics`), in ms.
     pub stats_interval_ms: u64,
+    /// Public keys (minisign's base64 form) whose signatures `solobase extensions install`
+    /// and `publish` accept; a package signed by any other key is refused.
+    pub trusted_keys: Vec<String>,
+    /// The extension registry `install`, `search` and `info --remote` use: a directory, a
+    /// `file://` or an `http://` URL of the folder holding `index.json`.
+    pub registry: Option<String>,
 }
 
 /// One extension's database limits; absent keys take the `[extensions]` defaults.
@@ -220,6 +226,8 @@ impl Default for ExtensionsConfig {
             health_critical_to_disable: 3,
             resync_secs: 5,
             stats_interval_ms: 5_000,
+            trusted_keys: Vec::new(),
+            registry: None,
         }
     }
 }
@@ -411,6 +419,10 @@ pub enum ConfigError {
     },
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// A command refused its input (a package that fails verification, a dependency
+    /// conflict …): the message says why and what to do. Exit code 2, like the others.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Values given on the command line; `None` leaves the lower layers' value.

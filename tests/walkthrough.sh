@@ -2,7 +2,8 @@
 # Time to a first extension, as the developer guide (extensions/README.md) tells it: in a copy
 # of this source tree, `solobase extensions generate hello` → its own tests, clippy and fmt →
 # build the server with `--features hello` → `extensions validate` → serve on the embedded
-# database → `extensions enable hello` → curl its endpoint and check the answer → stop.
+# database → `extensions enable hello` → curl its endpoint and check the answer → stop; then
+# share it: keygen → package → publish → uninstall → install from the registry → build again.
 # Prints the time of each step. Fails (non-zero) at the first step that goes wrong.
 #
 # Run it after the test suite (tests/run.sh does both): it uses the `solobase` binary that
@@ -138,6 +139,33 @@ step "stop the server"
 kill -TERM "$server"
 wait "$server" || fail "the server exited with $? on SIGTERM"
 server=""
+done_step
+
+step "share it: keygen, package (signed), publish into a registry folder"
+"$solobase" extensions keygen --output "$work/signing.key" >/dev/null || fail "keygen exited with $?"
+(cd "$src" && "$solobase" extensions package "$name" --key "$work/signing.key" --output "$work/dist") ||
+    fail "package exited with $?"
+cat >"$work/share.toml" <<EOF
+[extensions]
+trusted_keys = ["$(sed -n 2p "$work/signing.key.pub")"]
+registry = "$work/registry"
+EOF
+share=(--config "$work/share.toml")
+"$solobase" "${share[@]}" extensions publish "$work/dist/$name-0.1.0.tar.gz" || fail "publish exited with $?"
+done_step
+
+step "uninstall $name, install it again from the registry"
+(cd "$src" && "$solobase" "${share[@]}" extensions uninstall "$name") || fail "uninstall exited with $?"
+[ ! -e "$src/extensions/custom/$name" ] || fail "uninstall left extensions/custom/$name"
+(cd "$src" && "$solobase" "${share[@]}" extensions install "$name") || fail "install exited with $?"
+[ -f "$src/extensions/community/$name/src/lib.rs" ] || fail "no extensions/community/$name/src/lib.rs"
+done_step
+
+step "cargo build --features $name (the installed copy), validate it"
+(cd "$src" && cargo build --offline -q --bin solobase --features "$name") ||
+    fail "the build with the installed extension fails"
+(cd "$src" && "$CARGO_TARGET_DIR/debug/solobase" extensions validate "extensions/community/$name") ||
+    fail "validate finds problems in the installed copy"
 done_step
 
 printf '\nTime to a first extension:\n'

@@ -76,7 +76,7 @@ pub fn check(
 }
 
 /// A JSON Pointer as a TOML key path: `/endpoints/0/url` → `endpoints[0].url`.
-fn key_path(pointer: &str) -> String {
+pub(crate) fn key_path(pointer: &str) -> String {
     let mut out = String::new();
     for segment in pointer.split('/').skip(1) {
         let segment = segment.replace("~1", "/").replace("~0", "~");

@@ -15,6 +15,7 @@ const TIERS: [(&str, &str); 4] = [
     ("tests/extensions", "test"),
 ];
 
+#[derive(Debug)]
 pub struct Found {
     pub manifest: Manifest,
     pub tier: &'static str,
@@ -65,6 +66,16 @@ pub fn discover(root: &Path, mut watch: impl FnMut(String)) -> Result<Vec<Found>
                      make them equal",
                     manifest.name.as_str()
                 )),
+                Ok(manifest)
+                    if manifest.tier.is_some_and(|t| tier != "test" && t.as_str() != tier) =>
+                {
+                    errors.push(format!(
+                        "{dir}/extension.toml says tier = {:?}, but it is in {folder}: move it \
+                         to extensions/{}/ or change its tier",
+                        manifest.tier.map_or("", |t| t.as_str()),
+                        manifest.tier.map_or("", |t| t.as_str()),
+                    ))
+                }
                 Ok(manifest) => found.push(Found { manifest, tier, dir }),
                 Err(e) => errors.push(format!("{dir}/extension.toml is invalid: {e}")),
             }
@@ -177,10 +188,11 @@ pub fn check_selection(
     let mut errors = Vec::new();
     for name in selected {
         let m = by_name[name];
-        if m.min_host_version > *host {
+        if !m.host.matches(host) {
             errors.push(format!(
-                "extension {name} needs Solobase {} or newer; this is {host}",
-                m.min_host_version
+                "extension {name} runs on Solobase {}; this is {host}: use a version of {name} \
+                 made for this Solobase",
+                m.host
             ));
         }
         for (dep, range) in &m.dependencies {
@@ -493,6 +505,40 @@ mod tests {
             .extension("official", "beta", "0.1.0", "alpha = \"*\"\n")
             .cargo(&wired);
         fails(&t, &["alpha", "beta"], "cycle: alpha -> beta -> alpha");
+    }
+
+    #[test]
+    fn host_ranges_and_tiers_are_checked() {
+        let wired = [("alpha", "extensions/community/alpha")];
+        let manifest = |extra: &str| {
+            format!(
+                "[extension]\nname = \"alpha\"\nversion = \"0.1.0\"\ndescription = \"d\"\n{extra}\n"
+            )
+        };
+        let t = Tree::new();
+        t.extension("community", "alpha", "0.1.0", "")
+            .cargo(&wired)
+            .write(
+                "extensions/community/alpha/extension.toml",
+                &manifest("host = \"^0.2\""),
+            );
+        // Unselected: fine; selected on host 0.1.0: refused with the range.
+        assert!(t.check(&[]).is_ok());
+        fails(&t, &["alpha"], "alpha runs on Solobase ^0.2; this is 0.1.0");
+        t.write(
+            "extensions/community/alpha/extension.toml",
+            &manifest("host = \">=0.1, <0.3\"\ntier = \"community\""),
+        );
+        assert!(t.check(&["alpha"]).is_ok());
+        t.write(
+            "extensions/community/alpha/extension.toml",
+            &manifest("host = \"^0.1\"\ntier = \"official\""),
+        );
+        fails(
+            &t,
+            &[],
+            "says tier = \"official\", but it is in extensions/community",
+        );
     }
 
     #[test]

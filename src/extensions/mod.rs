@@ -17,10 +17,10 @@ pub mod api;
 pub mod cli;
 mod cli_config;
 mod cli_status;
-// The build script's rules, compiled here too so that they are unit-tested.
-#[cfg(test)]
+// The build script's rules, compiled here too so that they are unit-tested, and so that
+// `share::install` finds a project's extensions exactly as the build does.
+#[allow(dead_code)]
 mod discovery;
-#[cfg(test)]
 use solobase_sdk::manifest;
 pub mod config_file;
 pub mod convert;
@@ -38,6 +38,7 @@ pub mod reconfigure;
 pub mod roles;
 pub mod scaffold;
 pub mod services;
+pub mod share;
 pub mod state;
 mod sync;
 pub mod validate;

@@ -34,6 +34,7 @@ mod lifecycle;
 // Operates the probe extension from the command line: run with --all-features.
 #[cfg(feature = "probe")]
 mod operate;
+mod packages;
 mod scaffold;
 // Drives the probe extension's routes: run with --all-features.
 #[cfg(feature = "probe")]

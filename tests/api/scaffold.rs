@@ -259,7 +259,7 @@ fn generate_writes_a_valid_extension_and_wires_it_into_cargo_toml() {
         added,
         [
             "    \"extensions/custom/my-notes\",",
-            "# Custom extensions (extensions/custom/), added by `solobase extensions generate`.",
+            "# Extensions added by `solobase extensions generate` or `install`.",
             "my-notes = [\"dep:solobase-ext-my-notes\"]",
             "solobase-ext-my-notes = { path = \"extensions/custom/my-notes\", optional = true }",
         ]

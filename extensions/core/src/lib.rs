@@ -14,7 +14,7 @@
 //! name = "hello"
 //! version = "0.1.0"
 //! description = "Says hello"
-//! min_host_version = "0.1.0"
+//! host = "^0.1"
 //! ```
 //!
 //! `extensions/custom/hello/src/lib.rs`:
@@ -78,7 +78,7 @@ pub use event::{Event, EventBus, EventType};
 pub use extension::{ErasedExtension, Extension, MiddlewareSpec, Migration, RawInit, Registration};
 pub use hooks::{Flow, Hook, HookPoint, HookSet};
 pub use http::{Identity, Request, RequestHead, Response, ResponseHead, Role};
-pub use manifest::{ExtensionName, Manifest, Permission};
+pub use manifest::{ExtensionName, Manifest, Permission, Tier};
 pub use routes::{Access, Routes};
 pub use services::{
     ConfigHandle, Database, EventSink, Events, FileStore, Files, Health, HealthStatus, InitContext,

@@ -2,24 +2,32 @@
 //!
 //! ```toml
 //! [extension]
+//! format = 1                        # the manifest format's version (absent: 1)
 //! name = "webhooks"                 # 1-32 chars: a-z, 0-9, '-', starting with a letter
 //! version = "0.1.0"                 # semver; must equal the crate's version
 //! description = "Signed, retried delivery of system events"
 //! authors = ["Solobase"]
 //! license = "MIT OR Apache-2.0"
-//! min_host_version = "0.1.0"        # oldest Solobase it runs on
+//! repository = "https://example.com/solobase-webhooks"
+//! tier = "official"                 # official, community or custom (absent: its folder's)
+//! host = "^0.1"                     # the Solobase versions it runs on (semver range)
 //! permissions = ["events.subscribe", "network.outbound"]
 //!
 //! [dependencies]                    # other extensions, with semver ranges
 //! analytics = "^0.1"
 //! ```
 //!
-//! This file depends only on std, serde, toml and semver, because the host's build script
-//! includes it verbatim to check manifests at compile time.
+//! `min_host_version = "0.1.0"` (the oldest Solobase it runs on) is the older spelling of
+//! `host = ">=0.1.0"`; a manifest has one or the other. The published JSON Schema of the file
+//! (`extensions/extension.schema.json`) is [`json_schema`], derived from the types below.
+//!
+//! This file depends only on std, serde, toml, semver and schemars, because the host's build
+//! script includes it verbatim to check manifests at compile time.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// An extension's name: 1–32 characters of `a-z`, `0-9` and `-`, starting with a letter and
@@ -108,9 +116,58 @@ impl fmt::Display for Permission {
     }
 }
 
+/// The newest manifest format this code reads.
+pub const FORMAT: u32 = 1;
+
+/// Who maintains an extension, which is also the folder it is installed in:
+/// `extensions/<tier>/<name>/` — `official` (maintained with Solobase), `community` (shared
+/// by others) or `custom` (your own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(inline)]
+// The variants are described above: doc comments on them would make the schema a `oneOf`,
+// whose errors say less than an `enum`'s.
+#[allow(missing_docs)]
+pub enum Tier {
+    Official,
+    Community,
+    Custom,
+}
+
+impl Tier {
+    /// The tier's name, which is also its folder under `extensions/`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Official => "official",
+            Tier::Community => "community",
+            Tier::Custom => "custom",
+        }
+    }
+
+    /// The tier named `raw`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "official" => Ok(Tier::Official),
+            "community" => Ok(Tier::Community),
+            "custom" => Ok(Tier::Custom),
+            _ => Err(format!(
+                "invalid tier {raw:?}: use official, community or custom"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A parsed, checked manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
+    /// The manifest format's version ([`FORMAT`] or older).
+    pub format: u32,
     /// The extension's name.
     pub name: ExtensionName,
     /// Its version (equal to its crate's).
@@ -121,34 +178,79 @@ pub struct Manifest {
     pub authors: Vec<String>,
     /// An SPDX licence expression.
     pub license: Option<String>,
-    /// The oldest Solobase version it runs on.
-    pub min_host_version: semver::Version,
+    /// Where its source is published (a URL).
+    pub repository: Option<String>,
+    /// Who maintains it, when the manifest says (else the folder it is in decides).
+    pub tier: Option<Tier>,
+    /// The Solobase versions it runs on.
+    pub host: semver::VersionReq,
     /// The permissions it requests, sorted and without duplicates.
     pub permissions: Vec<Permission>,
     /// Other extensions this one needs, each with the versions it accepts.
     pub dependencies: BTreeMap<ExtensionName, semver::VersionReq>,
 }
 
-#[derive(Deserialize)]
+/// `extension.toml`, as written: the JSON Schema is derived from these types.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(
+    title = "Solobase extension manifest (extension.toml)",
+    description = "The manifest every Solobase extension carries next to its Cargo.toml. \
+                   Reference: extensions/README.md, section \"The manifest\"."
+)]
 struct RawManifest {
+    /// What the extension is.
     extension: RawExtension,
+    /// Other extensions this one needs: name = semver range of the versions it accepts,
+    /// e.g. `analytics = "^0.1"`.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     dependencies: BTreeMap<String, String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Extension")]
 struct RawExtension {
+    /// The manifest format's version; absent means 1, the only one so far.
+    #[schemars(range(min = 1, max = 1))]
+    format: Option<u32>,
+    /// 1-32 characters of a-z, 0-9 and single '-', starting with a letter; equal to the
+    /// extension's folder name. It names the Cargo feature, the URL prefix /ext/<name>/ and
+    /// the PostgreSQL schema ext_<name>.
+    #[schemars(length(min = 1, max = 32), pattern(r"^[a-z]([a-z0-9]|-[a-z0-9])*$"))]
     name: String,
+    /// The extension's version (semver), equal to its crate's version.
+    #[schemars(pattern(r"^\d+\.\d+\.\d+"))]
     version: String,
+    /// One line saying what it does.
+    #[schemars(length(min = 1))]
     description: String,
+    /// Who wrote it, e.g. "Ada <ada@example.com>".
     #[serde(default)]
     authors: Vec<String>,
+    /// An SPDX licence expression, e.g. "MIT OR Apache-2.0".
     license: Option<String>,
-    min_host_version: String,
+    /// Where its source is published (a URL).
+    repository: Option<String>,
+    /// Who maintains it: official, community or custom (absent: the folder it is in decides).
+    tier: Option<Tier>,
+    /// The Solobase versions it runs on, as a semver range, e.g. "^0.1".
+    host: Option<String>,
+    /// The older spelling of host = ">=VERSION": the oldest Solobase it runs on. Give host or
+    /// this, not both.
+    min_host_version: Option<String>,
+    /// The permissions it asks an administrator for: users.read, storage.read,
+    /// storage.write, events.publish, events.subscribe, network.outbound.
     #[serde(default)]
+    #[schemars(inner(pattern(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")))]
     permissions: Vec<String>,
+}
+
+/// The JSON Schema of `extension.toml` (as JSON, the TOML file's data model), derived from
+/// the types the parser reads. It is published as `extensions/extension.schema.json`.
+pub fn json_schema() -> schemars::Schema {
+    schemars::schema_for!(RawManifest)
 }
 
 impl Manifest {
@@ -159,12 +261,45 @@ impl Manifest {
         let name = ExtensionName::parse(&e.name)?;
         let version = semver::Version::parse(&e.version)
             .map_err(|err| format!("extension.version {:?} is not semver: {err}", e.version))?;
-        let min_host_version = semver::Version::parse(&e.min_host_version).map_err(|err| {
-            format!(
-                "extension.min_host_version {:?} is not semver: {err}",
-                e.min_host_version
-            )
-        })?;
+        let format = e.format.unwrap_or(1);
+        if format == 0 || format > FORMAT {
+            return Err(format!(
+                "extension.format {format} is not one this Solobase reads (1 to {FORMAT}): \
+                 upgrade Solobase, or write the manifest in format {FORMAT}"
+            ));
+        }
+        let host = match (&e.host, &e.min_host_version) {
+            (Some(range), None) => semver::VersionReq::parse(range)
+                .map_err(|err| format!("extension.host {range:?} is not a semver range: {err}"))?,
+            (None, Some(min)) => {
+                let min = semver::Version::parse(min).map_err(|err| {
+                    format!("extension.min_host_version {min:?} is not semver: {err}")
+                })?;
+                semver::VersionReq {
+                    comparators: vec![semver::Comparator {
+                        op: semver::Op::GreaterEq,
+                        major: min.major,
+                        minor: Some(min.minor),
+                        patch: Some(min.patch),
+                        pre: min.pre,
+                    }],
+                }
+            }
+            (Some(_), Some(_)) => {
+                return Err(
+                    "extension has both host and min_host_version: keep host (a semver range \
+                     such as \"^0.1\")"
+                        .into(),
+                );
+            }
+            (None, None) => {
+                return Err(
+                    "extension.host is missing: add the Solobase versions it runs on, e.g. \
+                     host = \"^0.1\""
+                        .into(),
+                );
+            }
+        };
         if e.description.trim().is_empty() {
             return Err("extension.description is empty: say in one line what it does".into());
         }
@@ -188,12 +323,15 @@ impl Manifest {
             dependencies.insert(dep_name, req);
         }
         Ok(Self {
+            format,
             name,
             version,
             description: e.description.trim().to_owned(),
             authors: e.authors,
             license: e.license,
-            min_host_version,
+            repository: e.repository,
+            tier: e.tier,
+            host,
             permissions,
             dependencies,
         })
@@ -246,6 +384,70 @@ analytics = "^0.1"
             let err = Manifest::parse(&text).expect_err(&text);
             assert!(err.contains(expect), "{err}");
         }
+    }
+
+    #[test]
+    fn host_ranges_format_and_tier() {
+        let m = Manifest::parse(&GOOD.replace(
+            "min_host_version = \"0.1.0\"",
+            "format = 1\nhost = \"^0.2\"\ntier = \"community\"\nrepository = \"https://x\"",
+        ))
+        .unwrap();
+        assert!(m.host.matches(&semver::Version::new(0, 2, 5)));
+        assert!(!m.host.matches(&semver::Version::new(0, 3, 0)));
+        assert_eq!(m.tier, Some(Tier::Community));
+        assert_eq!(m.repository.as_deref(), Some("https://x"));
+        // The older spelling: the oldest host.
+        let legacy = Manifest::parse(GOOD).unwrap();
+        assert_eq!(legacy.format, 1);
+        assert!(legacy.host.matches(&semver::Version::new(0, 1, 0)));
+        assert!(legacy.host.matches(&semver::Version::new(3, 0, 0)));
+        assert!(!legacy.host.matches(&semver::Version::new(0, 0, 9)));
+        for (text, expect) in [
+            (
+                GOOD.replace("min_host_version", "format = 2\nmin_host_version"),
+                "format 2",
+            ),
+            (
+                GOOD.replace("min_host_version", "host = \"^0.1\"\nmin_host_version"),
+                "both",
+            ),
+            (
+                GOOD.replace("min_host_version = \"0.1.0\"", ""),
+                "host is missing",
+            ),
+            (
+                GOOD.replace("min_host_version = \"0.1.0\"", "host = \"soon\""),
+                "semver range",
+            ),
+            (
+                GOOD.replace("min_host_version", "tier = \"gold\"\nmin_host_version"),
+                "gold",
+            ),
+        ] {
+            let err = Manifest::parse(&text).expect_err(&text);
+            assert!(err.contains(expect), "{err}");
+        }
+    }
+
+    /// The published schema, `extensions/extension.schema.json`, is the one derived here.
+    /// `UPDATE_SCHEMA=1 cargo test -p solobase-sdk manifest` rewrites it.
+    #[test]
+    fn the_published_json_schema_is_current() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../extension.schema.json");
+        let mut generated = serde_json::to_string_pretty(&json_schema()).unwrap();
+        generated.push('\n');
+        if std::env::var_os("UPDATE_SCHEMA").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let published = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            published == generated,
+            "{} is not the schema derived from manifest.rs: run UPDATE_SCHEMA=1 cargo test -p \
+             solobase-sdk manifest, and commit it",
+            path.display()
+        );
     }
 
     #[test]

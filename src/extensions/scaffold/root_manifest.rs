@@ -2,10 +2,14 @@
 //! `<name> = ["dep:solobase-ext-<name>"]`, the optional path dependency and the workspace
 //! member. Comments, order and formatting are kept (no TOML round trip). The result is parsed
 //! again and must equal the original plus exactly those three entries; a file that does not
-//! have the expected shape is refused with the lines to add by hand.
+//! have the expected shape is refused with the lines to add by hand. [`remove_extension`]
+//! takes the same three entries out again (for `solobase extensions uninstall`), checked the
+//! same way.
 
 /// The comment that heads generated features at the end of `[features]`.
-const MARKER: &str =
+const MARKER: &str = "# Extensions added by `solobase extensions generate` or `install`.";
+/// The marker's earlier wording, still recognised.
+const OLD_MARKER: &str =
     "# Custom extensions (extensions/custom/), added by `solobase extensions generate`.";
 
 /// `text` with extension `name` (folder `dir`, relative to the root) added.
@@ -30,6 +34,81 @@ pub fn add_extension(text: &str, name: &str, dir: &str) -> Result<String, String
         )
     })?;
     Ok(edited)
+}
+
+/// `text` without extension `name` (folder `dir`): its feature, optional dependency and
+/// workspace member. Refused when another feature still names it.
+pub fn remove_extension(text: &str, name: &str, dir: &str) -> Result<String, String> {
+    let package = format!("solobase-ext-{name}");
+    let by_hand = || {
+        format!(
+            "remove by hand: \"{dir}\" from [workspace] members, the feature {name} from \
+             [features] and {package} from [dependencies]"
+        )
+    };
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("it is not valid TOML ({e}); {}", by_hand()))?;
+    if let Some(features) = table.get("features").and_then(|f| f.as_table()) {
+        for (feature, list) in features {
+            let names_it = list.as_array().is_some_and(|items| {
+                items.iter().filter_map(|i| i.as_str()).any(|i| {
+                    i == name || i.starts_with(&format!("{name}/")) || i.contains(&package)
+                })
+            });
+            if feature != name && names_it {
+                return Err(format!(
+                    "the feature {feature} turns it on: take {name} out of it first, then \
+                     uninstall"
+                ));
+            }
+        }
+    }
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let feature = format!("{name} = [\"dep:{package}\"]");
+    let features = section(&lines, "features")?;
+    let dependencies = section(&lines, "dependencies")?;
+    let workspace = section(&lines, "workspace")?;
+    let member = format!("\"{dir}\"");
+    let mut remove = Vec::new();
+    remove.extend(features.clone().filter(|&i| lines[i].trim() == feature));
+    remove.extend(
+        dependencies
+            .clone()
+            .filter(|&i| lines[i].trim_start().starts_with(&format!("{package} ="))),
+    );
+    let mut inline = None;
+    for i in workspace {
+        let l = lines[i].trim();
+        if l == format!("{member},") || l == member {
+            remove.push(i);
+        } else if l.starts_with("members") && l.contains(&member) {
+            inline = Some(i);
+        }
+    }
+    if let Some(i) = inline {
+        lines[i] = lines[i]
+            .replace(&format!(", {member}"), "")
+            .replace(&format!("{member}, "), "")
+            .replace(&member, "");
+    }
+    remove.sort_unstable();
+    for i in remove.into_iter().rev() {
+        lines.remove(i);
+    }
+    let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut out = lines.join(newline);
+    if text.ends_with('\n') {
+        out.push_str(newline);
+    }
+    check(&out, text, name, dir).map_err(|e| {
+        format!(
+            "it does not have the entries `solobase extensions install` adds ({e}), so it was \
+             not changed; {}",
+            by_hand()
+        )
+    })?;
+    Ok(out)
 }
 
 fn edit(text: &str, dir: &str, feature: &str, dependency: &str) -> Result<String, String> {
@@ -93,7 +172,10 @@ fn after_last_entry(lines: &[String], range: &std::ops::Range<usize>) -> usize {
 
 fn add_feature(lines: &mut Vec<String>, range: std::ops::Range<usize>, feature: &str) {
     let at = after_last_entry(lines, &range);
-    if lines[range.clone()].iter().any(|l| l.trim() == MARKER) {
+    if lines[range.clone()]
+        .iter()
+        .any(|l| l.trim() == MARKER || l.trim() == OLD_MARKER)
+    {
         lines.insert(at, feature.to_owned());
     } else {
         lines.splice(
@@ -302,6 +384,29 @@ debug = 1
         let text = "[workspace]\nmembers = [\n    \".\"\n]\n[features]\n[dependencies]\n";
         let out = add_extension(text, "a", "x/a").unwrap();
         assert!(out.contains("    \".\",\n    \"x/a\",\n]"), "{out}");
+    }
+
+    #[test]
+    fn removing_undoes_adding() {
+        let root = ROOT.replace("\"bench\", # the benchmark", "\"bench\",");
+        let added = add_extension(&root, "hello", "extensions/community/hello").unwrap();
+        let both = add_extension(&added, "notes", "extensions/custom/notes").unwrap();
+        let removed = remove_extension(&both, "notes", "extensions/custom/notes").unwrap();
+        assert_eq!(removed, added);
+        let one_line = "[workspace]\nmembers = [\".\"]\n[features]\n[dependencies]\n";
+        let added = add_extension(one_line, "a", "x/a").unwrap();
+        let removed = remove_extension(&added, "a", "x/a").unwrap();
+        assert!(removed.contains("members = [\".\"]"), "{removed}");
+        // Not installed, or still named by another feature: refused.
+        assert!(remove_extension(&root, "hello", "extensions/community/hello").is_err());
+        let grouped = add_extension(&root, "hello", "extensions/community/hello")
+            .unwrap()
+            .replace(
+                "    \"webhooks\",\n]",
+                "    \"webhooks\",\n    \"hello\",\n]",
+            );
+        let err = remove_extension(&grouped, "hello", "extensions/community/hello").unwrap_err();
+        assert!(err.contains("all-extensions"), "{err}");
     }
 
     #[test]

@@ -156,6 +156,14 @@ fn check_manifest(dir: &Path, report: &mut Report) -> Option<Manifest> {
             return None;
         }
     };
+    let schema_problems = against_schema(&text);
+    if !schema_problems.is_empty() {
+        for (key, message) in schema_problems {
+            let line = key.as_deref().and_then(|k| line_of_key(&text, k));
+            report.problem("manifest", FILE, line, message);
+        }
+        return None;
+    }
     let manifest = match Manifest::parse(&text) {
         Ok(m) => m,
         Err(e) => {
@@ -185,19 +193,53 @@ fn check_manifest(dir: &Path, report: &mut Report) -> Option<Manifest> {
         );
     }
     let host = semver::Version::parse(env!("CARGO_PKG_VERSION")).ok();
-    if let Some(host) = host.filter(|h| manifest.min_host_version > *h) {
+    if let Some(host) = host.filter(|h| !manifest.host.matches(h)) {
+        let key = if text.contains("min_host_version") {
+            "min_host_version"
+        } else {
+            "host"
+        };
         report.problem(
             "manifest",
             FILE,
-            line_of_key(&text, "min_host_version"),
+            line_of_key(&text, key),
             format!(
-                "min_host_version {} is newer than this Solobase ({host}): it would not build \
-                 here",
-                manifest.min_host_version
+                "it runs on Solobase {}, not this one ({host}): it would not build here",
+                manifest.host
             ),
         );
     }
     Some(manifest)
+}
+
+/// The manifest against its published JSON Schema (`extensions/extension.schema.json`):
+/// `(last key, message)` for each problem. Unparsable TOML is left to `Manifest::parse`.
+fn against_schema(text: &str) -> Vec<(Option<String>, String)> {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let Ok(value) = serde_json::to_value(table) else {
+        return Vec::new();
+    };
+    let schema = serde_json::to_value(solobase_sdk::manifest::json_schema()).unwrap_or_default();
+    let Ok(validator) = jsonschema::validator_for(&schema) else {
+        return Vec::new();
+    };
+    validator
+        .iter_errors(&value)
+        .map(|e| {
+            let pointer = e.instance_path().to_string();
+            let key = pointer
+                .rsplit('/')
+                .find(|s| !s.is_empty() && !s.bytes().all(|b| b.is_ascii_digit()))
+                .map(str::to_owned);
+            let path = crate::extensions::config_file::key_path(&pointer);
+            (
+                key,
+                format!("{path}: {e} (see extensions/extension.schema.json)"),
+            )
+        })
+        .collect()
 }
 
 /// `Cargo.toml`: package `solobase-ext-<name>`, the manifest's version, no dependency on the

@@ -37,3 +37,5 @@ mod monitoring;
 #[cfg(feature = "probe")]
 mod reload;
 mod storage;
+#[cfg(feature = "webhooks")]
+mod webhooks;

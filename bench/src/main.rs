@@ -12,6 +12,8 @@
 //!    initialize, start) N extensions that have no migration, for N = 0 and N = 20, on the
 //!    same database: first start, restart, and first start with role passwords; the
 //!    difference per extension.
+//! 3. **Webhooks** (`BENCH_MODE=webhooks`, `bench/run.sh webhooks`): deliveries per second,
+//!    event-to-first-attempt latency and a SIGKILL-under-load run; see `webhooks.rs`.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -294,8 +296,18 @@ async fn instructions_mode(url: &str, dir: &std::path::Path) -> anyhow::Result<(
     Ok(())
 }
 
+mod webhooks;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::var("BENCH_MODE").as_deref() == Ok("webhooks") {
+        let dir = std::env::temp_dir().join(format!("solobase-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let (url, _pg) = database_url(&dir).await?;
+        let result = webhooks::run(&url, &dir).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return result;
+    }
     if std::env::var("BENCH_MODE").as_deref() == Ok("instructions") {
         let dir = std::env::temp_dir().join(format!("solobase-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;

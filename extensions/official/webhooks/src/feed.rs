@@ -42,7 +42,19 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
 pub(crate) async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     let mut live = engine.events.subscribe().ok();
     let mut cursor = None;
+    // Re-reads left after a wake-up that found nothing yet: the new event's transaction may
+    // still wait for an older one to finish before the feed hands it out.
+    let mut eager = 0u32;
     while !*stop.borrow() {
+        // Notifications that arrived meanwhile are covered by the read below.
+        if let Some(sub) = live.as_mut() {
+            while let Ok(r) = tokio::time::timeout(Duration::ZERO, sub.recv()).await {
+                if r.is_err() {
+                    live = None;
+                    break;
+                }
+            }
+        }
         let idle = match step(&engine, &mut cursor).await {
             Ok(moved) => !moved,
             Err(e) => {
@@ -51,16 +63,29 @@ pub(crate) async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
                 true
             }
         };
-        if idle {
-            let poll = Duration::from_millis(engine.config.get().poll_interval_ms.max(10));
+        if !idle {
+            continue;
+        }
+        let poll = Duration::from_millis(engine.config.get().poll_interval_ms.max(10));
+        if eager > 0 {
+            eager -= 1;
+            let wait = Duration::from_millis(2 << (8 - eager).min(8)).min(poll);
             tokio::select! {
                 _ = stop.changed() => {}
-                _ = tokio::time::sleep(poll) => {}
-                r = async { match live.as_mut() {
-                    Some(sub) => sub.recv().await.map(drop),
-                    None => std::future::pending().await,
-                } } => if r.is_err() { live = None },
+                _ = tokio::time::sleep(wait) => {}
             }
+            continue;
+        }
+        tokio::select! {
+            _ = stop.changed() => {}
+            _ = tokio::time::sleep(poll) => {}
+            r = async { match live.as_mut() {
+                Some(sub) => sub.recv().await.map(drop),
+                None => std::future::pending().await,
+            } } => match r {
+                Ok(()) => eager = 8,
+                Err(_) => live = None,
+            },
         }
     }
 }

@@ -197,3 +197,93 @@ impl Extension for Webhooks {
 }
 
 solobase_sdk::export_extension!(Webhooks);
+
+#[cfg(test)]
+mod tests {
+    use solobase_sdk::testing::{TestHarness, identity};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_api_needs_the_permission_and_validates_before_storage() {
+        let harness = TestHarness::<Webhooks>::builder("webhooks")
+            .build()
+            .await
+            .unwrap();
+        let body = serde_json::json!({"url": "ftp://example.com", "event_types": ["user.*"]});
+        let user = identity("u@example.com", Role::User);
+        let res = harness
+            .call(
+                Request::new(Method::POST, "/api/endpoints")
+                    .with_json(&body)
+                    .with_identity(user),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN);
+        let admin = identity("a@example.com", Role::Admin);
+        for bad in [
+            body,
+            serde_json::json!({"url": "https://example.com", "event_types": ["Nope"]}),
+            serde_json::json!({"url": "http://10.0.0.7/hook", "event_types": ["*"]}),
+            serde_json::json!({"url": "https://example.com", "event_types": ["*"],
+                               "headers": {"webhook-signature": "forged"}}),
+        ] {
+            let res = harness
+                .call(
+                    Request::new(Method::POST, "/api/endpoints")
+                        .with_json(&bad)
+                        .with_identity(admin.clone()),
+                )
+                .await;
+            assert_eq!(res.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        // The dashboard is public; its data is not.
+        let res = harness.call(Request::new(Method::GET, "/")).await;
+        assert_eq!(res.status, StatusCode::OK);
+        let res = harness
+            .call(Request::new(Method::GET, "/api/deliveries"))
+            .await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn the_mock_feed_pages_in_order() {
+        let harness = TestHarness::<Webhooks>::builder("webhooks")
+            .build()
+            .await
+            .unwrap();
+        for i in 0..5 {
+            harness.events.record(Event::new(
+                solobase_sdk::EventType::USER_LOGIN,
+                serde_json::json!({"i": i}),
+            ));
+        }
+        let events = &harness.ext().ctx.events;
+        let first = events.read_after(Default::default(), 3).await.unwrap();
+        assert_eq!(first.len(), 3);
+        let rest = events.read_after(first[2].0, 10).await.unwrap();
+        let seen: Vec<_> = first
+            .iter()
+            .chain(&rest)
+            .map(|(_, e)| e.data["i"].clone())
+            .collect();
+        assert_eq!(
+            seen,
+            (0..5).map(serde_json::Value::from).collect::<Vec<_>>()
+        );
+        assert!(events.read_after(Default::default(), 0).await.is_err());
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_with_the_key() {
+        let mut c = WebhooksConfig::default();
+        c.check().unwrap();
+        c.allow = vec!["10.0.0.0/99".into()];
+        assert!(matches!(c.check(), Err(ExtensionError::Config(m)) if m.starts_with("allow")));
+        let mut c = WebhooksConfig::default();
+        c.retry_schedule_secs = vec![];
+        assert!(c.check().is_err());
+        c.retry_schedule_secs = vec![f64::NAN];
+        assert!(c.check().is_err());
+    }
+}

@@ -280,8 +280,10 @@ mod tests {
         c.check().unwrap();
         c.allow = vec!["10.0.0.0/99".into()];
         assert!(matches!(c.check(), Err(ExtensionError::Config(m)) if m.starts_with("allow")));
-        let mut c = WebhooksConfig::default();
-        c.retry_schedule_secs = vec![];
+        let mut c = WebhooksConfig {
+            retry_schedule_secs: vec![],
+            ..Default::default()
+        };
         assert!(c.check().is_err());
         c.retry_schedule_secs = vec![f64::NAN];
         assert!(c.check().is_err());

@@ -118,6 +118,7 @@ async fn host_tables_live_in_their_own_schema_and_migrate_once() {
             "extension_config",
             "extension_grants",
             "extension_roles",
+            "extension_stats",
             "extensions",
             "jobs",
             "outbox",

@@ -307,6 +307,12 @@ async fn send(
     now: OffsetDateTime,
 ) -> std::result::Result<(u16, String), String> {
     let url = reqwest::Url::parse(&job.url).map_err(|e| format!("invalid URL: {e}"))?;
+    if url.scheme() == "https" {
+        // The workspace's HTTP client is built without a TLS stack (none is in the tree yet).
+        return Err("https:// is not supported by this build (no TLS stack): \
+                    use an http:// endpoint or a build with TLS"
+            .into());
+    }
     let allow = AllowList::parse(&config.allow)?;
     ssrf::check_url(&url, &allow)?;
     let body = serde_json::to_vec(&job.payload).map_err(|e| e.to_string())?;

@@ -692,3 +692,71 @@ async fn no_event_is_lost_when_the_server_is_killed() {
 fn webhook_id(event_id: uuid::Uuid) -> String {
     solobase_ext_webhooks::message_id(event_id)
 }
+
+#[tokio::test]
+async fn an_endpoint_failing_for_the_period_is_disabled_and_bodies_are_capped() {
+    let receiver = Receiver::start();
+    receiver.answer(&[500; 50]);
+    let app = app_with(
+        "allow = [\"127.0.0.1\"]\npoll_interval_ms = 50\ndisable_after_failing_secs = 1\n\
+         retry_schedule_secs = [0.0, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]\n\
+         response_body_limit = 5\n",
+    )
+    .await;
+    let admin = app.user_token("admin@example.com", true).await;
+    let (_, ep) = call(
+        &app,
+        &admin,
+        "POST",
+        "/endpoints",
+        Some(json!({"url": receiver.url("127.0.0.1"), "event_types": ["user.created"]})),
+    )
+    .await;
+    let id = ep["id"].as_str().unwrap().to_owned();
+    app.signup("a@example.com", "password123").await;
+    let path = format!("/endpoints/{id}");
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            call(&app, &admin, "GET", &path, None).await.1["enabled"] == false
+        })
+        .await,
+        "disabled after failing for a second"
+    );
+    let (_, ep) = call(&app, &admin, "GET", &path, None).await;
+    assert!(
+        ep["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("disable_after_failing_secs"),
+        "{ep}"
+    );
+    let got = receiver.got().len();
+    assert!(got >= 2, "it was retried before: {got}");
+    // Its pending delivery is failed (to be replayed once it is enabled again).
+    let list = deliveries(&app, &admin, "").await;
+    assert_eq!(list[0]["status"], "failed", "{list:?}");
+    let (_, attempts) = call(
+        &app,
+        &admin,
+        "GET",
+        &format!("/deliveries/{}/attempts", list[0]["id"]),
+        None,
+    )
+    .await;
+    assert_eq!(attempts[0]["response_body"], "answe", "capped at 5 bytes");
+    let db = app.db().await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            db.query_opt(
+                "SELECT 1 FROM solobase.outbox \
+                 WHERE event_type = 'extension.webhooks.endpoint_disabled' \
+                   AND data->>'endpoint_id' = $1 AND data->>'reason' LIKE 'every delivery failed%'",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .is_some()
+        })
+        .await
+    );
+}

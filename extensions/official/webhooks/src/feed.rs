@@ -23,6 +23,10 @@ use crate::engine::Engine;
 
 /// Events read per batch.
 const BATCH: u32 = 500;
+/// After a notification, the feed re-reads every `EAGER_INTERVAL`, `EAGER_READS` times at
+/// most, until the event is handed out (a few small index scans per notification).
+const EAGER_READS: u32 = 60;
+const EAGER_INTERVAL: Duration = Duration::from_millis(5);
 
 /// The payload of an event as receivers get it: `{type, timestamp, data}`.
 pub fn payload(event: &Event) -> serde_json::Value {
@@ -42,17 +46,19 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
 pub(crate) async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     let mut live = engine.events.subscribe().ok();
     let mut cursor = None;
-    // Re-reads left after a wake-up that found nothing yet: the new event's transaction may
-    // still wait for an older one to finish before the feed hands it out.
+    // Quick re-reads left after a notification: the new event's transaction may still wait
+    // for an older one to finish before the feed hands it out.
     let mut eager = 0u32;
     while !*stop.borrow() {
-        // Notifications that arrived meanwhile are covered by the read below.
+        // Notifications that arrived meanwhile are covered by the read below (and re-arm the
+        // quick re-reads).
         if let Some(sub) = live.as_mut() {
             while let Ok(r) = tokio::time::timeout(Duration::ZERO, sub.recv()).await {
                 if r.is_err() {
                     live = None;
                     break;
                 }
+                eager = EAGER_READS;
             }
         }
         let idle = match step(&engine, &mut cursor).await {
@@ -69,7 +75,7 @@ pub(crate) async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
         let poll = Duration::from_millis(engine.config.get().poll_interval_ms.max(10));
         if eager > 0 {
             eager -= 1;
-            let wait = Duration::from_millis(2 << (8 - eager).min(8)).min(poll);
+            let wait = EAGER_INTERVAL.min(poll);
             tokio::select! {
                 _ = stop.changed() => {}
                 _ = tokio::time::sleep(wait) => {}
@@ -83,7 +89,7 @@ pub(crate) async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
                 Some(sub) => sub.recv().await.map(drop),
                 None => std::future::pending().await,
             } } => match r {
-                Ok(()) => eager = 8,
+                Ok(()) => eager = EAGER_READS,
                 Err(_) => live = None,
             },
         }

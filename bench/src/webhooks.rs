@@ -469,8 +469,9 @@ async fn kill_run(
     let _ = server.child.wait();
     Ok(format!(
         "{produced} events ({} in the outbox) × {ENDPOINTS} endpoints = {} deliveries expected; \
-         {before_kill} requests before the kill; after restart {} distinct delivered, \
-         {} duplicate requests (at-least-once), **{lost} lost**",
+         {before_kill} requests before the kill; after the restart {} distinct delivered, \
+         {} repeated requests by then (sends in flight at the kill repeat when their lease \
+         ends), **{lost} lost**",
         ids.len(),
         expected.len(),
         expected.intersection(&delivered).count(),

@@ -760,3 +760,72 @@ async fn an_endpoint_failing_for_the_period_is_disabled_and_bodies_are_capped() 
         .await
     );
 }
+
+#[tokio::test]
+async fn without_events_subscribe_events_wait_in_the_outbox_and_health_says_why() {
+    let receiver = Receiver::start();
+    let toml = FAST.to_owned();
+    let app = spawn_app_with(move |c| {
+        c.auth.signup_enabled = true;
+        c.extensions.health_interval_ms = 100;
+        std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
+        std::fs::write(c.extensions.config_dir.join("webhooks.toml"), toml).unwrap();
+    })
+    .await;
+    let admin = app.user_token("admin@example.com", true).await;
+    call(
+        &app,
+        &admin,
+        "POST",
+        "/endpoints",
+        Some(json!({"url": receiver.url("127.0.0.1"), "event_types": ["user.created"]})),
+    )
+    .await;
+    let res = app
+        .http
+        .delete(app.url("/api/v1/extensions/webhooks/grants/events.subscribe"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    app.signup("waiting@example.com", "password123").await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let health = app.extension(&admin, "webhooks").await["health"]["now"].clone();
+            health["status"] == "degraded"
+                && health["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("events.subscribe"))
+        })
+        .await,
+        "{}",
+        app.extension(&admin, "webhooks").await["health"]
+    );
+    assert!(receiver.got().is_empty());
+    // Granted again: the waiting event is delivered.
+    let res = app
+        .http
+        .post(app.url("/api/v1/extensions/webhooks/enable"))
+        .bearer_auth(&admin)
+        .json(&json!({"grant": ["events.subscribe"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            receiver
+                .got()
+                .iter()
+                .any(|r| r.json()["data"]["email"] == "waiting@example.com")
+        })
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            app.extension(&admin, "webhooks").await["health"]["now"]["status"] == "healthy"
+        })
+        .await
+    );
+}

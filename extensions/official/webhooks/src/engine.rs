@@ -35,6 +35,8 @@ pub(crate) struct Engine {
     pub events: Events,
     /// Wakes the workers early (new deliveries, resends).
     pub wake: Notify,
+    /// Why the feed last failed, until it works again (reported by `health`).
+    pub feed_error: Mutex<Option<String>>,
     client: reqwest::Client,
     limits: Mutex<HashMap<Uuid, Arc<EndpointLimit>>>,
 }
@@ -115,6 +117,7 @@ impl Engine {
             config,
             events,
             wake: Notify::new(),
+            feed_error: Mutex::new(None),
             client,
             limits: Mutex::new(HashMap::new()),
         })

@@ -61,10 +61,21 @@ pub(crate) async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
                 eager = EAGER_READS;
             }
         }
-        let idle = match step(&engine, &mut cursor).await {
+        let result = step(&engine, &mut cursor).await;
+        let failure = result.as_ref().err().map(ToString::to_string);
+        {
+            let mut last = engine.feed_error.lock().unwrap_or_else(|p| p.into_inner());
+            // Logged when it starts failing (or fails differently), not at every poll.
+            if failure.is_some() && *last != failure {
+                tracing::warn!(error = ?failure, "the webhooks feed failed; retrying");
+            } else if failure.is_none() && last.is_some() {
+                tracing::info!("the webhooks feed works again");
+            }
+            *last = failure;
+        }
+        let idle = match result {
             Ok(moved) => !moved,
-            Err(e) => {
-                tracing::warn!(error = %e, "the webhooks feed failed; retrying");
+            Err(_) => {
                 cursor = None;
                 true
             }

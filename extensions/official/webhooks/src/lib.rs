@@ -165,6 +165,21 @@ impl Extension for Webhooks {
         Ok(())
     }
 
+    /// Degraded while the feed cannot read events (e.g. `events.subscribe` was revoked):
+    /// events then wait in the outbox, and are fanned out once it works again.
+    async fn health(&self) -> Health {
+        let failure = self
+            .engine
+            .feed_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match failure {
+            None => Health::healthy(),
+            Some(e) => Health::degraded(format!("the event feed fails: {e}")),
+        }
+    }
+
     fn config_changed(&self, new: &WebhooksConfig) -> Result<()> {
         new.check()
     }

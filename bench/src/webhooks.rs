@@ -211,6 +211,8 @@ pub(crate) async fn run(url: &str, dir: &Path) -> anyhow::Result<()> {
 
     // --- in-process server -------------------------------------------------------------
     let mut cfg = crate::config(url, dir);
+    // The bench's own configuration directory, never the repository's.
+    cfg.extensions.config_dir = dir.join("extension-config");
     std::fs::create_dir_all(&cfg.extensions.config_dir)?;
     std::fs::write(
         cfg.extensions.config_dir.join("webhooks.toml"),

@@ -145,6 +145,7 @@ impl Extension for Webhooks {
     }
 
     async fn start(&self) -> Result<()> {
+        self.stop.send_replace(false);
         let span = self.ctx.log.clone();
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.push(tokio::spawn(

@@ -3,8 +3,10 @@
 # by side in one run and prints markdown — raw figures and ratios, each goal met or missed.
 #   bench/run.sh > BENCHMARKS.md       defaults: 12 rounds (ABBA order) of 2 s per configuration
 #   BENCH_ROUNDS=20 BENCH_SECS=5 bench/run.sh
-#   BENCH_ONLY=host,route bench/run.sh (sections: host, route, startup, memory, reload; micro
+#   BENCH_ONLY=host,route bench/run.sh (sections: host, route, startup, memory, reload, webhooks; micro
 #   and the instruction counts are skipped when BENCH_ONLY is set)
+#   (sections also: webhooks — deliveries/s, event → first attempt latency and a SIGKILL run;
+#   BENCH_WEBHOOK_EVENTS=5000, BENCH_WEBHOOK_RATE=150 events/s, BENCH_WEBHOOK_SECS=10)
 # Uses DATABASE_URL when set, otherwise a throw-away embedded cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,8 @@ if [ "$(nproc)" -lt 2 ]; then
     exit 1
 fi
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release -p solobase-bench >&2
+# The webhooks section's SIGKILL run starts the real binary.
+cargo build --release -p solobase -p solobase-bench >&2
 echo "# Solobase benchmark — $(date -u +%Y-%m-%d)"
 echo
 echo "Machine: $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)), $(free -g | awk '/Mem:/{print $2}') GiB of memory, $(uname -sr)."
@@ -25,7 +28,7 @@ echo "Command: \`BENCH_ROUNDS=${BENCH_ROUNDS:-12} BENCH_SECS=${BENCH_SECS:-2} be
 echo "Server and its PostgreSQL on CPU 0, wrk on CPU 1. Ratios are medians of per-round ratios of neighbouring runs."
 echo
 # The server (and its PostgreSQL) on CPU 0; the bench runs wrk on CPU 1.
-taskset -c 0 "$target/release/solobase-bench"
+SOLOBASE_BIN="$target/release/solobase" taskset -c 0 "$target/release/solobase-bench"
 if [ -z "${BENCH_ONLY:-}" ]; then
     cargo bench -p solobase-bench --bench micro >&2
     BENCH_MODE=micro-report BENCH_CRITERION_DIR="$target/criterion" "$target/release/solobase-bench"

@@ -13,6 +13,8 @@
 //!    ones and the shipped ones.
 //! 5. **Hot reload under load**: failed requests and latency while the configuration file is
 //!    rewritten every 200 ms, next to the same load without reloads.
+//! 6. **Webhooks**: deliveries per second, event-to-first-attempt latency and a
+//!    SIGKILL-under-load run (`webhooks.rs`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -517,6 +519,8 @@ fn micro_report() -> anyhow::Result<()> {
     Ok(())
 }
 
+mod webhooks;
+
 fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -548,7 +552,8 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
     }
     let secs: u64 = env_number("BENCH_SECS", 2);
     let rounds: usize = env_number("BENCH_ROUNDS", 12);
-    // BENCH_ONLY=route,memory runs some sections (host, route, startup, memory, reload).
+    // BENCH_ONLY=route,memory runs some sections (host, route, startup, memory, reload,
+    // webhooks).
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let wanted = |name: &str| only.is_empty() || only.split(',').any(|s| s.trim() == name);
     let (url, _pg) = database_url(dir).await?;
@@ -566,6 +571,9 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
     }
     if wanted("reload") {
         hot_reload(&url, dir, 10).await?;
+    }
+    if wanted("webhooks") {
+        webhooks::run(&url, dir).await?;
     }
     Ok(())
 }

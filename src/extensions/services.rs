@@ -8,8 +8,8 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use solobase_sdk::services::BoxFuture;
 use solobase_sdk::{
-    Database, Event, EventBus, EventSink, ExtensionError, ExtensionName, FileStore, StoredFile,
-    UserDirectory, UserInfo,
+    Database, Event, EventBus, EventSink, ExtensionError, ExtensionName, FileStore, OutboxPosition,
+    StoredFile, UserDirectory, UserInfo,
 };
 use tokio_postgres::NoTls;
 use uuid::Uuid;
@@ -76,6 +76,21 @@ impl EventSink for HostEvents {
 
     fn may_subscribe(&self) -> solobase_sdk::Result<()> {
         self.grants.require("events.subscribe")
+    }
+
+    fn read_after(
+        &self,
+        after: OutboxPosition,
+        limit: u32,
+    ) -> BoxFuture<'_, solobase_sdk::Result<Vec<(OutboxPosition, Event)>>> {
+        Box::pin(async move {
+            self.grants.require("events.subscribe")?;
+            let client = self.pool.get().await?;
+            let rows = crate::events::read_after(&client, after, limit)
+                .await
+                .map_err(ExtensionError::internal)?;
+            Ok(rows)
+        })
     }
 }
 

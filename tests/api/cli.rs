@@ -169,7 +169,7 @@ fn an_unreachable_database_url_fails_fast_without_leaking_the_password() {
 }
 
 /// A server process started on `data`, with its port read from its log.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     port: u16,
     log: std::sync::mpsc::Receiver<String>,
@@ -183,7 +183,7 @@ impl Server {
     }
 
     /// Starts `solobase serve` with extra environment variables.
-    fn start_with(cwd: &Path, data: &Path, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with(cwd: &Path, data: &Path, env: &[(&str, &str)]) -> Self {
         use std::os::unix::process::CommandExt;
         let mut cmd = solobase(cwd);
         cmd.envs(env.iter().copied());
@@ -230,7 +230,7 @@ impl Server {
         );
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
@@ -245,7 +245,7 @@ impl Server {
         assert!(ok);
     }
 
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status()
@@ -254,7 +254,7 @@ impl Server {
         assert!(ok);
     }
 
-    fn wait(mut self, limit: Duration) -> (std::process::ExitStatus, Vec<String>) {
+    pub(crate) fn wait(mut self, limit: Duration) -> (std::process::ExitStatus, Vec<String>) {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

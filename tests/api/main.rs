@@ -45,3 +45,5 @@ mod openapi;
 #[cfg(feature = "probe")]
 mod reload;
 mod storage;
+#[cfg(feature = "webhooks")]
+mod webhooks;

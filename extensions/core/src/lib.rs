@@ -72,6 +72,7 @@ pub mod services;
 pub mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;
 
 pub use error::{ExtensionError, Result};
 pub use event::{Event, EventBus, EventType};
@@ -82,7 +83,7 @@ pub use manifest::{ExtensionName, Manifest, Permission, Tier};
 pub use routes::{Access, Routes};
 pub use services::{
     ConfigHandle, Database, EventSink, Events, FileStore, Files, Health, HealthStatus, InitContext,
-    Job, JobQueue, Jobs, StoredFile, Subscription, UserDirectory, UserInfo, Users,
+    Job, JobQueue, Jobs, OutboxPosition, StoredFile, Subscription, UserDirectory, UserInfo, Users,
 };
 pub use storage::Storage;
 

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -339,6 +339,34 @@ pub trait EventSink: Send + Sync {
     fn may_subscribe(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Up to `limit` committed events after `after`, in feed order (see
+    /// [`Events::read_after`]). Sinks without a durable log answer `Unavailable`.
+    fn read_after(
+        &self,
+        after: OutboxPosition,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<(OutboxPosition, Event)>>> {
+        let _ = (after, limit);
+        Box::pin(async {
+            Err(ExtensionError::Unavailable(
+                "this event service keeps no durable log".into(),
+            ))
+        })
+    }
+}
+
+/// A place in the durable event feed (the host's outbox). Positions grow in feed order; the
+/// default is the start. Keep the last one you have processed (in your own schema, in the
+/// transaction that records what you did with the events) and read after it.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct OutboxPosition {
+    /// The id of the transaction that recorded the event (its commit made it visible).
+    pub tx: i64,
+    /// The event's sequence number in the outbox.
+    pub seq: i64,
 }
 
 /// Events as they are committed, from [`Events::subscribe`].
@@ -415,6 +443,29 @@ impl Events {
         let event = Event::new(event_type, data);
         self.sink.publish(event.clone()).await?;
         Ok(event)
+    }
+
+    /// The durable feed: up to `limit` (1 to 10,000) committed events after position
+    /// `after`, oldest first, each with its position. Needs `events.subscribe`.
+    ///
+    /// Unlike [`Events::subscribe`], nothing is missed: an event is in the outbox from the
+    /// commit of the change it describes, and the feed only hands out an event once no event
+    /// can be committed before it any more (a transaction still running could otherwise
+    /// commit an earlier one after you moved past it). A consumer that stores the position of
+    /// the last event it handled, in the same transaction as its handling, resumes after a
+    /// crash exactly where it committed: at-least-once, never a gap. Use the live
+    /// subscription only as a prompt to read the feed sooner.
+    pub async fn read_after(
+        &self,
+        after: OutboxPosition,
+        limit: u32,
+    ) -> Result<Vec<(OutboxPosition, Event)>> {
+        if !(1..=10_000).contains(&limit) {
+            return Err(ExtensionError::InvalidRequest(
+                "read the event feed 1 to 10,000 events at a time".into(),
+            ));
+        }
+        self.sink.read_after(after, limit).await
     }
 
     /// Every event committed from now on, from the host and all extensions. Needs the

@@ -32,7 +32,7 @@ use crate::manifest::ExtensionName;
 use crate::routes::{Access, Lookup, RouteTable};
 use crate::services::{
     BoxFuture, ConfigHandle, Database, EventSink, Events, FileStore, Files, InitContext, JobQueue,
-    Jobs, StoredFile, UserDirectory, UserInfo, Users,
+    Jobs, OutboxPosition, StoredFile, UserDirectory, UserInfo, Users,
 };
 use crate::storage::Storage;
 
@@ -165,10 +165,13 @@ impl JobQueue for MockJobs {
     }
 }
 
-/// Records every event an extension publishes (and puts it on a bus, like the host).
+/// Records every event an extension publishes (and puts it on a bus, like the host), and
+/// keeps a durable feed of every event, published or [recorded](RecordedEvents::record), for
+/// [`crate::Events::read_after`].
 #[derive(Debug, Default)]
 pub struct RecordedEvents {
     events: Mutex<Vec<Event>>,
+    feed: Mutex<Vec<Event>>,
     bus: EventBus,
 }
 
@@ -185,6 +188,15 @@ impl RecordedEvents {
     pub fn bus(&self) -> &EventBus {
         &self.bus
     }
+
+    /// Commits a host event, as the host does: into the feed, then onto the bus.
+    pub fn record(&self, event: Event) {
+        self.feed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event.clone());
+        self.bus.publish(event);
+    }
 }
 
 impl EventSink for RecordedEvents {
@@ -193,8 +205,30 @@ impl EventSink for RecordedEvents {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(event.clone());
-        self.bus.publish(event);
+        self.record(event);
         Box::pin(async { Ok(()) })
+    }
+
+    fn read_after(
+        &self,
+        after: OutboxPosition,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<(OutboxPosition, Event)>>> {
+        let feed = self.feed.lock().unwrap_or_else(|p| p.into_inner());
+        let page = feed
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let position = OutboxPosition {
+                    tx: 0,
+                    seq: i as i64 + 1,
+                };
+                (position, e.clone())
+            })
+            .filter(|(p, _)| *p > after)
+            .take(limit as usize)
+            .collect();
+        Box::pin(async move { Ok(page) })
     }
 }
 

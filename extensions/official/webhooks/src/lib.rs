@@ -1,16 +1,39 @@
-//! `webhooks`: delivers system events to registered HTTP endpoints.
+//! `webhooks`: durable, signed, retried delivery of system events to HTTP endpoints, by the
+//! [Standard Webhooks](https://www.standardwebhooks.com) specification.
 //!
-//! This version manages endpoints (`/ext/webhooks/api/endpoints`, admins only) and turns every
-//! committed event that an enabled endpoint subscribes to into a pending row of the
-//! `deliveries` queue, with the payload a receiver will get. Signing and sending are built on
-//! that queue.
+//! - [`feed`] turns committed events into delivery rows. "Same transaction" holds end to
+//!   end: the host writes an event to its outbox in the transaction of the change it
+//!   describes; the feed reads the outbox in order (`ctx.events.read_after`) and inserts a
+//!   batch's deliveries in the same transaction that moves its cursor. SIGKILL at any moment
+//!   loses nothing: on restart the feed resumes after the last committed cursor.
+//! - [`engine`] claims due deliveries (`FOR UPDATE SKIP LOCKED`), sends them signed
+//!   (`webhook-id`, `webhook-timestamp`, `webhook-signature`), records every attempt, retries
+//!   on `retry_schedule_secs` with jitter, and disables endpoints that answer 410 Gone or fail
+//!   for `disable_after_failing_secs` (announced as `extension.webhooks.endpoint_disabled`).
+//! - [`ssrf`] keeps deliveries off loopback, private, link-local and metadata addresses.
+//! - [`api`] is the management API under `/ext/webhooks/api` (administrators, or holders of
+//!   `webhooks.manage`), and `/ext/webhooks/` the dashboard.
+//!
+//! Deliveries live in the extension's own tables rather than in the host's job queue: the
+//! workers claim hundreds at a time, keep per-endpoint limits, follow their own retry
+//! schedule and record attempts in batches.
+//!
+//! Outbox retention: the extension never deletes outbox rows (other consumers may need them);
+//! its cursor only grows.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use solobase_sdk::prelude::*;
-use solobase_sdk::{EventType, tokio_postgres};
-use uuid::Uuid;
+use solobase_sdk::tracing::Instrument as _;
+use tokio::sync::watch;
+
+pub mod api;
+mod engine;
+pub mod feed;
+pub mod ssrf;
+
+pub use engine::{backoff, message_id};
 
 /// Configuration: `config/extensions/webhooks.toml`.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -18,161 +41,88 @@ use uuid::Uuid;
 pub struct WebhooksConfig {
     /// Most endpoints an instance may register.
     pub max_endpoints: u32,
+    /// Delays before each attempt, in seconds (the first is the first attempt's); an
+    /// attempt's delay gets ±20 % jitter. Its length is the number of attempts.
+    pub retry_schedule_secs: Vec<f64>,
+    /// Time limit of one attempt, in seconds; only a 2xx within it is a success.
+    pub timeout_secs: u32,
+    /// An endpoint whose deliveries fail this long without a success is disabled.
+    pub disable_after_failing_secs: u64,
+    /// Requests in flight at once, per instance.
+    pub max_concurrency: u32,
+    /// Requests in flight at once to one endpoint, per instance.
+    pub endpoint_concurrency: u32,
+    /// Bytes of a response body that are read and kept; the rest is not read.
+    pub response_body_limit: u32,
+    /// How often the feed and the workers look for work without being woken, in ms.
+    pub poll_interval_ms: u64,
+    /// How long the previous secret still signs after a rotation, in seconds (default).
+    pub rotation_overlap_secs: u64,
+    /// Addresses deliveries may reach although they are not public: CIDRs (`127.0.0.0/8`),
+    /// addresses, or host names (`localhost`). For development and tests.
+    pub allow: Vec<String>,
 }
 
 impl Default for WebhooksConfig {
     fn default() -> Self {
-        Self { max_endpoints: 100 }
+        Self {
+            max_endpoints: 100,
+            retry_schedule_secs: vec![0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+            timeout_secs: 15,
+            disable_after_failing_secs: 5 * 24 * 3600,
+            max_concurrency: 256,
+            endpoint_concurrency: 32,
+            response_body_limit: 4096,
+            poll_interval_ms: 500,
+            rotation_overlap_secs: 24 * 3600,
+            allow: Vec::new(),
+        }
+    }
+}
+
+impl WebhooksConfig {
+    fn check(&self) -> Result<()> {
+        ssrf::AllowList::parse(&self.allow)
+            .map_err(|e| ExtensionError::Config(format!("allow: {e}")))?;
+        let schedule_ok = !self.retry_schedule_secs.is_empty()
+            && self.retry_schedule_secs.len() <= 50
+            && self
+                .retry_schedule_secs
+                .iter()
+                .all(|s| s.is_finite() && (0.0..=7.0 * 86400.0).contains(s));
+        if !schedule_ok {
+            return Err(ExtensionError::Config(
+                "retry_schedule_secs: give 1 to 50 delays of 0 to 604800 seconds".into(),
+            ));
+        }
+        if self.timeout_secs == 0 || self.timeout_secs > 300 {
+            return Err(ExtensionError::Config(
+                "timeout_secs: give 1 to 300 seconds".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
 /// The extension.
-#[derive(Debug)]
 pub struct Webhooks {
     ctx: InitContext<WebhooksConfig>,
+    engine: Arc<engine::Engine>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewEndpoint {
-    url: String,
-    #[serde(default)]
-    description: String,
-    event_types: Vec<String>,
+impl std::fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhooks").finish_non_exhaustive()
+    }
 }
 
-/// Whether `pattern` is an event type or a `prefix.*`/`*` wildcard.
-fn valid_pattern(pattern: &str) -> bool {
-    pattern == "*" || EventType::parse(pattern.strip_suffix(".*").unwrap_or(pattern)).is_some()
-}
-
-fn endpoint_json(row: &tokio_postgres::Row) -> serde_json::Value {
-    let id: Uuid = row.get("id");
-    let url: String = row.get("url");
-    let description: String = row.get("description");
-    let event_types: Vec<String> = row.get("event_types");
-    let enabled: bool = row.get("enabled");
-    serde_json::json!({
-        "id": id, "url": url, "description": description,
-        "event_types": event_types, "enabled": enabled,
-    })
-}
+const DASHBOARD: &str = include_str!("dashboard.html");
 
 impl Webhooks {
-    async fn list(self: Arc<Self>, _req: Request) -> Result<Response> {
-        let client = self.ctx.db.client().await?;
-        let rows = client
-            .query("SELECT * FROM endpoints ORDER BY created_at", &[])
-            .await?;
-        let list: Vec<_> = rows.iter().map(endpoint_json).collect();
-        Ok(Response::json(&list))
-    }
-
-    async fn create(self: Arc<Self>, req: Request) -> Result<Response> {
-        let new: NewEndpoint = req.json()?;
-        if !(new.url.starts_with("https://") || new.url.starts_with("http://")) {
-            return Err(ExtensionError::InvalidRequest(
-                "url must start with https:// or http://".into(),
-            ));
-        }
-        if new.event_types.is_empty() || !new.event_types.iter().all(|p| valid_pattern(p)) {
-            return Err(ExtensionError::InvalidRequest(
-                "event_types must list event types or wildcards such as user.* or *".into(),
-            ));
-        }
-        let client = self.ctx.db.client().await?;
-        let count: i64 = client
-            .query_one("SELECT count(*) FROM endpoints", &[])
-            .await?
-            .get(0);
-        if count >= i64::from(self.ctx.config.get().max_endpoints) {
-            return Err(ExtensionError::Conflict(
-                "the maximum number of endpoints is reached (max_endpoints)".into(),
-            ));
-        }
-        let row = client
-            .query_one(
-                "INSERT INTO endpoints (id, url, description, event_types) VALUES ($1, $2, $3, $4) \
-                 RETURNING *",
-                &[
-                    &Uuid::new_v4(),
-                    &new.url,
-                    &new.description,
-                    &new.event_types,
-                ],
-            )
-            .await?;
-        Ok(Response::json_with(
-            StatusCode::CREATED,
-            &endpoint_json(&row),
-        ))
-    }
-
-    async fn delete(self: Arc<Self>, req: Request) -> Result<Response> {
-        let id: Uuid = req
-            .param("id")
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| ExtensionError::InvalidRequest("the id is not a UUID".into()))?;
-        let client = self.ctx.db.client().await?;
-        match client
-            .execute("DELETE FROM endpoints WHERE id = $1", &[&id])
-            .await?
-        {
-            0 => Err(ExtensionError::NotFound("no such endpoint".into())),
-            _ => Ok(Response::new(StatusCode::NO_CONTENT)),
-        }
-    }
-
-    async fn deliveries(self: Arc<Self>, _req: Request) -> Result<Response> {
-        let client = self.ctx.db.client().await?;
-        let rows = client
-            .query(
-                "SELECT id, endpoint_id, event_id, event_type, status FROM deliveries \
-                 ORDER BY id DESC LIMIT 100",
-                &[],
-            )
-            .await?;
-        let list: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                let id: i64 = r.get(0);
-                let endpoint: Uuid = r.get(1);
-                let event: Uuid = r.get(2);
-                let event_type: String = r.get(3);
-                let status: String = r.get(4);
-                serde_json::json!({"id": id, "endpoint_id": endpoint, "event_id": event,
-                    "event_type": event_type, "status": status})
-            })
-            .collect();
-        Ok(Response::json(&list))
-    }
-
-    /// Queues `event` for every enabled endpoint subscribed to it.
-    async fn enqueue(&self, event: &Event) -> Result<u64> {
-        let client = self.ctx.db.client().await?;
-        let endpoints = client
-            .query("SELECT id, event_types FROM endpoints WHERE enabled", &[])
-            .await?;
-        let payload = serde_json::json!({
-            "type": event.event_type,
-            "timestamp": event.occurred_at.unix_timestamp(),
-            "data": event.data,
-        });
-        let mut queued = 0;
-        for row in endpoints {
-            let patterns: Vec<String> = row.get(1);
-            if patterns.iter().any(|p| event.event_type.matches(p)) {
-                let id: Uuid = row.get(0);
-                queued += client
-                    .execute(
-                        "INSERT INTO deliveries (endpoint_id, event_id, event_type, payload) \
-                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                        &[&id, &event.id, &event.event_type.as_str(), &payload],
-                    )
-                    .await?;
-            }
-        }
-        Ok(queued)
+    async fn dashboard(self: Arc<Self>, _req: Request) -> Result<Response> {
+        Ok(Response::text("text/html; charset=utf-8", DASHBOARD))
     }
 }
 
@@ -180,37 +130,85 @@ impl Extension for Webhooks {
     type Config = WebhooksConfig;
 
     async fn initialize(ctx: InitContext<WebhooksConfig>) -> Result<Self> {
-        Ok(Self { ctx })
+        ctx.config.get().check()?;
+        let engine = Arc::new(engine::Engine::new(
+            ctx.db.clone(),
+            ctx.config.clone(),
+            ctx.events.clone(),
+        )?);
+        Ok(Self {
+            ctx,
+            engine,
+            stop: watch::channel(false).0,
+            tasks: Mutex::new(Vec::new()),
+        })
     }
 
-    fn routes(&self, routes: &mut Routes<Self>) {
-        routes.get("/api/endpoints", Self::list).admin();
-        routes.post("/api/endpoints", Self::create).admin();
-        routes.delete("/api/endpoints/{id}", Self::delete).admin();
-        routes.get("/api/deliveries", Self::deliveries).admin();
+    async fn start(&self) -> Result<()> {
+        self.stop.send_replace(false);
+        let span = self.ctx.log.clone();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.push(tokio::spawn(
+            feed::run(self.engine.clone(), self.stop.subscribe()).instrument(span.clone()),
+        ));
+        tasks.push(tokio::spawn(
+            engine::run_workers(self.engine.clone(), self.stop.subscribe()).instrument(span),
+        ));
+        Ok(())
     }
 
-    fn hooks(&self) -> HookSet {
-        HookSet::new().events("*")
+    async fn stop(&self) -> Result<()> {
+        self.stop.send_replace(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
+        Ok(())
     }
 
-    async fn on_event(&self, event: &Event) {
-        if let Err(e) = self.enqueue(event).await {
-            solobase_sdk::tracing::warn!(error = %e, event = %event.id, "cannot queue deliveries");
+    /// Degraded while the feed cannot read events (e.g. `events.subscribe` was revoked):
+    /// events then wait in the outbox, and are fanned out once it works again.
+    async fn health(&self) -> Health {
+        let failure = self
+            .engine
+            .feed_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match failure {
+            None => Health::healthy(),
+            Some(e) => Health::degraded(format!("the event feed fails: {e}")),
         }
     }
 
+    fn config_changed(&self, new: &WebhooksConfig) -> Result<()> {
+        new.check()
+    }
+
+    fn routes(&self, routes: &mut Routes<Self>) {
+        routes.get("/", Self::dashboard).public();
+        api::routes(routes);
+    }
+
     fn migrations() -> Vec<Migration> {
-        vec![Migration {
-            version: 1,
-            name: "endpoints",
-            up: include_str!("../migrations/V1__endpoints.sql"),
-            down: include_str!("../migrations/V1__endpoints.down.sql"),
-        }]
+        vec![
+            Migration {
+                version: 1,
+                name: "endpoints",
+                up: include_str!("../migrations/V1__endpoints.sql"),
+                down: include_str!("../migrations/V1__endpoints.down.sql"),
+            },
+            Migration {
+                version: 2,
+                name: "delivery",
+                up: include_str!("../migrations/V2__delivery.sql"),
+                down: include_str!("../migrations/V2__delivery.down.sql"),
+            },
+        ]
     }
 
     fn required_permissions() -> Vec<&'static str> {
-        vec!["events.subscribe"]
+        vec!["events.subscribe", "events.publish"]
     }
 }
 
@@ -222,18 +220,8 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn event_patterns() {
-        for ok in ["*", "user.*", "user.created", "extension.analytics.*"] {
-            assert!(valid_pattern(ok), "{ok}");
-        }
-        for bad in ["", "user.", "User.*", "a b", "*.created"] {
-            assert!(!valid_pattern(bad), "{bad}");
-        }
-    }
-
     #[tokio::test]
-    async fn endpoints_are_for_admins_and_are_validated_before_storage() {
+    async fn the_api_needs_the_permission_and_validates_before_storage() {
         let harness = TestHarness::<Webhooks>::builder("webhooks")
             .build()
             .await
@@ -249,22 +237,71 @@ mod tests {
             .await;
         assert_eq!(res.status, StatusCode::FORBIDDEN);
         let admin = identity("a@example.com", Role::Admin);
+        for bad in [
+            body,
+            serde_json::json!({"url": "https://example.com", "event_types": ["Nope"]}),
+            serde_json::json!({"url": "http://10.0.0.7/hook", "event_types": ["*"]}),
+            serde_json::json!({"url": "https://example.com", "event_types": ["*"],
+                               "headers": {"webhook-signature": "forged"}}),
+        ] {
+            let res = harness
+                .call(
+                    Request::new(Method::POST, "/api/endpoints")
+                        .with_json(&bad)
+                        .with_identity(admin.clone()),
+                )
+                .await;
+            assert_eq!(res.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        // The dashboard is public; its data is not.
+        let res = harness.call(Request::new(Method::GET, "/")).await;
+        assert_eq!(res.status, StatusCode::OK);
         let res = harness
-            .call(
-                Request::new(Method::POST, "/api/endpoints")
-                    .with_json(&body)
-                    .with_identity(admin.clone()),
-            )
+            .call(Request::new(Method::GET, "/api/deliveries"))
             .await;
-        assert_eq!(res.status, StatusCode::BAD_REQUEST);
-        let bad_types = serde_json::json!({"url": "https://example.com", "event_types": ["Nope"]});
-        let res = harness
-            .call(
-                Request::new(Method::POST, "/api/endpoints")
-                    .with_json(&bad_types)
-                    .with_identity(admin),
-            )
-            .await;
-        assert_eq!(res.status, StatusCode::BAD_REQUEST);
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn the_mock_feed_pages_in_order() {
+        let harness = TestHarness::<Webhooks>::builder("webhooks")
+            .build()
+            .await
+            .unwrap();
+        for i in 0..5 {
+            harness.events.record(Event::new(
+                solobase_sdk::EventType::USER_LOGIN,
+                serde_json::json!({"i": i}),
+            ));
+        }
+        let events = &harness.ext().ctx.events;
+        let first = events.read_after(Default::default(), 3).await.unwrap();
+        assert_eq!(first.len(), 3);
+        let rest = events.read_after(first[2].0, 10).await.unwrap();
+        let seen: Vec<_> = first
+            .iter()
+            .chain(&rest)
+            .map(|(_, e)| e.data["i"].clone())
+            .collect();
+        assert_eq!(
+            seen,
+            (0..5).map(serde_json::Value::from).collect::<Vec<_>>()
+        );
+        assert!(events.read_after(Default::default(), 0).await.is_err());
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_with_the_key() {
+        let mut c = WebhooksConfig::default();
+        c.check().unwrap();
+        c.allow = vec!["10.0.0.0/99".into()];
+        assert!(matches!(c.check(), Err(ExtensionError::Config(m)) if m.starts_with("allow")));
+        let mut c = WebhooksConfig {
+            retry_schedule_secs: vec![],
+            ..Default::default()
+        };
+        assert!(c.check().is_err());
+        c.retry_schedule_secs = vec![f64::NAN];
+        assert!(c.check().is_err());
     }
 }

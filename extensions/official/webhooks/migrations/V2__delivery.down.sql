@@ -1,0 +1,24 @@
+DROP TABLE feed_cursor;
+DROP TABLE attempts;
+DROP INDEX deliveries_failed_idx;
+DROP INDEX deliveries_endpoint_idx;
+DROP INDEX deliveries_due_idx;
+ALTER TABLE deliveries
+    DROP CONSTRAINT deliveries_status_check,
+    DROP COLUMN delivered_at,
+    DROP COLUMN last_error,
+    DROP COLUMN last_status,
+    DROP COLUMN last_attempt_at,
+    DROP COLUMN next_attempt_at,
+    DROP COLUMN retries_from,
+    DROP COLUMN attempts;
+CREATE INDEX deliveries_pending_idx ON deliveries (created_at) WHERE status = 'pending';
+ALTER TABLE endpoints
+    DROP COLUMN updated_at,
+    DROP COLUMN failing_since,
+    DROP COLUMN disabled_reason,
+    DROP COLUMN rate_limit,
+    DROP COLUMN headers,
+    DROP COLUMN previous_secret_expires_at,
+    DROP COLUMN previous_secret,
+    DROP COLUMN secret;

@@ -1,0 +1,624 @@
+//! Delivery: workers claim due deliveries, send them signed, and record every attempt.
+//!
+//! - **Claiming**: a batch of due rows (`status = 'pending' AND next_attempt_at <= now()`, of
+//!   enabled endpoints) is taken with `FOR UPDATE SKIP LOCKED` and leased by moving
+//!   `next_attempt_at` past the send's time limit, so instances never share a row and a row
+//!   whose instance died becomes due again when the lease ends.
+//! - **Sending**: at most `max_concurrency` requests at once, `endpoint_concurrency` per
+//!   endpoint and the endpoint's `rate_limit` per second (both per instance); the
+//!   `webhook-id` is `msg_<event id>`, the same at every retry; the body is the payload.
+//! - **Recording**: outcomes go to one recorder task that writes them in batches, one
+//!   transaction per batch: the attempts, the deliveries' next state (success, a retry at the
+//!   next step of `retry_schedule_secs` with jitter, or failed), the endpoints' failure streak,
+//!   and disabling — on 410 Gone, or after `disable_after_failing_secs` of failures — which is
+//!   then announced as the event `extension.webhooks.endpoint_disabled`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use solobase_sdk::prelude::*;
+use solobase_sdk::tracing::Instrument as _;
+use solobase_sdk::webhooks::{self, Secret};
+use solobase_sdk::{ConfigHandle, Database, Events, tracing};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use uuid::Uuid;
+
+use crate::WebhooksConfig;
+use crate::ssrf::{self, AllowList};
+
+/// The shared state of the feed, the workers and the recorder.
+pub(crate) struct Engine {
+    pub db: Database,
+    pub config: ConfigHandle<WebhooksConfig>,
+    pub events: Events,
+    /// Wakes the workers early (new deliveries, resends).
+    pub wake: Notify,
+    /// Why the feed last failed, until it works again (reported by `health`).
+    pub feed_error: Mutex<Option<String>>,
+    client: reqwest::Client,
+    limits: Mutex<HashMap<Uuid, Arc<EndpointLimit>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+/// One endpoint's limits on this instance.
+struct EndpointLimit {
+    concurrency: usize,
+    slots: Arc<Semaphore>,
+    /// When the next request may start (the rate limit).
+    next_start: tokio::sync::Mutex<Instant>,
+}
+
+/// A claimed delivery, ready to send.
+struct Claimed {
+    id: i64,
+    endpoint_id: Uuid,
+    event_id: Uuid,
+    payload: serde_json::Value,
+    attempt: i32,
+    /// How many attempts came before the schedule was last restarted (resend, replay).
+    retries_from: i32,
+    url: String,
+    secret: String,
+    previous_secret: Option<String>,
+    headers: serde_json::Value,
+    rate_limit: Option<i32>,
+    lease_ends: Instant,
+}
+
+/// What one attempt gave.
+#[derive(Debug)]
+struct Outcome {
+    delivery_id: i64,
+    endpoint_id: Uuid,
+    attempt: i32,
+    retries_from: i32,
+    started_at: OffsetDateTime,
+    duration_ms: i32,
+    status_code: Option<i32>,
+    body: String,
+    error: Option<String>,
+}
+
+impl Outcome {
+    fn succeeded(&self) -> bool {
+        self.error.is_none() && matches!(self.status_code, Some(200..=299))
+    }
+    fn gone(&self) -> bool {
+        self.status_code == Some(410)
+    }
+}
+
+/// The webhook-id of an event's deliveries: the same for every endpoint and every retry.
+pub fn message_id(event_id: Uuid) -> String {
+    format!("msg_{}", event_id.simple())
+}
+
+impl Engine {
+    pub fn new(db: Database, config: ConfigHandle<WebhooksConfig>, events: Events) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .dns_resolver(ssrf::GuardedResolver::new(config.clone()))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .user_agent(concat!("Solobase-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(ExtensionError::internal)?;
+        Ok(Self {
+            db,
+            config,
+            events,
+            wake: Notify::new(),
+            feed_error: Mutex::new(None),
+            client,
+            limits: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn limit(&self, endpoint: Uuid) -> Arc<EndpointLimit> {
+        let concurrency = self.config.get().endpoint_concurrency.max(1) as usize;
+        let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = limits
+            .entry(endpoint)
+            .or_insert_with(|| new_limit(concurrency));
+        if entry.concurrency != concurrency {
+            *entry = new_limit(concurrency);
+        }
+        entry.clone()
+    }
+}
+
+fn new_limit(concurrency: usize) -> Arc<EndpointLimit> {
+    Arc::new(EndpointLimit {
+        concurrency,
+        slots: Arc::new(Semaphore::new(concurrency)),
+        next_start: tokio::sync::Mutex::new(Instant::now()),
+    })
+}
+
+/// The worker loop: claims and starts deliveries until `stop` turns true.
+pub(crate) async fn run_workers(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
+    let (outcomes, rx) = mpsc::unbounded_channel();
+    let recorder = tokio::spawn(record_loop(engine.clone(), rx).in_current_span());
+    let mut slots = Arc::new(Semaphore::new(
+        engine.config.get().max_concurrency.max(1) as usize
+    ));
+    let mut slots_size = slots.available_permits();
+    while !*stop.borrow() {
+        let wanted = engine.config.get().max_concurrency.max(1) as usize;
+        if wanted != slots_size {
+            slots = Arc::new(Semaphore::new(wanted));
+            slots_size = wanted;
+        }
+        // Wait for a free slot before claiming: claimed rows should start soon.
+        let first = tokio::select! {
+            _ = stop.changed() => break,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let free = slots.available_permits() + 1;
+        let claimed = match claim(&engine, free.min(256)).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim webhook deliveries; retrying");
+                drop(first);
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            drop(first);
+            let poll = Duration::from_millis(engine.config.get().poll_interval_ms.max(10));
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = engine.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+            continue;
+        }
+        let mut first = Some(first);
+        for job in claimed {
+            let permit = match first.take() {
+                Some(p) => p,
+                None => match slots.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => match slots.clone().acquire_owned().await {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                },
+            };
+            let engine = engine.clone();
+            let outcomes = outcomes.clone();
+            tokio::spawn(
+                async move {
+                    if let Some(outcome) = deliver(&engine, job, permit).await {
+                        let _ = outcomes.send(outcome);
+                    }
+                }
+                .in_current_span(),
+            );
+        }
+    }
+    drop(outcomes);
+    // In-flight sends finish and are recorded within the stop time limit, or are retried
+    // when their lease ends.
+    let _ = tokio::time::timeout(Duration::from_secs(5), recorder).await;
+}
+
+async fn claim(engine: &Engine, limit: usize) -> Result<Vec<Claimed>> {
+    let timeout = engine.config.get().timeout_secs.max(1);
+    // The lease covers waiting for the endpoint's slots and the send itself.
+    let lease_secs = f64::from(timeout) * 2.0 + 10.0;
+    let client = engine.db.client().await?;
+    let rows = client
+        .query(
+            "WITH due AS ( \
+               SELECT d.id FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id \
+               WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND e.enabled \
+               ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED) \
+             UPDATE deliveries d SET next_attempt_at = now() + $2 * interval '1 second' \
+             FROM due, endpoints e WHERE d.id = due.id AND e.id = d.endpoint_id \
+             RETURNING d.id, d.endpoint_id, d.event_id, d.payload, d.attempts + 1, \
+               d.retries_from, e.url, e.secret, \
+               CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret END, \
+               e.headers, e.rate_limit",
+            &[&(limit as i64), &lease_secs],
+        )
+        .await?;
+    let lease_ends = Instant::now() + Duration::from_secs_f64(lease_secs);
+    Ok(rows
+        .iter()
+        .map(|r| Claimed {
+            id: r.get(0),
+            endpoint_id: r.get(1),
+            event_id: r.get(2),
+            payload: r.get(3),
+            attempt: r.get(4),
+            retries_from: r.get(5),
+            url: r.get(6),
+            secret: r.get(7),
+            previous_secret: r.get(8),
+            headers: r.get(9),
+            rate_limit: r.get(10),
+            lease_ends,
+        })
+        .collect())
+}
+
+/// Sends one delivery; `None` when it was given up unsent (its lease ran out while it
+/// waited: it is due again, for whichever instance claims it).
+async fn deliver(engine: &Engine, job: Claimed, _slot: OwnedSemaphorePermit) -> Option<Outcome> {
+    let config = engine.config.get();
+    let timeout = Duration::from_secs(u64::from(config.timeout_secs.max(1)));
+    let limit = engine.limit(job.endpoint_id);
+    let _endpoint_slot = limit.slots.clone().acquire_owned().await.ok()?;
+    if let Some(rate) = job.rate_limit.filter(|r| *r > 0) {
+        let wait = {
+            let mut next = limit.next_start.lock().await;
+            let now = Instant::now();
+            let at = (*next).max(now);
+            *next = at + Duration::from_secs_f64(1.0 / f64::from(rate));
+            at - now
+        };
+        tokio::time::sleep(wait).await;
+    }
+    if Instant::now() + timeout > job.lease_ends {
+        return None;
+    }
+    let started_at = OffsetDateTime::now_utc();
+    let clock = Instant::now();
+    let result = send(engine, &config, &job, timeout, started_at).await;
+    let duration_ms = clock.elapsed().as_millis().min(i32::MAX as u128) as i32;
+    let (status_code, body, error) = match result {
+        Ok((status, body)) => (Some(i32::from(status)), body, None),
+        Err(e) => (None, String::new(), Some(e)),
+    };
+    let error = error.or_else(|| match status_code {
+        Some(200..=299) | None => None,
+        Some(code) => Some(format!("the endpoint answered {code}")),
+    });
+    Some(Outcome {
+        delivery_id: job.id,
+        endpoint_id: job.endpoint_id,
+        attempt: job.attempt,
+        retries_from: job.retries_from,
+        started_at,
+        duration_ms,
+        status_code,
+        body,
+        error,
+    })
+}
+
+/// The request itself: status and the start of the body, or what went wrong.
+async fn send(
+    engine: &Engine,
+    config: &WebhooksConfig,
+    job: &Claimed,
+    timeout: Duration,
+    now: OffsetDateTime,
+) -> std::result::Result<(u16, String), String> {
+    let url = reqwest::Url::parse(&job.url).map_err(|e| format!("invalid URL: {e}"))?;
+    if url.scheme() == "https" {
+        // The workspace's HTTP client is built without a TLS stack (none is in the tree yet).
+        return Err("https:// is not supported by this build (no TLS stack): \
+                    use an http:// endpoint or a build with TLS"
+            .into());
+    }
+    let allow = AllowList::parse(&config.allow)?;
+    ssrf::check_url(&url, &allow)?;
+    let body = serde_json::to_vec(&job.payload).map_err(|e| e.to_string())?;
+    let msg_id = message_id(job.event_id);
+    let ts = now.unix_timestamp();
+    let mut signature = String::new();
+    for secret in std::iter::once(&job.secret).chain(job.previous_secret.as_ref()) {
+        let secret: Secret = secret
+            .parse()
+            .map_err(|e: webhooks::VerifyError| e.to_string())?;
+        if !signature.is_empty() {
+            signature.push(' ');
+        }
+        signature.push_str(&webhooks::sign(&secret, &msg_id, ts, &body));
+    }
+    let mut req = engine
+        .client
+        .post(url)
+        .timeout(timeout)
+        .header("content-type", "application/json");
+    if let Some(custom) = job.headers.as_object() {
+        for (name, value) in custom {
+            if let Some(v) = value.as_str() {
+                req = req.header(name.as_str(), v);
+            }
+        }
+    }
+    let mut res = req
+        .header(webhooks::HEADER_ID, &msg_id)
+        .header(webhooks::HEADER_TIMESTAMP, ts.to_string())
+        .header(webhooks::HEADER_SIGNATURE, signature)
+        .body(body)
+        .send()
+        .await
+        .map_err(describe)?;
+    let status = res.status().as_u16();
+    let cap = config.response_body_limit as usize;
+    let mut kept = Vec::new();
+    // Read no more than the cap; the rest of a large body is never read.
+    while kept.len() < cap {
+        match res.chunk().await {
+            Ok(Some(chunk)) => kept.extend_from_slice(&chunk[..chunk.len().min(cap - kept.len())]),
+            Ok(None) => break,
+            Err(e) => {
+                return Err(format!(
+                    "the endpoint answered {status}, then: {}",
+                    describe(e)
+                ));
+            }
+        }
+    }
+    Ok((status, String::from_utf8_lossy(&kept).into_owned()))
+}
+
+/// A send error with its causes (the resolver's refusal is a cause).
+fn describe(e: reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The delay before attempt `next` (1-based, counted from the schedule's start), with ±20 %
+/// jitter; `None` when the schedule is exhausted.
+pub fn backoff(schedule: &[f64], next: usize, jitter_unit: f64) -> Option<Duration> {
+    let base = *schedule.get(next.checked_sub(1)?)?;
+    let factor = 0.8 + 0.4 * jitter_unit.clamp(0.0, 1.0);
+    Some(Duration::from_secs_f64((base * factor).max(0.0)))
+}
+
+fn jitter_unit() -> f64 {
+    f64::from(getrandom::u32().unwrap_or(0)) / f64::from(u32::MAX)
+}
+
+async fn record_loop(engine: Arc<Engine>, mut rx: mpsc::UnboundedReceiver<Outcome>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        let mut tries = 0;
+        loop {
+            match record(&engine, &batch).await {
+                Ok(disabled) => {
+                    announce(&engine, disabled).await;
+                    break;
+                }
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    tracing::warn!(error = %e, "cannot record webhook attempts; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                Err(e) => {
+                    // The deliveries stay leased and are sent again when the lease ends.
+                    tracing::error!(error = %e, "webhook attempts were not recorded");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// An endpoint disabled by the recorder, to announce.
+struct Disabled {
+    id: Uuid,
+    url: String,
+    reason: String,
+}
+
+async fn record(engine: &Engine, batch: &[Outcome]) -> Result<Vec<Disabled>> {
+    let config = engine.config.get();
+    let mut ids = Vec::with_capacity(batch.len());
+    let mut attempts = Vec::with_capacity(batch.len());
+    let mut started = Vec::with_capacity(batch.len());
+    let mut durations = Vec::with_capacity(batch.len());
+    let mut codes = Vec::with_capacity(batch.len());
+    let mut bodies = Vec::with_capacity(batch.len());
+    let mut errors = Vec::with_capacity(batch.len());
+    let mut oks = Vec::with_capacity(batch.len());
+    let mut states = Vec::with_capacity(batch.len());
+    let mut next_at = Vec::with_capacity(batch.len());
+    // The last outcome per endpoint decides its failure streak.
+    let mut endpoint_ok: HashMap<Uuid, bool> = HashMap::new();
+    let mut gone = Vec::new();
+    let now = OffsetDateTime::now_utc();
+    for o in batch {
+        ids.push(o.delivery_id);
+        attempts.push(o.attempt);
+        started.push(o.started_at);
+        durations.push(o.duration_ms);
+        codes.push(o.status_code);
+        bodies.push(o.body.clone());
+        errors.push(o.error.clone());
+        oks.push(o.succeeded());
+        endpoint_ok.insert(o.endpoint_id, o.succeeded());
+        if o.gone() {
+            gone.push(o.endpoint_id);
+        }
+        let step = (o.attempt - o.retries_from).max(0) as usize + 1;
+        let (state, at) = if o.succeeded() {
+            ("succeeded", now)
+        } else if o.gone() {
+            ("failed", now)
+        } else {
+            match backoff(&config.retry_schedule_secs, step, jitter_unit()) {
+                Some(delay) => ("pending", now + delay),
+                None => ("failed", now),
+            }
+        };
+        states.push(state.to_owned());
+        next_at.push(at);
+    }
+    let mut client = engine.db.client().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status_code, \
+           response_body, error, succeeded) \
+         SELECT * FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::int[], $5::int[], \
+           $6::text[], $7::text[], $8::bool[])",
+        &[
+            &ids, &attempts, &started, &durations, &codes, &bodies, &errors, &oks,
+        ],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE deliveries d SET status = u.status, attempts = u.attempt, \
+           next_attempt_at = u.next_at, last_attempt_at = u.started, last_status = u.code, \
+           last_error = u.error, \
+           delivered_at = CASE WHEN u.status = 'succeeded' THEN u.started END \
+         FROM unnest($1::bigint[], $2::text[], $3::int[], $4::timestamptz[], \
+           $5::timestamptz[], $6::int[], $7::text[]) \
+           AS u(id, status, attempt, next_at, started, code, error) \
+         WHERE d.id = u.id AND d.status = 'pending'",
+        &[
+            &ids, &states, &attempts, &next_at, &started, &codes, &errors,
+        ],
+    )
+    .await?;
+    let (healthy, failing): (Vec<_>, Vec<_>) = endpoint_ok.into_iter().partition(|(_, ok)| *ok);
+    let healthy: Vec<Uuid> = healthy.into_iter().map(|(id, _)| id).collect();
+    let failing: Vec<Uuid> = failing.into_iter().map(|(id, _)| id).collect();
+    if !healthy.is_empty() {
+        tx.execute(
+            "UPDATE endpoints SET failing_since = NULL \
+             WHERE id = ANY($1) AND failing_since IS NOT NULL",
+            &[&healthy],
+        )
+        .await?;
+    }
+    let mut disabled = Vec::new();
+    if !gone.is_empty() {
+        let reason = "the endpoint answered 410 Gone";
+        for row in tx
+            .query(
+                "UPDATE endpoints SET enabled = false, disabled_reason = $2, updated_at = now() \
+                 WHERE id = ANY($1) AND enabled RETURNING id, url",
+                &[&gone, &reason],
+            )
+            .await?
+        {
+            disabled.push(Disabled {
+                id: row.get(0),
+                url: row.get(1),
+                reason: reason.to_owned(),
+            });
+        }
+    }
+    if !failing.is_empty() {
+        let period = config.disable_after_failing_secs as f64;
+        let reason = format!(
+            "every delivery failed for {} seconds (disable_after_failing_secs)",
+            config.disable_after_failing_secs
+        );
+        tx.execute(
+            "UPDATE endpoints SET failing_since = now() WHERE id = ANY($1) AND failing_since IS NULL",
+            &[&failing],
+        )
+        .await?;
+        for row in tx
+            .query(
+                "UPDATE endpoints SET enabled = false, disabled_reason = $3, updated_at = now() \
+                 WHERE id = ANY($1) AND enabled \
+                   AND failing_since <= now() - $2 * interval '1 second' RETURNING id, url",
+                &[&failing, &period, &reason],
+            )
+            .await?
+        {
+            disabled.push(Disabled {
+                id: row.get(0),
+                url: row.get(1),
+                reason: reason.clone(),
+            });
+        }
+    }
+    if !disabled.is_empty() {
+        let ids: Vec<Uuid> = disabled.iter().map(|d| d.id).collect();
+        fail_pending(&tx, &ids).await?;
+    }
+    tx.commit().await?;
+    if states.iter().any(|s| s == "pending") {
+        engine.wake.notify_one();
+    }
+    Ok(disabled)
+}
+
+/// Marks the pending deliveries of disabled endpoints failed (replay them once re-enabled).
+pub(crate) async fn fail_pending(
+    tx: &solobase_sdk::tokio_postgres::Transaction<'_>,
+    endpoints: &[Uuid],
+) -> Result<u64> {
+    Ok(tx
+        .execute(
+            "UPDATE deliveries SET status = 'failed', last_error = 'the endpoint is disabled' \
+             WHERE endpoint_id = ANY($1) AND status = 'pending'",
+            &[&endpoints],
+        )
+        .await?)
+}
+
+async fn announce(engine: &Engine, disabled: Vec<Disabled>) {
+    for d in disabled {
+        tracing::warn!(endpoint = %d.id, url = %d.url, reason = %d.reason, "webhook endpoint disabled");
+        let data = serde_json::json!({"endpoint_id": d.id, "url": d.url, "reason": d.reason});
+        if let Err(e) = engine.events.publish("endpoint_disabled", data).await {
+            tracing::warn!(error = %e, "cannot announce a disabled webhook endpoint");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_is_followed_with_bounded_jitter_then_ends() {
+        let schedule = [0.0, 5.0, 300.0];
+        assert_eq!(backoff(&schedule, 1, 0.5), Some(Duration::ZERO));
+        assert_eq!(backoff(&schedule, 2, 0.5), Some(Duration::from_secs(5)));
+        assert_eq!(backoff(&schedule, 2, 0.0), Some(Duration::from_secs(4)));
+        assert_eq!(backoff(&schedule, 2, 1.0), Some(Duration::from_secs(6)));
+        assert_eq!(backoff(&schedule, 3, 0.5), Some(Duration::from_secs(300)));
+        assert_eq!(backoff(&schedule, 4, 0.5), None);
+        assert_eq!(backoff(&schedule, 0, 0.5), None);
+    }
+
+    #[test]
+    fn message_ids_follow_the_event() {
+        let id = Uuid::new_v4();
+        assert_eq!(message_id(id), message_id(id));
+        assert!(message_id(id).starts_with("msg_"));
+        assert_ne!(message_id(id), message_id(Uuid::new_v4()));
+    }
+}

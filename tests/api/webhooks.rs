@@ -1,0 +1,831 @@
+//! The webhooks extension end to end: a real receiver on a local socket records what
+//! Solobase sends; signatures are checked with the SDK's verifier.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use solobase_sdk::webhooks::{self, Secret};
+
+use crate::helpers::{TestApp, eventually, spawn_app_with};
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub(crate) struct Received {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    /// Checks the signature as a receiver would, at the time of the check.
+    pub fn verify(&self, secret: &str) -> Result<(), webhooks::VerifyError> {
+        let secret: Secret = secret.parse().unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        webhooks::verify(
+            &secret,
+            self.header("webhook-id"),
+            self.header("webhook-timestamp"),
+            self.header("webhook-signature"),
+            &self.body,
+            now,
+        )
+    }
+}
+
+/// A local HTTP receiver answering the queued statuses in turn (then 200).
+pub(crate) struct Receiver {
+    pub port: u16,
+    got: Arc<Mutex<Vec<Received>>>,
+    answers: Arc<Mutex<VecDeque<u16>>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Receiver {
+    pub fn start() -> Self {
+        use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let answers = Arc::new(Mutex::new(VecDeque::new()));
+        let (g, a) = (got.clone(), answers.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = HttpServer::new(move || {
+            let (g, a) = (g.clone(), a.clone());
+            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+                let (g, a) = (g.clone(), a.clone());
+                async move {
+                    let headers = req
+                        .headers()
+                        .iter()
+                        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                        .collect();
+                    g.lock().unwrap().push(Received {
+                        headers,
+                        body: body.to_vec(),
+                    });
+                    let status = a.lock().unwrap().pop_front().unwrap_or(200);
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+                        .body(format!("answered {status}"))
+                }
+            }))
+        })
+        .workers(2)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self {
+            port,
+            got,
+            answers,
+            handle,
+        }
+    }
+
+    pub fn url(&self, host: &str) -> String {
+        format!("http://{host}:{}/hook", self.port)
+    }
+
+    pub fn answer(&self, statuses: &[u16]) {
+        self.answers.lock().unwrap().extend(statuses);
+    }
+
+    /// Answer every request with `status` from now on (0: back to the queue, then 200).
+    pub fn got(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        tokio::spawn(async move { handle.stop(false).await });
+    }
+}
+
+/// An app whose webhooks configuration is `toml`.
+async fn app_with(toml: &str) -> TestApp {
+    let toml = toml.to_owned();
+    spawn_app_with(move |c| {
+        c.auth.signup_enabled = true;
+        std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
+        std::fs::write(c.extensions.config_dir.join("webhooks.toml"), toml).unwrap();
+    })
+    .await
+}
+
+const FAST: &str = "allow = [\"127.0.0.0/8\"]\npoll_interval_ms = 50\n\
+                    retry_schedule_secs = [0.0, 0.2, 0.2]\ntimeout_secs = 2\n";
+
+async fn call(
+    app: &TestApp,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let url = app.url(&format!("/ext/webhooks/api{path}"));
+    let req = app
+        .http
+        .request(method.parse().unwrap(), url)
+        .bearer_auth(token);
+    let req = match body {
+        Some(b) => req.json(&b),
+        None => req,
+    };
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn deliveries(app: &TestApp, token: &str, query: &str) -> Vec<Value> {
+    let (status, body) = call(app, token, "GET", &format!("/deliveries{query}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body.as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn deliveries_are_signed_retried_with_the_same_id_and_recorded() {
+    let receiver = Receiver::start();
+    receiver.answer(&[500]);
+    let app = app_with(FAST).await;
+    let admin = app.user_token("admin@example.com", true).await;
+    let (status, ep) = call(
+        &app,
+        &admin,
+        "POST",
+        "/endpoints",
+        Some(
+            json!({"url": receiver.url("127.0.0.1"), "event_types": ["user.created"],
+                    "headers": {"x-tenant": "acme"}, "description": "crm"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{ep}");
+    let secret = ep["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let id = ep["id"].as_str().unwrap().to_owned();
+    // The secret is not in listings, only behind its own route.
+    let (_, list) = call(&app, &admin, "GET", "/endpoints", None).await;
+    assert!(list[0].get("secret").is_none(), "{list}");
+    let (_, s) = call(
+        &app,
+        &admin,
+        "GET",
+        &format!("/endpoints/{id}/secret"),
+        None,
+    )
+    .await;
+    assert_eq!(s["secret"], secret.as_str());
+
+    assert_eq!(
+        app.signup("new@example.com", "password123").await.status(),
+        StatusCode::CREATED
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            receiver.got().len() >= 2
+        })
+        .await,
+        "two attempts: {:?}",
+        receiver.got()
+    );
+    let got = receiver.got();
+    let (first, second) = (&got[0], &got[1]);
+    assert_eq!(first.header("webhook-id"), second.header("webhook-id"));
+    assert!(first.header("webhook-id").starts_with("msg_"));
+    for r in [first, second] {
+        r.verify(&secret).unwrap();
+        assert_eq!(r.header("x-tenant"), "acme");
+        assert_eq!(r.header("content-type"), "application/json");
+        let payload = r.json();
+        assert_eq!(payload["type"], "user.created");
+        assert_eq!(payload["data"]["email"], "new@example.com");
+        assert!(payload["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+    // Another endpoint's secret does not verify it.
+    let other = "whsec_c2VjcmV0LW9mLWEtcm90YXRlZC1lbmRwb2ludA==";
+    assert!(first.verify(other).is_err());
+
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            !deliveries(&app, &admin, "?status=succeeded")
+                .await
+                .is_empty()
+        })
+        .await
+    );
+    let list = deliveries(&app, &admin, "?status=succeeded").await;
+    assert_eq!(list[0]["attempts"], 2);
+    assert_eq!(list[0]["message_id"], first.header("webhook-id"));
+    let (_, attempts) = call(
+        &app,
+        &admin,
+        "GET",
+        &format!("/deliveries/{}/attempts", list[0]["id"]),
+        None,
+    )
+    .await;
+    let attempts = attempts.as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[0]["status_code"], 500);
+    assert_eq!(attempts[0]["succeeded"], false);
+    assert_eq!(attempts[0]["response_body"], "answered 500");
+    assert_eq!(attempts[1]["status_code"], 200);
+    assert_eq!(attempts[1]["succeeded"], true);
+    // Filters.
+    assert!(deliveries(&app, &admin, "?status=failed").await.is_empty());
+    assert_eq!(
+        deliveries(&app, &admin, "?event_type=user.*").await.len(),
+        1
+    );
+    assert!(
+        deliveries(&app, &admin, "?event_type=storage.*")
+            .await
+            .is_empty()
+    );
+    let (status, _) = call(&app, &admin, "GET", "/deliveries?status=nope", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn gone_disables_the_endpoint_and_an_event_says_so() {
+    let receiver = Receiver::start();
+    receiver.answer(&[410]);
+    let app = app_with(FAST).await;
+    let admin = app.user_token("admin@example.com", true).await;
+    let (_, ep) = call(
+        &app,
+        &admin,
+        "POST",
+        "/endpoints",
+        Some(json!({"url": receiver.url("127.0.0.1"), "event_types": ["user.created"]})),
+    )
+    .await;
+    let id = ep["id"].as_str().unwrap().to_owned();
+    app.signup("a@example.com", "password123").await;
+    let path = format!("/endpoints/{id}");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            call(&app, &admin, "GET", &path, None).await.1["enabled"] == false
+        })
+        .await
+    );
+    let (_, ep) = call(&app, &admin, "GET", &path, None).await;
+    assert!(
+        ep["disabled_reason"].as_str().unwrap().contains("410"),
+        "{ep}"
+    );
+    assert_eq!(receiver.got().len(), 1, "no retry after 410");
+    let db = app.db().await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            db.query_opt(
+                "SELECT 1 FROM solobase.outbox WHERE event_type = 'extension.webhooks.endpoint_disabled' \
+                 AND data->>'endpoint_id' = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .is_some()
+        })
+        .await,
+        "the disabling is announced"
+    );
+    // Later events are not delivered to a disabled endpoint.
+    app.signup("b@example.com", "password123").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.got().len(), 1);
+}
+
+#[tokio::test]
+async fn private_addresses_are_refused_unless_allowed() {
+    let receiver = Receiver::start();
+    let app = app_with("poll_interval_ms = 50\nretry_schedule_secs = [0.0]\n").await;
+    let admin = app.user_token("admin@example.com", true).await;
+    for blocked in [
+        "http://127.0.0.1:9/x",
+        "http://169.254.169.254/latest",
+        "http://[::1]/x",
+    ] {
+        let (status, body) = call(
+            &app,
+            &admin,
+            "POST",
+            "/endpoints",
+            Some(json!({"url": blocked, "event_types": ["*"]})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{blocked}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("allow"),
+            "{body}"
+        );
+    }
+    // A name is checked when it resolves, at every connection.
+    let (status, ep) = call(
+        &app,
+        &admin,
+        "POST",
+        "/endpoints",
+        Some(json!({"url": receiver.url("localhost"), "event_types": ["*"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = ep["id"].as_str().unwrap();
+    let (status, d) = call(&app, &admin, "POST", &format!("/endpoints/{id}/test"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{d}");
+    let path = format!("/deliveries/{}/attempts", d["id"]);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            call(&app, &admin, "GET", &path, None)
+                .await
+                .1
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        })
+        .await
+    );
+    let attempts = call(&app, &admin, "GET", &path, None).await.1;
+    let error = attempts[0]["error"].as_str().unwrap();
+    assert!(error.contains("loopback"), "{error}");
+    assert!(receiver.got().is_empty(), "nothing reached the receiver");
+}
+
+#[tokio::test]
+async fn test_events_resend_replay_and_rotation() {
+    let receiver = Receiver::start();
+    let app = app_with(
+        "allow = [\"localhost\", \"127.0.0.1\"]\npoll_interval_ms = 50\nretry_schedule_secs = [0.0]\n",
+    )
+    .await;
+    let admin = app.user_token("admin@example.com", true).await;
+    let (_, ep) = call(
+        &app,
+        &admin,
+        "POST",
+        "/endpoints",
+        Some(json!({"url": receiver.url("127.0.0.1"), "event_types": ["user.created"]})),
+    )
+    .await;
+    let id = ep["id"].as_str().unwrap().to_owned();
+    let old_secret = ep["secret"].as_str().unwrap().to_owned();
+
+    // A test event really goes out.
+    let (status, _) = call(&app, &admin, "POST", &format!("/endpoints/{id}/test"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            receiver.got().len() == 1
+        })
+        .await
+    );
+    assert_eq!(receiver.got()[0].json()["type"], "webhooks.test");
+    receiver.got()[0].verify(&old_secret).unwrap();
+
+    // Two events fail (one attempt each), then the receiver recovers.
+    receiver.answer(&[503, 503]);
+    app.signup("one@example.com", "password123").await;
+    app.signup("two@example.com", "password123").await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            deliveries(&app, &admin, "?status=failed").await.len() == 2
+        })
+        .await
+    );
+    let failed = deliveries(&app, &admin, "?status=failed").await;
+    let (status, _) = call(
+        &app,
+        &admin,
+        "POST",
+        &format!("/deliveries/{}/resend", failed[0]["id"]),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            deliveries(&app, &admin, "?status=failed").await.len() == 1
+        })
+        .await
+    );
+    let resent = receiver.got().pop().unwrap();
+    assert_eq!(resent.header("webhook-id"), failed[0]["message_id"]);
+    let (status, body) = call(
+        &app,
+        &admin,
+        "POST",
+        "/replay",
+        Some(json!({"since": "2000-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(body["queued"], 1);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            deliveries(&app, &admin, "?status=failed").await.is_empty()
+        })
+        .await
+    );
+    let ids: HashSet<String> = receiver
+        .got()
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        3,
+        "a test event and two events, each with its own id"
+    );
+
+    // Rotation: both secrets sign during the overlap.
+    let (status, rotated) = call(
+        &app,
+        &admin,
+        "POST",
+        &format!("/endpoints/{id}/rotate"),
+        Some(json!({"overlap_secs": 3600})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let new_secret = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, old_secret);
+    let before = receiver.got().len();
+    call(&app, &admin, "POST", &format!("/endpoints/{id}/test"), None).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            receiver.got().len() > before
+        })
+        .await
+    );
+    let last = receiver.got().pop().unwrap();
+    assert_eq!(last.header("webhook-signature").split(' ').count(), 2);
+    last.verify(&new_secret).unwrap();
+    last.verify(&old_secret).unwrap();
+}
+
+#[tokio::test]
+async fn endpoints_are_managed_and_validated_and_guarded_by_a_permission() {
+    let app = app_with(FAST).await;
+    let admin = app.user_token("admin@example.com", true).await;
+    let user = app.user_token("user@example.com", false).await;
+    let good = json!({"url": "https://example.com/hook", "event_types": ["user.*"]});
+    let (status, _) = call(&app, &user, "POST", "/endpoints", Some(good.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // The permission opens the API to users.
+    let res = app
+        .http
+        .put(app.url("/api/v1/roles/user/permissions/webhooks.manage"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let (status, ep) = call(&app, &user, "POST", "/endpoints", Some(good)).await;
+    assert_eq!(status, StatusCode::CREATED, "{ep}");
+    let id = ep["id"].as_str().unwrap().to_owned();
+    for (bad, why) in [
+        (json!({"url": "ftp://x", "event_types": ["*"]}), "scheme"),
+        (
+            json!({"url": "https://x.example", "event_types": ["Bad"]}),
+            "pattern",
+        ),
+        (
+            json!({"url": "https://x.example", "event_types": ["*"], "headers": {"Webhook-Id": "x"}}),
+            "signature header",
+        ),
+        (
+            json!({"url": "https://x.example", "event_types": ["*"], "headers": {"connection": "close"}}),
+            "hop-by-hop",
+        ),
+        (
+            json!({"url": "https://x.example", "event_types": ["*"], "rate_limit": 0}),
+            "rate",
+        ),
+    ] {
+        let (status, body) = call(&app, &admin, "POST", "/endpoints", Some(bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{why}: {body}");
+    }
+    let (status, ep) = call(
+        &app,
+        &admin,
+        "PATCH",
+        &format!("/endpoints/{id}"),
+        Some(json!({"description": "billing", "rate_limit": 5, "enabled": false})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{ep}");
+    assert_eq!(ep["description"], "billing");
+    assert_eq!(ep["rate_limit"], 5);
+    assert_eq!(ep["enabled"], false);
+    let (_, ep) = call(
+        &app,
+        &admin,
+        "PATCH",
+        &format!("/endpoints/{id}"),
+        Some(json!({"rate_limit": null, "enabled": true})),
+    )
+    .await;
+    assert_eq!(ep["rate_limit"], Value::Null);
+    assert_eq!(ep["enabled"], true);
+    assert_eq!(ep["description"], "billing");
+    let (status, _) = call(&app, &admin, "DELETE", &format!("/endpoints/{id}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(&app, &admin, "GET", &format!("/endpoints/{id}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The dashboard is a page of its own, calling the API with the user's token.
+    let res = app.get("/ext/webhooks/").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = res.text().await.unwrap();
+    assert!(page.contains("/ext/webhooks/api") && page.contains("Recent deliveries"));
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "no CDN"
+    );
+}
+
+/// The real binary, killed with SIGKILL while events are being produced and delivered:
+/// after a restart every event reaches the receiver at least once.
+#[tokio::test]
+async fn no_event_is_lost_when_the_server_is_killed() {
+    use crate::cli::Server;
+    use crate::helpers::{TempDir, connect, database_url, fresh_database};
+    let receiver = Receiver::start();
+    let db_name = fresh_database().await;
+    let url = database_url(&db_name);
+    let dir = TempDir::new();
+    let configs = dir.0.join("config/extensions");
+    std::fs::create_dir_all(&configs).unwrap();
+    std::fs::write(
+        configs.join("webhooks.toml"),
+        "allow = [\"127.0.0.1\"]\npoll_interval_ms = 50\ntimeout_secs = 1\n\
+         retry_schedule_secs = [0.0, 0.5, 1.0, 1.0, 1.0]\n",
+    )
+    .unwrap();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("SOLOBASE_ADMIN_EMAIL", "admin@example.com"),
+        ("SOLOBASE_ADMIN_PASSWORD", "correct horse battery staple"),
+        ("SOLOBASE_SIGNUP_ENABLED", "true"),
+    ];
+    let http = reqwest::Client::new();
+    let server = Server::start_with(&dir.0, &dir.0.join("data"), &env);
+    let login: Value = http
+        .post(server.url("/api/v1/auth/login"))
+        .json(&json!({"email": "admin@example.com", "password": "correct horse battery staple"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_owned();
+    let res = http
+        .post(server.url("/ext/webhooks/api/endpoints"))
+        .bearer_auth(&token)
+        .json(&json!({"url": receiver.url("127.0.0.1"), "event_types": ["user.created"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+
+    // Four producers sign users up until the server dies under them.
+    let base = server.url("");
+    let mut producers = Vec::new();
+    for p in 0..4 {
+        let (http, base) = (http.clone(), base.clone());
+        producers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let res = http
+                    .post(format!("{base}/api/v1/auth/signup"))
+                    .json(&json!({"email": format!("p{p}-{i}@example.com"), "password": "password123"}))
+                    .send()
+                    .await;
+                if res.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    // Kill once deliveries are flowing, mid-stream.
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            receiver.got().len() >= 20
+        })
+        .await,
+        "deliveries started"
+    );
+    server.signal("-KILL");
+    let _ = server.wait(Duration::from_secs(10));
+    for p in producers {
+        p.await.unwrap();
+    }
+    let db = connect(&db_name).await;
+    let before: i64 = db
+        .query_one(
+            "SELECT count(*) FROM solobase.outbox WHERE event_type = 'user.created'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let seen_before_restart = receiver.got().len();
+
+    let server = Server::start_with(&dir.0, &dir.0.join("data"), &env);
+    let expected: HashSet<String> = db
+        .query(
+            "SELECT event_id FROM solobase.outbox WHERE event_type = 'user.created' \
+             AND data->>'email' <> 'admin@example.com'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| webhook_id(r.get(0)))
+        .collect();
+    let delivered = || -> HashSet<String> {
+        receiver
+            .got()
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect()
+    };
+    let all_arrived = eventually(Duration::from_secs(60), || async {
+        expected.is_subset(&delivered())
+    })
+    .await;
+    let missing: Vec<_> = expected.difference(&delivered()).cloned().collect();
+    assert!(
+        all_arrived,
+        "{} of {} events never arrived (outbox had {before}, {seen_before_restart} requests \
+         before the restart): {missing:?}",
+        missing.len(),
+        expected.len()
+    );
+    assert!(expected.len() >= 20);
+    server.signal("-TERM");
+    let _ = server.wait(Duration::from_secs(30));
+}
+
+fn webhook_id(event_id: uuid::Uuid) -> String {
+    solobase_ext_webhooks::message_id(event_id)
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_for_the_period_is_disabled_and_bodies_are_capped() {
+    let receiver = Receiver::start();
+    receiver.answer(&[500; 50]);
+    let app = app_with(
+        "allow = [\"127.0.0.1\"]\npoll_interval_ms = 50\ndisable_after_failing_secs = 1\n\
+         retry_schedule_secs = [0.0, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]\n\
+         response_body_limit = 5\n",
+    )
+    .await;
+    let admin = app.user_token("admin@example.com", true).await;
+    let (_, ep) = call(
+        &app,
+        &admin,
+        "POST",
+        "/endpoints",
+        Some(json!({"url": receiver.url("127.0.0.1"), "event_types": ["user.created"]})),
+    )
+    .await;
+    let id = ep["id"].as_str().unwrap().to_owned();
+    app.signup("a@example.com", "password123").await;
+    let path = format!("/endpoints/{id}");
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            call(&app, &admin, "GET", &path, None).await.1["enabled"] == false
+        })
+        .await,
+        "disabled after failing for a second"
+    );
+    let (_, ep) = call(&app, &admin, "GET", &path, None).await;
+    assert!(
+        ep["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("disable_after_failing_secs"),
+        "{ep}"
+    );
+    let got = receiver.got().len();
+    assert!(got >= 2, "it was retried before: {got}");
+    // Its pending delivery is failed (to be replayed once it is enabled again).
+    let list = deliveries(&app, &admin, "").await;
+    assert_eq!(list[0]["status"], "failed", "{list:?}");
+    let (_, attempts) = call(
+        &app,
+        &admin,
+        "GET",
+        &format!("/deliveries/{}/attempts", list[0]["id"]),
+        None,
+    )
+    .await;
+    assert_eq!(attempts[0]["response_body"], "answe", "capped at 5 bytes");
+    let db = app.db().await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            db.query_opt(
+                "SELECT 1 FROM solobase.outbox \
+                 WHERE event_type = 'extension.webhooks.endpoint_disabled' \
+                   AND data->>'endpoint_id' = $1 AND data->>'reason' LIKE 'every delivery failed%'",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .is_some()
+        })
+        .await
+    );
+}
+
+#[tokio::test]
+async fn without_events_subscribe_events_wait_in_the_outbox_and_health_says_why() {
+    let receiver = Receiver::start();
+    let toml = FAST.to_owned();
+    let app = spawn_app_with(move |c| {
+        c.auth.signup_enabled = true;
+        c.extensions.health_interval_ms = 100;
+        std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
+        std::fs::write(c.extensions.config_dir.join("webhooks.toml"), toml).unwrap();
+    })
+    .await;
+    let admin = app.user_token("admin@example.com", true).await;
+    call(
+        &app,
+        &admin,
+        "POST",
+        "/endpoints",
+        Some(json!({"url": receiver.url("127.0.0.1"), "event_types": ["user.created"]})),
+    )
+    .await;
+    let res = app
+        .http
+        .delete(app.url("/api/v1/extensions/webhooks/grants/events.subscribe"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    app.signup("waiting@example.com", "password123").await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let health = app.extension(&admin, "webhooks").await["health"]["now"].clone();
+            health["status"] == "degraded"
+                && health["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("events.subscribe"))
+        })
+        .await,
+        "{}",
+        app.extension(&admin, "webhooks").await["health"]
+    );
+    assert!(receiver.got().is_empty());
+    // Granted again: the waiting event is delivered.
+    let res = app
+        .http
+        .post(app.url("/api/v1/extensions/webhooks/enable"))
+        .bearer_auth(&admin)
+        .json(&json!({"grant": ["events.subscribe"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            receiver
+                .got()
+                .iter()
+                .any(|r| r.json()["data"]["email"] == "waiting@example.com")
+        })
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            app.extension(&admin, "webhooks").await["health"]["now"]["status"] == "healthy"
+        })
+        .await
+    );
+}

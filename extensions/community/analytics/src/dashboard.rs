@@ -95,7 +95,8 @@ pub fn render(r: &Report) -> String {
     html.push_str(&chart(&r.series));
     html.push_str("</section><section class=\"lists\">");
     for (title, rows) in &r.lists {
-        html.push_str(&list(title, rows));
+        // Top lists are ordered by visitors; custom events by their count.
+        html.push_str(&list(title, rows, *title != EVENTS));
     }
     html.push_str("</section>");
     html
@@ -174,13 +175,23 @@ pub fn chart(points: &[Point]) -> String {
     svg
 }
 
-fn list(title: &str, rows: &[Entry]) -> String {
+/// The title of the custom events' list.
+pub const EVENTS: &str = "Custom events";
+
+/// A top list: each row's value, a bar and its number of visitors (or of events).
+fn list(title: &str, rows: &[Entry], visitors: bool) -> String {
+    let number = |e: &Entry| if visitors { e.visitors } else { e.count };
     let mut html = format!("<div class=\"list\"><h2>{}</h2>", escape(title));
     if rows.is_empty() {
         html.push_str("<p class=\"empty\">Nothing in this range.</p></div>");
         return html;
     }
-    let max = rows.iter().map(|r| r.count).max().unwrap_or(1).max(1) as f64;
+    let _ = write!(
+        html,
+        "<p class=\"legend\">{}</p>",
+        if visitors { "visitors" } else { "events" }
+    );
+    let max = rows.iter().map(number).max().unwrap_or(1).max(1) as f64;
     html.push_str("<table>");
     for row in rows {
         let value = if row.value.is_empty() {
@@ -194,8 +205,8 @@ fn list(title: &str, rows: &[Entry]) -> String {
              preserveAspectRatio=\"none\" width=\"100%\" height=\"4\"><rect width=\"{:.1}\" \
              height=\"4\" fill=\"#4c7cf0\"/></svg></td><td class=\"n\">{}</td></tr>",
             escape(&value),
-            row.count as f64 / max * 100.0,
-            row.count
+            number(row) as f64 / max * 100.0,
+            number(row)
         );
     }
     html.push_str("</table></div>");
@@ -225,6 +236,7 @@ mod tests {
                 visitors: 1,
                 count: 1,
             }],
+            true,
         );
         assert!(!html.contains("<script>") && html.contains("&lt;script&gt;"));
         assert_eq!(duration(75.4), "1m 15s");

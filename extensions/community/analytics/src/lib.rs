@@ -232,7 +232,7 @@ impl Analytics {
             p.by = by;
             lists.push((title, stats::breakdown(db, &p).await?));
         }
-        lists.push(("Custom events", stats::events(db, &p).await?));
+        lists.push((dashboard::EVENTS, stats::events(db, &p).await?));
         let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
         let report = dashboard::Report {
             range: format!(

@@ -2,8 +2,12 @@
 # Runs Solobase's benchmarks and prints a markdown report.
 #   bench/run.sh                      defaults: 12 rounds (ABBA order) of 2 s per configuration
 #   BENCH_ROUNDS=20 BENCH_SECS=5 bench/run.sh
+#   bench/run.sh analytics            the analytics extension: sustained ingest, hook cost
 # Uses DATABASE_URL when set, otherwise a throw-away embedded cluster.
 set -euo pipefail
+if [ "${1:-}" = analytics ]; then
+    export BENCH_MODE=analytics
+fi
 cd "$(dirname "$0")/.."
 if ! command -v wrk >/dev/null; then
     echo "installing wrk (load generator)…" >&2

@@ -12,6 +12,11 @@
 //!    initialize, start) N extensions that have no migration, for N = 0 and N = 20, on the
 //!    same database: first start, restart, and first start with role passwords; the
 //!    difference per extension.
+//!
+//! `BENCH_MODE=analytics` (`bench/run.sh analytics`) measures the analytics extension
+//! instead: see `analytics.rs`.
+
+mod analytics;
 
 use std::process::Command;
 use std::sync::Arc;
@@ -114,6 +119,11 @@ fn process_cpu() -> (f64, f64) {
 }
 
 fn wrk(url: &str, secs: u64) -> anyhow::Result<Wrk> {
+    wrk_with(url, secs, &[])
+}
+
+/// wrk with extra request headers (`Name: value`).
+fn wrk_with(url: &str, secs: u64, headers: &[String]) -> anyhow::Result<Wrk> {
     let cpu_before = process_cpu();
     // The server runs on CPU 0 (bench/run.sh pins it); wrk gets CPU 1 to itself, so that
     // the scheduler's placement does not add noise to the comparison.
@@ -126,8 +136,9 @@ fn wrk(url: &str, secs: u64) -> anyhow::Result<Wrk> {
             "-c32",
             &format!("-d{secs}s"),
             "--latency",
-            url,
         ])
+        .args(headers.iter().flat_map(|h| ["-H", h.as_str()]))
+        .arg(url)
         .output()
         .context("cannot run wrk: install it (apt-get install wrk) or use bench/run.sh")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -315,6 +326,15 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("solobase-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let (url, _pg) = database_url(&dir).await?;
+    if std::env::var("BENCH_MODE").as_deref() == Ok("analytics") {
+        let rounds = std::env::var("BENCH_ROUNDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(6);
+        let result = analytics::run(&url, &dir, rounds, secs).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return result;
+    }
 
     // --- start-up cost -----------------------------------------------------------------
     // Loading extensions, timed on its own (ExtensionHost::start: register, create or check

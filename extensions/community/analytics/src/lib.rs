@@ -153,7 +153,7 @@ impl Analytics {
                 }
                 track::accepted(origin.as_deref())
             }
-            Err(refused) => refused,
+            Err(refused) => *refused,
         })
     }
 

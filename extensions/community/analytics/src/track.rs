@@ -26,18 +26,25 @@ struct Payload {
     props: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// A refusal: the response to send instead (boxed: the common `Ok` stays small).
+pub type Refusal = Box<Response>;
+
 /// Most properties of one event.
 const MAX_PROPS: usize = 20;
 
-fn invalid(message: &str) -> Response {
-    Response::error_with(StatusCode::BAD_REQUEST, "invalid_request", message)
+fn invalid(message: &str) -> Refusal {
+    Box::new(Response::error_with(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        message,
+    ))
 }
 
 /// Checks the origin; `Err` with the 403 when it is not allowed.
 fn origin<'a>(
     req: &'a RequestHead,
     config: &AnalyticsConfig,
-) -> std::result::Result<Option<&'a str>, Response> {
+) -> std::result::Result<Option<&'a str>, Refusal> {
     let Some(origin) = req.header("origin") else {
         // Not from a browser page (or a same-origin GET): nothing to check.
         return Ok(None);
@@ -46,14 +53,14 @@ fn origin<'a>(
     if config.allows_origin(origin, host) {
         Ok(Some(origin))
     } else {
-        Err(Response::error_with(
+        Err(Box::new(Response::error_with(
             StatusCode::FORBIDDEN,
             "origin_not_allowed",
             &format!(
                 "pages at {origin} may not send analytics here: add the origin to \
                  allowed_origins in config/extensions/analytics.toml"
             ),
-        ))
+        )))
     }
 }
 
@@ -74,7 +81,7 @@ pub fn preflight(req: &Request, config: &AnalyticsConfig) -> Response {
             .with_header(header::ACCESS_CONTROL_ALLOW_METHODS, "POST, OPTIONS")
             .with_header(header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type")
             .with_header(header::ACCESS_CONTROL_MAX_AGE, "86400"),
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
@@ -83,10 +90,10 @@ pub fn preflight(req: &Request, config: &AnalyticsConfig) -> Response {
 pub fn accept(
     req: &Request,
     config: &AnalyticsConfig,
-) -> std::result::Result<(Option<Hit>, Option<String>), Response> {
+) -> std::result::Result<(Option<Hit>, Option<String>), Refusal> {
     let origin = origin(&req.head, config)?.map(str::to_owned);
     if req.body.len() > config.max_track_bytes {
-        return Err(Response::error_with(
+        return Err(Box::new(Response::error_with(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             &format!(
@@ -94,7 +101,7 @@ pub fn accept(
                  properties",
                 config.max_track_bytes
             ),
-        ));
+        )));
     }
     let payload: Payload = serde_json::from_slice(&req.body).map_err(|e| {
         invalid(&format!(
@@ -151,7 +158,7 @@ pub fn accept(
 
 fn check_props(
     props: serde_json::Map<String, serde_json::Value>,
-) -> std::result::Result<serde_json::Value, Response> {
+) -> std::result::Result<serde_json::Value, Refusal> {
     if props.len() > MAX_PROPS {
         return Err(invalid(&format!("props may have at most {MAX_PROPS} keys")));
     }
@@ -196,7 +203,7 @@ mod tests {
         req
     }
 
-    fn status(r: std::result::Result<(Option<Hit>, Option<String>), Response>) -> StatusCode {
+    fn status(r: std::result::Result<(Option<Hit>, Option<String>), Refusal>) -> StatusCode {
         r.map(|_| StatusCode::ACCEPTED).unwrap_or_else(|e| e.status)
     }
 

@@ -608,6 +608,32 @@ async fn the_dashboard_shows_the_numbers_in_a_browser() {
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("analytics-dashboard.png");
     assert!(browser.screenshot_to(&shot).await, "a screenshot");
     println!("analytics dashboard screenshot: {}", shot.display());
+
+    // The tracking script in the page: a page view on load, one on a history-API navigation,
+    // a custom event. Headless Chromium calls itself a bot: sent and accepted, then dropped.
+    let token = app.user_token("reader@example.com", true).await;
+    browser
+        .eval(
+            "(() => { const s = document.createElement('script'); \
+             s.src = '/ext/analytics/script.js'; document.head.appendChild(s); return 1; })()",
+        )
+        .await;
+    browser
+        .wait_until("window.solobase !== undefined", "the tracking script")
+        .await;
+    browser
+        .eval(
+            "history.pushState({}, '', location.pathname + '?utm_source=spa'); \
+             solobase.track('clicked', {button: 'buy'}); 1",
+        )
+        .await;
+    let tracked = eventually(Duration::from_secs(10), || async {
+        let (_, s) = get_json(&app, &token, "/ext/analytics/api/ingest").await;
+        s["accepted"] == 3 && s["bots"] == 3
+    })
+    .await;
+    let (_, s) = get_json(&app, &token, "/ext/analytics/api/ingest").await;
+    assert!(tracked, "{s}");
     assert!(browser.problems.is_empty(), "{:?}", browser.problems);
     browser.close().await;
     app.stop().await.unwrap();

@@ -20,8 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use solobase_sdk::Database;
 use solobase_sdk::prelude::*;
-use solobase_sdk::{Database, tracing};
+use solobase_sdk::tracing::{self, Instrument as _};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -273,7 +274,10 @@ impl Extension for Analytics {
                 self.ctx.config.clone(),
             );
             let stop = self.stop.subscribe();
-            tokio::spawn(async move { pipeline.run(&db, &config, stop).await })
+            tokio::spawn(
+                async move { pipeline.run(&db, &config, stop).await }
+                    .instrument(self.ctx.log.clone()),
+            )
         };
         let purger = {
             let (db, config) = (self.ctx.db.clone(), self.ctx.config.clone());
@@ -291,10 +295,9 @@ impl Extension for Analytics {
                         _ = stop.changed() => return,
                     }
                 }
-            })
+            }
+            .instrument(self.ctx.log.clone()))
         };
-        let span = self.ctx.log.clone();
-        let _entered = span.enter();
         self.tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -278,12 +278,14 @@ struct Row<'a> {
     status: Option<i16>,
 }
 
-/// The row for `hit`, or `None` for a bot.
-fn enrich<'a>(hit: &'a Hit, salt: &Salt) -> Option<Row<'a>> {
-    let ua_lower = ua::lower(hit.user_agent.as_bytes());
-    if ua::is_bot(&ua_lower) {
-        return None;
-    }
+/// What a user agent says: `None` for a bot.
+fn agent_of(user_agent: &[u8]) -> Option<ua::Agent> {
+    let lower = ua::lower(user_agent);
+    (!ua::is_bot(&lower)).then(|| ua::classify(&lower))
+}
+
+/// The row for `hit` from a browser described by `agent`.
+fn enrich<'a>(hit: &'a Hit, agent: ua::Agent, salt: &Salt) -> Row<'a> {
     let site = privacy::host_of(hit.site.as_str());
     let query = privacy::kept_query(&hit.query);
     let referrer = match privacy::query_param(&query, "ref") {
@@ -294,7 +296,7 @@ fn enrich<'a>(hit: &'a Hit, salt: &Salt) -> Option<Row<'a>> {
         Kind::PageView { status } => ("pageview", None, *status),
         Kind::Custom { name, props } => (name.as_str(), props.as_ref(), None),
     };
-    Some(Row {
+    Row {
         at: hit.at,
         visitor: privacy::visitor_id(
             salt,
@@ -309,11 +311,11 @@ fn enrich<'a>(hit: &'a Hit, salt: &Salt) -> Option<Row<'a>> {
         utm_campaign: privacy::query_param(&query, "utm_campaign"),
         query,
         referrer,
-        agent: ua::classify(&ua_lower),
+        agent,
         props,
         status,
         site,
-    })
+    }
 }
 
 const COLUMNS: &str = "COPY events (occurred_at, site, visitor, name, path, query, referrer, \
@@ -341,10 +343,16 @@ const TYPES: [Type; 15] = [
 /// Writes `batch` with one binary COPY; returns (events written, bots dropped).
 async fn write_batch(db: &Database, salts: &mut Salts, batch: &[Hit]) -> Result<(u64, u64)> {
     let mut rows = Vec::with_capacity(batch.len());
+    // A batch holds few distinct user agents: each is classified once.
+    let mut agents: HashMap<&[u8], Option<ua::Agent>> = HashMap::new();
     for hit in batch {
         let salt = salts.of(db, hit.at.date()).await?;
-        if let Some(row) = enrich(hit, &salt) {
-            rows.push(row);
+        let user_agent = hit.user_agent.as_bytes();
+        let agent = *agents
+            .entry(user_agent)
+            .or_insert_with(|| agent_of(user_agent));
+        if let Some(agent) = agent {
+            rows.push(enrich(hit, agent, &salt));
         }
     }
     let bots = (batch.len() - rows.len()) as u64;
@@ -403,7 +411,8 @@ mod tests {
     fn enrichment_reduces_and_hashes() {
         let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
         let h = hit(firefox);
-        let row = enrich(&h, &[7; 32]).unwrap();
+        let agent = agent_of(h.user_agent.as_bytes()).unwrap();
+        let row = enrich(&h, agent, &[7; 32]);
         assert_eq!(row.site, "example.com");
         assert_eq!(row.query, "utm_source=news&ref=x");
         assert_eq!(row.utm_source.as_deref(), Some("news"));
@@ -413,8 +422,8 @@ mod tests {
             ("Firefox", "desktop")
         );
         assert_eq!(row.status, Some(200));
-        assert_ne!(row.visitor, enrich(&h, &[8; 32]).unwrap().visitor);
-        assert!(enrich(&hit("curl/8.5.0"), &[7; 32]).is_none());
+        assert_ne!(row.visitor, enrich(&h, agent, &[8; 32]).visitor);
+        assert!(agent_of(b"curl/8.5.0").is_none());
     }
 
     #[test]

@@ -110,6 +110,9 @@ pub struct Counters {
     pub failed: AtomicU64,
 }
 
+/// How often the flusher looks at the queue while it fills a batch.
+const POLL: Duration = Duration::from_millis(5);
+
 /// The queue and its flusher.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -179,12 +182,22 @@ impl Pipeline {
                 n = rx.recv_many(&mut batch, size) => n == 0,
                 _ = stop.changed() => true,
             };
+            // Fill the batch by looking at the queue every few milliseconds rather than
+            // waiting on it: a waiting receiver is woken by every event sent, which costs the
+            // request path a cross-thread wake-up each.
             let deadline = tokio::time::Instant::now() + every;
             while !stopping && batch.len() < size {
                 let room = size - batch.len();
+                let now = tokio::time::Instant::now();
+                if rx.len() >= room || (now >= deadline && !rx.is_empty()) {
+                    rx.recv_many(&mut batch, room).await;
+                    continue;
+                }
+                if now >= deadline {
+                    break;
+                }
                 tokio::select! {
-                    n = rx.recv_many(&mut batch, room) => if n == 0 { stopping = true },
-                    () = tokio::time::sleep_until(deadline) => break,
+                    () = tokio::time::sleep_until(deadline.min(now + POLL)) => {}
                     _ = stop.changed() => stopping = true,
                 }
             }

@@ -3,10 +3,10 @@
 # by side in one run and prints markdown — raw figures and ratios, each goal met or missed.
 #   bench/run.sh > BENCHMARKS.md       defaults: 12 rounds (ABBA order) of 2 s per configuration
 #   BENCH_ROUNDS=20 BENCH_SECS=5 bench/run.sh
-#   BENCH_ONLY=host,route bench/run.sh (sections: host, route, startup, memory, reload, webhooks; micro
-#   and the instruction counts are skipped when BENCH_ONLY is set)
-#   (sections also: webhooks — deliveries/s, event → first attempt latency and a SIGKILL run;
-#   BENCH_WEBHOOK_EVENTS=5000, BENCH_WEBHOOK_RATE=150 events/s, BENCH_WEBHOOK_SECS=10)
+#   BENCH_ONLY=host,route bench/run.sh    only these sections: host, route, startup, memory,
+#                                         reload, webhooks, analytics (micro-benchmarks and
+#                                         instruction counts are skipped then)
+#   webhooks: BENCH_WEBHOOK_EVENTS=5000, BENCH_WEBHOOK_RATE=150 events/s, BENCH_WEBHOOK_SECS=10
 # Uses DATABASE_URL when set, otherwise a throw-away embedded cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -142,6 +142,11 @@ pub fn process_cpu() -> (f64, f64) {
 }
 
 pub fn wrk(url: &str, secs: u64) -> anyhow::Result<Wrk> {
+    wrk_with(url, secs, &[])
+}
+
+/// wrk with extra request headers (`Name: value`).
+pub fn wrk_with(url: &str, secs: u64, headers: &[String]) -> anyhow::Result<Wrk> {
     let cpu_before = process_cpu();
     // The server runs on CPU 0 (bench/run.sh pins it); wrk gets CPU 1 to itself, so that
     // the scheduler's placement does not add noise to the comparison.
@@ -154,8 +159,9 @@ pub fn wrk(url: &str, secs: u64) -> anyhow::Result<Wrk> {
             "-c32",
             &format!("-d{secs}s"),
             "--latency",
-            url,
         ])
+        .args(headers.iter().flat_map(|h| ["-H", h.as_str()]))
+        .arg(url)
         .output()
         .context("cannot run wrk: install it (apt-get install wrk) or use bench/run.sh")?;
     let text = String::from_utf8_lossy(&out.stdout);

@@ -15,6 +15,8 @@
 //!    rewritten every 200 ms, next to the same load without reloads.
 //! 6. **Webhooks**: deliveries per second, event-to-first-attempt latency and a
 //!    SIGKILL-under-load run (`webhooks.rs`).
+//! 7. **Analytics**: sustained ingest into PostgreSQL and the tracking hook's cost per request
+//!    (`analytics.rs`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -519,6 +521,7 @@ fn micro_report() -> anyhow::Result<()> {
     Ok(())
 }
 
+mod analytics;
 mod webhooks;
 
 fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -553,7 +556,7 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
     let secs: u64 = env_number("BENCH_SECS", 2);
     let rounds: usize = env_number("BENCH_ROUNDS", 12);
     // BENCH_ONLY=route,memory runs some sections (host, route, startup, memory, reload,
-    // webhooks).
+    // webhooks, analytics).
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let wanted = |name: &str| only.is_empty() || only.split(',').any(|s| s.trim() == name);
     let (url, _pg) = database_url(dir).await?;
@@ -574,6 +577,9 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
     }
     if wanted("webhooks") {
         webhooks::run(&url, dir).await?;
+    }
+    if wanted("analytics") {
+        analytics::run(&url, dir, rounds.div_ceil(2), secs).await?;
     }
     Ok(())
 }

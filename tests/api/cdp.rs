@@ -345,6 +345,13 @@ impl Browser {
         let Some(dir) = std::env::var_os("SOLOBASE_TEST_SCREENSHOTS") else {
             return;
         };
+        let dir = std::path::PathBuf::from(dir);
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = self.screenshot_to(&dir.join(format!("{name}.png"))).await;
+    }
+
+    /// Saves what the page looks like now as a PNG at `path`; whether it could.
+    pub async fn screenshot_to(&mut self, path: &std::path::Path) -> bool {
         use base64::Engine as _;
         let shot = self
             .page(
@@ -357,11 +364,7 @@ impl Browser {
                 .decode(s["data"].as_str()?)
                 .ok()
         });
-        if let Some(png) = png {
-            let dir = std::path::PathBuf::from(dir);
-            let _ = std::fs::create_dir_all(&dir);
-            let _ = std::fs::write(dir.join(format!("{name}.png")), png);
-        }
+        png.is_some_and(|png| std::fs::write(path, png).is_ok())
     }
 
     /// Fails the test with `message`, the page's address and text, and the problems seen.

@@ -600,40 +600,6 @@ async fn webhooks_queue_deliveries_for_subscribed_events() {
 }
 
 #[tokio::test]
-async fn analytics_counts_page_views_of_non_excluded_paths() {
-    let app = spawn_app().await;
-    for _ in 0..3 {
-        app.get("/healthz").await;
-    }
-    app.get("/api/v1/auth/me").await; // excluded by default
-    let admin = app.user_token("admin@example.com", true).await;
-    let stats: Value = app
-        .http
-        .get(app.url("/ext/analytics/api/stats"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        stats["top_pages"][0],
-        json!({"path": "/healthz", "views": 3}),
-        "{stats}"
-    );
-    let user = app.user_token("user@example.com", false).await;
-    let res = app
-        .http
-        .get(app.url("/ext/analytics/api/stats"))
-        .bearer_auth(&user)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
-}
-
-#[tokio::test]
 async fn an_extension_storage_quota_refuses_writes_beyond_it_with_507() {
     let app = spawn_app_with(|c| {
         c.extensions.limits.insert(

@@ -6,6 +6,8 @@
 // Tests connect directly to inspect what the server wrote.
 #![allow(clippy::disallowed_methods)]
 
+// The analytics extension; its browser test needs the probe feature's harness.
+mod analytics;
 mod audit;
 mod auth;
 // Drives headless Chromium through the DevTools protocol for the dashboard's test.

@@ -1,138 +1,255 @@
-//! `analytics`: counts page views of the instance's own requests.
+//! `analytics`: privacy-friendly analytics of the instance and of the sites that embed its
+//! tracker — page views and custom events, sessions, a stats API and a dashboard.
 //!
-//! A `post_request` hook records each request that is not excluded by path prefix into a
-//! bounded in-memory queue (never blocking the request; when the queue is full the view is
-//! dropped and counted); a background task writes the queue to PostgreSQL in batches with
-//! one multi-row INSERT. Query strings and client addresses are never stored.
+//! - Collection: the `post_request` hook ([`capture_page_view`]) and `POST /api/track`
+//!   ([`track`]) capture hits into the bounded queue of [`ingest::Pipeline`] without waiting;
+//!   its flusher hashes, reduces and writes them in batches with `COPY`.
+//! - Privacy ([`privacy`]): no cookies, no stored address, a visitor id from a daily salt.
+//! - Queries ([`stats`]) and the dashboard ([`dashboard`]); the purge task keeps
+//!   `retention_days`.
+
+pub mod config;
+pub mod dashboard;
+pub mod ingest;
+pub mod privacy;
+pub mod stats;
+pub mod track;
+pub mod ua;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use serde::Deserialize;
+use solobase_sdk::Database;
 use solobase_sdk::prelude::*;
-use solobase_sdk::tokio_postgres::types::ToSql;
-use tokio::sync::{Mutex, mpsc};
+use solobase_sdk::tracing::{self, Instrument as _};
+use time::OffsetDateTime;
+use tokio::sync::watch;
 
-/// Configuration: `config/extensions/analytics.toml`.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct AnalyticsConfig {
-    /// Requests whose path starts with one of these are not counted.
-    pub exclude_prefixes: Vec<String>,
-    /// Most page views waiting to be written; more are dropped (and counted).
-    pub queue_capacity: usize,
-    /// How often the queue is written to the database, in milliseconds.
-    pub flush_interval_ms: u64,
-}
+pub use crate::config::AnalyticsConfig;
+use crate::ingest::{Hit, Kind, Pipeline, Text};
+use crate::stats::Params;
 
-impl Default for AnalyticsConfig {
-    fn default() -> Self {
-        Self {
-            exclude_prefixes: vec!["/api/".into(), "/ext/".into(), "/admin".into()],
-            queue_capacity: 65_536,
-            flush_interval_ms: 1_000,
-        }
-    }
-}
-
-struct View {
-    path: String,
-    status: i16,
-    at: SystemTime,
-}
+/// The tracking script, served at `/ext/analytics/script.js`.
+pub const SCRIPT: &str = include_str!("../assets/script.js");
 
 /// The extension.
 pub struct Analytics {
-    /// Shared with the background flusher.
-    inner: Arc<Inner>,
-    queue: mpsc::Sender<View>,
-    dropped: AtomicU64,
-    flusher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    stop: tokio::sync::watch::Sender<bool>,
+    ctx: InitContext<AnalyticsConfig>,
+    /// Shared with the flusher task.
+    pipeline: Arc<Pipeline>,
+    stop: watch::Sender<bool>,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Analytics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Analytics")
-            .field("dropped", &self.dropped)
+            .field("pipeline", &self.pipeline)
             .finish_non_exhaustive()
     }
 }
 
-struct Inner {
-    ctx: InitContext<AnalyticsConfig>,
-    receiver: Mutex<mpsc::Receiver<View>>,
-    written: AtomicU64,
+/// The hit for a page view of the instance's own `req` answered with `status`, or `None`
+/// when it is not counted (not a GET, an error status, an excluded path, Do-Not-Track).
+/// Copies the path (and query, when there is one); shares the header values; no I/O.
+pub fn capture_page_view(
+    req: &RequestHead,
+    status: StatusCode,
+    config: &AnalyticsConfig,
+) -> Option<Hit> {
+    if req.method != Method::GET
+        || status.as_u16() >= 400
+        || !config.counts(&req.path)
+        || (config.respect_dnt && privacy::do_not_track(req))
+    {
+        return None;
+    }
+    let header = |name| {
+        req.headers
+            .get(name)
+            .cloned()
+            .map(Text::Header)
+            .unwrap_or_default()
+    };
+    Some(Hit {
+        at: OffsetDateTime::now_utc(),
+        kind: Kind::PageView {
+            status: Some(status.as_u16() as i16),
+        },
+        site: header(solobase_sdk::http::header::HOST),
+        path: req.path.clone(),
+        query: if req.query.is_empty() {
+            String::new()
+        } else {
+            req.query.clone()
+        },
+        referrer: header(solobase_sdk::http::header::REFERER),
+        user_agent: header(solobase_sdk::http::header::USER_AGENT),
+        address: privacy::Address::of(req, config.trust_forwarded_for),
+    })
 }
 
-/// Rows per INSERT statement.
-const BATCH: usize = 1_000;
-
-impl Inner {
-    /// Writes everything queued so far; returns how many views were written.
-    async fn flush(&self) -> Result<u64> {
-        let mut rx = self.receiver.lock().await;
-        let mut total = 0;
-        loop {
-            let mut batch = Vec::with_capacity(BATCH);
-            while batch.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(view) => batch.push(view),
-                    Err(_) => break,
-                }
-            }
-            if batch.is_empty() {
-                break;
-            }
-            total += self.insert(&batch).await?;
-        }
-        self.written.fetch_add(total, Ordering::Relaxed);
-        Ok(total)
+/// Deletes events older than `days` days and salts older than yesterday; one instance at a
+/// time (an advisory lock). Returns the events deleted, `None` when another instance was
+/// purging.
+pub async fn purge(db: &Database, days: u32) -> Result<Option<u64>> {
+    let mut client = db.client().await?;
+    let tx = client.transaction().await?;
+    let locked: bool = tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock(hashtext('solobase.analytics.purge'))",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !locked {
+        return Ok(None);
     }
+    let deleted = tx
+        .execute(
+            "DELETE FROM events WHERE occurred_at < now() - make_interval(days => $1)",
+            &[&(days as i32)],
+        )
+        .await?;
+    tx.execute("DELETE FROM salts WHERE day < current_date - 1", &[])
+        .await?;
+    tx.commit().await?;
+    Ok(Some(deleted))
+}
 
-    async fn insert(&self, batch: &[View]) -> Result<u64> {
-        let mut sql = String::from("INSERT INTO page_views (path, status, occurred_at) VALUES ");
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(batch.len() * 3);
-        for (i, view) in batch.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3));
-            params.extend([&view.path as &(dyn ToSql + Sync), &view.status, &view.at]);
-        }
-        let client = self.ctx.db.client().await?;
-        Ok(client.execute(sql.as_str(), &params).await?)
-    }
+fn html(body: impl Into<solobase_sdk::bytes::Bytes>) -> Response {
+    Response::text("text/html; charset=utf-8", body)
+        .with_header(
+            solobase_sdk::http::header::CONTENT_SECURITY_POLICY,
+            dashboard::POLICY,
+        )
+        .with_header(
+            solobase_sdk::http::header::X_CONTENT_TYPE_OPTIONS,
+            "nosniff",
+        )
+        .with_header(solobase_sdk::http::header::CACHE_CONTROL, "no-cache")
+}
+
+fn asset(content_type: &'static str, body: &'static str, cache: &str) -> Response {
+    Response::text(content_type, body)
+        .with_header(
+            solobase_sdk::http::header::X_CONTENT_TYPE_OPTIONS,
+            "nosniff",
+        )
+        .with_header(solobase_sdk::http::header::CACHE_CONTROL, cache)
 }
 
 impl Analytics {
-    async fn stats(self: Arc<Self>, _req: Request) -> Result<Response> {
-        self.inner.flush().await?;
-        let client = self.inner.ctx.db.client().await?;
-        let total: i64 = client
-            .query_one("SELECT count(*) FROM page_views", &[])
-            .await?
-            .get(0);
-        let top = client
-            .query(
-                "SELECT path, count(*) AS views FROM page_views GROUP BY path \
-                 ORDER BY views DESC, path LIMIT 10",
-                &[],
-            )
-            .await?
+    fn params(&self, req: &Request, extra: &[&str]) -> Result<Params> {
+        Params::parse(&req.head.query, extra, OffsetDateTime::now_utc())
+    }
+
+    async fn track(self: Arc<Self>, req: Request) -> Result<Response> {
+        let config = self.ctx.config.get();
+        Ok(match track::accept(&req, &config) {
+            Ok((hit, origin)) => {
+                if let Some(hit) = hit {
+                    self.pipeline.offer(hit);
+                }
+                track::accepted(origin.as_deref())
+            }
+            Err(refused) => *refused,
+        })
+    }
+
+    async fn preflight(self: Arc<Self>, req: Request) -> Result<Response> {
+        Ok(track::preflight(&req, &self.ctx.config.get()))
+    }
+
+    async fn summary(self: Arc<Self>, req: Request) -> Result<Response> {
+        let p = self.params(&req, &[])?;
+        Ok(Response::json(&stats::summary(&self.ctx.db, &p).await?))
+    }
+
+    async fn timeseries(self: Arc<Self>, req: Request) -> Result<Response> {
+        let p = self.params(&req, &["interval"])?;
+        Ok(Response::json(&stats::timeseries(&self.ctx.db, &p).await?))
+    }
+
+    async fn breakdown(self: Arc<Self>, req: Request) -> Result<Response> {
+        let p = self.params(&req, &["by", "limit"])?;
+        Ok(Response::json(&stats::breakdown(&self.ctx.db, &p).await?))
+    }
+
+    async fn events(self: Arc<Self>, req: Request) -> Result<Response> {
+        let p = self.params(&req, &["property", "limit"])?;
+        Ok(Response::json(&stats::events(&self.ctx.db, &p).await?))
+    }
+
+    async fn realtime(self: Arc<Self>, req: Request) -> Result<Response> {
+        let p = self.params(&req, &[])?;
+        let site = p
+            .filters
             .iter()
-            .map(|r| {
-                let path: String = r.get(0);
-                let views: i64 = r.get(1);
-                serde_json::json!({"path": path, "views": views})
-            })
-            .collect::<Vec<_>>();
+            .find(|(c, _)| *c == stats::Column::Site)
+            .map(|(_, v)| v.as_str());
+        let visitors = stats::realtime(&self.ctx.db, site).await?;
+        Ok(Response::json(&serde_json::json!({ "visitors": visitors })))
+    }
+
+    async fn ingest(self: Arc<Self>, _req: Request) -> Result<Response> {
+        let c = &self.pipeline.counters;
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         Ok(Response::json(&serde_json::json!({
-            "page_views": total,
-            "top_pages": top,
-            "dropped": self.dropped.load(Ordering::Relaxed),
+            "queued": self.pipeline.queued(),
+            "capacity": self.pipeline.capacity(),
+            "accepted": n(&c.accepted),
+            "dropped": n(&c.dropped),
+            "bots": n(&c.bots),
+            "written": n(&c.written),
+            "failed": n(&c.failed),
         })))
+    }
+
+    async fn purge_now(self: Arc<Self>, _req: Request) -> Result<Response> {
+        let days = self.ctx.config.get().retention_days;
+        let deleted = purge(&self.ctx.db, days).await?;
+        Ok(Response::json(
+            &serde_json::json!({ "deleted": deleted, "retention_days": days }),
+        ))
+    }
+
+    async fn report(self: Arc<Self>, req: Request) -> Result<Response> {
+        let mut p = self.params(&req, &[])?;
+        let db = &self.ctx.db;
+        if p.to - p.from <= time::Duration::days(2) {
+            p.interval = stats::Interval::Hour;
+        }
+        let mut lists = Vec::new();
+        for (title, by) in [
+            ("Top pages", stats::Column::Page),
+            ("Referrers", stats::Column::Referrer),
+            ("UTM sources", stats::Column::UtmSource),
+            ("Browsers", stats::Column::Browser),
+            ("Devices", stats::Column::Device),
+            ("Operating systems", stats::Column::Os),
+        ] {
+            p.by = by;
+            lists.push((title, stats::breakdown(db, &p).await?));
+        }
+        lists.push((dashboard::EVENTS, stats::events(db, &p).await?));
+        let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+        let report = dashboard::Report {
+            range: format!(
+                "{} – {} UTC",
+                p.from.format(&format).unwrap_or_default(),
+                p.to.format(&format).unwrap_or_default()
+            ),
+            summary: stats::summary(db, &p).await?,
+            realtime: stats::realtime(db, None).await?,
+            series: stats::timeseries(db, &p).await?,
+            lists,
+        };
+        Ok(Response::text(
+            "text/html; charset=utf-8",
+            dashboard::render(&report),
+        ))
     }
 }
 
@@ -140,57 +257,122 @@ impl Extension for Analytics {
     type Config = AnalyticsConfig;
 
     async fn initialize(ctx: InitContext<AnalyticsConfig>) -> Result<Self> {
-        let (queue, receiver) = mpsc::channel(ctx.config.get().queue_capacity.max(1));
+        let capacity = ctx.config.get().queue_capacity;
         Ok(Self {
-            inner: Arc::new(Inner {
-                ctx,
-                receiver: Mutex::new(receiver),
-                written: AtomicU64::new(0),
-            }),
-            queue,
-            dropped: AtomicU64::new(0),
-            flusher: std::sync::Mutex::new(None),
-            stop: tokio::sync::watch::channel(false).0,
+            ctx,
+            pipeline: Arc::new(Pipeline::new(capacity)),
+            stop: watch::channel(false).0,
+            tasks: std::sync::Mutex::new(Vec::new()),
         })
     }
 
     async fn start(&self) -> Result<()> {
-        let inner = self.inner.clone();
-        let mut stop = self.stop.subscribe();
-        let task = tokio::spawn(async move {
-            loop {
-                let every = inner.ctx.config.get().flush_interval_ms.max(10);
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(every)) => {}
-                    _ = stop.changed() => return,
-                }
-                if let Err(e) = inner.flush().await {
-                    solobase_sdk::tracing::warn!(error = %e, "cannot write page views");
+        let flusher = {
+            let (pipeline, db, config) = (
+                self.pipeline.clone(),
+                self.ctx.db.clone(),
+                self.ctx.config.clone(),
+            );
+            let stop = self.stop.subscribe();
+            tokio::spawn(
+                async move { pipeline.run(&db, &config, stop).await }
+                    .instrument(self.ctx.log.clone()),
+            )
+        };
+        let purger = {
+            let (db, config) = (self.ctx.db.clone(), self.ctx.config.clone());
+            let mut stop = self.stop.subscribe();
+            tokio::spawn(async move {
+                loop {
+                    let c = config.get();
+                    match purge(&db, c.retention_days).await {
+                        Ok(Some(n)) if n > 0 => tracing::info!(deleted = n, "purged old events"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "cannot purge old events"),
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(c.purge_interval_secs.max(1))) => {}
+                        _ = stop.changed() => return,
+                    }
                 }
             }
-        });
-        *self.flusher.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+            .instrument(self.ctx.log.clone()))
+        };
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend([flusher, purger]);
         Ok(())
     }
 
     async fn stop(&self) -> Result<()> {
         let _ = self.stop.send(true);
-        let handle = self
-            .flusher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(handle) = handle {
-            let _ = handle.await;
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            let _ = task.await;
         }
-        self.inner.flush().await?;
         Ok(())
     }
 
     fn routes(&self, routes: &mut Routes<Self>) {
         routes
-            .get("/api/stats", Self::stats)
+            .get("/script.js", |_: Arc<Self>, _| async {
+                Ok(asset(
+                    "text/javascript; charset=utf-8",
+                    SCRIPT,
+                    "public, max-age=3600",
+                ))
+            })
+            .public();
+        routes
+            .get("/dashboard", |_: Arc<Self>, _| async {
+                Ok(html(dashboard::PAGE))
+            })
+            .public();
+        routes
+            .get("/dashboard.js", |_: Arc<Self>, _| async {
+                Ok(asset(
+                    "text/javascript; charset=utf-8",
+                    dashboard::SCRIPT,
+                    "no-cache",
+                ))
+            })
+            .public();
+        routes
+            .get("/dashboard.css", |_: Arc<Self>, _| async {
+                Ok(asset(
+                    "text/css; charset=utf-8",
+                    dashboard::STYLE,
+                    "no-cache",
+                ))
+            })
+            .public();
+        routes.post("/api/track", Self::track).public();
+        routes
+            .route(Method::OPTIONS, "/api/track", Self::preflight)
+            .public();
+        routes
+            .get("/api/stats/summary", Self::summary)
             .permission("analytics.view");
+        routes
+            .get("/api/stats/timeseries", Self::timeseries)
+            .permission("analytics.view");
+        routes
+            .get("/api/stats/breakdown", Self::breakdown)
+            .permission("analytics.view");
+        routes
+            .get("/api/stats/events", Self::events)
+            .permission("analytics.view");
+        routes
+            .get("/api/stats/realtime", Self::realtime)
+            .permission("analytics.view");
+        routes
+            .get("/api/ingest", Self::ingest)
+            .permission("analytics.view");
+        routes
+            .get("/api/report", Self::report)
+            .permission("analytics.view");
+        routes.post("/api/purge", Self::purge_now).admin();
     }
 
     fn hooks(&self) -> HookSet {
@@ -198,44 +380,39 @@ impl Extension for Analytics {
     }
 
     fn post_request(&self, req: &RequestHead, res: &ResponseHead) -> Hook<'_, ()> {
-        // Never waits: the view is queued for the background writer.
-        if req.method != Method::GET {
-            return ().into();
-        }
-        let config = self.inner.ctx.config.get();
-        if config
-            .exclude_prefixes
-            .iter()
-            .any(|p| req.path.starts_with(p.as_str()))
-        {
-            return ().into();
-        }
-        let view = View {
-            path: req.path.clone(),
-            status: res.status.as_u16() as i16,
-            at: SystemTime::now(),
-        };
-        if self.queue.try_send(view).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        // Never waits: the view is queued for the flusher (or dropped and counted).
+        if let Some(hit) = capture_page_view(req, res.status, &self.ctx.config.get()) {
+            self.pipeline.offer(hit);
         }
         ().into()
     }
 
     async fn health(&self) -> Health {
-        if self.queue.capacity() == 0 {
-            Health::degraded("the page-view queue is full; views are being dropped")
+        let c = &self.pipeline.counters;
+        if self.pipeline.queued() >= self.pipeline.capacity() {
+            Health::degraded("the event queue is full; events are being dropped")
+        } else if c.failed.load(Ordering::Relaxed) > 0 && c.written.load(Ordering::Relaxed) == 0 {
+            Health::degraded("events cannot be written to the database")
         } else {
             Health::healthy()
         }
     }
 
     fn migrations() -> Vec<Migration> {
-        vec![Migration {
-            version: 1,
-            name: "page_views",
-            up: include_str!("../migrations/V1__page_views.sql"),
-            down: include_str!("../migrations/V1__page_views.down.sql"),
-        }]
+        vec![
+            Migration {
+                version: 1,
+                name: "page_views",
+                up: include_str!("../migrations/V1__page_views.sql"),
+                down: include_str!("../migrations/V1__page_views.down.sql"),
+            },
+            Migration {
+                version: 2,
+                name: "events",
+                up: include_str!("../migrations/V2__events.sql"),
+                down: include_str!("../migrations/V2__events.down.sql"),
+            },
+        ]
     }
 }
 
@@ -247,44 +424,37 @@ mod tests {
 
     use super::*;
 
-    fn ok() -> ResponseHead {
-        ResponseHead {
-            status: StatusCode::OK,
-            headers: HeaderMap::new(),
-        }
+    fn head(method: Method, path: &str) -> RequestHead {
+        let mut req = RequestHead::new(method, path);
+        req.headers.insert(
+            "user-agent",
+            HeaderValue::from_static("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Firefox/121.0"),
+        );
+        req
     }
 
-    #[tokio::test]
-    async fn views_of_excluded_paths_are_not_queued_and_a_full_queue_drops() {
-        let config = AnalyticsConfig {
-            queue_capacity: 1,
+    #[test]
+    fn only_counted_page_views_are_captured() {
+        let c = AnalyticsConfig::default();
+        for path in ["/api/v1/auth/me", "/ext/analytics/api/stats", "/admin/x"] {
+            assert!(capture_page_view(&head(Method::GET, path), StatusCode::OK, &c).is_none());
+        }
+        assert!(capture_page_view(&head(Method::POST, "/form"), StatusCode::OK, &c).is_none());
+        assert!(capture_page_view(&head(Method::GET, "/x"), StatusCode::NOT_FOUND, &c).is_none());
+        let mut dnt = head(Method::GET, "/about");
+        dnt.headers.insert("dnt", HeaderValue::from_static("1"));
+        assert!(capture_page_view(&dnt, StatusCode::OK, &c).is_none());
+        let without = AnalyticsConfig {
+            respect_dnt: false,
             ..AnalyticsConfig::default()
         };
-        let harness = TestHarness::<Analytics>::builder("analytics")
-            .config(config)
-            .build()
-            .await
-            .unwrap();
-        let ext = harness.ext();
-        for path in ["/api/v1/auth/me", "/ext/analytics/api/stats", "/admin/x"] {
-            ext.post_request(&RequestHead::new(Method::GET, path), &ok())
-                .await;
-        }
-        ext.post_request(&RequestHead::new(Method::POST, "/form"), &ok())
-            .await;
+        assert!(capture_page_view(&dnt, StatusCode::OK, &without).is_some());
+        let hit =
+            capture_page_view(&head(Method::GET, "/pricing?ref=x"), StatusCode::OK, &c).unwrap();
         assert_eq!(
-            ext.health().await.status,
-            solobase_sdk::HealthStatus::Healthy
+            (hit.path.as_str(), hit.query.as_str()),
+            ("/pricing", "ref=x")
         );
-        ext.post_request(&RequestHead::new(Method::GET, "/pricing?ref=x"), &ok())
-            .await;
-        assert_eq!(
-            ext.health().await.status,
-            solobase_sdk::HealthStatus::Degraded
-        );
-        ext.post_request(&RequestHead::new(Method::GET, "/about"), &ok())
-            .await;
-        assert_eq!(ext.dropped.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]
@@ -295,10 +465,14 @@ mod tests {
             .unwrap();
         let user = solobase_sdk::testing::identity("u@example.com", Role::User);
         let res = harness
-            .call(Request::new(Method::GET, "/api/stats").with_identity(user))
+            .call(Request::new(Method::GET, "/api/stats/summary").with_identity(user))
             .await;
         assert_eq!(res.status, StatusCode::FORBIDDEN);
-        let res = harness.call(Request::new(Method::GET, "/api/stats")).await;
+        let res = harness
+            .call(Request::new(Method::GET, "/api/stats/summary"))
+            .await;
         assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+        let res = harness.call(Request::new(Method::GET, "/script.js")).await;
+        assert_eq!(res.status, StatusCode::OK);
     }
 }

@@ -1,0 +1,452 @@
+//! Ingestion: a bounded queue between the requests that are tracked and PostgreSQL.
+//!
+//! The request side ([`Pipeline::offer`]) does no I/O and never waits: it captures what it
+//! has (a [`Hit`]) and `try_send`s it; when the queue is full the hit is dropped and counted.
+//! One flusher task ([`Pipeline::run`]) takes hits in batches — written when a batch is
+//! `batch_size` full or `flush_interval_ms` after its first hit — and does the rest off the
+//! request path: drops bots, classifies the user agent, hashes the visitor with the day's
+//! salt, reduces URLs and referrers, and writes the batch with one binary `COPY`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use solobase_sdk::bytes::Bytes;
+use solobase_sdk::http::HeaderValue;
+use solobase_sdk::services::{ConfigHandle, Database};
+use solobase_sdk::tokio_postgres::binary_copy::BinaryCopyInWriter;
+use solobase_sdk::tokio_postgres::types::{ToSql, Type};
+use solobase_sdk::{Result, tracing};
+use time::{Date, OffsetDateTime};
+use tokio::sync::{Mutex, mpsc, watch};
+
+use crate::config::AnalyticsConfig;
+use crate::privacy::{self, Address, Salt};
+use crate::ua;
+
+/// Text a hit carries: a header value shared with the request (no copy), or owned text.
+#[derive(Debug, Clone, Default)]
+pub enum Text {
+    /// Nothing was sent.
+    #[default]
+    None,
+    /// A header's value.
+    Header(HeaderValue),
+    /// Text from a request body.
+    Owned(String),
+}
+
+impl Text {
+    /// The text, `""` when none or not UTF-8.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::None => "",
+            Self::Header(v) => v.to_str().unwrap_or_default(),
+            Self::Owned(s) => s,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::None => b"",
+            Self::Header(v) => v.as_bytes(),
+            Self::Owned(s) => s.as_bytes(),
+        }
+    }
+}
+
+/// What happened: a page view, or a custom event.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// A page view; the response status when the instance served the page itself.
+    PageView {
+        /// The status of the instance's own response, `None` for tracked pages elsewhere.
+        status: Option<i16>,
+    },
+    /// A custom event sent by `solobase.track(name, props)`.
+    Custom {
+        /// The event's name.
+        name: String,
+        /// Its properties: a flat JSON object of strings, numbers and booleans.
+        props: Option<serde_json::Value>,
+    },
+}
+
+/// One tracked hit as captured on the request path: raw, not yet hashed or reduced. Lives in
+/// the queue for at most a flush interval (plus a write).
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// When it happened (the server's clock).
+    pub at: OffsetDateTime,
+    /// Page view or custom event.
+    pub kind: Kind,
+    /// The site's host (a `Host` header, or the host of the tracked URL).
+    pub site: Text,
+    /// The path, without query or fragment.
+    pub path: String,
+    /// The query string as sent (reduced to `utm_*` and `ref` by the flusher).
+    pub query: String,
+    /// The referrer URL.
+    pub referrer: Text,
+    /// The user agent.
+    pub user_agent: Text,
+    /// The client's address: hashed, never stored.
+    pub address: Address,
+}
+
+/// The ingestion counters, as `/api/ingest` shows them.
+#[derive(Debug, Default, Serialize)]
+pub struct Counters {
+    /// Hits queued.
+    pub accepted: AtomicU64,
+    /// Hits dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Hits dropped as bots.
+    pub bots: AtomicU64,
+    /// Events written to the database.
+    pub written: AtomicU64,
+    /// Events lost because their batch could not be written.
+    pub failed: AtomicU64,
+}
+
+/// How often the flusher looks at the queue while it fills a batch.
+const POLL: Duration = Duration::from_millis(5);
+
+/// The queue and its flusher.
+#[derive(Debug)]
+pub struct Pipeline {
+    tx: mpsc::Sender<Hit>,
+    /// Taken by the one running flusher.
+    rx: Mutex<mpsc::Receiver<Hit>>,
+    capacity: usize,
+    /// What came in and went out.
+    pub counters: Counters,
+}
+
+impl Pipeline {
+    /// A pipeline whose queue holds at most `capacity` hits.
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        Self {
+            tx,
+            rx: Mutex::new(rx),
+            capacity,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Queues `hit` without waiting; false (and counted) when the queue is full.
+    pub fn offer(&self, hit: Hit) -> bool {
+        if self.tx.try_send(hit).is_ok() {
+            self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+
+    /// Hits waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.capacity - self.tx.capacity()
+    }
+
+    /// The queue's capacity.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The flusher: writes batches until `stop` changes, then writes what is left and
+    /// returns. A batch that cannot be written is logged and counted as failed.
+    pub async fn run(
+        &self,
+        db: &Database,
+        config: &ConfigHandle<AnalyticsConfig>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut rx = self.rx.lock().await;
+        let mut salts = Salts::default();
+        let mut batch = Vec::new();
+        loop {
+            let (size, every) = {
+                let c = config.get();
+                (
+                    c.batch_size.max(1),
+                    Duration::from_millis(c.flush_interval_ms),
+                )
+            };
+            batch.clear();
+            let mut stopping = tokio::select! {
+                n = rx.recv_many(&mut batch, size) => n == 0,
+                _ = stop.changed() => true,
+            };
+            // Fill the batch by looking at the queue every few milliseconds rather than
+            // waiting on it: a waiting receiver is woken by every event sent, which costs the
+            // request path a cross-thread wake-up each.
+            let deadline = tokio::time::Instant::now() + every;
+            while !stopping && batch.len() < size {
+                let room = size - batch.len();
+                let now = tokio::time::Instant::now();
+                if rx.len() >= room || (now >= deadline && !rx.is_empty()) {
+                    rx.recv_many(&mut batch, room).await;
+                    continue;
+                }
+                if now >= deadline {
+                    break;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline.min(now + POLL)) => {}
+                    _ = stop.changed() => stopping = true,
+                }
+            }
+            self.write(db, &mut salts, &batch).await;
+            if stopping {
+                // Whatever is still queued goes out before the task ends.
+                loop {
+                    batch.clear();
+                    while batch.len() < size {
+                        match rx.try_recv() {
+                            Ok(hit) => batch.push(hit),
+                            Err(_) => break,
+                        }
+                    }
+                    if batch.is_empty() {
+                        return;
+                    }
+                    self.write(db, &mut salts, &batch).await;
+                }
+            }
+        }
+    }
+
+    async fn write(&self, db: &Database, salts: &mut Salts, batch: &[Hit]) {
+        if batch.is_empty() {
+            return;
+        }
+        match write_batch(db, salts, batch).await {
+            Ok((written, bots)) => {
+                self.counters.written.fetch_add(written, Ordering::Relaxed);
+                self.counters.bots.fetch_add(bots, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.counters
+                    .failed
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                tracing::warn!(error = %e, events = batch.len(), "cannot write analytics events");
+            }
+        }
+    }
+}
+
+/// The salts of the days seen, read from (or created in) the `salts` table, so that every
+/// instance hashes a day's visitors alike.
+#[derive(Debug, Default)]
+struct Salts(HashMap<Date, Salt>);
+
+impl Salts {
+    async fn of(&mut self, db: &Database, day: Date) -> Result<Salt> {
+        if let Some(salt) = self.0.get(&day) {
+            return Ok(*salt);
+        }
+        let client = db.client().await?;
+        client
+            .execute(
+                "INSERT INTO salts (day, salt) VALUES ($1, $2) ON CONFLICT (day) DO NOTHING",
+                &[&day, &privacy::new_salt().as_slice()],
+            )
+            .await?;
+        let row = client
+            .query_one("SELECT salt FROM salts WHERE day = $1", &[&day])
+            .await?;
+        let stored: Vec<u8> = row.get(0);
+        let mut salt = [0; 32];
+        salt.copy_from_slice(&stored[..32.min(stored.len())]);
+        // A new day: yesterday's salt is still needed for a late write, older ones never.
+        client
+            .execute("DELETE FROM salts WHERE day < $1", &[&day.previous_day()])
+            .await?;
+        self.0
+            .retain(|d, _| *d >= day.previous_day().unwrap_or(day));
+        self.0.insert(day, salt);
+        Ok(salt)
+    }
+}
+
+/// One row of `events`.
+struct Row<'a> {
+    at: OffsetDateTime,
+    site: String,
+    visitor: i64,
+    name: &'a str,
+    path: &'a str,
+    query: String,
+    referrer: String,
+    utm_source: Option<String>,
+    utm_medium: Option<String>,
+    utm_campaign: Option<String>,
+    agent: ua::Agent,
+    props: Option<&'a serde_json::Value>,
+    status: Option<i16>,
+}
+
+/// What a user agent says: `None` for a bot.
+fn agent_of(user_agent: &[u8]) -> Option<ua::Agent> {
+    let lower = ua::lower(user_agent);
+    (!ua::is_bot(&lower)).then(|| ua::classify(&lower))
+}
+
+/// The row for `hit` from a browser described by `agent`.
+fn enrich<'a>(hit: &'a Hit, agent: ua::Agent, salt: &Salt) -> Row<'a> {
+    let site = privacy::host_of(hit.site.as_str());
+    let query = privacy::kept_query(&hit.query);
+    let referrer = match privacy::query_param(&query, "ref") {
+        Some(r) if hit.referrer.as_str().is_empty() => r,
+        _ => privacy::referrer_host(hit.referrer.as_str(), &site),
+    };
+    let (name, props, status) = match &hit.kind {
+        Kind::PageView { status } => ("pageview", None, *status),
+        Kind::Custom { name, props } => (name.as_str(), props.as_ref(), None),
+    };
+    Row {
+        at: hit.at,
+        visitor: privacy::visitor_id(
+            salt,
+            &site,
+            hit.address.as_bytes(),
+            hit.user_agent.as_bytes(),
+        ),
+        name,
+        path: &hit.path,
+        utm_source: privacy::query_param(&query, "utm_source"),
+        utm_medium: privacy::query_param(&query, "utm_medium"),
+        utm_campaign: privacy::query_param(&query, "utm_campaign"),
+        query,
+        referrer,
+        agent,
+        props,
+        status,
+        site,
+    }
+}
+
+const COLUMNS: &str = "COPY events (occurred_at, site, visitor, name, path, query, referrer, \
+     utm_source, utm_medium, utm_campaign, browser, os, device, props, status) \
+     FROM STDIN (FORMAT binary)";
+
+const TYPES: [Type; 15] = [
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::JSONB,
+    Type::INT2,
+];
+
+/// Writes `batch` with one binary COPY; returns (events written, bots dropped).
+async fn write_batch(db: &Database, salts: &mut Salts, batch: &[Hit]) -> Result<(u64, u64)> {
+    let mut rows = Vec::with_capacity(batch.len());
+    // A batch holds few distinct user agents: each is classified once.
+    let mut agents: HashMap<&[u8], Option<ua::Agent>> = HashMap::new();
+    for hit in batch {
+        let salt = salts.of(db, hit.at.date()).await?;
+        let user_agent = hit.user_agent.as_bytes();
+        let agent = *agents
+            .entry(user_agent)
+            .or_insert_with(|| agent_of(user_agent));
+        if let Some(agent) = agent {
+            rows.push(enrich(hit, agent, &salt));
+        }
+    }
+    let bots = (batch.len() - rows.len()) as u64;
+    if rows.is_empty() {
+        return Ok((0, bots));
+    }
+    let client = db.client().await?;
+    let sink = client.copy_in::<_, Bytes>(COLUMNS).await?;
+    let writer = BinaryCopyInWriter::new(sink, &TYPES);
+    tokio::pin!(writer);
+    for r in &rows {
+        let values: [&(dyn ToSql + Sync); 15] = [
+            &r.at,
+            &r.site,
+            &r.visitor,
+            &r.name,
+            &r.path,
+            &r.query,
+            &r.referrer,
+            &r.utm_source,
+            &r.utm_medium,
+            &r.utm_campaign,
+            &r.agent.browser,
+            &r.agent.os,
+            &r.agent.device,
+            &r.props,
+            &r.status,
+        ];
+        writer.as_mut().write(&values).await?;
+    }
+    let written = writer.finish().await?;
+    Ok((written, bots))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(ua: &'static str) -> Hit {
+        Hit {
+            at: OffsetDateTime::now_utc(),
+            kind: Kind::PageView { status: Some(200) },
+            site: Text::Header(HeaderValue::from_static("Example.com:8080")),
+            path: "/pricing".into(),
+            query: "utm_source=news&token=secret&ref=x".into(),
+            referrer: Text::Header(HeaderValue::from_static("https://www.google.com/?q=1")),
+            user_agent: Text::Header(HeaderValue::from_static(ua)),
+            address: Address::of(
+                &solobase_sdk::RequestHead::new(solobase_sdk::http::Method::GET, "/"),
+                false,
+            ),
+        }
+    }
+
+    #[test]
+    fn enrichment_reduces_and_hashes() {
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+        let h = hit(firefox);
+        let agent = agent_of(h.user_agent.as_bytes()).unwrap();
+        let row = enrich(&h, agent, &[7; 32]);
+        assert_eq!(row.site, "example.com");
+        assert_eq!(row.query, "utm_source=news&ref=x");
+        assert_eq!(row.utm_source.as_deref(), Some("news"));
+        assert_eq!(row.referrer, "google.com");
+        assert_eq!(
+            (row.agent.browser, row.agent.device),
+            ("Firefox", "desktop")
+        );
+        assert_eq!(row.status, Some(200));
+        assert_ne!(row.visitor, enrich(&h, agent, &[8; 32]).visitor);
+        assert!(agent_of(b"curl/8.5.0").is_none());
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let p = Pipeline::new(2);
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+        assert!(p.offer(hit(firefox)) && p.offer(hit(firefox)));
+        assert!(!p.offer(hit(firefox)));
+        assert_eq!(p.queued(), 2);
+        assert_eq!(p.counters.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(p.counters.accepted.load(Ordering::Relaxed), 2);
+    }
+}

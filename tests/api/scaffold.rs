@@ -84,12 +84,35 @@ fn validate_reports_each_problem_with_its_file_and_line() {
         manifest.replacen("version = \"0.1.0\"", "version = \"0.2.0\"", 1),
     )
     .unwrap();
-    // V1 loses its down script and gets a twin; V3 comes without a V2; a down script without
-    // its migration; a file that is no migration.
+    // V1 loses its down script and gets a twin; the last version is skipped (one comes without
+    // the version before it); a down script without its migration; a file that is no
+    // migration.
+    let last = std::fs::read_dir(ext.join("migrations"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_prefix('V')?
+                .split("__")
+                .next()?
+                .parse::<u32>()
+                .ok()
+        })
+        .max()
+        .unwrap();
+    let (skip, after, orphan) = (last + 1, last + 2, last + 3);
     std::fs::remove_file(ext.join("migrations/V1__endpoints.down.sql")).unwrap();
-    std::fs::write(ext.join("migrations/V3__later.sql"), "SELECT 1;").unwrap();
-    std::fs::write(ext.join("migrations/V3__later.down.sql"), "SELECT 1;").unwrap();
-    std::fs::write(ext.join("migrations/V4__orphan.down.sql"), "SELECT 1;").unwrap();
+    std::fs::write(
+        ext.join(format!("migrations/V{after}__later.sql")),
+        "SELECT 1;",
+    )
+    .unwrap();
+    std::fs::write(
+        ext.join(format!("migrations/V{after}__later.down.sql")),
+        "SELECT 1;",
+    )
+    .unwrap();
+    let orphan_file = format!("migrations/V{orphan}__orphan.down.sql");
+    std::fs::write(ext.join(&orphan_file), "SELECT 1;").unwrap();
     std::fs::write(ext.join("migrations/notes.txt"), "").unwrap();
     std::fs::write(ext.join("migrations/V1__again.sql"), "SELECT 1;").unwrap();
     std::fs::write(ext.join("migrations/V1__again.down.sql"), "SELECT 1;").unwrap();
@@ -123,7 +146,7 @@ fn validate_reports_each_problem_with_its_file_and_line() {
             (s("migrations"), s("migrations"), None),
             (s("migrations"), s("migrations/V1__endpoints.sql"), None),
             (s("migrations"), s("migrations/V1__endpoints.sql"), None),
-            (s("migrations"), s("migrations/V4__orphan.down.sql"), None),
+            (s("migrations"), orphan_file.clone(), None),
             (s("migrations"), s("migrations/notes.txt"), None),
             (s("source"), s("src/deep/mod.rs"), Some(3)),
             (s("source"), s("src/reach.rs"), Some(3)),
@@ -134,15 +157,18 @@ fn validate_reports_each_problem_with_its_file_and_line() {
     );
     let messages = report["problems"].to_string();
     for expected in [
-        "differs from extension.toml's 0.2.0",
-        "V2 is missing before V3",
-        "version 1 is also V1__again.sql",
-        "add migrations/V1__endpoints.down.sql",
-        "uses std::fs: no permission allows",
-        "uses unsafe: no permission allows unsafe code",
-        "uses std::process: no permission allows",
+        s("differs from extension.toml's 0.2.0"),
+        format!("V{skip} is missing before V{after}"),
+        s("version 1 is also V1__again.sql"),
+        s("add migrations/V1__endpoints.down.sql"),
+        s("uses std::fs: no permission allows"),
+        s("uses unsafe: no permission allows unsafe code"),
+        s("uses std::process: no permission allows"),
     ] {
-        assert!(messages.contains(expected), "{expected:?} in {messages}");
+        assert!(
+            messages.contains(expected.as_str()),
+            "{expected:?} in {messages}"
+        );
     }
 
     // The same text without --json: file:line per problem.

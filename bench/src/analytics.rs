@@ -217,7 +217,7 @@ pub async fn run(url: &str, dir: &std::path::Path, rounds: usize, secs: u64) -> 
     println!(
         "\nThroughput ratio enabled/disabled: **{ratio:.3}**; server CPU added per request \
          (hook, queue and the flusher's writing, which shares the server's CPU): \
-         **{added:.2} µs**."
+         **{added:.2} µs**.\n"
     );
     Ok(())
 }

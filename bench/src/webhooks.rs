@@ -346,7 +346,7 @@ pub(crate) async fn run(url: &str, dir: &Path) -> anyhow::Result<()> {
     )
     .await?;
     let report = kill_run(url, dir, db.pool(), port, &seen, &http).await?;
-    println!("| SIGKILL under load | {report} |");
+    println!("| SIGKILL under load | {report} |\n");
     receiver.stop(false).await;
     Ok(())
 }

@@ -258,14 +258,11 @@ struct EnableBody {
 }
 
 fn grant_of(body: &[u8]) -> Result<Grant, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Grant::Unspecified);
-    }
-    let body: EnableBody = serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid(format!(
-            "invalid body: {e}; send {{\"grant_all\": true}}, {{\"grant\": [\"users.read\"]}} or nothing"
-        ))
-    })?;
+    let body: EnableBody = body_of(
+        body,
+        Some(EnableBody::default()),
+        r#"{"grant_all": true}, {"grant": ["users.read"]} or nothing"#,
+    )?;
     match (body.grant_all, body.grant) {
         (true, Some(_)) => Err(ApiError::invalid(
             "give either grant_all or grant, not both",

@@ -49,7 +49,15 @@ thread_local! {
     /// map lookup instead of building, hashing and registering two keys.
     static HTTP_HANDLES: std::cell::RefCell<Vec<(u64, std::collections::HashMap<String, RouteHandles>)>> =
         const { std::cell::RefCell::new(Vec::new()) };
+    /// The same for extension routes: by application, extension and `"<METHOD> <template>"`.
+    static EXTENSION_HANDLES: std::cell::RefCell<Vec<(u64, ExtensionHandles)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
+
+type ExtensionHandles = std::collections::HashMap<
+    String,
+    std::collections::HashMap<String, Vec<(u16, Counter, Histogram)>>,
+>;
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -213,25 +221,51 @@ impl Metrics {
         status: u16,
         took: Duration,
     ) {
-        let extension = SharedString::from(extension.to_owned());
-        let route: SharedString = route.map_or("unmatched".into(), SharedString::from);
-        self.counter(
-            "extension_requests_total",
-            vec![
-                Label::new("extension", extension.clone()),
-                Label::new("route", route.clone()),
-                Label::new("status", status_label(status)),
-            ],
-        )
-        .increment(1);
-        self.histogram(
-            "extension_request_duration_seconds",
-            vec![
-                Label::new("extension", extension),
-                Label::new("route", route),
-            ],
-        )
-        .record(took.as_secs_f64());
+        let route = route.unwrap_or_else(|| "unmatched".to_owned());
+        EXTENSION_HANDLES.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let at = match cache.iter().position(|(id, _)| *id == self.id) {
+                Some(at) => at,
+                None => {
+                    cache.push((self.id, Default::default()));
+                    cache.len() - 1
+                }
+            };
+            let extensions = &mut cache[at].1;
+            if let Some((_, count, duration)) = extensions
+                .get(extension)
+                .and_then(|routes| routes.get(route.as_str()))
+                .and_then(|handles| handles.iter().find(|(s, ..)| *s == status))
+            {
+                count.increment(1);
+                duration.record(took.as_secs_f64());
+                return;
+            }
+            let label = SharedString::from(extension.to_owned());
+            let count = self.counter(
+                "extension_requests_total",
+                vec![
+                    Label::new("extension", label.clone()),
+                    Label::new("route", route.clone()),
+                    Label::new("status", status_label(status)),
+                ],
+            );
+            let duration = self.histogram(
+                "extension_request_duration_seconds",
+                vec![
+                    Label::new("extension", label),
+                    Label::new("route", route.clone()),
+                ],
+            );
+            count.increment(1);
+            duration.record(took.as_secs_f64());
+            extensions
+                .entry(extension.to_owned())
+                .or_default()
+                .entry(route)
+                .or_default()
+                .push((status, count, duration));
+        });
     }
 
     /// The histograms of sampled hook durations of `extension`, one per [`Slot`].

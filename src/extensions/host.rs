@@ -645,11 +645,10 @@ impl ExtensionHost {
             let persisted = persisted.get(name).unwrap_or(&no_row);
             let problem = problem.or_else(|| {
                 manifest.as_ref().and_then(|m| {
-                    m.dependencies.keys().find_map(|d| {
-                        let initialized = by_name
-                            .get(d.as_str())
-                            .is_some_and(|&i: &usize| loaded[i].ext.is_some());
-                        (!initialized).then(|| format!("its dependency {d} is not running"))
+                    loader::unmet_dependency(m.dependencies.keys().map(|d| d.as_str()), |d| {
+                        by_name
+                            .get(d)
+                            .is_some_and(|&i: &usize| loaded[i].ext.is_some())
                     })
                 })
             });
@@ -698,19 +697,14 @@ impl ExtensionHost {
     ) -> Self {
         let mut hook_order: Vec<Vec<usize>> = vec![Vec::new(); HookPoint::ALL.len()];
         for point in HookPoint::ALL {
-            let mut list: Vec<(i32, &str, usize)> = loaded
-                .iter()
-                .enumerate()
-                .filter_map(|(i, l)| {
+            hook_order[point as usize] =
+                super::order::hook_order(loaded.iter().enumerate().filter_map(|(i, l)| {
                     l.hooks
                         .points()
                         .iter()
                         .find(|(p, _)| *p == point)
                         .map(|(_, prio)| (*prio, l.name.as_str(), i))
-                })
-                .collect();
-            list.sort();
-            hook_order[point as usize] = list.into_iter().map(|(_, _, i)| i).collect();
+                }));
         }
         let pipeline_members = loaded
             .iter()
@@ -721,25 +715,18 @@ impl ExtensionHost {
             })
             .map(|(i, _)| i)
             .collect();
-        let mut middleware: Vec<(i32, String, String, usize, MiddlewareSpec)> = loaded
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| {
-                l.middleware
-                    .iter()
-                    .map(move |m| (m.priority, l.name.to_string(), m.id.clone(), i, m.clone()))
-            })
-            .collect();
-        middleware.sort_by(|a, b| (a.0, &a.1, &a.2).cmp(&(b.0, &b.1, &b.2)));
+        let middleware_order = super::order::middleware_order(
+            loaded
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (i, l.name.as_str(), l.middleware.as_slice())),
+        );
         Self {
             loaded,
             by_name,
             hook_order,
             pipeline_members,
-            middleware_order: middleware
-                .into_iter()
-                .map(|(_, _, _, i, m)| (i, m))
-                .collect(),
+            middleware_order,
             pool: ctx.pool.clone(),
             bus: ctx.bus.clone(),
             stop: watch::channel(false).0,
@@ -754,12 +741,12 @@ impl ExtensionHost {
         let limit = Duration::from_secs(self.settings.lifecycle_timeout_secs);
         for l in &self.loaded {
             let Some(ext) = l.ext.clone() else { continue };
-            if let Some(dep) = l.manifest.as_ref().and_then(|m| {
-                m.dependencies
-                    .keys()
-                    .find(|d| self.get(d.as_str()).is_none_or(|x| !x.is_running()))
+            if let Some(reason) = l.manifest.as_ref().and_then(|m| {
+                loader::unmet_dependency(m.dependencies.keys().map(|d| d.as_str()), |d| {
+                    self.get(d).is_some_and(|x| x.is_running())
+                })
             }) {
-                l.fail(format!("its dependency {dep} is not running"));
+                l.fail(reason);
                 continue;
             }
             let started = Instant::now();

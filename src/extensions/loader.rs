@@ -46,6 +46,23 @@ pub fn dependency_order(manifests: &BTreeMap<String, Vec<String>>) -> Vec<String
     placed
 }
 
+/// Why an extension cannot be initialized or started: the first of its `dependencies` that
+/// is not `ready` (initialized, or running). The host asks in [`dependency_order`], so an
+/// extension in a cycle, or depending on a missing or failed one, is never loaded.
+pub(super) fn unmet_dependency<'a>(
+    dependencies: impl IntoIterator<Item = &'a str>,
+    ready: impl Fn(&str) -> bool,
+) -> Option<String> {
+    dependencies
+        .into_iter()
+        .find(|d| !ready(d))
+        .map(|d| format!("its dependency {d} is not running"))
+}
+
+#[cfg(test)]
+#[path = "loader_properties.rs"]
+mod properties;
+
 pub(super) type Pending = (
     ExtensionName,
     Option<Manifest>,

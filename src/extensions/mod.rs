@@ -33,6 +33,7 @@ mod jobs;
 pub mod limits;
 mod loader;
 pub mod migrate;
+pub mod order;
 pub mod pipeline;
 pub mod reconfigure;
 pub mod roles;

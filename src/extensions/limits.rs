@@ -1,5 +1,6 @@
 //! Rate limits per extension, with the `governor` crate's token buckets (GCRA): one for the
 //! extension as a whole and one per client — the signed-in user, else the client's address.
+//! A request the client's limit refuses does not count against the extension's.
 //! Over a limit, a request to the extension's routes is answered 429 with `Retry-After` and
 //! `RateLimit-*` headers, counted, and audited (sampled, so that a flood of refusals cannot
 //! flood the audit log).
@@ -9,6 +10,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use governor::clock::{Clock, MonotonicClock};
+use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::HashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
@@ -47,19 +49,21 @@ pub struct Limited {
     pub scope: &'static str,
 }
 
-type Direct = RateLimiter<NotKeyed, InMemoryState, MonotonicClock>;
-type Keyed = RateLimiter<Client, HashMapStateStore<Client>, MonotonicClock>;
+type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
+type Keyed<C> =
+    RateLimiter<Client, HashMapStateStore<Client>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
-/// One extension's limits.
-pub struct RateLimits {
+/// One extension's limits. The clock is the monotonic one; tests use governor's
+/// `FakeRelativeClock` to control time.
+pub struct RateLimits<C: Clock = MonotonicClock> {
     /// As configured: in all, per client.
     rates: (Rate, Rate),
-    clock: MonotonicClock,
-    extension: Option<(Direct, u32)>,
-    per_client: Option<(Keyed, u32)>,
+    clock: C,
+    extension: Option<(Direct<C>, u32)>,
+    per_client: Option<(Keyed<C>, u32)>,
 }
 
-impl std::fmt::Debug for RateLimits {
+impl<C: Clock> std::fmt::Debug for RateLimits<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimits")
             .field("extension", &self.extension.as_ref().map(|(_, b)| b))
@@ -70,35 +74,38 @@ impl std::fmt::Debug for RateLimits {
 
 impl RateLimits {
     pub fn new(extension: Rate, per_client: Rate) -> Self {
+        Self::with_clock(extension, per_client, MonotonicClock)
+    }
+}
+
+impl<C: Clock + Clone> RateLimits<C> {
+    /// Limits that read the time from `clock`.
+    pub fn with_clock(extension: Rate, per_client: Rate, clock: C) -> Self {
         Self {
             rates: (extension, per_client),
             extension: extension.quota().map(|q| {
                 (
-                    RateLimiter::direct_with_clock(q, MonotonicClock),
+                    RateLimiter::direct_with_clock(q, clock.clone()),
                     extension.burst,
                 )
             }),
             per_client: per_client.quota().map(|q| {
                 (
-                    RateLimiter::new(q, HashMapStateStore::default(), MonotonicClock),
+                    RateLimiter::new(q, HashMapStateStore::default(), clock.clone()),
                     per_client.burst,
                 )
             }),
-            clock: MonotonicClock,
+            clock,
         }
     }
 
     /// Takes one token for `client`, or says how long to wait.
+    ///
+    /// The client's own limit is checked first: a request it refuses takes nothing from the
+    /// extension-wide limit, so a client over its limit cannot use the extension up for the
+    /// others. (A request the extension-wide limit refuses has then taken a token of its
+    /// client's: governor has no check that does not take one.)
     pub fn check(&self, client: Client) -> Result<(), Limited> {
-        if let Some((limiter, burst)) = &self.extension
-            && let Err(not_until) = limiter.check()
-        {
-            return Err(Limited {
-                retry_after: not_until.wait_time_from(self.clock.now()),
-                limit: *burst,
-                scope: "extension",
-            });
-        }
         if let Some((limiter, burst)) = &self.per_client
             && let Err(not_until) = limiter.check_key(&client)
         {
@@ -106,6 +113,15 @@ impl RateLimits {
                 retry_after: not_until.wait_time_from(self.clock.now()),
                 limit: *burst,
                 scope: "client",
+            });
+        }
+        if let Some((limiter, burst)) = &self.extension
+            && let Err(not_until) = limiter.check()
+        {
+            return Err(Limited {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+                limit: *burst,
+                scope: "extension",
             });
         }
         Ok(())
@@ -129,6 +145,10 @@ impl RateLimits {
         self.per_client.as_ref().map_or(0, |(l, _)| l.len())
     }
 }
+
+#[cfg(test)]
+#[path = "limits_properties.rs"]
+mod properties;
 
 #[cfg(test)]
 mod tests {
@@ -155,10 +175,11 @@ mod tests {
         assert!(refused.retry_after > Duration::ZERO);
         assert!(limits.check(b).is_ok());
         assert!(limits.check(b).is_ok());
-        // Five tokens taken from the extension's bucket (the refusal took one too).
+        // Four tokens taken from the extension's bucket: the refusal took none.
+        assert!(limits.check(Client::Unknown).is_ok());
         let refused = limits.check(Client::Unknown).unwrap_err();
         assert_eq!(refused.scope, "extension");
-        assert_eq!(limits.clients(), 2);
+        assert_eq!(limits.clients(), 3);
     }
 
     #[test]

@@ -307,15 +307,15 @@ async fn role_limits_come_from_configuration_and_postgres_enforces_them() {
 
 /// The host's database on a fresh database, migrated, and a way to get an extension's pool as
 /// its own role — what the server does at start, without a server.
-struct Roles {
-    db_name: String,
+pub(crate) struct Roles {
+    pub(crate) db_name: String,
     config: solobase::config::Config,
-    db: solobase::db::Database,
+    pub(crate) db: solobase::db::Database,
     _data: TempDir,
 }
 
 impl Roles {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let db_name = fresh_database().await;
         let data = TempDir::new();
         let config = test_config(&db_name, &data.0);
@@ -332,7 +332,7 @@ impl Roles {
     }
 
     /// Extension `name`'s pool, connected as its role.
-    async fn pool(&self, name: &ExtensionName) -> deadpool_postgres::Pool {
+    pub(crate) async fn pool(&self, name: &ExtensionName) -> deadpool_postgres::Pool {
         let limits = self.config.extensions.limits_for(name.as_str());
         let role = roles::provision(self.db.pool(), self.db.pg_config(), name, &limits, true)
             .await

@@ -37,6 +37,9 @@ mod lifecycle;
 #[cfg(feature = "probe")]
 mod operate;
 mod packages;
+// Property tests; the migrations' one reuses `isolation`'s roles: run with --all-features.
+#[cfg(feature = "probe")]
+mod properties;
 mod scaffold;
 // Drives the probe extension's routes: run with --all-features.
 #[cfg(feature = "probe")]

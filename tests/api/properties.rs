@@ -1,0 +1,225 @@
+//! Property tests against the real PostgreSQL: every compiled-in extension's migrations,
+//! driven up and down through random sequences of target versions by the host's own
+//! `extensions::migrate` (as the extension's role), keep the schema and the migration history
+//! in step with the version reached, and down to zero leave nothing in the schema.
+//!
+//! Each case hits PostgreSQL many times: 12 cases by default, `PROPTEST_CASES` to change it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use solobase::extensions::migrate;
+use solobase_sdk::{ExtensionName, Migration, Registration};
+
+use crate::helpers::connect;
+use crate::isolation::Roles;
+
+/// Every object in `schema` but the migration history table (with its index, constraint and
+/// row type), described so that two states of the schema compare equal only when they are
+/// the same: relations (tables, views, indexes, sequences …) with their kind, columns with
+/// type, nullability and default, functions with their arguments, types and domains,
+/// constraints with their definition, triggers, policies, rules, operators, collations,
+/// extended statistics, text search configurations, conversions, extensions.
+const OBJECTS: &str = "
+WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = $1),
+history AS (
+    SELECT c.oid FROM pg_class c JOIN ns ON c.relnamespace = ns.oid
+    WHERE c.relname = 'refinery_schema_history'
+)
+SELECT kind || ' ' || name FROM (
+    SELECT 'relation ' || c.relkind::text AS kind, c.relname::text AS name
+    FROM pg_class c JOIN ns ON c.relnamespace = ns.oid
+    WHERE c.oid NOT IN (SELECT oid FROM history)
+      AND NOT EXISTS (SELECT 1 FROM pg_index i
+                      WHERE i.indexrelid = c.oid AND i.indrelid IN (SELECT oid FROM history))
+    UNION ALL
+    SELECT 'column', c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+        || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+        || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+    FROM pg_attribute a
+    JOIN pg_class c ON c.oid = a.attrelid JOIN ns ON c.relnamespace = ns.oid
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
+      AND c.oid NOT IN (SELECT oid FROM history)
+    UNION ALL
+    SELECT 'function', p.oid::regprocedure::text FROM pg_proc p JOIN ns ON p.pronamespace = ns.oid
+    UNION ALL
+    SELECT 'type ' || t.typtype::text, t.typname::text FROM pg_type t JOIN ns ON t.typnamespace = ns.oid
+    WHERE t.typrelid = 0 AND t.typcategory <> 'A'
+    UNION ALL
+    SELECT 'constraint', co.conname || ' ' || pg_get_constraintdef(co.oid)
+    FROM pg_constraint co JOIN ns ON co.connamespace = ns.oid
+    WHERE co.conrelid NOT IN (SELECT oid FROM history)
+    UNION ALL
+    SELECT 'trigger', c.relname || '.' || t.tgname
+    FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN ns ON c.relnamespace = ns.oid
+    WHERE NOT t.tgisinternal
+    UNION ALL
+    SELECT 'policy', c.relname || '.' || p.polname
+    FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN ns ON c.relnamespace = ns.oid
+    UNION ALL
+    SELECT 'rule', c.relname || '.' || r.rulename
+    FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN ns ON c.relnamespace = ns.oid
+    WHERE r.rulename <> '_RETURN'
+    UNION ALL
+    SELECT 'operator', o.oid::regoperator::text FROM pg_operator o JOIN ns ON o.oprnamespace = ns.oid
+    UNION ALL
+    SELECT 'collation', x.collname::text FROM pg_collation x JOIN ns ON x.collnamespace = ns.oid
+    UNION ALL
+    SELECT 'statistics', x.stxname::text FROM pg_statistic_ext x JOIN ns ON x.stxnamespace = ns.oid
+    UNION ALL
+    SELECT 'text search configuration', x.cfgname::text
+    FROM pg_ts_config x JOIN ns ON x.cfgnamespace = ns.oid
+    UNION ALL
+    SELECT 'conversion', x.conname::text FROM pg_conversion x JOIN ns ON x.connamespace = ns.oid
+    UNION ALL
+    SELECT 'extension', x.extname::text FROM pg_extension x JOIN ns ON x.extnamespace = ns.oid
+) objects
+ORDER BY 1";
+
+async fn objects(client: &tokio_postgres::Client, schema: &str) -> Vec<String> {
+    client
+        .query(OBJECTS, &[&schema])
+        .await
+        .expect("the catalog query runs")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The cases: 12, or `PROPTEST_CASES`.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(12)
+}
+
+/// Migrates a fresh copy of the extension `reg` (under a new name, so a new schema and role)
+/// to each of `targets` in turn — up with `migrate::migrate`, down with `migrate::rollback`
+/// — and finally down to zero. After each step: the versions the step reports, the history,
+/// and the schema's objects are those of the version reached (the objects as they were the
+/// first time it was reached; none at zero).
+async fn walk(
+    roles: &Roles,
+    client: &tokio_postgres::Client,
+    reg: &Registration,
+    targets: &[u32],
+) -> Result<(), TestCaseError> {
+    static FRESH: AtomicUsize = AtomicUsize::new(0);
+    let migrations: Vec<Migration> = reg.migrations();
+    let manifest = solobase_sdk::Manifest::parse(reg.manifest).expect("a valid manifest");
+    let copy = format!(
+        "prop-{}-{}",
+        manifest.name,
+        FRESH.fetch_add(1, Ordering::Relaxed)
+    );
+    let name = ExtensionName::parse(&copy).expect("a valid name");
+    let schema = name.schema();
+    let pool = roles.pool(&name).await;
+    let mut seen: BTreeMap<u32, Vec<String>> = BTreeMap::from([(0, Vec::new())]);
+    let mut at = 0u32;
+    let steps = targets.iter().copied().chain([0]);
+    let result = async {
+        prop_assert_eq!(
+            objects(client, &schema).await,
+            Vec::<String>::new(),
+            "a fresh schema"
+        );
+        for to in steps {
+            let (done, expected): (Vec<i32>, Vec<i32>) = if to > at {
+                let done = migrate::migrate(&pool, &name, &migrations, Some(to))
+                    .await
+                    .map_err(|e| TestCaseError::fail(format!("{copy} up to {to}: {e}")))?;
+                (done, (at + 1..=to).map(|v| v as i32).collect())
+            } else {
+                let done = migrate::rollback(&pool, &name, &migrations, to, &mut |_, _, _| {})
+                    .await
+                    .map_err(|e| TestCaseError::fail(format!("{copy} down to {to}: {e}")))?;
+                (done, (to + 1..=at).rev().map(|v| v as i32).collect())
+            };
+            prop_assert_eq!(
+                done,
+                expected,
+                "{} from {} to {}: the versions applied",
+                &copy,
+                at,
+                to
+            );
+            at = to;
+            let history = migrate::applied(client, &name)
+                .await
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let wanted: Vec<(i32, String)> = migrations
+                .iter()
+                .filter(|m| m.version <= at)
+                .map(|m| (m.version as i32, m.name.to_owned()))
+                .collect();
+            prop_assert_eq!(history, wanted, "{} at {}: the history", &copy, at);
+            let now = objects(client, &schema).await;
+            let before = seen.entry(at).or_insert_with(|| now.clone());
+            prop_assert_eq!(&now, before, "{} at {}: the schema's objects", &copy, at);
+        }
+        Ok(())
+    }
+    .await;
+    pool.close();
+    result
+}
+
+/// Targets: 2 to 5 versions from 0 to the newest (repeats included: a no-op must do nothing).
+fn targets(newest: u32) -> impl Strategy<Value = Vec<u32>> {
+    prop::collection::vec(0..=newest, 2..=5)
+}
+
+#[test]
+fn migrations_up_and_down_keep_schema_and_history_in_step_and_zero_leaves_nothing() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let roles = runtime.block_on(Roles::new());
+    let client = runtime.block_on(connect(&roles.db_name));
+    let regs: Vec<Registration> = solobase::extensions::registrations()
+        .into_iter()
+        .filter(|r| !r.migrations().is_empty())
+        .collect();
+    let names: Vec<String> = regs
+        .iter()
+        .map(|r| {
+            solobase_sdk::Manifest::parse(r.manifest)
+                .expect("a valid manifest")
+                .name
+                .to_string()
+        })
+        .collect();
+    for wanted in ["webhooks", "analytics", "probe"] {
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "{wanted} is compiled in with its migrations: {names:?}"
+        );
+    }
+    for (reg, name) in regs.iter().zip(&names) {
+        let newest = reg
+            .migrations()
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        let mut runner = TestRunner::new(Config {
+            cases: cases(),
+            source_file: Some(file!()),
+            ..Config::default()
+        });
+        let outcome = runner.run(&targets(newest), |targets| {
+            runtime.block_on(walk(&roles, &client, reg, &targets))
+        });
+        if let Err(e) = outcome {
+            panic!("{name}: {e}");
+        }
+    }
+    runtime.block_on(roles.db.close());
+}

@@ -1215,20 +1215,13 @@ impl ExtensionHost {
             if let Some(grants) = &l.grants {
                 grants.set(&persisted.granted);
             }
-            // A configuration changed on another instance.
-            if let Some((config, etag)) = &persisted.config
+            // A configuration changed on another instance (read again under the change lock:
+            // this one may be replacing it right now).
+            if let Some((_, etag)) = &persisted.config
                 && *etag != l.config_state.current().1
                 && !l.config_state.refused_shared(etag)
             {
-                let _ = self
-                    .reconfigure(
-                        l.name.as_str(),
-                        config.clone(),
-                        None,
-                        true,
-                        super::reconfigure::Source::Shared,
-                    )
-                    .await;
+                self.apply_shared_config(l.name.as_str()).await;
             }
         }
         Ok(())

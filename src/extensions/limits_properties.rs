@@ -53,15 +53,15 @@ fn gcra(rate: Rate) -> Option<(u64, u64)> {
     Some((t, u64::from(rate.burst.max(1))))
 }
 
-/// Runs `requests` through fresh limits; each request's time (ns) and outcome.
-fn run(
-    rates: (Rate, Rate),
-    requests: &[(u64, usize)],
-) -> (
+/// Fresh limits on a fake clock, the clock, and each request's time (ns) and outcome.
+type Run = (
     RateLimits<FakeRelativeClock>,
     FakeRelativeClock,
     Vec<(u64, Result<(), Limited>)>,
-) {
+);
+
+/// Runs `requests` through fresh limits.
+fn run(rates: (Rate, Rate), requests: &[(u64, usize)]) -> Run {
     let clock = FakeRelativeClock::default();
     let limits = RateLimits::with_clock(rates.0, rates.1, clock.clone());
     let mut now = 0;

@@ -121,6 +121,10 @@ enum Proposal {
     /// The extension's file, read once the change lock is held (so that an older write
     /// cannot be read and applied after a newer one).
     File,
+    /// The shared configuration (`solobase.extension_config`), read once the change lock is
+    /// held: a value read before could be older than a change this instance made meanwhile,
+    /// and would undo it (and rewrite its file) until the next resync.
+    Shared,
 }
 
 impl ExtensionHost {
@@ -137,6 +141,15 @@ impl ExtensionHost {
     ) -> Result<String, ConfigError> {
         self.change_config(name, Proposal::Value(value), if_match, write, source)
             .await
+    }
+
+    /// Applies `name`'s shared configuration, changed by another instance (see
+    /// [`ExtensionHost::reconfigure`]); nothing when it is this instance's already, or one it
+    /// could not apply before.
+    pub async fn apply_shared_config(&self, name: &str) {
+        let _ = self
+            .change_config(name, Proposal::Shared, None, true, Source::Shared)
+            .await;
     }
 
     /// Re-reads `name`'s file and applies it (see [`ExtensionHost::reconfigure`]).
@@ -168,6 +181,13 @@ impl ExtensionHost {
         let outcome = match proposal {
             Proposal::Value(value) => Ok(value),
             Proposal::File => config_file::read(&file).map_err(ConfigError::Invalid),
+            Proposal::Shared => match super::state::shared_config(self.pool(), name).await {
+                Ok(Some((value, tag))) if !l.config_state.refused_shared(&tag) => Ok(value),
+                Ok(_) => return Ok(current),
+                Err(e) => Err(ConfigError::Unavailable(format!(
+                    "cannot read the shared configuration: {e:#}"
+                ))),
+            },
         };
         let attempted = outcome.as_ref().ok().map(etag);
         let outcome = match outcome {

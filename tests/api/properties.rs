@@ -5,15 +5,17 @@
 //!
 //! Each case hits PostgreSQL many times: 12 cases by default, `PROPTEST_CASES` to change it.
 
-use std::collections::BTreeMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use solobase::extensions::migrate;
+use solobase_sdk::schemars::JsonSchema;
 use solobase_sdk::{ExtensionName, Migration, Registration};
 
-use crate::helpers::connect;
+use crate::helpers::{build_on_with_extensions, connect, fresh_database};
 use crate::isolation::Roles;
 
 /// Every object in `schema` but the migration history table (with its index, constraint and
@@ -222,4 +224,233 @@ fn migrations_up_and_down_keep_schema_and_history_in_step_and_zero_leaves_nothin
         }
     }
     runtime.block_on(roles.db.close());
+}
+
+/// A configuration whose every field derives from one generation number, so that a reader
+/// holding parts of two versions would notice.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, JsonSchema)]
+#[schemars(crate = "solobase_sdk::schemars")]
+#[serde(deny_unknown_fields)]
+struct Generation {
+    generation: u64,
+    label: String,
+    /// `generation % 7 + 1` copies of the generation.
+    copies: Vec<u64>,
+    nested: Derived,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, JsonSchema)]
+#[schemars(crate = "solobase_sdk::schemars")]
+#[serde(deny_unknown_fields)]
+struct Derived {
+    double: u64,
+    odd: bool,
+}
+
+impl Generation {
+    fn of(generation: u64) -> Self {
+        Self {
+            generation,
+            label: format!("generation {generation}"),
+            copies: vec![generation; (generation % 7 + 1) as usize],
+            nested: Derived {
+                double: generation * 2,
+                odd: generation % 2 == 1,
+            },
+        }
+    }
+
+    /// Whether it is exactly generation `self.generation`, not a mix.
+    fn whole(&self) -> bool {
+        *self == Self::of(self.generation)
+    }
+}
+
+impl Default for Generation {
+    fn default() -> Self {
+        Self::of(0)
+    }
+}
+
+/// The handle through which the running `Generations` extension reads its configuration.
+static HANDLE: std::sync::Mutex<Option<solobase_sdk::ConfigHandle<Generation>>> =
+    std::sync::Mutex::new(None);
+
+/// An extension that only keeps its configuration handle where the readers find it.
+struct Generations;
+
+impl solobase_sdk::Extension for Generations {
+    type Config = Generation;
+    async fn initialize(ctx: solobase_sdk::InitContext<Generation>) -> solobase_sdk::Result<Self> {
+        *HANDLE.lock().unwrap() = Some(ctx.config.clone());
+        Ok(Generations)
+    }
+}
+
+/// What the readers saw: snapshots read, and the generations in the order seen.
+#[derive(Debug, Default)]
+struct Seen {
+    reads: u64,
+    generations: Vec<u64>,
+}
+
+/// Reads `read` until `stop`; fails at the first snapshot that is a mix, or older than one
+/// seen before.
+fn reader(
+    stop: &std::sync::atomic::AtomicBool,
+    read: impl Fn() -> Result<u64, String>,
+) -> Result<Seen, String> {
+    let mut seen = Seen::default();
+    loop {
+        let last_round = stop.load(Ordering::Acquire);
+        let generation = read()?;
+        if let Some(&before) = seen.generations.last() {
+            if generation < before {
+                return Err(format!("generation {generation} seen after {before}"));
+            }
+            if generation != before {
+                seen.generations.push(generation);
+            }
+        } else {
+            seen.generations.push(generation);
+        }
+        seen.reads += 1;
+        if last_round {
+            return Ok(seen);
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Generations to publish, ascending with random gaps.
+fn generations() -> impl Strategy<Value = Vec<u64>> {
+    prop::collection::vec(1u64..1000, 2..12).prop_map(|gaps| {
+        gaps.iter()
+            .scan(0, |g, gap| {
+                *g += gap;
+                Some(*g)
+            })
+            .collect()
+    })
+}
+
+/// Hot reload of an extension's configuration, through the function the file watcher calls
+/// (`ExtensionHost::reload_config_file`, after the file was written): while a writer publishes
+/// random generations, reader threads — one on the extension's `ConfigHandle` (what its code
+/// reads), one on the host's `config_state` (what the API and status read, with its entity
+/// tag) — only ever see a whole published configuration, never an older one after a newer.
+#[test]
+fn a_config_reload_is_seen_whole_and_in_order() {
+    use std::sync::atomic::AtomicBool;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let registration = Registration::new::<Generations>(
+        "[extension]\nname = \"generations\"\nversion = \"0.1.0\"\n\
+         description = \"d\"\nmin_host_version = \"0.1.0\"\n",
+        "0.1.0",
+    );
+    let (app, _data) = runtime
+        .block_on(async {
+            build_on_with_extensions(fresh_database().await, vec![registration]).await
+        })
+        .expect("the app builds");
+    let host = app.extensions().clone();
+    let loaded = host.get("generations").expect("loaded");
+    assert!(
+        loaded.ext().is_some(),
+        "initialized: {:?}",
+        loaded.failure()
+    );
+    let handle = HANDLE.lock().unwrap().clone().expect("initialized");
+    let file = solobase::extensions::config_file::path(host.config_dir(), "generations");
+    std::fs::create_dir_all(host.config_dir()).expect("the configuration directory");
+    let published: RefCell<BTreeSet<u64>> = RefCell::new([0].into());
+
+    let mut runner = TestRunner::new(Config {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(32),
+        source_file: Some(file!()),
+        ..Config::default()
+    });
+    // Each case (shrunk ones too) continues above the generations published before: the
+    // writer's generations only grow.
+    let base = Cell::new(0);
+    let outcome = runner.run(&generations(), |gens| {
+        let gens: Vec<u64> = gens.iter().map(|g| g + base.get()).collect();
+        let stop = AtomicBool::new(false);
+        let (seen_by_handle, seen_by_state) = std::thread::scope(|s| {
+            let by_handle = s.spawn(|| {
+                reader(&stop, || {
+                    let c = handle.get();
+                    c.whole()
+                        .then_some(c.generation)
+                        .ok_or_else(|| format!("a mix: {c:?}"))
+                })
+            });
+            let by_state = s.spawn(|| {
+                reader(&stop, || {
+                    let (value, etag) = loaded.config_state.current();
+                    // No file yet (`null`): the defaults, generation 0.
+                    let c: Generation = if value.is_null() {
+                        Generation::default()
+                    } else {
+                        serde_json::from_value(value.clone())
+                            .map_err(|e| format!("{value}: {e}"))?
+                    };
+                    if etag != solobase::extensions::reconfigure::etag(&value) {
+                        return Err(format!("{value} with the entity tag of another: {etag}"));
+                    }
+                    c.whole()
+                        .then_some(c.generation)
+                        .ok_or_else(|| format!("a mix: {c:?}"))
+                })
+            });
+            let written = runtime.block_on(async {
+                for &g in &gens {
+                    let text = toml::to_string(&Generation::of(g)).expect("TOML");
+                    std::fs::write(&file, text).expect("the file is written");
+                    host.reload_config_file("generations").await;
+                    let (now, _) = loaded.config_state.current();
+                    if now != serde_json::to_value(Generation::of(g)).expect("JSON") {
+                        return Err(format!("generation {g} was not applied: {now}"));
+                    }
+                }
+                Ok(())
+            });
+            stop.store(true, Ordering::Release);
+            (written.map(|()| by_handle.join()), by_state.join())
+        });
+        published.borrow_mut().extend(&gens);
+        base.set(*gens.last().expect("two at least"));
+        let fail = |e: String| TestCaseError::fail(e);
+        let by_handle = seen_by_handle
+            .map_err(fail)?
+            .expect("the reader ends")
+            .map_err(fail)?;
+        let by_state = seen_by_state.expect("the reader ends").map_err(fail)?;
+        for seen in [&by_handle, &by_state] {
+            for g in &seen.generations {
+                prop_assert!(
+                    published.borrow().contains(g),
+                    "generation {} was never published",
+                    g
+                );
+            }
+            prop_assert_eq!(seen.generations.last(), gens.last(), "the last one stays");
+        }
+        Ok(())
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
+    }
+    runtime.block_on(async move {
+        host.shutdown().await;
+        drop(app);
+    });
 }

@@ -351,7 +351,7 @@ impl Metrics {
                 ("db_connections", l.db_connections().map(|n| n as f64)),
                 (
                     "rate_limited_clients",
-                    Some(l.rates.load().clients() as f64),
+                    Some(l.limits.load().rates.clients() as f64),
                 ),
             ];
             for (resource, value) in resources {

@@ -121,8 +121,9 @@ pub fn spawn(
     }))
 }
 
-/// Reads and applies `path`; the new configuration when it was valid.
-async fn reload(
+/// Reads and applies `path` (what the watcher does when the host's file changed); the new
+/// configuration when it was valid. `running` is the configuration applied before.
+pub async fn reload(
     path: &Path,
     running: &Config,
     host: &ExtensionHost,

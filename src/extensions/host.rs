@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::faults::{Breaker, PanicLog, Sampler, Verdict};
-use super::limits::{Client, Limited, RateLimits};
+use super::limits::{Client, Limited, Live};
 use super::{loader, state};
 use crate::audit;
 use crate::config::ExtensionsConfig;
@@ -194,15 +194,13 @@ pub struct Loaded {
     pub breaker: Breaker,
     /// Requests its routes are serving now, and how many they may.
     pub(super) in_flight: AtomicUsize,
-    pub(super) max_in_flight: AtomicUsize,
-    /// Its rate limits (replaced when the configuration is reloaded).
-    pub rates: arc_swap::ArcSwap<RateLimits>,
+    /// Its rate limits, in-flight limit and time budget (replaced as one when the
+    /// configuration is reloaded).
+    pub limits: arc_swap::ArcSwap<Live>,
     /// Samples the audit entries of rate-limit refusals.
     pub(super) rate_audit: Sampler,
     /// Its storage area (for its quota and usage).
     pub storage: Option<solobase_sdk::Storage>,
-    /// The handler time budget of one request, in milliseconds (zero: none).
-    pub(super) cpu_budget_ms: AtomicU64,
     /// Its permissions (`None` before it was loaded).
     pub grants: Option<Arc<super::grants::Grants>>,
     /// Where an automatic disable is announced.
@@ -251,7 +249,7 @@ impl Loaded {
 
     /// Takes a rate-limit token for `client`; a refusal is counted and audited (sampled).
     pub fn admit(&self, client: Client) -> Result<(), Limited> {
-        let refused = match self.rates.load().check(client) {
+        let refused = match self.limits.load().rates.check(client) {
             Ok(()) => return Ok(()),
             Err(refused) => refused,
         };
@@ -366,12 +364,12 @@ impl Loaded {
 
     /// Requests its routes may serve at once.
     pub fn max_in_flight(&self) -> usize {
-        self.max_in_flight.load(Ordering::Relaxed)
+        self.limits.load().max_in_flight
     }
 
     /// The handler time budget of one request (zero: none).
     pub fn cpu_budget(&self) -> Duration {
-        Duration::from_millis(self.cpu_budget_ms.load(Ordering::Relaxed))
+        self.limits.load().cpu_budget
     }
 
     /// Enabled again by an administrator: a fresh breaker, and an automatic disable's reason
@@ -860,7 +858,7 @@ impl ExtensionHost {
     fn spawn_rate_sweeper(self: &Arc<Self>) {
         self.spawn_periodic(Duration::from_secs(60), |host| async move {
             for l in &host.loaded {
-                l.rates.load().forget_idle_clients();
+                l.limits.load().rates.forget_idle_clients();
             }
         });
     }
@@ -1138,27 +1136,36 @@ impl ExtensionHost {
     }
 
     /// Applies the limits of `new` that take effect at run time — rate limits, in-flight
-    /// requests, CPU budget — to every extension (a replaced rate limit starts with full
-    /// buckets). Returns what changed, as `<extension>.<limit>`.
+    /// requests, CPU budget — to every extension, each extension's as one swap (a replaced
+    /// rate limit starts with full buckets). Returns what changed, as `<extension>.<limit>`.
     pub fn apply_limits(&self, new: &ExtensionsConfig) -> Vec<String> {
         let mut changed = Vec::new();
         for l in &self.loaded {
             let name = l.name.as_str();
-            let (all, each) = new.rates_for(name);
-            if l.rates.load().rates() != (all, each) {
-                l.rates.store(Arc::new(RateLimits::new(all, each)));
+            let old = l.limits.load_full();
+            let mut live = Live::of(new, name);
+            let before = changed.len();
+            if old.rates.rates() == live.rates.rates() {
+                live.rates = old.rates.clone();
+            } else {
                 changed.push(format!("{name}.rates"));
             }
-            let max = new.max_in_flight_for(name);
-            if l.max_in_flight.swap(max, Ordering::Relaxed) != max {
+            if old.max_in_flight != live.max_in_flight {
                 changed.push(format!("{name}.max_in_flight"));
             }
-            let budget = new.cpu_budget_for(name).as_millis() as u64;
-            if l.cpu_budget_ms.swap(budget, Ordering::Relaxed) != budget {
+            if old.cpu_budget != live.cpu_budget {
                 changed.push(format!("{name}.cpu_budget_ms"));
+            }
+            if changed.len() > before {
+                l.limits.store(Arc::new(live));
             }
         }
         changed
+    }
+
+    /// The limits `name` runs under now, all from one configuration.
+    pub fn live_limits(&self, name: &str) -> Option<Arc<Live>> {
+        self.get(name).map(|l| l.limits.load_full())
     }
 
     /// The limits `name` runs under now (0: none), for status pages.
@@ -1168,11 +1175,12 @@ impl ExtensionHost {
         let Some(l) = self.get(name) else {
             return serde_json::Value::Null;
         };
-        let (all, each) = l.rates.load().rates();
+        let live = l.limits.load();
+        let (all, each) = live.rates.rates();
         serde_json::json!({
-            "max_in_flight": l.max_in_flight(),
+            "max_in_flight": live.max_in_flight,
             "max_body_bytes": s.max_body_bytes,
-            "cpu_budget_ms": l.cpu_budget().as_millis() as u64,
+            "cpu_budget_ms": live.cpu_budget.as_millis() as u64,
             "storage_quota_bytes": s.storage_quota_for(name),
             "rate": {"per_second": all.per_second, "burst": all.burst},
             "client_rate": {"per_second": each.per_second, "burst": each.burst},
@@ -1424,14 +1432,12 @@ mod tests {
             panics: PanicLog::new(None),
             breaker: Breaker::new(ExtensionsConfig::default().breaker()),
             in_flight: AtomicUsize::new(0),
-            max_in_flight: AtomicUsize::new(1),
-            rates: {
-                let (all, each) = ExtensionsConfig::default().rates_for("timed");
-                arc_swap::ArcSwap::from_pointee(RateLimits::new(all, each))
-            },
+            limits: arc_swap::ArcSwap::from_pointee(Live {
+                max_in_flight: 1,
+                ..Live::of(&ExtensionsConfig::default(), "timed")
+            }),
             rate_audit: Sampler::default(),
             storage: None,
-            cpu_budget_ms: AtomicU64::new(0),
             grants: None,
             bus: None,
             hook_durations: Vec::new(),

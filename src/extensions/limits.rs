@@ -40,6 +40,31 @@ impl Rate {
     }
 }
 
+/// The limits of one extension that a configuration reload changes, replaced as one value
+/// (`Loaded::limits`, an arc-swap): whoever reads them sees those of one configuration,
+/// never some of the old and some of the new.
+#[derive(Debug)]
+pub struct Live {
+    /// Rate limits; a reload that leaves them as they are keeps them (and their buckets).
+    pub rates: std::sync::Arc<RateLimits>,
+    /// Requests its routes may serve at once.
+    pub max_in_flight: usize,
+    /// The handler time budget of one request (zero: none).
+    pub cpu_budget: Duration,
+}
+
+impl Live {
+    /// `name`'s limits in `settings`, with fresh buckets.
+    pub fn of(settings: &crate::config::ExtensionsConfig, name: &str) -> Self {
+        let (all, each) = settings.rates_for(name);
+        Self {
+            rates: std::sync::Arc::new(RateLimits::new(all, each)),
+            max_in_flight: settings.max_in_flight_for(name),
+            cpu_budget: settings.cpu_budget_for(name),
+        }
+    }
+}
+
 /// A refusal: how long to wait, and the burst of the limit that refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limited {

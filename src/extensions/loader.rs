@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use tracing::Instrument;
 use super::faults::{Breaker, PanicLog, Sampler};
 use super::grants::Grants;
 use super::host::{HostContext, Loaded, Stats};
-use super::limits::RateLimits;
+use super::limits::Live;
 use super::{migrate, roles, services};
 
 /// Orders extensions so that each comes after its dependencies (ties by name). Extensions
@@ -125,14 +125,9 @@ pub(super) async fn load_one(
         panics: PanicLog::new(Some(ctx.pool.clone())),
         breaker: Breaker::new(ctx.settings.breaker()),
         in_flight: AtomicUsize::new(0),
-        max_in_flight: AtomicUsize::new(ctx.settings.max_in_flight_for(name.as_str())),
-        rates: {
-            let (all, each) = ctx.settings.rates_for(name.as_str());
-            arc_swap::ArcSwap::from_pointee(RateLimits::new(all, each))
-        },
+        limits: arc_swap::ArcSwap::from_pointee(Live::of(&ctx.settings, name.as_str())),
         rate_audit: Sampler::default(),
         storage: None,
-        cpu_budget_ms: AtomicU64::new(ctx.settings.cpu_budget_for(name.as_str()).as_millis() as u64),
         grants: None,
         bus: Some(ctx.bus.clone()),
         hook_durations: ctx.metrics.hook_durations(name.as_str()),

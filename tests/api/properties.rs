@@ -454,3 +454,156 @@ fn a_config_reload_is_seen_whole_and_in_order() {
         drop(app);
     });
 }
+
+/// An extension without configuration, whose limits the host's configuration sets.
+struct Limited;
+
+impl solobase_sdk::Extension for Limited {
+    type Config = ();
+    async fn initialize(_: solobase_sdk::InitContext<()>) -> solobase_sdk::Result<Self> {
+        Ok(Limited)
+    }
+}
+
+/// The host's configuration file of generation `g`: every limit of `limited-gens` derives
+/// from `g`.
+fn limits_file(g: u64) -> String {
+    format!(
+        "[extensions.limits.limited-gens]\nrate_per_second = {}\nrate_burst = {}\n\
+         client_rate_per_second = {}\nclient_rate_burst = {}\nmax_in_flight = {}\n\
+         cpu_budget_ms = {}\n",
+        g,
+        g + 1,
+        g + 2,
+        g + 3,
+        g + 4,
+        g + 5
+    )
+}
+
+/// The generation of a set of limits (rates, bursts, in-flight, CPU budget), unless it mixes
+/// several.
+fn generation_of(limits: [u64; 6]) -> Result<u64, String> {
+    let g = limits[0];
+    (limits == [g, g + 1, g + 2, g + 3, g + 4, g + 5])
+        .then_some(g)
+        .ok_or_else(|| format!("a mix: {limits:?}"))
+}
+
+/// Hot reload of the host's configuration file, through the function the watcher calls
+/// (`reload::reload`): while a writer publishes random generations of an extension's limits,
+/// reader threads — one on what its requests read (`live_limits`), one on what the API and
+/// status serve (`limits_of`) — only ever see the limits of one published generation, and
+/// never an older one after a newer.
+#[test]
+fn a_host_config_reload_changes_an_extensions_limits_as_one() {
+    use std::sync::atomic::AtomicBool;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let registration = Registration::new::<Limited>(
+        "[extension]\nname = \"limited-gens\"\nversion = \"0.1.0\"\n\
+         description = \"d\"\nmin_host_version = \"0.1.0\"\n",
+        "0.1.0",
+    );
+    let (app, data) = runtime
+        .block_on(async {
+            build_on_with_extensions(fresh_database().await, vec![registration]).await
+        })
+        .expect("the app builds");
+    let host = app.extensions().clone();
+    let pool = app.state().pool.clone();
+    let file = data.0.join("solobase.toml");
+    let running = RefCell::new((*app.state().config).clone());
+    let publish = |g: u64| {
+        std::fs::write(&file, limits_file(g)).expect("the file is written");
+        let applied = runtime.block_on(solobase::reload::reload(
+            &file,
+            &running.borrow(),
+            &host,
+            &pool,
+        ));
+        match applied {
+            Some(config) => {
+                *running.borrow_mut() = config;
+                Ok(())
+            }
+            None => Err(format!("generation {g} was refused")),
+        }
+    };
+    publish(1).expect("the first generation applies");
+
+    let mut runner = TestRunner::new(Config {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(32),
+        source_file: Some(file!()),
+        ..Config::default()
+    });
+    let published: RefCell<BTreeSet<u64>> = RefCell::new([1].into());
+    let base = Cell::new(1);
+    let outcome = runner.run(&generations(), |gens| {
+        let gens: Vec<u64> = gens.iter().map(|g| g + base.get()).collect();
+        let stop = AtomicBool::new(false);
+        let (written, by_requests, by_status) = std::thread::scope(|s| {
+            let by_requests = s.spawn(|| {
+                reader(&stop, || {
+                    let live = host.live_limits("limited-gens").ok_or("not loaded")?;
+                    let (all, each) = live.rates.rates();
+                    generation_of([
+                        all.per_second.into(),
+                        all.burst.into(),
+                        each.per_second.into(),
+                        each.burst.into(),
+                        live.max_in_flight as u64,
+                        live.cpu_budget.as_millis() as u64,
+                    ])
+                })
+            });
+            let by_status = s.spawn(|| {
+                reader(&stop, || {
+                    let v = host.limits_of("limited-gens");
+                    let n = |x: &serde_json::Value| x.as_u64().unwrap_or(u64::MAX);
+                    generation_of([
+                        n(&v["rate"]["per_second"]),
+                        n(&v["rate"]["burst"]),
+                        n(&v["client_rate"]["per_second"]),
+                        n(&v["client_rate"]["burst"]),
+                        n(&v["max_in_flight"]),
+                        n(&v["cpu_budget_ms"]),
+                    ])
+                })
+            });
+            let written: Result<(), String> = gens.iter().try_for_each(|&g| publish(g));
+            stop.store(true, Ordering::Release);
+            (written, by_requests.join(), by_status.join())
+        });
+        published.borrow_mut().extend(&gens);
+        base.set(*gens.last().expect("two at least"));
+        let fail = |e: String| TestCaseError::fail(e);
+        written.map_err(fail)?;
+        for seen in [by_requests, by_status] {
+            let seen = seen.expect("the reader ends").map_err(fail)?;
+            for g in &seen.generations {
+                prop_assert!(
+                    published.borrow().contains(g),
+                    "generation {} was never published",
+                    g
+                );
+            }
+            prop_assert_eq!(seen.generations.last(), gens.last(), "the last one stays");
+        }
+        Ok(())
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
+    }
+    runtime.block_on(async move {
+        host.shutdown().await;
+        drop(app);
+    });
+}

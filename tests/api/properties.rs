@@ -369,6 +369,7 @@ fn a_config_reload_is_seen_whole_and_in_order() {
     let file = solobase::extensions::config_file::path(host.config_dir(), "generations");
     std::fs::create_dir_all(host.config_dir()).expect("the configuration directory");
     let published: RefCell<BTreeSet<u64>> = RefCell::new([0].into());
+    let (observed, cases) = (Cell::new(0), Cell::new(0));
 
     let mut runner = TestRunner::new(Config {
         cases: std::env::var("PROPTEST_CASES")
@@ -434,7 +435,9 @@ fn a_config_reload_is_seen_whole_and_in_order() {
             .expect("the reader ends")
             .map_err(fail)?;
         let by_state = seen_by_state.expect("the reader ends").map_err(fail)?;
+        cases.set(cases.get() + 1);
         for seen in [&by_handle, &by_state] {
+            observed.set(observed.get() + seen.generations.len());
             for g in &seen.generations {
                 prop_assert!(
                     published.borrow().contains(g),
@@ -449,6 +452,14 @@ fn a_config_reload_is_seen_whole_and_in_order() {
     if let Err(e) = outcome {
         panic!("{e}");
     }
+    // Two readers, each seeing at least the last generation of every case: more means they
+    // read while the writer was publishing.
+    assert!(
+        observed.get() > 2 * cases.get(),
+        "the readers saw only {} generations in {} cases",
+        observed.get(),
+        cases.get()
+    );
     runtime.block_on(async move {
         host.shutdown().await;
         drop(app);
@@ -545,6 +556,7 @@ fn a_host_config_reload_changes_an_extensions_limits_as_one() {
         ..Config::default()
     });
     let published: RefCell<BTreeSet<u64>> = RefCell::new([1].into());
+    let (observed, cases) = (Cell::new(0), Cell::new(0));
     let base = Cell::new(1);
     let outcome = runner.run(&generations(), |gens| {
         let gens: Vec<u64> = gens.iter().map(|g| g + base.get()).collect();
@@ -586,8 +598,10 @@ fn a_host_config_reload_changes_an_extensions_limits_as_one() {
         base.set(*gens.last().expect("two at least"));
         let fail = |e: String| TestCaseError::fail(e);
         written.map_err(fail)?;
+        cases.set(cases.get() + 1);
         for seen in [by_requests, by_status] {
             let seen = seen.expect("the reader ends").map_err(fail)?;
+            observed.set(observed.get() + seen.generations.len());
             for g in &seen.generations {
                 prop_assert!(
                     published.borrow().contains(g),
@@ -602,6 +616,14 @@ fn a_host_config_reload_changes_an_extensions_limits_as_one() {
     if let Err(e) = outcome {
         panic!("{e}");
     }
+    // Two readers, each seeing at least the last generation of every case: more means they
+    // read while the writer was publishing.
+    assert!(
+        observed.get() > 2 * cases.get(),
+        "the readers saw only {} generations in {} cases",
+        observed.get(),
+        cases.get()
+    );
     runtime.block_on(async move {
         host.shutdown().await;
         drop(app);

@@ -298,7 +298,7 @@ async fn enable(
     state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
-    body: web::Bytes,
+    body: crate::http::JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
         .admin_action(&state.pool, "extension.enable", Some(&name))
@@ -469,7 +469,7 @@ async fn put_config(
     state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
-    body: web::Bytes,
+    body: crate::http::JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
         .admin_action(&state.pool, "extension.config", Some(&name))
@@ -629,7 +629,7 @@ async fn migrate(
     state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
-    body: web::Bytes,
+    body: crate::http::JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
         .admin_action(&state.pool, "extension.migrate", Some(&name))
@@ -678,7 +678,7 @@ async fn rollback(
     state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
-    body: web::Bytes,
+    body: crate::http::JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
         .admin_action(&state.pool, "extension.rollback", Some(&name))

@@ -159,7 +159,7 @@ pub async fn upload(
         .ok_or_else(|| ApiError::internal("scratch file taken"))?;
     let mut size: u64 = 0;
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::invalid(format!("upload interrupted: {e}")))?;
+        let chunk = chunk.map_err(|e| crate::error::payload_error(&e))?;
         size += chunk.len() as u64;
         if size > limit {
             return Err(too_large(limit));

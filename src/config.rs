@@ -546,8 +546,11 @@ impl Config {
             )?;
         }
         if let Some(v) = get("SOLOBASE_BODY_TIMEOUT_MS") {
-            self.server.body_timeout_ms =
-                parse("SOLOBASE_BODY_TIMEOUT_MS", v, "a whole number of milliseconds")?;
+            self.server.body_timeout_ms = parse(
+                "SOLOBASE_BODY_TIMEOUT_MS",
+                v,
+                "a whole number of milliseconds",
+            )?;
         }
         if let Some(v) = get("DATABASE_URL") {
             self.database.url = Some(v);

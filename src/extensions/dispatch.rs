@@ -51,9 +51,7 @@ async fn read_body(
     let too_large = || {
         ApiError::new(
             ErrorCode::PayloadTooLarge,
-            format!(
-                "the body is larger than {limit} bytes (extensions.max_body_bytes); send less"
-            ),
+            format!("the body is larger than {limit} bytes (extensions.max_body_bytes); send less"),
         )
     };
     let declared = req
@@ -186,11 +184,7 @@ async fn serve(
         .unwrap_or_default();
     let mut head = convert::request_head(req, &request_id);
     head.identity = identity;
-    let request = Request {
-        head,
-        params,
-        body,
-    };
+    let request = Request { head, params, body };
     l.stats.requests.fetch_add(1, Ordering::Relaxed);
     // A panic in the handler (making its future or running it) is caught: this request gets
     // a 500, the server and every other request carry on.

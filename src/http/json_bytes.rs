@@ -38,7 +38,8 @@ fn says_json(req: &HttpRequest) -> bool {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl FromRequest for JsonBytes {
@@ -52,14 +53,16 @@ impl FromRequest for JsonBytes {
             .map_or(0, |state| state.config.server.max_json_bytes);
         let reading = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            let body = reading.await.map_err(|e| match e.as_error::<PayloadError>() {
-                Some(PayloadError::Overflow) => ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!("JSON body larger than {limit} bytes (server.max_json_bytes)"),
-                ),
-                Some(e) => payload_error(e),
-                None => ApiError::invalid(format!("cannot read the body: {e}")),
-            })?;
+            let body = reading
+                .await
+                .map_err(|e| match e.as_error::<PayloadError>() {
+                    Some(PayloadError::Overflow) => ApiError::new(
+                        ErrorCode::PayloadTooLarge,
+                        format!("JSON body larger than {limit} bytes (server.max_json_bytes)"),
+                    ),
+                    Some(e) => payload_error(e),
+                    None => ApiError::invalid(format!("cannot read the body: {e}")),
+                })?;
             if !json && !body.iter().all(u8::is_ascii_whitespace) {
                 return Err(ApiError::new(
                     ErrorCode::UnsupportedMediaType,

@@ -131,8 +131,10 @@ pub async fn upload(
     }
     let media_type = content_type(&req)?;
 
-    let mut client = state.pool.get().await?;
+    let client = state.pool.get().await?;
     let existed = current_owner(&client, &bucket, &path_str).await?;
+    // Not held while the body arrives: a slow client must not keep a database connection.
+    drop(client);
     if let Some(owner) = existed {
         may_modify(&user, owner)?;
     }
@@ -173,6 +175,7 @@ pub async fn upload(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
+    let mut client = state.pool.get().await?;
     let (info, event) = storage::commit_upload(
         &mut client,
         &state.storage,

@@ -280,7 +280,8 @@ fn build_server(
         0 => actix_web::http::KeepAlive::Disabled,
         secs => actix_web::http::KeepAlive::Timeout(Duration::from_secs(secs)),
     })
-    .max_connections(limits.max_connections);
+    .max_connections(limits.max_connections)
+    .on_connect(http::body_deadline::on_connect);
     if workers > 0 {
         server = server.workers(workers);
     }

@@ -7,8 +7,9 @@
 //! not its body; [`guard`] wraps the body of every request that has one. Past the deadline the
 //! body stream yields an `io::ErrorKind::TimedOut` error, which the readers map to 408
 //! ([`crate::error::payload_error`]), and the connection is closed after the answer: the unread
-//! rest of the body is kept with the response ([`Stash::keep_with`]) so that actix does not
-//! drain it from a client that may never finish.
+//! rest of the body is kept in the connection's [`Stash`] (installed by [`on_connect`]) until
+//! the connection ends, because actix closes a connection whose body is unread but still
+//! wanted, while it would drain a dropped chunked body from a client that may never finish.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -18,36 +19,38 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_web::HttpMessage;
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, ServiceRequest};
 use actix_web::error::PayloadError;
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
-/// Where an expired body's unread rest waits until the answer is sent.
+/// Where an expired body's unread rest waits until its connection ends: one per connection.
 #[derive(Clone, Default)]
 pub struct Stash(Rc<RefCell<Option<Payload>>>);
 
-impl Stash {
-    /// Keeps an expired body's rest alive with `res`, so that actix closes the connection
-    /// after the answer instead of reading the rest.
-    pub fn keep_with<B>(&self, res: &mut ServiceResponse<B>) {
-        if let Some(rest) = self.0.borrow_mut().take() {
-            res.response_mut().extensions_mut().insert(Unread(rest));
-        }
+impl std::fmt::Debug for Stash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.0.try_borrow().map(|p| p.is_some()).unwrap_or(true);
+        f.debug_struct("Stash")
+            .field("holds_a_body", &held)
+            .finish()
     }
 }
 
-/// The unread rest of an expired body (see [`Stash::keep_with`]).
-struct Unread(#[allow(dead_code)] Payload);
+/// Gives every connection its [`Stash`] (`HttpServer::on_connect`).
+pub fn on_connect(_: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+    data.insert(Stash::default());
+}
 
 /// Puts a deadline on `req`'s body when it has one and a deadline is configured.
-pub fn guard(req: &mut ServiceRequest, timeout_ms: u64, min_rate: u64) -> Option<Stash> {
+pub fn guard(req: &mut ServiceRequest, timeout_ms: u64, min_rate: u64) {
     if timeout_ms == 0 || min_rate == 0 || !has_body(req) {
-        return None;
+        return;
     }
-    let stash = Stash::default();
+    // Without one (a server built without `on_connect`) the rest is dropped with the stream.
+    let stash = req.conn_data::<Stash>().cloned().unwrap_or_default();
     let deadline = Deadline {
         inner: Some(req.take_payload()),
         start: Instant::now(),
@@ -55,12 +58,11 @@ pub fn guard(req: &mut ServiceRequest, timeout_ms: u64, min_rate: u64) -> Option
         min_rate,
         received: 0,
         sleep: Box::pin(tokio::time::sleep(Duration::from_millis(timeout_ms))),
-        stash: stash.clone(),
+        stash,
     };
     req.set_payload(Payload::Stream {
         payload: Box::pin(deadline),
     });
-    Some(stash)
 }
 
 /// Whether the request announces a body: a non-zero Content-Length, or Transfer-Encoding.

@@ -7,7 +7,7 @@
 mod admin;
 mod audit;
 mod auth;
-mod body_deadline;
+pub mod body_deadline;
 mod health;
 mod json_bytes;
 pub mod metrics;

@@ -69,7 +69,7 @@ pub async fn middleware(
         })
         .unwrap_or_default();
     // Every body gets its deadline here, before anything reads it.
-    let stash = super::body_deadline::guard(&mut req, body_timeout_ms, body_min_rate);
+    super::body_deadline::guard(&mut req, body_timeout_ms, body_min_rate);
     let id = incoming(&req).unwrap_or_else(fresh);
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!(
@@ -82,9 +82,6 @@ pub async fn middleware(
     let result = next.call(req).instrument(span.clone()).await;
     let _enter = span.enter();
     let mut res = result?;
-    if let Some(stash) = stash {
-        stash.keep_with(&mut res);
-    }
     let status = res.status().as_u16();
     let took = started.elapsed();
     if let Some(metrics) = metrics {

@@ -479,7 +479,7 @@ async fn slow_clients_are_cut_off_and_others_are_served_meanwhile() {
     let port = server.port;
 
     // 300 connections trickle their head, 200 their body (to the JSON API, an extension
-    // route and a storage upload).
+    // route, a storage upload, and an extension route again in chunks).
     let slow_head = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
     let mut heads = Vec::new();
     for _ in 0..300 {
@@ -496,6 +496,10 @@ async fn slow_clients_are_cut_off_and_others_are_served_meanwhile() {
             "PUT /api/v1/storage/files/slow.bin HTTP/1.1\r\nHost: x\r\n\
              Authorization: Bearer {token}\r\nContent-Length: 1000\r\n\r\n"
         ),
+        // Chunked: after the 408 the server must close, not drain what the client still sends.
+        "POST /ext/analytics/api/track HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n"
+            .to_owned(),
     ];
     let mut bodies = Vec::new();
     for i in 0..200 {

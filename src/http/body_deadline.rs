@@ -10,6 +10,7 @@
 //! rest of the body is kept in the connection's [`Stash`] (installed by [`on_connect`]) until
 //! the connection ends, because actix closes a connection whose body is unread but still
 //! wanted, while it would drain a dropped chunked body from a client that may never finish.
+//! A body dropped unfinished for any other reason (refused before it was read) is kept alike.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -59,6 +60,7 @@ pub fn guard(req: &mut ServiceRequest, timeout_ms: u64, min_rate: u64) {
         received: 0,
         sleep: Box::pin(tokio::time::sleep(Duration::from_millis(timeout_ms))),
         stash,
+        done: false,
     };
     req.set_payload(Payload::Stream {
         payload: Box::pin(deadline),
@@ -84,6 +86,20 @@ struct Deadline {
     received: u64,
     sleep: Pin<Box<Sleep>>,
     stash: Stash,
+    /// The body ended (or failed): nothing is left to keep.
+    done: bool,
+}
+
+impl Drop for Deadline {
+    /// A body dropped unfinished — refused before it was read, or read only in part — goes to
+    /// the stash too: the connection is then closed after the answer, whatever the framing.
+    fn drop(&mut self) {
+        if !self.done
+            && let Some(rest) = self.inner.take()
+        {
+            *self.stash.0.borrow_mut() = Some(rest);
+        }
+    }
 }
 
 impl Stream for Deadline {
@@ -101,7 +117,10 @@ impl Stream for Deadline {
                 this.sleep.as_mut().reset(this.start + this.base + earned);
                 return Poll::Ready(Some(Ok(chunk)));
             }
-            Poll::Ready(other) => return Poll::Ready(other),
+            Poll::Ready(other) => {
+                this.done = true;
+                return Poll::Ready(other);
+            }
             Poll::Pending => {}
         }
         match this.sleep.as_mut().poll(cx) {

@@ -512,6 +512,16 @@ async fn slow_clients_are_cut_off_and_others_are_served_meanwhile() {
         ));
     }
 
+    // 20 trickle a chunked body to a route that refuses them before reading it (no token).
+    let refused_head = "PUT /api/v1/storage/files/refused.bin HTTP/1.1\r\nHost: x\r\n\
+                        Transfer-Encoding: chunked\r\n\r\n3e8\r\n";
+    let mut refused = Vec::new();
+    for _ in 0..20 {
+        let request = refused_head.to_owned() + &"x".repeat(1000);
+        let task = trickle(port, request, refused_head.len(), limit);
+        refused.push(tokio::spawn(task));
+    }
+
     // Meanwhile a well-behaved client: a health check and an authenticated request, again
     // and again, for longer than the slow clients' time limit.
     let mut latencies = Vec::new();
@@ -558,6 +568,14 @@ async fn slow_clients_are_cut_off_and_others_are_served_meanwhile() {
         body_answered.push(at);
         body_closed.push(closed);
     }
+    let mut refused_closed = Vec::new();
+    for task in refused {
+        let seen = task.await.unwrap();
+        let (answer, _) = seen.answer.expect("a refused body is answered");
+        assert_eq!(answer.status, 401, "{answer:?}");
+        refused_closed.push(seen.closed.expect("a refused chunked body is not drained"));
+    }
+    refused_closed.sort();
     for list in [&mut head_closed, &mut body_answered, &mut body_closed] {
         list.sort();
         assert!(
@@ -586,6 +604,10 @@ async fn slow_clients_are_cut_off_and_others_are_served_meanwhile() {
         spread(&head_closed),
         spread(&body_answered),
         spread(&body_closed),
+    );
+    eprintln!(
+        "hostile: chunked bodies refused before reading (401) disconnected after {}",
+        spread(&refused_closed)
     );
     assert!(server.healthy().await);
 }

@@ -804,6 +804,34 @@ mod tests {
     }
 
     #[test]
+    fn request_limits_come_from_the_file_and_the_environment() {
+        let c = Config::from_toml(
+            "[server]\nbody_timeout_ms = 7\n[extensions]\nmax_body_bytes = 100\n\
+             [extensions.limits.webhooks]\nmax_body_bytes = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.body_timeout_ms, 7);
+        assert_eq!(c.extensions.max_body_bytes_for("webhooks"), 10);
+        assert_eq!(c.extensions.max_body_bytes_for("analytics"), 100);
+        let env = |k: &str| match k {
+            "SOLOBASE_REQUEST_HEAD_TIMEOUT_MS" => Some("1500".to_string()),
+            "SOLOBASE_BODY_TIMEOUT_MS" => Some("0".to_string()),
+            _ => None,
+        };
+        let c = Config::load_with_env(None, &Overrides::default(), env).unwrap();
+        assert_eq!(c.server.request_head_timeout_ms, 1500);
+        assert_eq!(c.server.body_timeout_ms, 0);
+    }
+
+    #[test]
+    fn a_body_deadline_without_a_rate_is_refused() {
+        let mut c = Config::default();
+        c.server.body_min_rate = 0;
+        let err = c.check().unwrap_err();
+        assert!(err.to_string().contains("server.body_min_rate"), "{err}");
+    }
+
+    #[test]
     fn bad_env_value_names_the_variable() {
         let env = |k: &str| (k == "SOLOBASE_BIND").then(|| "nonsense".to_string());
         let err = Config::load_with_env(None, &Overrides::default(), env).unwrap_err();

@@ -69,6 +69,22 @@ pub struct ServerConfig {
     pub workers: usize,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_timeout_secs: u64,
+    /// Time a client has to send a request's line and headers, from its first byte, in ms;
+    /// beyond, it is answered 408 and disconnected (slow-header attacks). 0: no limit.
+    pub request_head_timeout_ms: u64,
+    /// How long an idle keep-alive connection stays open, in seconds (0: closed after each
+    /// response).
+    pub keep_alive_secs: u64,
+    /// Time a client has to send a request's body, in ms: the allowance grows by one second for
+    /// every `body_min_rate` bytes received, so a large upload at a decent speed is never cut
+    /// off while a body trickled byte by byte is (slow-body attacks). Beyond, 408. 0: no limit.
+    pub body_timeout_ms: u64,
+    /// Bytes per second a body must keep up to earn more time (see `body_timeout_ms`).
+    pub body_min_rate: u64,
+    /// Largest JSON body the host's own API accepts, in bytes; beyond, 413.
+    pub max_json_bytes: usize,
+    /// Connections each worker serves at once; beyond, new ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -194,6 +210,7 @@ pub struct ExtensionLimits {
     pub rate_burst: Option<u32>,
     pub client_rate_per_second: Option<u32>,
     pub client_rate_burst: Option<u32>,
+    pub max_body_bytes: Option<usize>,
 }
 
 impl Default for ExtensionsConfig {
@@ -286,6 +303,14 @@ impl ExtensionsConfig {
             .unwrap_or(self.storage_quota_bytes)
     }
 
+    /// The largest request body extension `name`'s routes accept, in bytes.
+    pub fn max_body_bytes_for(&self, name: &str) -> usize {
+        self.limits
+            .get(name)
+            .and_then(|l| l.max_body_bytes)
+            .unwrap_or(self.max_body_bytes)
+    }
+
     /// How many requests extension `name`'s routes serve at once.
     pub fn max_in_flight_for(&self, name: &str) -> usize {
         self.limits
@@ -349,6 +374,12 @@ impl Default for ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: 0,
             shutdown_timeout_secs: 10,
+            request_head_timeout_ms: 5_000,
+            keep_alive_secs: 5,
+            body_timeout_ms: 20_000,
+            body_min_rate: 500,
+            max_json_bytes: 64 * 1024,
+            max_connections: 25_000,
         }
     }
 }
@@ -505,6 +536,20 @@ impl Config {
                 "SOLOBASE_SHUTDOWN_TIMEOUT_SECS",
                 v,
                 "a whole number of seconds",
+            )?;
+        }
+        if let Some(v) = get("SOLOBASE_REQUEST_HEAD_TIMEOUT_MS") {
+            self.server.request_head_timeout_ms = parse(
+                "SOLOBASE_REQUEST_HEAD_TIMEOUT_MS",
+                v,
+                "a whole number of milliseconds",
+            )?;
+        }
+        if let Some(v) = get("SOLOBASE_BODY_TIMEOUT_MS") {
+            self.server.body_timeout_ms = parse(
+                "SOLOBASE_BODY_TIMEOUT_MS",
+                v,
+                "a whole number of milliseconds",
             )?;
         }
         if let Some(v) = get("DATABASE_URL") {
@@ -666,6 +711,17 @@ impl Config {
                 )));
             }
         }
+        if self.server.max_json_bytes == 0 || self.server.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "server.max_json_bytes and server.max_connections must be at least 1".into(),
+            ));
+        }
+        if self.server.body_timeout_ms > 0 && self.server.body_min_rate == 0 {
+            return Err(ConfigError::Invalid(
+                "server.body_min_rate is 0: set the bytes per second a body must keep up (e.g. 500)"
+                    .into(),
+            ));
+        }
         if self.auth.token_ttl_secs == 0 {
             return Err(ConfigError::Invalid(
                 "auth.token_ttl_secs is 0: set it to the token lifetime in seconds".into(),
@@ -745,6 +801,34 @@ mod tests {
         assert_eq!(c.server.bind.port(), 2);
         assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn request_limits_come_from_the_file_and_the_environment() {
+        let c = Config::from_toml(
+            "[server]\nbody_timeout_ms = 7\n[extensions]\nmax_body_bytes = 100\n\
+             [extensions.limits.webhooks]\nmax_body_bytes = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.body_timeout_ms, 7);
+        assert_eq!(c.extensions.max_body_bytes_for("webhooks"), 10);
+        assert_eq!(c.extensions.max_body_bytes_for("analytics"), 100);
+        let env = |k: &str| match k {
+            "SOLOBASE_REQUEST_HEAD_TIMEOUT_MS" => Some("1500".to_string()),
+            "SOLOBASE_BODY_TIMEOUT_MS" => Some("0".to_string()),
+            _ => None,
+        };
+        let c = Config::load_with_env(None, &Overrides::default(), env).unwrap();
+        assert_eq!(c.server.request_head_timeout_ms, 1500);
+        assert_eq!(c.server.body_timeout_ms, 0);
+    }
+
+    #[test]
+    fn a_body_deadline_without_a_rate_is_refused() {
+        let mut c = Config::default();
+        c.server.body_min_rate = 0;
+        let err = c.check().unwrap_err();
+        assert!(err.to_string().contains("server.body_min_rate"), "{err}");
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The request's Content-Type is not accepted here.
     UnsupportedMediaType,
+    /// The client sent its body too slowly (`server.body_timeout_ms`).
+    RequestTimeout,
     /// A storage quota would be exceeded.
     InsufficientStorage,
     /// The database cannot be reached right now.
@@ -74,6 +76,7 @@ impl ErrorCode {
         Self::PreconditionRequired,
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,
+        Self::RequestTimeout,
         Self::InsufficientStorage,
         Self::Unavailable,
         Self::Internal,
@@ -103,6 +106,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -271,12 +275,26 @@ pub fn json_error_handler(
         ),
         E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => ApiError::new(
             ErrorCode::PayloadTooLarge,
-            format!("JSON body larger than {limit} bytes"),
+            format!("JSON body larger than {limit} bytes (server.max_json_bytes)"),
         ),
         E::Deserialize(e) => ApiError::invalid(format!("invalid JSON body: {e}")),
+        E::Payload(e) => payload_error(e),
         other => ApiError::invalid(format!("unreadable JSON body: {other}")),
     };
     api.into()
+}
+
+/// A failure while reading a request body: too slow (408), too large (413), or cut off (400).
+pub fn payload_error(err: &actix_web::error::PayloadError) -> ApiError {
+    use actix_web::error::PayloadError as P;
+    match err {
+        P::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!("{e}; send the body faster, or in smaller requests"),
+        ),
+        P::Overflow => ApiError::new(ErrorCode::PayloadTooLarge, "the body is too large"),
+        other => ApiError::invalid(format!("cannot read the body: {other}")),
+    }
 }
 
 #[cfg(test)]

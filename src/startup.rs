@@ -258,6 +258,8 @@ fn build_server(
 ) -> anyhow::Result<Server> {
     let workers = state.config.server.workers;
     let drain = state.config.server.shutdown_timeout_secs;
+    let limits = state.config.server.clone();
+    let max_json = limits.max_json_bytes;
     let data = web::Data::new(state);
     let extensions = web::Data::from(extensions);
     let mut server = HttpServer::new(move || {
@@ -267,11 +269,19 @@ fn build_server(
             .wrap(from_fn(http::request_id_middleware))
             .app_data(data.clone())
             .app_data(extensions.clone())
-            .configure(|cfg| http::configure(cfg, &api))
+            .configure(|cfg| http::configure(cfg, &api, max_json))
             .default_service(web::to(http::not_found))
     })
     .disable_signals()
-    .shutdown_timeout(drain);
+    .shutdown_timeout(drain)
+    // A slow or idle client holds a connection only this long (see README, "Limits").
+    .client_request_timeout(Duration::from_millis(limits.request_head_timeout_ms))
+    .keep_alive(match limits.keep_alive_secs {
+        0 => actix_web::http::KeepAlive::Disabled,
+        secs => actix_web::http::KeepAlive::Timeout(Duration::from_secs(secs)),
+    })
+    .max_connections(limits.max_connections)
+    .on_connect(http::body_deadline::on_connect);
     if workers > 0 {
         server = server.workers(workers);
     }

@@ -289,6 +289,9 @@ fn grant_of(body: &[u8]) -> Result<Grant, ApiError> {
     responses(
         (status = 200, description = "Enabled, with its permissions", body = Changed),
         (status = 400, description = "An invalid body, or a permission it does not request (`invalid_request`)", body = ErrorSchema),
+        (status = 408, description = "The body arrived too slowly (`request_timeout`)", body = ErrorSchema),
+        (status = 413, description = "A body over server.max_json_bytes (`payload_too_large`)", body = ErrorSchema),
+        (status = 415, description = "A body that is not `application/json` (`unsupported_media_type`)", body = ErrorSchema),
         (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
         (status = 409, description = "Requested permissions await a decision (`permissions_pending`)", body = ErrorSchema),
     )
@@ -298,7 +301,7 @@ async fn enable(
     state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
-    body: web::Bytes,
+    body: crate::http::JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
         .admin_action(&state.pool, "extension.enable", Some(&name))
@@ -457,6 +460,9 @@ async fn get_config(
         (status = 200, description = "Replaced: the configuration and its new etag", body = Configuration,
             headers(("ETag" = String, description = "The new configuration's entity tag"))),
         (status = 400, description = "Not a JSON object, or invalid against the schema (`invalid_request`)", body = ErrorSchema),
+        (status = 408, description = "The body arrived too slowly (`request_timeout`)", body = ErrorSchema),
+        (status = 413, description = "A body over server.max_json_bytes (`payload_too_large`)", body = ErrorSchema),
+        (status = 415, description = "A body that is not `application/json` (`unsupported_media_type`)", body = ErrorSchema),
         (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
         (status = 409, description = "The extension refused it (`config_refused`)", body = ErrorSchema),
         (status = 412, description = "The etag is stale (`precondition_failed`)", body = ErrorSchema),
@@ -469,7 +475,7 @@ async fn put_config(
     state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
-    body: web::Bytes,
+    body: crate::http::JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
         .admin_action(&state.pool, "extension.config", Some(&name))
@@ -620,6 +626,9 @@ impl From<MigrationError> for ApiError {
     responses(
         (status = 200, description = "Applied (`applied`), or the plan (`steps`)", body = Migrated),
         (status = 400, description = "An invalid body or unknown version (`invalid_request`)", body = ErrorSchema),
+        (status = 408, description = "The body arrived too slowly (`request_timeout`)", body = ErrorSchema),
+        (status = 413, description = "A body over server.max_json_bytes (`payload_too_large`)", body = ErrorSchema),
+        (status = 415, description = "A body that is not `application/json` (`unsupported_media_type`)", body = ErrorSchema),
         (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
         (status = 409, description = "A migration failed or does not match the database; nothing changed (`migration_failed`)", body = ErrorSchema),
     )
@@ -629,7 +638,7 @@ async fn migrate(
     state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
-    body: web::Bytes,
+    body: crate::http::JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
         .admin_action(&state.pool, "extension.migrate", Some(&name))
@@ -669,6 +678,9 @@ async fn migrate(
     responses(
         (status = 200, description = "Reverted (`reverted`), or the plan (`steps`)", body = Migrated),
         (status = 400, description = "An invalid body or unknown version (`invalid_request`)", body = ErrorSchema),
+        (status = 408, description = "The body arrived too slowly (`request_timeout`)", body = ErrorSchema),
+        (status = 413, description = "A body over server.max_json_bytes (`payload_too_large`)", body = ErrorSchema),
+        (status = 415, description = "A body that is not `application/json` (`unsupported_media_type`)", body = ErrorSchema),
         (status = 404, description = "Not compiled into this binary (`not_found`)", body = ErrorSchema),
         (status = 409, description = "It is enabled (`extension_enabled`), or a down script failed; nothing changed (`migration_failed`)", body = ErrorSchema),
     )
@@ -678,7 +690,7 @@ async fn rollback(
     state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
     name: web::Path<String>,
-    body: web::Bytes,
+    body: crate::http::JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
         .admin_action(&state.pool, "extension.rollback", Some(&name))

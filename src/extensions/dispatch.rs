@@ -41,6 +41,37 @@ fn unavailable(host: &ExtensionHost, name: &str) -> ApiError {
     }
 }
 
+/// The request's body, refused with a 413 as soon as it is known to exceed `limit` bytes: by
+/// its Content-Length before a byte is read, else when the bytes read pass it.
+async fn read_body(
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body is larger than {limit} bytes (extensions.max_body_bytes); send less"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| crate::error::payload_error(&e))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 pub async fn dispatch(
     req: HttpRequest,
     payload: web::Payload,
@@ -145,18 +176,7 @@ async fn serve(
         }})));
     };
 
-    let limit = host.max_body_bytes();
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::invalid(format!("cannot read the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("the body is larger than {limit} bytes (extensions.max_body_bytes)"),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_body(req, &mut payload, host.max_body_bytes(name)).await?;
     let request_id = req
         .extensions()
         .get::<RequestId>()
@@ -164,11 +184,7 @@ async fn serve(
         .unwrap_or_default();
     let mut head = convert::request_head(req, &request_id);
     head.identity = identity;
-    let request = Request {
-        head,
-        params,
-        body: body.freeze(),
-    };
+    let request = Request { head, params, body };
     l.stats.requests.fetch_add(1, Ordering::Relaxed);
     // A panic in the handler (making its future or running it) is caught: this request gets
     // a 500, the server and every other request carry on.

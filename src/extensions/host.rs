@@ -1179,7 +1179,7 @@ impl ExtensionHost {
         let (all, each) = live.rates.rates();
         serde_json::json!({
             "max_in_flight": live.max_in_flight,
-            "max_body_bytes": s.max_body_bytes,
+            "max_body_bytes": s.max_body_bytes_for(name),
             "cpu_budget_ms": live.cpu_budget.as_millis() as u64,
             "storage_quota_bytes": s.storage_quota_for(name),
             "rate": {"per_second": all.per_second, "burst": all.burst},
@@ -1390,9 +1390,9 @@ impl ExtensionHost {
         }
     }
 
-    /// The largest body an extension route accepts.
-    pub fn max_body_bytes(&self) -> usize {
-        self.settings.max_body_bytes
+    /// The largest body extension `name`'s routes accept.
+    pub fn max_body_bytes(&self, name: &str) -> usize {
+        self.settings.max_body_bytes_for(name)
     }
 }
 

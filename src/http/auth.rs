@@ -51,6 +51,7 @@ struct TokenResponse {
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
         (status = 400, description = "A malformed body (`invalid_request`)", body = ErrorSchema),
+        (status = 413, description = "A body over server.max_json_bytes (`payload_too_large`)", body = ErrorSchema),
         (status = 401, description = "Wrong email or password (`invalid_credentials`)", body = ErrorSchema),
         (status = 415, description = "Not JSON (`unsupported_media_type`)", body = ErrorSchema),
     )
@@ -102,6 +103,7 @@ pub async fn login(
     responses(
         (status = 201, description = "Created and logged in", body = TokenResponse),
         (status = 400, description = "A malformed body, an invalid email or a too short password (`invalid_request`)", body = ErrorSchema),
+        (status = 413, description = "A body over server.max_json_bytes (`payload_too_large`)", body = ErrorSchema),
         (status = 403, description = "Sign-up is disabled (`signup_disabled`)", body = ErrorSchema),
         (status = 409, description = "The email is registered already (`email_taken`)", body = ErrorSchema),
         (status = 415, description = "Not JSON (`unsupported_media_type`)", body = ErrorSchema),

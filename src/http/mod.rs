@@ -7,7 +7,9 @@
 mod admin;
 mod audit;
 mod auth;
+pub mod body_deadline;
 mod health;
+mod json_bytes;
 pub mod metrics;
 pub mod openapi;
 mod request_id;
@@ -25,6 +27,7 @@ use crate::events::EventBus;
 use crate::storage::Storage;
 
 pub use auth::{CurrentUser, invalid_token};
+pub use json_bytes::JsonBytes;
 pub use request_id::{RequestId, middleware as request_id_middleware};
 pub use routes::Api;
 
@@ -38,13 +41,16 @@ pub struct AppState {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
-/// Mounts every host route of `api` (built once by [`Api::build`] from [`routes()`]).
-pub fn configure(cfg: &mut web::ServiceConfig, api: &Arc<Api>) {
+/// Mounts every host route of `api` (built once by [`Api::build`] from [`routes()`]); JSON
+/// bodies may be `max_json` bytes long.
+pub fn configure(cfg: &mut web::ServiceConfig, api: &Arc<Api>, max_json: usize) {
     cfg.app_data(
         web::JsonConfig::default()
-            .limit(64 * 1024)
+            .limit(max_json)
             .error_handler(crate::error::json_error_handler),
-    );
+    )
+    // The extension API reads its optional JSON bodies as bytes (see `JsonBytes`).
+    .app_data(web::PayloadConfig::new(max_json));
     api.mount(cfg);
     admin::configure(cfg);
 }

@@ -1,6 +1,7 @@
 //! Gives every request an id — the client's `X-Request-Id` when it is sane, a random one
 //! otherwise — echoes it in the response, and runs the request inside a tracing span that
-//! carries it, so every log line of a request can be found by its id.
+//! carries it, so every log line of a request can be found by its id. It also puts the body
+//! deadline on every request body (see [`super::body_deadline`]).
 
 use std::time::Instant;
 
@@ -56,9 +57,19 @@ fn fresh() -> String {
 }
 
 pub async fn middleware(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let (metrics, body_timeout_ms, body_min_rate) = req
+        .app_data::<actix_web::web::Data<super::AppState>>()
+        .map(|state| {
+            let server = &state.config.server;
+            let metrics = Some(state.metrics.clone());
+            (metrics, server.body_timeout_ms, server.body_min_rate)
+        })
+        .unwrap_or_default();
+    // Every body gets its deadline here, before anything reads it.
+    super::body_deadline::guard(&mut req, body_timeout_ms, body_min_rate);
     let id = incoming(&req).unwrap_or_else(fresh);
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!(
@@ -67,9 +78,6 @@ pub async fn middleware(
         method = %req.method(),
         path = %req.path(),
     );
-    let metrics = req
-        .app_data::<actix_web::web::Data<super::AppState>>()
-        .map(|state| state.metrics.clone());
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;
     let _enter = span.enter();

@@ -131,8 +131,10 @@ pub async fn upload(
     }
     let media_type = content_type(&req)?;
 
-    let mut client = state.pool.get().await?;
+    let client = state.pool.get().await?;
     let existed = current_owner(&client, &bucket, &path_str).await?;
+    // Not held while the body arrives: a slow client must not keep a database connection.
+    drop(client);
     if let Some(owner) = existed {
         may_modify(&user, owner)?;
     }
@@ -159,7 +161,7 @@ pub async fn upload(
         .ok_or_else(|| ApiError::internal("scratch file taken"))?;
     let mut size: u64 = 0;
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::invalid(format!("upload interrupted: {e}")))?;
+        let chunk = chunk.map_err(|e| crate::error::payload_error(&e))?;
         size += chunk.len() as u64;
         if size > limit {
             return Err(too_large(limit));
@@ -173,6 +175,7 @@ pub async fn upload(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
+    let mut client = state.pool.get().await?;
     let (info, event) = storage::commit_upload(
         &mut client,
         &state.storage,

@@ -26,6 +26,9 @@ mod faults;
 mod grants;
 mod health;
 mod helpers;
+// Runs the binary with the analytics and webhooks extensions (the default features).
+#[cfg(all(feature = "analytics", feature = "webhooks"))]
+mod hostile;
 // Uses the probe and webhooks extensions' roles: run with --all-features.
 #[cfg(feature = "probe")]
 mod isolation;

@@ -41,6 +41,17 @@ fn unavailable(host: &ExtensionHost, name: &str) -> ApiError {
     }
 }
 
+/// `/ext/<name>/<rest>` → (`<name>`, `/<rest>`): the extension and the path its route table
+/// looks up (`/` when there is no rest). Anything else has the empty name, which no extension
+/// has.
+pub fn split_path(path: &str) -> (&str, String) {
+    let rest = path.strip_prefix("/ext/").unwrap_or_default();
+    match rest.split_once('/') {
+        Some((name, sub)) => (name, format!("/{sub}")),
+        None => (rest, "/".to_owned()),
+    }
+}
+
 pub async fn dispatch(
     req: HttpRequest,
     payload: web::Payload,
@@ -74,11 +85,7 @@ async fn serve(
     state: &AppState,
     template: &mut Option<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let rest = req.path().strip_prefix("/ext/").unwrap_or_default();
-    let (name, sub) = match rest.split_once('/') {
-        Some((name, sub)) => (name, format!("/{sub}")),
-        None => (rest, "/".to_owned()),
-    };
+    let (name, sub) = split_path(req.path());
     let Some(l) = host.get(name).filter(|l| l.is_enabled() && l.is_running()) else {
         return Err(unavailable(host, name));
     };

@@ -331,6 +331,27 @@ fn enrich<'a>(hit: &'a Hit, agent: ua::Agent, salt: &Salt) -> Row<'a> {
     }
 }
 
+/// The text columns and the properties of the row the flusher writes for `hit` (`None` for a
+/// bot): what PostgreSQL must accept, or the whole batch is lost. For the fuzz targets.
+#[doc(hidden)]
+pub fn stored_values(hit: &Hit) -> Option<(Vec<String>, Option<serde_json::Value>)> {
+    let r = enrich(hit, agent_of(hit.user_agent.as_bytes())?, &[0; 32]);
+    let mut texts = vec![
+        r.site,
+        r.name.to_owned(),
+        r.path.to_owned(),
+        r.query,
+        r.referrer,
+    ];
+    texts.extend(
+        [r.utm_source, r.utm_medium, r.utm_campaign]
+            .into_iter()
+            .flatten(),
+    );
+    texts.extend([r.agent.browser, r.agent.os, r.agent.device].map(str::to_owned));
+    Some((texts, r.props.cloned()))
+}
+
 const COLUMNS: &str = "COPY events (occurred_at, site, visitor, name, path, query, referrer, \
      utm_source, utm_medium, utm_campaign, browser, os, device, props, status) \
      FROM STDIN (FORMAT binary)";

@@ -81,7 +81,10 @@ impl Default for WebhooksConfig {
 }
 
 impl WebhooksConfig {
-    fn check(&self) -> Result<()> {
+    /// What the JSON Schema cannot say (the `allow` list's syntax) and, again, what it says.
+    /// Public for the fuzz targets, which check that the schema accepts nothing this refuses.
+    #[doc(hidden)]
+    pub fn check(&self) -> Result<()> {
         ssrf::AllowList::parse(&self.allow)
             .map_err(|e| ExtensionError::Config(format!("allow: {e}")))?;
         let schedule_ok = !self.retry_schedule_secs.is_empty()

@@ -460,6 +460,22 @@ mod tests {
         assert!(agent_of(b"curl/8.5.0").is_none());
     }
 
+    /// Found while writing the `track_payload` fuzz target's property (which now checks it):
+    /// `?ref=%00` decoded to a NUL, which PostgreSQL text cannot hold, so the whole batch failed.
+    #[test]
+    fn decoded_parameters_hold_no_nul() {
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+        let mut h = hit(firefox);
+        h.query = "ref=%00&utm_source=a%00b&utm_medium=%01".into();
+        h.referrer = Text::None;
+        let (texts, _) = stored_values(&h).unwrap();
+        assert!(
+            texts.iter().all(|t| !t.contains(char::is_control)),
+            "{texts:?}"
+        );
+        assert!(texts.contains(&"ab".to_owned()), "{texts:?}");
+    }
+
     #[test]
     fn a_full_queue_drops_and_counts() {
         let p = Pipeline::new(2);

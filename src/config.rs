@@ -635,7 +635,10 @@ impl Config {
         }
     }
 
-    fn check(&mut self) -> Result<(), ConfigError> {
+    /// Checks the resolved values (the last step of [`Config::load`]); public for the fuzz
+    /// targets.
+    #[doc(hidden)]
+    pub fn check(&mut self) -> Result<(), ConfigError> {
         if self
             .database
             .url

@@ -107,4 +107,32 @@ mod tests {
         assert_eq!(key_path("/endpoints/0/url"), "key `endpoints[0].url`");
         assert_eq!(key_path("/a~1b"), "key `a/b`");
     }
+
+    /// Found while writing the `config` fuzz target's property (which now checks it): the
+    /// schema accepted values the webhooks extension then refused at start-up, so
+    /// `solobase config validate` said yes to a file the server would not run with.
+    #[cfg(feature = "webhooks")]
+    #[test]
+    fn the_webhooks_schema_states_the_extensions_limits() {
+        let webhooks = solobase_ext_webhooks::solobase_extension();
+        let file = Path::new("webhooks.toml");
+        for text in [
+            "timeout_secs = 0",
+            "timeout_secs = 301",
+            "retry_schedule_secs = []",
+            "retry_schedule_secs = [-1.0]",
+            "retry_schedule_secs = [604801]",
+            "retry_schedule_secs = [nan]",
+        ] {
+            let value = parse(file, text).unwrap();
+            let err = check(file, &webhooks, &value).expect_err(text);
+            assert!(err.starts_with("webhooks.toml: key `"), "{text}: {err}");
+        }
+        let value = parse(
+            file,
+            "timeout_secs = 300\nretry_schedule_secs = [0, 604800]",
+        )
+        .unwrap();
+        check(file, &webhooks, &value).unwrap();
+    }
 }

@@ -72,6 +72,17 @@ async fn read_body(
     Ok(body.freeze())
 }
 
+/// `/ext/<name>/<rest>` → (`<name>`, `/<rest>`): the extension and the path its route table
+/// looks up (`/` when there is no rest). Anything else has the empty name, which no extension
+/// has.
+pub fn split_path(path: &str) -> (&str, String) {
+    let rest = path.strip_prefix("/ext/").unwrap_or_default();
+    match rest.split_once('/') {
+        Some((name, sub)) => (name, format!("/{sub}")),
+        None => (rest, "/".to_owned()),
+    }
+}
+
 pub async fn dispatch(
     req: HttpRequest,
     payload: web::Payload,
@@ -105,11 +116,7 @@ async fn serve(
     state: &AppState,
     template: &mut Option<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let rest = req.path().strip_prefix("/ext/").unwrap_or_default();
-    let (name, sub) = match rest.split_once('/') {
-        Some((name, sub)) => (name, format!("/{sub}")),
-        None => (rest, "/".to_owned()),
-    };
+    let (name, sub) = split_path(req.path());
     let Some(l) = host.get(name).filter(|l| l.is_enabled() && l.is_running()) else {
         return Err(unavailable(host, name));
     };

@@ -157,7 +157,8 @@ pub fn verify_with_tolerance(
         .trim()
         .parse()
         .map_err(|_| VerifyError::InvalidTimestamp)?;
-    if (now - ts).abs() > tolerance_secs {
+    // `abs_diff`: a hostile timestamp (i64::MIN …) must not overflow the subtraction.
+    if now.abs_diff(ts) > tolerance_secs.unsigned_abs() {
         return Err(VerifyError::TimestampOutOfTolerance);
     }
     let expected = mac(secret, msg_id, ts, body);
@@ -292,6 +293,23 @@ mod tests {
             verify(&secret(), MSG_ID, "hello", EXPECTED, PAYLOAD, TIMESTAMP),
             Err(VerifyError::InvalidTimestamp)
         );
+    }
+
+    /// Found by the `webhook_signature` fuzz target (its seed `min-timestamp`): `now - ts`
+    /// overflowed — a panic with overflow checks, a wrapped difference without.
+    #[test]
+    fn extreme_timestamps_are_out_of_tolerance_not_a_panic() {
+        for (ts, now) in [
+            ("-9223372036854775808", TIMESTAMP),
+            ("9223372036854775807", -1),
+            ("-9223372036854775808", i64::MAX),
+        ] {
+            assert_eq!(
+                verify(&secret(), MSG_ID, ts, EXPECTED, PAYLOAD, now),
+                Err(VerifyError::TimestampOutOfTolerance),
+                "{ts} at {now}"
+            );
+        }
     }
 
     #[test]

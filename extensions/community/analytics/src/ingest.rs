@@ -331,6 +331,27 @@ fn enrich<'a>(hit: &'a Hit, agent: ua::Agent, salt: &Salt) -> Row<'a> {
     }
 }
 
+/// The text columns and the properties of the row the flusher writes for `hit` (`None` for a
+/// bot): what PostgreSQL must accept, or the whole batch is lost. For the fuzz targets.
+#[doc(hidden)]
+pub fn stored_values(hit: &Hit) -> Option<(Vec<String>, Option<serde_json::Value>)> {
+    let r = enrich(hit, agent_of(hit.user_agent.as_bytes())?, &[0; 32]);
+    let mut texts = vec![
+        r.site,
+        r.name.to_owned(),
+        r.path.to_owned(),
+        r.query,
+        r.referrer,
+    ];
+    texts.extend(
+        [r.utm_source, r.utm_medium, r.utm_campaign]
+            .into_iter()
+            .flatten(),
+    );
+    texts.extend([r.agent.browser, r.agent.os, r.agent.device].map(str::to_owned));
+    Some((texts, r.props.cloned()))
+}
+
 const COLUMNS: &str = "COPY events (occurred_at, site, visitor, name, path, query, referrer, \
      utm_source, utm_medium, utm_campaign, browser, os, device, props, status) \
      FROM STDIN (FORMAT binary)";
@@ -437,6 +458,22 @@ mod tests {
         assert_eq!(row.status, Some(200));
         assert_ne!(row.visitor, enrich(&h, agent, &[8; 32]).visitor);
         assert!(agent_of(b"curl/8.5.0").is_none());
+    }
+
+    /// Found while writing the `track_payload` fuzz target's property (which now checks it):
+    /// `?ref=%00` decoded to a NUL, which PostgreSQL text cannot hold, so the whole batch failed.
+    #[test]
+    fn decoded_parameters_hold_no_nul() {
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+        let mut h = hit(firefox);
+        h.query = "ref=%00&utm_source=a%00b&utm_medium=%01".into();
+        h.referrer = Text::None;
+        let (texts, _) = stored_values(&h).unwrap();
+        assert!(
+            texts.iter().all(|t| !t.contains(char::is_control)),
+            "{texts:?}"
+        );
+        assert!(texts.contains(&"ab".to_owned()), "{texts:?}");
     }
 
     #[test]

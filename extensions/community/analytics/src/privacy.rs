@@ -153,11 +153,17 @@ pub fn kept_query(query: &str) -> String {
     out
 }
 
-/// A parameter of a query string, decoded (`+` and `%xx`); `None` when absent or empty.
+/// A parameter of a query string, decoded (`+` and `%xx`), without control characters (a
+/// decoded `%00` is a NUL, which PostgreSQL text cannot hold); `None` when absent or empty.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == name)
-        .map(|(_, v)| v.chars().take(200).collect::<String>())
+        .map(|(_, v)| {
+            v.chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
+        })
         .filter(|v| !v.is_empty())
 }
 

@@ -43,8 +43,10 @@ pub struct WebhooksConfig {
     pub max_endpoints: u32,
     /// Delays before each attempt, in seconds (the first is the first attempt's); an
     /// attempt's delay gets ±20 % jitter. Its length is the number of attempts.
+    #[schemars(length(min = 1, max = 50), inner(range(min = 0, max = 604800)))]
     pub retry_schedule_secs: Vec<f64>,
     /// Time limit of one attempt, in seconds; only a 2xx within it is a success.
+    #[schemars(range(min = 1, max = 300))]
     pub timeout_secs: u32,
     /// An endpoint whose deliveries fail this long without a success is disabled.
     pub disable_after_failing_secs: u64,
@@ -81,7 +83,10 @@ impl Default for WebhooksConfig {
 }
 
 impl WebhooksConfig {
-    fn check(&self) -> Result<()> {
+    /// What the JSON Schema cannot say (the `allow` list's syntax) and, again, what it says.
+    /// Public for the fuzz targets, which check that the schema accepts nothing this refuses.
+    #[doc(hidden)]
+    pub fn check(&self) -> Result<()> {
         ssrf::AllowList::parse(&self.allow)
             .map_err(|e| ExtensionError::Config(format!("allow: {e}")))?;
         let schedule_ok = !self.retry_schedule_secs.is_empty()

@@ -329,7 +329,7 @@ async fn tracking(ctx: Arc<Ctx>, n: u64) {
         "name": "soak",
         "url": format!("http://soak.example/page/{}", n % 50),
         "referrer": "http://referrer.example/",
-        "props": {"n": n, "kind": if n % 2 == 0 { "even" } else { "odd" }},
+        "props": {"n": n, "kind": if n.is_multiple_of(2) { "even" } else { "odd" }},
     });
     ctx.call(
         Class::Tracking,
@@ -396,7 +396,7 @@ async fn file_reloads(ctx: Arc<Ctx>, every: u64) {
     let mut round = 0u64;
     while sleep_unless_stopped(&ctx, Duration::from_secs(every)).await {
         round += 1;
-        let invalid = round % 4 == 0;
+        let invalid = round.is_multiple_of(4);
         if std::fs::write(&ctx.config_file, host_config(round, invalid)).is_err() {
             continue;
         }
@@ -435,11 +435,11 @@ async fn api_config(ctx: Arc<Ctx>, every: u64) {
             continue;
         };
         let mut config = got["config"].clone();
-        let invalid = round % 3 == 0;
+        let invalid = round.is_multiple_of(3);
         if invalid {
             config["retention_days"] = json!(0);
         } else {
-            config["flush_interval_ms"] = json!(if round % 2 == 0 { 1000 } else { 900 });
+            config["flush_interval_ms"] = json!(if round.is_multiple_of(2) { 1000 } else { 900 });
         }
         let judge = move |status: u16, _: &str| match (invalid, status) {
             (false, 200) => Outcome::Ok,

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
@@ -60,6 +61,14 @@ pub fn spawn(
     let (watch_host, watch_ext) = (host_dir.clone(), ext_dir.clone());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
+        // Reading a file is an event too (notify reports inotify's open and close-after-read
+        // as accesses): a reload reading the file must not trigger the next one, or reloads
+        // go on forever. Only a change, or the close that ends a write, counts.
+        if let EventKind::Access(kind) = event.kind
+            && kind != AccessKind::Close(AccessMode::Write)
+        {
+            return;
+        }
         for path in &event.paths {
             let parent = path.parent().and_then(|p| p.canonicalize().ok());
             let name = path.file_name();

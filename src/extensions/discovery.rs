@@ -29,10 +29,14 @@ pub fn discover(root: &Path, mut watch: impl FnMut(String)) -> Result<Vec<Found>
     let mut errors = Vec::new();
     for (folder, tier) in TIERS {
         let base = root.join(folder);
-        watch(folder.to_owned());
         if !base.is_dir() {
+            // Cargo counts a missing path as changed at every build (the script reruns and
+            // the whole crate is compiled again): watch the parent, which changes when the
+            // folder is created.
+            watch("extensions".to_owned());
             continue;
         }
+        watch(folder.to_owned());
         for entry in walkdir::WalkDir::new(&base)
             .min_depth(1)
             .max_depth(1)

@@ -84,6 +84,37 @@ async fn a_changed_config_file_changes_rate_limits_at_once_and_an_invalid_one_no
     app.stop().await.unwrap();
 }
 
+#[tokio::test]
+async fn reading_the_file_does_not_reload_it_again() {
+    let dir = crate::helpers::TempDir::new();
+    let file = dir.0.join("solobase.toml");
+    std::fs::write(&file, "[extensions]\nclient_rate_per_second = 100\n").unwrap();
+    let source = file.clone();
+    let app = spawn_app_on(fresh_database().await, move |c| c.source = Some(source)).await;
+    std::fs::write(&file, "[extensions]\nclient_rate_per_second = 90\n").unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            reloads(&app, "ok").await > 0
+        })
+        .await
+    );
+    // The reload opened and read the file: that is no change. Several debounce periods
+    // later there is still one reload.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(reloads(&app, "ok").await, 1);
+    std::fs::write(&file, "[extensions]\nclient_rate_per_second = \"lots\"\n").unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            reloads(&app, "failed").await > 0
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(reloads(&app, "failed").await, 1);
+    assert_eq!(reloads(&app, "ok").await, 1);
+    app.stop().await.unwrap();
+}
+
 /// `GET /ext/probe/config`'s greeting.
 async fn greeting(app: &TestApp) -> String {
     let body: Value = app.get("/ext/probe/config").await.json().await.unwrap();

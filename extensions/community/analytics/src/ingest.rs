@@ -106,12 +106,15 @@ pub struct Counters {
     pub bots: AtomicU64,
     /// Events written to the database.
     pub written: AtomicU64,
-    /// Events lost because their batch could not be written.
+    /// Events lost because their batch could not be written (after retries).
     pub failed: AtomicU64,
 }
 
 /// How often the flusher looks at the queue while it fills a batch.
 const POLL: Duration = Duration::from_millis(5);
+/// Attempts after the first to write a batch, the n-th after n × `RETRY_DELAY`.
+const WRITE_RETRIES: u32 = 3;
+const RETRY_DELAY: Duration = Duration::from_millis(500);
 
 /// The queue and its flusher.
 #[derive(Debug)]
@@ -225,7 +228,22 @@ impl Pipeline {
         if batch.is_empty() {
             return;
         }
-        match write_batch(db, salts, batch).await {
+        // A transient failure (the extension's connections all busy past the pool's wait,
+        // a restarting database) is retried a few times before the batch is given up: the
+        // hits were accepted (202). New hits wait in the bounded queue meanwhile. One COPY
+        // is one statement, so a failed attempt wrote nothing.
+        let mut attempt = 0;
+        let result = loop {
+            match write_batch(db, salts, batch).await {
+                Err(e) if attempt < WRITE_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, events = batch.len(), attempt, "cannot write analytics events; retrying");
+                    tokio::time::sleep(RETRY_DELAY * attempt).await;
+                }
+                other => break other,
+            }
+        };
+        match result {
             Ok((written, bots)) => {
                 self.counters.written.fetch_add(written, Ordering::Relaxed);
                 self.counters.bots.fetch_add(bots, Ordering::Relaxed);

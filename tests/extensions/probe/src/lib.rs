@@ -98,6 +98,25 @@ impl Extension for Probe {
                 ))
             })
             .public();
+        // Fault injection (the soak test's faulty extension): a handler that panics, and
+        // one that answers only after `ms` milliseconds (at most 10 s).
+        routes
+            .get("/panic", |_, _| async {
+                panic!("probe: injected panic");
+                #[allow(unreachable_code)]
+                Ok(Response::json(&"unreachable"))
+            })
+            .public();
+        routes
+            .get("/sleep/{ms}", |_, req: Request| async move {
+                let ms: u64 = req
+                    .param("ms")
+                    .and_then(|b| b.parse().ok())
+                    .ok_or_else(|| ExtensionError::InvalidRequest("ms: a number".into()))?;
+                tokio::time::sleep(Duration::from_millis(ms.min(10_000))).await;
+                Ok(Response::json(&ms))
+            })
+            .public();
         routes
             .get("/config", |ext: Arc<Probe>, _| async move {
                 Ok(Response::json(

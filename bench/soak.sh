@@ -7,7 +7,8 @@
 # Writes the report to stdout and to target/soak/report.md, the per-interval figures to
 # target/soak/intervals.csv (SOAK_OUT=DIR elsewhere). Exit status 1 when a goal is missed.
 # Rates (per s): SOAK_RATE_HOST=150 SOAK_RATE_AUTH=1 (sign-up + login) SOAK_RATE_STORAGE=10 (×3)
-#   SOAK_RATE_EXTENSION=40 SOAK_RATE_TRACKING=100 SOAK_RATE_FAULTY=10; periods (s):
+#   SOAK_RATE_EXTENSION=40 SOAK_RATE_STATS=1.5 (analytics dashboard queries)
+#   SOAK_RATE_TRACKING=100 SOAK_RATE_FAULTY=10; periods (s):
 #   SOAK_RELOAD_SECS=15 SOAK_API_CONFIG_SECS=10 SOAK_TOGGLE_SECS=90 SOAK_TOGGLE_OFF_SECS=15;
 #   SOAK_INTERVAL_SECS=60 SOAK_DRAIN_SECS=120 SOAK_RSS_SLOPE_MAX=10 (MiB/h).
 # Uses DATABASE_URL when set, otherwise a throw-away embedded cluster.

@@ -26,6 +26,8 @@ pub struct Rates {
     pub auth: f64,
     pub storage: f64,
     pub extension: f64,
+    /// The analytics dashboard's queries, whose cost grows with the events stored.
+    pub stats: f64,
     pub tracking: f64,
     pub faulty: f64,
     pub reload_secs: u64,
@@ -42,6 +44,9 @@ impl Rates {
             auth: n("SOAK_RATE_AUTH", 1.0),
             storage: n("SOAK_RATE_STORAGE", 10.0),
             extension: n("SOAK_RATE_EXTENSION", 40.0),
+            // Ten open dashboards, each asking for its four panels every 30 s or so, about
+            // 1.3 queries/s; summary, time series and breakdown in turn.
+            stats: n("SOAK_RATE_STATS", 1.5),
             tracking: n("SOAK_RATE_TRACKING", 100.0),
             faulty: n("SOAK_RATE_FAULTY", 10.0),
             reload_secs: crate::env_or("SOAK_RELOAD_SECS", 15),
@@ -57,6 +62,7 @@ impl Rates {
             + 2.0 * self.auth
             + 3.0 * self.storage
             + self.extension
+            + self.stats
             + self.tracking
             + self.faulty
     }
@@ -297,14 +303,13 @@ async fn storage(ctx: Arc<Ctx>, n: u64) {
     .await;
 }
 
-/// The webhooks extension's API (disabled now and then) and the analytics stats.
+/// The webhooks extension's API (disabled now and then) and analytics' cheap queries.
 async fn extension(ctx: Arc<Ctx>, n: u64) {
     let admin = ctx.admin.clone();
     let (path, webhooks) = match n % 8 {
         0 | 4 => ("/ext/webhooks/api/endpoints", true),
         1 | 5 => ("/ext/webhooks/api/summary", true),
         2 | 6 => ("/ext/analytics/api/ingest", false),
-        3 => ("/ext/analytics/api/stats/summary", false),
         _ => ("/ext/analytics/api/stats/realtime", false),
     };
     let auth = |b: reqwest::RequestBuilder| b.bearer_auth(admin);
@@ -321,6 +326,19 @@ async fn extension(ctx: Arc<Ctx>, n: u64) {
         ctx.call(Class::Extension, Method::GET, path, auth, expect(&[200]))
             .await;
     }
+}
+
+/// The analytics dashboard's queries over the last day, at `SOAK_RATE_STATS`.
+async fn stats(ctx: Arc<Ctx>, n: u64) {
+    let admin = ctx.admin.clone();
+    let path = match n % 3 {
+        0 => "/ext/analytics/api/stats/summary",
+        1 => "/ext/analytics/api/stats/timeseries",
+        _ => "/ext/analytics/api/stats/breakdown?by=page",
+    };
+    let auth = |b: reqwest::RequestBuilder| b.bearer_auth(admin);
+    ctx.call(Class::Extension, Method::GET, path, auth, expect(&[200]))
+        .await;
 }
 
 /// A custom analytics event, as the tracker script sends it.
@@ -541,6 +559,7 @@ pub fn start(ctx: &Arc<Ctx>, rates: &Rates) -> Vec<tokio::task::JoinHandle<()>> 
         tokio::spawn(paced(c(), rates.auth, auth)),
         tokio::spawn(paced(c(), rates.storage, storage)),
         tokio::spawn(paced(c(), rates.extension, extension)),
+        tokio::spawn(paced(c(), rates.stats, stats)),
         tokio::spawn(paced(c(), rates.tracking, tracking)),
         tokio::spawn(paced(c(), rates.faulty, faulty_probe)),
         tokio::spawn(file_reloads(c(), rates.reload_secs)),

@@ -17,7 +17,7 @@ use solobase_sdk::http::HeaderValue;
 use solobase_sdk::services::{ConfigHandle, Database};
 use solobase_sdk::tokio_postgres::binary_copy::BinaryCopyInWriter;
 use solobase_sdk::tokio_postgres::types::{ToSql, Type};
-use solobase_sdk::{Result, tracing};
+use solobase_sdk::{ExtensionError, Result, tracing};
 use time::{Date, OffsetDateTime};
 use tokio::sync::{Mutex, mpsc, watch};
 
@@ -112,9 +112,27 @@ pub struct Counters {
 
 /// How often the flusher looks at the queue while it fills a batch.
 const POLL: Duration = Duration::from_millis(5);
-/// Attempts after the first to write a batch, the n-th after n × `RETRY_DELAY`.
+/// Attempts after the first to write a batch that PostgreSQL refused, or any batch once the
+/// extension is stopping; the n-th comes n × `RETRY_DELAY` after the one before, at most
+/// `MAX_RETRY_DELAY`.
 const WRITE_RETRIES: u32 = 3;
 const RETRY_DELAY: Duration = Duration::from_millis(500);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Whether writing may succeed later unchanged: no connection free in time, a connection
+/// lost, the server shutting down or out of resources. A refusal of the data itself (a
+/// constraint, a value PostgreSQL cannot hold) is not.
+fn transient(e: &ExtensionError) -> bool {
+    match e {
+        ExtensionError::Unavailable(_) => true,
+        ExtensionError::Database(e) => e.code().is_none_or(|state| {
+            // 08 connection exception, 40 rollback, 53 insufficient resources,
+            // 57 operator intervention (admin shutdown, cancel), 58 system error.
+            matches!(&state.code()[..2], "08" | "40" | "53" | "57" | "58")
+        }),
+        _ => false,
+    }
+}
 
 /// The queue and its flusher.
 #[derive(Debug)]
@@ -204,7 +222,7 @@ impl Pipeline {
                     _ = stop.changed() => stopping = true,
                 }
             }
-            self.write(db, &mut salts, &batch).await;
+            self.write(db, &mut salts, &batch, &stop).await;
             if stopping {
                 // Whatever is still queued goes out before the task ends.
                 loop {
@@ -218,27 +236,38 @@ impl Pipeline {
                     if batch.is_empty() {
                         return;
                     }
-                    self.write(db, &mut salts, &batch).await;
+                    self.write(db, &mut salts, &batch, &stop).await;
                 }
             }
         }
     }
 
-    async fn write(&self, db: &Database, salts: &mut Salts, batch: &[Hit]) {
+    async fn write(
+        &self,
+        db: &Database,
+        salts: &mut Salts,
+        batch: &[Hit],
+        stop: &watch::Receiver<bool>,
+    ) {
         if batch.is_empty() {
             return;
         }
-        // A transient failure (the extension's connections all busy past the pool's wait,
-        // a restarting database) is retried a few times before the batch is given up: the
-        // hits were accepted (202). New hits wait in the bounded queue meanwhile. One COPY
-        // is one statement, so a failed attempt wrote nothing.
+        // The hits were accepted (202): a transient failure (the extension's connections all
+        // busy past the pool's wait, a restarting database) is retried for as long as the
+        // extension runs, with a growing pause. New hits wait in the bounded queue meanwhile,
+        // and what does not fit is dropped and counted at intake, so memory stays bounded.
+        // A refusal of the data, or any failure once stopping, is retried a few times before
+        // the batch is given up and counted. One COPY is one statement, so a failed attempt
+        // wrote nothing.
+        // Stopping: told so, or the extension (the sender) is gone.
+        let stopping = || *stop.borrow() || stop.has_changed().is_err();
         let mut attempt = 0;
         let result = loop {
             match write_batch(db, salts, batch).await {
-                Err(e) if attempt < WRITE_RETRIES => {
+                Err(e) if attempt < WRITE_RETRIES || (transient(&e) && !stopping()) => {
                     attempt += 1;
                     tracing::warn!(error = %e, events = batch.len(), attempt, "cannot write analytics events; retrying");
-                    tokio::time::sleep(RETRY_DELAY * attempt).await;
+                    tokio::time::sleep((RETRY_DELAY * attempt).min(MAX_RETRY_DELAY)).await;
                 }
                 other => break other,
             }
@@ -492,6 +521,15 @@ mod tests {
             "{texts:?}"
         );
         assert!(texts.contains(&"ab".to_owned()), "{texts:?}");
+    }
+
+    #[test]
+    fn only_failures_that_may_pass_later_are_transient() {
+        assert!(transient(&ExtensionError::Unavailable(
+            "database unavailable: timed out waiting for a connection".into()
+        )));
+        assert!(!transient(&ExtensionError::InvalidRequest("no".into())));
+        assert!(!transient(&ExtensionError::Internal("bug".into())));
     }
 
     #[test]

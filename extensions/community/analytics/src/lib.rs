@@ -40,6 +40,9 @@ pub struct Analytics {
     pipeline: Arc<Pipeline>,
     stop: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Statistics queries at once: one fewer than the extension's database connections, so
+    /// that however many dashboards ask, the flusher always finds a connection soon.
+    queries: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Analytics {
@@ -162,23 +165,35 @@ impl Analytics {
         Ok(track::preflight(&req, &self.ctx.config.get()))
     }
 
+    /// Waits for a turn to query the statistics (see `queries`).
+    async fn query_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        self.queries
+            .acquire()
+            .await
+            .map_err(|_| ExtensionError::Unavailable("the extension is stopping".into()))
+    }
+
     async fn summary(self: Arc<Self>, req: Request) -> Result<Response> {
         let p = self.params(&req, &[])?;
+        let _slot = self.query_slot().await?;
         Ok(Response::json(&stats::summary(&self.ctx.db, &p).await?))
     }
 
     async fn timeseries(self: Arc<Self>, req: Request) -> Result<Response> {
         let p = self.params(&req, &["interval"])?;
+        let _slot = self.query_slot().await?;
         Ok(Response::json(&stats::timeseries(&self.ctx.db, &p).await?))
     }
 
     async fn breakdown(self: Arc<Self>, req: Request) -> Result<Response> {
         let p = self.params(&req, &["by", "limit"])?;
+        let _slot = self.query_slot().await?;
         Ok(Response::json(&stats::breakdown(&self.ctx.db, &p).await?))
     }
 
     async fn events(self: Arc<Self>, req: Request) -> Result<Response> {
         let p = self.params(&req, &["property", "limit"])?;
+        let _slot = self.query_slot().await?;
         Ok(Response::json(&stats::events(&self.ctx.db, &p).await?))
     }
 
@@ -189,6 +204,7 @@ impl Analytics {
             .iter()
             .find(|(c, _)| *c == stats::Column::Site)
             .map(|(_, v)| v.as_str());
+        let _slot = self.query_slot().await?;
         let visitors = stats::realtime(&self.ctx.db, site).await?;
         Ok(Response::json(&serde_json::json!({ "visitors": visitors })))
     }
@@ -218,6 +234,7 @@ impl Analytics {
     async fn report(self: Arc<Self>, req: Request) -> Result<Response> {
         let mut p = self.params(&req, &[])?;
         let db = &self.ctx.db;
+        let _slot = self.query_slot().await?;
         if p.to - p.from <= time::Duration::days(2) {
             p.interval = stats::Interval::Hour;
         }
@@ -258,7 +275,9 @@ impl Extension for Analytics {
 
     async fn initialize(ctx: InitContext<AnalyticsConfig>) -> Result<Self> {
         let capacity = ctx.config.get().queue_capacity;
+        let slots = ctx.db.pool().status().max_size.saturating_sub(1).max(1);
         Ok(Self {
+            queries: tokio::sync::Semaphore::new(slots),
             ctx,
             pipeline: Arc::new(Pipeline::new(capacity)),
             stop: watch::channel(false).0,

@@ -175,7 +175,9 @@ pub fn verify_with_tolerance(
     }
 }
 
-/// [`verify`] reading the three headers from a request's header map.
+/// [`verify`] reading the three headers from a request's header map. A header's bytes are
+/// read as UTF-8 (a message id may hold more than ASCII; bytes that are not UTF-8 cannot match
+/// a signature, and are reported so).
 pub fn verify_headers(
     secret: &Secret,
     headers: &http::HeaderMap,
@@ -185,14 +187,14 @@ pub fn verify_headers(
     let header = |name: &'static str| {
         headers
             .get(name)
-            .and_then(|v| v.to_str().ok())
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
             .ok_or(VerifyError::MissingHeader(name))
     };
     verify(
         secret,
-        header(HEADER_ID)?,
-        header(HEADER_TIMESTAMP)?,
-        header(HEADER_SIGNATURE)?,
+        &header(HEADER_ID)?,
+        &header(HEADER_TIMESTAMP)?,
+        &header(HEADER_SIGNATURE)?,
         body,
         now,
     )
@@ -201,6 +203,32 @@ pub fn verify_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `webhook_signature` fuzz target: an id that is UTF-8 but not ASCII is a
+    /// valid header value, and was reported as a missing header.
+    #[test]
+    fn a_header_id_beyond_ascii_verifies() {
+        let secret: Secret = SECRET.parse().unwrap();
+        let id = "msg_é\u{0080}ü";
+        let mut headers = http::HeaderMap::new();
+        headers.insert(HEADER_ID, http::HeaderValue::from_str(id).unwrap());
+        headers.insert(HEADER_TIMESTAMP, TIMESTAMP.into());
+        let signature = sign(&secret, id, TIMESTAMP, PAYLOAD);
+        headers.insert(HEADER_SIGNATURE, signature.parse().unwrap());
+        assert_eq!(
+            verify_headers(&secret, &headers, PAYLOAD, TIMESTAMP),
+            Ok(())
+        );
+        // Bytes that are not UTF-8 cannot be the id a signature was made over.
+        headers.insert(
+            HEADER_ID,
+            http::HeaderValue::from_bytes(b"msg_\xff").unwrap(),
+        );
+        assert_eq!(
+            verify_headers(&secret, &headers, PAYLOAD, TIMESTAMP),
+            Err(VerifyError::NoMatchingSignature)
+        );
+    }
 
     // The specification's published test vector: standard-webhooks/standard-webhooks,
     // libraries/python/tests/test_webhooks.py (`test_sign_function`, and DEFAULT_MSG_ID,

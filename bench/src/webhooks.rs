@@ -81,20 +81,6 @@ fn webhooks_toml(poll_ms: u64) -> String {
     )
 }
 
-async fn login(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
-    let res: Value = http
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": ADMIN, "password": PASSWORD}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    res["token"]
-        .as_str()
-        .map(str::to_owned)
-        .context("admin login failed")
-}
-
 /// Deletes every endpoint, then creates one per receiver path `/e<i>` for `pattern`.
 async fn endpoints(
     http: &reqwest::Client,
@@ -236,7 +222,7 @@ pub(crate) async fn run(url: &str, dir: &Path) -> anyhow::Result<()> {
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = stop_rx.await;
     }));
-    let token = login(&http, &base).await?;
+    let token = solobase_bench::login(&http, &base, ADMIN, PASSWORD).await?;
     endpoints(&http, &base, &token, port, "bench.*").await?;
 
     // 1. Throughput: a burst, committed 1000 per statement.
@@ -418,7 +404,7 @@ async fn kill_run(
     )?;
     let mut server = spawn_server(url, &cwd)?;
     let base = format!("http://127.0.0.1:{}", server.port);
-    let token = login(http, &base).await?;
+    let token = solobase_bench::login(http, &base, ADMIN, PASSWORD).await?;
     endpoints(http, &base, &token, port, "bench.kill").await?;
 
     // Events are committed throughout: 200/s in transactions of 4.

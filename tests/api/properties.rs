@@ -294,6 +294,30 @@ struct Seen {
     generations: Vec<u64>,
 }
 
+impl Seen {
+    /// Every generation seen was published, and the last one published is the last seen.
+    fn check(&self, published: &BTreeSet<u64>, last: Option<&u64>) -> Result<(), TestCaseError> {
+        for g in &self.generations {
+            prop_assert!(
+                published.contains(g),
+                "generation {} was never published",
+                g
+            );
+        }
+        prop_assert_eq!(self.generations.last(), last, "the last one stays");
+        Ok(())
+    }
+}
+
+/// Two readers, each seeing at least the last generation of every case: more means they
+/// read while the writer was publishing.
+fn assert_read_while_publishing(observed: usize, cases: usize) {
+    assert!(
+        observed > 2 * cases,
+        "the readers saw only {observed} generations in {cases} cases"
+    );
+}
+
 /// Reads `read` until `stop`; fails at the first snapshot that is a mix, or older than one
 /// seen before.
 fn reader(
@@ -438,28 +462,14 @@ fn a_config_reload_is_seen_whole_and_in_order() {
         cases.set(cases.get() + 1);
         for seen in [&by_handle, &by_state] {
             observed.set(observed.get() + seen.generations.len());
-            for g in &seen.generations {
-                prop_assert!(
-                    published.borrow().contains(g),
-                    "generation {} was never published",
-                    g
-                );
-            }
-            prop_assert_eq!(seen.generations.last(), gens.last(), "the last one stays");
+            seen.check(&published.borrow(), gens.last())?;
         }
         Ok(())
     });
     if let Err(e) = outcome {
         panic!("{e}");
     }
-    // Two readers, each seeing at least the last generation of every case: more means they
-    // read while the writer was publishing.
-    assert!(
-        observed.get() > 2 * cases.get(),
-        "the readers saw only {} generations in {} cases",
-        observed.get(),
-        cases.get()
-    );
+    assert_read_while_publishing(observed.get(), cases.get());
     runtime.block_on(async move {
         host.shutdown().await;
         drop(app);
@@ -602,28 +612,14 @@ fn a_host_config_reload_changes_an_extensions_limits_as_one() {
         for seen in [by_requests, by_status] {
             let seen = seen.expect("the reader ends").map_err(fail)?;
             observed.set(observed.get() + seen.generations.len());
-            for g in &seen.generations {
-                prop_assert!(
-                    published.borrow().contains(g),
-                    "generation {} was never published",
-                    g
-                );
-            }
-            prop_assert_eq!(seen.generations.last(), gens.last(), "the last one stays");
+            seen.check(&published.borrow(), gens.last())?;
         }
         Ok(())
     });
     if let Err(e) = outcome {
         panic!("{e}");
     }
-    // Two readers, each seeing at least the last generation of every case: more means they
-    // read while the writer was publishing.
-    assert!(
-        observed.get() > 2 * cases.get(),
-        "the readers saw only {} generations in {} cases",
-        observed.get(),
-        cases.get()
-    );
+    assert_read_while_publishing(observed.get(), cases.get());
     runtime.block_on(async move {
         host.shutdown().await;
         drop(app);

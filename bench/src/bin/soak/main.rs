@@ -157,25 +157,6 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn login(
-    http: &reqwest::Client,
-    base: &str,
-    email: &str,
-    password: &str,
-) -> anyhow::Result<String> {
-    let res: Value = http
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    res["token"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("login as {email} failed: {res}"))
-}
-
 /// Creates the endpoints on the receiver; returns their secrets.
 async fn endpoints(
     http: &reqwest::Client,
@@ -268,7 +249,7 @@ async fn run(settings: &Settings, dir: &Path) -> anyhow::Result<bool> {
         .build()?;
 
     // Accounts, endpoints, and the moment from which events are counted.
-    let admin = login(&http, &base, ADMIN, PASSWORD).await?;
+    let admin = solobase_bench::login(&http, &base, ADMIN, PASSWORD).await?;
     let res = http
         .post(format!("{base}/api/v1/auth/signup"))
         .json(&json!({"email": USER, "password": PASSWORD}))
@@ -277,7 +258,7 @@ async fn run(settings: &Settings, dir: &Path) -> anyhow::Result<bool> {
     if !res.status().is_success() {
         bail!("cannot sign up the soak user: {}", res.text().await?);
     }
-    let user = login(&http, &base, USER, PASSWORD).await?;
+    let user = solobase_bench::login(&http, &base, USER, PASSWORD).await?;
     let secrets = endpoints(&http, &base, &admin, receiver_port).await?;
     let _ = receiver.secrets.set(secrets);
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -244,8 +244,12 @@ async fn run(settings: &Settings, dir: &Path) -> anyhow::Result<bool> {
     let mut server = spawn_server(&url, &cwd)?;
     let pid = server.child.id();
     let base = format!("http://127.0.0.1:{}", server.port);
+    // Idle connections are dropped before the server's keep-alive (5 s) closes them: a request
+    // sent on a connection the server is closing at that moment fails on the client's side
+    // (HTTP/1.1 lets either side close an idle connection), which is not the server failing.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        .pool_idle_timeout(Duration::from_secs(4))
         .build()?;
 
     // Accounts, endpoints, and the moment from which events are counted.

@@ -34,6 +34,12 @@ pub struct Config {
     /// The file this configuration was read from, if any: watched for changes while serving.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// Whether a server may run with test-only extensions compiled in (the test suite's
+    /// `tests/extensions/`, which open doors no deployment should have). Only from
+    /// `SOLOBASE_ALLOW_TEST_EXTENSIONS=1` (never from a file); without it such a server
+    /// refuses to start.
+    #[serde(skip)]
+    pub allow_test_extensions: bool,
 }
 
 /// Credentials for the first admin account. `Debug` hides the password.
@@ -169,10 +175,16 @@ pub struct ExtensionsConfig {
     /// Openings within `breaker_trips_window_secs` that disable the extension (0: never).
     pub breaker_trips_to_disable: u32,
     pub breaker_trips_window_secs: u64,
-    /// Whether an extension seen for the first time is enabled with every permission its
-    /// manifest requests (audited as granted by the system). When false it starts disabled,
-    /// and an administrator enables it and grants its permissions.
+    /// Whether an extension of the official tier seen for the first time is enabled with every
+    /// permission its manifest requests (audited as granted by the system). When false it
+    /// starts disabled, and an administrator enables it and grants its permissions. Other
+    /// tiers always start disabled unless listed in `approved`.
     pub grant_on_first_sight: bool,
+    /// Extensions outside the official tier that the operator approves here: seen for the
+    /// first time, each is enabled with every permission its manifest requests (audited as
+    /// approved in the configuration). The others start disabled until an administrator
+    /// enables them.
+    pub approved: Vec<String>,
     /// How often each instance looks for due background jobs, in ms, and how long one job
     /// may run, in seconds.
     pub jobs_poll_ms: u64,
@@ -236,6 +248,7 @@ impl Default for ExtensionsConfig {
             breaker_trips_to_disable: 3,
             breaker_trips_window_secs: 3600,
             grant_on_first_sight: true,
+            approved: Vec::new(),
             jobs_poll_ms: 1_000,
             job_timeout_secs: 30,
             health_interval_ms: 30_000,
@@ -364,6 +377,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             bootstrap_admin: None,
             source: None,
+            allow_test_extensions: false,
         }
     }
 }
@@ -598,6 +612,27 @@ impl Config {
         if let Some(v) = get("SOLOBASE_LOG") {
             self.log.level = v;
         }
+        if let Some(v) = get("SOLOBASE_APPROVED_EXTENSIONS") {
+            self.extensions.approved = v
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(v) = get("SOLOBASE_ALLOW_TEST_EXTENSIONS") {
+            self.allow_test_extensions = match v.trim() {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "SOLOBASE_ALLOW_TEST_EXTENSIONS",
+                        value: v,
+                        message: "expected 1 or 0".into(),
+                    });
+                }
+            };
+        }
         match (get("SOLOBASE_ADMIN_EMAIL"), get("SOLOBASE_ADMIN_PASSWORD")) {
             (Some(email), Some(password)) => {
                 self.bootstrap_admin = Some(AdminSeed { email, password })
@@ -652,10 +687,23 @@ impl Config {
                 "data_dir is empty: set it to a directory Solobase may write to".into(),
             ));
         }
-        if self.database.pool_size == 0 {
-            return Err(ConfigError::Invalid(
-                "database.pool_size is 0: set it to at least 1".into(),
-            ));
+        if self.database.pool_size < 2 {
+            return Err(ConfigError::Invalid(format!(
+                "database.pool_size is {}: set it to at least 2 (a migration holds a lock on one \
+                 connection while it runs on another)",
+                self.database.pool_size
+            )));
+        }
+        if let Some(bad) = self
+            .extensions
+            .approved
+            .iter()
+            .find(|n| solobase_sdk::ExtensionName::parse(n).is_err())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "extensions.approved lists {bad:?}, which is not an extension name (lowercase \
+                 letters, digits and '-')"
+            )));
         }
         if !(1..=1000).contains(&self.extensions.pool_size) {
             return Err(ConfigError::Invalid(format!(

@@ -22,6 +22,23 @@ use crate::extensions::host::{ExtensionHost, HostContext};
 use crate::http::{self, AppState};
 use crate::storage::Storage;
 
+/// A binary built with test-only extensions (`--all-features` compiles them in) serves only
+/// the test suite, which says so with `SOLOBASE_ALLOW_TEST_EXTENSIONS=1`: their routes and
+/// hooks open doors (logins by header, storage without a login) no deployment may have.
+fn refuse_test_extensions(config: &Config) -> Result<(), crate::config::ConfigError> {
+    let compiled = crate::extensions::test_only_compiled();
+    if compiled.is_empty() || config.allow_test_extensions {
+        return Ok(());
+    }
+    Err(crate::config::ConfigError::Invalid(format!(
+        "this binary contains test-only extensions ({}), which exist for Solobase's test suite \
+         and must never serve: build without them (cargo build --release, or --features with the \
+         extensions you want instead of --all-features). The test suite runs such a build with \
+         SOLOBASE_ALLOW_TEST_EXTENSIONS=1",
+        compiled.join(", ")
+    )))
+}
+
 /// How often expired sessions are deleted.
 const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -51,6 +68,7 @@ impl Application {
         config: Config,
         registrations: Vec<solobase_sdk::Registration>,
     ) -> anyhow::Result<Self> {
+        refuse_test_extensions(&config)?;
         let db = Database::connect(&config, crate::db::Mode::Own).await?;
         tracing::info!(database = db.target(), "database connected");
         let db = Arc::new(db);

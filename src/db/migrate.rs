@@ -1,9 +1,10 @@
 //! The host's own schema (`solobase`), migrated with refinery from `migrations/` (embedded in
 //! the binary at compile time).
 //!
-//! Migrations run under a PostgreSQL advisory lock, so several instances starting together on
-//! one database migrate exactly once: the first takes the lock and migrates, the others wait
-//! and then find nothing left to do.
+//! Migrations run under the host lock `host.migrate` (a row lock in `solobase.locks`, see
+//! [`super::lock`]), so several instances starting together on one database migrate exactly
+//! once: the first takes the lock and migrates, the others wait and then find nothing left to
+//! do. No extension's role can take that lock, so none can hold start-up hostage.
 
 use deadpool_postgres::Pool;
 
@@ -13,8 +14,8 @@ refinery::embed_migrations!("migrations");
 pub const HOST_SCHEMA: &str = "solobase";
 /// refinery's history table for the host, kept inside the host schema (see `apply_locked`).
 pub const HISTORY_TABLE: &str = "solobase.refinery_schema_history";
-/// Advisory lock key for host migrations ("solobase" in ASCII).
-const LOCK_KEY: i64 = 0x736f_6c6f_6261_7365;
+/// The host lock (`solobase.locks`) held while the host schema is migrated.
+const LOCK_NAME: &str = "host.migrate";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -24,6 +25,8 @@ pub enum MigrateError {
     Db(#[from] tokio_postgres::Error),
     #[error("host migration failed: {0}")]
     Refinery(#[from] refinery::Error),
+    #[error(transparent)]
+    Lock(#[from] super::lock::LockError),
 }
 
 /// The newest migration version compiled into this binary.
@@ -38,32 +41,29 @@ pub fn latest_version() -> i32 {
 
 /// Brings the host schema up to date. Returns the versions applied by this call.
 pub async fn run(pool: &Pool) -> Result<Vec<i32>, MigrateError> {
-    let applied = apply_locked(pool, LOCK_KEY, HOST_SCHEMA, true, migrations::runner()).await?;
+    super::lock::bootstrap(pool).await?;
+    let applied = apply_locked(pool, pool, LOCK_NAME, HOST_SCHEMA, migrations::runner()).await?;
     if !applied.is_empty() {
         tracing::info!(?applied, "host migrations applied");
     }
     Ok(applied)
 }
 
-/// Runs `runner` in `schema` (created if missing when `create_schema`; also the session's
-/// `search_path` while it runs, so unqualified names land there) with its history in
-/// `<schema>.refinery_schema_history`, all under the advisory lock `key`, all pending
-/// migrations in one transaction. Returns the versions applied.
+/// Runs `runner` on a connection of `pool` in `schema` (also the session's `search_path`
+/// while it runs, so unqualified names land there) with its history in
+/// `<schema>.refinery_schema_history`, all pending migrations in one transaction, while a
+/// connection of `host` holds the host lock `lock` (see [`super::lock`]: no extension can take
+/// or hold it). Returns the versions applied.
 pub async fn apply_locked(
+    host: &Pool,
     pool: &Pool,
-    key: i64,
+    lock: &str,
     schema: &str,
-    create_schema: bool,
     mut runner: refinery::Runner,
 ) -> Result<Vec<i32>, MigrateError> {
-    let mut client = pool.get().await?;
-    client.query("SELECT pg_advisory_lock($1)", &[&key]).await?;
+    let held = super::lock::hold_explained(host, lock, super::lock::DEFAULT_WAIT).await?;
     let result = async {
-        if create_schema {
-            client
-                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                .await?;
-        }
+        let mut client = pool.get().await?;
         client
             .batch_execute(&format!("SET search_path TO {schema}"))
             .await?;
@@ -74,9 +74,12 @@ pub async fn apply_locked(
             .set_abort_missing(true)
             .set_grouped(true)
             .run_async(pg)
-            .await?;
+            .await;
+        if client.batch_execute("RESET search_path").await.is_err() {
+            let _ = deadpool_postgres::Object::take(client);
+        }
         Ok::<_, MigrateError>(
-            report
+            report?
                 .applied_migrations()
                 .iter()
                 .map(|m| m.version())
@@ -84,18 +87,8 @@ pub async fn apply_locked(
         )
     }
     .await;
-    let unlocked = client
-        .batch_execute(&format!(
-            "RESET search_path; SELECT pg_advisory_unlock({key})"
-        ))
-        .await;
-    if unlocked.is_err() {
-        // A connection still holding the lock must never go back to the pool.
-        let _ = deadpool_postgres::Object::take(client);
-    }
-    let applied = result?;
-    unlocked?;
-    Ok(applied)
+    held.release().await;
+    result
 }
 
 /// The newest applied host migration, or `None` before the first run.

@@ -8,6 +8,7 @@ pub mod binaries;
 mod cluster_dir;
 pub mod embedded;
 pub mod listen;
+pub mod lock;
 pub mod migrate;
 mod sys;
 
@@ -111,7 +112,8 @@ impl Database {
                 }
             }
         };
-        let database = Self::from_pg_config(pg_config, db.pool_size, connect_timeout)?;
+        let database =
+            Self::from_pg_config(host_session(pg_config), db.pool_size, connect_timeout)?;
         *database.embedded.lock().unwrap_or_else(|p| p.into_inner()) = embedded;
         database.ping().await?;
         Ok(database)
@@ -234,9 +236,44 @@ pub async fn ensure_database(admin: &tokio_postgres::Config, dbname: &str) -> Re
             Err(e) => return Err(setup(e)),
         }
     }
+    // The cluster is Solobase's alone: no role but the superuser may connect to its other
+    // databases (extensions' roles would find there temporary tables and large objects
+    // outside every quota). Only what is still granted, so a restart changes nothing.
+    let open: Vec<String> = client
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname <> $1 AND datallowconn \
+             AND has_database_privilege('public', oid, 'CONNECT')",
+            &[&dbname],
+        )
+        .await
+        .map_err(setup)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for other in open {
+        let quoted = format!("\"{}\"", other.replace('"', "\"\""));
+        client
+            .batch_execute(&format!("REVOKE CONNECT ON DATABASE {quoted} FROM PUBLIC"))
+            .await
+            .map_err(setup)?;
+    }
     drop(client);
     let _ = conn.await;
     Ok(())
+}
+
+/// The host's sessions resolve unqualified names in `pg_catalog`, then `solobase`, and
+/// nowhere else: never in a schema another role may create objects in (`public` on older
+/// databases, an extension's), whose functions or operators could otherwise stand in for the
+/// built-in ones in the host's statements.
+fn host_session(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
+    let path = "-c search_path=pg_catalog,solobase";
+    let options = match config.get_options() {
+        Some(given) if !given.is_empty() => format!("{given} {path}"),
+        _ => path.to_owned(),
+    };
+    config.options(options);
+    config
 }
 
 fn describe_target(config: &tokio_postgres::Config) -> String {

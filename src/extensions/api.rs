@@ -651,10 +651,10 @@ async fn migrate(
     )?;
     let migrations = l.registration.migrations();
     if body.dry_run {
-        return dry_run(&state, l, &migrations, body.to, false).await;
+        return dry_run(l, &migrations, body.to, false).await;
     }
     let pool = own_pool(l)?;
-    let result = migrate::migrate(pool, &l.name, &migrations, body.to).await;
+    let result = migrate::migrate(&state.pool, pool, &l.name, &migrations, body.to).await;
     audit_schema_change(&state, actor, "extension.migrate", &name, &result).await;
     Ok(HttpResponse::Ok().json(Migrated {
         applied: Some(result?),
@@ -699,7 +699,7 @@ async fn rollback(
     let body: RollbackBody = body_of(&body, None, r#"{"to": 1, "dry_run": true}"#)?;
     let migrations = l.registration.migrations();
     if body.dry_run {
-        return dry_run(&state, l, &migrations, Some(body.to), true).await;
+        return dry_run(l, &migrations, Some(body.to), true).await;
     }
     if l.is_enabled() {
         let refusal = ApiError::new(
@@ -716,7 +716,15 @@ async fn rollback(
         return Err(refusal);
     }
     let pool = own_pool(l)?;
-    let result = migrate::rollback(pool, &l.name, &migrations, body.to, &mut |_, _, _| {}).await;
+    let result = migrate::rollback(
+        &state.pool,
+        pool,
+        &l.name,
+        &migrations,
+        body.to,
+        &mut |_, _, _| {},
+    )
+    .await;
     audit_schema_change(&state, actor, "extension.rollback", &name, &result).await;
     Ok(HttpResponse::Ok().json(Migrated {
         reverted: Some(result?),
@@ -725,14 +733,15 @@ async fn rollback(
 }
 
 async fn dry_run(
-    state: &AppState,
     l: &Loaded,
     migrations: &[solobase_sdk::Migration],
     to: Option<u32>,
     down: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let client = state.pool.get().await.map_err(ApiError::internal)?;
-    let steps = migrate::dry_run(&client, &l.name, migrations, to, down).await?;
+    // The history table is the extension's: read as its role, never with the host's rights.
+    let client = own_pool(l)?.get().await.map_err(ApiError::internal)?;
+    let history = migrate::applied(&client, &l.name).await?;
+    let steps = migrate::dry_run(&history, migrations, to, down)?;
     Ok(HttpResponse::Ok().json(Migrated {
         dry_run: Some(true),
         role: Some(l.name.schema()),

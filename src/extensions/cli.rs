@@ -134,8 +134,8 @@ async fn act(
     action: Action,
 ) -> anyhow::Result<()> {
     match action {
-        // A dry run only reads (the host may read every extension's schema): it creates no
-        // role, no schema and no table.
+        // A dry run only reads, as the extension's role as it is: it creates no role, no
+        // schema and no table.
         Action::Migrate {
             to,
             dry_run: true,
@@ -200,11 +200,11 @@ async fn act(
             let (verb, name, json, result) = match action {
                 Action::Migrate { to, json, .. } => {
                     let plan = {
-                        let client = db.pool().get().await?;
-                        migrate::dry_run(&client, ext, migrations, to, false).await?
+                        let history = migrate::applied(&*pool.get().await?, ext).await?;
+                        migrate::dry_run(&history, migrations, to, false)?
                     };
                     let ticker = Progress::start(&plan, json);
-                    let result = migrate::migrate(&pool, ext, migrations, to).await;
+                    let result = migrate::migrate(db.pool(), &pool, ext, migrations, to).await;
                     ticker.stop();
                     ("applied", "extension.migrate", json, result)
                 }
@@ -214,7 +214,8 @@ async fn act(
                             eprintln!("[{i}/{n}] reverting {file}");
                         }
                     };
-                    let result = migrate::rollback(&pool, ext, migrations, to, &mut step).await;
+                    let result =
+                        migrate::rollback(db.pool(), &pool, ext, migrations, to, &mut step).await;
                     ("reverted", "extension.rollback", json, result)
                 }
                 Action::Purge { .. } => unreachable!("handled above"),
@@ -384,7 +385,7 @@ pub async fn run_admin(config: Config, action: AdminAction) -> anyhow::Result<()
                 let manifest = target
                     .as_ref()
                     .ok_or_else(|| anyhow::anyhow!("no extension {name}"))?;
-                info(pool, manifest, json).await
+                info(pool, db.pg_config(), manifest, json).await
             }
             AdminAction::Enable { name, grant } => {
                 let grant = match grant {
@@ -557,6 +558,7 @@ async fn list(pool: &deadpool_postgres::Pool, as_json: bool) -> anyhow::Result<(
 /// `solobase extensions info NAME`.
 async fn info(
     pool: &deadpool_postgres::Pool,
+    base: &tokio_postgres::Config,
     manifest: &Manifest,
     as_json: bool,
 ) -> anyhow::Result<()> {
@@ -567,8 +569,7 @@ async fn info(
         .iter()
         .cloned()
         .partition(|p| row.as_ref().is_some_and(|r| r.granted.contains(p)));
-    let client = pool.get().await?;
-    let migrations = migrate::applied(&client, &manifest.name).await?;
+    let migrations = migrate::applied_as_role(pool, base, &manifest.name).await?;
     let value = json!({
         "name": name,
         "version": manifest.version.to_string(),
@@ -677,8 +678,8 @@ async fn print_plan(
     down: bool,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let client = db.pool().get().await?;
-    let steps = migrate::dry_run(&client, ext, migrations, to, down).await?;
+    let history = migrate::applied_as_role(db.pool(), db.pg_config(), ext).await?;
+    let steps = migrate::dry_run(&history, migrations, to, down)?;
     if as_json {
         println!(
             "{}",

@@ -407,10 +407,10 @@ impl Loaded {
 
     /// Applies its pending migrations (there are some only after a rollback); a failure stops
     /// it, as it would at start.
-    async fn migrate_up(&self) {
+    async fn migrate_up(&self, host: &deadpool_postgres::Pool) {
         let Some(pool) = &self.pool else { return };
         let migrations = self.registration.migrations();
-        match super::migrate::migrate(pool, &self.name, &migrations, None).await {
+        match super::migrate::migrate(host, pool, &self.name, &migrations, None).await {
             Ok(applied) if !applied.is_empty() => {
                 tracing::info!(extension = %self.name, ?applied, "extension migrations applied");
             }
@@ -592,29 +592,32 @@ impl ExtensionHost {
             })
             .collect();
         let order = loader::dependency_order(&deps);
-        let first_sight = ctx.settings.grant_on_first_sight;
-        state::ensure_all(&ctx.pool, &order, first_sight).await?;
-        let requested: Vec<(String, Vec<String>)> = pending
+        let trusted = |name: &str| loader::first_sight_approval(&ctx.settings, name);
+        let first_sight: Vec<(String, bool)> = order
             .iter()
-            .map(|(name, m, ..)| (name.to_string(), loader::requested(m.as_ref())))
+            .map(|n| (n.clone(), trusted(n).is_some()))
             .collect();
-        for (name, permissions) in
-            state::decide_first_grants(&ctx.pool, &requested, first_sight).await?
-        {
+        state::ensure_all(&ctx.pool, &first_sight).await?;
+        let requested: Vec<(String, Vec<String>, bool)> = pending
+            .iter()
+            .map(|(name, m, ..)| {
+                (
+                    name.to_string(),
+                    loader::requested(m.as_ref()),
+                    trusted(name.as_str()).is_some(),
+                )
+            })
+            .collect();
+        for (name, permissions) in state::decide_first_grants(&ctx.pool, &requested).await? {
             if permissions.is_empty() {
                 continue;
             }
+            let reason = trusted(&name)
+                .unwrap_or("in use before permissions were granted; it keeps what it requests");
             let entry =
                 audit::Entry::new(audit::Actor::System, "extension.grant", audit::Outcome::Ok)
                     .extension(&name)
-                    .detail(serde_json::json!({
-                            "permissions": permissions,
-                            "reason": if first_sight {
-                        "first seen; extensions.grant_on_first_sight is true"
-                    } else {
-                        "in use before permissions were granted; it keeps what it requests"
-                    },
-                        }));
+                    .detail(serde_json::json!({"permissions": permissions, "reason": reason}));
             audit::record_or_log(&ctx.pool, entry).await;
         }
         let persisted = state::load_all(&ctx.pool)
@@ -1211,7 +1214,7 @@ impl ExtensionHost {
             // Enabling brings its schema up first, as a start does: it may have been rolled
             // back while it was disabled.
             if persisted.enabled && !pending && !l.is_enabled() && l.is_running() {
-                l.migrate_up().await;
+                l.migrate_up(self.pool()).await;
             }
             if !pending && l.enabled.swap(persisted.enabled, Ordering::Relaxed) != persisted.enabled
             {

@@ -218,7 +218,7 @@ async fn initialize(
         .map_err(|e| e.to_string())?;
     let pool = db.pool().clone();
     let migrations = registration.migrations();
-    let applied = migrate::migrate(&pool, name, &migrations, None)
+    let applied = migrate::migrate(&ctx.pool, &pool, name, &migrations, None)
         .await
         .map_err(|e| format!("migration failed: {e}"))?;
     if !applied.is_empty() {
@@ -283,5 +283,33 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(dependency_order(&deps), ["b", "d", "a", "c", "x", "y"]);
+    }
+}
+
+/// Why an extension seen for the first time may be enabled with every permission it requests
+/// without an administrator's decision, or `None` when it must wait for one: the operator
+/// approved it (`extensions.approved`), or it is of the official tier — shipped with
+/// Solobase — or was handed to the host by the program embedding it, while
+/// `extensions.grant_on_first_sight` holds. Community, custom and test-only extensions never
+/// grant themselves anything.
+pub fn first_sight_approval(
+    settings: &crate::config::ExtensionsConfig,
+    name: &str,
+) -> Option<&'static str> {
+    if settings.approved.iter().any(|a| a == name) {
+        return Some("first seen; approved in extensions.approved");
+    }
+    if !settings.grant_on_first_sight {
+        return None;
+    }
+    match super::discovered().iter().find(|d| d.name == name) {
+        Some(d) if d.tier == "official" => {
+            Some("first seen; official tier, and extensions.grant_on_first_sight is true")
+        }
+        Some(_) => None,
+        None => Some(
+            "first seen; handed to the host by the program embedding it, and \
+             extensions.grant_on_first_sight is true",
+        ),
     }
 }

@@ -1,7 +1,12 @@
 //! Each extension's migrations, run **as the extension's own role** (on its pool) in its
 //! schema `ext_<name>`, with refinery, all pending versions in one transaction, under a
-//! per-extension advisory lock so that instances starting together migrate once. The history
-//! lives in `ext_<name>.refinery_schema_history`.
+//! per-extension host lock (`migrate.<name>`, held on a host connection: see
+//! `crate::db::lock`) so that instances starting together migrate once. The history lives in
+//! `ext_<name>.refinery_schema_history`.
+//!
+//! The extension's role owns that history table and may replace it with anything (a view
+//! calling its own function, say): so the host only ever reads or writes it through the
+//! extension's own pool, never with its own privileges.
 //!
 //! refinery only goes forward; rolling back is Solobase's own: the down scripts of the
 //! versions above the target run newest-first in one transaction, which also trims the
@@ -11,7 +16,7 @@ use deadpool_postgres::Pool;
 use refinery::error::Kind;
 use solobase_sdk::{ExtensionName, Migration};
 
-use super::roles::lock_key;
+use crate::db::lock;
 use crate::db::migrate::{MigrateError, apply_locked};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +59,13 @@ fn history_table(name: &ExtensionName) -> String {
     format!("{}.refinery_schema_history", name.schema())
 }
 
-/// The applied versions (ascending) with their names.
+/// The host lock held while an extension's schema changes.
+fn lock_name(name: &ExtensionName) -> String {
+    format!("migrate.{name}")
+}
+
+/// The applied versions (ascending) with their names. `client` must be a connection of the
+/// extension's own pool: the table is the extension's to shape.
 pub async fn applied(
     client: &tokio_postgres::Client,
     name: &ExtensionName,
@@ -74,6 +85,40 @@ pub async fn applied(
         )
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// [`applied`] for a command without the extension's pool: through a connection as its role
+/// as it is now (nothing is created or changed); none when the role does not exist yet.
+pub async fn applied_as_role(
+    host: &Pool,
+    base: &tokio_postgres::Config,
+    name: &ExtensionName,
+) -> Result<Vec<(i32, String)>, MigrationError> {
+    // Only the catalog is read with the host's rights: whether there is a history at all.
+    let exists: bool = host
+        .get()
+        .await?
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL AND to_regclass('solobase.extension_roles') IS NOT NULL",
+            &[&history_table(name)],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let Some(config) = super::roles::existing_role_config(host, base, name)
+        .await
+        .map_err(|e| MigrationError::Other(format!("cannot read {name}'s role: {e}")))?
+    else {
+        return Ok(Vec::new());
+    };
+    let db = super::services::extension_database(config, name, 1)
+        .map_err(|e| MigrationError::Other(e.to_string()))?;
+    let pool = db.pool().clone();
+    let result = async { applied(&*pool.get().await?, name).await.map_err(Into::into) }.await;
+    pool.close();
+    result
 }
 
 /// Whether `to` is 0 or a version of `migrations`.
@@ -136,11 +181,10 @@ pub struct Step {
     pub sql: &'static str,
 }
 
-/// What `migrate` (up to `to`, else all) or, with `down`, `rollback` to `to` would run now,
-/// in order. Only reads: the host may read every extension's schema.
-pub async fn dry_run(
-    client: &tokio_postgres::Client,
-    name: &ExtensionName,
+/// What `migrate` (up to `to`, else all) or, with `down`, `rollback` to `to` would run now
+/// after the applied `history`, in order.
+pub fn dry_run(
+    history: &[(i32, String)],
     migrations: &[Migration],
     to: Option<u32>,
     down: bool,
@@ -148,9 +192,8 @@ pub async fn dry_run(
     if let Some(to) = to {
         check_target(migrations, to)?;
     }
-    let history = applied(client, name).await?;
     Ok(if down {
-        plan_down(migrations, &history, to.unwrap_or(0))?
+        plan_down(migrations, history, to.unwrap_or(0))?
             .into_iter()
             .map(|m| Step {
                 version: m.version,
@@ -159,7 +202,7 @@ pub async fn dry_run(
             })
             .collect()
     } else {
-        plan_up(migrations, &history, to)
+        plan_up(migrations, history, to)
             .into_iter()
             .map(|m| Step {
                 version: m.version,
@@ -201,9 +244,11 @@ pub fn validate(migrations: &[Migration]) -> Result<(), MigrationError> {
     Ok(())
 }
 
-/// Applies the pending migrations (up to `to`, else all) on `pool`, the extension's own.
-/// Returns the versions applied.
+/// Applies the pending migrations (up to `to`, else all) on `pool`, the extension's own,
+/// while a connection of `host` holds the extension's migration lock. Returns the versions
+/// applied.
 pub async fn migrate(
+    host: &Pool,
     pool: &Pool,
     name: &ExtensionName,
     migrations: &[Migration],
@@ -225,14 +270,7 @@ pub async fn migrate(
     if let Some(to) = to {
         runner = runner.set_target(refinery::Target::Version(to as i32));
     }
-    let result = apply_locked(
-        pool,
-        lock_key("migrate", name),
-        &name.schema(),
-        false,
-        runner,
-    )
-    .await;
+    let result = apply_locked(host, pool, &lock_name(name), &name.schema(), runner).await;
     match result {
         Ok(applied) => Ok(applied),
         Err(e) => {
@@ -278,6 +316,7 @@ fn explain(e: MigrateError, migrations: &[Migration]) -> MigrationError {
         return match e {
             MigrateError::Pool(p) => MigrationError::Pool(p),
             MigrateError::Db(d) => MigrationError::Db(d),
+            MigrateError::Lock(l) => MigrationError::Other(l.to_string()),
             MigrateError::Refinery(_) => unreachable!(),
         };
     };
@@ -317,6 +356,7 @@ fn explain(e: MigrateError, migrations: &[Migration]) -> MigrationError {
 /// trims the history. Calls `step` with (i, n, down script's file) before the i-th of n.
 /// Returns the versions reverted.
 pub async fn rollback(
+    host: &Pool,
     pool: &Pool,
     name: &ExtensionName,
     migrations: &[Migration],
@@ -324,11 +364,10 @@ pub async fn rollback(
     step: &mut (dyn FnMut(usize, usize, &str) + Send),
 ) -> Result<Vec<i32>, MigrationError> {
     check_target(migrations, to)?;
+    let held = lock::hold_explained(host, &lock_name(name), lock::DEFAULT_WAIT)
+        .await
+        .map_err(|e| MigrationError::Other(e.to_string()))?;
     let mut client = pool.get().await?;
-    let key = lock_key("migrate", name);
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&key])
-        .await?;
     let result = async {
         let history = applied(&client, name).await?;
         let plan = plan_down(migrations, &history, to)?;
@@ -357,12 +396,8 @@ pub async fn rollback(
         Ok(plan.iter().map(|m| m.version as i32).collect())
     }
     .await;
-    let unlocked = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&key])
-        .await;
-    if unlocked.is_err() {
-        let _ = deadpool_postgres::Object::take(client);
-    }
+    drop(client);
+    held.release().await;
     result
 }
 

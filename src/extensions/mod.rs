@@ -74,3 +74,13 @@ pub fn discovered() -> &'static [Discovered] {
 pub fn registrations() -> Vec<solobase_sdk::Registration> {
     generated::registrations()
 }
+
+/// The test-only extensions (`tests/extensions/`) compiled into this binary: with any, a
+/// server starts only when the test suite allows it ([`crate::config::Config::allow_test_extensions`]).
+pub fn test_only_compiled() -> Vec<&'static str> {
+    discovered()
+        .iter()
+        .filter(|d| d.compiled && d.tier == "test")
+        .map(|d| d.name)
+        .collect()
+}

@@ -6,19 +6,26 @@
 //! - generates the role's password once, keeps it in `solobase.extension_roles` (readable by
 //!   the host's login only), and sends PostgreSQL only its SCRAM verifier, so the password
 //!   appears in no statement and no log;
-//! - creates the role `LOGIN NOINHERIT NOCREATEDB NOCREATEROLE` with its `CONNECTION LIMIT`,
-//!   and as role defaults its `search_path`, `statement_timeout` and
-//!   `idle_in_transaction_session_timeout` — re-applied at every start, so a change the
-//!   extension made to its own role does not last;
+//! - creates the role `LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+//!   NOBYPASSRLS`, member of no role, with its `CONNECTION LIMIT`, and as its only role
+//!   defaults its `search_path`, `statement_timeout` and
+//!   `idle_in_transaction_session_timeout` — forced again at every start, so a change the
+//!   extension made to its own role does not last. A role found escalated at start (an
+//!   attribute, a membership, objects outside its schema) is repaired, logged at error level
+//!   and audited (`extension.role_repaired`);
 //! - creates the schema `AUTHORIZATION ext_<name>`;
 //! - takes away from PUBLIC what would let any role create objects outside its schema
 //!   (temporary tables, large objects), when it has the right to ([`harden_database`]).
 //!
-//! All of it under a transaction-level advisory lock, so instances starting together agree.
+//! All of it under a host lock (`crate::db::lock`, which no extension can take), so instances
+//! starting together agree.
 
 use deadpool_postgres::Pool;
 use solobase_sdk::ExtensionName;
 use tokio_postgres::error::SqlState;
+
+use crate::audit;
+use crate::db::lock;
 
 /// The limits PostgreSQL enforces for one extension's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +54,8 @@ pub enum ProvisionError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("another instance kept preparing the same role; try again")]
     Concurrent,
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
     #[error("database error while preparing the role {role}: {source}")]
     Db {
         role: String,
@@ -54,14 +63,9 @@ pub enum ProvisionError {
     },
 }
 
-/// Advisory lock key for provisioning extension `name` (FNV-1a, stable across processes).
-pub fn lock_key(purpose: &str, name: &ExtensionName) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in format!("solobase.ext.{purpose}.{name}").bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash as i64
+/// The host lock (`solobase.locks`) held while the role of `name` is prepared or dropped.
+fn lock_name(name: &ExtensionName) -> String {
+    format!("role.{name}")
 }
 
 /// A fresh password: 32 random bytes as hex.
@@ -136,8 +140,22 @@ struct Current {
 struct RoleState {
     conn_limit: i32,
     attributes_ok: bool,
+    /// The attributes it must never have and has (`SUPERUSER`, `CREATEROLE` …).
+    escalated: Vec<String>,
+    /// The roles it is a member of (it must be of none).
+    member_of: Vec<String>,
+    /// Its objects outside its schema (by kind and name).
+    foreign_objects: Vec<String>,
     settings: Vec<String>,
     host_is_member: bool,
+}
+
+impl RoleState {
+    /// Whether it holds more than its role should: an attribute, a membership, an object
+    /// outside its schema.
+    fn is_escalated(&self) -> bool {
+        !self.escalated.is_empty() || !self.member_of.is_empty() || !self.foreign_objects.is_empty()
+    }
 }
 
 const READ_STATE: &str = "
@@ -157,7 +175,35 @@ const READ_STATE: &str = "
            (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = $3),
            r.oid IS NOT NULL AND pg_has_role(current_user, r.oid, 'USAGE'),
            coalesce((SELECT password_set FROM solobase.extension_roles WHERE name = $1), false),
-           current_user::text
+           current_user::text,
+           array_remove(ARRAY[
+               CASE WHEN r.rolsuper THEN 'SUPERUSER' END,
+               CASE WHEN r.rolcreaterole THEN 'CREATEROLE' END,
+               CASE WHEN r.rolcreatedb THEN 'CREATEDB' END,
+               CASE WHEN r.rolreplication THEN 'REPLICATION' END,
+               CASE WHEN r.rolbypassrls THEN 'BYPASSRLS' END,
+               CASE WHEN r.rolinherit THEN 'INHERIT' END], NULL),
+           coalesce((SELECT array_agg(m.roleid::regrole::text ORDER BY 1) FROM pg_auth_members m
+                     WHERE m.member = r.oid), '{}'),
+           coalesce((SELECT array_agg(o ORDER BY o) FROM (
+                SELECT 'relation ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS o
+                  FROM pg_class c
+                  JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.relowner = r.oid AND n.nspname <> $3 AND n.nspname NOT LIKE 'pg_temp%'
+                    AND n.nspname NOT LIKE 'pg_toast%'
+                UNION ALL
+                SELECT 'function ' || quote_ident(n.nspname) || '.' || quote_ident(p.proname)
+                       || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+                  FROM pg_proc p
+                  JOIN pg_namespace n ON n.oid = p.pronamespace
+                  WHERE p.proowner = r.oid AND n.nspname <> $3
+                UNION ALL
+                SELECT 'schema ' || n.nspname::text FROM pg_namespace n
+                  WHERE n.nspowner = r.oid AND n.nspname <> $3 AND n.nspname NOT LIKE 'pg_temp%'
+                    AND n.nspname NOT LIKE 'pg_toast_temp%'
+                UNION ALL
+                SELECT 'event trigger ' || e.evtname::text FROM pg_event_trigger e
+                  WHERE e.evtowner = r.oid) objects), '{}')
     FROM (SELECT 1) one LEFT JOIN pg_roles r ON r.rolname = $3";
 
 async fn read_state(
@@ -184,6 +230,9 @@ async fn read_state(
         role: conn_limit.map(|conn_limit| RoleState {
             conn_limit,
             attributes_ok: row.get(4),
+            escalated: row.get(10),
+            member_of: row.get(11),
+            foreign_objects: row.get(12),
             settings: row.get(5),
             host_is_member: row.get(7),
         }),
@@ -219,6 +268,26 @@ fn role_config(
     config
 }
 
+/// The settings to connect as the role of `name` as it is, changing nothing (for reading
+/// what it owns with no more than its rights); `None` when the role does not exist.
+pub async fn existing_role_config(
+    pool: &Pool,
+    base: &tokio_postgres::Config,
+    name: &ExtensionName,
+) -> anyhow::Result<Option<tokio_postgres::Config>> {
+    let role = name.schema();
+    let row = pool
+        .get()
+        .await?
+        .query_opt(
+            "SELECT coalesce((SELECT password FROM solobase.extension_roles WHERE name = $1), '') \
+             FROM pg_roles WHERE rolname = $2",
+            &[&name.as_str(), &role],
+        )
+        .await?;
+    Ok(row.map(|r| role_config(base, name, &role, r.get(0))))
+}
+
 async fn provision_once(
     pool: &Pool,
     base: &tokio_postgres::Config,
@@ -241,6 +310,7 @@ async fn provision_once(
             && (c.password_set || !passwords)
             && c.role.as_ref().is_some_and(|r| {
                 r.attributes_ok
+                    && !r.is_escalated()
                     && r.conn_limit == limits.max_connections as i32
                     && r.settings == wanted_settings(&role, limits)
                     && c.schema_owner.as_deref() == Some(role.as_str())
@@ -252,12 +322,7 @@ async fn provision_once(
     }
 
     let tx = client.transaction().await.map_err(db)?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1)",
-        &[&lock_key("role", name)],
-    )
-    .await
-    .map_err(db)?;
+    lock::within(&tx, &lock_name(name), lock::DEFAULT_WAIT).await?;
     // Read again under the lock: another instance may have just done the work.
     let Some(current) = read_state(&tx, name, &role).await.map_err(db)? else {
         return Err(ProvisionError::Concurrent);
@@ -279,8 +344,26 @@ async fn provision_once(
             }
         }
     };
+    let escalation = current.role.as_ref().filter(|r| r.is_escalated());
+    // Only a superuser may name SUPERUSER, REPLICATION or BYPASSRLS in ALTER ROLE, even to
+    // say NO: a CREATEROLE login names them only when the role has one (and then fails,
+    // saying so). CREATE ROLE may always say NO.
+    let forced = if current.host_is_superuser || current.role.is_none() {
+        " NOSUPERUSER NOREPLICATION NOBYPASSRLS".to_owned()
+    } else {
+        let has = |a: &str| escalation.is_some_and(|r| r.escalated.iter().any(|e| e == a));
+        [
+            ("SUPERUSER", " NOSUPERUSER"),
+            ("REPLICATION", " NOREPLICATION"),
+            ("BYPASSRLS", " NOBYPASSRLS"),
+        ]
+        .iter()
+        .filter(|(a, _)| has(a))
+        .map(|(_, no)| *no)
+        .collect()
+    };
     let mut attributes = format!(
-        "LOGIN NOINHERIT NOCREATEDB NOCREATEROLE CONNECTION LIMIT {}",
+        "LOGIN NOINHERIT NOCREATEDB NOCREATEROLE{forced} CONNECTION LIMIT {}",
         limits.max_connections
     );
     // The password is set when the role or its credentials are new (an extension that changed
@@ -298,13 +381,34 @@ async fn provision_once(
     } else {
         "CREATE"
     };
-    let mut sql = format!(
+    if let Some(r) = escalation {
+        tracing::error!(
+            extension = %name,
+            role,
+            attributes = ?r.escalated,
+            member_of = ?r.member_of,
+            objects_outside_its_schema = ?r.foreign_objects,
+            "the extension's database role holds more than its schema: taking it back. A role \
+             that was a superuser may have changed anything in the database; check it"
+        );
+    }
+    let mut sql = String::new();
+    if let Some(r) = escalation {
+        for member_of in &r.member_of {
+            sql.push_str(&format!("REVOKE {member_of} FROM {role}; "));
+        }
+    }
+    if current.role.is_some() {
+        // Role defaults it set itself go; only the host's stay.
+        sql.push_str(&format!("ALTER ROLE {role} RESET ALL; "));
+    }
+    sql.push_str(&format!(
         "{verb} ROLE {role} {attributes}; \
          ALTER ROLE {role} SET search_path = {role}; \
          ALTER ROLE {role} SET statement_timeout = {}; \
          ALTER ROLE {role} SET idle_in_transaction_session_timeout = {};",
         limits.statement_timeout_ms, limits.idle_in_transaction_timeout_ms
-    );
+    ));
     if !current.host_is_superuser {
         // Membership lets the host create the schema for the role, migrate its objects and
         // cancel its queries. It goes one way: the extension's role gains nothing.
@@ -331,6 +435,21 @@ async fn provision_once(
         adopt_schema(&tx, &role).await.map_err(privilege)?;
     }
     tx.commit().await.map_err(db)?;
+    if let Some(r) = escalation {
+        let entry = audit::Entry::new(
+            audit::Actor::System,
+            "extension.role_repaired",
+            audit::Outcome::Ok,
+        )
+        .extension(name.as_str())
+        .detail(serde_json::json!({
+            "role": role,
+            "attributes_removed": r.escalated,
+            "memberships_revoked": r.member_of,
+            "objects_outside_its_schema": r.foreign_objects,
+        }));
+        audit::record_or_log(pool, entry).await;
+    }
     Ok(role_config(base, name, &role, current.password))
 }
 
@@ -373,28 +492,28 @@ async fn adopt_schema(
 }
 
 /// Takes away from PUBLIC the privileges that would let an extension's role create objects
-/// outside its schema: temporary tables (`TEMPORARY` on the database) and large objects. Needs
-/// the database's owner (temporary tables) and a superuser (large objects); without that
-/// right it logs what an administrator should run, and goes on.
+/// outside its schema: temporary tables (`TEMPORARY` on the database), objects in the `public`
+/// schema and large objects. Needs the database's owner (temporary tables, `public`) and a
+/// superuser (large objects); without that right it logs what an administrator should run,
+/// and goes on.
 pub async fn harden_database(pool: &Pool) -> anyhow::Result<()> {
     let mut client = pool.get().await?;
     // Instances starting together would revoke the same catalog rows at once ("tuple
     // concurrently updated"): one at a time, and only what is still granted.
     let tx = client.transaction().await?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1)",
-        &[&lock_key(
-            "harden",
-            &ExtensionName::parse("database").expect("a valid name"),
-        )],
-    )
-    .await?;
+    lock::within(&tx, "harden", lock::DEFAULT_WAIT).await?;
     let steps = [
         (
             "temporary tables",
             "SELECT has_database_privilege('public', current_database(), 'TEMPORARY')",
             "DO $$ BEGIN EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', \
              current_database()); END $$",
+        ),
+        (
+            "objects in the public schema",
+            "SELECT coalesce((SELECT has_schema_privilege('public', oid, 'CREATE') \
+             FROM pg_namespace WHERE nspname = 'public'), false)",
+            "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
         ),
         (
             "large objects",
@@ -431,6 +550,27 @@ pub async fn harden_database(pool: &Pool) -> anyhow::Result<()> {
             );
         }
     }
+    // Other databases of the server are not Solobase's to change: say which ones extensions'
+    // roles could connect to (the embedded cluster's own are closed when it is set up).
+    let open: Vec<String> = tx
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datallowconn \
+             AND datname <> current_database() AND has_database_privilege('public', oid, 'CONNECT') \
+             ORDER BY datname LIMIT 6",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !open.is_empty() {
+        tracing::warn!(
+            databases = ?open,
+            "extensions' roles may connect to other databases of this server (and create \
+             temporary tables there): revoke it where you can, e.g. REVOKE CONNECT ON DATABASE \
+             <name> FROM PUBLIC"
+        );
+    }
     tx.commit().await?;
     Ok(())
 }
@@ -458,11 +598,7 @@ pub async fn purge(pool: &Pool, name: &ExtensionName) -> anyhow::Result<Purged> 
         )
         .await?;
     let tx = client.transaction().await?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1)",
-        &[&lock_key("role", name)],
-    )
-    .await?;
+    lock::within(&tx, &lock_name(name), lock::DEFAULT_WAIT).await?;
     tx.batch_execute(&format!("DROP SCHEMA IF EXISTS {role} CASCADE"))
         .await?;
     tx.execute(

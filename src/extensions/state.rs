@@ -56,12 +56,16 @@ pub async fn load_all(pool: &Pool) -> anyhow::Result<HashMap<String, Persisted>>
         .collect())
 }
 
-/// Records first sightings, `enabled` or not, leaving existing rows alone. One statement.
-pub async fn ensure_all(pool: &Pool, names: &[String], enabled: bool) -> anyhow::Result<()> {
+/// Records first sightings, each enabled or not as paired, leaving existing rows alone. One
+/// statement.
+pub async fn ensure_all(pool: &Pool, first_sight: &[(String, bool)]) -> anyhow::Result<()> {
+    let (names, enabled): (Vec<&str>, Vec<bool>) =
+        first_sight.iter().map(|(n, e)| (n.as_str(), *e)).unzip();
     let client = pool.get().await?;
     client
         .execute(
-            "INSERT INTO solobase.extensions (name, enabled) SELECT unnest($1::text[]), $2 \
+            "INSERT INTO solobase.extensions (name, enabled) \
+             SELECT * FROM unnest($1::text[], $2::bool[]) \
              ON CONFLICT (name) DO NOTHING",
             &[&names, &enabled],
         )
@@ -69,19 +73,23 @@ pub async fn ensure_all(pool: &Pool, names: &[String], enabled: bool) -> anyhow:
     Ok(())
 }
 
-/// Applies the first-sight policy to the extensions whose grants nobody decided yet: with
-/// `grant`, each receives every permission it requests (granted by "system"); an extension
+/// Applies the first-sight policy to the extensions whose grants nobody decided yet: those
+/// marked `grant` receive every permission they request (granted by "system"); an extension
 /// seen before grants existed receives them whatever the policy. Returns what was
 /// granted, by extension. Runs once per extension however many instances start together.
 pub async fn decide_first_grants(
     pool: &Pool,
-    requested: &[(String, Vec<String>)],
-    grant: bool,
+    requested: &[(String, Vec<String>, bool)],
 ) -> anyhow::Result<Vec<(String, Vec<String>)>> {
-    let names: Vec<&str> = requested.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = requested.iter().map(|(n, ..)| n.as_str()).collect();
+    let granted_now: Vec<&str> = requested
+        .iter()
+        .filter(|(.., grant)| *grant)
+        .map(|(n, ..)| n.as_str())
+        .collect();
     let (owners, permissions): (Vec<&str>, Vec<&str>) = requested
         .iter()
-        .flat_map(|(n, ps)| ps.iter().map(move |p| (n.as_str(), p.as_str())))
+        .flat_map(|(n, ps, _)| ps.iter().map(move |p| (n.as_str(), p.as_str())))
         .unzip();
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -98,7 +106,7 @@ pub async fn decide_first_grants(
         .await?;
     let granting: Vec<String> = decided
         .iter()
-        .filter(|r| grant || r.get::<_, bool>(1))
+        .filter(|r| granted_now.contains(&r.get::<_, &str>(0)) || r.get::<_, bool>(1))
         .map(|r| r.get(0))
         .collect();
     let decided: Vec<String> = decided.iter().map(|r| r.get(0)).collect();

@@ -22,6 +22,10 @@ pub(crate) fn solobase(cwd: &Path) -> Command {
         }
     }
     cmd.env("SOLOBASE_LOG_FORMAT", "json");
+    // The test binary has the test-only probe compiled in (tests/run.sh builds with
+    // --all-features): the test suite allows it, and approves the extensions it uses.
+    cmd.env("SOLOBASE_ALLOW_TEST_EXTENSIONS", "1")
+        .env("SOLOBASE_APPROVED_EXTENSIONS", "analytics,probe");
     cmd
 }
 

@@ -163,6 +163,10 @@ pub fn test_config(db_name: &str, data_dir: &Path) -> Config {
     // Extension roles are server-wide and concurrent tests share them: a roomy CONNECTION
     // LIMIT (pools open connections lazily).
     config.extensions.pool_size = 100;
+    // This binary has the test-only probe compiled in; the tests use it, and the community
+    // analytics extension, enabled from the start.
+    config.allow_test_extensions = true;
+    config.extensions.approved = vec!["analytics".into(), "probe".into()];
     config
 }
 

@@ -360,7 +360,7 @@ async fn migrations_go_up_down_to_zero_and_up_again_for_every_compiled_in_extens
         let history = ["refinery_schema_history".to_string()];
 
         assert_eq!(
-            migrate::migrate(&pool, &name, &migrations, None)
+            migrate::migrate(roles.db.pool(), &pool, &name, &migrations, None)
                 .await
                 .unwrap(),
             all,
@@ -374,9 +374,16 @@ async fn migrations_go_up_down_to_zero_and_up_again_for_every_compiled_in_extens
         let mut reverted = all.clone();
         reverted.reverse();
         assert_eq!(
-            migrate::rollback(&pool, &name, &migrations, 0, &mut |_, _, _| {})
-                .await
-                .unwrap(),
+            migrate::rollback(
+                roles.db.pool(),
+                &pool,
+                &name,
+                &migrations,
+                0,
+                &mut |_, _, _| {}
+            )
+            .await
+            .unwrap(),
             reverted,
             "{name} down"
         );
@@ -386,7 +393,7 @@ async fn migrations_go_up_down_to_zero_and_up_again_for_every_compiled_in_extens
             "{name}: down to zero leaves {after_down:?}"
         );
         assert_eq!(
-            migrate::migrate(&pool, &name, &migrations, None)
+            migrate::migrate(roles.db.pool(), &pool, &name, &migrations, None)
                 .await
                 .unwrap(),
             all,
@@ -406,17 +413,19 @@ async fn migrate_to_a_version_and_roll_back_one() {
     let pool = roles.pool(&name).await;
     let both = [V1, V2];
     assert_eq!(
-        migrate::migrate(&pool, &name, &both, Some(1))
+        migrate::migrate(roles.db.pool(), &pool, &name, &both, Some(1))
             .await
             .unwrap(),
         [1]
     );
     assert_eq!(
-        migrate::migrate(&pool, &name, &both, None).await.unwrap(),
+        migrate::migrate(roles.db.pool(), &pool, &name, &both, None)
+            .await
+            .unwrap(),
         [2]
     );
     assert_eq!(
-        migrate::rollback(&pool, &name, &both, 1, &mut |_, _, _| {})
+        migrate::rollback(roles.db.pool(), &pool, &name, &both, 1, &mut |_, _, _| {})
             .await
             .unwrap(),
         [2]
@@ -433,7 +442,7 @@ async fn migrate_to_a_version_and_roll_back_one() {
         .get(0);
     assert_eq!(columns, 2, "V2's column is gone, V1's table stays");
     assert!(matches!(
-        migrate::migrate(&pool, &name, &both, Some(7)).await,
+        migrate::migrate(roles.db.pool(), &pool, &name, &both, Some(7)).await,
         Err(migrate::MigrationError::UnknownVersion(7, _))
     ));
     pool.close();

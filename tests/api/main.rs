@@ -44,6 +44,8 @@ mod packages;
 #[cfg(feature = "probe")]
 mod properties;
 mod scaffold;
+// Attacks on the trust boundaries; most use the probe extension: run with --all-features.
+mod security;
 // Drives the probe extension's routes: run with --all-features.
 #[cfg(feature = "probe")]
 mod metrics;

@@ -132,14 +132,21 @@ async fn walk(
         );
         for to in steps {
             let (done, expected): (Vec<i32>, Vec<i32>) = if to > at {
-                let done = migrate::migrate(&pool, &name, &migrations, Some(to))
+                let done = migrate::migrate(roles.db.pool(), &pool, &name, &migrations, Some(to))
                     .await
                     .map_err(|e| TestCaseError::fail(format!("{copy} up to {to}: {e}")))?;
                 (done, (at + 1..=to).map(|v| v as i32).collect())
             } else {
-                let done = migrate::rollback(&pool, &name, &migrations, to, &mut |_, _, _| {})
-                    .await
-                    .map_err(|e| TestCaseError::fail(format!("{copy} down to {to}: {e}")))?;
+                let done = migrate::rollback(
+                    roles.db.pool(),
+                    &pool,
+                    &name,
+                    &migrations,
+                    to,
+                    &mut |_, _, _| {},
+                )
+                .await
+                .map_err(|e| TestCaseError::fail(format!("{copy} down to {to}: {e}")))?;
                 (done, (to + 1..=at).rev().map(|v| v as i32).collect())
             };
             prop_assert_eq!(

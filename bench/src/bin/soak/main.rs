@@ -99,6 +99,10 @@ fn spawn_server(url: &str, cwd: &Path) -> anyhow::Result<Server> {
         .env("SOLOBASE_LOG", "info")
         .env("SOLOBASE_ADMIN_EMAIL", ADMIN)
         .env("SOLOBASE_ADMIN_PASSWORD", PASSWORD)
+        // Built with the test-only probe (its faulty routes), and approving the community
+        // analytics extension it loads.
+        .env("SOLOBASE_ALLOW_TEST_EXTENSIONS", "1")
+        .env("SOLOBASE_APPROVED_EXTENSIONS", "analytics,probe")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

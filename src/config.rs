@@ -175,15 +175,14 @@ pub struct ExtensionsConfig {
     /// Openings within `breaker_trips_window_secs` that disable the extension (0: never).
     pub breaker_trips_to_disable: u32,
     pub breaker_trips_window_secs: u64,
-    /// Whether an extension of the official tier seen for the first time is enabled with every
-    /// permission its manifest requests (audited as granted by the system). When false it
+    /// Whether an extension the operator trusts in advance — the official tier, or one listed
+    /// in `approved` — is enabled with every permission its manifest requests when seen for
+    /// the first time (audited as granted by the system). When false every new extension
     /// starts disabled, and an administrator enables it and grants its permissions. Other
-    /// tiers always start disabled unless listed in `approved`.
+    /// tiers always start disabled.
     pub grant_on_first_sight: bool,
-    /// Extensions outside the official tier that the operator approves here: seen for the
-    /// first time, each is enabled with every permission its manifest requests (audited as
-    /// approved in the configuration). The others start disabled until an administrator
-    /// enables them.
+    /// Extensions outside the official tier that the operator approves here, treated on
+    /// first sight like the official tier.
     pub approved: Vec<String>,
     /// How often each instance looks for due background jobs, in ms, and how long one job
     /// may run, in seconds.

@@ -287,20 +287,20 @@ mod tests {
 }
 
 /// Why an extension seen for the first time may be enabled with every permission it requests
-/// without an administrator's decision, or `None` when it must wait for one: the operator
-/// approved it (`extensions.approved`), or it is of the official tier — shipped with
-/// Solobase — or was handed to the host by the program embedding it, while
-/// `extensions.grant_on_first_sight` holds. Community, custom and test-only extensions never
-/// grant themselves anything.
+/// without an administrator's decision, or `None` when it must wait for one. Only while
+/// `extensions.grant_on_first_sight` holds, and only for what the operator trusted in advance:
+/// the official tier (shipped with Solobase), an extension listed in `extensions.approved`, or
+/// one handed to the host by the program embedding it. Community, custom and test-only
+/// extensions never grant themselves anything.
 pub fn first_sight_approval(
     settings: &crate::config::ExtensionsConfig,
     name: &str,
 ) -> Option<&'static str> {
-    if settings.approved.iter().any(|a| a == name) {
-        return Some("first seen; approved in extensions.approved");
-    }
     if !settings.grant_on_first_sight {
         return None;
+    }
+    if settings.approved.iter().any(|a| a == name) {
+        return Some("first seen; approved in extensions.approved");
     }
     match super::discovered().iter().find(|d| d.name == name) {
         Some(d) if d.tier == "official" => {

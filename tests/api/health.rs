@@ -121,6 +121,7 @@ async fn host_tables_live_in_their_own_schema_and_migrate_once() {
             "extension_stats",
             "extensions",
             "jobs",
+            "locks",
             "outbox",
             "refinery_schema_history",
             "role_permissions",

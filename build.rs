@@ -6,26 +6,18 @@
 //! `solobase-ext-<name>`. The table lists every discovered extension (so the binary can say
 //! "known, not compiled in") and registers, behind `#[cfg(feature = "<name>")]`, those whose
 //! feature is on. Problems stop the build with a `cargo::error=` line that says what to fix.
-//! The rules themselves live in `src/extensions/discovery.rs`, unit-tested there.
-
-#[allow(dead_code)]
-#[path = "extensions/core/src/manifest.rs"]
-mod manifest;
-
-#[path = "src/extensions/discovery.rs"]
-mod discovery;
+//! The rules themselves live in the `solobase-manifest` crate (`discovery`), unit-tested
+//! there.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use discovery::Found;
-use manifest::ExtensionName;
+use solobase_manifest::ExtensionName;
+use solobase_manifest::discovery::{self, Found};
 
 fn main() {
     println!("cargo::rerun-if-changed=Cargo.toml");
     println!("cargo::rerun-if-changed=build.rs");
-    println!("cargo::rerun-if-changed=src/extensions/discovery.rs");
-    println!("cargo::rerun-if-changed=extensions/core/src/manifest.rs");
     if let Err(errors) = run() {
         for error in errors {
             println!("cargo::error={}", error.replace('\n', " "));

@@ -1,11 +1,13 @@
 //! The command line: `solobase serve`, `solobase users create`, `solobase extensions
-//! list|info|enable|disable|revoke|migrate|rollback|purge|audit|generate|validate`, the
-//! sharing commands `solobase extensions keygen|package|verify|publish|install|uninstall|search`
-//! (and `info --remote`), `solobase config validate`.
+//! list|info|enable|disable|revoke|migrate|rollback|purge|audit|status|health|metrics|config`,
+//! `solobase config validate`; the developer tools (`solobase extensions generate|validate|
+//! keygen|package|verify|publish|search|install|uninstall`, `info --remote`) are handed to
+//! `solobase-devtools` (see [`tools`]).
 //!
 //! Exit codes: 0 success; 1 a runtime failure (database unreachable, port taken …); 2 a usage
 //! or configuration error (bad flag, bad config file, bad environment variable).
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +20,8 @@ use crate::auth::{Email, Password, Role, users};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::db::{Database, Mode, migrate};
 use crate::startup::Application;
+
+mod tools;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -249,100 +253,18 @@ enum ExtensionsCommand {
         #[command(flatten)]
         location: Location,
     },
-    /// Create a new extension crate under extensions/custom/NAME (manifest, code with a route
-    /// and a hook, a migration with its down script, a typed configuration, tests) and add its
-    /// feature, dependency and workspace member to Cargo.toml
-    Generate {
-        /// The new extension's name: 1-32 characters of a-z, 0-9 and single '-', starting
-        /// with a letter
-        name: String,
-        /// The project's root [default: the nearest folder at or above the current one whose
-        /// Cargo.toml is Solobase's]
-        #[arg(long, value_name = "DIR")]
-        root: Option<PathBuf>,
-    },
-    /// Make a signing key pair for packages: the secret key (mode 0600, minisign's
-    /// unencrypted format) and PATH.pub; prints the public key to trust
-    Keygen {
-        /// Where to write the secret key
-        #[arg(long, value_name = "PATH", default_value = "solobase-signing.key")]
-        output: PathBuf,
-        /// Replace existing key files
-        #[arg(long)]
-        force: bool,
-    },
-    /// Validate an extension, pack it into a reproducible NAME-VERSION.tar.gz and sign it
-    /// (NAME-VERSION.tar.gz.minisig); prints its SHA-256
-    Package {
-        /// The extension's name in this project, or its folder
-        extension: String,
-        /// The secret key to sign with (from `keygen`, or `minisign -G -W`)
-        #[arg(long, value_name = "PATH")]
-        key: PathBuf,
-        /// The folder to write the package into
-        #[arg(long, value_name = "DIR", default_value = "dist")]
-        output: PathBuf,
-        /// The project's root [default: the nearest Solobase project at or above here]
-        #[arg(long, value_name = "DIR")]
-        root: Option<PathBuf>,
-    },
-    /// Check a package's signature against [extensions] trusted_keys and its contents
-    Verify {
-        /// The package, e.g. dist/notes-0.1.0.tar.gz (its .minisig next to it)
-        file: PathBuf,
-    },
-    /// Verify a package and add it to a registry directory (index.json, package, signature)
-    Publish {
-        /// The package, e.g. dist/notes-0.1.0.tar.gz (its .minisig next to it)
-        file: PathBuf,
-        /// The registry directory [default: [extensions] registry]
-        #[arg(long, value_name = "DIR")]
-        registry: Option<PathBuf>,
-    },
-    /// Install an extension into this project's source tree: a package file, a source folder,
-    /// or NAME[@VERSION] from the registry, with the dependencies it needs; adds the Cargo
-    /// features and prints the build command. Nothing is written unless every signature,
-    /// hash, version and dependency checks out
-    Install {
-        /// A .tar.gz package (signed), an extension folder, or NAME[@VERSION|@RANGE]
-        what: String,
-        /// The project's root [default: the nearest Solobase project at or above here]
-        #[arg(long, value_name = "DIR")]
-        root: Option<PathBuf>,
-        /// The registry [default: [extensions] registry]
-        #[arg(long, value_name = "DIR|URL")]
-        registry: Option<String>,
-    },
-    /// Remove an installed community or custom extension and its Cargo.toml entries
-    /// (refused while another extension depends on it)
-    Uninstall {
-        /// The extension, e.g. notes
-        name: String,
-        /// The project's root [default: the nearest Solobase project at or above here]
-        #[arg(long, value_name = "DIR")]
-        root: Option<PathBuf>,
-    },
-    /// Search the registry's extensions by name and description
-    Search {
-        /// Text to look for (case-insensitive); "" lists everything
-        text: String,
-        /// The registry [default: [extensions] registry]
-        #[arg(long, value_name = "DIR|URL")]
-        registry: Option<String>,
-        /// Print JSON instead of text
+    /// Describe the compiled-in extensions for the developer tools (manifest, configuration
+    /// schema, required permissions) as JSON
+    #[command(hide = true)]
+    Compiled {
+        /// Print JSON (the only format)
         #[arg(long)]
         json: bool,
     },
-    /// Check an extension's folder: manifest, names, versions, migrations and their down
-    /// scripts, configuration schema, and uses of std::fs, std::net, std::process (or tokio's)
-    /// or unsafe its permissions do not cover; exit 2 when it finds problems
-    Validate {
-        /// The extension's folder, e.g. extensions/custom/notes
-        path: PathBuf,
-        /// Print JSON instead of text
-        #[arg(long)]
-        json: bool,
-    },
+    /// The developer tools (generate, validate, keygen, package, verify, publish, search,
+    /// install, uninstall), handed to `solobase-devtools`
+    #[command(external_subcommand)]
+    Tool(Vec<OsString>),
 }
 
 /// What `extensions config NAME` does (get when none is given).
@@ -492,23 +414,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load(config_path, &overrides)?;
             create_user(config, args).await
         }
-        // Source-tree commands: no configuration, no database.
-        Command::Extensions(ExtensionsCommand::Generate { name, root }) => {
-            crate::extensions::scaffold::run(&name, root.as_deref())
+        // The developer tools: another program, which this one becomes.
+        Command::Extensions(ExtensionsCommand::Tool(args)) => tools::hand_over(config_path, args),
+        Command::Extensions(ExtensionsCommand::Info {
+            name,
+            remote: true,
+            registry,
+            json,
+            ..
+        }) => {
+            let mut args: Vec<std::ffi::OsString> = vec!["info".into(), name.into()];
+            if let Some(registry) = registry {
+                args.extend(["--registry".into(), registry.into()]);
+            }
+            if json {
+                args.push("--json".into());
+            }
+            tools::hand_over(config_path, args)
         }
-        Command::Extensions(ExtensionsCommand::Validate { path, json }) => {
-            crate::extensions::validate::run(&path, json)
-        }
-        Command::Extensions(
-            command @ (ExtensionsCommand::Keygen { .. }
-            | ExtensionsCommand::Package { .. }
-            | ExtensionsCommand::Verify { .. }
-            | ExtensionsCommand::Publish { .. }
-            | ExtensionsCommand::Install { .. }
-            | ExtensionsCommand::Uninstall { .. }
-            | ExtensionsCommand::Search { .. }
-            | ExtensionsCommand::Info { remote: true, .. }),
-        ) => share(config_path, command).await,
+        Command::Extensions(ExtensionsCommand::Compiled { .. }) => tools::print_compiled(),
         Command::Extensions(command) => {
             let location = match &command {
                 ExtensionsCommand::List { location, .. }
@@ -524,16 +448,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 | ExtensionsCommand::Metrics { location, .. }
                 | ExtensionsCommand::Config { location, .. }
                 | ExtensionsCommand::Purge { location, .. } => location,
-                ExtensionsCommand::Generate { .. }
-                | ExtensionsCommand::Validate { .. }
-                | ExtensionsCommand::Keygen { .. }
-                | ExtensionsCommand::Package { .. }
-                | ExtensionsCommand::Verify { .. }
-                | ExtensionsCommand::Publish { .. }
-                | ExtensionsCommand::Install { .. }
-                | ExtensionsCommand::Uninstall { .. }
-                | ExtensionsCommand::Search { .. } => {
-                    unreachable!("source-tree commands are matched above")
+                ExtensionsCommand::Tool(_) | ExtensionsCommand::Compiled { .. } => {
+                    unreachable!("commands without a database are matched above")
                 }
             };
             let overrides = Overrides {
@@ -565,46 +481,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             validate_extension_configs(&config.extensions.config_dir)
         }
-    }
-}
-
-/// The sharing commands (keys, packages, registry, install): files only, no database.
-async fn share(
-    config_path: Option<&std::path::Path>,
-    command: ExtensionsCommand,
-) -> anyhow::Result<()> {
-    use crate::extensions::share;
-    let config = || Config::load(config_path, &Overrides::default());
-    match command {
-        ExtensionsCommand::Keygen { output, force } => share::keygen(&output, force),
-        ExtensionsCommand::Package {
-            extension,
-            key,
-            output,
-            root,
-        } => share::package(&extension, &key, &output, root.as_deref()),
-        ExtensionsCommand::Verify { file } => share::verify(&file, &config()?),
-        ExtensionsCommand::Publish { file, registry } => {
-            share::publish(&file, registry.as_deref(), &config()?)
-        }
-        ExtensionsCommand::Install {
-            what,
-            root,
-            registry,
-        } => share::install(&what, root.as_deref(), registry.as_deref(), &config()?).await,
-        ExtensionsCommand::Uninstall { name, root } => share::uninstall(&name, root.as_deref()),
-        ExtensionsCommand::Search {
-            text,
-            registry,
-            json,
-        } => share::search(&text, registry.as_deref(), &config()?, json).await,
-        ExtensionsCommand::Info {
-            name,
-            json,
-            registry,
-            ..
-        } => share::info_remote(&name, registry.as_deref(), &config()?, json).await,
-        _ => unreachable!("only the sharing commands are passed here"),
     }
 }
 
@@ -837,16 +713,8 @@ impl ExtensionsCommand {
                 json,
             },
             ExtensionsCommand::Purge { name, yes, .. } => Action::Purge { name, yes },
-            ExtensionsCommand::Generate { .. }
-            | ExtensionsCommand::Validate { .. }
-            | ExtensionsCommand::Keygen { .. }
-            | ExtensionsCommand::Package { .. }
-            | ExtensionsCommand::Verify { .. }
-            | ExtensionsCommand::Publish { .. }
-            | ExtensionsCommand::Install { .. }
-            | ExtensionsCommand::Uninstall { .. }
-            | ExtensionsCommand::Search { .. } => {
-                unreachable!("source-tree commands need no database: matched in run")
+            ExtensionsCommand::Tool(_) | ExtensionsCommand::Compiled { .. } => {
+                unreachable!("commands without a database are matched in run")
             }
             ExtensionsCommand::Audit {
                 extension,

@@ -5,5 +5,8 @@
 # Arguments are passed to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The developer tools are a program of their own, which `solobase extensions package|install…`
+# hands over to: built next to the server binary the tests run.
+cargo build -p solobase-devtools
 cargo test --workspace --all-features "$@"
 tests/walkthrough.sh

@@ -6,8 +6,8 @@
 # share it: keygen → package → publish → uninstall → install from the registry → build again.
 # Prints the time of each step. Fails (non-zero) at the first step that goes wrong.
 #
-# Run it after the test suite (tests/run.sh does both): it uses the `solobase` binary that
-# `cargo test` built, and builds the copy in the same target directory (CARGO_TARGET_DIR, or
+# Run it after the test suite (tests/run.sh does both): it uses the `solobase` and
+# `solobase-devtools` binaries that it built, and builds the copy in the same target directory (CARGO_TARGET_DIR, or
 # this tree's target/), so that only the crates that changed are compiled again. It must not
 # run inside `cargo test`: the outer cargo would hold the target directory's lock.
 set -euo pipefail
@@ -18,10 +18,13 @@ export CARGO_TERM_COLOR=never
 name=hello
 
 binary="$CARGO_TARGET_DIR/debug/solobase"
-if [ ! -x "$binary" ]; then
-    echo "walkthrough: $binary is missing: run the tests (cargo test --workspace --all-features) first" >&2
-    exit 1
-fi
+devtools="$CARGO_TARGET_DIR/debug/solobase-devtools"
+for program in "$binary" "$devtools"; do
+    if [ ! -x "$program" ]; then
+        echo "walkthrough: $program is missing: run the tests (tests/run.sh) first" >&2
+        exit 1
+    fi
+done
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/solobase-walkthrough.XXXXXX")"
 chmod 755 "$work" # the embedded cluster runs as the postgres user when we are root
@@ -60,6 +63,8 @@ step "copy the source tree (without target/ and .git)"
 tar -C "$root" --exclude=./target --exclude=./.git --exclude=./data -cf - . | tar -C "$work" -xf -
 mkdir -p "$work/bin"
 cp "$binary" "$work/bin/solobase-before"
+# `solobase extensions generate|validate|package…` hand over to the tools next to it.
+cp "$devtools" "$work/bin/solobase-devtools"
 src="$work"
 done_step
 

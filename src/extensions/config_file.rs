@@ -75,26 +75,8 @@ pub fn check(
         .map_err(|e| format!("{}: {e}", file.display()))
 }
 
-/// A JSON Pointer as a TOML key path: `/endpoints/0/url` → `endpoints[0].url`.
-pub(crate) fn key_path(pointer: &str) -> String {
-    let mut out = String::new();
-    for segment in pointer.split('/').skip(1) {
-        let segment = segment.replace("~1", "/").replace("~0", "~");
-        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
-            out.push_str(&format!("[{segment}]"));
-        } else {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(&segment);
-        }
-    }
-    if out.is_empty() {
-        "(top level)".into()
-    } else {
-        format!("key `{out}`")
-    }
-}
+/// A JSON Pointer as a TOML key path: `/endpoints/0/url` → ``key `endpoints[0].url` ``.
+pub(crate) use solobase_sdk::manifest::toml_key_path as key_path;
 
 #[cfg(test)]
 mod tests {

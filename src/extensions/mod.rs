@@ -17,11 +17,6 @@ pub mod api;
 pub mod cli;
 mod cli_config;
 mod cli_status;
-// The build script's rules, compiled here too so that they are unit-tested, and so that
-// `share::install` finds a project's extensions exactly as the build does.
-#[allow(dead_code)]
-mod discovery;
-use solobase_sdk::manifest;
 pub mod config_file;
 pub mod convert;
 pub mod dispatch;
@@ -37,12 +32,9 @@ pub mod order;
 pub mod pipeline;
 pub mod reconfigure;
 pub mod roles;
-pub mod scaffold;
 pub mod services;
-pub mod share;
 pub mod state;
 mod sync;
-pub mod validate;
 
 /// An extension found in the source tree when this binary was built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

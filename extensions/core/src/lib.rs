@@ -66,7 +66,8 @@ pub mod event;
 pub mod extension;
 pub mod hooks;
 pub mod http;
-pub mod manifest;
+/// The manifest, `extension.toml` (the `solobase-manifest` crate).
+pub use solobase_manifest as manifest;
 pub mod routes;
 pub mod services;
 pub mod storage;

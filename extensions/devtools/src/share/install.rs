@@ -9,13 +9,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use solobase_sdk::{Manifest, Tier};
+use solobase_manifest::{Manifest, Tier};
 
 use super::archive::{self, Unpacked};
 use super::minisign::{PublicKey, SignatureFile};
 use super::registry::{self, Index, Installed, Location, Release};
-use crate::extensions::discovery;
-use crate::extensions::scaffold::root_manifest;
+use crate::scaffold::root_manifest;
+use solobase_manifest::discovery;
 
 /// What install was asked for.
 #[derive(Debug)]

@@ -1,5 +1,5 @@
-//! Sharing extensions: `solobase extensions keygen | package | verify | publish | install |
-//! uninstall | search`, and `info NAME --remote`.
+//! Sharing extensions: `keygen | package | verify | publish | install | uninstall | search`,
+//! and `info NAME --remote`.
 //!
 //! - `minisign.rs` — ed25519 keys and signatures in minisign's formats.
 //! - `archive.rs` — the reproducible package (`.tar.gz` + `solobase-package.json`) and its
@@ -17,35 +17,34 @@ pub mod registry;
 
 use std::path::{Path, PathBuf};
 
-use solobase_sdk::Manifest;
+use solobase_manifest::Manifest;
 
-use crate::config::{Config, ConfigError};
+use crate::{Settings, ToolError};
 use minisign::{PublicKey, SecretKey, SignatureFile};
 use registry::Location;
 
 /// The trusted keys of the configuration, parsed.
-pub fn trusted_keys(config: &Config) -> Result<Vec<PublicKey>, ConfigError> {
+pub fn trusted_keys(config: &Settings) -> Result<Vec<PublicKey>, ToolError> {
     config
-        .extensions
         .trusted_keys
         .iter()
         .map(|k| {
             PublicKey::parse(k)
-                .map_err(|e| ConfigError::Invalid(format!("[extensions] trusted_keys: {k:?}: {e}")))
+                .map_err(|e| ToolError::Invalid(format!("[extensions] trusted_keys: {k:?}: {e}")))
         })
         .collect()
 }
 
 /// The registry from `--registry`, else the configuration's.
-pub fn registry(flag: Option<&str>, config: &Config) -> Result<Option<Location>, ConfigError> {
-    flag.or(config.extensions.registry.as_deref())
-        .map(|r| Location::parse(r).map_err(ConfigError::Invalid))
+pub fn registry(flag: Option<&str>, config: &Settings) -> Result<Option<Location>, ToolError> {
+    flag.or(config.registry.as_deref())
+        .map(|r| Location::parse(r).map_err(ToolError::Invalid))
         .transpose()
 }
 
-fn required_registry(flag: Option<&str>, config: &Config) -> anyhow::Result<Location> {
+fn required_registry(flag: Option<&str>, config: &Settings) -> anyhow::Result<Location> {
     Ok(registry(flag, config)?.ok_or_else(|| {
-        ConfigError::Invalid(
+        ToolError::Invalid(
             "no registry: pass --registry DIR|URL or set [extensions] registry in the \
              configuration file"
                 .into(),
@@ -59,7 +58,7 @@ pub fn keygen(output: &Path, force: bool) -> anyhow::Result<()> {
     let public = key.public();
     let pub_path = PathBuf::from(format!("{}.pub", output.display()));
     if !force && (output.exists() || pub_path.exists()) {
-        return Err(ConfigError::Invalid(format!(
+        return Err(ToolError::Invalid(format!(
             "{} already exists: choose another --output, or --force to replace it (signatures \
              made with the old key will no longer verify with the new one)",
             output.display()
@@ -108,9 +107,9 @@ fn extension_dir(what: &str, root: Option<&Path>) -> anyhow::Result<PathBuf> {
         return Ok(path.to_owned());
     }
     let root = project(root)?;
-    let found = install::installed(&root).map_err(ConfigError::Invalid)?;
+    let found = install::installed(&root).map_err(ToolError::Invalid)?;
     let f = found.get(what).ok_or_else(|| {
-        ConfigError::Invalid(format!(
+        ToolError::Invalid(format!(
             "{what} is neither a folder nor an extension of {}",
             root.display()
         ))
@@ -118,13 +117,13 @@ fn extension_dir(what: &str, root: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(root.join(&f.dir))
 }
 
-fn project(root: Option<&Path>) -> Result<PathBuf, ConfigError> {
-    use crate::extensions::scaffold::project_root;
+fn project(root: Option<&Path>) -> Result<PathBuf, ToolError> {
+    use crate::scaffold::project_root;
     match root {
         Some(dir) => project_root(dir, false),
         None => project_root(
             &std::env::current_dir()
-                .map_err(|e| ConfigError::Invalid(format!("no current directory: {e}")))?,
+                .map_err(|e| ToolError::Invalid(format!("no current directory: {e}")))?,
             true,
         ),
     }
@@ -134,21 +133,21 @@ fn project(root: Option<&Path>) -> Result<PathBuf, ConfigError> {
 pub fn package(what: &str, key: &Path, output: &Path, root: Option<&Path>) -> anyhow::Result<()> {
     let dir = extension_dir(what, root)?;
     let key_text = std::fs::read_to_string(key)
-        .map_err(|e| ConfigError::Invalid(format!("cannot read the key {}: {e}", key.display())))?;
+        .map_err(|e| ToolError::Invalid(format!("cannot read the key {}: {e}", key.display())))?;
     let key = SecretKey::parse(&key_text)
-        .map_err(|e| ConfigError::Invalid(format!("{}: {e}", key.display())))?;
-    let report = crate::extensions::validate::validate(&dir);
+        .map_err(|e| ToolError::Invalid(format!("{}: {e}", key.display())))?;
+    let report = crate::validate::validate(&dir, crate::validate::compiled().as_deref());
     if !report.problems.is_empty() {
-        eprint!("{}", crate::extensions::validate::render(&report));
-        return Err(ConfigError::Invalid(format!(
+        eprint!("{}", crate::validate::render(&report));
+        return Err(ToolError::Invalid(format!(
             "{} has problems (listed above): fix them before packaging",
             dir.display()
         ))
         .into());
     }
-    let files = archive::collect(&dir).map_err(ConfigError::Invalid)?;
+    let files = archive::collect(&dir).map_err(ToolError::Invalid)?;
     let text = String::from_utf8_lossy(files.get("extension.toml").map_or(&[][..], |v| v));
-    let manifest = Manifest::parse(&text).map_err(ConfigError::Invalid)?;
+    let manifest = Manifest::parse(&text).map_err(ToolError::Invalid)?;
     let bytes = archive::pack(&manifest, &files).map_err(anyhow::Error::msg)?;
     let sha = archive::sha256_hex(&bytes);
     let file_name = format!("{}-{}.tar.gz", manifest.name, manifest.version);
@@ -175,7 +174,7 @@ fn read_verified(
     trusted: &[PublicKey],
 ) -> anyhow::Result<(Vec<u8>, String, SignatureFile, archive::Unpacked)> {
     let bytes = std::fs::read(file)
-        .map_err(|e| ConfigError::Invalid(format!("cannot read {}: {e}", file.display())))?;
+        .map_err(|e| ToolError::Invalid(format!("cannot read {}: {e}", file.display())))?;
     let sig_path = PathBuf::from(format!("{}.minisig", file.display()));
     let sig_text = std::fs::read_to_string(&sig_path).ok();
     let what = file.display().to_string();
@@ -185,14 +184,14 @@ fn read_verified(
         sig_text.as_deref().map(str::as_bytes),
         trusted,
     )
-    .map_err(ConfigError::Refused)?;
+    .map_err(ToolError::Refused)?;
     let unpacked =
-        archive::unpack(&bytes).map_err(|e| ConfigError::Refused(format!("{what}: {e}")))?;
+        archive::unpack(&bytes).map_err(|e| ToolError::Refused(format!("{what}: {e}")))?;
     Ok((bytes, sig_text.unwrap_or_default(), sig, unpacked))
 }
 
 /// `verify`: checks a package's signature and contents, prints what it is.
-pub fn verify(file: &Path, config: &Config) -> anyhow::Result<()> {
+pub fn verify(file: &Path, config: &Settings) -> anyhow::Result<()> {
     let trusted = trusted_keys(config)?;
     let (bytes, _, sig, unpacked) = read_verified(file, &trusted)?;
     let m = &unpacked.manifest;
@@ -205,13 +204,13 @@ pub fn verify(file: &Path, config: &Config) -> anyhow::Result<()> {
 }
 
 /// `publish`: verifies a package and adds it to a directory registry.
-pub fn publish(file: &Path, registry_dir: Option<&Path>, config: &Config) -> anyhow::Result<()> {
+pub fn publish(file: &Path, registry_dir: Option<&Path>, config: &Settings) -> anyhow::Result<()> {
     let dir = match registry_dir {
         Some(d) => d.to_owned(),
         None => match required_registry(None, config)? {
             Location::Dir(d) => d,
             Location::Http(url) => {
-                return Err(ConfigError::Invalid(format!(
+                return Err(ToolError::Invalid(format!(
                     "the registry {url} is served over http: publish into its directory with \
                      --registry DIR"
                 ))
@@ -238,7 +237,7 @@ pub async fn install(
     what: &str,
     root: Option<&Path>,
     registry_flag: Option<&str>,
-    config: &Config,
+    config: &Settings,
 ) -> anyhow::Result<()> {
     let root = project(root)?;
     let trusted = trusted_keys(config)?;
@@ -248,9 +247,7 @@ pub async fn install(
         trusted: &trusted,
         registry: registry(registry_flag, config)?,
     };
-    let planned = install::plan(&request)
-        .await
-        .map_err(ConfigError::Refused)?;
+    let planned = install::plan(&request).await.map_err(ToolError::Refused)?;
     install::write(&root, &planned).map_err(anyhow::Error::msg)?;
     for p in &planned {
         let m = &p.unpacked.manifest;
@@ -273,7 +270,7 @@ pub async fn install(
 /// `uninstall`.
 pub fn uninstall(name: &str, root: Option<&Path>) -> anyhow::Result<()> {
     let root = project(root)?;
-    let dir = install::uninstall(&root, name).map_err(ConfigError::Refused)?;
+    let dir = install::uninstall(&root, name).map_err(ToolError::Refused)?;
     println!("uninstalled {name}: removed {dir} and its Cargo.toml entries");
     println!("Rebuild the server without it: cargo build --release (or ./compile.sh)");
     Ok(())
@@ -283,7 +280,7 @@ pub fn uninstall(name: &str, root: Option<&Path>) -> anyhow::Result<()> {
 pub async fn search(
     text: &str,
     registry_flag: Option<&str>,
-    config: &Config,
+    config: &Settings,
     json: bool,
 ) -> anyhow::Result<()> {
     let location = required_registry(registry_flag, config)?;
@@ -310,7 +307,7 @@ pub async fn search(
 pub async fn info_remote(
     name: &str,
     registry_flag: Option<&str>,
-    config: &Config,
+    config: &Settings,
     json: bool,
 ) -> anyhow::Result<()> {
     let location = required_registry(registry_flag, config)?;
@@ -318,7 +315,7 @@ pub async fn info_remote(
     let releases = index
         .extensions
         .get(name)
-        .ok_or_else(|| ConfigError::Refused(format!("{name} is not in the registry {location}")))?;
+        .ok_or_else(|| ToolError::Refused(format!("{name} is not in the registry {location}")))?;
     if json {
         println!(
             "{}",

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use solobase_sdk::Manifest;
+use solobase_manifest::Manifest;
 
 use super::Report;
 use super::scan::{self, Reach};

@@ -1,8 +1,9 @@
 //! `solobase extensions validate <path>`: checks an extension's folder before it is built or
-//! shared — the manifest (the SDK's `Manifest` rules), the name against the folder and the
-//! crate `solobase-ext-<name>`, versions, the host versions it accepts, migrations numbered
-//! `V1..Vn` each with its down script, the JSON Schema of its configuration (when this binary
-//! contains the extension: the schema is derived from its `Config` type at compile time), and
+//! shared — the manifest (the `Manifest` rules), the name against the folder and the crate
+//! `solobase-ext-<name>`, versions, the host versions it accepts, migrations numbered
+//! `V1..Vn` each with its down script, the JSON Schema of its configuration (when the server
+//! binary contains the extension: the schema is derived from its `Config` type at compile
+//! time, and the binary describes it, see [`Compiled`]), and
 //! the uses of `std::fs`, `std::net`, `std::process` (and tokio's) and `unsafe` in `src/`
 //! that its permissions do not cover (`source.rs`, on the lexer in `scan.rs`).
 //!
@@ -13,13 +14,46 @@
 use std::path::Path;
 
 use serde::Serialize;
-use solobase_sdk::Manifest;
+use solobase_manifest::Manifest;
 
 mod migrations;
 mod scan;
 mod source;
 
-use crate::config::ConfigError;
+use crate::ToolError;
+
+/// An extension compiled into the server binary, as `solobase extensions compiled --json`
+/// describes it: what only its compiled code knows.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Compiled {
+    pub name: String,
+    /// The manifest text it was built with.
+    pub manifest: String,
+    /// The JSON Schema derived from its `Config` type.
+    pub config_schema: serde_json::Value,
+    /// Why its `Config::default()` does not pass its own checks, if it does not.
+    pub default_config_error: Option<String>,
+    /// What `required_permissions()` names.
+    pub required_permissions: Vec<String>,
+}
+
+/// Asks the server binary `bin` what it contains.
+pub fn compiled_in(bin: &Path) -> Result<Vec<Compiled>, String> {
+    let out = std::process::Command::new(bin)
+        .args(["extensions", "compiled", "--json"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} extensions compiled failed: {}",
+            bin.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{} extensions compiled: {e}", bin.display()))
+}
 
 /// One problem: where, which check, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,7 +105,7 @@ impl Report {
 /// Runs the command: prints the report (text or JSON); fails with a configuration error
 /// (exit 2) when it lists problems.
 pub fn run(path: &Path, json: bool) -> anyhow::Result<()> {
-    let report = validate(path);
+    let report = validate(path, compiled().as_deref());
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -79,7 +113,7 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<()> {
     }
     match report.problems.len() {
         0 => Ok(()),
-        n => Err(ConfigError::Invalid(format!(
+        n => Err(ToolError::Invalid(format!(
             "{}: {n} problem{} found",
             path.display(),
             if n == 1 { "" } else { "s" }
@@ -114,8 +148,21 @@ pub fn render(report: &Report) -> String {
     out
 }
 
-/// Checks the extension folder `dir`.
-pub fn validate(dir: &Path) -> Report {
+/// What the server binary next to the tools contains, when there is one that answers.
+pub fn compiled() -> Option<Vec<Compiled>> {
+    let bin = crate::server_binary()?;
+    match compiled_in(&bin) {
+        Ok(list) => Some(list),
+        Err(e) => {
+            eprintln!("note: {e}");
+            None
+        }
+    }
+}
+
+/// Checks the extension folder `dir`; `compiled` is what the server binary contains (see
+/// [`compiled`]), for the configuration's schema.
+pub fn validate(dir: &Path, compiled: Option<&[Compiled]>) -> Report {
     let mut report = Report {
         path: dir.display().to_string(),
         ..Report::default()
@@ -135,7 +182,7 @@ pub fn validate(dir: &Path) -> Report {
     report.name = Some(manifest.name.to_string());
     check_crate(dir, &manifest, &mut report);
     migrations::check(dir, &mut report);
-    check_config_schema(dir, &manifest, &mut report);
+    check_config_schema(dir, &manifest, compiled, &mut report);
     source::check(dir, &manifest, &mut report);
     report
 }
@@ -192,7 +239,12 @@ fn check_manifest(dir: &Path, report: &mut Report) -> Option<Manifest> {
             ),
         );
     }
-    let host = semver::Version::parse(env!("CARGO_PKG_VERSION")).ok();
+    // The host it will be built into: the project the folder is in, else the Solobase
+    // release these tools come with.
+    let host = crate::scaffold::project_root(dir, true)
+        .ok()
+        .and_then(|root| crate::share::install::host_version(&root).ok())
+        .or_else(|| semver::Version::parse(env!("CARGO_PKG_VERSION")).ok());
     if let Some(host) = host.filter(|h| !manifest.host.matches(h)) {
         let key = if text.contains("min_host_version") {
             "min_host_version"
@@ -221,7 +273,7 @@ fn against_schema(text: &str) -> Vec<(Option<String>, String)> {
     let Ok(value) = serde_json::to_value(table) else {
         return Vec::new();
     };
-    let schema = serde_json::to_value(solobase_sdk::manifest::json_schema()).unwrap_or_default();
+    let schema = serde_json::to_value(solobase_manifest::json_schema()).unwrap_or_default();
     let Ok(validator) = jsonschema::validator_for(&schema) else {
         return Vec::new();
     };
@@ -233,7 +285,7 @@ fn against_schema(text: &str) -> Vec<(Option<String>, String)> {
                 .rsplit('/')
                 .find(|s| !s.is_empty() && !s.bytes().all(|b| b.is_ascii_digit()))
                 .map(str::to_owned);
-            let path = crate::extensions::config_file::key_path(&pointer);
+            let path = solobase_manifest::toml_key_path(&pointer);
             (
                 key,
                 format!("{path}: {e} (see extensions/extension.schema.json)"),
@@ -315,37 +367,47 @@ fn check_crate(dir: &Path, manifest: &Manifest, report: &mut Report) {
 }
 
 /// The configuration's JSON Schema, derived from the `Config` type at compile time: checked
-/// when this binary contains the extension as it is on disk.
-fn check_config_schema(dir: &Path, manifest: &Manifest, report: &mut Report) {
+/// when the server binary contains the extension as it is on disk (`compiled`, as that binary
+/// describes what it contains; `None` when there is no server binary to ask).
+fn check_config_schema(
+    dir: &Path,
+    manifest: &Manifest,
+    compiled: Option<&[Compiled]>,
+    report: &mut Report,
+) {
     let name = manifest.name.as_str();
     let on_disk = std::fs::read_to_string(dir.join("extension.toml")).unwrap_or_default();
-    let compiled = super::registrations()
-        .into_iter()
-        .find(|r| Manifest::parse(r.manifest).is_ok_and(|m| m.name == manifest.name));
-    let Some(registration) = compiled else {
+    let Some(compiled) = compiled else {
         report.notes.push(format!(
-            "config schema not checked: this binary does not contain {name} (the schema is \
-             derived from its Config type when compiled); build with --features {name} and \
-             validate again"
+            "config schema not checked: no solobase binary to ask (the schema is derived from \
+             {name}'s Config type when compiled); run `solobase extensions validate`, or set \
+             SOLOBASE_BIN"
+        ));
+        return;
+    };
+    let Some(registration) = compiled.iter().find(|c| c.name == name) else {
+        report.notes.push(format!(
+            "config schema not checked: the solobase binary does not contain {name} (the \
+             schema is derived from its Config type when compiled); build with --features \
+             {name} and validate again"
         ));
         return;
     };
     if registration.manifest != on_disk {
         report.notes.push(format!(
-            "config schema not checked: the {name} compiled into this binary has a different \
-             extension.toml; rebuild and validate again"
+            "config schema not checked: the {name} compiled into the solobase binary has a \
+             different extension.toml; rebuild and validate again"
         ));
         return;
     }
-    let schema = registration.config_schema();
-    if let Err(e) = jsonschema::meta::validate(&schema) {
+    if let Err(e) = jsonschema::meta::validate(&registration.config_schema) {
         report.problem(
             "config",
             "src",
             None,
             format!("the Config type's JSON Schema is not a valid JSON Schema: {e}"),
         );
-    } else if let Err(e) = registration.check_config(&serde_json::Value::Null) {
+    } else if let Some(e) = &registration.default_config_error {
         report.problem(
             "config",
             "src",
@@ -355,7 +417,7 @@ fn check_config_schema(dir: &Path, manifest: &Manifest, report: &mut Report) {
     } else {
         report.notes.push("config schema checked".into());
     }
-    for permission in registration.required_permissions() {
+    for permission in &registration.required_permissions {
         if !manifest
             .permissions
             .iter()

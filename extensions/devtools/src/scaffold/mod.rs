@@ -13,9 +13,9 @@ pub mod root_manifest;
 
 use std::path::{Path, PathBuf};
 
-use solobase_sdk::ExtensionName;
+use solobase_manifest::ExtensionName;
 
-use crate::config::ConfigError;
+use crate::ToolError;
 
 /// Where generated extensions go, relative to the project's root.
 pub const CUSTOM: &str = "extensions/custom";
@@ -57,7 +57,7 @@ pub struct Generated {
 /// Runs the command: generates, then prints what was written and the next steps.
 pub fn run(name: &str, root: Option<&Path>) -> anyhow::Result<()> {
     let cwd = std::env::current_dir()
-        .map_err(|e| ConfigError::Invalid(format!("cannot read the current directory: {e}")))?;
+        .map_err(|e| ToolError::Invalid(format!("cannot read the current directory: {e}")))?;
     let root = match root {
         Some(dir) => project_root(dir, false)?,
         None => project_root(&cwd, true)?,
@@ -89,10 +89,10 @@ fn rustfmt(file: &Path) -> Result<(), String> {
 
 /// The Solobase project at `start` (or, with `walk_up`, the nearest one above it): the folder
 /// whose `Cargo.toml` has the package `solobase`.
-pub fn project_root(start: &Path, walk_up: bool) -> Result<PathBuf, ConfigError> {
+pub fn project_root(start: &Path, walk_up: bool) -> Result<PathBuf, ToolError> {
     let start = start
         .canonicalize()
-        .map_err(|e| ConfigError::Invalid(format!("cannot read {}: {e}", start.display())))?;
+        .map_err(|e| ToolError::Invalid(format!("cannot read {}: {e}", start.display())))?;
     let mut dir = Some(start.as_path());
     while let Some(candidate) = dir {
         if is_project_root(candidate) {
@@ -103,7 +103,7 @@ pub fn project_root(start: &Path, walk_up: bool) -> Result<PathBuf, ConfigError>
         }
         dir = candidate.parent();
     }
-    Err(ConfigError::Invalid(if walk_up {
+    Err(ToolError::Invalid(if walk_up {
         format!(
             "no Solobase project at or above {}: run this inside the project's source tree \
              (the folder with its Cargo.toml), or give it with --root DIR",
@@ -136,16 +136,17 @@ fn is_project_root(dir: &Path) -> bool {
 /// that an extension, a folder or a Cargo feature already has; a failure to write undoes
 /// what was written.
 pub fn generate(name: &str, root: &Path) -> anyhow::Result<Generated> {
-    let name = ExtensionName::parse(name).map_err(ConfigError::Invalid)?;
+    let name = ExtensionName::parse(name).map_err(ToolError::Invalid)?;
     refuse_taken(&name, root)?;
     let cargo_path = root.join("Cargo.toml");
     let cargo = std::fs::read_to_string(&cargo_path)
-        .map_err(|e| ConfigError::Invalid(format!("cannot read {}: {e}", cargo_path.display())))?;
+        .map_err(|e| ToolError::Invalid(format!("cannot read {}: {e}", cargo_path.display())))?;
     let dir = format!("{CUSTOM}/{name}");
     let edited = root_manifest::add_extension(&cargo, name.as_str(), &dir)
-        .map_err(|e| ConfigError::Invalid(format!("{}: {e}", cargo_path.display())))?;
+        .map_err(|e| ToolError::Invalid(format!("{}: {e}", cargo_path.display())))?;
     let target = root.join(&dir);
-    if let Err(e) = write_files(&target, &name) {
+    let host = crate::share::install::host_version(root).map_err(ToolError::Invalid)?;
+    if let Err(e) = write_files(&target, &name, &host) {
         let _ = std::fs::remove_dir_all(&target);
         anyhow::bail!("cannot write {}: {e}", target.display());
     }
@@ -165,18 +166,19 @@ pub fn generate(name: &str, root: &Path) -> anyhow::Result<Generated> {
 }
 
 /// Refuses a name an extension, a folder or a Cargo feature already has.
-fn refuse_taken(name: &ExtensionName, root: &Path) -> Result<(), ConfigError> {
+fn refuse_taken(name: &ExtensionName, root: &Path) -> Result<(), ToolError> {
     for tier in TIERS {
         let dir = root.join(tier).join(name.as_str());
         if dir.exists() {
-            return Err(ConfigError::Invalid(format!(
+            return Err(ToolError::Invalid(format!(
                 "{} already exists: choose another name, or remove that folder first",
                 dir.display()
             )));
         }
     }
-    if let Some(known) = super::discovered().iter().find(|d| d.name == name.as_str()) {
-        return Err(ConfigError::Invalid(format!(
+    let found = solobase_manifest::discovery::discover(root, |_| {}).unwrap_or_default();
+    if let Some(known) = found.iter().find(|f| f.manifest.name == *name) {
+        return Err(ToolError::Invalid(format!(
             "{name} is already an extension ({}, in {}): choose another name",
             known.tier, known.dir
         )));
@@ -195,7 +197,7 @@ fn refuse_taken(name: &ExtensionName, root: &Path) -> Result<(), ConfigError> {
         .filter_map(|s| cargo.get(*s).and_then(|d| d.as_table()))
         .any(|d| d.contains_key(name.as_str()) || d.contains_key(&package));
     if taken_feature || taken_dep {
-        return Err(ConfigError::Invalid(format!(
+        return Err(ToolError::Invalid(format!(
             "Cargo.toml already has a feature or dependency named {name} (or {package}): \
              every extension needs a feature of its own name; choose another name"
         )));
@@ -300,15 +302,15 @@ fn camel_case(name: &ExtensionName) -> String {
 }
 
 /// A template with the extension's names filled in.
-pub fn render(template: &str, name: &ExtensionName) -> String {
+pub fn render(template: &str, name: &ExtensionName, host: &semver::Version) -> String {
     template
         .replace("{{name}}", name.as_str())
         .replace("{{Type}}", &type_name(name))
         .replace("{{schema}}", &name.schema())
-        .replace("{{host_version}}", env!("CARGO_PKG_VERSION"))
+        .replace("{{host_version}}", &host.to_string())
 }
 
-fn write_files(target: &Path, name: &ExtensionName) -> std::io::Result<()> {
+fn write_files(target: &Path, name: &ExtensionName, host: &semver::Version) -> std::io::Result<()> {
     std::fs::create_dir_all(target.parent().unwrap_or(target))?;
     // Fails if the folder appeared since the check: never overwrite.
     std::fs::create_dir(target)?;
@@ -317,7 +319,7 @@ fn write_files(target: &Path, name: &ExtensionName) -> std::io::Result<()> {
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(file, render(template, name))?;
+        std::fs::write(file, render(template, name, host))?;
     }
     Ok(())
 }
@@ -367,14 +369,15 @@ mod tests {
     #[test]
     fn templates_are_filled_in_completely() {
         let name = ExtensionName::parse("my-notes").unwrap();
+        let host = semver::Version::new(0, 1, 0);
         for (path, template) in FILES {
-            let text = render(template, &name);
+            let text = render(template, &name, &host);
             assert!(!text.contains("{{"), "{path} keeps a placeholder");
         }
-        let lib = render(FILES[2].1, &name);
+        let lib = render(FILES[2].1, &name, &host);
         assert!(lib.contains("pub struct MyNotes {"), "{lib}");
         assert!(lib.contains("\"/ext/my-notes/\""), "{lib}");
-        let sql = render(FILES[3].1, &name);
+        let sql = render(FILES[3].1, &name, &host);
         assert!(sql.contains("ext_my_notes"), "{sql}");
     }
 }

@@ -21,8 +21,13 @@
 //! `host = ">=0.1.0"`; a manifest has one or the other. The published JSON Schema of the file
 //! (`extensions/extension.schema.json`) is [`json_schema`], derived from the types below.
 //!
-//! This file depends only on std, serde, toml, semver and schemars, because the host's build
-//! script includes it verbatim to check manifests at compile time.
+//! One parser for everyone who reads a manifest: the host's build script (with the
+//! `discovery` feature, which adds the build's rules in [`discovery`]), the SDK (which
+//! re-exports this crate as `solobase_sdk::manifest`), the runtime and the developer tools.
+//! It depends only on serde, toml, semver and schemars (and walkdir for discovery).
+
+#[cfg(feature = "discovery")]
+pub mod discovery;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -338,6 +343,28 @@ impl Manifest {
     }
 }
 
+/// A JSON Pointer into a TOML file's value as its TOML key path, for messages:
+/// `/endpoints/0/url` → ``key `endpoints[0].url` ``.
+pub fn toml_key_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&segment);
+        }
+    }
+    if out.is_empty() {
+        "(top level)".into()
+    } else {
+        format!("key `{out}`")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,7 +458,7 @@ analytics = "^0.1"
     }
 
     /// The published schema, `extensions/extension.schema.json`, is the one derived here.
-    /// `UPDATE_SCHEMA=1 cargo test -p solobase-sdk manifest` rewrites it.
+    /// `UPDATE_SCHEMA=1 cargo test -p solobase-manifest` rewrites it.
     #[test]
     fn the_published_json_schema_is_current() {
         let path =
@@ -444,8 +471,8 @@ analytics = "^0.1"
         let published = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             published == generated,
-            "{} is not the schema derived from manifest.rs: run UPDATE_SCHEMA=1 cargo test -p \
-             solobase-sdk manifest, and commit it",
+            "{} is not the schema derived from solobase-manifest: run UPDATE_SCHEMA=1 cargo test \
+             -p solobase-manifest, and commit it",
             path.display()
         );
     }

@@ -13,7 +13,7 @@ use std::path::{Component, Path};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use solobase_sdk::Manifest;
+use solobase_manifest::Manifest;
 
 /// The metadata file inside every package.
 pub const METADATA: &str = "solobase-package.json";

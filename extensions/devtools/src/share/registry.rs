@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use solobase_sdk::{ExtensionName, Manifest};
+use solobase_manifest::{ExtensionName, Manifest};
 
 /// The registry's index file.
 pub const INDEX: &str = "index.json";

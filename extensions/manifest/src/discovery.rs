@@ -1,11 +1,12 @@
-//! Extension discovery and the checks behind the build: shared by `build.rs` (which includes
-//! this file) and the unit tests below. See `build.rs` for what the rules are.
+//! Extension discovery and the checks behind the build: used by the host's `build.rs` and by
+//! the developer tools (`install` finds a project's extensions exactly as the build does).
+//! See `build.rs` for what the rules are.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::manifest::{ExtensionName, Manifest};
+use crate::{ExtensionName, Manifest};
 
 /// Folders scanned, with the tier name each gives its extensions.
 const TIERS: [(&str, &str); 4] = [
@@ -547,7 +548,8 @@ mod tests {
 
     #[test]
     fn the_real_tree_is_consistent() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        // This crate is extensions/manifest; the project's root is two folders up.
+        let root = &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let found = discover(root, |_| {}).unwrap();
         let names: Vec<&str> = found.iter().map(|f| f.manifest.name.as_str()).collect();
         for shipped in ["webhooks", "analytics", "probe"] {

@@ -263,8 +263,8 @@ impl Default for ExtensionsConfig {
 
 impl ExtensionsConfig {
     /// The circuit breaker every extension gets.
-    pub fn breaker(&self) -> crate::extensions::faults::BreakerSettings {
-        crate::extensions::faults::BreakerSettings {
+    pub fn breaker(&self) -> crate::runtime::faults::BreakerSettings {
+        crate::runtime::faults::BreakerSettings {
             failures: self.breaker_failures,
             window_ms: self.breaker_window_secs.saturating_mul(1000),
             cooldown_ms: self.breaker_cooldown_secs.saturating_mul(1000),
@@ -277,11 +277,8 @@ impl ExtensionsConfig {
     pub fn rates_for(
         &self,
         name: &str,
-    ) -> (
-        crate::extensions::limits::Rate,
-        crate::extensions::limits::Rate,
-    ) {
-        use crate::extensions::limits::Rate;
+    ) -> (crate::runtime::limits::Rate, crate::runtime::limits::Rate) {
+        use crate::runtime::limits::Rate;
         let over = self.limits.get(name).cloned().unwrap_or_default();
         (
             Rate {
@@ -332,9 +329,9 @@ impl ExtensionsConfig {
     }
 
     /// The database limits of extension `name`.
-    pub fn limits_for(&self, name: &str) -> crate::extensions::roles::RoleLimits {
+    pub fn limits_for(&self, name: &str) -> crate::runtime::db_role::RoleLimits {
         let over = self.limits.get(name).cloned().unwrap_or_default();
-        crate::extensions::roles::RoleLimits {
+        crate::runtime::db_role::RoleLimits {
             max_connections: over.max_connections.unwrap_or(self.pool_size) as u32,
             statement_timeout_ms: over
                 .statement_timeout_ms

@@ -20,7 +20,7 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::extensions::host::{ExtensionHost, SLOTS, Slot};
+use crate::runtime::host::{ExtensionHost, SLOTS, Slot};
 
 /// One hook call in this many has its duration measured.
 pub const HOOK_SAMPLE: u32 = 16;

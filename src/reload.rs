@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::audit::{self, Actor, Entry, Outcome};
 use crate::config::{Config, Overrides};
-use crate::extensions::host::ExtensionHost;
+use crate::runtime::host::ExtensionHost;
 
 /// How long a burst of file events is gathered before the file is read (editors write a file
 /// in several steps).

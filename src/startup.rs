@@ -18,15 +18,15 @@ use crate::auth::{Email, Password, Role, users};
 use crate::config::Config;
 use crate::db::{Database, migrate};
 use crate::events::EventBus;
-use crate::extensions::host::{ExtensionHost, HostContext};
 use crate::http::{self, AppState};
+use crate::runtime::host::{ExtensionHost, HostContext};
 use crate::storage::Storage;
 
 /// A binary built with test-only extensions (`--all-features` compiles them in) serves only
 /// the test suite, which says so with `SOLOBASE_ALLOW_TEST_EXTENSIONS=1`: their routes and
 /// hooks open doors (logins by header, storage without a login) no deployment may have.
 fn refuse_test_extensions(config: &Config) -> Result<(), crate::config::ConfigError> {
-    let compiled = crate::extensions::test_only_compiled();
+    let compiled = crate::runtime::test_only_compiled();
     if compiled.is_empty() || config.allow_test_extensions {
         return Ok(());
     }
@@ -59,7 +59,7 @@ pub struct Application {
 impl Application {
     /// Builds the server with the compiled-in extensions.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build_with_extensions(config, crate::extensions::registrations()).await
+        Self::build_with_extensions(config, crate::runtime::registrations()).await
     }
 
     /// Builds the server with the given extensions instead of the compiled-in ones (for
@@ -247,7 +247,7 @@ fn build_metrics_server(
         App::new()
             .app_data(data.clone())
             .app_data(extensions.clone())
-            .route("/metrics", web::get().to(http::metrics::open))
+            .route("/metrics", web::get().to(http::api::metrics::open))
     })
     .workers(1)
     .disable_signals()
@@ -283,7 +283,7 @@ fn build_server(
     let mut server = HttpServer::new(move || {
         App::new()
             // The last wrap runs first: request ids, then the extension pipeline.
-            .wrap(from_fn(crate::extensions::pipeline::middleware))
+            .wrap(from_fn(crate::http::ext::pipeline::middleware))
             .wrap(from_fn(http::request_id_middleware))
             .app_data(data.clone())
             .app_data(extensions.clone())

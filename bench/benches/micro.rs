@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use solobase::extensions::host::{Begun, Slot};
-use solobase::extensions::limits::{Client, Rate, RateLimits};
+use solobase::runtime::host::{Begun, Slot};
+use solobase::runtime::limits::{Client, Rate, RateLimits};
 use solobase::startup::Application;
 use solobase_bench::{config, database_url, set_enabled, synthetic};
 use solobase_sdk::hooks::HookPoint;
@@ -21,7 +21,7 @@ fn runtime_pieces(c: &mut Criterion) {
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     let (url, pg) = rt.block_on(database_url(&dir)).expect("a database");
     let mut registrations = synthetic(1, "micro");
-    registrations.extend(solobase::extensions::registrations());
+    registrations.extend(solobase::runtime::registrations());
     let app = rt
         .block_on(Application::build_with_extensions(
             config(&url, &dir),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use solobase::audit::Actor;
-use solobase::extensions::admin::Grant;
+use solobase::runtime::control::Grant;
 use solobase::startup::Application;
 use solobase_ext_analytics::ingest::Pipeline;
 use solobase_ext_analytics::{AnalyticsConfig, capture_page_view};

@@ -10,8 +10,8 @@ use anyhow::{Context, bail};
 use solobase::audit::Actor;
 use solobase::config::Config;
 use solobase::db::embedded::{EmbeddedOptions, EmbeddedPostgres};
-use solobase::extensions::admin::Grant;
-use solobase::extensions::host::ExtensionHost;
+use solobase::runtime::control::Grant;
+use solobase::runtime::host::ExtensionHost;
 use solobase_sdk::Registration;
 use solobase_sdk::prelude::*;
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use solobase::config::{Config, Overrides};
-use solobase::extensions::host::ExtensionHost;
+use solobase::runtime::host::ExtensionHost;
 use solobase::startup::Application;
 use solobase_bench::{
     Wrk, blocking_client, config, database_url, median, route_only, rss_kib, set_enabled,

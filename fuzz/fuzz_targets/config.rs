@@ -8,7 +8,7 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use solobase::config::Config;
-use solobase::extensions::{config_file, reconfigure, registrations};
+use solobase::runtime::{config_file, reconfigure, registrations};
 use solobase_ext_webhooks::WebhooksConfig;
 use solobase_sdk::{Manifest, Registration};
 

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use solobase::extensions::dispatch::split_path;
+use solobase::http::ext::dispatch::split_path;
 use solobase_sdk::Response;
 use solobase_sdk::http::{Method, StatusCode};
 use solobase_sdk::routes::{Access, Lookup, RouteDef, RouteTable, check_path};

@@ -53,7 +53,7 @@ pub(super) fn hand_over(config: Option<&Path>, args: Vec<OsString>) -> anyhow::R
 /// `solobase extensions compiled --json`: what only the compiled code of each extension
 /// knows, for the tools' `validate`.
 pub(super) fn print_compiled() -> anyhow::Result<()> {
-    let list: Vec<serde_json::Value> = crate::extensions::registrations()
+    let list: Vec<serde_json::Value> = crate::runtime::registrations()
         .into_iter()
         .filter_map(|registration| {
             let manifest = solobase_sdk::Manifest::parse(registration.manifest).ok()?;

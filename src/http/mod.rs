@@ -4,18 +4,14 @@
 //! Handlers are thin: parse the input into domain types, call into `auth`, `storage` or
 //! `events`, and map failures to [`crate::error::ApiError`].
 
-mod admin;
-mod audit;
-mod auth;
+pub mod api;
 pub mod body_deadline;
-mod health;
+mod dashboard;
+pub mod ext;
 mod json_bytes;
-pub mod metrics;
 pub mod openapi;
 mod request_id;
-mod roles;
 pub mod routes;
-mod storage;
 
 use std::sync::Arc;
 
@@ -26,7 +22,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::events::EventBus;
 use crate::storage::Storage;
 
-pub use auth::{CurrentUser, invalid_token};
+pub use api::auth::{CurrentUser, invalid_token};
 pub use json_bytes::JsonBytes;
 pub use request_id::{RequestId, middleware as request_id_middleware};
 pub use routes::Api;
@@ -52,22 +48,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, api: &Arc<Api>, max_json: usize) 
     // The extension API reads its optional JSON bodies as bytes (see `JsonBytes`).
     .app_data(web::PayloadConfig::new(max_json));
     api.mount(cfg);
-    admin::configure(cfg);
+    dashboard::configure(cfg);
 }
 
 /// Every host route: a handler and its `#[utoipa::path]` declaration, which gives the method
 /// and path it is mounted at and documents it (see [`routes::Api`]).
 pub fn routes(api: &mut Api) {
-    // First: the benchmark's route is matched before any other.
-    api.add(health::__path_healthz, health::healthz)
-        .add(health::__path_readyz, health::readyz)
-        .add(metrics::__path_for_admins, metrics::for_admins)
-        .add(openapi::__path_openapi, openapi::openapi);
-    auth::routes(api);
-    storage::routes(api);
-    audit::routes(api);
-    roles::routes(api);
-    crate::extensions::api::routes(api);
+    api::routes(api);
 }
 
 /// The answer for any path no route matches.

@@ -18,7 +18,7 @@ use utoipa::openapi::{
 
 use super::routes::Api;
 use crate::error::ErrorSchema;
-use crate::extensions::host::{ExtensionHost, Loaded};
+use crate::runtime::host::{ExtensionHost, Loaded};
 
 /// The name of the security scheme in `components.securitySchemes`.
 pub const BEARER: &str = "bearer";

@@ -18,7 +18,7 @@ use utoipa::openapi::RefOr;
 use utoipa::openapi::path::{HttpMethod, Operation, Paths};
 use utoipa::openapi::schema::Schema;
 
-use crate::extensions::host::ExtensionHost;
+use crate::runtime::host::ExtensionHost;
 
 /// Builds one `actix_web::Route` (method guard and handler) for a worker's app.
 type MakeRoute = Arc<dyn Fn() -> actix_web::Route + Send + Sync>;
@@ -206,7 +206,7 @@ impl Api {
         // path under /ext/<name> to the dispatcher, which looks the route up in the
         // extension's table; the document lists those tables.
         for pattern in ["/ext/{name}", "/ext/{name}/{tail:.*}"] {
-            cfg.route(pattern, web::to(crate::extensions::dispatch::dispatch));
+            cfg.route(pattern, web::to(crate::http::ext::dispatch::dispatch));
         }
     }
 

@@ -275,6 +275,16 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    /// A test that fails before stopping its server must not leave it running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 async fn ready(server: &Server) -> StatusCode {
     reqwest::get(server.url("/readyz")).await.unwrap().status()
 }

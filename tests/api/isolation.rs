@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use solobase::config::ExtensionLimits;
-use solobase::extensions::{migrate, roles};
+use solobase::runtime::{db_role, schema};
 use solobase_sdk::prelude::*;
 use solobase_sdk::{ExtensionName, Registration};
 use tokio_postgres::error::SqlState;
@@ -334,10 +334,10 @@ impl Roles {
     /// Extension `name`'s pool, connected as its role.
     pub(crate) async fn pool(&self, name: &ExtensionName) -> deadpool_postgres::Pool {
         let limits = self.config.extensions.limits_for(name.as_str());
-        let role = roles::provision(self.db.pool(), self.db.pg_config(), name, &limits, true)
+        let role = db_role::provision(self.db.pool(), self.db.pg_config(), name, &limits, true)
             .await
             .unwrap();
-        solobase::extensions::services::extension_database(role, name, 2)
+        solobase::runtime::services::extension_database(role, name, 2)
             .unwrap()
             .pool()
             .clone()
@@ -348,7 +348,7 @@ impl Roles {
 async fn migrations_go_up_down_to_zero_and_up_again_for_every_compiled_in_extension() {
     let roles = Roles::new().await;
     let db_name = roles.db_name.clone();
-    let mut regs = solobase::extensions::registrations();
+    let mut regs = solobase::runtime::registrations();
     regs.push(ledger::<LedgerV1V2>("updown-ledger"));
     for reg in regs {
         let manifest = solobase_sdk::Manifest::parse(reg.manifest).unwrap();
@@ -360,7 +360,7 @@ async fn migrations_go_up_down_to_zero_and_up_again_for_every_compiled_in_extens
         let history = ["refinery_schema_history".to_string()];
 
         assert_eq!(
-            migrate::migrate(roles.db.pool(), &pool, &name, &migrations, None)
+            schema::migrate(roles.db.pool(), &pool, &name, &migrations, None)
                 .await
                 .unwrap(),
             all,
@@ -374,7 +374,7 @@ async fn migrations_go_up_down_to_zero_and_up_again_for_every_compiled_in_extens
         let mut reverted = all.clone();
         reverted.reverse();
         assert_eq!(
-            migrate::rollback(
+            schema::rollback(
                 roles.db.pool(),
                 &pool,
                 &name,
@@ -393,7 +393,7 @@ async fn migrations_go_up_down_to_zero_and_up_again_for_every_compiled_in_extens
             "{name}: down to zero leaves {after_down:?}"
         );
         assert_eq!(
-            migrate::migrate(roles.db.pool(), &pool, &name, &migrations, None)
+            schema::migrate(roles.db.pool(), &pool, &name, &migrations, None)
                 .await
                 .unwrap(),
             all,
@@ -413,19 +413,19 @@ async fn migrate_to_a_version_and_roll_back_one() {
     let pool = roles.pool(&name).await;
     let both = [V1, V2];
     assert_eq!(
-        migrate::migrate(roles.db.pool(), &pool, &name, &both, Some(1))
+        schema::migrate(roles.db.pool(), &pool, &name, &both, Some(1))
             .await
             .unwrap(),
         [1]
     );
     assert_eq!(
-        migrate::migrate(roles.db.pool(), &pool, &name, &both, None)
+        schema::migrate(roles.db.pool(), &pool, &name, &both, None)
             .await
             .unwrap(),
         [2]
     );
     assert_eq!(
-        migrate::rollback(roles.db.pool(), &pool, &name, &both, 1, &mut |_, _, _| {})
+        schema::rollback(roles.db.pool(), &pool, &name, &both, 1, &mut |_, _, _| {})
             .await
             .unwrap(),
         [2]
@@ -442,8 +442,8 @@ async fn migrate_to_a_version_and_roll_back_one() {
         .get(0);
     assert_eq!(columns, 2, "V2's column is gone, V1's table stays");
     assert!(matches!(
-        migrate::migrate(roles.db.pool(), &pool, &name, &both, Some(7)).await,
-        Err(migrate::MigrationError::UnknownVersion(7, _))
+        schema::migrate(roles.db.pool(), &pool, &name, &both, Some(7)).await,
+        Err(schema::MigrationError::UnknownVersion(7, _))
     ));
     pool.close();
     roles.db.close().await;

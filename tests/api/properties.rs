@@ -1,6 +1,6 @@
 //! Property tests against the real PostgreSQL: every compiled-in extension's migrations,
 //! driven up and down through random sequences of target versions by the host's own
-//! `extensions::migrate` (as the extension's role), keep the schema and the migration history
+//! `runtime::migrate` (as the extension's role), keep the schema and the migration history
 //! in step with the version reached, and down to zero leave nothing in the schema.
 //!
 //! Each case hits PostgreSQL many times: 12 cases by default, `PROPTEST_CASES` to change it.
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use solobase::extensions::migrate;
+use solobase::runtime::schema;
 use solobase_sdk::schemars::JsonSchema;
 use solobase_sdk::{ExtensionName, Migration, Registration};
 
@@ -100,7 +100,7 @@ fn cases() -> u32 {
 }
 
 /// Migrates a fresh copy of the extension `reg` (under a new name, so a new schema and role)
-/// to each of `targets` in turn — up with `migrate::migrate`, down with `migrate::rollback`
+/// to each of `targets` in turn — up with `schema::migrate`, down with `schema::rollback`
 /// — and finally down to zero. After each step: the versions the step reports, the history,
 /// and the schema's objects are those of the version reached (the objects as they were the
 /// first time it was reached; none at zero).
@@ -132,12 +132,12 @@ async fn walk(
         );
         for to in steps {
             let (done, expected): (Vec<i32>, Vec<i32>) = if to > at {
-                let done = migrate::migrate(roles.db.pool(), &pool, &name, &migrations, Some(to))
+                let done = schema::migrate(roles.db.pool(), &pool, &name, &migrations, Some(to))
                     .await
                     .map_err(|e| TestCaseError::fail(format!("{copy} up to {to}: {e}")))?;
                 (done, (at + 1..=to).map(|v| v as i32).collect())
             } else {
-                let done = migrate::rollback(
+                let done = schema::rollback(
                     roles.db.pool(),
                     &pool,
                     &name,
@@ -158,7 +158,7 @@ async fn walk(
                 to
             );
             at = to;
-            let history = migrate::applied(client, &name)
+            let history = schema::applied(client, &name)
                 .await
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let wanted: Vec<(i32, String)> = migrations
@@ -192,7 +192,7 @@ fn migrations_up_and_down_keep_schema_and_history_in_step_and_zero_leaves_nothin
         .expect("a runtime");
     let roles = runtime.block_on(Roles::new());
     let client = runtime.block_on(connect(&roles.db_name));
-    let regs: Vec<Registration> = solobase::extensions::registrations()
+    let regs: Vec<Registration> = solobase::runtime::registrations()
         .into_iter()
         .filter(|r| !r.migrations().is_empty())
         .collect();
@@ -397,7 +397,7 @@ fn a_config_reload_is_seen_whole_and_in_order() {
         loaded.failure()
     );
     let handle = HANDLE.lock().unwrap().clone().expect("initialized");
-    let file = solobase::extensions::config_file::path(host.config_dir(), "generations");
+    let file = solobase::runtime::config_file::path(host.config_dir(), "generations");
     std::fs::create_dir_all(host.config_dir()).expect("the configuration directory");
     let published: RefCell<BTreeSet<u64>> = RefCell::new([0].into());
     let (observed, cases) = (Cell::new(0), Cell::new(0));
@@ -435,7 +435,7 @@ fn a_config_reload_is_seen_whole_and_in_order() {
                         serde_json::from_value(value.clone())
                             .map_err(|e| format!("{value}: {e}"))?
                     };
-                    if etag != solobase::extensions::reconfigure::etag(&value) {
+                    if etag != solobase::runtime::reconfigure::etag(&value) {
                         return Err(format!("{value} with the entity tag of another: {etag}"));
                     }
                     c.whole()

@@ -1,5 +1,5 @@
 //! What an extension may ask of the host's services: the permissions its manifest requests
-//! and an administrator granted (`solobase.extension_grants`, see [`super::admin`]). A call
+//! and an administrator granted (`solobase.extension_grants`, see [`super::control`]). A call
 //! outside them fails with the typed `ExtensionError::PermissionDenied`, is counted, logged
 //! and audited (sampled). Grants change at run time: every instance applies them when told.
 

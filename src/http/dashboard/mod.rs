@@ -1,5 +1,5 @@
 //! `/admin`: the administrators' dashboard, a small single-page app (plain HTML, CSS and
-//! JavaScript modules in `src/http/admin/`) compiled into the binary — no CDN, no build step. The page
+//! JavaScript modules in `src/http/dashboard/`) compiled into the binary — no CDN, no build step. The page
 //! itself is public; everything it shows comes from the admin API with the token it keeps in
 //! the browser's `sessionStorage`, so the API's own checks decide who sees what.
 //!
@@ -31,7 +31,7 @@ struct Asset {
 const INDEX: Asset = Asset {
     path: "/admin/",
     content_type: "text/html; charset=utf-8",
-    body: include_bytes!("admin/index.html"),
+    body: include_bytes!("index.html"),
 };
 
 /// A JavaScript module under `/admin/`.
@@ -40,7 +40,7 @@ macro_rules! script {
         Asset {
             path: concat!("/admin/", $file),
             content_type: "text/javascript; charset=utf-8",
-            body: include_bytes!(concat!("admin/", $file)),
+            body: include_bytes!($file),
         }
     };
 }
@@ -56,12 +56,12 @@ const ASSETS: [Asset; 9] = [
     Asset {
         path: "/admin/app.css",
         content_type: "text/css; charset=utf-8",
-        body: include_bytes!("admin/app.css"),
+        body: include_bytes!("app.css"),
     },
     Asset {
         path: "/admin/favicon.svg",
         content_type: "image/svg+xml",
-        body: include_bytes!("admin/favicon.svg"),
+        body: include_bytes!("favicon.svg"),
     },
 ];
 

@@ -3,9 +3,9 @@
 
 use actix_web::{HttpResponse, web};
 
-use super::{AppState, CurrentUser};
 use crate::error::ApiError;
-use crate::extensions::host::ExtensionHost;
+use crate::http::{AppState, CurrentUser};
+use crate::runtime::host::ExtensionHost;
 
 fn exposition(state: &AppState, host: &ExtensionHost) -> HttpResponse {
     HttpResponse::Ok()

@@ -4,34 +4,29 @@
 //! - [`host::ExtensionHost`] loads the compiled-in extensions in dependency order (migrate,
 //!   initialize, start — the per-extension steps are in `loader`), keeps their enabled/failed
 //!   state (persisted in `solobase.extensions`), and stops them in reverse order;
-//! - [`pipeline`] runs middleware and the pipeline hooks around every request;
-//! - [`dispatch`] serves `/ext/<name>/…` from each extension's route table;
 //! - [`services`] implements the services extensions receive;
-//! - [`roles`] gives each extension its PostgreSQL role, owner of its schema and nothing else;
-//! - [`migrate`] applies and rolls back each extension's migrations, as its role.
+//! - [`db_role`] gives each extension its PostgreSQL role, owner of its schema and nothing
+//!   else; [`schema`] applies and rolls back each extension's migrations, as its role;
+//! - [`control`] is what an administrator changes (enable, disable, grants), [`state`] and
+//!   `sync` keep every instance's view equal to the database's.
 //!
-//! Only this module knows the registration table.
+//! The HTTP side — the pipeline around every request, `/ext/<name>/…` dispatch — is
+//! `crate::http::ext`; the command line's is `crate::cli`. Only this module knows the
+//! registration table.
 
-pub mod admin;
-pub mod api;
-pub mod cli;
-mod cli_config;
-mod cli_status;
 pub mod config_file;
-pub mod convert;
-pub mod dispatch;
+pub mod control;
+pub mod db_role;
 pub mod faults;
 pub mod grants;
 pub mod health;
 pub mod host;
-mod jobs;
+pub(crate) mod jobs;
 pub mod limits;
-mod loader;
-pub mod migrate;
+pub(crate) mod loader;
 pub mod order;
-pub mod pipeline;
 pub mod reconfigure;
-pub mod roles;
+pub mod schema;
 pub mod services;
 pub mod state;
 mod sync;

@@ -6,13 +6,13 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{AppState, CurrentUser};
 use crate::audit::{self, Entry, Outcome};
 use crate::auth::permissions;
 use crate::error::{ApiError, ErrorSchema};
+use crate::http::{AppState, CurrentUser};
 
 /// `/api/v1/roles/{role}/permissions[/{permission}]`.
-pub fn routes(api: &mut super::Api) {
+pub fn routes(api: &mut crate::http::Api) {
     api.add(__path_list, list)
         .add(__path_grant, grant)
         .add(__path_revoke, revoke);

@@ -107,7 +107,7 @@ pub async fn applied_as_role(
     if !exists {
         return Ok(Vec::new());
     }
-    let Some(config) = super::roles::existing_role_config(host, base, name)
+    let Some(config) = super::db_role::existing_role_config(host, base, name)
         .await
         .map_err(|e| MigrationError::Other(format!("cannot read {name}'s role: {e}")))?
     else {

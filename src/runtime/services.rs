@@ -95,7 +95,7 @@ impl EventSink for HostEvents {
 }
 
 /// The extension's pool: connections as its own role (`role_config`, from
-/// [`super::roles::provision`]), whose `search_path` is its schema.
+/// [`super::db_role::provision`]), whose `search_path` is its schema.
 pub fn extension_database(
     role_config: tokio_postgres::Config,
     name: &ExtensionName,

@@ -10,14 +10,14 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::AppState;
 use crate::audit::{self, Actor, Entry, Outcome};
 use crate::auth::users::{self, CreateUserError};
 use crate::auth::{Email, Password, Role, User, token};
 use crate::error::{ApiError, ErrorCode, ErrorSchema};
-use crate::extensions::convert;
-use crate::extensions::host::ExtensionHost;
-use crate::extensions::pipeline::ResolvedIdentity;
+use crate::http::AppState;
+use crate::http::ext::convert;
+use crate::http::ext::pipeline::ResolvedIdentity;
+use crate::runtime::host::ExtensionHost;
 use solobase_sdk::hooks::{HookPoint, LoginInfo, SignupInfo};
 
 /// An email and a password.
@@ -174,7 +174,7 @@ pub async fn me(user: CurrentUser) -> HttpResponse {
 }
 
 /// `/api/v1/auth/…`.
-pub fn routes(api: &mut super::Api) {
+pub fn routes(api: &mut crate::http::Api) {
     api.add(__path_login, login)
         .add(__path_signup, signup)
         .add(__path_me, me);

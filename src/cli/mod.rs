@@ -21,6 +21,9 @@ use crate::config::{Config, ConfigError, Overrides};
 use crate::db::{Database, Mode, migrate};
 use crate::startup::Application;
 
+mod extension_config;
+mod extension_status;
+pub mod extensions;
 mod tools;
 
 #[derive(Debug, Parser)]
@@ -370,7 +373,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if let Some(unhealthy) = e.downcast_ref::<crate::extensions::cli::Unhealthy>() {
+            if let Some(unhealthy) = e.downcast_ref::<crate::cli::extensions::Unhealthy>() {
                 return ExitCode::from(unhealthy.exit_code());
             }
             eprintln!("error: {e:#}");
@@ -459,11 +462,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let config = load(config_path, &overrides)?;
             match command.job() {
-                Job::Schema(action) => crate::extensions::cli::run(config, action).await,
-                Job::Admin(action) => crate::extensions::cli::run_admin(config, action).await,
+                Job::Schema(action) => crate::cli::extensions::run(config, action).await,
+                Job::Admin(action) => crate::cli::extensions::run_admin(config, action).await,
                 Job::Audit(query) => {
                     let json = query.json;
-                    crate::extensions::cli::print_audit(config, query.into_filter()?, json).await
+                    crate::cli::extensions::print_audit(config, query.into_filter()?, json).await
                 }
             }
         }
@@ -487,10 +490,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Checks every compiled-in extension's configuration file, and that every file in `dir`
 /// belongs to one; prints each result, fails (exit 2) when any is wrong.
 fn validate_extension_configs(dir: &std::path::Path) -> anyhow::Result<()> {
-    use crate::extensions::config_file;
+    use crate::runtime::config_file;
     let mut problems = Vec::new();
     let mut names = Vec::new();
-    for registration in crate::extensions::registrations() {
+    for registration in crate::runtime::registrations() {
         let Ok(manifest) = solobase_sdk::Manifest::parse(registration.manifest) else {
             continue;
         };
@@ -621,15 +624,15 @@ impl AuditQuery {
 
 /// What an `extensions` command does.
 enum Job {
-    Schema(crate::extensions::cli::Action),
-    Admin(crate::extensions::cli::AdminAction),
+    Schema(crate::cli::extensions::Action),
+    Admin(crate::cli::extensions::AdminAction),
     Audit(AuditQuery),
 }
 
 impl ExtensionsCommand {
     fn job(self) -> Job {
-        use crate::extensions::admin::Grant;
-        use crate::extensions::cli::{Action, AdminAction};
+        use crate::cli::extensions::{Action, AdminAction};
+        use crate::runtime::control::Grant;
         Job::Schema(match self {
             ExtensionsCommand::List { json, .. } => return Job::Admin(AdminAction::List { json }),
             ExtensionsCommand::Enable {
@@ -664,7 +667,7 @@ impl ExtensionsCommand {
                 return Job::Admin(AdminAction::Metrics { name, json });
             }
             ExtensionsCommand::Config { name, op, .. } => {
-                use crate::extensions::cli::ConfigOp;
+                use crate::cli::extensions::ConfigOp;
                 let op = match op.unwrap_or(ConfigCommandOp::Get { json: false }) {
                     ConfigCommandOp::Get { json } => ConfigOp::Get { json },
                     ConfigCommandOp::Schema => ConfigOp::Schema,

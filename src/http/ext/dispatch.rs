@@ -11,13 +11,14 @@ use solobase_sdk::routes::{Access, Lookup};
 use solobase_sdk::{ExtensionError, Response};
 use tracing::Instrument;
 
-use super::host::{ExtensionHost, panicked_response};
-use super::limits::{Client, Metered};
+use super::convert;
 use super::pipeline::ResolvedIdentity;
-use super::{convert, discovered};
 use crate::auth::{token, users};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{AppState, RequestId};
+use crate::runtime::discovered;
+use crate::runtime::host::{ExtensionHost, panicked_response};
+use crate::runtime::limits::{Client, Metered};
 
 /// The answer for an extension that does not serve: unknown, not compiled in, or inactive.
 fn unavailable(host: &ExtensionHost, name: &str) -> ApiError {

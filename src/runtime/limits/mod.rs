@@ -172,10 +172,6 @@ impl<C: Clock + Clone> RateLimits<C> {
 }
 
 #[cfg(test)]
-#[path = "limits_properties.rs"]
-mod properties;
-
-#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -303,3 +299,6 @@ mod metered_tests {
         assert!(spent > Duration::from_millis(20) && spent < Duration::from_millis(200));
     }
 }
+
+#[cfg(test)]
+mod properties;

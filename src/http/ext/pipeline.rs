@@ -32,9 +32,11 @@ use solobase_sdk::http::{Identity, RequestHead, ResponseHead};
 use solobase_sdk::{Flow, MiddlewareSpec, Response};
 
 use super::convert;
-use super::host::{ActiveSet, Begun, ExtensionHost, HookOutcome, Loaded, Slot, panicked_response};
 use crate::auth::{token, users};
 use crate::http::RequestId;
+use crate::runtime::host::{
+    ActiveSet, Begun, ExtensionHost, HookOutcome, Loaded, Slot, panicked_response,
+};
 
 /// Runs one request-path hook of `l` at `$point`: its answer at once, or awaited within the
 /// hook's time limit — a [`HookOutcome`]. `$calling` names the hook while its synchronous part
@@ -64,7 +66,7 @@ impl<'h> Calling<'h> {
     fn new() -> Self {
         Self {
             now: Cell::new(None),
-            timed: super::host::time_this_request(),
+            timed: crate::runtime::host::time_this_request(),
         }
     }
 

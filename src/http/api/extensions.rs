@@ -9,14 +9,14 @@ use serde_json::json;
 
 use serde::{Deserialize, Serialize};
 
-use super::admin::{AdminError, Grant, Permissions};
-use super::discovered;
-use super::host::{ExtensionHost, Loaded};
-use super::migrate::{self, MigrationError};
-use super::reconfigure::{ConfigError, Source};
 use crate::audit::{self, Entry, Outcome};
 use crate::error::{ApiError, ErrorCode, ErrorSchema};
 use crate::http::{AppState, CurrentUser};
+use crate::runtime::control::{AdminError, Grant, Permissions};
+use crate::runtime::discovered;
+use crate::runtime::host::{ExtensionHost, Loaded};
+use crate::runtime::reconfigure::{ConfigError, Source};
+use crate::runtime::schema::{self, MigrationError};
 
 /// `/api/v1/extensions…`.
 pub fn routes(api: &mut crate::http::Api) {
@@ -149,7 +149,7 @@ async fn metrics(
         "name": l.name.as_str(),
         "stats": all["stats"],
         "limits": all["limits"],
-        "hooks": crate::extensions::host::Slot::all()
+        "hooks": crate::runtime::host::Slot::all()
             .map(|slot| (slot.name(), l.stats.hooks[slot.index()].load(Ordering::Relaxed)))
             .filter(|(_, n)| *n > 0)
             .collect::<std::collections::BTreeMap<_, _>>(),
@@ -654,7 +654,7 @@ async fn migrate(
         return dry_run(l, &migrations, body.to, false).await;
     }
     let pool = own_pool(l)?;
-    let result = migrate::migrate(&state.pool, pool, &l.name, &migrations, body.to).await;
+    let result = schema::migrate(&state.pool, pool, &l.name, &migrations, body.to).await;
     audit_schema_change(&state, actor, "extension.migrate", &name, &result).await;
     Ok(HttpResponse::Ok().json(Migrated {
         applied: Some(result?),
@@ -716,7 +716,7 @@ async fn rollback(
         return Err(refusal);
     }
     let pool = own_pool(l)?;
-    let result = migrate::rollback(
+    let result = schema::rollback(
         &state.pool,
         pool,
         &l.name,
@@ -740,8 +740,8 @@ async fn dry_run(
 ) -> Result<HttpResponse, ApiError> {
     // The history table is the extension's: read as its role, never with the host's rights.
     let client = own_pool(l)?.get().await.map_err(ApiError::internal)?;
-    let history = migrate::applied(&client, &l.name).await?;
-    let steps = migrate::dry_run(&history, migrations, to, down)?;
+    let history = schema::applied(&client, &l.name).await?;
+    let steps = schema::dry_run(&history, migrations, to, down)?;
     Ok(HttpResponse::Ok().json(Migrated {
         dry_run: Some(true),
         role: Some(l.name.schema()),

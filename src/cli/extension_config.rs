@@ -13,9 +13,9 @@ use deadpool_postgres::Pool;
 use serde_json::{Value, json};
 use solobase_sdk::Registration;
 
-use super::{config_file, reconfigure, state};
 use crate::audit::{self, Actor, Entry, Outcome};
 use crate::config::{Config, ConfigError};
+use crate::runtime::{config_file, reconfigure, state};
 
 /// What to do with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

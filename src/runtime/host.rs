@@ -180,7 +180,7 @@ pub struct Loaded {
     pub middleware: Vec<MiddlewareSpec>,
     pub config: Option<ConfigUpdater>,
     /// The extension's database pool, closed at shutdown.
-    pub(super) pool: Option<deadpool_postgres::Pool>,
+    pub(crate) pool: Option<deadpool_postgres::Pool>,
     /// The administrator's choice (persisted).
     pub(super) enabled: AtomicBool,
     /// Initialized and started successfully.
@@ -410,7 +410,7 @@ impl Loaded {
     async fn migrate_up(&self, host: &deadpool_postgres::Pool) {
         let Some(pool) = &self.pool else { return };
         let migrations = self.registration.migrations();
-        match super::migrate::migrate(host, pool, &self.name, &migrations, None).await {
+        match super::schema::migrate(host, pool, &self.name, &migrations, None).await {
             Ok(applied) if !applied.is_empty() => {
                 tracing::info!(extension = %self.name, ?applied, "extension migrations applied");
             }
@@ -624,7 +624,7 @@ impl ExtensionHost {
             .await
             .context("cannot read extension state")?;
         if !order.is_empty() {
-            super::roles::harden_database(&ctx.pool)
+            super::db_role::harden_database(&ctx.pool)
                 .await
                 .context("cannot prepare the database for extension roles")?;
         }
@@ -1023,7 +1023,7 @@ impl ExtensionHost {
         if limits.is_empty() {
             return;
         }
-        let task = super::roles::spawn_watchdog(self.pool.clone(), limits, self.stop.subscribe());
+        let task = super::db_role::spawn_watchdog(self.pool.clone(), limits, self.stop.subscribe());
         self.tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -1080,11 +1080,12 @@ impl ExtensionHost {
     pub async fn enable(
         &self,
         name: &str,
-        grant: super::admin::Grant,
+        grant: super::control::Grant,
         actor: &audit::Actor,
-    ) -> Result<super::admin::Permissions, super::admin::AdminError> {
+    ) -> Result<super::control::Permissions, super::control::AdminError> {
         let requested = self.requested(name);
-        let permissions = super::admin::enable(&self.pool, name, &requested, grant, actor).await?;
+        let permissions =
+            super::control::enable(&self.pool, name, &requested, grant, actor).await?;
         self.resync().await?;
         Ok(permissions)
     }
@@ -1094,8 +1095,8 @@ impl ExtensionHost {
         &self,
         name: &str,
         actor: &audit::Actor,
-    ) -> Result<(), super::admin::AdminError> {
-        super::admin::disable(&self.pool, name, actor).await?;
+    ) -> Result<(), super::control::AdminError> {
+        super::control::disable(&self.pool, name, actor).await?;
         self.resync().await?;
         Ok(())
     }
@@ -1106,9 +1107,10 @@ impl ExtensionHost {
         name: &str,
         permissions: &[String],
         actor: &audit::Actor,
-    ) -> Result<super::admin::Permissions, super::admin::AdminError> {
+    ) -> Result<super::control::Permissions, super::control::AdminError> {
         let requested = self.requested(name);
-        let after = super::admin::revoke(&self.pool, name, &requested, permissions, actor).await?;
+        let after =
+            super::control::revoke(&self.pool, name, &requested, permissions, actor).await?;
         self.resync().await?;
         Ok(after)
     }
@@ -1202,7 +1204,7 @@ impl ExtensionHost {
     }
 
     /// Applies the persisted state of every extension — enabled flag, grants — as changed by
-    /// [`super::admin`] here or elsewhere (see [`super::sync`]).
+    /// [`super::control`] here or elsewhere (see [`super::sync`]).
     pub async fn resync(&self) -> anyhow::Result<()> {
         let all = state::load_all(&self.pool).await?;
         for l in &self.loaded {

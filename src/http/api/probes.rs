@@ -5,8 +5,8 @@
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::AppState;
 use crate::db::migrate;
+use crate::http::AppState;
 
 /// The process is alive
 ///
@@ -36,7 +36,7 @@ pub async fn healthz() -> HttpResponse {
 )]
 pub async fn readyz(
     state: web::Data<AppState>,
-    host: web::Data<crate::extensions::host::ExtensionHost>,
+    host: web::Data<crate::runtime::host::ExtensionHost>,
 ) -> HttpResponse {
     let expected = migrate::latest_version();
     let (database, migrations) = match state.pool.get().await {

@@ -21,7 +21,7 @@ use super::faults::{Breaker, PanicLog, Sampler};
 use super::grants::Grants;
 use super::host::{HostContext, Loaded, Stats};
 use super::limits::Live;
-use super::{migrate, roles, services};
+use super::{db_role, schema, services};
 
 /// Orders extensions so that each comes after its dependencies (ties by name). Extensions
 /// in a cycle or with missing dependencies come last, to be failed by the loader.
@@ -59,10 +59,6 @@ pub(super) fn unmet_dependency<'a>(
         .map(|d| format!("its dependency {d} is not running"))
 }
 
-#[cfg(test)]
-#[path = "loader_properties.rs"]
-mod properties;
-
 pub(super) type Pending = (
     ExtensionName,
     Option<Manifest>,
@@ -92,7 +88,7 @@ pub(super) fn parse_manifests(registrations: Vec<Registration>) -> Vec<Pending> 
 }
 
 /// The permissions a manifest requests.
-pub(super) fn requested(manifest: Option<&Manifest>) -> Vec<String> {
+pub(crate) fn requested(manifest: Option<&Manifest>) -> Vec<String> {
     manifest
         .map(|m| m.permissions.iter().map(|p| p.to_string()).collect())
         .unwrap_or_default()
@@ -211,14 +207,14 @@ async fn initialize(
     };
     let limits = ctx.settings.limits_for(name.as_str());
     let role_config =
-        roles::provision(&ctx.pool, &ctx.pg_config, name, &limits, ctx.role_passwords)
+        db_role::provision(&ctx.pool, &ctx.pg_config, name, &limits, ctx.role_passwords)
             .await
             .map_err(|e| e.to_string())?;
     let db = services::extension_database(role_config, name, limits.max_connections as usize)
         .map_err(|e| e.to_string())?;
     let pool = db.pool().clone();
     let migrations = registration.migrations();
-    let applied = migrate::migrate(&ctx.pool, &pool, name, &migrations, None)
+    let applied = schema::migrate(&ctx.pool, &pool, name, &migrations, None)
         .await
         .map_err(|e| format!("migration failed: {e}"))?;
     if !applied.is_empty() {
@@ -313,3 +309,6 @@ pub fn first_sight_approval(
         ),
     }
 }
+
+#[cfg(test)]
+mod properties;

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{AppState, CurrentUser};
 use crate::audit::{self, Filter, MAX_PAGE};
 use crate::error::{ApiError, ErrorSchema};
+use crate::http::{AppState, CurrentUser};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -64,7 +64,7 @@ pub fn filter(q: Query) -> Result<Filter, ApiError> {
 }
 
 /// `/api/v1/audit`.
-pub fn routes(api: &mut super::Api) {
+pub fn routes(api: &mut crate::http::Api) {
     api.add(__path_list, list);
 }
 

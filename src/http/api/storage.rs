@@ -12,18 +12,18 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use uuid::Uuid;
 
-use super::openapi::Binary;
-use super::{AppState, CurrentUser};
 use crate::error::{ApiError, ErrorCode, ErrorSchema};
-use crate::extensions::convert;
-use crate::extensions::host::ExtensionHost;
+use crate::http::ext::convert;
+use crate::http::openapi::Binary;
+use crate::http::{AppState, CurrentUser};
+use crate::runtime::host::ExtensionHost;
 use crate::storage::{self, Bucket, ObjectInfo, ObjectPath, Writer, storage_error};
 use solobase_sdk::hooks::{DownloadInfo, HookPoint, UploadInfo};
 
 const PREFIX: &str = "/api/v1/storage/";
 
 /// `/api/v1/storage/{bucket}/{path}`; the path may hold `/`.
-pub fn routes(api: &mut super::Api) {
+pub fn routes(api: &mut crate::http::Api) {
     const PATTERN: &str = "/api/v1/storage/{bucket}/{path:.+}";
     api.add_as(PATTERN, __path_upload, upload)
         .add_as(PATTERN, __path_download, download)

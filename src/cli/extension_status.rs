@@ -9,8 +9,8 @@ use deadpool_postgres::Pool;
 use serde_json::{Value, json};
 use solobase_sdk::Manifest;
 
-use super::state::{self, InstanceStats};
 use crate::config::Config;
+use crate::runtime::state::{self, InstanceStats};
 
 /// The counters summed over the instances.
 const SUMMED: [&str; 12] = [

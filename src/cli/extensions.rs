@@ -10,13 +10,14 @@ use anyhow::bail;
 use serde_json::json;
 use solobase_sdk::{ExtensionName, Manifest, Migration};
 
-use super::admin::{self, AdminError, Grant};
-pub use super::cli_config::ConfigOp;
-pub use super::cli_status::Unhealthy;
-use super::{cli_config, cli_status, loader, migrate, roles, state};
+pub use super::extension_config::ConfigOp;
+pub use super::extension_status::Unhealthy;
+use super::{extension_config, extension_status};
 use crate::audit::{self, Actor, Entry, Outcome};
 use crate::config::{Config, ConfigError};
 use crate::db::{Database, Mode};
+use crate::runtime::control::{self, AdminError, Grant};
+use crate::runtime::{db_role, loader, schema, state};
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +48,7 @@ fn migrations_of(name: &str) -> anyhow::Result<(ExtensionName, Vec<Migration>)> 
 
 /// Every compiled-in extension with a valid manifest.
 fn manifests() -> Vec<(Manifest, solobase_sdk::Registration)> {
-    super::registrations()
+    crate::runtime::registrations()
         .into_iter()
         .filter_map(|r| Manifest::parse(r.manifest).ok().map(|m| (m, r)))
         .collect()
@@ -61,14 +62,17 @@ fn compiled(name: &str) -> anyhow::Result<(Manifest, solobase_sdk::Registration)
     {
         return Ok(found);
     }
-    let known = super::discovered().iter().any(|d| d.name == name);
+    let known = crate::runtime::discovered().iter().any(|d| d.name == name);
     Err(ConfigError::Invalid(if known {
         format!(
             "extension {name:?} is known but not compiled into this binary: rebuild with \
              --features {name}"
         )
     } else {
-        let names: Vec<&str> = super::discovered().iter().map(|d| d.name).collect();
+        let names: Vec<&str> = crate::runtime::discovered()
+            .iter()
+            .map(|d| d.name)
+            .collect();
         format!(
             "no extension {name:?}; the known ones are: {}",
             names.join(", ")
@@ -150,19 +154,19 @@ async fn act(
         } => print_plan(db, ext, migrations, Some(to), true, json).await,
         Action::Purge { .. } => {
             crate::db::migrate::run(db.pool()).await?;
-            let purged = roles::purge(db.pool(), ext).await;
+            let purged = db_role::purge(db.pool(), ext).await;
             let entry = |outcome| {
                 Entry::new(Actor::cli(), "extension.purge", outcome).extension(ext.as_str())
             };
             match &purged {
-                Ok(roles::Purged::All) => {
+                Ok(db_role::Purged::All) => {
                     audit::record_or_log(db.pool(), entry(Outcome::Ok)).await;
                     println!(
                         "purged {ext}: dropped the schema {} with its data, and its role",
                         ext.schema()
                     );
                 }
-                Ok(roles::Purged::RoleKept(why)) => {
+                Ok(db_role::Purged::RoleKept(why)) => {
                     audit::record_or_log(
                         db.pool(),
                         entry(Outcome::Ok).detail(json!({"role_kept": why})),
@@ -192,19 +196,19 @@ async fn act(
             let limits = config.extensions.limits_for(ext.as_str());
             let passwords = config.database.url.is_some();
             let role_config =
-                roles::provision(db.pool(), db.pg_config(), ext, &limits, passwords).await?;
-            let pool = super::services::extension_database(role_config, ext, 1)?
+                db_role::provision(db.pool(), db.pg_config(), ext, &limits, passwords).await?;
+            let pool = crate::runtime::services::extension_database(role_config, ext, 1)?
                 .pool()
                 .clone();
             let started = std::time::Instant::now();
             let (verb, name, json, result) = match action {
                 Action::Migrate { to, json, .. } => {
                     let plan = {
-                        let history = migrate::applied(&*pool.get().await?, ext).await?;
-                        migrate::dry_run(&history, migrations, to, false)?
+                        let history = schema::applied(&*pool.get().await?, ext).await?;
+                        schema::dry_run(&history, migrations, to, false)?
                     };
                     let ticker = Progress::start(&plan, json);
-                    let result = migrate::migrate(db.pool(), &pool, ext, migrations, to).await;
+                    let result = schema::migrate(db.pool(), &pool, ext, migrations, to).await;
                     ticker.stop();
                     ("applied", "extension.migrate", json, result)
                 }
@@ -215,7 +219,7 @@ async fn act(
                         }
                     };
                     let result =
-                        migrate::rollback(db.pool(), &pool, ext, migrations, to, &mut step).await;
+                        schema::rollback(db.pool(), &pool, ext, migrations, to, &mut step).await;
                     ("reverted", "extension.rollback", json, result)
                 }
                 Action::Purge { .. } => unreachable!("handled above"),
@@ -267,7 +271,7 @@ async fn refuse_when_enabled(db: &Database, ext: &ExtensionName) -> anyhow::Resu
 struct Progress(Option<(tokio::task::JoinHandle<()>, bool)>);
 
 impl Progress {
-    fn start(plan: &[migrate::Step], quiet: bool) -> Self {
+    fn start(plan: &[schema::Step], quiet: bool) -> Self {
         if quiet || plan.is_empty() {
             return Self(None);
         }
@@ -369,17 +373,19 @@ pub async fn run_admin(config: Config, action: AdminAction) -> anyhow::Result<()
         let all: Vec<Manifest> = manifests().into_iter().map(|(m, _)| m).collect();
         match action {
             AdminAction::List { json } => list(pool, json).await,
-            AdminAction::Status { json } => cli_status::status(&config, pool, &all, json).await,
+            AdminAction::Status { json } => {
+                extension_status::status(&config, pool, &all, json).await
+            }
             AdminAction::Metrics { name, json } => {
-                cli_status::metrics(&config, pool, &all, name.as_deref(), json).await
+                extension_status::metrics(&config, pool, &all, name.as_deref(), json).await
             }
             AdminAction::Health { json, .. } => {
                 let manifest = target.as_ref().expect("named");
-                cli_status::health(pool, manifest, json).await
+                extension_status::health(pool, manifest, json).await
             }
             AdminAction::Config { name, op } => {
                 let registration = registration.as_ref().expect("named");
-                cli_config::run(&config, pool, &name, registration, op).await
+                extension_config::run(&config, pool, &name, registration, op).await
             }
             AdminAction::Info { name, json } => {
                 let manifest = target
@@ -392,7 +398,7 @@ pub async fn run_admin(config: Config, action: AdminAction) -> anyhow::Result<()
                     Grant::Unspecified => confirm_grants(pool, &name, &requested).await?,
                     other => other,
                 };
-                let p = admin::enable(pool, &name, &requested, grant, &actor)
+                let p = control::enable(pool, &name, &requested, grant, &actor)
                     .await
                     .map_err(usage)?;
                 println!(
@@ -403,12 +409,12 @@ pub async fn run_admin(config: Config, action: AdminAction) -> anyhow::Result<()
                 Ok(())
             }
             AdminAction::Disable { name } => {
-                admin::disable(pool, &name, &actor).await.map_err(usage)?;
+                control::disable(pool, &name, &actor).await.map_err(usage)?;
                 println!("disabled {name}");
                 Ok(())
             }
             AdminAction::Revoke { name, permissions } => {
-                let p = admin::revoke(pool, &name, &requested, &permissions, &actor)
+                let p = control::revoke(pool, &name, &requested, &permissions, &actor)
                     .await
                     .map_err(usage)?;
                 println!(
@@ -442,7 +448,7 @@ fn or_none(items: &[String]) -> String {
 }
 
 /// With no grant named: when permissions are pending and a person is at the terminal, asks
-/// whether to grant them all. Otherwise [`admin::enable`] refuses and says what to pass.
+/// whether to grant them all. Otherwise [`control::enable`] refuses and says what to pass.
 async fn confirm_grants(
     pool: &deadpool_postgres::Pool,
     name: &str,
@@ -499,12 +505,17 @@ async fn list(pool: &deadpool_postgres::Pool, as_json: bool) -> anyhow::Result<(
             })
         })
         .collect();
-    rows.extend(super::discovered().iter().filter(|d| !d.compiled).map(|d| {
-        json!({
-            "name": d.name, "version": d.version, "compiled": false,
-            "hint": format!("rebuild with --features {}", d.feature),
-        })
-    }));
+    rows.extend(
+        crate::runtime::discovered()
+            .iter()
+            .filter(|d| !d.compiled)
+            .map(|d| {
+                json!({
+                    "name": d.name, "version": d.version, "compiled": false,
+                    "hint": format!("rebuild with --features {}", d.feature),
+                })
+            }),
+    );
     if as_json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
@@ -569,7 +580,7 @@ async fn info(
         .iter()
         .cloned()
         .partition(|p| row.as_ref().is_some_and(|r| r.granted.contains(p)));
-    let migrations = migrate::applied_as_role(pool, base, &manifest.name).await?;
+    let migrations = schema::applied_as_role(pool, base, &manifest.name).await?;
     let value = json!({
         "name": name,
         "version": manifest.version.to_string(),
@@ -678,8 +689,8 @@ async fn print_plan(
     down: bool,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let history = migrate::applied_as_role(db.pool(), db.pg_config(), ext).await?;
-    let steps = migrate::dry_run(&history, migrations, to, down)?;
+    let history = schema::applied_as_role(db.pool(), db.pg_config(), ext).await?;
+    let steps = schema::dry_run(&history, migrations, to, down)?;
     if as_json {
         println!(
             "{}",

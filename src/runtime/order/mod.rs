@@ -57,5 +57,4 @@ pub fn middleware_order<'a>(
 }
 
 #[cfg(test)]
-#[path = "order_properties.rs"]
 mod properties;

@@ -12,15 +12,14 @@
 //! thread (timing every call would cost more than most hooks do); its `_count` is therefore the
 //! number of timed calls, while `extension_hooks_executed_total` counts them all.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+use std::sync::atomic::Ordering;
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
-
-use crate::runtime::host::{ExtensionHost, SLOTS, Slot};
 
 /// One hook call in this many has its duration measured.
 pub const HOOK_SAMPLE: u32 = 16;
@@ -268,24 +267,9 @@ impl Metrics {
         });
     }
 
-    /// The histograms of sampled hook durations of `extension`, one per [`Slot`].
-    pub fn hook_durations(&self, extension: &str) -> Vec<Histogram> {
-        Slot::all()
-            .map(|slot| {
-                self.histogram(
-                    "extension_hook_duration_seconds",
-                    vec![
-                        Label::new("extension", extension.to_owned()),
-                        Label::new("hook", slot.name()),
-                    ],
-                )
-            })
-            .collect()
-    }
-
-    /// The exposition text, with the runtime's counters read now.
-    pub fn render(&self, host: &ExtensionHost) -> String {
-        self.read_runtime(host);
+    /// The exposition text (read the runtime's counters into it first:
+    /// `ExtensionHost::export_metrics`).
+    pub fn render(&self) -> String {
         self.handle.render()
     }
 
@@ -293,80 +277,6 @@ impl Metrics {
     /// samples do not pile up).
     pub fn upkeep(&self) {
         self.handle.run_upkeep();
-    }
-
-    fn read_runtime(&self, host: &ExtensionHost) {
-        let mut active = 0;
-        for l in host.all() {
-            let name = l.name.to_string();
-            let label = || Label::new("extension", name.clone());
-            if l.is_active() {
-                active += 1;
-            }
-            for slot in Slot::all() {
-                let n = l.stats.hooks[slot.index()].load(Ordering::Relaxed);
-                if n > 0 {
-                    self.counter(
-                        "extension_hooks_executed_total",
-                        vec![label(), Label::new("hook", slot.name())],
-                    )
-                    .absolute(n);
-                }
-            }
-            let s = &l.stats;
-            let errors = [
-                ("panic", l.panics.count()),
-                ("hook_timeout", s.hook_timeouts.load(Ordering::Relaxed)),
-                ("handler_error", s.errors.load(Ordering::Relaxed)),
-                ("over_budget", s.over_budget.load(Ordering::Relaxed)),
-                ("busy", s.busy.load(Ordering::Relaxed)),
-                ("rate_limited", s.rate_limited.load(Ordering::Relaxed)),
-                (
-                    "permission_denied",
-                    l.grants.as_ref().map_or(0, |g| g.denied()),
-                ),
-            ];
-            for (kind, n) in errors {
-                self.counter(
-                    "extension_errors_total",
-                    vec![label(), Label::new("type", kind)],
-                )
-                .absolute(n);
-            }
-            let (status, _) = host.health_of(l);
-            self.gauge("extension_health_status", vec![label()])
-                .set(status as u8 as f64);
-            let storage = l
-                .storage
-                .as_ref()
-                .and_then(|s| s.quota())
-                .map(|(_, used)| used);
-            let resources = [
-                ("in_flight", Some(l.in_flight() as f64)),
-                ("storage_bytes", storage.map(|b| b as f64)),
-                (
-                    "allocated_bytes",
-                    Some(s.allocated_bytes.load(Ordering::Relaxed) as f64),
-                ),
-                ("db_connections", l.db_connections().map(|n| n as f64)),
-                (
-                    "rate_limited_clients",
-                    Some(l.limits.load().rates.clients() as f64),
-                ),
-            ];
-            for (resource, value) in resources {
-                if let Some(value) = value {
-                    self.gauge(
-                        "extension_resource_usage",
-                        vec![label(), Label::new("resource", resource)],
-                    )
-                    .set(value);
-                }
-            }
-        }
-        self.gauge("extensions_active_total", Vec::new())
-            .set(active as f64);
-        debug_assert_eq!(Slot::all().count(), SLOTS);
     }
 }
 

@@ -57,12 +57,9 @@ fn host(text: &str) {
     assert!((1..=1000).contains(&ext.pool_size) && ext.max_in_flight > 0);
     let _ = ext.breaker();
     for name in ext.limits.keys().map(String::as_str).chain(["analytics"]) {
-        let _ = ext.rates_for(name);
-        let _ = ext.cpu_budget_for(name);
-        let _ = ext.storage_quota_for(name);
-        assert!(ext.max_in_flight_for(name) > 0);
-        let limits = ext.limits_for(name);
-        assert!((1..=1000).contains(&limits.max_connections));
+        let limits = ext.resolve(name);
+        assert!(limits.max_in_flight > 0);
+        assert!((1..=1000).contains(&limits.db.max_connections));
     }
     let _ = config.storage_dir();
 }

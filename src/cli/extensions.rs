@@ -17,7 +17,8 @@ use crate::audit::{self, Actor, Entry, Outcome};
 use crate::config::{Config, ConfigError};
 use crate::db::{Database, Mode};
 use crate::runtime::control::{self, AdminError, Grant};
-use crate::runtime::{db_role, loader, schema, state};
+use crate::runtime::host::loader;
+use crate::runtime::{db_role, schema, state};
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,7 +194,7 @@ async fn act(
             if let Action::Rollback { .. } = action {
                 refuse_when_enabled(db, ext).await?;
             }
-            let limits = config.extensions.limits_for(ext.as_str());
+            let limits = config.extensions.resolve(ext.as_str()).db;
             let passwords = config.database.url.is_some();
             let role_config =
                 db_role::provision(db.pool(), db.pg_config(), ext, &limits, passwords).await?;

@@ -28,15 +28,7 @@ use crate::audit;
 use crate::db::lock;
 
 /// The limits PostgreSQL enforces for one extension's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RoleLimits {
-    /// The role's `CONNECTION LIMIT` and the size of its pool in each instance.
-    pub max_connections: u32,
-    /// The role's default `statement_timeout` (0 = none).
-    pub statement_timeout_ms: u64,
-    /// The role's default `idle_in_transaction_session_timeout` (0 = none).
-    pub idle_in_transaction_timeout_ms: u64,
-}
+pub use crate::config::DbLimits as RoleLimits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {

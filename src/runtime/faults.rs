@@ -153,18 +153,7 @@ mod tests {
     }
 }
 
-/// When an extension's circuit breaker opens, and what opening repeatedly leads to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BreakerSettings {
-    /// Failures (panics, time-outs) within `window_ms` that open the breaker (0: never).
-    pub failures: u32,
-    pub window_ms: u64,
-    /// How long it stays open before letting a call through again (half-open).
-    pub cooldown_ms: u64,
-    /// Openings within `trips_window_ms` that disable the extension (0: never).
-    pub trips_to_disable: u32,
-    pub trips_window_ms: u64,
-}
+pub use crate::config::BreakerSettings;
 
 const CLOSED: u8 = 0;
 const OPEN: u8 = 1;

@@ -23,7 +23,6 @@ pub mod health;
 pub mod host;
 pub(crate) mod jobs;
 pub mod limits;
-pub(crate) mod loader;
 pub mod order;
 pub mod reconfigure;
 pub mod schema;

@@ -333,7 +333,7 @@ impl Roles {
 
     /// Extension `name`'s pool, connected as its role.
     pub(crate) async fn pool(&self, name: &ExtensionName) -> deadpool_postgres::Pool {
-        let limits = self.config.extensions.limits_for(name.as_str());
+        let limits = self.config.extensions.resolve(name.as_str()).db;
         let role = db_role::provision(self.db.pool(), self.db.pg_config(), name, &limits, true)
             .await
             .unwrap();

@@ -10,7 +10,10 @@ use crate::runtime::host::ExtensionHost;
 fn exposition(state: &AppState, host: &ExtensionHost) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render(host))
+        .body({
+            host.export_metrics(&state.metrics);
+            state.metrics.render()
+        })
 }
 
 /// Prometheus metrics

@@ -201,7 +201,10 @@ async fn serve(
         Ok(running) => {
             let running = AssertUnwindSafe(running.instrument(l.span.clone())).catch_unwind();
             let budget = l.cpu_budget();
-            match Metered::new(running, budget).counting(&l.stats).await {
+            match Metered::new(running, budget)
+                .counting(&l.stats.allocated_bytes)
+                .await
+            {
                 Ok(outcome) => outcome,
                 Err(spent) => {
                     l.stats.over_budget.fetch_add(1, Ordering::Relaxed);

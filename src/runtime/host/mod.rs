@@ -37,11 +37,12 @@ use crate::audit;
 use crate::config::ExtensionsConfig;
 use crate::runtime::faults::{Breaker, PanicLog, Sampler, Verdict};
 use crate::runtime::limits::{Client, Limited, Live};
-use crate::runtime::{loader, state};
+use crate::runtime::state;
 
 mod hooks;
 mod lifecycle;
 mod loaded;
+pub(crate) mod loader;
 mod stats;
 mod status;
 mod tasks;
@@ -49,7 +50,7 @@ mod tasks;
 use hooks::PIPELINE;
 pub use hooks::{Begun, HookCall, HookOutcome, panicked_response, settle};
 pub use loaded::{InFlight, Loaded};
-pub use stats::{SLOTS, Slot, Stats, time_this_request};
+pub use stats::{SLOTS, Slot, Stats, hook_durations, time_this_request};
 
 /// What the host gives the extension runtime.
 #[derive(Debug, Clone)]
@@ -260,6 +261,6 @@ impl ExtensionHost {
 
     /// The largest body extension `name`'s routes accept.
     pub fn max_body_bytes(&self, name: &str) -> usize {
-        self.settings.max_body_bytes_for(name)
+        self.settings.resolve(name).max_body_bytes
     }
 }

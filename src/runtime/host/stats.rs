@@ -94,3 +94,21 @@ impl Stats {
         }
     }
 }
+
+/// The histograms of sampled hook durations of `extension`, one per [`Slot`].
+pub fn hook_durations(
+    metrics: &crate::metrics::Metrics,
+    extension: &str,
+) -> Vec<metrics::Histogram> {
+    Slot::all()
+        .map(|slot| {
+            metrics.histogram(
+                "extension_hook_duration_seconds",
+                vec![
+                    metrics::Label::new("extension", extension.to_owned()),
+                    metrics::Label::new("hook", slot.name()),
+                ],
+            )
+        })
+        .collect()
+}

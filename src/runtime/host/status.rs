@@ -67,7 +67,7 @@ impl ExtensionHost {
     /// The limits `name` runs under now (0: none), for status pages.
     pub fn limits_of(&self, name: &str) -> serde_json::Value {
         let s = &self.settings;
-        let db = s.limits_for(name);
+        let db = s.resolve(name).db;
         let Some(l) = self.get(name) else {
             return serde_json::Value::Null;
         };
@@ -75,14 +75,97 @@ impl ExtensionHost {
         let (all, each) = live.rates.rates();
         serde_json::json!({
             "max_in_flight": live.max_in_flight,
-            "max_body_bytes": s.max_body_bytes_for(name),
+            "max_body_bytes": s.resolve(name).max_body_bytes,
             "cpu_budget_ms": live.cpu_budget.as_millis() as u64,
-            "storage_quota_bytes": s.storage_quota_for(name),
+            "storage_quota_bytes": s.resolve(name).storage_quota_bytes,
             "rate": {"per_second": all.per_second, "burst": all.burst},
             "client_rate": {"per_second": each.per_second, "burst": each.burst},
             "db_connections": db.max_connections,
             "statement_timeout_ms": db.statement_timeout_ms,
             "idle_in_transaction_timeout_ms": db.idle_in_transaction_timeout_ms,
         })
+    }
+
+    /// Reads every extension's counters, health and resource use into `metrics`, at scrape
+    /// time, so the request path pays nothing for them.
+    pub fn export_metrics(&self, metrics: &crate::metrics::Metrics) {
+        use metrics::Label;
+        let host = self;
+        let mut active = 0;
+        for l in host.all() {
+            let name = l.name.to_string();
+            let label = || Label::new("extension", name.clone());
+            if l.is_active() {
+                active += 1;
+            }
+            for slot in Slot::all() {
+                let n = l.stats.hooks[slot.index()].load(Ordering::Relaxed);
+                if n > 0 {
+                    metrics
+                        .counter(
+                            "extension_hooks_executed_total",
+                            vec![label(), Label::new("hook", slot.name())],
+                        )
+                        .absolute(n);
+                }
+            }
+            let s = &l.stats;
+            let errors = [
+                ("panic", l.panics.count()),
+                ("hook_timeout", s.hook_timeouts.load(Ordering::Relaxed)),
+                ("handler_error", s.errors.load(Ordering::Relaxed)),
+                ("over_budget", s.over_budget.load(Ordering::Relaxed)),
+                ("busy", s.busy.load(Ordering::Relaxed)),
+                ("rate_limited", s.rate_limited.load(Ordering::Relaxed)),
+                (
+                    "permission_denied",
+                    l.grants.as_ref().map_or(0, |g| g.denied()),
+                ),
+            ];
+            for (kind, n) in errors {
+                metrics
+                    .counter(
+                        "extension_errors_total",
+                        vec![label(), Label::new("type", kind)],
+                    )
+                    .absolute(n);
+            }
+            let (status, _) = host.health_of(l);
+            metrics
+                .gauge("extension_health_status", vec![label()])
+                .set(status as u8 as f64);
+            let storage = l
+                .storage
+                .as_ref()
+                .and_then(|s| s.quota())
+                .map(|(_, used)| used);
+            let resources = [
+                ("in_flight", Some(l.in_flight() as f64)),
+                ("storage_bytes", storage.map(|b| b as f64)),
+                (
+                    "allocated_bytes",
+                    Some(s.allocated_bytes.load(Ordering::Relaxed) as f64),
+                ),
+                ("db_connections", l.db_connections().map(|n| n as f64)),
+                (
+                    "rate_limited_clients",
+                    Some(l.limits.load().rates.clients() as f64),
+                ),
+            ];
+            for (resource, value) in resources {
+                if let Some(value) = value {
+                    metrics
+                        .gauge(
+                            "extension_resource_usage",
+                            vec![label(), Label::new("resource", resource)],
+                        )
+                        .set(value);
+                }
+            }
+        }
+        metrics
+            .gauge("extensions_active_total", Vec::new())
+            .set(active as f64);
+        debug_assert_eq!(Slot::all().count(), SLOTS);
     }
 }

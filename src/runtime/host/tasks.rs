@@ -180,7 +180,7 @@ impl ExtensionHost {
             .loaded
             .iter()
             .filter(|l| l.pool.is_some())
-            .map(|l| (l.name.schema(), self.settings.limits_for(l.name.as_str())))
+            .map(|l| (l.name.schema(), self.settings.resolve(l.name.as_str()).db))
             .collect();
         if limits.is_empty() {
             return;

@@ -25,19 +25,13 @@ pub enum Client {
     Unknown,
 }
 
-/// Requests per second and burst of one limit; `per_second` 0 means no limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub per_second: u32,
-    pub burst: u32,
-}
+pub use crate::config::Rate;
 
-impl Rate {
-    fn quota(self) -> Option<Quota> {
-        let per_second = NonZeroU32::new(self.per_second)?;
-        let burst = NonZeroU32::new(self.burst.max(1)).unwrap_or(NonZeroU32::MIN);
-        Some(Quota::per_second(per_second).allow_burst(burst))
-    }
+/// The governor quota of a rate, `None` when it sets no limit.
+fn quota(rate: Rate) -> Option<Quota> {
+    let per_second = NonZeroU32::new(rate.per_second)?;
+    let burst = NonZeroU32::new(rate.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+    Some(Quota::per_second(per_second).allow_burst(burst))
 }
 
 /// The limits of one extension that a configuration reload changes, replaced as one value
@@ -56,11 +50,11 @@ pub struct Live {
 impl Live {
     /// `name`'s limits in `settings`, with fresh buckets.
     pub fn of(settings: &crate::config::ExtensionsConfig, name: &str) -> Self {
-        let (all, each) = settings.rates_for(name);
+        let limits = settings.resolve(name);
         Self {
-            rates: std::sync::Arc::new(RateLimits::new(all, each)),
-            max_in_flight: settings.max_in_flight_for(name),
-            cpu_budget: settings.cpu_budget_for(name),
+            rates: std::sync::Arc::new(RateLimits::new(limits.rate, limits.client_rate)),
+            max_in_flight: limits.max_in_flight,
+            cpu_budget: limits.cpu_budget,
         }
     }
 }
@@ -108,13 +102,13 @@ impl<C: Clock + Clone> RateLimits<C> {
     pub fn with_clock(extension: Rate, per_client: Rate, clock: C) -> Self {
         Self {
             rates: (extension, per_client),
-            extension: extension.quota().map(|q| {
+            extension: quota(extension).map(|q| {
                 (
                     RateLimiter::direct_with_clock(q, clock.clone()),
                     extension.burst,
                 )
             }),
-            per_client: per_client.quota().map(|q| {
+            per_client: quota(per_client).map(|q| {
                 (
                     RateLimiter::new(q, HashMapStateStore::default(), clock.clone()),
                     per_client.burst,
@@ -226,7 +220,7 @@ pub struct Metered<'s, F> {
     inner: F,
     budget: Duration,
     spent: Duration,
-    allocated: Option<&'s super::host::Stats>,
+    allocated: Option<&'s std::sync::atomic::AtomicU64>,
 }
 
 impl<'s, F> Metered<'s, F> {
@@ -240,9 +234,9 @@ impl<'s, F> Metered<'s, F> {
         }
     }
 
-    /// Also attributes what each poll allocates to `stats`.
-    pub fn counting(mut self, stats: &'s super::host::Stats) -> Self {
-        self.allocated = Some(stats);
+    /// Also adds what each poll allocates to `allocated` (an extension's byte counter).
+    pub fn counting(mut self, allocated: &'s std::sync::atomic::AtomicU64) -> Self {
+        self.allocated = Some(allocated);
         self
     }
 }
@@ -258,8 +252,11 @@ impl<F: std::future::Future + Unpin> std::future::Future for Metered<'_, F> {
         let started = std::time::Instant::now();
         let since = crate::alloc::allocated();
         let polled = std::pin::Pin::new(&mut this.inner).poll(cx);
-        if let Some(stats) = this.allocated {
-            stats.allocated_since(since);
+        if let Some(counter) = this.allocated {
+            let bytes = crate::alloc::allocated().wrapping_sub(since);
+            if bytes != 0 {
+                counter.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         this.spent += started.elapsed();
         match polled {

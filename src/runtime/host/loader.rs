@@ -1,5 +1,5 @@
 //! Loading one extension: its manifest, its place in the dependency order, its configuration
-//! file, its migrations and services, and `initialize`. [`super::host::ExtensionHost::start`]
+//! file, its migrations and services, and `initialize`. [`super::ExtensionHost::start`]
 //! drives these steps; failures become the extension's recorded reason, never the server's.
 
 use std::collections::BTreeMap;
@@ -17,11 +17,11 @@ use solobase_sdk::{
 };
 use tracing::Instrument;
 
-use super::faults::{Breaker, PanicLog, Sampler};
-use super::grants::Grants;
-use super::host::{HostContext, Loaded, Stats};
-use super::limits::Live;
-use super::{db_role, schema, services};
+use super::{HostContext, Loaded, Stats};
+use crate::runtime::faults::{Breaker, PanicLog, Sampler};
+use crate::runtime::grants::Grants;
+use crate::runtime::limits::Live;
+use crate::runtime::{db_role, schema, services};
 
 /// Orders extensions so that each comes after its dependencies (ties by name). Extensions
 /// in a cycle or with missing dependencies come last, to be failed by the loader.
@@ -100,7 +100,7 @@ pub(super) async fn load_one(
     name: ExtensionName,
     manifest: Option<Manifest>,
     registration: Registration,
-    persisted: &super::state::Persisted,
+    persisted: &crate::runtime::state::Persisted,
     problem: Option<String>,
 ) -> anyhow::Result<Loaded> {
     let span = tracing::info_span!("extension", extension = %name);
@@ -126,7 +126,7 @@ pub(super) async fn load_one(
         storage: None,
         grants: None,
         bus: Some(ctx.bus.clone()),
-        hook_durations: ctx.metrics.hook_durations(name.as_str()),
+        hook_durations: super::hook_durations(&ctx.metrics, name.as_str()),
         health: Default::default(),
         config_state: Default::default(),
         disable_pending: Default::default(),
@@ -158,7 +158,7 @@ pub(super) async fn load_one(
         .await
     {
         Ok((ext, updater, pool, storage, config)) => {
-            item.config_state = super::reconfigure::ConfigState::new(config);
+            item.config_state = crate::runtime::reconfigure::ConfigState::new(config);
             item.pool = Some(pool);
             item.storage = Some(storage);
             let defs = ext.clone().routes();
@@ -194,18 +194,22 @@ async fn initialize(
         // Changed on some instance: it wins over this instance's file, which is brought up
         // to date.
         Some(config) => {
-            let file = super::config_file::path(&ctx.settings.config_dir, name.as_str());
-            super::config_file::check(&file, registration, &config)?;
-            if super::config_file::read(&file).ok().as_ref() != Some(&config)
-                && let Err(e) = super::reconfigure::write_value(&file, &config)
+            let file = crate::runtime::config_file::path(&ctx.settings.config_dir, name.as_str());
+            crate::runtime::config_file::check(&file, registration, &config)?;
+            if crate::runtime::config_file::read(&file).ok().as_ref() != Some(&config)
+                && let Err(e) = crate::runtime::reconfigure::write_value(&file, &config)
             {
                 tracing::warn!(error = %e, "cannot bring the configuration file up to date");
             }
             config
         }
-        None => super::config_file::load(&ctx.settings.config_dir, name.as_str(), registration)?,
+        None => crate::runtime::config_file::load(
+            &ctx.settings.config_dir,
+            name.as_str(),
+            registration,
+        )?,
     };
-    let limits = ctx.settings.limits_for(name.as_str());
+    let limits = ctx.settings.resolve(name.as_str()).db;
     let role_config =
         db_role::provision(&ctx.pool, &ctx.pg_config, name, &limits, ctx.role_passwords)
             .await
@@ -220,7 +224,7 @@ async fn initialize(
     if !applied.is_empty() {
         tracing::info!(?applied, "extension migrations applied");
     }
-    let quota = ctx.settings.storage_quota_for(name.as_str());
+    let quota = ctx.settings.resolve(name.as_str()).storage_quota_bytes;
     let storage =
         services::extension_storage(&ctx.data_dir, name, quota).map_err(|e| e.to_string())?;
     let storage_handle = storage.clone();
@@ -251,7 +255,7 @@ async fn initialize(
         .map_err(|payload| {
             format!(
                 "initialize panicked: {}",
-                super::faults::message(payload.as_ref())
+                crate::runtime::faults::message(payload.as_ref())
             )
         })?
         .map_err(|e| format!("initialize failed: {e}"))?;
@@ -298,7 +302,7 @@ pub fn first_sight_approval(
     if settings.approved.iter().any(|a| a == name) {
         return Some("first seen; approved in extensions.approved");
     }
-    match super::discovered().iter().find(|d| d.name == name) {
+    match crate::runtime::discovered().iter().find(|d| d.name == name) {
         Some(d) if d.tier == "official" => {
             Some("first seen; official tier, and extensions.grant_on_first_sight is true")
         }

@@ -1,0 +1,164 @@
+//! The configuration's sections other than `[extensions]`: `[server]`, `[database]`,
+//! `[auth]`, `[storage]`, `[log]`, `[metrics]`, each with its documented defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP server listens on.
+    pub bind: SocketAddr,
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub shutdown_timeout_secs: u64,
+    /// Time a client has to send a request's line and headers, from its first byte, in ms;
+    /// beyond, it is answered 408 and disconnected (slow-header attacks). 0: no limit.
+    pub request_head_timeout_ms: u64,
+    /// How long an idle keep-alive connection stays open, in seconds (0: closed after each
+    /// response).
+    pub keep_alive_secs: u64,
+    /// Time a client has to send a request's body, in ms: the allowance grows by one second for
+    /// every `body_min_rate` bytes received, so a large upload at a decent speed is never cut
+    /// off while a body trickled byte by byte is (slow-body attacks). Beyond, 408. 0: no limit.
+    pub body_timeout_ms: u64,
+    /// Bytes per second a body must keep up to earn more time (see `body_timeout_ms`).
+    pub body_min_rate: u64,
+    /// Largest JSON body the host's own API accepts, in bytes; beyond, 413.
+    pub max_json_bytes: usize,
+    /// Connections each worker serves at once; beyond, new ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// A PostgreSQL connection URL. Empty means: run the embedded cluster.
+    pub url: Option<String>,
+    /// Maximum connections in the host's pool.
+    pub pool_size: usize,
+    /// Give up connecting after this many seconds.
+    pub connect_timeout_secs: u64,
+    pub embedded: EmbeddedConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedConfig {
+    /// Directory holding `initdb` and `postgres`; empty means search for them.
+    pub bin_dir: Option<PathBuf>,
+    /// The unprivileged system user that runs PostgreSQL when Solobase is started as root.
+    pub system_user: String,
+    /// How long to wait for the embedded server to accept connections.
+    pub start_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Whether `POST /api/v1/auth/signup` creates accounts.
+    pub signup_enabled: bool,
+    /// Lifetime of a login token.
+    pub token_ttl_secs: u64,
+    /// Shortest accepted password.
+    pub min_password_length: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (coloured when writing to a terminal).
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter directive such as `info` or `solobase=debug,actix_web=warn`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Also serve `/metrics` without authentication on this address, for a Prometheus scraper
+    /// on a private network (the main server serves it to administrators only).
+    pub bind: Option<SocketAddr>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 0,
+            shutdown_timeout_secs: 10,
+            request_head_timeout_ms: 5_000,
+            keep_alive_secs: 5,
+            body_timeout_ms: 20_000,
+            body_min_rate: 500,
+            max_json_bytes: 64 * 1024,
+            max_connections: 25_000,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: 16,
+            connect_timeout_secs: 5,
+            embedded: EmbeddedConfig::default(),
+        }
+    }
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        Self {
+            bin_dir: None,
+            system_user: "postgres".into(),
+            start_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            signup_enabled: false,
+            token_ttl_secs: 24 * 3600,
+            min_password_length: 8,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 25 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
+    }
+}

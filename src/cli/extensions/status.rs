@@ -66,7 +66,7 @@ fn instances(rows: &[InstanceStats], fresh: f64) -> usize {
 
 /// `solobase extensions status`: every compiled-in extension with its state, health and the
 /// running instances' counters, in one table (or JSON).
-pub async fn status(
+pub(super) async fn status(
     config: &Config,
     pool: &Pool,
     manifests: &[Manifest],
@@ -164,7 +164,7 @@ impl Unhealthy {
 
 /// `solobase extensions health NAME`: its latest health and the recent checks, as the last
 /// instance to check it recorded them.
-pub async fn health(pool: &Pool, manifest: &Manifest, as_json: bool) -> anyhow::Result<()> {
+pub(super) async fn health(pool: &Pool, manifest: &Manifest, as_json: bool) -> anyhow::Result<()> {
     let name = manifest.name.as_str();
     let report = state::load_all(pool)
         .await?
@@ -216,7 +216,7 @@ pub async fn health(pool: &Pool, manifest: &Manifest, as_json: bool) -> anyhow::
 
 /// `solobase extensions metrics [NAME]`: the counters of every running instance, summed per
 /// extension; with a name, also each instance's.
-pub async fn metrics(
+pub(super) async fn metrics(
     config: &Config,
     pool: &Pool,
     manifests: &[Manifest],

@@ -50,6 +50,23 @@ pub(super) fn hand_over(config: Option<&Path>, args: Vec<OsString>) -> anyhow::R
     .into())
 }
 
+/// `info NAME --remote [--registry R] [--json]`: the tools' `info`.
+pub(super) fn info_remote(
+    config: Option<&Path>,
+    name: String,
+    registry: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut args: Vec<OsString> = vec!["info".into(), name.into()];
+    if let Some(registry) = registry {
+        args.extend(["--registry".into(), registry.into()]);
+    }
+    if json {
+        args.push("--json".into());
+    }
+    hand_over(config, args)
+}
+
 /// `solobase extensions compiled --json`: what only the compiled code of each extension
 /// knows, for the tools' `validate`.
 pub(super) fn print_compiled() -> anyhow::Result<()> {

@@ -17,22 +17,37 @@ use crate::audit::{self, Actor, Entry, Outcome};
 use crate::config::{Config, ConfigError};
 use crate::runtime::{config_file, reconfigure, state};
 
-/// What to do with the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConfigOp {
+/// What `extensions config NAME` does (get when none is given).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub(super) enum ConfigOp {
+    /// Print the configuration in force (TOML), where it comes from, and its etag
     Get {
+        /// Print JSON instead of TOML
+        #[arg(long)]
         json: bool,
     },
+    /// Print the JSON Schema the configuration is checked against
     Schema,
+    /// Change keys (KEY=VALUE, the value in TOML syntax) or replace it all (--file); checked
+    /// against the schema before anything is stored
     Set {
-        /// `key.path=value` (the value in TOML syntax; a bare word is a string).
+        /// KEY=VALUE, e.g. greeting="hello" or limits.max=5
+        #[arg(value_name = "KEY=VALUE")]
         assignments: Vec<String>,
+        /// Remove this key (repeatable)
+        #[arg(long, value_name = "KEY")]
         unset: Vec<String>,
-        /// Replace the whole configuration with this TOML file.
+        /// Replace the whole configuration with this TOML file
+        #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
+        /// Only if the configuration still has this etag (from `get`)
+        #[arg(long, value_name = "ETAG")]
         if_match: Option<String>,
+        /// Print JSON instead of text
+        #[arg(long)]
         json: bool,
     },
+    /// Edit it in $VISUAL or $EDITOR; problems reopen the editor with them listed
     Edit,
 }
 
@@ -66,7 +81,7 @@ async fn current(config: &Config, pool: &Pool, name: &str) -> anyhow::Result<Cur
     })
 }
 
-pub async fn run(
+pub(super) async fn run(
     config: &Config,
     pool: &Pool,
     name: &str,

@@ -8,6 +8,7 @@ pub mod api;
 pub mod body_deadline;
 mod dashboard;
 pub mod ext;
+pub mod identity;
 mod json_bytes;
 pub mod openapi;
 mod request_id;
@@ -22,7 +23,8 @@ use crate::error::{ApiError, ErrorCode};
 use crate::events::EventBus;
 use crate::storage::Storage;
 
-pub use api::auth::{CurrentUser, invalid_token};
+pub use api::auth::CurrentUser;
+pub use identity::invalid_token;
 pub use json_bytes::JsonBytes;
 pub use request_id::{RequestId, middleware as request_id_middleware};
 pub use routes::Api;

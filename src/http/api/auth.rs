@@ -5,18 +5,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use actix_web::http::header::AUTHORIZATION;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::audit::{self, Actor, Entry, Outcome};
 use crate::auth::users::{self, CreateUserError};
-use crate::auth::{Email, Password, Role, User, token};
+use crate::auth::{Email, Password, Role, User};
 use crate::error::{ApiError, ErrorCode, ErrorSchema};
 use crate::http::AppState;
 use crate::http::ext::convert;
-use crate::http::ext::pipeline::ResolvedIdentity;
+use crate::http::identity;
 use crate::runtime::host::ExtensionHost;
 use solobase_sdk::hooks::{HookPoint, LoginInfo, SignupInfo};
 
@@ -221,50 +220,22 @@ impl FromRequest for CurrentUser {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let header = req
-            .headers()
-            .get(AUTHORIZATION)
-            .map(|v| v.to_str().map(str::to_owned));
-        if let Some(found) = req.extensions().get::<CurrentUser>() {
-            let found = found.clone();
-            return Box::pin(async move { Ok(found) });
-        }
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let resolved = req
-            .extensions()
-            .get::<ResolvedIdentity>()
-            .and_then(|r| r.0.as_ref().map(|i| i.user_id));
+        let req = req.clone();
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal("AppState missing"))?;
-            // An extension's authentication hook established the caller.
-            if let Some(id) = resolved
-                && let Some(user) = users::by_id(&state.pool, id).await?
-            {
-                return Ok(Self(user));
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| ApiError::internal("AppState missing"))?;
+            match identity::caller(&req, &state.pool).await? {
+                identity::Caller::User(user) => Ok(Self(user)),
+                // An extension's authentication hook established the caller.
+                identity::Caller::Extension(found) => users::by_id(&state.pool, found.user_id)
+                    .await?
+                    .map(Self)
+                    .ok_or_else(identity::invalid_token),
+                identity::Caller::InvalidToken => Err(identity::invalid_token()),
+                identity::Caller::Anonymous => Err(identity::unauthenticated()),
             }
-            let header = match header {
-                None => {
-                    return Err(ApiError::new(
-                        ErrorCode::Unauthenticated,
-                        "log in first: send Authorization: Bearer <token> from POST /api/v1/auth/login",
-                    ));
-                }
-                Some(Err(_)) => return Err(invalid_token()),
-                Some(Ok(h)) => h,
-            };
-            let token = token::parse_bearer(&header).ok_or_else(invalid_token)?;
-            let user = users::user_for_token(&state.pool, token)
-                .await?
-                .ok_or_else(invalid_token)?;
-            Ok(Self(user))
         })
     }
-}
-
-/// The 401 for a malformed, unknown or expired token.
-pub fn invalid_token() -> ApiError {
-    ApiError::new(
-        ErrorCode::InvalidToken,
-        "the bearer token is malformed, unknown or expired; log in again",
-    )
 }

@@ -12,8 +12,6 @@ use solobase_sdk::{ExtensionError, Response};
 use tracing::Instrument;
 
 use super::convert;
-use super::pipeline::ResolvedIdentity;
-use crate::auth::{token, users};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{AppState, RequestId};
 use crate::runtime::discovered;
@@ -256,27 +254,11 @@ fn log_error(extension: &str, error: &ExtensionError) {
     }
 }
 
-/// The caller: as resolved by the pipeline, else from the host's bearer token.
+/// The caller, as [`crate::http::identity`] resolves it for every part of the request.
 async fn identity(req: &HttpRequest, state: &AppState) -> Result<Option<Identity>, ApiError> {
-    if let Some(ResolvedIdentity(Some(found))) = req.extensions().get::<ResolvedIdentity>() {
-        return Ok(Some(found.clone()));
-    }
-    let Some(header) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(token::parse_bearer)
-        .ok_or_else(crate::http::invalid_token)?;
-    let user = users::user_for_token(&state.pool, token)
+    crate::http::identity::caller(req, &state.pool)
         .await?
-        .ok_or_else(crate::http::invalid_token)?;
-    Ok(Some(Identity {
-        user_id: user.id,
-        email: user.email,
-        role: user.role,
-    }))
+        .identity()
 }
 
 async fn check_access(
@@ -286,12 +268,7 @@ async fn check_access(
 ) -> Result<(), ApiError> {
     let who = match (access, identity) {
         (Access::Public, _) => return Ok(()),
-        (_, None) => {
-            return Err(ApiError::new(
-                ErrorCode::Unauthenticated,
-                "log in first: send Authorization: Bearer <token> from POST /api/v1/auth/login",
-            ));
-        }
+        (_, None) => return Err(crate::http::identity::unauthenticated()),
         (_, Some(who)) => who,
     };
     match access {

@@ -28,11 +28,10 @@ use actix_web::{HttpMessage, web};
 use futures_util::FutureExt;
 use smallvec::SmallVec;
 use solobase_sdk::hooks::HookPoint;
-use solobase_sdk::http::{Identity, RequestHead, ResponseHead};
+use solobase_sdk::http::{RequestHead, ResponseHead};
 use solobase_sdk::{Flow, MiddlewareSpec, Response};
 
 use super::convert;
-use crate::auth::{token, users};
 use crate::http::RequestId;
 use crate::runtime::host::{
     ActiveSet, Begun, ExtensionHost, HookOutcome, Loaded, Slot, panicked_response,
@@ -81,10 +80,6 @@ impl<'h> Calling<'h> {
 
 const MIDDLEWARE_IN: Slot = Slot::MIDDLEWARE_REQUEST;
 const MIDDLEWARE_OUT: Slot = Slot::MIDDLEWARE_RESPONSE;
-
-/// The caller as established by the pipeline, for handlers and the `CurrentUser` extractor.
-#[derive(Debug, Clone)]
-pub struct ResolvedIdentity(pub Option<Identity>);
 
 pub async fn middleware(
     req: ServiceRequest,
@@ -348,19 +343,15 @@ async fn resolve_identity<'h>(
     {
         return None;
     }
+    // The host's token first (one lookup, kept for the rest of the request).
     let mut identity = None;
-    if let (Some(bearer), Some(state)) = (
-        head.header("authorization").and_then(token::parse_bearer),
-        req.app_data::<web::Data<crate::http::AppState>>(),
-    ) && let Ok(Some(user)) = users::user_for_token(&state.pool, bearer).await
+    let mut by_token = false;
+    if let Some(state) = req.app_data::<web::Data<crate::http::AppState>>()
+        && let Ok(caller) = crate::http::identity::caller(req.request(), &state.pool).await
+        && caller.is_user()
     {
-        identity = Some(Identity {
-            user_id: user.id,
-            email: user.email.clone(),
-            role: user.role,
-        });
-        // Host handlers take the caller from here instead of looking it up again.
-        req.extensions_mut().insert(crate::http::CurrentUser(user));
+        identity = caller.identity().ok().flatten();
+        by_token = true;
     }
     if identity.is_none() {
         for l in host.hooked_in(HookPoint::Authentication, active) {
@@ -381,8 +372,10 @@ async fn resolve_identity<'h>(
             }
         }
     }
-    head.identity.clone_from(&identity);
-    req.extensions_mut().insert(ResolvedIdentity(identity));
+    if !by_token && let Some(found) = &identity {
+        crate::http::identity::established_by_extension(req.request(), found.clone());
+    }
+    head.identity = identity;
     None
 }
 

@@ -1,0 +1,99 @@
+//! Who is calling: resolved once per request and kept in the request's extensions, so that
+//! the pipeline, the `/ext/` dispatch and the host's `CurrentUser` extractor agree and no
+//! token is looked up twice.
+//!
+//! A request carries the host's bearer token (`Authorization: Bearer …`), or none; when an
+//! extension's `authentication` hook establishes a caller instead (only tried when the token
+//! does not), the pipeline records that. One policy for everyone: no token is anonymous; a
+//! token that is malformed, unknown or expired is refused with 401 `invalid_token` wherever
+//! a caller matters, unless a hook established the caller.
+
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{HttpMessage, HttpRequest};
+use deadpool_postgres::Pool;
+use solobase_sdk::Identity;
+
+use crate::auth::{User, token, users};
+use crate::error::{ApiError, ErrorCode};
+
+/// The caller of one request.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// No bearer token was sent.
+    Anonymous,
+    /// A bearer token was sent and is not a valid session.
+    InvalidToken,
+    /// The host's session of this user.
+    User(User),
+    /// Established by an extension's `authentication` hook.
+    Extension(Identity),
+}
+
+impl Caller {
+    /// The caller as the SDK's extensions see it: `None` when anonymous; 401 for a bad token.
+    pub fn identity(&self) -> Result<Option<Identity>, ApiError> {
+        match self {
+            Self::Anonymous => Ok(None),
+            Self::InvalidToken => Err(invalid_token()),
+            Self::User(user) => Ok(Some(Identity {
+                user_id: user.id,
+                email: user.email.clone(),
+                role: user.role,
+            })),
+            Self::Extension(identity) => Ok(Some(identity.clone())),
+        }
+    }
+
+    /// Whether the host's token established it (no hook needs to try).
+    pub fn is_user(&self) -> bool {
+        matches!(self, Self::User(_))
+    }
+}
+
+/// The request's caller: from the request's extensions when already resolved, else from its
+/// bearer token (one database read), then kept there.
+pub async fn caller(req: &HttpRequest, pool: &Pool) -> Result<Caller, ApiError> {
+    if let Some(found) = req.extensions().get::<Caller>() {
+        return Ok(found.clone());
+    }
+    let found = from_token(req.headers().get(AUTHORIZATION), pool).await?;
+    req.extensions_mut().insert(found.clone());
+    Ok(found)
+}
+
+/// Records the caller an extension's authentication hook established.
+pub fn established_by_extension(req: &HttpRequest, identity: Identity) {
+    req.extensions_mut().insert(Caller::Extension(identity));
+}
+
+async fn from_token(
+    header: Option<&actix_web::http::header::HeaderValue>,
+    pool: &Pool,
+) -> Result<Caller, ApiError> {
+    let Some(header) = header else {
+        return Ok(Caller::Anonymous);
+    };
+    let Some(bearer) = header.to_str().ok().and_then(token::parse_bearer) else {
+        return Ok(Caller::InvalidToken);
+    };
+    Ok(match users::user_for_token(pool, bearer).await? {
+        Some(user) => Caller::User(user),
+        None => Caller::InvalidToken,
+    })
+}
+
+/// The 401 for a request that needs a caller and has none.
+pub fn unauthenticated() -> ApiError {
+    ApiError::new(
+        ErrorCode::Unauthenticated,
+        "log in first: send Authorization: Bearer <token> from POST /api/v1/auth/login",
+    )
+}
+
+/// The 401 for a malformed, unknown or expired token.
+pub fn invalid_token() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidToken,
+        "the bearer token is malformed, unknown or expired; log in again",
+    )
+}

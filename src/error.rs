@@ -1,5 +1,6 @@
 //! The one error type of the HTTP API and the one table that maps it to a status and a stable
-//! code. Every error response has the shape `{"error":{"code":"…","message":"…"}}`.
+//! code. Every error response has the shape `{"error":{"code":"…","message":"…"}}`, made by
+//! one function, [`body`].
 //!
 //! Codes are part of the API: clients match on them, so a code is never renamed. Internal
 //! causes are logged with the request's id and never sent to the client.
@@ -51,6 +52,14 @@ pub enum ErrorCode {
     InsufficientStorage,
     /// The database cannot be reached right now.
     Unavailable,
+    /// An extension's circuit breaker is open after repeated failures.
+    ExtensionUnavailable,
+    /// An extension's routes are serving as many requests as they may at once.
+    ExtensionBusy,
+    /// An extension's handler ran over its time budget and was stopped.
+    OverBudget,
+    /// A rate limit refused the request.
+    RateLimited,
     /// A bug or an unexpected failure; details are in the server log.
     Internal,
 }
@@ -79,6 +88,10 @@ impl ErrorCode {
         Self::RequestTimeout,
         Self::InsufficientStorage,
         Self::Unavailable,
+        Self::ExtensionUnavailable,
+        Self::ExtensionBusy,
+        Self::OverBudget,
+        Self::RateLimited,
         Self::Internal,
     ];
 
@@ -109,6 +122,12 @@ impl ErrorCode {
             Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::ExtensionUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "extension_unavailable")
+            }
+            Self::ExtensionBusy => (StatusCode::SERVICE_UNAVAILABLE, "extension_busy"),
+            Self::OverBudget => (StatusCode::SERVICE_UNAVAILABLE, "over_budget"),
+            Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -128,6 +147,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// Shown to the client: says what is wrong and, where it helps, what to do.
     pub message: String,
+    /// Headers the answer carries besides its body (`Retry-After`, `RateLimit-*`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -135,7 +156,19 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a header to the answer.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Tells the client when to try again, in whole seconds (at least 1).
+    pub fn retry_after(self, secs: u64) -> Self {
+        self.with_header("retry-after", secs.max(1).to_string())
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -178,18 +211,28 @@ struct Detail<'a> {
     message: &'a str,
 }
 
+/// The one error body of every answer the host makes: `{"error":{"code","message"}}`.
+/// [`ApiError`] answers with it, and so does the runtime where it answers for an extension
+/// (a panic caught in its code).
+pub fn body(code: &str, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&Body {
+        error: Detail { code, message },
+    })
+    .unwrap_or_default()
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.code.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(Body {
-            error: Detail {
-                code: self.code.as_str(),
-                message: &self.message,
-            },
-        })
+        let mut answer = HttpResponse::build(self.status_code());
+        answer.content_type("application/json");
+        for (name, value) in &self.headers {
+            answer.insert_header((*name, value.as_str()));
+        }
+        answer.body(body(self.code.as_str(), &self.message))
     }
 }
 
@@ -209,7 +252,6 @@ impl utoipa::PartialSchema for ErrorSchema {
             .schema_type(Type::String)
             .description(Some(format!(
                 "Stable; clients match on it. The host's codes: {codes}. Extension routes add \
-                 `extension_unavailable`, `extension_busy`, `over_budget`, `rate_limited`, \
                  `permission_denied` and codes of their own."
             )))
             .examples(["not_found"]);

@@ -121,14 +121,11 @@ async fn serve(
     };
     if !l.breaker.allows() {
         let retry = l.breaker.open_for_ms().unwrap_or(1000).div_ceil(1000);
-        let mut res = actix_web::HttpResponse::ServiceUnavailable();
-        res.insert_header((actix_web::http::header::RETRY_AFTER, retry.to_string()));
-        return Ok(res.json(serde_json::json!({"error": {
-            "code": "extension_unavailable",
-            "message": format!(
-                "the extension {name} failed repeatedly and is paused; try again in {retry} s"
-            ),
-        }})));
+        return Err(ApiError::new(
+            ErrorCode::ExtensionUnavailable,
+            format!("the extension {name} failed repeatedly and is paused; try again in {retry} s"),
+        )
+        .retry_after(retry));
     }
     let Some(table) = l.routes.as_ref() else {
         return Err(unavailable(host, name));
@@ -156,30 +153,28 @@ async fn serve(
     };
     if let Err(limited) = l.admit(client) {
         let wait = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-        let mut res = HttpResponse::TooManyRequests();
-        res.insert_header((actix_web::http::header::RETRY_AFTER, wait.to_string()))
-            .insert_header(("RateLimit-Limit", limited.limit.to_string()))
-            .insert_header(("RateLimit-Remaining", "0"))
-            .insert_header(("RateLimit-Reset", wait.to_string()));
-        return Ok(res.json(serde_json::json!({"error": {
-            "code": "rate_limited",
-            "message": format!(
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
                 "too many requests to the extension {name} ({} limit); try again in {wait} s",
                 limited.scope
             ),
-        }})));
+        )
+        .retry_after(wait)
+        .with_header("ratelimit-limit", limited.limit.to_string())
+        .with_header("ratelimit-remaining", "0")
+        .with_header("ratelimit-reset", wait.to_string()));
     }
     let Some(_slot) = l.enter() else {
-        let mut res = HttpResponse::ServiceUnavailable();
-        res.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
-        return Ok(res.json(serde_json::json!({"error": {
-            "code": "extension_busy",
-            "message": format!(
+        return Err(ApiError::new(
+            ErrorCode::ExtensionBusy,
+            format!(
                 "the extension {name} is serving as many requests as it may at once ({}); \
                  try again in a moment",
                 l.max_in_flight()
             ),
-        }})));
+        )
+        .retry_after(1));
     };
 
     let body = read_body(req, &mut payload, host.max_body_bytes(name)).await?;
@@ -207,7 +202,7 @@ async fn serve(
                 Err(spent) => {
                     l.stats.over_budget.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(extension = %l.name, spent_ms = spent.as_millis() as u64, "handler cancelled: over its time budget");
-                    return Ok(over_budget(name, budget));
+                    return Err(over_budget(name, budget));
                 }
             }
         }
@@ -235,14 +230,14 @@ async fn serve(
 }
 
 /// The answer when a handler ran over its time budget and was cancelled.
-fn over_budget(name: &str, budget: std::time::Duration) -> HttpResponse {
-    HttpResponse::ServiceUnavailable().json(serde_json::json!({"error": {
-        "code": "over_budget",
-        "message": format!(
+fn over_budget(name: &str, budget: std::time::Duration) -> ApiError {
+    ApiError::new(
+        ErrorCode::OverBudget,
+        format!(
             "the extension {name} spent more than its {} ms on this request and was stopped",
             budget.as_millis()
         ),
-    }}))
+    )
 }
 
 fn log_error(extension: &str, error: &ExtensionError) {

@@ -111,11 +111,13 @@ pub async fn settle<T, F: Future<Output = T> + Unpin>(begun: Begun<'_, T, F>) ->
 
 /// The answer to a request whose extension code panicked.
 pub fn panicked_response() -> Response {
-    Response::error_with(
-        solobase_sdk::http::StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "an extension failed while handling this request",
-    )
+    let code = crate::error::ErrorCode::Internal;
+    Response::new(solobase_sdk::http::StatusCode::INTERNAL_SERVER_ERROR)
+        .with_header(solobase_sdk::http::header::CONTENT_TYPE, "application/json")
+        .with_body(crate::error::body(
+            code.as_str(),
+            "an extension failed while handling this request",
+        ))
 }
 
 impl ExtensionHost {

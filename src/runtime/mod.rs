@@ -29,6 +29,7 @@ pub mod schema;
 pub mod services;
 pub mod state;
 mod sync;
+pub(crate) mod watchdog;
 
 /// An extension found in the source tree when this binary was built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

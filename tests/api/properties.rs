@@ -595,7 +595,7 @@ fn a_host_config_reload_changes_an_extensions_limits_as_one() {
             });
             let by_status = s.spawn(|| {
                 reader(&stop, || {
-                    let v = host.limits_of("limited-gens");
+                    let v = serde_json::to_value(host.limits_of("limited-gens")).unwrap();
                     let n = |x: &serde_json::Value| x.as_u64().unwrap_or(u64::MAX);
                     generation_of([
                         n(&v["rate"]["per_second"]),

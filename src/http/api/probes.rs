@@ -56,7 +56,10 @@ pub async fn readyz(
     let extensions: serde_json::Map<String, serde_json::Value> = host
         .all()
         .iter()
-        .map(|l| (l.name.to_string(), host.health_report(l)))
+        .map(|l| {
+            let report = serde_json::to_value(host.health_report(l)).unwrap_or_default();
+            (l.name.to_string(), report)
+        })
         .collect();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },

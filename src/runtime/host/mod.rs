@@ -51,6 +51,7 @@ use hooks::PIPELINE;
 pub use hooks::{Begun, HookCall, HookOutcome, panicked_response, settle};
 pub use loaded::{InFlight, Loaded};
 pub use stats::{SLOTS, Slot, Stats, hook_durations, time_this_request};
+pub use status::{ExtensionStatus, HealthNow, HealthStatusView, LimitsView, StatsView};
 
 /// What the host gives the extension runtime.
 #[derive(Debug, Clone)]

@@ -1,28 +1,211 @@
-//! What the host says of each extension: counters, health, limits.
+//! What the host says of each extension — counters, health, limits, the whole entry — as
+//! typed values ([`ExtensionStatus`] and its parts), which the admin API, the command line's
+//! `solobase.extension_stats` rows and the metrics are made from.
+
+use serde::Serialize;
 
 use super::*;
+use crate::runtime::health::Check;
+
+/// Everything the host says of one compiled-in extension (`GET /api/v1/extensions`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtensionStatus {
+    pub name: String,
+    pub version: Option<String>,
+    /// `official`, `community`, `custom` or `test`; `None` for an extension the embedding
+    /// program registered itself.
+    pub tier: Option<&'static str>,
+    pub description: Option<String>,
+    /// Always true here (the discovered extensions this binary lacks are listed apart).
+    pub compiled: bool,
+    /// The administrator's choice.
+    pub enabled: bool,
+    /// Initialized and started.
+    pub running: bool,
+    /// Enabled, running and its breaker closed: its routes answer.
+    pub active: bool,
+    /// Why it is not running.
+    pub error: Option<String>,
+    /// `METHOD /ext/<name>/path` for each route.
+    pub routes: Option<Vec<String>>,
+    pub hooks: Vec<HookEntry>,
+    pub middleware: Vec<MiddlewareEntry>,
+    pub permissions: PermissionsStatus,
+    /// Its running configuration's etag and last refused change.
+    pub config: serde_json::Value,
+    pub health: HealthStatusView,
+    pub limits: Option<LimitsView>,
+    pub stats: StatsView,
+}
+
+/// A hook it registered, with its priority.
+#[derive(Debug, Clone, Serialize)]
+pub struct HookEntry {
+    pub hook: &'static str,
+    pub priority: i32,
+}
+
+/// A middleware it registered.
+#[derive(Debug, Clone, Serialize)]
+pub struct MiddlewareEntry {
+    pub id: String,
+    pub priority: i32,
+    pub paths: Vec<String>,
+}
+
+/// Its permissions: requested by its manifest, granted, pending, and refused calls.
+#[derive(Debug, Clone, Serialize)]
+pub struct PermissionsStatus {
+    pub requested: Vec<String>,
+    pub granted: Vec<String>,
+    pub pending: Vec<String>,
+    pub denied_calls: u64,
+}
+
+/// Its health now and its recent checks.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthStatusView {
+    pub now: HealthNow,
+    pub history: Vec<Check>,
+}
+
+/// Its health as reported now.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthNow {
+    pub status: solobase_sdk::HealthStatus,
+    pub message: String,
+    /// RFC 3339; `None` before the first check.
+    pub checked_at: Option<String>,
+}
+
+/// A rate limit: requests per second and burst (0: none).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RateView {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// The limits it runs under now (0: none).
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitsView {
+    pub max_in_flight: usize,
+    pub max_body_bytes: usize,
+    pub cpu_budget_ms: u64,
+    pub storage_quota_bytes: u64,
+    pub rate: RateView,
+    pub client_rate: RateView,
+    pub db_connections: u32,
+    pub statement_timeout_ms: u64,
+    pub idle_in_transaction_timeout_ms: u64,
+}
+
+/// Its counters since this instance started.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsView {
+    pub requests: u64,
+    pub errors: u64,
+    pub hook_calls: u64,
+    pub hook_timeouts: u64,
+    pub panics: u64,
+    pub breaker: &'static str,
+    pub in_flight: usize,
+    pub busy: u64,
+    pub rate_limited: u64,
+    pub over_budget: u64,
+    pub jobs_done: u64,
+    pub jobs_failed: u64,
+    pub allocated_bytes: u64,
+    pub storage_bytes: Option<u64>,
+    pub storage_quota_bytes: Option<u64>,
+}
 
 impl ExtensionHost {
+    /// Everything the host says of `l`.
+    pub fn status_of(&self, l: &Loaded) -> ExtensionStatus {
+        let name = l.name.as_str();
+        let found = crate::runtime::discovered().iter().find(|d| d.name == name);
+        ExtensionStatus {
+            name: name.to_owned(),
+            version: l
+                .manifest
+                .as_ref()
+                .map(|m| m.version.to_string())
+                .or(found.map(|d| d.version.to_owned())),
+            tier: found.map(|d| d.tier),
+            description: l
+                .manifest
+                .as_ref()
+                .map(|m| m.description.clone())
+                .or(found.map(|d| d.description.to_owned())),
+            compiled: true,
+            enabled: l.is_enabled(),
+            running: l.is_running(),
+            active: l.is_active(),
+            error: l.failure(),
+            routes: l.routes.as_ref().map(|t| {
+                t.list()
+                    .into_iter()
+                    .map(|(m, p)| format!("{m} /ext/{name}{p}"))
+                    .collect()
+            }),
+            hooks: l
+                .hooks
+                .points()
+                .iter()
+                .map(|(p, priority)| HookEntry {
+                    hook: p.as_str(),
+                    priority: *priority,
+                })
+                .collect(),
+            middleware: l
+                .middleware
+                .iter()
+                .map(|m| MiddlewareEntry {
+                    id: m.id.clone(),
+                    priority: m.priority,
+                    paths: m.paths.clone(),
+                })
+                .collect(),
+            permissions: PermissionsStatus {
+                requested: l
+                    .manifest
+                    .as_ref()
+                    .map(|m| m.permissions.iter().map(|p| p.to_string()).collect())
+                    .unwrap_or_default(),
+                granted: l.grants.as_ref().map(|g| g.granted()).unwrap_or_default(),
+                pending: l.grants.as_ref().map(|g| g.pending()).unwrap_or_default(),
+                denied_calls: l.grants.as_ref().map_or(0, |g| g.denied()),
+            },
+            config: l.config_state.status(),
+            health: HealthStatusView {
+                now: self.health_report(l),
+                history: l.health.history(),
+            },
+            limits: self.limits_of(name),
+            stats: self.stats_of(l),
+        }
+    }
+
     /// An extension's counters, as `stats` in the API and in `solobase.extension_stats`.
-    pub fn stats_of(&self, l: &Loaded) -> serde_json::Value {
+    pub fn stats_of(&self, l: &Loaded) -> StatsView {
         let quota = l.storage.as_ref().and_then(|s| s.quota());
-        serde_json::json!({
-            "requests": l.stats.requests.load(Ordering::Relaxed),
-            "errors": l.stats.errors.load(Ordering::Relaxed),
-            "hook_calls": l.stats.hook_calls(),
-            "hook_timeouts": l.stats.hook_timeouts.load(Ordering::Relaxed),
-            "panics": l.panics.count(),
-            "breaker": l.breaker.state(),
-            "in_flight": l.in_flight(),
-            "busy": l.stats.busy.load(Ordering::Relaxed),
-            "rate_limited": l.stats.rate_limited.load(Ordering::Relaxed),
-            "over_budget": l.stats.over_budget.load(Ordering::Relaxed),
-            "jobs_done": l.stats.jobs_done.load(Ordering::Relaxed),
-            "jobs_failed": l.stats.jobs_failed.load(Ordering::Relaxed),
-            "allocated_bytes": l.stats.allocated_bytes.load(Ordering::Relaxed),
-            "storage_bytes": quota.map(|(_, used)| used),
-            "storage_quota_bytes": quota.map(|(limit, _)| limit),
-        })
+        StatsView {
+            requests: l.stats.requests.load(Ordering::Relaxed),
+            errors: l.stats.errors.load(Ordering::Relaxed),
+            hook_calls: l.stats.hook_calls(),
+            hook_timeouts: l.stats.hook_timeouts.load(Ordering::Relaxed),
+            panics: l.panics.count(),
+            breaker: l.breaker.state(),
+            in_flight: l.in_flight(),
+            busy: l.stats.busy.load(Ordering::Relaxed),
+            rate_limited: l.stats.rate_limited.load(Ordering::Relaxed),
+            over_budget: l.stats.over_budget.load(Ordering::Relaxed),
+            jobs_done: l.stats.jobs_done.load(Ordering::Relaxed),
+            jobs_failed: l.stats.jobs_failed.load(Ordering::Relaxed),
+            allocated_bytes: l.stats.allocated_bytes.load(Ordering::Relaxed),
+            storage_bytes: quota.map(|(_, used)| used),
+            storage_quota_bytes: quota.map(|(limit, _)| limit),
+        }
     }
 
     /// An extension's health as reported: its latest check, or why there is none, made at
@@ -54,35 +237,42 @@ impl ExtensionHost {
         )
     }
 
-    /// [`ExtensionHost::health_of`] with the time of the latest check, as JSON.
-    pub fn health_report(&self, l: &Loaded) -> serde_json::Value {
+    /// [`ExtensionHost::health_of`] with the time of the latest check.
+    pub fn health_report(&self, l: &Loaded) -> HealthNow {
         let (status, message) = self.health_of(l);
-        let at = l.health.latest().and_then(|c| {
+        let checked_at = l.health.latest().and_then(|c| {
             c.at.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         });
-        serde_json::json!({"status": status, "message": message, "checked_at": at})
+        HealthNow {
+            status,
+            message,
+            checked_at,
+        }
     }
 
     /// The limits `name` runs under now (0: none), for status pages.
-    pub fn limits_of(&self, name: &str) -> serde_json::Value {
-        let s = &self.settings;
-        let db = s.resolve(name).db;
-        let Some(l) = self.get(name) else {
-            return serde_json::Value::Null;
-        };
+    pub fn limits_of(&self, name: &str) -> Option<LimitsView> {
+        let resolved = self.settings.resolve(name);
+        let l = self.get(name)?;
         let live = l.limits.load();
         let (all, each) = live.rates.rates();
-        serde_json::json!({
-            "max_in_flight": live.max_in_flight,
-            "max_body_bytes": s.resolve(name).max_body_bytes,
-            "cpu_budget_ms": live.cpu_budget.as_millis() as u64,
-            "storage_quota_bytes": s.resolve(name).storage_quota_bytes,
-            "rate": {"per_second": all.per_second, "burst": all.burst},
-            "client_rate": {"per_second": each.per_second, "burst": each.burst},
-            "db_connections": db.max_connections,
-            "statement_timeout_ms": db.statement_timeout_ms,
-            "idle_in_transaction_timeout_ms": db.idle_in_transaction_timeout_ms,
+        Some(LimitsView {
+            max_in_flight: live.max_in_flight,
+            max_body_bytes: resolved.max_body_bytes,
+            cpu_budget_ms: live.cpu_budget.as_millis() as u64,
+            storage_quota_bytes: resolved.storage_quota_bytes,
+            rate: RateView {
+                per_second: all.per_second,
+                burst: all.burst,
+            },
+            client_rate: RateView {
+                per_second: each.per_second,
+                burst: each.burst,
+            },
+            db_connections: resolved.db.max_connections,
+            statement_timeout_ms: resolved.db.statement_timeout_ms,
+            idle_in_transaction_timeout_ms: resolved.db.idle_in_transaction_timeout_ms,
         })
     }
 

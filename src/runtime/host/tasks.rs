@@ -119,7 +119,10 @@ impl ExtensionHost {
         let rows: Vec<(String, serde_json::Value)> = self
             .loaded
             .iter()
-            .map(|l| (l.name.to_string(), self.stats_of(l)))
+            .map(|l| {
+                let stats = serde_json::to_value(self.stats_of(l)).unwrap_or_default();
+                (l.name.to_string(), stats)
+            })
             .collect();
         state::record_stats(&self.pool, &self.instance, self.started_at, &rows).await
     }
@@ -164,8 +167,17 @@ impl ExtensionHost {
             .loaded
             .iter()
             .map(|l| {
-                let mut report = self.health_report(l);
-                report["history"] = serde_json::json!(l.health.history());
+                let report = HealthStatusView {
+                    now: self.health_report(l),
+                    history: l.health.history(),
+                };
+                let mut report = serde_json::to_value(report).unwrap_or_default();
+                // Stored flat: the latest check's fields, and the history beside them.
+                if let Some(now) = report.get("now").cloned() {
+                    let history = report["history"].take();
+                    report = now;
+                    report["history"] = history;
+                }
                 (l.name.to_string(), report)
             })
             .collect();
@@ -185,7 +197,7 @@ impl ExtensionHost {
         if limits.is_empty() {
             return;
         }
-        let task = crate::runtime::db_role::spawn_watchdog(
+        let task = crate::runtime::watchdog::spawn_watchdog(
             self.pool.clone(),
             limits,
             self.stop.subscribe(),

@@ -28,7 +28,7 @@ thread_local! {
 
 /// mimalloc, counting.
 #[derive(Debug)]
-pub struct Counting;
+pub(crate) struct Counting;
 
 #[inline(always)]
 fn count(bytes: usize) {
@@ -38,7 +38,7 @@ fn count(bytes: usize) {
 
 /// Bytes this thread has allocated so far (a running total; subtract two readings).
 #[inline]
-pub fn allocated() -> u64 {
+pub(crate) fn allocated() -> u64 {
     ALLOCATED.try_with(Cell::get).unwrap_or(0)
 }
 

@@ -22,11 +22,11 @@ pub enum Actor {
 
 impl Actor {
     /// The command line's actor: `cli:<$USER>`.
-    pub fn cli() -> Self {
+    pub(crate) fn cli() -> Self {
         Self::Cli(std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
     }
 
-    pub fn as_text(&self) -> String {
+    pub(crate) fn as_text(&self) -> String {
         match self {
             Self::User(id) => format!("user:{id}"),
             Self::Cli(who) => format!("cli:{who}"),
@@ -37,7 +37,7 @@ impl Actor {
 
 /// How it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Ok,
     Denied,
     Failed,
@@ -56,15 +56,15 @@ impl Outcome {
 /// One entry to append.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    pub actor: Actor,
-    pub action: &'static str,
-    pub extension: Option<String>,
-    pub outcome: Outcome,
-    pub detail: serde_json::Value,
+    pub(crate) actor: Actor,
+    pub(crate) action: &'static str,
+    pub(crate) extension: Option<String>,
+    pub(crate) outcome: Outcome,
+    pub(crate) detail: serde_json::Value,
 }
 
 impl Entry {
-    pub fn new(actor: Actor, action: &'static str, outcome: Outcome) -> Self {
+    pub(crate) fn new(actor: Actor, action: &'static str, outcome: Outcome) -> Self {
         Self {
             actor,
             action,
@@ -74,12 +74,12 @@ impl Entry {
         }
     }
 
-    pub fn extension(mut self, name: &str) -> Self {
+    pub(crate) fn extension(mut self, name: &str) -> Self {
         self.extension = Some(name.to_owned());
         self
     }
 
-    pub fn detail(mut self, detail: serde_json::Value) -> Self {
+    pub(crate) fn detail(mut self, detail: serde_json::Value) -> Self {
         self.detail = detail;
         self
     }
@@ -93,7 +93,7 @@ pub async fn record(pool: &Pool, entry: &Entry) -> anyhow::Result<()> {
 
 /// Appends `entry` through `client`: inside a transaction, it commits with the change it
 /// records.
-pub async fn record_in(
+pub(crate) async fn record_in(
     client: &impl tokio_postgres::GenericClient,
     entry: &Entry,
 ) -> anyhow::Result<()> {
@@ -115,7 +115,7 @@ pub async fn record_in(
 
 /// Appends `entry`; a failure to do so is logged, never returned — for actions that already
 /// happened and must not be reported as failed because their audit entry could not be written.
-pub async fn record_or_log(pool: &Pool, entry: Entry) {
+pub(crate) async fn record_or_log(pool: &Pool, entry: Entry) {
     if let Err(e) = record(pool, &entry).await {
         tracing::error!(action = entry.action, error = %e, "cannot write the audit log");
     }
@@ -124,32 +124,32 @@ pub async fn record_or_log(pool: &Pool, entry: Entry) {
 /// An entry of the audit log.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[schema(as = AuditEntry)]
-pub struct Stored {
-    pub id: i64,
+pub(crate) struct Stored {
+    pub(crate) id: i64,
     #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    pub actor: String,
-    pub action: String,
-    pub extension: Option<String>,
-    pub result: String,
-    pub detail: serde_json::Value,
+    pub(crate) at: OffsetDateTime,
+    pub(crate) actor: String,
+    pub(crate) action: String,
+    pub(crate) extension: Option<String>,
+    pub(crate) result: String,
+    pub(crate) detail: serde_json::Value,
 }
 
 /// Which entries to read: newest first, at most `limit`, older than entry `before` when set.
 #[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub extension: Option<String>,
-    pub action: Option<String>,
-    pub since: Option<OffsetDateTime>,
-    pub before: Option<i64>,
-    pub limit: i64,
+pub(crate) struct Filter {
+    pub(crate) extension: Option<String>,
+    pub(crate) action: Option<String>,
+    pub(crate) since: Option<OffsetDateTime>,
+    pub(crate) before: Option<i64>,
+    pub(crate) limit: i64,
 }
 
 /// The largest page.
-pub const MAX_PAGE: i64 = 500;
+pub(crate) const MAX_PAGE: i64 = 500;
 
 /// Entries matching `filter`, newest first.
-pub async fn list(pool: &Pool, filter: &Filter) -> anyhow::Result<Vec<Stored>> {
+pub(crate) async fn list(pool: &Pool, filter: &Filter) -> anyhow::Result<Vec<Stored>> {
     let client = pool.get().await?;
     let rows = client
         .query(

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 /// What went wrong, as a client may act on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
+pub(crate) enum ErrorCode {
     /// The request is malformed: bad JSON, a missing field, a value out of range.
     InvalidRequest,
     /// No credentials were given where they are required.
@@ -67,7 +67,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Every code, in declaration order (for the OpenAPI `Error` schema). `Internal` stays
     /// last: the assertion below and the unit test keep this list complete.
-    pub const ALL: [Self; Self::Internal as usize + 1] = [
+    pub(crate) const ALL: [Self; Self::Internal as usize + 1] = [
         Self::InvalidRequest,
         Self::Unauthenticated,
         Self::InvalidCredentials,
@@ -96,7 +96,7 @@ impl ErrorCode {
     ];
 
     /// The table: HTTP status and stable code string for each error.
-    pub const fn parts(self) -> (StatusCode, &'static str) {
+    pub(crate) const fn parts(self) -> (StatusCode, &'static str) {
         match self {
             Self::InvalidRequest => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
@@ -132,27 +132,27 @@ impl ErrorCode {
         }
     }
 
-    pub const fn status(self) -> StatusCode {
+    pub(crate) const fn status(self) -> StatusCode {
         self.parts().0
     }
 
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         self.parts().1
     }
 }
 
 /// An error answered to an API client.
 #[derive(Debug)]
-pub struct ApiError {
-    pub code: ErrorCode,
+pub(crate) struct ApiError {
+    pub(crate) code: ErrorCode,
     /// Shown to the client: says what is wrong and, where it helps, what to do.
-    pub message: String,
+    pub(crate) message: String,
     /// Headers the answer carries besides its body (`Retry-After`, `RateLimit-*`).
-    pub headers: Vec<(&'static str, String)>,
+    pub(crate) headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -161,31 +161,31 @@ impl ApiError {
     }
 
     /// Adds a header to the answer.
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub(crate) fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
 
     /// Tells the client when to try again, in whole seconds (at least 1).
-    pub fn retry_after(self, secs: u64) -> Self {
+    pub(crate) fn retry_after(self, secs: u64) -> Self {
         self.with_header("retry-after", secs.max(1).to_string())
     }
 
-    pub fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidRequest, message)
     }
 
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::NotFound, message)
     }
 
-    pub fn forbidden(message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Forbidden, message)
     }
 
     /// Logs `cause` (which may hold details unfit for clients) and hides it behind a generic
     /// message.
-    pub fn internal(cause: impl fmt::Display) -> Self {
+    pub(crate) fn internal(cause: impl fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
         Self::new(
             ErrorCode::Internal,
@@ -214,7 +214,7 @@ struct Detail<'a> {
 /// The one error body of every answer the host makes: `{"error":{"code","message"}}`.
 /// [`ApiError`] answers with it, and so does the runtime where it answers for an extension
 /// (a panic caught in its code).
-pub fn body(code: &str, message: &str) -> Vec<u8> {
+pub(crate) fn body(code: &str, message: &str) -> Vec<u8> {
     serde_json::to_vec(&Body {
         error: Detail { code, message },
     })
@@ -238,7 +238,7 @@ impl ResponseError for ApiError {
 
 /// The error shape as the OpenAPI schema `Error`, listing the codes of the table above.
 #[derive(Debug)]
-pub struct ErrorSchema;
+pub(crate) struct ErrorSchema;
 
 impl utoipa::PartialSchema for ErrorSchema {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
@@ -305,7 +305,7 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 }
 
 /// Turns actix's extractor errors (bad JSON, bad query) into the common shape.
-pub fn json_error_handler(
+pub(crate) fn json_error_handler(
     err: actix_web::error::JsonPayloadError,
     _: &actix_web::HttpRequest,
 ) -> actix_web::Error {
@@ -327,7 +327,7 @@ pub fn json_error_handler(
 }
 
 /// A failure while reading a request body: too slow (408), too large (413), or cut off (400).
-pub fn payload_error(err: &actix_web::error::PayloadError) -> ApiError {
+pub(crate) fn payload_error(err: &actix_web::error::PayloadError) -> ApiError {
     use actix_web::error::PayloadError as P;
     match err {
         P::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => ApiError::new(

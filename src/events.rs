@@ -31,7 +31,7 @@ pub async fn record(
 
 /// The durable feed: up to `limit` committed events after `after`, in (`tx`, `seq`) order,
 /// only from transactions that no running transaction can precede (see the module docs).
-pub async fn read_after(
+pub(crate) async fn read_after(
     client: &tokio_postgres::Client,
     after: OutboxPosition,
     limit: u32,

@@ -34,7 +34,7 @@ enum Changed {
 
 /// Watches the host's configuration file (`host_file`, if any) and the extensions'
 /// configuration directory until `stop` changes. Fails when neither can be watched.
-pub fn spawn(
+pub(crate) fn spawn(
     host_file: Option<PathBuf>,
     running: Config,
     host: Arc<ExtensionHost>,

@@ -4,7 +4,7 @@
 //! rules and the symlink-refusing lookups are the SDK's (`solobase_sdk::storage`), shared with
 //! the extensions' own storage areas; this module adds buckets.
 
-pub use solobase_sdk::storage::{ObjectPath, PathError, SafeDir, Scratch, StorageError};
+pub(crate) use solobase_sdk::storage::{ObjectPath, SafeDir, Scratch, StorageError};
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -15,20 +15,20 @@ use crate::events::{self, Event, EventType};
 
 /// An object's record.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ObjectInfo {
-    pub bucket: String,
-    pub path: String,
-    pub size: i64,
-    pub content_type: String,
-    pub owner_id: Option<Uuid>,
+pub(crate) struct ObjectInfo {
+    pub(crate) bucket: String,
+    pub(crate) path: String,
+    pub(crate) size: i64,
+    pub(crate) content_type: String,
+    pub(crate) owner_id: Option<Uuid>,
     #[serde(with = "time::serde::rfc3339")]
-    pub updated_at: OffsetDateTime,
+    pub(crate) updated_at: OffsetDateTime,
 }
 
 /// Who stores or deletes an object: a user (who then owns a new object), or an extension
 /// granted `storage.write` (whose objects have no owner, so only admins change them).
 #[derive(Debug, Clone, Copy)]
-pub enum Writer<'a> {
+pub(crate) enum Writer<'a> {
     User(Uuid),
     Extension(&'a str),
 }
@@ -54,7 +54,7 @@ impl Writer<'_> {
 }
 
 /// Maps a storage failure to what a client is told.
-pub fn storage_error(e: StorageError) -> ApiError {
+pub(crate) fn storage_error(e: StorageError) -> ApiError {
     match e {
         StorageError::NotFound => ApiError::not_found("no such object"),
         StorageError::Symlink => {
@@ -70,7 +70,7 @@ pub fn storage_error(e: StorageError) -> ApiError {
 /// with its `storage.uploaded` event, in one transaction. Returns the record and the event,
 /// to publish once this returns (it is committed).
 #[allow(clippy::too_many_arguments)]
-pub async fn commit_upload(
+pub(crate) async fn commit_upload(
     client: &mut deadpool_postgres::Object,
     storage: &Storage,
     bucket: &Bucket,
@@ -121,7 +121,7 @@ pub async fn commit_upload(
 
 /// Deletes the object's record and file, with its `storage.deleted` event, in one
 /// transaction. Returns the event to publish, or `None` when there was no such object.
-pub async fn delete_object(
+pub(crate) async fn delete_object(
     client: &mut deadpool_postgres::Object,
     storage: &Storage,
     bucket: &Bucket,
@@ -154,14 +154,14 @@ pub async fn delete_object(
     "invalid bucket name {0:?}: use 1-63 characters of a-z, 0-9, '-' and '_', starting with a \
      letter or digit"
 )]
-pub struct BucketError(String);
+pub(crate) struct BucketError(String);
 
 /// A bucket name: `[a-z0-9][a-z0-9_-]{0,62}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bucket(String);
+pub(crate) struct Bucket(String);
 
 impl Bucket {
-    pub fn parse(raw: &str) -> Result<Self, BucketError> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, BucketError> {
         let ok = (1..=63).contains(&raw.len())
             && raw
                 .bytes()
@@ -177,31 +177,27 @@ impl Bucket {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 /// The host's storage area: one directory per bucket under a [`SafeDir`].
 #[derive(Debug, Clone)]
-pub struct Storage {
+pub(crate) struct Storage {
     dir: SafeDir,
 }
 
 impl Storage {
     /// Creates the root if needed.
-    pub fn open(root: &std::path::Path) -> std::io::Result<Self> {
+    pub(crate) fn open(root: &std::path::Path) -> std::io::Result<Self> {
         Ok(Self {
             dir: SafeDir::open(root)?,
         })
     }
 
-    pub fn root(&self) -> &std::path::Path {
-        self.dir.root()
-    }
-
     /// Where an object lives; see [`SafeDir::locate`].
-    pub fn locate(
+    pub(crate) fn locate(
         &self,
         bucket: &Bucket,
         path: &ObjectPath,
@@ -211,7 +207,7 @@ impl Storage {
     }
 
     /// Opens an object for reading; see [`SafeDir::open_read`].
-    pub fn open_read(
+    pub(crate) fn open_read(
         &self,
         bucket: &Bucket,
         path: &ObjectPath,
@@ -220,12 +216,12 @@ impl Storage {
     }
 
     /// A scratch file for an upload in progress.
-    pub fn scratch(&self) -> std::io::Result<Scratch> {
+    pub(crate) fn scratch(&self) -> std::io::Result<Scratch> {
         self.dir.scratch()
     }
 
     /// Removes an object's file; a missing file is not an error.
-    pub fn remove(&self, bucket: &Bucket, path: &ObjectPath) -> Result<(), StorageError> {
+    pub(crate) fn remove(&self, bucket: &Bucket, path: &ObjectPath) -> Result<(), StorageError> {
         self.dir.remove(bucket.as_str(), path)
     }
 }

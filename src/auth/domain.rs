@@ -24,7 +24,7 @@ impl Email {
         Ok(Self(email.to_owned()))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -40,7 +40,7 @@ impl fmt::Display for Email {
 pub struct Password(String);
 
 /// Longer passwords only cost hashing time; nobody needs more.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
 
 impl Password {
     pub fn parse(raw: String, min_chars: usize) -> Result<Self, String> {
@@ -57,7 +57,7 @@ impl Password {
         Ok(Self(raw))
     }
 
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }

@@ -6,11 +6,11 @@
 //! - [`token`]: opaque bearer tokens (random, stored only as SHA-256);
 //! - [`users`]: the `solobase.users` and `solobase.sessions` tables.
 
-pub mod domain;
-pub mod password;
-pub mod permissions;
-pub mod token;
+pub(crate) mod domain;
+pub(crate) mod password;
+pub(crate) mod permissions;
+pub(crate) mod token;
 pub mod users;
 
 pub use domain::{Email, Password, Role};
-pub use users::User;
+pub(crate) use users::User;

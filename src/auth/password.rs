@@ -8,7 +8,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use super::Password;
 
 /// A PHC-format argon2id hash of a password.
-pub fn hash(password: &Password) -> Result<String, argon2::password_hash::Error> {
+pub(crate) fn hash(password: &Password) -> Result<String, argon2::password_hash::Error> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|_| argon2::password_hash::Error::Crypto)?;
     let salt = SaltString::encode_b64(&bytes)?;
@@ -18,7 +18,7 @@ pub fn hash(password: &Password) -> Result<String, argon2::password_hash::Error>
 }
 
 /// Whether `candidate` matches `phc_hash`. A malformed stored hash never matches.
-pub fn verify(candidate: &str, phc_hash: &str) -> bool {
+pub(crate) fn verify(candidate: &str, phc_hash: &str) -> bool {
     PasswordHash::new(phc_hash).is_ok_and(|parsed| {
         Argon2::default()
             .verify_password(candidate.as_bytes(), &parsed)
@@ -28,7 +28,7 @@ pub fn verify(candidate: &str, phc_hash: &str) -> bool {
 
 /// A valid hash of a password nobody knows. Verifying against it when an email is unknown
 /// makes "unknown user" cost as long as "wrong password", so timing reveals nothing.
-pub fn dummy_hash() -> &'static str {
+pub(crate) fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| {
         let random = super::token::random_token();

@@ -5,7 +5,7 @@
 use deadpool_postgres::Pool;
 
 /// The permissions `role` holds (always empty for `admin`, which holds all implicitly).
-pub async fn held(pool: &Pool, role: &str) -> anyhow::Result<Vec<String>> {
+pub(crate) async fn held(pool: &Pool, role: &str) -> anyhow::Result<Vec<String>> {
     let client = pool.get().await?;
     let rows = client
         .query(
@@ -17,7 +17,7 @@ pub async fn held(pool: &Pool, role: &str) -> anyhow::Result<Vec<String>> {
 }
 
 /// Gives `role` a permission; false when it held it already.
-pub async fn grant(pool: &Pool, role: &str, permission: &str) -> anyhow::Result<bool> {
+pub(crate) async fn grant(pool: &Pool, role: &str, permission: &str) -> anyhow::Result<bool> {
     let client = pool.get().await?;
     let n = client
         .execute(
@@ -30,7 +30,7 @@ pub async fn grant(pool: &Pool, role: &str, permission: &str) -> anyhow::Result<
 }
 
 /// Takes a permission from `role`; false when it did not hold it.
-pub async fn revoke(pool: &Pool, role: &str, permission: &str) -> anyhow::Result<bool> {
+pub(crate) async fn revoke(pool: &Pool, role: &str, permission: &str) -> anyhow::Result<bool> {
     let client = pool.get().await?;
     let n = client
         .execute(

@@ -12,20 +12,20 @@ const RANDOM_BYTES: usize = 32;
 const TOKEN_LEN: usize = PREFIX.len() + (RANDOM_BYTES * 4).div_ceil(3);
 
 /// A new token from the operating system's random source.
-pub fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; RANDOM_BYTES];
     getrandom::fill(&mut bytes).expect("the OS random source is available");
     format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// The value stored in `solobase.sessions.token_hash`.
-pub fn token_hash(token: &str) -> Vec<u8> {
+pub(crate) fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
 /// Extracts the token from an `Authorization` header value. `None` when the header is not a
 /// well-formed `Bearer sb_…` value.
-pub fn parse_bearer(header: &str) -> Option<&str> {
+pub(crate) fn parse_bearer(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;

@@ -10,13 +10,13 @@ use crate::events::{self, Event, EventType};
 /// An account as the API shows it (never with its password hash).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct User {
-    pub id: Uuid,
-    pub email: String,
+    pub(crate) id: Uuid,
+    pub(crate) email: String,
     /// `admin` or `user`.
     #[schema(value_type = String, example = "user")]
-    pub role: Role,
+    pub(crate) role: Role,
     #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
+    pub(crate) created_at: OffsetDateTime,
 }
 
 impl User {
@@ -30,12 +30,12 @@ impl User {
         }
     }
 
-    pub fn is_admin(&self) -> bool {
+    pub(crate) fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
 
     /// The account as extensions see it.
-    pub fn into_info(self) -> solobase_sdk::UserInfo {
+    pub(crate) fn into_info(self) -> solobase_sdk::UserInfo {
         solobase_sdk::UserInfo {
             id: self.id,
             email: self.email,
@@ -99,7 +99,7 @@ pub async fn create(
 
 /// The user whose email and password match, or `None`. Takes as long for an unknown email as
 /// for a wrong password.
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     pool: &deadpool_postgres::Pool,
     email: &str,
     candidate: &str,
@@ -126,7 +126,7 @@ pub async fn authenticate(
 
 /// Opens a session and records `user.login`: returns the token (shown to the client once),
 /// its expiry, and the committed event to publish.
-pub async fn open_session(
+pub(crate) async fn open_session(
     pool: &deadpool_postgres::Pool,
     user: &User,
     ttl: std::time::Duration,
@@ -150,7 +150,7 @@ pub async fn open_session(
 }
 
 /// The user a live token belongs to.
-pub async fn user_for_token(
+pub(crate) async fn user_for_token(
     pool: &deadpool_postgres::Pool,
     token: &str,
 ) -> Result<Option<User>, crate::error::ApiError> {
@@ -169,7 +169,7 @@ pub async fn user_for_token(
 }
 
 /// The user with this id.
-pub async fn by_id(
+pub(crate) async fn by_id(
     pool: &deadpool_postgres::Pool,
     id: Uuid,
 ) -> Result<Option<User>, crate::error::ApiError> {
@@ -184,7 +184,7 @@ pub async fn by_id(
 }
 
 /// The user with this email (case-insensitive).
-pub async fn by_email(
+pub(crate) async fn by_email(
     pool: &deadpool_postgres::Pool,
     email: &str,
 ) -> Result<Option<User>, crate::error::ApiError> {
@@ -199,7 +199,7 @@ pub async fn by_email(
 }
 
 /// Whether any admin account exists.
-pub async fn admin_exists(pool: &deadpool_postgres::Pool) -> Result<bool, CreateUserError> {
+pub(crate) async fn admin_exists(pool: &deadpool_postgres::Pool) -> Result<bool, CreateUserError> {
     let client = pool.get().await?;
     let row = client
         .query_one(
@@ -211,7 +211,7 @@ pub async fn admin_exists(pool: &deadpool_postgres::Pool) -> Result<bool, Create
 }
 
 /// Deletes expired sessions; returns how many.
-pub async fn purge_expired_sessions(
+pub(crate) async fn purge_expired_sessions(
     pool: &deadpool_postgres::Pool,
 ) -> Result<u64, crate::error::ApiError> {
     let client = pool.get().await?;

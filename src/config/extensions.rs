@@ -13,26 +13,26 @@ pub struct ExtensionsConfig {
     /// Directory of the per-extension configuration files, `<name>.toml`.
     pub config_dir: PathBuf,
     /// Time limit of each extension's initialize, start and stop, in seconds.
-    pub lifecycle_timeout_secs: u64,
+    pub(crate) lifecycle_timeout_secs: u64,
     /// Largest request body an extension route accepts, in bytes.
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// Database connections per extension: its pool's size and its role's CONNECTION LIMIT.
     pub pool_size: usize,
     /// Default `statement_timeout` of each extension's role, in milliseconds (0 = none).
-    pub statement_timeout_ms: u64,
+    pub(crate) statement_timeout_ms: u64,
     /// Default `idle_in_transaction_session_timeout` of each extension's role, in
     /// milliseconds (0 = none).
-    pub idle_in_transaction_timeout_ms: u64,
+    pub(crate) idle_in_transaction_timeout_ms: u64,
     /// Requests an extension's routes serve at once; beyond, 503 (per instance).
-    pub max_in_flight: usize,
+    pub(crate) max_in_flight: usize,
     /// Bytes an extension may keep in its storage area; beyond, 507 (0: no quota).
-    pub storage_quota_bytes: u64,
+    pub(crate) storage_quota_bytes: u64,
     /// Time a request may spend running an extension's handler (polling it, not waiting);
     /// beyond, the handler is cancelled and the request answered 503 (0: no budget).
     pub cpu_budget_ms: u64,
     /// Requests per second (and burst) an extension's routes accept in all (0: no limit).
-    pub rate_per_second: u32,
-    pub rate_burst: u32,
+    pub(crate) rate_per_second: u32,
+    pub(crate) rate_burst: u32,
     /// Requests per second (and burst) each client — the signed-in user, else the address —
     /// may send to one extension's routes (0: no limit).
     pub client_rate_per_second: u32,
@@ -47,7 +47,7 @@ pub struct ExtensionsConfig {
     pub breaker_cooldown_secs: u64,
     /// Openings within `breaker_trips_window_secs` that disable the extension (0: never).
     pub breaker_trips_to_disable: u32,
-    pub breaker_trips_window_secs: u64,
+    pub(crate) breaker_trips_window_secs: u64,
     /// Whether an extension the operator trusts in advance — the official tier, or one listed
     /// in `approved` — is enabled with every permission its manifest requests when seen for
     /// the first time (audited as granted by the system). When false every new extension
@@ -60,7 +60,7 @@ pub struct ExtensionsConfig {
     /// How often each instance looks for due background jobs, in ms, and how long one job
     /// may run, in seconds.
     pub jobs_poll_ms: u64,
-    pub job_timeout_secs: u64,
+    pub(crate) job_timeout_secs: u64,
     /// How often each extension's health check runs, and how long it may take, in ms.
     pub health_interval_ms: u64,
     pub health_timeout_ms: u64,
@@ -74,10 +74,10 @@ pub struct ExtensionsConfig {
     pub stats_interval_ms: u64,
     /// Public keys (minisign's base64 form) whose signatures `solobase extensions install`
     /// and `publish` accept; a package signed by any other key is refused.
-    pub trusted_keys: Vec<String>,
+    pub(crate) trusted_keys: Vec<String>,
     /// The extension registry `install`, `search` and `info --remote` use: a directory, a
     /// `file://` or an `http://` URL of the folder holding `index.json`.
-    pub registry: Option<String>,
+    pub(crate) registry: Option<String>,
 }
 
 /// One extension's database limits; absent keys take the `[extensions]` defaults.
@@ -145,24 +145,24 @@ pub struct Rate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerSettings {
     /// Failures (panics, time-outs) within `window_ms` that open the breaker (0: never).
-    pub failures: u32,
-    pub window_ms: u64,
+    pub(crate) failures: u32,
+    pub(crate) window_ms: u64,
     /// How long it stays open before letting a call through again (half-open).
-    pub cooldown_ms: u64,
+    pub(crate) cooldown_ms: u64,
     /// Openings within `trips_window_ms` that disable the extension (0: never).
-    pub trips_to_disable: u32,
-    pub trips_window_ms: u64,
+    pub(crate) trips_to_disable: u32,
+    pub(crate) trips_window_ms: u64,
 }
 
 /// The limits PostgreSQL enforces for one extension's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DbLimits {
     /// The role's `CONNECTION LIMIT` and the size of its pool in each instance.
-    pub max_connections: u32,
+    pub(crate) max_connections: u32,
     /// The role's default `statement_timeout` (0 = none).
-    pub statement_timeout_ms: u64,
+    pub(crate) statement_timeout_ms: u64,
     /// The role's default `idle_in_transaction_session_timeout` (0 = none).
-    pub idle_in_transaction_timeout_ms: u64,
+    pub(crate) idle_in_transaction_timeout_ms: u64,
 }
 
 /// Every limit one extension runs under: the `[extensions]` defaults with its own
@@ -170,24 +170,24 @@ pub struct DbLimits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Requests its routes accept per second, in all.
-    pub rate: Rate,
+    pub(crate) rate: Rate,
     /// Requests each client may send it per second.
-    pub client_rate: Rate,
+    pub(crate) client_rate: Rate,
     /// The handler time budget of one request (zero: none).
-    pub cpu_budget: Duration,
+    pub(crate) cpu_budget: Duration,
     /// Bytes its storage area may hold (0: no quota).
-    pub storage_quota_bytes: u64,
+    pub(crate) storage_quota_bytes: u64,
     /// The largest request body its routes accept.
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// Requests its routes serve at once.
-    pub max_in_flight: usize,
+    pub(crate) max_in_flight: usize,
     /// What its database role is held to.
     pub db: DbLimits,
 }
 
 impl ExtensionsConfig {
     /// The circuit breaker every extension gets.
-    pub fn breaker(&self) -> BreakerSettings {
+    pub(crate) fn breaker(&self) -> BreakerSettings {
         BreakerSettings {
             failures: self.breaker_failures,
             window_ms: self.breaker_window_secs.saturating_mul(1000),

@@ -21,7 +21,7 @@ pub use sections::{
 };
 
 /// The path read when `--config` is not given. A missing file at this path is not an error.
-pub const DEFAULT_CONFIG_PATH: &str = "config/solobase.toml";
+pub(crate) const DEFAULT_CONFIG_PATH: &str = "config/solobase.toml";
 
 /// Everything the host reads from its configuration, fully resolved.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -127,7 +127,7 @@ impl Config {
 
     /// [`Config::load`] with the environment given as a function, so tests need not mutate
     /// the process environment.
-    pub fn load_with_env(
+    pub(crate) fn load_with_env(
         explicit_path: Option<&Path>,
         overrides: &Overrides,
         env: impl Fn(&str) -> Option<String>,
@@ -146,7 +146,7 @@ impl Config {
     }
 
     /// Parses one TOML file strictly.
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -158,7 +158,7 @@ impl Config {
     }
 
     /// Parses TOML text; the error is one line naming the key and its position.
-    pub fn from_toml(text: &str) -> Result<Self, String> {
+    pub(crate) fn from_toml(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| describe_toml_error(text, &e))
     }
 
@@ -177,7 +177,7 @@ impl Config {
     /// Checks the resolved values (the last step of [`Config::load`]); public for the fuzz
     /// targets.
     #[doc(hidden)]
-    pub fn check(&mut self) -> Result<(), ConfigError> {
+    pub(crate) fn check(&mut self) -> Result<(), ConfigError> {
         if self
             .database
             .url
@@ -286,7 +286,7 @@ impl Config {
     }
 
     /// Where uploaded files live.
-    pub fn storage_dir(&self) -> PathBuf {
+    pub(crate) fn storage_dir(&self) -> PathBuf {
         self.data_dir.join("storage")
     }
 }

@@ -14,23 +14,23 @@ pub struct ServerConfig {
     /// HTTP worker threads; 0 means one per CPU core.
     pub workers: usize,
     /// How long in-flight requests may take to finish after a shutdown signal.
-    pub shutdown_timeout_secs: u64,
+    pub(crate) shutdown_timeout_secs: u64,
     /// Time a client has to send a request's line and headers, from its first byte, in ms;
     /// beyond, it is answered 408 and disconnected (slow-header attacks). 0: no limit.
-    pub request_head_timeout_ms: u64,
+    pub(crate) request_head_timeout_ms: u64,
     /// How long an idle keep-alive connection stays open, in seconds (0: closed after each
     /// response).
-    pub keep_alive_secs: u64,
+    pub(crate) keep_alive_secs: u64,
     /// Time a client has to send a request's body, in ms: the allowance grows by one second for
     /// every `body_min_rate` bytes received, so a large upload at a decent speed is never cut
     /// off while a body trickled byte by byte is (slow-body attacks). Beyond, 408. 0: no limit.
-    pub body_timeout_ms: u64,
+    pub(crate) body_timeout_ms: u64,
     /// Bytes per second a body must keep up to earn more time (see `body_timeout_ms`).
-    pub body_min_rate: u64,
+    pub(crate) body_min_rate: u64,
     /// Largest JSON body the host's own API accepts, in bytes; beyond, 413.
-    pub max_json_bytes: usize,
+    pub(crate) max_json_bytes: usize,
     /// Connections each worker serves at once; beyond, new ones wait in the listen backlog.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -41,19 +41,19 @@ pub struct DatabaseConfig {
     /// Maximum connections in the host's pool.
     pub pool_size: usize,
     /// Give up connecting after this many seconds.
-    pub connect_timeout_secs: u64,
-    pub embedded: EmbeddedConfig,
+    pub(crate) connect_timeout_secs: u64,
+    pub(crate) embedded: EmbeddedConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmbeddedConfig {
     /// Directory holding `initdb` and `postgres`; empty means search for them.
-    pub bin_dir: Option<PathBuf>,
+    pub(crate) bin_dir: Option<PathBuf>,
     /// The unprivileged system user that runs PostgreSQL when Solobase is started as root.
-    pub system_user: String,
+    pub(crate) system_user: String,
     /// How long to wait for the embedded server to accept connections.
-    pub start_timeout_secs: u64,
+    pub(crate) start_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -62,9 +62,9 @@ pub struct AuthConfig {
     /// Whether `POST /api/v1/auth/signup` creates accounts.
     pub signup_enabled: bool,
     /// Lifetime of a login token.
-    pub token_ttl_secs: u64,
+    pub(crate) token_ttl_secs: u64,
     /// Shortest accepted password.
-    pub min_password_length: usize,
+    pub(crate) min_password_length: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

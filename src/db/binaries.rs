@@ -8,21 +8,21 @@ use std::path::{Path, PathBuf};
 
 /// A directory known to contain both `initdb` and `postgres`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PgBinaries {
+pub(crate) struct PgBinaries {
     dir: PathBuf,
 }
 
 /// Where to look. Split from the process environment so that the search is testable.
 #[derive(Debug, Clone, Default)]
-pub struct SearchPlan {
+pub(crate) struct SearchPlan {
     /// A directory the user named; when set, nothing else is searched.
-    pub explicit: Option<PathBuf>,
+    pub(crate) explicit: Option<PathBuf>,
     /// The value of `PATH`.
-    pub path_var: Option<String>,
+    pub(crate) path_var: Option<String>,
     /// Whether to ask `pg_config --bindir`.
-    pub ask_pg_config: bool,
+    pub(crate) ask_pg_config: bool,
     /// Glob-free parent directories whose children are versioned installs, plus fixed dirs.
-    pub well_known: Vec<PathBuf>,
+    pub(crate) well_known: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +45,7 @@ pub enum FindError {
 
 impl PgBinaries {
     /// The plan for this machine, honouring `explicit` when given.
-    pub fn plan(explicit: Option<PathBuf>) -> SearchPlan {
+    pub(crate) fn plan(explicit: Option<PathBuf>) -> SearchPlan {
         SearchPlan {
             explicit,
             path_var: std::env::var("PATH").ok(),
@@ -54,7 +54,7 @@ impl PgBinaries {
         }
     }
 
-    pub fn find(plan: &SearchPlan) -> Result<Self, FindError> {
+    pub(crate) fn find(plan: &SearchPlan) -> Result<Self, FindError> {
         if let Some(dir) = &plan.explicit {
             return if has_server_binaries(dir) {
                 Ok(Self { dir: dir.clone() })
@@ -89,15 +89,11 @@ impl PgBinaries {
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn initdb(&self) -> PathBuf {
+    pub(crate) fn initdb(&self) -> PathBuf {
         self.dir.join("initdb")
     }
 
-    pub fn postgres(&self) -> PathBuf {
+    pub(crate) fn postgres(&self) -> PathBuf {
         self.dir.join("postgres")
     }
 }

@@ -113,7 +113,6 @@ pub(super) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Embe
 /// A running embedded cluster. Dropping it stops the server.
 #[derive(Debug)]
 pub struct EmbeddedPostgres {
-    root: PathBuf,
     socket_dir: PathBuf,
     pid: i32,
     /// Receives the exit status once the server process has ended.
@@ -151,7 +150,6 @@ impl EmbeddedPostgres {
         let log_path = root.join("postgres.log");
         let (pid, exited) = spawn_server(&bins, &pgdata, &socket_dir, &log_path, owner, opts)?;
         let mut server = Self {
-            root,
             socket_dir,
             pid,
             exited: Some(exited),
@@ -163,10 +161,6 @@ impl EmbeddedPostgres {
     /// The directory holding the unix socket — the `host` to connect to.
     pub fn socket_dir(&self) -> &Path {
         &self.socket_dir
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// Connection settings for `dbname` as the cluster's superuser.
@@ -214,7 +208,7 @@ impl EmbeddedPostgres {
     }
 
     /// Fast shutdown; escalates to immediate shutdown if the server takes over 30 s.
-    pub fn stop(&mut self) -> Result<(), EmbeddedError> {
+    pub(crate) fn stop(&mut self) -> Result<(), EmbeddedError> {
         let Some(exited) = self.exited.take() else {
             return Ok(());
         };

@@ -8,7 +8,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 /// Listening on one channel; dropping it closes the connection.
 #[derive(Debug)]
-pub struct Listener {
+pub(crate) struct Listener {
     notices: mpsc::UnboundedReceiver<()>,
     driver: JoinHandle<()>,
     /// The connection lives while its client does.
@@ -23,19 +23,19 @@ impl Drop for Listener {
 
 impl Listener {
     /// The next notification; `None` once the connection closed.
-    pub async fn next(&mut self) -> Option<()> {
+    pub(crate) async fn next(&mut self) -> Option<()> {
         self.notices.recv().await
     }
 
     /// Forgets the notifications already received.
-    pub fn drain(&mut self) {
+    pub(crate) fn drain(&mut self) {
         while self.notices.try_recv().is_ok() {}
     }
 }
 
 /// Connects with `pg_config` and listens on `channel` (a plain identifier).
 #[allow(clippy::disallowed_methods)] // src/db is the one place allowed to connect
-pub async fn listen(
+pub(crate) async fn listen(
     pg_config: &tokio_postgres::Config,
     channel: &str,
 ) -> Result<Listener, tokio_postgres::Error> {

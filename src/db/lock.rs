@@ -19,7 +19,7 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 
 /// How long a host wait for a lock lasts before it gives up, naming the holder.
-pub const DEFAULT_WAIT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_WAIT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -46,7 +46,7 @@ pub enum LockError {
 
 /// Creates the lock table (and the host schema) when missing. Instances starting together on
 /// a new database may race to create them: the loser finds them made.
-pub async fn bootstrap(pool: &Pool) -> Result<(), LockError> {
+pub(crate) async fn bootstrap(pool: &Pool) -> Result<(), LockError> {
     let name = "solobase.locks";
     let client = pool.get().await.map_err(|source| LockError::Pool {
         name: name.into(),
@@ -122,7 +122,7 @@ impl Drop for Held {
 
 /// Takes the lock `name` on a connection of its own and keeps it until released, waiting at
 /// most `wait` for another holder.
-pub async fn hold(pool: &Pool, name: &str, wait: Duration) -> Result<Held, LockError> {
+pub(crate) async fn hold(pool: &Pool, name: &str, wait: Duration) -> Result<Held, LockError> {
     let client = pool.get().await.map_err(|source| LockError::Pool {
         name: name.into(),
         source,
@@ -160,7 +160,7 @@ pub async fn hold(pool: &Pool, name: &str, wait: Duration) -> Result<Held, LockE
 
 /// Takes the lock `name` inside the caller's transaction `tx` (released when it ends), waiting
 /// at most `wait`. On a time-out the transaction is aborted.
-pub async fn within(
+pub(crate) async fn within(
     tx: &tokio_postgres::Transaction<'_>,
     name: &str,
     wait: Duration,
@@ -221,7 +221,7 @@ fn timeout_or(e: tokio_postgres::Error, name: &str, wait: Duration) -> LockError
 
 /// Completes a [`LockError::Timeout`] with who holds the lock now (read on a connection of
 /// its own: the waiting transaction is aborted).
-pub async fn explain(pool: &Pool, error: LockError) -> LockError {
+pub(crate) async fn explain(pool: &Pool, error: LockError) -> LockError {
     let LockError::Timeout { name, waited, .. } = error else {
         return error;
     };

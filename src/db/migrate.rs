@@ -11,9 +11,9 @@ use deadpool_postgres::Pool;
 refinery::embed_migrations!("migrations");
 
 /// The schema holding every host table.
-pub const HOST_SCHEMA: &str = "solobase";
+pub(crate) const HOST_SCHEMA: &str = "solobase";
 /// refinery's history table for the host, kept inside the host schema (see `apply_locked`).
-pub const HISTORY_TABLE: &str = "solobase.refinery_schema_history";
+pub(crate) const HISTORY_TABLE: &str = "solobase.refinery_schema_history";
 /// The host lock (`solobase.locks`) held while the host schema is migrated.
 const LOCK_NAME: &str = "host.migrate";
 
@@ -30,7 +30,7 @@ pub enum MigrateError {
 }
 
 /// The newest migration version compiled into this binary.
-pub fn latest_version() -> i32 {
+pub(crate) fn latest_version() -> i32 {
     migrations::runner()
         .get_migrations()
         .iter()
@@ -54,7 +54,7 @@ pub async fn run(pool: &Pool) -> Result<Vec<i32>, MigrateError> {
 /// `<schema>.refinery_schema_history`, all pending migrations in one transaction, while a
 /// connection of `host` holds the host lock `lock` (see [`super::lock`]: no extension can take
 /// or hold it). Returns the versions applied.
-pub async fn apply_locked(
+pub(crate) async fn apply_locked(
     host: &Pool,
     pool: &Pool,
     lock: &str,
@@ -92,7 +92,7 @@ pub async fn apply_locked(
 }
 
 /// The newest applied host migration, or `None` before the first run.
-pub async fn applied_version(
+pub(crate) async fn applied_version(
     client: &tokio_postgres::Client,
 ) -> Result<Option<i32>, tokio_postgres::Error> {
     let exists: bool = client

@@ -4,10 +4,10 @@
 //! Nothing outside this module opens a PostgreSQL connection; everything else borrows from
 //! the [`Database`]'s pool.
 
-pub mod binaries;
+pub(crate) mod binaries;
 mod cluster_dir;
 pub mod embedded;
-pub mod listen;
+pub(crate) mod listen;
 pub mod lock;
 pub mod migrate;
 mod sys;
@@ -22,7 +22,7 @@ use crate::config::Config;
 use embedded::{EmbeddedError, EmbeddedOptions, EmbeddedPostgres};
 
 /// Name of the host's database inside the embedded cluster.
-pub const EMBEDDED_DATABASE: &str = "solobase";
+pub(crate) const EMBEDDED_DATABASE: &str = "solobase";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -120,7 +120,7 @@ impl Database {
     }
 
     /// A pool on explicit connection settings (used by [`Database::connect`] and tests).
-    pub fn from_pg_config(
+    pub(crate) fn from_pg_config(
         pg_config: tokio_postgres::Config,
         pool_size: usize,
         timeout: Duration,
@@ -153,7 +153,7 @@ impl Database {
     }
 
     /// Checks that a connection can be made and answers.
-    pub async fn ping(&self) -> Result<(), DbError> {
+    pub(crate) async fn ping(&self) -> Result<(), DbError> {
         let unreachable = |cause: String| DbError::Unreachable {
             target: self.target.clone(),
             cause,
@@ -180,7 +180,7 @@ impl Database {
     }
 
     /// Host, port and database name — safe to log.
-    pub fn target(&self) -> &str {
+    pub(crate) fn target(&self) -> &str {
         &self.target
     }
 
@@ -206,7 +206,7 @@ impl Database {
 }
 
 /// Starts the embedded cluster off the async threads (initdb and start-up block).
-pub async fn start_embedded(opts: EmbeddedOptions) -> Result<EmbeddedPostgres, DbError> {
+pub(crate) async fn start_embedded(opts: EmbeddedOptions) -> Result<EmbeddedPostgres, DbError> {
     tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&opts))
         .await
         .map_err(|e| DbError::EmbeddedSetup(e.to_string()))?

@@ -8,19 +8,19 @@ use std::process::Command;
 
 /// An account's numeric identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UserIds {
-    pub uid: u32,
-    pub gid: u32,
+pub(crate) struct UserIds {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 /// The effective uid of this process.
-pub fn effective_uid() -> u32 {
+pub(crate) fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
 
 /// Looks a system user up by name (re-entrant `getpwnam_r`).
-pub fn lookup_user(name: &str) -> Option<UserIds> {
+pub(crate) fn lookup_user(name: &str) -> Option<UserIds> {
     let c_name = CString::new(name).ok()?;
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
     // SAFETY: passwd is plain old data; all-zero is a valid (empty) value.
@@ -43,7 +43,7 @@ pub fn lookup_user(name: &str) -> Option<UserIds> {
 }
 
 /// Whether a process with this pid exists (it may belong to another user).
-pub fn process_exists(pid: i32) -> bool {
+pub(crate) fn process_exists(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
@@ -54,7 +54,7 @@ pub fn process_exists(pid: i32) -> bool {
 
 /// Signals PostgreSQL understands as shutdown requests.
 #[derive(Debug, Clone, Copy)]
-pub enum Shutdown {
+pub(crate) enum Shutdown {
     /// SIGINT: "fast" shutdown — abort sessions, checkpoint, exit cleanly.
     Fast,
     /// SIGQUIT: "immediate" shutdown — exit at once, recover on next start.
@@ -62,7 +62,7 @@ pub enum Shutdown {
 }
 
 /// Asks the process `pid` to shut down.
-pub fn signal(pid: i32, how: Shutdown) -> std::io::Result<()> {
+pub(crate) fn signal(pid: i32, how: Shutdown) -> std::io::Result<()> {
     let sig = match how {
         Shutdown::Fast => libc::SIGINT,
         Shutdown::Immediate => libc::SIGQUIT,
@@ -78,7 +78,7 @@ pub fn signal(pid: i32, how: Shutdown) -> std::io::Result<()> {
 /// Makes the kernel send SIGINT (fast shutdown) to the child when the thread that spawned it
 /// dies — including when this whole process is killed with SIGKILL — so a killed Solobase
 /// never leaves an orphaned PostgreSQL behind.
-pub fn shut_down_with_parent(cmd: &mut Command) {
+pub(crate) fn shut_down_with_parent(cmd: &mut Command) {
     // SAFETY: the closure only calls async-signal-safe functions (prctl, getppid).
     unsafe {
         cmd.pre_exec(|| {

@@ -29,7 +29,7 @@ use tokio::time::{Instant, Sleep};
 
 /// Where an expired body's unread rest waits until its connection ends: one per connection.
 #[derive(Clone, Default)]
-pub struct Stash(Rc<RefCell<Option<Payload>>>);
+pub(crate) struct Stash(Rc<RefCell<Option<Payload>>>);
 
 impl std::fmt::Debug for Stash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,12 +41,12 @@ impl std::fmt::Debug for Stash {
 }
 
 /// Gives every connection its [`Stash`] (`HttpServer::on_connect`).
-pub fn on_connect(_: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+pub(crate) fn on_connect(_: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
     data.insert(Stash::default());
 }
 
 /// Puts a deadline on `req`'s body when it has one and a deadline is configured.
-pub fn guard(req: &mut ServiceRequest, timeout_ms: u64, min_rate: u64) {
+pub(crate) fn guard(req: &mut ServiceRequest, timeout_ms: u64, min_rate: u64) {
     if timeout_ms == 0 || min_rate == 0 || !has_body(req) {
         return;
     }

@@ -18,7 +18,7 @@ use crate::error::{ApiError, ErrorCode};
 
 /// The caller of one request.
 #[derive(Debug, Clone)]
-pub enum Caller {
+pub(crate) enum Caller {
     /// No bearer token was sent.
     Anonymous,
     /// A bearer token was sent and is not a valid session.
@@ -31,7 +31,7 @@ pub enum Caller {
 
 impl Caller {
     /// The caller as the SDK's extensions see it: `None` when anonymous; 401 for a bad token.
-    pub fn identity(&self) -> Result<Option<Identity>, ApiError> {
+    pub(crate) fn identity(&self) -> Result<Option<Identity>, ApiError> {
         match self {
             Self::Anonymous => Ok(None),
             Self::InvalidToken => Err(invalid_token()),
@@ -45,14 +45,14 @@ impl Caller {
     }
 
     /// Whether the host's token established it (no hook needs to try).
-    pub fn is_user(&self) -> bool {
+    pub(crate) fn is_user(&self) -> bool {
         matches!(self, Self::User(_))
     }
 }
 
 /// The request's caller: from the request's extensions when already resolved, else from its
 /// bearer token (one database read), then kept there.
-pub async fn caller(req: &HttpRequest, pool: &Pool) -> Result<Caller, ApiError> {
+pub(crate) async fn caller(req: &HttpRequest, pool: &Pool) -> Result<Caller, ApiError> {
     if let Some(found) = req.extensions().get::<Caller>() {
         return Ok(found.clone());
     }
@@ -62,7 +62,7 @@ pub async fn caller(req: &HttpRequest, pool: &Pool) -> Result<Caller, ApiError> 
 }
 
 /// Records the caller an extension's authentication hook established.
-pub fn established_by_extension(req: &HttpRequest, identity: Identity) {
+pub(crate) fn established_by_extension(req: &HttpRequest, identity: Identity) {
     req.extensions_mut().insert(Caller::Extension(identity));
 }
 
@@ -83,7 +83,7 @@ async fn from_token(
 }
 
 /// The 401 for a request that needs a caller and has none.
-pub fn unauthenticated() -> ApiError {
+pub(crate) fn unauthenticated() -> ApiError {
     ApiError::new(
         ErrorCode::Unauthenticated,
         "log in first: send Authorization: Bearer <token> from POST /api/v1/auth/login",
@@ -91,7 +91,7 @@ pub fn unauthenticated() -> ApiError {
 }
 
 /// The 401 for a malformed, unknown or expired token.
-pub fn invalid_token() -> ApiError {
+pub(crate) fn invalid_token() -> ApiError {
     ApiError::new(
         ErrorCode::InvalidToken,
         "the bearer token is malformed, unknown or expired; log in again",

@@ -15,7 +15,7 @@ use crate::error::{ApiError, ErrorCode, payload_error};
 
 /// The raw body; empty or blank when the client sent none.
 #[derive(Debug)]
-pub struct JsonBytes(pub web::Bytes);
+pub(crate) struct JsonBytes(pub web::Bytes);
 
 impl std::ops::Deref for JsonBytes {
     type Target = [u8];

@@ -4,15 +4,15 @@
 //! Handlers are thin: parse the input into domain types, call into `auth`, `storage` or
 //! `events`, and map failures to [`crate::error::ApiError`].
 
-pub mod api;
-pub mod body_deadline;
+pub(crate) mod api;
+pub(crate) mod body_deadline;
 mod dashboard;
-pub mod ext;
-pub mod identity;
+pub(crate) mod ext;
+pub(crate) mod identity;
 mod json_bytes;
-pub mod openapi;
+pub(crate) mod openapi;
 mod request_id;
-pub mod routes;
+pub(crate) mod routes;
 
 use std::sync::Arc;
 
@@ -23,11 +23,10 @@ use crate::error::{ApiError, ErrorCode};
 use crate::events::EventBus;
 use crate::storage::Storage;
 
-pub use api::auth::CurrentUser;
-pub use identity::invalid_token;
-pub use json_bytes::JsonBytes;
-pub use request_id::{RequestId, middleware as request_id_middleware};
-pub use routes::Api;
+pub(crate) use api::auth::CurrentUser;
+pub(crate) use json_bytes::JsonBytes;
+pub(crate) use request_id::{RequestId, middleware as request_id_middleware};
+pub(crate) use routes::Api;
 
 /// Shared by every handler; cheap to clone.
 #[derive(Debug, Clone)]
@@ -35,13 +34,13 @@ pub struct AppState {
     pub pool: deadpool_postgres::Pool,
     pub config: Arc<Config>,
     pub events: EventBus,
-    pub storage: Storage,
-    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    pub(crate) storage: Storage,
+    pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Mounts every host route of `api` (built once by [`Api::build`] from [`routes()`]); JSON
 /// bodies may be `max_json` bytes long.
-pub fn configure(cfg: &mut web::ServiceConfig, api: &Arc<Api>, max_json: usize) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, api: &Arc<Api>, max_json: usize) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(max_json)
@@ -55,12 +54,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, api: &Arc<Api>, max_json: usize) 
 
 /// Every host route: a handler and its `#[utoipa::path]` declaration, which gives the method
 /// and path it is mounted at and documents it (see [`routes::Api`]).
-pub fn routes(api: &mut Api) {
+pub(crate) fn routes(api: &mut Api) {
     api::routes(api);
 }
 
 /// The answer for any path no route matches.
-pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+pub(crate) async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::not_found("no such route"))
 }
 

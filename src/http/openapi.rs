@@ -21,9 +21,9 @@ use crate::error::ErrorSchema;
 use crate::runtime::host::{ExtensionHost, Loaded};
 
 /// The name of the security scheme in `components.securitySchemes`.
-pub const BEARER: &str = "bearer";
+pub(crate) const BEARER: &str = "bearer";
 /// The scope (OpenAPI 3.1: a role for a non-OAuth scheme) of administrator-only operations.
-pub const ADMIN: &str = "admin";
+pub(crate) const ADMIN: &str = "admin";
 
 const DESCRIPTION: &str = "\
 Solobase's HTTP API: accounts and tokens, file storage, the extension admin API, the audit \
@@ -50,7 +50,7 @@ rest of the path and may contain `/`.";
     operation_id = "openapi",
     responses((status = 200, description = "The OpenAPI 3 document of this server's API", body = serde_json::Value))
 )]
-pub async fn openapi(api: web::Data<Api>) -> HttpResponse {
+pub(crate) async fn openapi(api: web::Data<Api>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(api.document().clone())
@@ -279,7 +279,7 @@ fn operation_suffix(path: &str) -> String {
 }
 
 /// The `{name}` parameters of a path template.
-pub fn path_params(path: &str) -> Vec<&str> {
+pub(crate) fn path_params(path: &str) -> Vec<&str> {
     path.split('{')
         .skip(1)
         .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
@@ -303,7 +303,7 @@ fn doc_method(method: &solobase_sdk::http::Method) -> Option<HttpMethod> {
 
 /// Raw bytes of any media type, as a schema (`type: string, format: binary`).
 #[derive(Debug)]
-pub struct Binary;
+pub(crate) struct Binary;
 
 impl utoipa::PartialSchema for Binary {
     fn schema() -> RefOr<Schema> {

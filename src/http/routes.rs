@@ -62,7 +62,7 @@ impl std::fmt::Debug for Api {
 impl Api {
     /// Every host route (see [`super::routes()`]); the document also lists the routes each of
     /// `host`'s extensions declares under `/ext/<name>/`.
-    pub fn build(host: Arc<ExtensionHost>) -> Self {
+    pub(crate) fn build(host: Arc<ExtensionHost>) -> Self {
         let mut api = Self {
             entries: Vec::new(),
             declared: Vec::new(),
@@ -75,7 +75,7 @@ impl Api {
 
     /// Mounts `handler` at the method(s) and path its `#[utoipa::path]` declares (`doc` is
     /// the `__path_<handler>` value that attribute generates), and documents it.
-    pub fn add<D, F, Args>(&mut self, doc: D, handler: F) -> &mut Self
+    pub(crate) fn add<D, F, Args>(&mut self, doc: D, handler: F) -> &mut Self
     where
         D: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
         F: Handler<Args> + Send + Sync,
@@ -87,7 +87,7 @@ impl Api {
 
     /// Like [`Api::add`], for a route whose actix pattern has regex segments (`{path:.+}`):
     /// `pattern` without them must be the documented path.
-    pub fn add_as<D, F, Args>(&mut self, pattern: &str, _doc: D, handler: F) -> &mut Self
+    pub(crate) fn add_as<D, F, Args>(&mut self, pattern: &str, _doc: D, handler: F) -> &mut Self
     where
         D: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
         F: Handler<Args> + Send + Sync,
@@ -136,7 +136,7 @@ impl Api {
     }
 
     /// The served document, serialized (built at the first call).
-    pub fn document(&self) -> &web::Bytes {
+    pub(crate) fn document(&self) -> &web::Bytes {
         self.document.get_or_init(|| {
             let document = super::openapi::document(self.paths(), self.schemas(), &self.host);
             serde_json::to_vec(&document)
@@ -184,7 +184,7 @@ impl Api {
 
     /// Mounts every route on a worker's app: one resource per path, answering 405 to a method
     /// it does not document, and the extensions' `/ext/{name}/…` dispatch.
-    pub fn mount(self: &Arc<Self>, cfg: &mut web::ServiceConfig) {
+    pub(crate) fn mount(self: &Arc<Self>, cfg: &mut web::ServiceConfig) {
         cfg.app_data(web::Data::from(self.clone()));
         let mut by_pattern: Vec<(&str, Vec<&Entry>)> = Vec::new();
         for entry in &self.entries {

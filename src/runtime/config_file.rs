@@ -15,7 +15,7 @@ pub fn path(dir: &Path, name: &str) -> PathBuf {
 
 /// Reads and checks `name`'s file: its content as JSON (`null` when there is no file: the
 /// defaults), or every problem found, one per line.
-pub fn load(
+pub(crate) fn load(
     dir: &Path,
     name: &str,
     registration: &Registration,
@@ -27,7 +27,7 @@ pub fn load(
 }
 
 /// The file's content as JSON (`null` when absent).
-pub fn read(file: &Path) -> Result<serde_json::Value, String> {
+pub(crate) fn read(file: &Path) -> Result<serde_json::Value, String> {
     match std::fs::read_to_string(file) {
         Ok(text) => parse(file, &text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::Value::Null),
@@ -36,14 +36,14 @@ pub fn read(file: &Path) -> Result<serde_json::Value, String> {
 }
 
 /// TOML text as JSON.
-pub fn parse(file: &Path, text: &str) -> Result<serde_json::Value, String> {
+pub(crate) fn parse(file: &Path, text: &str) -> Result<serde_json::Value, String> {
     let table: toml::Table =
         toml::from_str(text).map_err(|e| format!("{}: {}", file.display(), e.message().trim()))?;
     serde_json::to_value(table).map_err(|e| format!("{}: {e}", file.display()))
 }
 
 /// Checks `value` (from `file`) against the extension's schema, then its type.
-pub fn check(
+pub(crate) fn check(
     file: &Path,
     registration: &Registration,
     value: &serde_json::Value,

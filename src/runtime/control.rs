@@ -83,9 +83,9 @@ fn list(items: &[String]) -> String {
 #[schema(as = ExtensionPermissions)]
 pub struct Permissions {
     /// Granted and requested.
-    pub granted: Vec<String>,
+    pub(crate) granted: Vec<String>,
     /// Requested and not granted.
-    pub pending: Vec<String>,
+    pub(crate) pending: Vec<String>,
 }
 
 impl Permissions {
@@ -140,7 +140,7 @@ async fn audit_refusal<T>(
 }
 
 /// Enables `name`, whose manifest requests `requested`, granting what `grant` says.
-pub async fn enable(
+pub(crate) async fn enable(
     pool: &Pool,
     name: &str,
     requested: &[String],
@@ -219,7 +219,7 @@ async fn try_enable(
 }
 
 /// Disables `name`.
-pub async fn disable(pool: &Pool, name: &str, actor: &Actor) -> Result<(), AdminError> {
+pub(crate) async fn disable(pool: &Pool, name: &str, actor: &Actor) -> Result<(), AdminError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     lock(&tx, name).await?;
@@ -237,7 +237,7 @@ pub async fn disable(pool: &Pool, name: &str, actor: &Actor) -> Result<(), Admin
 
 /// Revokes `permissions` (each must be held) from `name`, whose manifest requests
 /// `requested`. Service calls needing them fail from now on, on every instance.
-pub async fn revoke(
+pub(crate) async fn revoke(
     pool: &Pool,
     name: &str,
     requested: &[String],

@@ -28,7 +28,7 @@ use crate::audit;
 use crate::db::lock;
 
 /// The limits PostgreSQL enforces for one extension's role.
-pub use crate::config::DbLimits as RoleLimits;
+pub(crate) use crate::config::DbLimits as RoleLimits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
@@ -262,7 +262,7 @@ fn role_config(
 
 /// The settings to connect as the role of `name` as it is, changing nothing (for reading
 /// what it owns with no more than its rights); `None` when the role does not exist.
-pub async fn existing_role_config(
+pub(crate) async fn existing_role_config(
     pool: &Pool,
     base: &tokio_postgres::Config,
     name: &ExtensionName,
@@ -488,7 +488,7 @@ async fn adopt_schema(
 /// schema and large objects. Needs the database's owner (temporary tables, `public`) and a
 /// superuser (large objects); without that right it logs what an administrator should run,
 /// and goes on.
-pub async fn harden_database(pool: &Pool) -> anyhow::Result<()> {
+pub(crate) async fn harden_database(pool: &Pool) -> anyhow::Result<()> {
     let mut client = pool.get().await?;
     // Instances starting together would revoke the same catalog rows at once ("tuple
     // concurrently updated"): one at a time, and only what is still granted.
@@ -569,7 +569,7 @@ pub async fn harden_database(pool: &Pool) -> anyhow::Result<()> {
 
 /// What [`purge`] dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Purged {
+pub(crate) enum Purged {
     /// The schema and the role.
     All,
     /// The schema; the role still owns objects in other databases of the server (another
@@ -579,7 +579,7 @@ pub enum Purged {
 
 /// Drops the extension's schema (with its data) and role, and forgets its credentials and
 /// state. Its sessions on this database are ended first.
-pub async fn purge(pool: &Pool, name: &ExtensionName) -> anyhow::Result<Purged> {
+pub(crate) async fn purge(pool: &Pool, name: &ExtensionName) -> anyhow::Result<Purged> {
     let role = name.schema();
     let mut client = pool.get().await?;
     client

@@ -20,7 +20,7 @@ const MESSAGE_LIMIT: usize = 500;
 const AUDIT_EVERY_MS: u64 = 1000;
 
 /// The text of a panic's payload.
-pub fn message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -33,7 +33,7 @@ pub fn message(payload: &(dyn Any + Send)) -> String {
 /// Lets through at most one audit entry per second, counting the ones it holds back, so that
 /// something happening in a flood cannot flood the audit log.
 #[derive(Debug)]
-pub struct Sampler {
+pub(crate) struct Sampler {
     epoch: Instant,
     /// Milliseconds since `epoch` of the last entry let through, plus one (0: none yet).
     last: AtomicU64,
@@ -53,7 +53,7 @@ impl Default for Sampler {
 impl Sampler {
     /// `Some(n)` when an entry is due now, `n` being how many were held back since the last
     /// one; `None` (and one more held back) otherwise.
-    pub fn due(&self) -> Option<u64> {
+    pub(crate) fn due(&self) -> Option<u64> {
         let now = self.epoch.elapsed().as_millis() as u64 + 1;
         let last = self.last.load(Ordering::Relaxed);
         let due = last == 0 || now.saturating_sub(last) >= AUDIT_EVERY_MS;
@@ -71,7 +71,7 @@ impl Sampler {
 }
 
 /// Writes `entry` to the audit log in the background (when a runtime runs).
-pub fn audit_later(pool: &Pool, entry: Entry) {
+pub(crate) fn audit_later(pool: &Pool, entry: Entry) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         let pool = pool.clone();
         runtime.spawn(async move { audit::record_or_log(&pool, entry).await });
@@ -80,7 +80,7 @@ pub fn audit_later(pool: &Pool, entry: Entry) {
 
 /// One extension's panic record.
 #[derive(Debug)]
-pub struct PanicLog {
+pub(crate) struct PanicLog {
     pool: Option<Pool>,
     count: AtomicU64,
     sampler: Sampler,
@@ -88,7 +88,7 @@ pub struct PanicLog {
 
 impl PanicLog {
     /// `pool`: where to audit (`None` in unit tests).
-    pub fn new(pool: Option<Pool>) -> Self {
+    pub(crate) fn new(pool: Option<Pool>) -> Self {
         Self {
             pool,
             count: AtomicU64::new(0),
@@ -97,12 +97,12 @@ impl PanicLog {
     }
 
     /// Where entries go.
-    pub fn pool(&self) -> Option<&Pool> {
+    pub(crate) fn pool(&self) -> Option<&Pool> {
         self.pool.as_ref()
     }
 
     /// How many panics were caught.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
 
@@ -153,7 +153,7 @@ mod tests {
     }
 }
 
-pub use crate::config::BreakerSettings;
+pub(crate) use crate::config::BreakerSettings;
 
 const CLOSED: u8 = 0;
 const OPEN: u8 = 1;
@@ -161,7 +161,7 @@ const HALF_OPEN: u8 = 2;
 
 /// What a failure did to the breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Still closed (or already open).
     Counted,
     /// It opened: routes answer 503 and hooks are skipped until the cool-down has passed.
@@ -172,7 +172,7 @@ pub enum Verdict {
 
 /// One extension's circuit breaker. Closed, a check is one atomic load.
 #[derive(Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     settings: BreakerSettings,
     epoch: Instant,
     state: std::sync::atomic::AtomicU8,
@@ -184,7 +184,7 @@ pub struct Breaker {
 }
 
 impl Breaker {
-    pub fn new(settings: BreakerSettings) -> Self {
+    pub(crate) fn new(settings: BreakerSettings) -> Self {
         Self {
             settings,
             epoch: Instant::now(),
@@ -201,7 +201,7 @@ impl Breaker {
 
     /// Closes it and forgets past failures and openings (an administrator enabled the
     /// extension again).
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         self.state.store(CLOSED, Ordering::Relaxed);
         self.recent
             .lock()
@@ -212,7 +212,7 @@ impl Breaker {
 
     /// Whether calls may go through: closed, half-open, or open past its cool-down (which
     /// makes it half-open).
-    pub fn allows(&self) -> bool {
+    pub(crate) fn allows(&self) -> bool {
         match self.state.load(Ordering::Relaxed) {
             CLOSED => true,
             OPEN => {
@@ -233,7 +233,7 @@ impl Breaker {
     }
 
     /// Whether it is open, and for how many more milliseconds.
-    pub fn open_for_ms(&self) -> Option<u64> {
+    pub(crate) fn open_for_ms(&self) -> Option<u64> {
         if self.state.load(Ordering::Relaxed) != OPEN {
             return None;
         }
@@ -243,7 +243,7 @@ impl Breaker {
     }
 
     /// "closed", "open" or "half_open".
-    pub fn state(&self) -> &'static str {
+    pub(crate) fn state(&self) -> &'static str {
         match self.state.load(Ordering::Relaxed) {
             CLOSED => "closed",
             OPEN => "open",
@@ -252,7 +252,7 @@ impl Breaker {
     }
 
     /// A call succeeded: a half-open breaker closes.
-    pub fn success(&self) {
+    pub(crate) fn success(&self) {
         if self.state.load(Ordering::Relaxed) == HALF_OPEN
             && self
                 .state
@@ -267,7 +267,7 @@ impl Breaker {
     }
 
     /// A call failed (a panic or a time-out).
-    pub fn failure(&self) -> Verdict {
+    pub(crate) fn failure(&self) -> Verdict {
         if self.settings.failures == 0 {
             return Verdict::Counted;
         }

@@ -28,7 +28,7 @@ pub struct Grants {
 
 impl Grants {
     /// The permissions of an extension requesting `requested`, of which `granted` are.
-    pub fn new(
+    pub(crate) fn new(
         extension: ExtensionName,
         requested: Vec<String>,
         granted: &BTreeSet<String>,
@@ -47,7 +47,7 @@ impl Grants {
     }
 
     /// Replaces the granted set (only requested permissions count).
-    pub fn set(&self, granted: &BTreeSet<String>) {
+    pub(crate) fn set(&self, granted: &BTreeSet<String>) {
         let effective = self
             .requested
             .iter()
@@ -66,18 +66,18 @@ impl Grants {
     }
 
     /// What the manifest requests.
-    pub fn requested(&self) -> &[String] {
+    pub(crate) fn requested(&self) -> &[String] {
         &self.requested
     }
 
     /// The granted permissions.
-    pub fn granted(&self) -> Vec<String> {
+    pub(crate) fn granted(&self) -> Vec<String> {
         let granted = self.granted.read().unwrap_or_else(|e| e.into_inner());
         granted.iter().cloned().collect()
     }
 
     /// Requested and not granted.
-    pub fn pending(&self) -> Vec<String> {
+    pub(crate) fn pending(&self) -> Vec<String> {
         let granted = self.granted.read().unwrap_or_else(|e| e.into_inner());
         self.requested
             .iter()
@@ -87,12 +87,12 @@ impl Grants {
     }
 
     /// Calls refused so far.
-    pub fn denied(&self) -> u64 {
+    pub(crate) fn denied(&self) -> u64 {
         self.denied.load(Ordering::Relaxed)
     }
 
     /// `Ok` when `permission` is granted; otherwise the refusal, counted, logged and audited.
-    pub fn require(&self, permission: &str) -> Result<(), ExtensionError> {
+    pub(crate) fn require(&self, permission: &str) -> Result<(), ExtensionError> {
         if self.allows(permission) {
             return Ok(());
         }

@@ -16,22 +16,22 @@ use solobase_sdk::{ErasedExtension, HealthStatus};
 use time::OffsetDateTime;
 
 /// How many checks each extension remembers.
-pub const HISTORY: usize = 20;
+pub(crate) const HISTORY: usize = 20;
 
 /// One health check.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Check {
+pub(crate) struct Check {
     #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    pub status: HealthStatus,
+    pub(crate) at: OffsetDateTime,
+    pub(crate) status: HealthStatus,
     /// Why, when not healthy.
-    pub message: String,
-    pub took_ms: u64,
+    pub(crate) message: String,
+    pub(crate) took_ms: u64,
 }
 
 /// An extension's recent checks.
 #[derive(Debug, Default)]
-pub struct HealthLog {
+pub(crate) struct HealthLog {
     inner: Mutex<Inner>,
 }
 
@@ -58,19 +58,19 @@ impl HealthLog {
     }
 
     /// The latest check.
-    pub fn latest(&self) -> Option<Check> {
+    pub(crate) fn latest(&self) -> Option<Check> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.history.back().cloned()
     }
 
     /// The recent checks, oldest first.
-    pub fn history(&self) -> Vec<Check> {
+    pub(crate) fn history(&self) -> Vec<Check> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.history.iter().cloned().collect()
     }
 
     /// Forgets the critical streak (the extension was enabled again).
-    pub fn reset_streak(&self) {
+    pub(crate) fn reset_streak(&self) {
         self.inner
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -79,7 +79,7 @@ impl HealthLog {
 }
 
 /// Runs `ext`'s health check within `limit`.
-pub async fn check(ext: &dyn ErasedExtension, limit: Duration) -> Check {
+pub(crate) async fn check(ext: &dyn ErasedExtension, limit: Duration) -> Check {
     let started = Instant::now();
     let outcome = tokio::time::timeout(limit, AssertUnwindSafe(ext.health()).catch_unwind()).await;
     let (status, message) = match outcome {
@@ -109,7 +109,7 @@ pub async fn check(ext: &dyn ErasedExtension, limit: Duration) -> Check {
 
 /// An extension's status as reported: its own, made at least degraded by a critical
 /// dependency (named in the message).
-pub fn with_dependencies(
+pub(crate) fn with_dependencies(
     own: HealthStatus,
     message: String,
     critical_dependency: Option<&str>,

@@ -17,34 +17,34 @@
 pub mod config_file;
 pub mod control;
 pub mod db_role;
-pub mod faults;
-pub mod grants;
-pub mod health;
+pub(crate) mod faults;
+pub(crate) mod grants;
+pub(crate) mod health;
 pub mod host;
 pub(crate) mod jobs;
 pub mod limits;
-pub mod order;
+pub(crate) mod order;
 pub mod reconfigure;
 pub mod schema;
 pub mod services;
-pub mod state;
+pub(crate) mod state;
 mod sync;
 pub(crate) mod watchdog;
 
 /// An extension found in the source tree when this binary was built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Discovered {
-    pub name: &'static str,
+pub(crate) struct Discovered {
+    pub(crate) name: &'static str,
     /// `official`, `community`, `custom`, or `test` (the test suite's own).
-    pub tier: &'static str,
-    pub version: &'static str,
-    pub description: &'static str,
+    pub(crate) tier: &'static str,
+    pub(crate) version: &'static str,
+    pub(crate) description: &'static str,
     /// Its folder, relative to the source tree's root.
-    pub dir: &'static str,
+    pub(crate) dir: &'static str,
     /// The Cargo feature that compiles it in.
-    pub feature: &'static str,
+    pub(crate) feature: &'static str,
     /// Whether this binary contains it.
-    pub compiled: bool,
+    pub(crate) compiled: bool,
 }
 
 mod generated {
@@ -53,7 +53,7 @@ mod generated {
 }
 
 /// Every extension discovered at build time, compiled in or not.
-pub fn discovered() -> &'static [Discovered] {
+pub(crate) fn discovered() -> &'static [Discovered] {
     generated::DISCOVERED
 }
 
@@ -64,7 +64,7 @@ pub fn registrations() -> Vec<solobase_sdk::Registration> {
 
 /// The test-only extensions (`tests/extensions/`) compiled into this binary: with any, a
 /// server starts only when the test suite allows it ([`crate::config::Config::allow_test_extensions`]).
-pub fn test_only_compiled() -> Vec<&'static str> {
+pub(crate) fn test_only_compiled() -> Vec<&'static str> {
     discovered()
         .iter()
         .filter(|d| d.compiled && d.tier == "test")

@@ -46,7 +46,7 @@ pub fn etag(value: &Value) -> String {
 
 impl ConfigState {
     /// Starts at `value`.
-    pub fn new(value: Value) -> Self {
+    pub(crate) fn new(value: Value) -> Self {
         let state = Self::default();
         state.set(value);
         state
@@ -70,7 +70,7 @@ impl ConfigState {
     }
 
     /// Whether the shared configuration `etag` already failed here.
-    pub fn refused_shared(&self, etag: &str) -> bool {
+    pub(crate) fn refused_shared(&self, etag: &str) -> bool {
         self.lock().refused_shared.as_deref() == Some(etag)
     }
 
@@ -81,7 +81,7 @@ impl ConfigState {
     }
 
     /// For status pages: the entity tag, the last failed change, and how many failed.
-    pub fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         let inner = self.lock();
         json!({"etag": inner.etag, "last_error": inner.last_error, "failed_changes": inner.failures})
     }
@@ -106,7 +106,7 @@ pub enum ConfigError {
 
 /// Where a change came from.
 #[derive(Debug, Clone)]
-pub enum Source {
+pub(crate) enum Source {
     /// This instance's file changed.
     File,
     /// An administrator, through this instance's API.
@@ -131,7 +131,7 @@ impl ExtensionHost {
     /// Replaces `name`'s configuration with `value`. With `if_match`, only when the current
     /// one — on every instance — has that entity tag. With `write`, the file is rewritten too
     /// (an API or shared change). Returns the new entity tag.
-    pub async fn reconfigure(
+    pub(crate) async fn reconfigure(
         &self,
         name: &str,
         value: Value,
@@ -146,7 +146,7 @@ impl ExtensionHost {
     /// Applies `name`'s shared configuration, changed by another instance (see
     /// [`ExtensionHost::reconfigure`]); nothing when it is this instance's already, or one it
     /// could not apply before.
-    pub async fn apply_shared_config(&self, name: &str) {
+    pub(crate) async fn apply_shared_config(&self, name: &str) {
         let _ = self
             .change_config(name, Proposal::Shared, None, true, Source::Shared)
             .await;

@@ -46,12 +46,12 @@ pub enum MigrationError {
 }
 
 /// The file a migration comes from, e.g. `V1__create_items.sql`.
-pub fn file_name(m: &Migration) -> String {
+pub(crate) fn file_name(m: &Migration) -> String {
     format!("V{}__{}.sql", m.version, m.name)
 }
 
 /// The down script of a migration, e.g. `V1__create_items.down.sql`.
-pub fn down_file_name(m: &Migration) -> String {
+pub(crate) fn down_file_name(m: &Migration) -> String {
     format!("V{}__{}.down.sql", m.version, m.name)
 }
 
@@ -89,7 +89,7 @@ pub async fn applied(
 
 /// [`applied`] for a command without the extension's pool: through a connection as its role
 /// as it is now (nothing is created or changed); none when the role does not exist yet.
-pub async fn applied_as_role(
+pub(crate) async fn applied_as_role(
     host: &Pool,
     base: &tokio_postgres::Config,
     name: &ExtensionName,
@@ -122,7 +122,7 @@ pub async fn applied_as_role(
 }
 
 /// Whether `to` is 0 or a version of `migrations`.
-pub fn check_target(migrations: &[Migration], to: u32) -> Result<(), MigrationError> {
+pub(crate) fn check_target(migrations: &[Migration], to: u32) -> Result<(), MigrationError> {
     if to == 0 || migrations.iter().any(|m| m.version == to) {
         return Ok(());
     }
@@ -138,7 +138,7 @@ pub fn check_target(migrations: &[Migration], to: u32) -> Result<(), MigrationEr
 }
 
 /// The migrations `migrate` would apply, oldest first.
-pub fn plan_up<'m>(
+pub(crate) fn plan_up<'m>(
     migrations: &'m [Migration],
     applied: &[(i32, String)],
     to: Option<u32>,
@@ -151,7 +151,7 @@ pub fn plan_up<'m>(
 }
 
 /// The migrations `rollback` to `to` would revert, newest first.
-pub fn plan_down<'m>(
+pub(crate) fn plan_down<'m>(
     migrations: &'m [Migration],
     applied: &[(i32, String)],
     to: u32,
@@ -175,15 +175,15 @@ pub fn plan_down<'m>(
 
 /// One step of a dry run: a file that would run, and its SQL.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Step {
-    pub version: u32,
-    pub file: String,
-    pub sql: &'static str,
+pub(crate) struct Step {
+    pub(crate) version: u32,
+    pub(crate) file: String,
+    pub(crate) sql: &'static str,
 }
 
 /// What `migrate` (up to `to`, else all) or, with `down`, `rollback` to `to` would run now
 /// after the applied `history`, in order.
-pub fn dry_run(
+pub(crate) fn dry_run(
     history: &[(i32, String)],
     migrations: &[Migration],
     to: Option<u32>,
@@ -215,7 +215,7 @@ pub fn dry_run(
 
 /// Checks what an extension declares: versions 1, 2, 3 … without gaps, names of `a-z`, `0-9`
 /// and `_`, and a down script for every version.
-pub fn validate(migrations: &[Migration]) -> Result<(), MigrationError> {
+pub(crate) fn validate(migrations: &[Migration]) -> Result<(), MigrationError> {
     for (i, m) in migrations.iter().enumerate() {
         let file = file_name(m);
         if m.version as usize != i + 1 {

@@ -18,9 +18,9 @@ use super::grants::Grants;
 
 /// Read-only user lookups on `solobase.users`, for extensions granted `users.read`.
 #[derive(Debug, Clone)]
-pub struct HostUsers {
-    pub pool: Pool,
-    pub grants: Arc<Grants>,
+pub(crate) struct HostUsers {
+    pub(crate) pool: Pool,
+    pub(crate) grants: Arc<Grants>,
 }
 
 fn unavailable(e: crate::error::ApiError) -> ExtensionError {
@@ -55,10 +55,10 @@ impl UserDirectory for HostUsers {
 /// Extension events: written to the outbox (committed), then put on the bus; for extensions
 /// granted `events.publish`.
 #[derive(Debug, Clone)]
-pub struct HostEvents {
-    pub pool: Pool,
-    pub bus: EventBus,
-    pub grants: Arc<Grants>,
+pub(crate) struct HostEvents {
+    pub(crate) pool: Pool,
+    pub(crate) bus: EventBus,
+    pub(crate) grants: Arc<Grants>,
 }
 
 impl EventSink for HostEvents {
@@ -122,7 +122,7 @@ pub fn extension_database(
 
 /// The extension's storage directory, `<data_dir>/extensions/<name>`, with its quota in
 /// bytes (0: none).
-pub fn extension_storage(
+pub(crate) fn extension_storage(
     data_dir: &Path,
     name: &ExtensionName,
     quota: u64,
@@ -137,7 +137,7 @@ pub fn extension_storage(
 
 /// The user-directory service, shared by all extensions.
 /// The user-directory service of an extension with `grants`.
-pub fn users(pool: &Pool, grants: Arc<Grants>) -> solobase_sdk::Users {
+pub(crate) fn users(pool: &Pool, grants: Arc<Grants>) -> solobase_sdk::Users {
     solobase_sdk::Users::new(Arc::new(HostUsers {
         pool: pool.clone(),
         grants,
@@ -148,13 +148,13 @@ pub fn users(pool: &Pool, grants: Arc<Grants>) -> solobase_sdk::Users {
 /// follow the storage API's rules (bucket and path syntax, `storage.max_upload_bytes`) and are
 /// recorded and announced like uploads; storage hooks are not called for them.
 #[derive(Debug, Clone)]
-pub struct HostFiles {
-    pub extension: ExtensionName,
-    pub pool: Pool,
-    pub storage: crate::storage::Storage,
-    pub max_bytes: u64,
-    pub bus: EventBus,
-    pub grants: Arc<Grants>,
+pub(crate) struct HostFiles {
+    pub(crate) extension: ExtensionName,
+    pub(crate) pool: Pool,
+    pub(crate) storage: crate::storage::Storage,
+    pub(crate) max_bytes: u64,
+    pub(crate) bus: EventBus,
+    pub(crate) grants: Arc<Grants>,
 }
 
 /// A failure of the host's storage, as an extension sees it.
@@ -297,7 +297,7 @@ impl FileStore for HostFiles {
 }
 
 /// The file-storage service of extension `name` with `grants`.
-pub fn files(
+pub(crate) fn files(
     ctx: &super::host::HostContext,
     name: &ExtensionName,
     grants: Arc<Grants>,
@@ -314,9 +314,9 @@ pub fn files(
 
 /// The extension's job queue: rows in `solobase.jobs`, run by [`super::jobs`].
 #[derive(Debug, Clone)]
-pub struct HostJobs {
-    pub extension: ExtensionName,
-    pub pool: Pool,
+pub(crate) struct HostJobs {
+    pub(crate) extension: ExtensionName,
+    pub(crate) pool: Pool,
 }
 
 impl solobase_sdk::JobQueue for HostJobs {

@@ -7,22 +7,22 @@ use std::collections::{BTreeSet, HashMap};
 use deadpool_postgres::Pool;
 
 /// The PostgreSQL notification channel on which a changed extension's name is announced.
-pub const CHANNEL: &str = "solobase_extensions";
+pub(crate) const CHANNEL: &str = "solobase_extensions";
 
 /// One extension's row and grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Persisted {
-    pub enabled: bool,
-    pub last_error: Option<String>,
-    pub granted: BTreeSet<String>,
+pub(crate) struct Persisted {
+    pub(crate) enabled: bool,
+    pub(crate) last_error: Option<String>,
+    pub(crate) granted: BTreeSet<String>,
     /// The latest health report (see `record_health`), if any.
-    pub health: Option<serde_json::Value>,
+    pub(crate) health: Option<serde_json::Value>,
     /// The configuration last changed on any instance, and its entity tag.
-    pub config: Option<(serde_json::Value, String)>,
+    pub(crate) config: Option<(serde_json::Value, String)>,
 }
 
 /// Every extension's state, by name. One statement.
-pub async fn load_all(pool: &Pool) -> anyhow::Result<HashMap<String, Persisted>> {
+pub(crate) async fn load_all(pool: &Pool) -> anyhow::Result<HashMap<String, Persisted>> {
     let client = pool.get().await?;
     let rows = client
         .query(
@@ -58,7 +58,7 @@ pub async fn load_all(pool: &Pool) -> anyhow::Result<HashMap<String, Persisted>>
 
 /// Records first sightings, each enabled or not as paired, leaving existing rows alone. One
 /// statement.
-pub async fn ensure_all(pool: &Pool, first_sight: &[(String, bool)]) -> anyhow::Result<()> {
+pub(crate) async fn ensure_all(pool: &Pool, first_sight: &[(String, bool)]) -> anyhow::Result<()> {
     let (names, enabled): (Vec<&str>, Vec<bool>) =
         first_sight.iter().map(|(n, e)| (n.as_str(), *e)).unzip();
     let client = pool.get().await?;
@@ -77,7 +77,7 @@ pub async fn ensure_all(pool: &Pool, first_sight: &[(String, bool)]) -> anyhow::
 /// marked `grant` receive every permission they request (granted by "system"); an extension
 /// seen before grants existed receives them whatever the policy. Returns what was
 /// granted, by extension. Runs once per extension however many instances start together.
-pub async fn decide_first_grants(
+pub(crate) async fn decide_first_grants(
     pool: &Pool,
     requested: &[(String, Vec<String>, bool)],
 ) -> anyhow::Result<Vec<(String, Vec<String>)>> {
@@ -133,7 +133,7 @@ pub async fn decide_first_grants(
 }
 
 /// Records, for every loaded extension, why it is not running (or clears it). One statement.
-pub async fn record_outcomes(
+pub(crate) async fn record_outcomes(
     pool: &Pool,
     outcomes: &[(String, Option<String>)],
 ) -> anyhow::Result<()> {
@@ -154,7 +154,7 @@ pub async fn record_outcomes(
 }
 
 /// Records each extension's latest health report. One statement.
-pub async fn record_health(
+pub(crate) async fn record_health(
     pool: &Pool,
     reports: &[(String, serde_json::Value)],
 ) -> anyhow::Result<()> {
@@ -172,7 +172,11 @@ pub async fn record_health(
 }
 
 /// Disables `name`, records why (an automatic disable) and announces it.
-pub async fn disable_with_reason(pool: &Pool, name: &str, reason: &str) -> anyhow::Result<()> {
+pub(crate) async fn disable_with_reason(
+    pool: &Pool,
+    name: &str,
+    reason: &str,
+) -> anyhow::Result<()> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     tx.execute(
@@ -188,7 +192,7 @@ pub async fn disable_with_reason(pool: &Pool, name: &str, reason: &str) -> anyho
 
 /// Why a configuration was not shared.
 #[derive(Debug, thiserror::Error)]
-pub enum ShareError {
+pub(crate) enum ShareError {
     /// Another instance changed it since: it is now this entity tag.
     #[error("the configuration is now {0}")]
     Stale(String),
@@ -211,7 +215,7 @@ impl From<deadpool_postgres::PoolError> for ShareError {
 /// Records `name`'s new configuration for every instance, and tells them. With `expected`,
 /// only when the shared configuration (if any) still has that entity tag — checked under a
 /// row lock, so that two instances cannot both replace the same version.
-pub async fn share_config(
+pub(crate) async fn share_config(
     pool: &Pool,
     name: &str,
     config: &serde_json::Value,
@@ -246,7 +250,7 @@ pub async fn share_config(
 }
 
 /// Tells every instance (at commit) that `name`'s state changed.
-pub async fn announce(
+pub(crate) async fn announce(
     client: &impl tokio_postgres::GenericClient,
     name: &str,
 ) -> Result<(), tokio_postgres::Error> {
@@ -258,7 +262,7 @@ pub async fn announce(
 
 /// Records `instance`'s counters for each extension (one statement), and forgets those of
 /// instances silent for a day (they died without saying goodbye).
-pub async fn record_stats(
+pub(crate) async fn record_stats(
     pool: &Pool,
     instance: &str,
     started_at: time::OffsetDateTime,
@@ -285,7 +289,7 @@ pub async fn record_stats(
 }
 
 /// Removes `instance`'s counters (it is stopping).
-pub async fn forget_stats(pool: &Pool, instance: &str) -> anyhow::Result<()> {
+pub(crate) async fn forget_stats(pool: &Pool, instance: &str) -> anyhow::Result<()> {
     pool.get()
         .await?
         .execute(
@@ -298,20 +302,20 @@ pub async fn forget_stats(pool: &Pool, instance: &str) -> anyhow::Result<()> {
 
 /// One instance's counters of one extension.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct InstanceStats {
-    pub instance: String,
-    pub name: String,
-    pub stats: serde_json::Value,
+pub(crate) struct InstanceStats {
+    pub(crate) instance: String,
+    pub(crate) name: String,
+    pub(crate) stats: serde_json::Value,
     #[serde(with = "time::serde::rfc3339")]
-    pub started_at: time::OffsetDateTime,
+    pub(crate) started_at: time::OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
-    pub updated_at: time::OffsetDateTime,
+    pub(crate) updated_at: time::OffsetDateTime,
     /// Seconds since it was written.
-    pub age_secs: f64,
+    pub(crate) age_secs: f64,
 }
 
 /// Every instance's latest counters, newest first.
-pub async fn load_stats(pool: &Pool) -> anyhow::Result<Vec<InstanceStats>> {
+pub(crate) async fn load_stats(pool: &Pool) -> anyhow::Result<Vec<InstanceStats>> {
     let rows = pool
         .get()
         .await?
@@ -336,7 +340,7 @@ pub async fn load_stats(pool: &Pool) -> anyhow::Result<Vec<InstanceStats>> {
 }
 
 /// `name`'s shared configuration and its entity tag, if one was ever set.
-pub async fn shared_config(
+pub(crate) async fn shared_config(
     pool: &Pool,
     name: &str,
 ) -> anyhow::Result<Option<(serde_json::Value, String)>> {

@@ -12,7 +12,7 @@ const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 /// statement_timeout = 0` is allowed to any role): twice a second it cancels the extensions'
 /// statements running past their limit and ends their sessions idle in a transaction past
 /// theirs, with a grace of one look. `limits` pairs each role with its limits.
-pub fn spawn_watchdog(
+pub(crate) fn spawn_watchdog(
     pool: Pool,
     limits: Vec<(String, RoleLimits)>,
     mut stop: tokio::sync::watch::Receiver<bool>,

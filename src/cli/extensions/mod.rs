@@ -21,7 +21,7 @@ use std::path::Path;
 use clap::{Args, Subcommand};
 use solobase_sdk::{Manifest, Registration};
 
-pub use status::Unhealthy;
+pub(crate) use status::Unhealthy;
 
 use super::Location;
 use crate::config::{Config, ConfigError};

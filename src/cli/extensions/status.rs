@@ -146,14 +146,14 @@ pub(super) async fn status(
 /// What `solobase extensions health NAME` found: its exit code says it for scripts.
 #[derive(Debug, thiserror::Error)]
 #[error("{name} is {status}")]
-pub struct Unhealthy {
-    pub name: String,
-    pub status: String,
+pub(crate) struct Unhealthy {
+    pub(crate) name: String,
+    pub(crate) status: String,
 }
 
 impl Unhealthy {
     /// 3 degraded, 4 critical, 5 unknown (never checked, disabled, or no instance running).
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self.status.as_str() {
             "degraded" => 3,
             "critical" => 4,

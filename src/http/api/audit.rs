@@ -14,7 +14,7 @@ use crate::http::{AppState, CurrentUser};
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct Query {
+pub(crate) struct Query {
     /// Only entries about this extension.
     extension: Option<String>,
     /// Only this action, e.g. `extension.enable`.
@@ -30,14 +30,14 @@ pub struct Query {
 /// A page of the audit log, newest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = AuditPage)]
-pub struct Page {
+pub(crate) struct Page {
     entries: Vec<audit::Stored>,
     /// The `before` of the next page; null on the last.
     next: Option<i64>,
 }
 
 /// Turns the query into a filter; a clear 400 for what does not parse.
-pub fn filter(q: Query) -> Result<Filter, ApiError> {
+pub(crate) fn filter(q: Query) -> Result<Filter, ApiError> {
     let since = q
         .since
         .map(|s| {
@@ -64,7 +64,7 @@ pub fn filter(q: Query) -> Result<Filter, ApiError> {
 }
 
 /// `/api/v1/audit`.
-pub fn routes(api: &mut crate::http::Api) {
+pub(crate) fn routes(api: &mut crate::http::Api) {
     api.add(__path_list, list);
 }
 
@@ -83,7 +83,7 @@ pub fn routes(api: &mut crate::http::Api) {
         (status = 400, description = "A filter that does not parse (`invalid_request`)", body = ErrorSchema),
     )
 )]
-pub async fn list(
+pub(crate) async fn list(
     user: CurrentUser,
     state: web::Data<AppState>,
     query: Result<web::Query<Query>, actix_web::Error>,

@@ -23,7 +23,7 @@ use solobase_sdk::hooks::{HookPoint, LoginInfo, SignupInfo};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery"}))]
-pub struct Credentials {
+pub(crate) struct Credentials {
     email: String,
     password: String,
 }
@@ -56,7 +56,7 @@ struct TokenResponse {
     )
 )]
 #[tracing::instrument(name = "login", skip_all)]
-pub async fn login(
+pub(crate) async fn login(
     state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
     body: web::Json<Credentials>,
@@ -109,7 +109,7 @@ pub async fn login(
     )
 )]
 #[tracing::instrument(name = "signup", skip_all)]
-pub async fn signup(
+pub(crate) async fn signup(
     state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
     body: web::Json<Credentials>,
@@ -168,12 +168,12 @@ async fn issue_token(state: &AppState, user: User) -> Result<HttpResponse, ApiEr
     security(("bearer" = [])),
     responses((status = 200, description = "The account the token belongs to", body = User))
 )]
-pub async fn me(user: CurrentUser) -> HttpResponse {
+pub(crate) async fn me(user: CurrentUser) -> HttpResponse {
     HttpResponse::Ok().json(user.0)
 }
 
 /// `/api/v1/auth/…`.
-pub fn routes(api: &mut crate::http::Api) {
+pub(crate) fn routes(api: &mut crate::http::Api) {
     api.add(__path_login, login)
         .add(__path_signup, signup)
         .add(__path_me, me);
@@ -182,11 +182,11 @@ pub fn routes(api: &mut crate::http::Api) {
 /// The authenticated caller. Extracting it fails with 401 when the `Authorization: Bearer`
 /// header is missing, malformed, unknown or expired.
 #[derive(Debug, Clone)]
-pub struct CurrentUser(pub User);
+pub(crate) struct CurrentUser(pub User);
 
 impl CurrentUser {
     /// `Ok` for an administrator, 403 for anyone else.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
+    pub(crate) fn require_admin(&self) -> Result<(), ApiError> {
         if self.0.is_admin() {
             Ok(())
         } else {
@@ -196,7 +196,7 @@ impl CurrentUser {
 
     /// For an administrator's `action` (about `extension`, if any): the actor to audit it
     /// as; for anyone else 403, with the refused attempt audited.
-    pub async fn admin_action(
+    pub(crate) async fn admin_action(
         &self,
         pool: &deadpool_postgres::Pool,
         action: &'static str,

@@ -28,7 +28,7 @@ fn exposition(state: &AppState, host: &ExtensionHost) -> HttpResponse {
     security(("bearer" = ["admin"])),
     responses((status = 200, description = "Metrics in the Prometheus text format", content_type = "text/plain", body = String))
 )]
-pub async fn for_admins(
+pub(crate) async fn for_admins(
     user: CurrentUser,
     state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
@@ -42,6 +42,9 @@ pub async fn for_admins(
 }
 
 /// On the metrics listener.
-pub async fn open(state: web::Data<AppState>, host: web::Data<ExtensionHost>) -> HttpResponse {
+pub(crate) async fn open(
+    state: web::Data<AppState>,
+    host: web::Data<ExtensionHost>,
+) -> HttpResponse {
     exposition(&state, &host)
 }

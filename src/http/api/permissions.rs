@@ -12,7 +12,7 @@ use crate::error::{ApiError, ErrorSchema};
 use crate::http::{AppState, CurrentUser};
 
 /// `/api/v1/roles/{role}/permissions[/{permission}]`.
-pub fn routes(api: &mut crate::http::Api) {
+pub(crate) fn routes(api: &mut crate::http::Api) {
     api.add(__path_list, list)
         .add(__path_grant, grant)
         .add(__path_revoke, revoke);

@@ -17,7 +17,7 @@ use crate::http::AppState;
     tag = "health",
     responses((status = 200, description = "`{\"status\":\"ok\"}`", body = serde_json::Value))
 )]
-pub async fn healthz() -> HttpResponse {
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
@@ -34,7 +34,7 @@ pub async fn healthz() -> HttpResponse {
         (status = 503, description = "Not ready, with the same details", body = serde_json::Value),
     )
 )]
-pub async fn readyz(
+pub(crate) async fn readyz(
     state: web::Data<AppState>,
     host: web::Data<crate::runtime::host::ExtensionHost>,
 ) -> HttpResponse {

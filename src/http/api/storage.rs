@@ -23,7 +23,7 @@ use solobase_sdk::hooks::{DownloadInfo, HookPoint, UploadInfo};
 const PREFIX: &str = "/api/v1/storage/";
 
 /// `/api/v1/storage/{bucket}/{path}`; the path may hold `/`.
-pub fn routes(api: &mut crate::http::Api) {
+pub(crate) fn routes(api: &mut crate::http::Api) {
     const PATTERN: &str = "/api/v1/storage/{bucket}/{path:.+}";
     api.add_as(PATTERN, __path_upload, upload)
         .add_as(PATTERN, __path_download, download)
@@ -112,7 +112,7 @@ fn may_modify(user: &CurrentUser, owner: Option<Uuid>) -> Result<(), ApiError> {
     )
 )]
 #[tracing::instrument(name = "storage.upload", skip_all)]
-pub async fn upload(
+pub(crate) async fn upload(
     req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -224,7 +224,7 @@ pub async fn upload(
     )
 )]
 #[tracing::instrument(name = "storage.download", skip_all)]
-pub async fn download(
+pub(crate) async fn download(
     req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -303,7 +303,7 @@ pub async fn download(
     )
 )]
 #[tracing::instrument(name = "storage.delete", skip_all)]
-pub async fn delete(
+pub(crate) async fn delete(
     req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,

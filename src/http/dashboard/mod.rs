@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 /// What the browser may load and run on these pages: only files from this origin, no inline
 /// script or style, no plugins, no framing, forms posting nowhere else.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
      base-uri 'none'; frame-ancestors 'none'";
 
@@ -81,7 +81,7 @@ static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
 /// routes, so they are mounted here rather than through [`super::routes::Api`] and stay out
 /// of the OpenAPI document.
 #[allow(clippy::disallowed_methods)]
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource(["/admin", "/admin/"])
             .route(web::get().to(page))

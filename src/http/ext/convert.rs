@@ -20,7 +20,7 @@ const SPARE_LIMIT: usize = 64;
 
 /// The SDK view of an incoming request (without identity). Give it back with
 /// [`recycle_request`].
-pub fn request_head(req: &HttpRequest, request_id: &str) -> RequestHead {
+pub(crate) fn request_head(req: &HttpRequest, request_id: &str) -> RequestHead {
     let mut head = SPARE_REQUESTS
         .with_borrow_mut(Vec::pop)
         .unwrap_or_else(|| RequestHead::new(Method::GET, "/"));
@@ -35,7 +35,7 @@ pub fn request_head(req: &HttpRequest, request_id: &str) -> RequestHead {
 }
 
 /// The SDK view of a response's status and headers. Give it back with [`recycle_response`].
-pub fn response_head(
+pub(crate) fn response_head(
     status_code: actix_web::http::StatusCode,
     headers: &actix_web::http::header::HeaderMap,
 ) -> ResponseHead {
@@ -51,7 +51,7 @@ pub fn response_head(
 }
 
 /// Returns a request head to this thread's pool.
-pub fn recycle_request(head: RequestHead) {
+pub(crate) fn recycle_request(head: RequestHead) {
     SPARE_REQUESTS.with_borrow_mut(|spare| {
         if spare.len() < SPARE_LIMIT {
             spare.push(head);
@@ -60,7 +60,7 @@ pub fn recycle_request(head: RequestHead) {
 }
 
 /// Returns a response head to this thread's pool.
-pub fn recycle_response(head: ResponseHead) {
+pub(crate) fn recycle_response(head: ResponseHead) {
     SPARE_RESPONSES.with_borrow_mut(|spare| {
         if spare.len() < SPARE_LIMIT {
             spare.push(head);
@@ -73,7 +73,7 @@ fn replace_str(dst: &mut String, src: &str) {
     dst.push_str(src);
 }
 
-pub fn method(m: &actix_web::http::Method) -> Method {
+pub(crate) fn method(m: &actix_web::http::Method) -> Method {
     Method::from_bytes(m.as_str().as_bytes()).unwrap_or(Method::GET)
 }
 
@@ -106,7 +106,7 @@ fn same_headers(src: &HeaderMap, dst: &actix_web::http::header::HeaderMap) -> bo
 }
 
 /// Makes `dst` hold exactly the headers of `src`, touching only what differs.
-pub fn sync_headers(src: &HeaderMap, dst: &mut actix_web::http::header::HeaderMap) {
+pub(crate) fn sync_headers(src: &HeaderMap, dst: &mut actix_web::http::header::HeaderMap) {
     use actix_web::http::header::{HeaderName as AName, HeaderValue as AValue};
     if same_headers(src, dst) {
         return;
@@ -141,17 +141,17 @@ pub fn sync_headers(src: &HeaderMap, dst: &mut actix_web::http::header::HeaderMa
     }
 }
 
-pub fn status(s: actix_web::http::StatusCode) -> StatusCode {
+pub(crate) fn status(s: actix_web::http::StatusCode) -> StatusCode {
     StatusCode::from_u16(s.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-pub fn actix_status(s: StatusCode) -> actix_web::http::StatusCode {
+pub(crate) fn actix_status(s: StatusCode) -> actix_web::http::StatusCode {
     actix_web::http::StatusCode::from_u16(s.as_u16())
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// An SDK response as an actix response.
-pub fn response(res: Response) -> HttpResponse {
+pub(crate) fn response(res: Response) -> HttpResponse {
     let mut out = HttpResponse::build(actix_status(res.status));
     for (name, value) in &res.headers {
         out.append_header((name.as_str(), value.as_bytes()));

@@ -3,6 +3,6 @@
 //! extension's route table, [`convert`] turns actix's request and response heads into the
 //! SDK's and back.
 
-pub mod convert;
-pub mod dispatch;
-pub mod pipeline;
+pub(crate) mod convert;
+pub(crate) mod dispatch;
+pub(crate) mod pipeline;

@@ -81,7 +81,7 @@ impl<'h> Calling<'h> {
 const MIDDLEWARE_IN: Slot = Slot::MIDDLEWARE_REQUEST;
 const MIDDLEWARE_OUT: Slot = Slot::MIDDLEWARE_RESPONSE;
 
-pub async fn middleware(
+pub(crate) async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {

@@ -27,16 +27,6 @@ pub enum HookOutcome<T> {
     Panicked,
 }
 
-impl<T> HookOutcome<T> {
-    /// The answer, if there was one.
-    pub fn done(self) -> Option<T> {
-        match self {
-            Self::Done(value) => Some(value),
-            _ => None,
-        }
-    }
-}
-
 /// A request-path hook call after its synchronous part.
 #[derive(Debug)]
 pub enum Begun<'l, T, F> {
@@ -123,7 +113,7 @@ pub fn panicked_response() -> Response {
 impl ExtensionHost {
     /// Calls one hook of `l` in `place`: `start` makes its future (a panic there or while it
     /// runs is caught), which runs within the time limit. Counts the call and any time-out.
-    pub fn call<'l, F: Future + Unpin>(
+    pub(crate) fn call<'l, F: Future + Unpin>(
         &self,
         l: &'l Loaded,
         slot: Slot,
@@ -182,7 +172,7 @@ impl ExtensionHost {
 
     /// Runs the hooks at `point` that may refuse; the first refusal's response is returned. A
     /// hook that panics refuses with a 500.
-    pub async fn refuse<'e, F, Fut>(&'e self, point: HookPoint, f: F) -> Option<Response>
+    pub(crate) async fn refuse<'e, F, Fut>(&'e self, point: HookPoint, f: F) -> Option<Response>
     where
         F: Fn(&'e dyn ErasedExtension) -> Fut,
         Fut: Future<Output = Flow> + Unpin + 'e,
@@ -199,7 +189,7 @@ impl ExtensionHost {
     }
 
     /// Runs the observing hooks at `point`.
-    pub async fn observe<'e, F, Fut>(&'e self, point: HookPoint, f: F)
+    pub(crate) async fn observe<'e, F, Fut>(&'e self, point: HookPoint, f: F)
     where
         F: Fn(&'e dyn ErasedExtension) -> Fut,
         Fut: Future<Output = ()> + Unpin + 'e,

@@ -6,7 +6,7 @@ use super::*;
 
 impl ExtensionHost {
     /// Loads, migrates, initializes and starts every compiled-in extension.
-    pub async fn start(
+    pub(crate) async fn start(
         ctx: HostContext,
         registrations: Vec<Registration>,
     ) -> anyhow::Result<Arc<Self>> {
@@ -246,7 +246,7 @@ impl ExtensionHost {
     /// Applies the limits of `new` that take effect at run time — rate limits, in-flight
     /// requests, CPU budget — to every extension, each extension's as one swap (a replaced
     /// rate limit starts with full buckets). Returns what changed, as `<extension>.<limit>`.
-    pub fn apply_limits(&self, new: &ExtensionsConfig) -> Vec<String> {
+    pub(crate) fn apply_limits(&self, new: &ExtensionsConfig) -> Vec<String> {
         let mut changed = Vec::new();
         for l in &self.loaded {
             let name = l.name.as_str();
@@ -278,7 +278,7 @@ impl ExtensionHost {
 
     /// Applies the persisted state of every extension — enabled flag, grants — as changed by
     /// [`crate::runtime::control`] here or elsewhere (see [`crate::runtime::sync`]).
-    pub async fn resync(&self) -> anyhow::Result<()> {
+    pub(crate) async fn resync(&self) -> anyhow::Result<()> {
         let all = state::load_all(&self.pool).await?;
         for l in &self.loaded {
             let Some(persisted) = all.get(l.name.as_str()) else {

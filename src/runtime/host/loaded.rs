@@ -9,7 +9,7 @@ const AUTO_DISABLED: &str = "disabled automatically";
 
 /// One request being served by an extension's route (see [`Loaded::enter`]).
 #[derive(Debug)]
-pub struct InFlight<'l>(&'l AtomicUsize);
+pub(crate) struct InFlight<'l>(&'l AtomicUsize);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -21,14 +21,14 @@ impl Drop for InFlight<'_> {
 pub struct Loaded {
     pub name: ExtensionName,
     /// `None` when the manifest itself is invalid.
-    pub manifest: Option<Manifest>,
-    pub registration: Registration,
+    pub(crate) manifest: Option<Manifest>,
+    pub(crate) registration: Registration,
     /// The instance; `None` when it failed before or during `initialize`.
     pub(crate) ext: Option<Arc<dyn ErasedExtension>>,
     pub routes: Option<RouteTable>,
-    pub hooks: HookSet,
-    pub middleware: Vec<MiddlewareSpec>,
-    pub config: Option<ConfigUpdater>,
+    pub(crate) hooks: HookSet,
+    pub(crate) middleware: Vec<MiddlewareSpec>,
+    pub(crate) config: Option<ConfigUpdater>,
     /// The extension's database pool, closed at shutdown.
     pub(crate) pool: Option<deadpool_postgres::Pool>,
     /// The administrator's choice (persisted).
@@ -37,20 +37,20 @@ pub struct Loaded {
     pub(crate) running: AtomicBool,
     /// Why it is not running.
     pub(crate) failure: Mutex<Option<String>>,
-    pub stats: Stats,
+    pub(crate) stats: Stats,
     /// Panics caught in its code.
-    pub panics: PanicLog,
+    pub(crate) panics: PanicLog,
     /// Opens on repeated failures.
-    pub breaker: Breaker,
+    pub(crate) breaker: Breaker,
     /// Requests its routes are serving now, and how many they may.
     pub(crate) in_flight: AtomicUsize,
     /// Its rate limits, in-flight limit and time budget (replaced as one when the
     /// configuration is reloaded).
-    pub limits: arc_swap::ArcSwap<Live>,
+    pub(crate) limits: arc_swap::ArcSwap<Live>,
     /// Samples the audit entries of rate-limit refusals.
     pub(crate) rate_audit: Sampler,
     /// Its storage area (for its quota and usage).
-    pub storage: Option<solobase_sdk::Storage>,
+    pub(crate) storage: Option<solobase_sdk::Storage>,
     /// Its permissions (`None` before it was loaded).
     pub grants: Option<Arc<crate::runtime::grants::Grants>>,
     /// Where an automatic disable is announced.
@@ -58,13 +58,13 @@ pub struct Loaded {
     /// Sampled hook durations, by [`Slot`] (empty: not measured).
     pub(crate) hook_durations: Vec<metrics::Histogram>,
     /// Its recent health checks.
-    pub health: crate::runtime::health::HealthLog,
+    pub(crate) health: crate::runtime::health::HealthLog,
     /// Its running configuration.
     pub config_state: crate::runtime::reconfigure::ConfigState,
     /// Set while an automatic disable is being persisted, so that a re-read racing it does
     /// not enable the extension again.
     pub(crate) disable_pending: Arc<AtomicBool>,
-    pub span: tracing::Span,
+    pub(crate) span: tracing::Span,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -80,7 +80,7 @@ impl std::fmt::Debug for Loaded {
 impl Loaded {
     /// Enabled, running, and its circuit breaker lets calls through: its routes answer and its
     /// hooks run.
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         self.enabled.load(Ordering::Relaxed)
             && self.running.load(Ordering::Relaxed)
             && self.breaker.allows()
@@ -88,7 +88,7 @@ impl Loaded {
 
     /// A slot for one request to its routes, or `None` when `max_in_flight` are being served;
     /// the slot frees itself when dropped (also when the request is cancelled or panics).
-    pub fn enter(&self) -> Option<InFlight<'_>> {
+    pub(crate) fn enter(&self) -> Option<InFlight<'_>> {
         if self.in_flight.fetch_add(1, Ordering::Relaxed) >= self.max_in_flight() {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
             self.stats.busy.fetch_add(1, Ordering::Relaxed);
@@ -98,7 +98,7 @@ impl Loaded {
     }
 
     /// Takes a rate-limit token for `client`; a refusal is counted and audited (sampled).
-    pub fn admit(&self, client: Client) -> Result<(), Limited> {
+    pub(crate) fn admit(&self, client: Client) -> Result<(), Limited> {
         let refused = match self.limits.load().rates.check(client) {
             Ok(()) => return Ok(()),
             Err(refused) => refused,
@@ -125,13 +125,13 @@ impl Loaded {
     }
 
     /// Requests its routes are serving now.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
 
     /// A panic was caught in its code at `place`: logged, counted, audited, and a failure for
     /// the circuit breaker.
-    pub fn panicked(&self, place: &str, payload: &(dyn std::any::Any + Send)) {
+    pub(crate) fn panicked(&self, place: &str, payload: &(dyn std::any::Any + Send)) {
         self.panics.record(&self.name, place, payload);
         self.failed();
     }
@@ -139,7 +139,7 @@ impl Loaded {
     /// A call into it failed (a panic or a time-out): feeds the circuit breaker, which may
     /// open — or, opening once too often, disable the extension (persisted, audited and
     /// announced as `extension.disabled` on the event bus).
-    pub fn failed(&self) {
+    pub(crate) fn failed(&self) {
         match self.breaker.failure() {
             Verdict::Counted => {}
             Verdict::Opened => tracing::warn!(
@@ -201,7 +201,7 @@ impl Loaded {
     }
 
     /// Connections its database pool holds now.
-    pub fn db_connections(&self) -> Option<usize> {
+    pub(crate) fn db_connections(&self) -> Option<usize> {
         self.pool.as_ref().map(|p| p.status().size)
     }
 
@@ -213,12 +213,12 @@ impl Loaded {
     }
 
     /// Requests its routes may serve at once.
-    pub fn max_in_flight(&self) -> usize {
+    pub(crate) fn max_in_flight(&self) -> usize {
         self.limits.load().max_in_flight
     }
 
     /// The handler time budget of one request (zero: none).
-    pub fn cpu_budget(&self) -> Duration {
+    pub(crate) fn cpu_budget(&self) -> Duration {
         self.limits.load().cpu_budget
     }
 
@@ -236,7 +236,7 @@ impl Loaded {
         }
     }
 
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         self.enabled.load(Ordering::Relaxed)
     }
 
@@ -276,7 +276,7 @@ impl Loaded {
     }
 
     /// The hook time limit.
-    pub fn hook_limit(&self) -> Duration {
+    pub(crate) fn hook_limit(&self) -> Duration {
         self.hooks.time_limit()
     }
 }

@@ -25,7 +25,7 @@ use crate::runtime::{db_role, schema, services};
 
 /// Orders extensions so that each comes after its dependencies (ties by name). Extensions
 /// in a cycle or with missing dependencies come last, to be failed by the loader.
-pub fn dependency_order(manifests: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+pub(crate) fn dependency_order(manifests: &BTreeMap<String, Vec<String>>) -> Vec<String> {
     let mut placed: Vec<String> = Vec::new();
     let mut remaining: BTreeMap<&String, &Vec<String>> = manifests.iter().collect();
     loop {
@@ -292,7 +292,7 @@ mod tests {
 /// the official tier (shipped with Solobase), an extension listed in `extensions.approved`, or
 /// one handed to the host by the program embedding it. Community, custom and test-only
 /// extensions never grant themselves anything.
-pub fn first_sight_approval(
+pub(crate) fn first_sight_approval(
     settings: &crate::config::ExtensionsConfig,
     name: &str,
 ) -> Option<&'static str> {

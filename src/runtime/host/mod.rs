@@ -49,32 +49,31 @@ mod tasks;
 
 use hooks::PIPELINE;
 pub use hooks::{Begun, HookCall, HookOutcome, panicked_response, settle};
-pub use loaded::{InFlight, Loaded};
+pub(crate) use loaded::Loaded;
 pub use stats::{SLOTS, Slot, Stats, hook_durations, time_this_request};
-pub use status::{ExtensionStatus, HealthNow, HealthStatusView, LimitsView, StatsView};
 
 /// What the host gives the extension runtime.
 #[derive(Debug, Clone)]
-pub struct HostContext {
-    pub pool: Pool,
+pub(crate) struct HostContext {
+    pub(crate) pool: Pool,
     /// Connection settings of the host database (extension pools derive from them).
-    pub pg_config: tokio_postgres::Config,
-    pub data_dir: PathBuf,
-    pub bus: EventBus,
-    pub settings: ExtensionsConfig,
+    pub(crate) pg_config: tokio_postgres::Config,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) bus: EventBus,
+    pub(crate) settings: ExtensionsConfig,
     /// Whether the database authenticates by password (an external one): extension roles
     /// then get theirs set.
-    pub role_passwords: bool,
+    pub(crate) role_passwords: bool,
     /// The host's file storage, and the largest file it takes.
-    pub storage: crate::storage::Storage,
-    pub max_upload_bytes: u64,
+    pub(crate) storage: crate::storage::Storage,
+    pub(crate) max_upload_bytes: u64,
     /// Where hook durations are recorded.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Which extensions were active when a request began (see [`ExtensionHost::active_now`]).
 #[derive(Debug, Clone)]
-pub struct ActiveSet(smallvec::SmallVec<[bool; 16]>);
+pub(crate) struct ActiveSet(smallvec::SmallVec<[bool; 16]>);
 
 /// All loaded extensions and the orders in which their hooks and middleware run.
 pub struct ExtensionHost {
@@ -109,7 +108,7 @@ impl std::fmt::Debug for ExtensionHost {
 impl ExtensionHost {
     /// This instance's name: host name, process id and a random part (several instances may
     /// share a process, in tests).
-    pub fn instance(&self) -> &str {
+    pub(crate) fn instance(&self) -> &str {
         &self.instance
     }
 
@@ -148,7 +147,7 @@ impl ExtensionHost {
     }
 
     /// Revokes `permissions` from `name` on every instance, and here at once.
-    pub async fn revoke(
+    pub(crate) async fn revoke(
         &self,
         name: &str,
         permissions: &[String],
@@ -163,7 +162,7 @@ impl ExtensionHost {
     }
 
     /// The runtime's settings as it started.
-    pub fn settings(&self) -> &ExtensionsConfig {
+    pub(crate) fn settings(&self) -> &ExtensionsConfig {
         &self.settings
     }
 
@@ -178,12 +177,12 @@ impl ExtensionHost {
     }
 
     /// Whether the host is stopping.
-    pub fn is_stopping(&self) -> bool {
+    pub(crate) fn is_stopping(&self) -> bool {
         *self.stop.borrow()
     }
 
     /// Changes to `true` when the host stops: background tasks end then.
-    pub fn stopping(&self) -> watch::Receiver<bool> {
+    pub(crate) fn stopping(&self) -> watch::Receiver<bool> {
         self.stop.subscribe()
     }
 
@@ -196,28 +195,16 @@ impl ExtensionHost {
     }
 
     /// Active extensions with a hook at `point`, in hook order.
-    pub fn hooked(&self, point: HookPoint) -> impl Iterator<Item = &Arc<Loaded>> {
+    pub(crate) fn hooked(&self, point: HookPoint) -> impl Iterator<Item = &Arc<Loaded>> {
         self.hook_order[point as usize]
             .iter()
             .map(|&i| &self.loaded[i])
             .filter(|l| l.is_active())
     }
 
-    /// Whether any active extension has a hook at `point`.
-    pub fn has_hooks(&self, point: HookPoint) -> bool {
-        self.hooked(point).next().is_some()
-    }
-
-    /// Every middleware, in order, active or not.
-    pub fn middleware(&self) -> impl Iterator<Item = (&Arc<Loaded>, &MiddlewareSpec)> {
-        self.middleware_order
-            .iter()
-            .map(|(i, spec)| (&self.loaded[*i], spec))
-    }
-
     /// Whether any extension of `active` takes part in the request pipeline (a pipeline
     /// hook, or middleware for `path`).
-    pub fn pipeline_active(&self, path: &str, active: &ActiveSet) -> bool {
+    pub(crate) fn pipeline_active(&self, path: &str, active: &ActiveSet) -> bool {
         self.pipeline_members.iter().any(|&i| {
             let l = &self.loaded[i];
             active.0[i]
@@ -228,12 +215,12 @@ impl ExtensionHost {
 
     /// Which extensions are active now: taken once per request, so that the request sees one
     /// consistent set and each later check is a plain read.
-    pub fn active_now(&self) -> ActiveSet {
+    pub(crate) fn active_now(&self) -> ActiveSet {
         ActiveSet(self.loaded.iter().map(|l| l.is_active()).collect())
     }
 
     /// The extensions of `active` with a hook at `point`, in hook order.
-    pub fn hooked_in<'a>(
+    pub(crate) fn hooked_in<'a>(
         &'a self,
         point: HookPoint,
         active: &'a ActiveSet,
@@ -245,12 +232,12 @@ impl ExtensionHost {
     }
 
     /// Whether any extension of `active` has a hook at `point`.
-    pub fn has_hooks_in(&self, point: HookPoint, active: &ActiveSet) -> bool {
+    pub(crate) fn has_hooks_in(&self, point: HookPoint, active: &ActiveSet) -> bool {
         self.hook_order[point as usize].iter().any(|&i| active.0[i])
     }
 
     /// The middleware of `active`, in order.
-    pub fn middleware_in<'a>(
+    pub(crate) fn middleware_in<'a>(
         &'a self,
         active: &'a ActiveSet,
     ) -> impl Iterator<Item = (&'a Arc<Loaded>, &'a MiddlewareSpec)> {
@@ -261,7 +248,7 @@ impl ExtensionHost {
     }
 
     /// The largest body extension `name`'s routes accept.
-    pub fn max_body_bytes(&self, name: &str) -> usize {
+    pub(crate) fn max_body_bytes(&self, name: &str) -> usize {
         self.settings.resolve(name).max_body_bytes
     }
 }

@@ -12,21 +12,21 @@ pub struct Slot(u8);
 pub const SLOTS: usize = HookPoint::ALL.len() + 3;
 
 impl Slot {
-    pub const MIDDLEWARE_REQUEST: Slot = Slot(HookPoint::ALL.len() as u8);
-    pub const MIDDLEWARE_RESPONSE: Slot = Slot(HookPoint::ALL.len() as u8 + 1);
-    pub const EVENT: Slot = Slot(HookPoint::ALL.len() as u8 + 2);
+    pub(crate) const MIDDLEWARE_REQUEST: Slot = Slot(HookPoint::ALL.len() as u8);
+    pub(crate) const MIDDLEWARE_RESPONSE: Slot = Slot(HookPoint::ALL.len() as u8 + 1);
+    pub(crate) const EVENT: Slot = Slot(HookPoint::ALL.len() as u8 + 2);
 
     /// Every slot.
-    pub fn all() -> impl Iterator<Item = Slot> {
+    pub(crate) fn all() -> impl Iterator<Item = Slot> {
         (0..SLOTS as u8).map(Slot)
     }
 
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self.0 as usize
     }
 
     /// Its name in logs, audit entries and metrics.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match HookPoint::ALL.get(self.index()) {
             Some(point) => point.as_str(),
             None if self == Self::MIDDLEWARE_REQUEST => "middleware_request",
@@ -60,34 +60,34 @@ pub fn time_this_request() -> bool {
 /// Counters per extension, read by status pages and metrics.
 #[derive(Debug, Default)]
 pub struct Stats {
-    pub requests: AtomicU64,
-    pub errors: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    pub(crate) errors: AtomicU64,
     /// Calls of its code, by [`Slot`].
-    pub hooks: [AtomicU64; SLOTS],
-    pub hook_timeouts: AtomicU64,
+    pub(crate) hooks: [AtomicU64; SLOTS],
+    pub(crate) hook_timeouts: AtomicU64,
     /// Requests refused because `max_in_flight` were being served.
-    pub busy: AtomicU64,
+    pub(crate) busy: AtomicU64,
     /// Requests refused by a rate limit.
-    pub rate_limited: AtomicU64,
+    pub(crate) rate_limited: AtomicU64,
     /// Requests whose handler ran over its time budget and was cancelled.
-    pub over_budget: AtomicU64,
+    pub(crate) over_budget: AtomicU64,
     /// Bytes allocated while its handlers and hooks ran (see [`crate::alloc`]).
-    pub allocated_bytes: AtomicU64,
+    pub(crate) allocated_bytes: AtomicU64,
     /// Background jobs it finished, and runs that failed.
-    pub jobs_done: AtomicU64,
-    pub jobs_failed: AtomicU64,
+    pub(crate) jobs_done: AtomicU64,
+    pub(crate) jobs_failed: AtomicU64,
 }
 
 impl Stats {
     /// Hook, middleware and event-hook calls in all.
-    pub fn hook_calls(&self) -> u64 {
+    pub(crate) fn hook_calls(&self) -> u64 {
         self.hooks.iter().map(|n| n.load(Ordering::Relaxed)).sum()
     }
 
     /// Attributes what this thread allocated since `since` (an [`crate::alloc::allocated`]
     /// reading).
     #[inline]
-    pub fn allocated_since(&self, since: u64) {
+    pub(crate) fn allocated_since(&self, since: u64) {
         let bytes = crate::alloc::allocated().wrapping_sub(since);
         if bytes != 0 {
             self.allocated_bytes.fetch_add(bytes, Ordering::Relaxed);

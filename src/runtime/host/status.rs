@@ -9,119 +9,119 @@ use crate::runtime::health::Check;
 
 /// Everything the host says of one compiled-in extension (`GET /api/v1/extensions`).
 #[derive(Debug, Clone, Serialize)]
-pub struct ExtensionStatus {
-    pub name: String,
-    pub version: Option<String>,
+pub(crate) struct ExtensionStatus {
+    pub(crate) name: String,
+    pub(crate) version: Option<String>,
     /// `official`, `community`, `custom` or `test`; `None` for an extension the embedding
     /// program registered itself.
-    pub tier: Option<&'static str>,
-    pub description: Option<String>,
+    pub(crate) tier: Option<&'static str>,
+    pub(crate) description: Option<String>,
     /// Always true here (the discovered extensions this binary lacks are listed apart).
-    pub compiled: bool,
+    pub(crate) compiled: bool,
     /// The administrator's choice.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// Initialized and started.
-    pub running: bool,
+    pub(crate) running: bool,
     /// Enabled, running and its breaker closed: its routes answer.
-    pub active: bool,
+    pub(crate) active: bool,
     /// Why it is not running.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// `METHOD /ext/<name>/path` for each route.
-    pub routes: Option<Vec<String>>,
-    pub hooks: Vec<HookEntry>,
-    pub middleware: Vec<MiddlewareEntry>,
-    pub permissions: PermissionsStatus,
+    pub(crate) routes: Option<Vec<String>>,
+    pub(crate) hooks: Vec<HookEntry>,
+    pub(crate) middleware: Vec<MiddlewareEntry>,
+    pub(crate) permissions: PermissionsStatus,
     /// Its running configuration's etag and last refused change.
-    pub config: serde_json::Value,
-    pub health: HealthStatusView,
-    pub limits: Option<LimitsView>,
-    pub stats: StatsView,
+    pub(crate) config: serde_json::Value,
+    pub(crate) health: HealthStatusView,
+    pub(crate) limits: Option<LimitsView>,
+    pub(crate) stats: StatsView,
 }
 
 /// A hook it registered, with its priority.
 #[derive(Debug, Clone, Serialize)]
-pub struct HookEntry {
-    pub hook: &'static str,
-    pub priority: i32,
+pub(crate) struct HookEntry {
+    pub(crate) hook: &'static str,
+    pub(crate) priority: i32,
 }
 
 /// A middleware it registered.
 #[derive(Debug, Clone, Serialize)]
-pub struct MiddlewareEntry {
-    pub id: String,
-    pub priority: i32,
-    pub paths: Vec<String>,
+pub(crate) struct MiddlewareEntry {
+    pub(crate) id: String,
+    pub(crate) priority: i32,
+    pub(crate) paths: Vec<String>,
 }
 
 /// Its permissions: requested by its manifest, granted, pending, and refused calls.
 #[derive(Debug, Clone, Serialize)]
-pub struct PermissionsStatus {
-    pub requested: Vec<String>,
-    pub granted: Vec<String>,
-    pub pending: Vec<String>,
-    pub denied_calls: u64,
+pub(crate) struct PermissionsStatus {
+    pub(crate) requested: Vec<String>,
+    pub(crate) granted: Vec<String>,
+    pub(crate) pending: Vec<String>,
+    pub(crate) denied_calls: u64,
 }
 
 /// Its health now and its recent checks.
 #[derive(Debug, Clone, Serialize)]
-pub struct HealthStatusView {
-    pub now: HealthNow,
-    pub history: Vec<Check>,
+pub(crate) struct HealthStatusView {
+    pub(crate) now: HealthNow,
+    pub(crate) history: Vec<Check>,
 }
 
 /// Its health as reported now.
 #[derive(Debug, Clone, Serialize)]
-pub struct HealthNow {
-    pub status: solobase_sdk::HealthStatus,
-    pub message: String,
+pub(crate) struct HealthNow {
+    pub(crate) status: solobase_sdk::HealthStatus,
+    pub(crate) message: String,
     /// RFC 3339; `None` before the first check.
-    pub checked_at: Option<String>,
+    pub(crate) checked_at: Option<String>,
 }
 
 /// A rate limit: requests per second and burst (0: none).
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct RateView {
-    pub per_second: u32,
-    pub burst: u32,
+pub(crate) struct RateView {
+    pub(crate) per_second: u32,
+    pub(crate) burst: u32,
 }
 
 /// The limits it runs under now (0: none).
 #[derive(Debug, Clone, Serialize)]
 pub struct LimitsView {
-    pub max_in_flight: usize,
-    pub max_body_bytes: usize,
-    pub cpu_budget_ms: u64,
-    pub storage_quota_bytes: u64,
-    pub rate: RateView,
-    pub client_rate: RateView,
-    pub db_connections: u32,
-    pub statement_timeout_ms: u64,
-    pub idle_in_transaction_timeout_ms: u64,
+    pub(crate) max_in_flight: usize,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) cpu_budget_ms: u64,
+    pub(crate) storage_quota_bytes: u64,
+    pub(crate) rate: RateView,
+    pub(crate) client_rate: RateView,
+    pub(crate) db_connections: u32,
+    pub(crate) statement_timeout_ms: u64,
+    pub(crate) idle_in_transaction_timeout_ms: u64,
 }
 
 /// Its counters since this instance started.
 #[derive(Debug, Clone, Serialize)]
-pub struct StatsView {
-    pub requests: u64,
-    pub errors: u64,
-    pub hook_calls: u64,
-    pub hook_timeouts: u64,
-    pub panics: u64,
-    pub breaker: &'static str,
-    pub in_flight: usize,
-    pub busy: u64,
-    pub rate_limited: u64,
-    pub over_budget: u64,
-    pub jobs_done: u64,
-    pub jobs_failed: u64,
-    pub allocated_bytes: u64,
-    pub storage_bytes: Option<u64>,
-    pub storage_quota_bytes: Option<u64>,
+pub(crate) struct StatsView {
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) hook_calls: u64,
+    pub(crate) hook_timeouts: u64,
+    pub(crate) panics: u64,
+    pub(crate) breaker: &'static str,
+    pub(crate) in_flight: usize,
+    pub(crate) busy: u64,
+    pub(crate) rate_limited: u64,
+    pub(crate) over_budget: u64,
+    pub(crate) jobs_done: u64,
+    pub(crate) jobs_failed: u64,
+    pub(crate) allocated_bytes: u64,
+    pub(crate) storage_bytes: Option<u64>,
+    pub(crate) storage_quota_bytes: Option<u64>,
 }
 
 impl ExtensionHost {
     /// Everything the host says of `l`.
-    pub fn status_of(&self, l: &Loaded) -> ExtensionStatus {
+    pub(crate) fn status_of(&self, l: &Loaded) -> ExtensionStatus {
         let name = l.name.as_str();
         let found = crate::runtime::discovered().iter().find(|d| d.name == name);
         ExtensionStatus {
@@ -187,7 +187,7 @@ impl ExtensionHost {
     }
 
     /// An extension's counters, as `stats` in the API and in `solobase.extension_stats`.
-    pub fn stats_of(&self, l: &Loaded) -> StatsView {
+    pub(crate) fn stats_of(&self, l: &Loaded) -> StatsView {
         let quota = l.storage.as_ref().and_then(|s| s.quota());
         StatsView {
             requests: l.stats.requests.load(Ordering::Relaxed),
@@ -210,7 +210,7 @@ impl ExtensionHost {
 
     /// An extension's health as reported: its latest check, or why there is none, made at
     /// least degraded by a critical dependency.
-    pub fn health_of(&self, l: &Loaded) -> (solobase_sdk::HealthStatus, String) {
+    pub(crate) fn health_of(&self, l: &Loaded) -> (solobase_sdk::HealthStatus, String) {
         use solobase_sdk::HealthStatus;
         if !l.is_enabled() {
             return (HealthStatus::Unknown, "disabled".into());
@@ -238,7 +238,7 @@ impl ExtensionHost {
     }
 
     /// [`ExtensionHost::health_of`] with the time of the latest check.
-    pub fn health_report(&self, l: &Loaded) -> HealthNow {
+    pub(crate) fn health_report(&self, l: &Loaded) -> HealthNow {
         let (status, message) = self.health_of(l);
         let checked_at = l.health.latest().and_then(|c| {
             c.at.format(&time::format_description::well_known::Rfc3339)
@@ -278,7 +278,7 @@ impl ExtensionHost {
 
     /// Reads every extension's counters, health and resource use into `metrics`, at scrape
     /// time, so the request path pays nothing for them.
-    pub fn export_metrics(&self, metrics: &crate::metrics::Metrics) {
+    pub(crate) fn export_metrics(&self, metrics: &crate::metrics::Metrics) {
         use metrics::Label;
         let host = self;
         let mut active = 0;

@@ -167,7 +167,7 @@ impl ExtensionHost {
             .loaded
             .iter()
             .map(|l| {
-                let report = HealthStatusView {
+                let report = status::HealthStatusView {
                     now: self.health_report(l),
                     history: l.health.history(),
                 };

@@ -49,7 +49,7 @@ pub struct Live {
 
 impl Live {
     /// `name`'s limits in `settings`, with fresh buckets.
-    pub fn of(settings: &crate::config::ExtensionsConfig, name: &str) -> Self {
+    pub(crate) fn of(settings: &crate::config::ExtensionsConfig, name: &str) -> Self {
         let limits = settings.resolve(name);
         Self {
             rates: std::sync::Arc::new(RateLimits::new(limits.rate, limits.client_rate)),
@@ -62,10 +62,10 @@ impl Live {
 /// A refusal: how long to wait, and the burst of the limit that refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limited {
-    pub retry_after: Duration,
-    pub limit: u32,
+    pub(crate) retry_after: Duration,
+    pub(crate) limit: u32,
     /// `extension` or `client`.
-    pub scope: &'static str,
+    pub(crate) scope: &'static str,
 }
 
 type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
@@ -99,7 +99,7 @@ impl RateLimits {
 
 impl<C: Clock + Clone> RateLimits<C> {
     /// Limits that read the time from `clock`.
-    pub fn with_clock(extension: Rate, per_client: Rate, clock: C) -> Self {
+    pub(crate) fn with_clock(extension: Rate, per_client: Rate, clock: C) -> Self {
         Self {
             rates: (extension, per_client),
             extension: quota(extension).map(|q| {
@@ -147,7 +147,7 @@ impl<C: Clock + Clone> RateLimits<C> {
     }
 
     /// Forgets clients whose buckets are full again (keeps memory bounded).
-    pub fn forget_idle_clients(&self) {
+    pub(crate) fn forget_idle_clients(&self) {
         if let Some((limiter, _)) = &self.per_client {
             limiter.retain_recent();
             limiter.shrink_to_fit();
@@ -160,7 +160,7 @@ impl<C: Clock + Clone> RateLimits<C> {
     }
 
     /// Clients currently tracked.
-    pub fn clients(&self) -> usize {
+    pub(crate) fn clients(&self) -> usize {
         self.per_client.as_ref().map_or(0, |(l, _)| l.len())
     }
 }
@@ -216,7 +216,7 @@ mod tests {
 /// time the code runs counts. A single poll that never returns cannot be stopped from inside
 /// the process: the budget is checked when it returns.
 #[derive(Debug)]
-pub struct Metered<'s, F> {
+pub(crate) struct Metered<'s, F> {
     inner: F,
     budget: Duration,
     spent: Duration,
@@ -225,7 +225,7 @@ pub struct Metered<'s, F> {
 
 impl<'s, F> Metered<'s, F> {
     /// Runs `inner` within `budget` of polling time (zero: no budget).
-    pub fn new(inner: F, budget: Duration) -> Self {
+    pub(crate) fn new(inner: F, budget: Duration) -> Self {
         Self {
             inner,
             budget,
@@ -235,7 +235,7 @@ impl<'s, F> Metered<'s, F> {
     }
 
     /// Also adds what each poll allocates to `allocated` (an extension's byte counter).
-    pub fn counting(mut self, allocated: &'s std::sync::atomic::AtomicU64) -> Self {
+    pub(crate) fn counting(mut self, allocated: &'s std::sync::atomic::AtomicU64) -> Self {
         self.allocated = Some(allocated);
         self
     }

@@ -6,13 +6,13 @@
 use solobase_sdk::MiddlewareSpec;
 
 /// Where a hook runs among the hooks at one point.
-pub fn hook_rank(priority: i32, extension: &str) -> (i32, &str) {
+pub(crate) fn hook_rank(priority: i32, extension: &str) -> (i32, &str) {
     (priority, extension)
 }
 
 /// Where a middleware runs among all middleware. `declared` is its position in its
 /// extension's list, so that even two middleware with one id and one priority never tie.
-pub fn middleware_rank<'a>(
+pub(crate) fn middleware_rank<'a>(
     priority: i32,
     extension: &'a str,
     id: &'a str,
@@ -23,7 +23,9 @@ pub fn middleware_rank<'a>(
 
 /// The running order of the hooks at one point, from `(priority, extension name, extension
 /// index)` of each extension hooked there: the extension indices, first to run first.
-pub fn hook_order<'a>(hooked: impl IntoIterator<Item = (i32, &'a str, usize)>) -> Vec<usize> {
+pub(crate) fn hook_order<'a>(
+    hooked: impl IntoIterator<Item = (i32, &'a str, usize)>,
+) -> Vec<usize> {
     let mut list: Vec<(i32, &str, usize)> = hooked.into_iter().collect();
     list.sort_by(|a, b| hook_rank(a.0, a.1).cmp(&hook_rank(b.0, b.1)));
     list.into_iter().map(|(_, _, i)| i).collect()
@@ -31,7 +33,7 @@ pub fn hook_order<'a>(hooked: impl IntoIterator<Item = (i32, &'a str, usize)>) -
 
 /// The running order of all middleware (on the way in; the way out is the reverse), from
 /// `(extension index, extension name, its middleware)`.
-pub fn middleware_order<'a>(
+pub(crate) fn middleware_order<'a>(
     extensions: impl IntoIterator<Item = (usize, &'a str, &'a [MiddlewareSpec])>,
 ) -> Vec<(usize, MiddlewareSpec)> {
     let mut list: Vec<(usize, &str, usize, &MiddlewareSpec)> = extensions

@@ -18,7 +18,7 @@ mod control;
 mod schema;
 
 /// `/api/v1/extensions…`.
-pub fn routes(api: &mut crate::http::Api) {
+pub(crate) fn routes(api: &mut crate::http::Api) {
     api.add(__path_list, list)
         .add(__path_one, one)
         .add(__path_health, health)

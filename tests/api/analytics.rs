@@ -8,19 +8,21 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, eventually, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, eventually, spawn_app};
 
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
 
 /// An app whose analytics configuration is `toml`.
 async fn app_with(toml: &'static str) -> TestApp {
-    spawn_app_with(move |c| {
-        // Frequent health checks: the full-queue test reads the verdict.
-        c.extensions.health_interval_ms = 200;
-        std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
-        std::fs::write(c.extensions.config_dir.join("analytics.toml"), toml).unwrap();
-    })
-    .await
+    TestApp::builder()
+        .config(move |c| {
+            // Frequent health checks: the full-queue test reads the verdict.
+            c.extensions.health_interval_ms = 200;
+            std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
+            std::fs::write(c.extensions.config_dir.join("analytics.toml"), toml).unwrap();
+        })
+        .spawn()
+        .await
 }
 
 async fn get_json(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {

@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{error_code, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, error_code, spawn_app};
 
 #[tokio::test]
 async fn login_returns_a_token_that_identifies_the_user() {
@@ -111,7 +111,10 @@ async fn signup_is_refused_when_disabled() {
 
 #[tokio::test]
 async fn signup_creates_a_user_and_records_the_event() {
-    let app = spawn_app_with(|c| c.auth.signup_enabled = true).await;
+    let app = TestApp::builder()
+        .config(|c| c.auth.signup_enabled = true)
+        .spawn()
+        .await;
     let res = app.signup("new@example.com", "password123").await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let body: Value = res.json().await.unwrap();
@@ -194,20 +197,26 @@ async fn the_first_admin_is_created_from_the_environment_once() {
         email: "root@example.com".into(),
         password: "admin-password".into(),
     };
-    let app = spawn_app_with(|c| c.bootstrap_admin = Some(seed())).await;
+    let app = TestApp::builder()
+        .config(|c| c.bootstrap_admin = Some(seed()))
+        .spawn()
+        .await;
     let res = app.login("root@example.com", "admin-password").await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["user"]["role"], "admin");
     // A second start with another seed leaves the existing admin alone.
     let db = app.db_name.clone();
-    let again = crate::helpers::spawn_app_on(db, |c| {
-        c.bootstrap_admin = Some(solobase::config::AdminSeed {
-            email: "other@example.com".into(),
-            password: "admin-password".into(),
-        });
-    })
-    .await;
+    let again = TestApp::builder()
+        .on(db)
+        .config(|c| {
+            c.bootstrap_admin = Some(solobase::config::AdminSeed {
+                email: "other@example.com".into(),
+                password: "admin-password".into(),
+            });
+        })
+        .spawn()
+        .await;
     let admins: i64 = again
         .db()
         .await

@@ -66,7 +66,10 @@ async fn an_administrator_manages_an_extension_in_the_browser() {
     use crate::cdp::Browser;
 
     // Frequent health checks, so that the page has a history to show.
-    let app = crate::helpers::spawn_app_with(|c| c.extensions.health_interval_ms = 300).await;
+    let app = crate::helpers::TestApp::builder()
+        .config(|c| c.extensions.health_interval_ms = 300)
+        .spawn()
+        .await;
     let password = "correct horse battery";
     app.create_user("admin@example.com", password, true).await;
     app.create_user("user@example.com", password, false).await;

@@ -2,11 +2,14 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::TestApp;
 
 #[tokio::test]
 async fn committed_events_reach_bus_subscribers_and_the_outbox() {
-    let app = spawn_app_with(|c| c.auth.signup_enabled = true).await;
+    let app = TestApp::builder()
+        .config(|c| c.auth.signup_enabled = true)
+        .spawn()
+        .await;
     let mut rx = app.events.subscribe();
     let res = app.signup("ev@example.com", "password123").await;
     assert_eq!(res.status(), StatusCode::CREATED);
@@ -36,7 +39,10 @@ async fn committed_events_reach_bus_subscribers_and_the_outbox() {
 
 #[tokio::test]
 async fn a_failed_change_records_no_event() {
-    let app = spawn_app_with(|c| c.auth.signup_enabled = true).await;
+    let app = TestApp::builder()
+        .config(|c| c.auth.signup_enabled = true)
+        .spawn()
+        .await;
     let signup = || app.signup("dup@example.com", "password123");
     assert_eq!(signup().await.status(), StatusCode::CREATED);
     assert_eq!(signup().await.status(), StatusCode::CONFLICT);

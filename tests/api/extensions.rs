@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TempDir, TestApp, error_code, spawn_app, spawn_app_on, spawn_app_with};
+use crate::helpers::{TempDir, TestApp, error_code, spawn_app};
 
 async fn hits(app: &TestApp) -> Value {
     app.get("/ext/probe/hits").await.json().await.unwrap()
@@ -282,7 +282,7 @@ async fn disabling_takes_effect_at_once_and_persists() {
     assert!(res.headers().get("x-probe-mw").is_none());
 
     // The choice survives a restart.
-    let again = spawn_app_on(app.db_name.clone(), |_| {}).await;
+    let again = TestApp::builder().on(app.db_name.clone()).spawn().await;
     assert_eq!(
         again.get("/ext/probe/public").await.status(),
         StatusCode::NOT_FOUND
@@ -400,7 +400,10 @@ async fn a_hook_over_its_time_limit_is_cut_off_and_counted() {
 
 #[tokio::test]
 async fn system_hooks_may_refuse_and_observe() {
-    let app = spawn_app_with(|c| c.auth.signup_enabled = true).await;
+    let app = TestApp::builder()
+        .config(|c| c.auth.signup_enabled = true)
+        .spawn()
+        .await;
     let signup = |email| app.signup(email, "password123");
     let res = signup("x@blocked.example").await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
@@ -517,14 +520,20 @@ async fn configuration_comes_from_the_extension_file_and_bad_files_stop_only_tha
     let dir = TempDir::new();
     std::fs::write(dir.0.join("probe.toml"), "greeting = \"hi there\"\n").unwrap();
     let path = dir.0.clone();
-    let app = spawn_app_with(|c| c.extensions.config_dir = path).await;
+    let app = TestApp::builder()
+        .config(|c| c.extensions.config_dir = path)
+        .spawn()
+        .await;
     let cfg: Value = app.get("/ext/probe/config").await.json().await.unwrap();
     assert_eq!(cfg["greeting"], "hi there");
 
     let bad = TempDir::new();
     std::fs::write(bad.0.join("probe.toml"), "greting = 1\n").unwrap();
     let path = bad.0.clone();
-    let app = spawn_app_with(|c| c.extensions.config_dir = path).await;
+    let app = TestApp::builder()
+        .config(|c| c.extensions.config_dir = path)
+        .spawn()
+        .await;
     let res = app.get("/ext/probe/public").await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     let text = res.text().await.unwrap();
@@ -558,7 +567,10 @@ async fn configuration_comes_from_the_extension_file_and_bad_files_stop_only_tha
 
 #[tokio::test]
 async fn webhooks_queue_deliveries_for_subscribed_events() {
-    let app = spawn_app_with(|c| c.auth.signup_enabled = true).await;
+    let app = TestApp::builder()
+        .config(|c| c.auth.signup_enabled = true)
+        .spawn()
+        .await;
     let admin = app.user_token("admin@example.com", true).await;
     let res = app
         .http
@@ -601,16 +613,18 @@ async fn webhooks_queue_deliveries_for_subscribed_events() {
 
 #[tokio::test]
 async fn an_extension_storage_quota_refuses_writes_beyond_it_with_507() {
-    let app = spawn_app_with(|c| {
-        c.extensions.limits.insert(
-            "probe".into(),
-            solobase::config::ExtensionLimits {
-                storage_quota_bytes: Some(10),
-                ..Default::default()
-            },
-        );
-    })
-    .await;
+    let app = TestApp::builder()
+        .config(|c| {
+            c.extensions.limits.insert(
+                "probe".into(),
+                solobase::config::ExtensionLimits {
+                    storage_quota_bytes: Some(10),
+                    ..Default::default()
+                },
+            );
+        })
+        .spawn()
+        .await;
     let put = |path: &'static str, body: &'static str| {
         app.http
             .put(app.url(&format!("/ext/probe/files/{path}")))

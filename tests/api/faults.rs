@@ -11,7 +11,7 @@ use serde_json::Value;
 use solobase_sdk::prelude::*;
 use solobase_sdk::{Database, Registration};
 
-use crate::helpers::{TestApp, spawn_app_with_extensions};
+use crate::helpers::TestApp;
 
 /// The fault-injection extension: panics (handler, hooks, middleware), slow hooks, hostile
 /// SQL through its own pool, and storage-quota abuse, each on request.
@@ -176,19 +176,19 @@ async fn assert_500(res: reqwest::Response, what: &str) {
 
 #[tokio::test]
 async fn panics_cost_one_request_a_500_and_nothing_else() {
-    let app = spawn_app_with_extensions(
-        vec![
+    let app = TestApp::builder()
+        .extensions(vec![
             Registration::new::<Faulty>(manifest("faulty"), "0.1.0"),
             Registration::new::<PanicsOnStart>(manifest("faulty-start"), "0.1.0"),
             Registration::new::<PanicsOnInit>(manifest("faulty-init"), "0.1.0"),
-        ],
-        |c| {
+        ])
+        .config(|c| {
             c.auth.signup_enabled = true;
             // Isolation alone, without the circuit breaker (tested below).
             c.extensions.breaker_failures = 0;
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
 
     assert_500(get(&app, "/ext/faulty/boom", None).await, "handler").await;
     for fault in ["pre_request", "middleware", "post_request"] {
@@ -257,9 +257,9 @@ impl Extension for Slow {
 
 #[tokio::test]
 async fn an_extension_serves_at_most_its_in_flight_quota_at_once() {
-    let app = spawn_app_with_extensions(
-        vec![Registration::new::<Slow>(manifest("slow"), "0.1.0")],
-        |c| {
+    let app = TestApp::builder()
+        .extensions(vec![Registration::new::<Slow>(manifest("slow"), "0.1.0")])
+        .config(|c| {
             c.extensions.limits.insert(
                 "slow".into(),
                 solobase::config::ExtensionLimits {
@@ -267,9 +267,9 @@ async fn an_extension_serves_at_most_its_in_flight_quota_at_once() {
                     ..Default::default()
                 },
             );
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let requests: Vec<_> = (0..4)
         .map(|_| {
             let req = app.http.get(app.url("/ext/slow/slow")).send();
@@ -298,12 +298,12 @@ async fn an_extension_serves_at_most_its_in_flight_quota_at_once() {
 
 #[tokio::test]
 async fn each_client_is_rate_limited_per_extension_with_429_and_headers() {
-    let app = spawn_app_with_extensions(
-        vec![
+    let app = TestApp::builder()
+        .extensions(vec![
             Registration::new::<Healthy>(manifest("limited"), "0.1.0"),
             Registration::new::<Healthy>(manifest("other"), "0.1.0"),
-        ],
-        |c| {
+        ])
+        .config(|c| {
             c.extensions.limits.insert(
                 "limited".into(),
                 solobase::config::ExtensionLimits {
@@ -312,9 +312,9 @@ async fn each_client_is_rate_limited_per_extension_with_429_and_headers() {
                     ..Default::default()
                 },
             );
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     for _ in 0..3 {
         assert_eq!(app.get("/ext/limited/ok").await.status(), StatusCode::OK);
     }
@@ -384,11 +384,14 @@ impl Extension for Spinner {
 
 #[tokio::test]
 async fn a_handler_over_its_time_budget_is_cancelled_but_waiting_costs_nothing() {
-    let app = spawn_app_with_extensions(
-        vec![Registration::new::<Spinner>(manifest("spinner"), "0.1.0")],
-        |c| c.extensions.cpu_budget_ms = 100,
-    )
-    .await;
+    let app = TestApp::builder()
+        .extensions(vec![Registration::new::<Spinner>(
+            manifest("spinner"),
+            "0.1.0",
+        )])
+        .config(|c| c.extensions.cpu_budget_ms = 100)
+        .spawn()
+        .await;
     let started = std::time::Instant::now();
     let res = get(&app, "/ext/spinner/spin", None).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -438,11 +441,10 @@ static NOSY_CTX: std::sync::OnceLock<InitContext<()>> = std::sync::OnceLock::new
 #[tokio::test]
 async fn a_service_call_outside_the_granted_permissions_is_refused_counted_and_audited() {
     // Its manifest requests no permission at all.
-    let app = spawn_app_with_extensions(
-        vec![Registration::new::<Nosy>(manifest("nosy"), "0.1.0")],
-        |_| {},
-    )
-    .await;
+    let app = TestApp::builder()
+        .extensions(vec![Registration::new::<Nosy>(manifest("nosy"), "0.1.0")])
+        .spawn()
+        .await;
     for (path, permission) in [
         ("/ext/nosy/peek", "users.read"),
         ("/ext/nosy/shout", "events.publish"),
@@ -500,11 +502,13 @@ const HOSTILE_SQL: [&str; 6] = [
 
 #[tokio::test]
 async fn hostile_sql_through_an_extensions_own_pool_is_refused() {
-    let app = spawn_app_with_extensions(
-        vec![Registration::new::<Faulty>(manifest("faulty"), "0.1.0")],
-        |_| {},
-    )
-    .await;
+    let app = TestApp::builder()
+        .extensions(vec![Registration::new::<Faulty>(
+            manifest("faulty"),
+            "0.1.0",
+        )])
+        .spawn()
+        .await;
     let user = app.user_token("someone@example.com", false).await;
     for sql in HOSTILE_SQL {
         let res = app
@@ -533,12 +537,12 @@ async fn hostile_sql_through_an_extensions_own_pool_is_refused() {
 
 #[tokio::test]
 async fn under_load_a_misbehaving_extension_costs_healthy_requests_nothing() {
-    let app = spawn_app_with_extensions(
-        vec![
+    let app = TestApp::builder()
+        .extensions(vec![
             Registration::new::<Faulty>(manifest("faulty"), "0.1.0"),
             Registration::new::<Healthy>(manifest("healthy"), "0.1.0"),
-        ],
-        |c| {
+        ])
+        .config(|c| {
             c.server.workers = 2;
             c.extensions.limits.insert(
                 "faulty".into(),
@@ -547,9 +551,9 @@ async fn under_load_a_misbehaving_extension_costs_healthy_requests_nothing() {
                     ..Default::default()
                 },
             );
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     const REQUESTS: usize = 800;
     let started = std::time::Instant::now();
     let mut tasks = Vec::new();
@@ -619,16 +623,19 @@ async fn under_load_a_misbehaving_extension_costs_healthy_requests_nothing() {
 
 #[tokio::test]
 async fn the_circuit_breaker_opens_recovers_and_disables_an_extension_that_keeps_failing() {
-    let app = spawn_app_with_extensions(
-        vec![Registration::new::<Faulty>(manifest("faulty"), "0.1.0")],
-        |c| {
+    let app = TestApp::builder()
+        .extensions(vec![Registration::new::<Faulty>(
+            manifest("faulty"),
+            "0.1.0",
+        )])
+        .config(|c| {
             c.extensions.breaker_failures = 3;
             c.extensions.breaker_window_secs = 60;
             c.extensions.breaker_cooldown_secs = 1;
             c.extensions.breaker_trips_to_disable = 2;
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let mut events = app.events.subscribe();
     for _ in 0..3 {
         assert_500(get(&app, "/ext/faulty/boom", None).await, "handler").await;

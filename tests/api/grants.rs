@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{run, solobase, stderr};
 use crate::helpers::{
-    TempDir, TestApp, connect, database_url, error_code, eventually, fresh_database, spawn_app_on,
+    TempDir, TestApp, connect, database_url, error_code, eventually, fresh_database,
 };
 
 /// The probe as the extension list shows it.
@@ -45,7 +45,11 @@ async fn keyed_me(app: &TestApp) -> reqwest::Response {
 #[tokio::test]
 async fn an_administrator_grants_what_an_extension_requests_when_enabling_and_may_revoke_it() {
     let db_name = fresh_database().await;
-    let app = spawn_app_on(db_name, |c| c.extensions.grant_on_first_sight = false).await;
+    let app = TestApp::builder()
+        .on(db_name)
+        .config(|c| c.extensions.grant_on_first_sight = false)
+        .spawn()
+        .await;
     let admin = app.user_token("admin@example.com", true).await;
     let user = app.user_token("keyed@example.com", false).await;
 
@@ -188,11 +192,14 @@ async fn an_administrator_grants_what_an_extension_requests_when_enabling_and_ma
 async fn the_command_line_grants_and_running_servers_apply_it_when_notified() {
     let db_name = fresh_database().await;
     // No periodic re-read during this test: only the notification can deliver the changes.
-    let app = spawn_app_on(db_name.clone(), |c| {
-        c.extensions.grant_on_first_sight = false;
-        c.extensions.resync_secs = 3600;
-    })
-    .await;
+    let app = TestApp::builder()
+        .on(db_name.clone())
+        .config(|c| {
+            c.extensions.grant_on_first_sight = false;
+            c.extensions.resync_secs = 3600;
+        })
+        .spawn()
+        .await;
     app.create_user("keyed@example.com", "password123", false)
         .await;
     let url = database_url(&db_name);
@@ -310,7 +317,11 @@ async fn the_command_line_grants_and_running_servers_apply_it_when_notified() {
 #[tokio::test]
 async fn a_change_whose_notification_was_lost_is_applied_at_the_next_re_read() {
     let db_name = fresh_database().await;
-    let app = spawn_app_on(db_name.clone(), |c| c.extensions.resync_secs = 1).await;
+    let app = TestApp::builder()
+        .on(db_name.clone())
+        .config(|c| c.extensions.resync_secs = 1)
+        .spawn()
+        .await;
     assert_eq!(app.get("/ext/probe/public").await.status(), StatusCode::OK);
     // Changed behind the host's back: no notification.
     let db = connect(&db_name).await;
@@ -453,7 +464,7 @@ async fn extensions_use_the_host_file_storage_only_as_granted() {
 #[tokio::test]
 async fn extensions_in_use_before_grants_existed_keep_what_they_request() {
     let db_name = fresh_database().await;
-    let app = spawn_app_on(db_name.clone(), |_| {}).await;
+    let app = TestApp::builder().on(db_name.clone()).spawn().await;
     app.stop().await.unwrap();
     // As a database from before grants: nothing granted, nothing decided.
     let db = connect(&db_name).await;
@@ -463,7 +474,11 @@ async fn extensions_in_use_before_grants_existed_keep_what_they_request() {
     )
     .await
     .unwrap();
-    let app = spawn_app_on(db_name, |c| c.extensions.grant_on_first_sight = false).await;
+    let app = TestApp::builder()
+        .on(db_name)
+        .config(|c| c.extensions.grant_on_first_sight = false)
+        .spawn()
+        .await;
     let admin = app.user_token("admin@example.com", true).await;
     let probe = probe_entry(&app, &admin).await;
     assert_eq!(probe["enabled"], true);

@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{error_code, fresh_database, spawn_app, spawn_app_on};
+use crate::helpers::{TestApp, error_code, fresh_database, spawn_app};
 
 #[tokio::test]
 async fn healthz_and_readyz_answer() {
@@ -77,8 +77,8 @@ async fn host_tables_live_in_their_own_schema_and_migrate_once() {
     let db = fresh_database().await;
     // Two instances starting together on one empty database.
     let (a, b) = tokio::join!(
-        spawn_app_on(db.clone(), |_| {}),
-        spawn_app_on(db.clone(), |_| {})
+        TestApp::builder().on(db.clone()).spawn(),
+        TestApp::builder().on(db.clone()).spawn()
     );
     assert_eq!(a.get("/readyz").await.status(), StatusCode::OK);
     assert_eq!(b.get("/readyz").await.status(), StatusCode::OK);

@@ -170,98 +170,105 @@ pub fn test_config(db_name: &str, data_dir: &Path) -> Config {
     config
 }
 
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
-}
-
-pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
-    let db_name = fresh_database().await;
-    spawn_app_on(db_name, customise).await
-}
-
-/// Spawns an app on an existing database.
-pub async fn spawn_app_on(db_name: String, customise: impl FnOnce(&mut Config)) -> TestApp {
-    spawn_app_full(db_name, customise, None).await
-}
-
-/// Spawns an app on a fresh database with the given extensions instead of the compiled-in
-/// ones.
-pub async fn spawn_app_with_extensions(
-    registrations: Vec<solobase_sdk::Registration>,
-    customise: impl FnOnce(&mut Config),
-) -> TestApp {
-    spawn_app_full(fresh_database().await, customise, Some(registrations)).await
-}
-
-/// Spawns an app on database `db_name` with the given extensions.
-pub async fn spawn_app_on_with_extensions(
-    db_name: String,
-    registrations: Vec<solobase_sdk::Registration>,
-    customise: impl FnOnce(&mut Config),
-) -> TestApp {
-    spawn_app_full(db_name, customise, Some(registrations)).await
-}
-
-/// Builds (but does not spawn) an app on database `db_name` with the given extensions.
-pub async fn build_on_with_extensions(
-    db_name: String,
-    registrations: Vec<solobase_sdk::Registration>,
-) -> anyhow::Result<(Application, TempDir)> {
-    let data_dir = TempDir::new();
-    let config = test_config(&db_name, &data_dir.0);
-    let app = Application::build_with_extensions(config, registrations).await?;
-    Ok((app, data_dir))
-}
-
-/// Builds (but does not spawn) an app on a fresh database with the given extensions.
-pub async fn build_with_extensions(
-    registrations: Vec<solobase_sdk::Registration>,
-) -> anyhow::Result<Application> {
-    let db_name = fresh_database().await;
-    let data_dir = TempDir::new();
-    let config = test_config(&db_name, &data_dir.0);
-    Application::build_with_extensions(config, registrations).await
-}
-
-async fn spawn_app_full(
-    db_name: String,
-    customise: impl FnOnce(&mut Config),
+/// How a test wants its server: on which database, with which extensions, configured how.
+/// `TestApp::builder().spawn()` is a server on a fresh database with the compiled-in
+/// extensions and the test configuration.
+#[must_use]
+pub struct TestAppBuilder<'a> {
+    database: Option<String>,
     registrations: Option<Vec<solobase_sdk::Registration>>,
-) -> TestApp {
-    let data_dir = TempDir::new();
-    let mut config = test_config(&db_name, &data_dir.0);
-    customise(&mut config);
-    let app = match registrations {
-        Some(r) => Application::build_with_extensions(config, r).await,
-        None => Application::build(config).await,
+    customise: Vec<Box<dyn FnOnce(&mut Config) + 'a>>,
+}
+
+impl<'a> TestAppBuilder<'a> {
+    /// On an existing database (another instance's, or one a test prepared).
+    pub fn on(mut self, database: impl Into<String>) -> Self {
+        self.database = Some(database.into());
+        self
     }
-    .expect("the app builds");
-    let port = app.port();
-    let metrics_port = app.metrics_port();
-    let events = app.state().events.clone();
-    let routes = app.api().routes();
-    let (tx, rx) = oneshot::channel();
-    let finished = tokio::spawn(app.run_until_stopped(async {
-        let _ = rx.await;
-    }));
-    TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        port,
-        metrics_port,
-        db_name,
-        data_dir,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client"),
-        events,
-        routes,
-        shutdown: Some(tx),
-        finished: Some(finished),
+
+    /// With these extensions instead of the compiled-in ones.
+    pub fn extensions(mut self, registrations: Vec<solobase_sdk::Registration>) -> Self {
+        self.registrations = Some(registrations);
+        self
     }
+
+    /// Changes the configuration (after [`test_config`]).
+    pub fn config(mut self, customise: impl FnOnce(&mut Config) + 'a) -> Self {
+        self.customise.push(Box::new(customise));
+        self
+    }
+
+    /// Builds the server without running it (its data directory lives as long as the
+    /// returned `TempDir`).
+    pub async fn build(self) -> anyhow::Result<(Application, TempDir)> {
+        let db_name = match self.database {
+            Some(name) => name,
+            None => fresh_database().await,
+        };
+        let data_dir = TempDir::new();
+        let mut config = test_config(&db_name, &data_dir.0);
+        for customise in self.customise {
+            customise(&mut config);
+        }
+        let app = match self.registrations {
+            Some(r) => Application::build_with_extensions(config, r).await,
+            None => Application::build(config).await,
+        }?;
+        Ok((app, data_dir))
+    }
+
+    /// Builds and runs the server.
+    pub async fn spawn(self) -> TestApp {
+        let (app, data_dir) = self.build().await.expect("the app builds");
+        let db_name = {
+            let url = app.state().config.database.url.clone().unwrap_or_default();
+            url.split_whitespace()
+                .find_map(|kv| kv.strip_prefix("dbname="))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let port = app.port();
+        let metrics_port = app.metrics_port();
+        let events = app.state().events.clone();
+        let routes = app.api().routes();
+        let (tx, rx) = oneshot::channel();
+        let finished = tokio::spawn(app.run_until_stopped(async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            metrics_port,
+            db_name,
+            data_dir,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            events,
+            routes,
+            shutdown: Some(tx),
+            finished: Some(finished),
+        }
+    }
+}
+
+/// The common case: `TestApp::builder().spawn()`.
+pub async fn spawn_app() -> TestApp {
+    TestApp::builder().spawn().await
 }
 
 impl TestApp {
+    /// A server to build: see [`TestAppBuilder`].
+    pub fn builder<'a>() -> TestAppBuilder<'a> {
+        TestAppBuilder {
+            database: None,
+            registrations: None,
+            customise: Vec::new(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

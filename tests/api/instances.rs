@@ -7,16 +7,19 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, connect, eventually, fresh_database, spawn_app_on};
+use crate::helpers::{TestApp, connect, eventually, fresh_database};
 
 async fn instance(db_name: &str) -> TestApp {
-    spawn_app_on(db_name.to_owned(), |c| {
-        c.extensions.resync_secs = 3600;
-        c.extensions.client_rate_per_second = 0;
-        c.extensions.jobs_poll_ms = 50;
-        std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
-    })
-    .await
+    TestApp::builder()
+        .on(db_name.to_owned())
+        .config(|c| {
+            c.extensions.resync_secs = 3600;
+            c.extensions.client_rate_per_second = 0;
+            c.extensions.jobs_poll_ms = 50;
+            std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
+        })
+        .spawn()
+        .await
 }
 
 /// How long until `check` holds on every instance (panics after a second).

@@ -11,8 +11,7 @@ use solobase_sdk::{ExtensionName, Registration};
 use tokio_postgres::error::SqlState;
 
 use crate::helpers::{
-    TempDir, build_on_with_extensions, connect, database_url, fresh_database, spawn_app,
-    spawn_app_on_with_extensions, spawn_app_with_extensions, test_config,
+    TempDir, TestApp, connect, database_url, fresh_database, spawn_app, test_config,
 };
 
 /// A client connected exactly as extension `name`'s database service is.
@@ -245,18 +244,21 @@ async fn tables(db_name: &str, schema: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn role_limits_come_from_configuration_and_postgres_enforces_them() {
-    let app = spawn_app_with_extensions(vec![ledger::<LedgerV1>("lim-ledger")], |c| {
-        c.extensions.limits.insert(
-            "lim-ledger".into(),
-            ExtensionLimits {
-                max_connections: Some(2),
-                statement_timeout_ms: Some(300),
-                idle_in_transaction_timeout_ms: Some(400),
-                ..Default::default()
-            },
-        );
-    })
-    .await;
+    let app = TestApp::builder()
+        .extensions(vec![ledger::<LedgerV1>("lim-ledger")])
+        .config(|c| {
+            c.extensions.limits.insert(
+                "lim-ledger".into(),
+                ExtensionLimits {
+                    max_connections: Some(2),
+                    statement_timeout_ms: Some(300),
+                    idle_in_transaction_timeout_ms: Some(400),
+                    ..Default::default()
+                },
+            );
+        })
+        .spawn()
+        .await;
     let limit: i32 = app
         .db()
         .await
@@ -452,21 +454,19 @@ async fn migrate_to_a_version_and_roll_back_one() {
 #[tokio::test]
 async fn a_changed_applied_migration_is_refused_naming_its_file() {
     let db_name = fresh_database().await;
-    let first = spawn_app_on_with_extensions(
-        db_name.clone(),
-        vec![ledger::<LedgerV1>("drift-ledger")],
-        |_| {},
-    )
-    .await;
+    let first = TestApp::builder()
+        .on(db_name.clone())
+        .extensions(vec![ledger::<LedgerV1>("drift-ledger")])
+        .spawn()
+        .await;
     assert_eq!(failure(&db_name, "drift-ledger").await, None);
     first.stop().await.unwrap();
 
-    let second = spawn_app_on_with_extensions(
-        db_name.clone(),
-        vec![ledger::<LedgerChanged>("drift-ledger")],
-        |_| {},
-    )
-    .await;
+    let second = TestApp::builder()
+        .on(db_name.clone())
+        .extensions(vec![ledger::<LedgerChanged>("drift-ledger")])
+        .spawn()
+        .await;
     let reason = failure(&db_name, "drift-ledger").await.unwrap_or_default();
     assert!(
         reason.contains("V1__entries.sql") && reason.contains("changed"),
@@ -482,7 +482,10 @@ async fn a_changed_applied_migration_is_refused_naming_its_file() {
 
 #[tokio::test]
 async fn a_failing_migration_leaves_the_schema_as_it_was() {
-    let app = spawn_app_with_extensions(vec![ledger::<LedgerBroken>("bad-ledger")], |_| {}).await;
+    let app = TestApp::builder()
+        .extensions(vec![ledger::<LedgerBroken>("bad-ledger")])
+        .spawn()
+        .await;
     let reason = failure(&app.db_name, "bad-ledger")
         .await
         .unwrap_or_default();
@@ -502,8 +505,14 @@ async fn a_failing_migration_leaves_the_schema_as_it_was() {
 async fn two_instances_on_one_empty_database_migrate_once() {
     let db_name = fresh_database().await;
     let (a, b) = tokio::join!(
-        build_on_with_extensions(db_name.clone(), vec![ledger::<LedgerV1V2>("twin-ledger")]),
-        build_on_with_extensions(db_name.clone(), vec![ledger::<LedgerV1V2>("twin-ledger")]),
+        TestApp::builder()
+            .on(db_name.clone())
+            .extensions(vec![ledger::<LedgerV1V2>("twin-ledger")])
+            .build(),
+        TestApp::builder()
+            .on(db_name.clone())
+            .extensions(vec![ledger::<LedgerV1V2>("twin-ledger")])
+            .build(),
     );
     let ((a, _a_dir), (b, _b_dir)) = (a.unwrap(), b.unwrap());
     for app in [&a, &b] {
@@ -546,12 +555,12 @@ async fn an_external_login_without_createrole_is_told_what_to_grant() {
     };
 
     // Without CREATEROLE: the server runs, the extension says what its login lacks.
-    let app = spawn_app_on_with_extensions(
-        db_name.clone(),
-        vec![ledger::<LedgerV1>("ext-login-ledger")],
-        as_login,
-    )
-    .await;
+    let app = TestApp::builder()
+        .on(db_name.clone())
+        .extensions(vec![ledger::<LedgerV1>("ext-login-ledger")])
+        .config(as_login)
+        .spawn()
+        .await;
     let reason = failure(&db_name, "ext-login-ledger")
         .await
         .unwrap_or_default();
@@ -567,12 +576,12 @@ async fn an_external_login_without_createrole_is_told_what_to_grant() {
         .batch_execute(&format!("ALTER ROLE {login} CREATEROLE"))
         .await
         .unwrap();
-    let app = spawn_app_on_with_extensions(
-        db_name.clone(),
-        vec![ledger::<LedgerV1>("ext-login-ledger")],
-        as_login,
-    )
-    .await;
+    let app = TestApp::builder()
+        .on(db_name.clone())
+        .extensions(vec![ledger::<LedgerV1>("ext-login-ledger")])
+        .config(as_login)
+        .spawn()
+        .await;
     assert_eq!(failure(&db_name, "ext-login-ledger").await, None);
     let ext = connect_as(&db_name, "ext-login-ledger").await.unwrap();
     ext.batch_execute("INSERT INTO entries (amount) VALUES (1)")
@@ -606,12 +615,11 @@ async fn a_schema_made_by_another_role_is_handed_to_the_extension() {
         )
         .await
         .unwrap();
-    let app = spawn_app_on_with_extensions(
-        db_name.clone(),
-        vec![ledger::<LedgerV1>("old-ledger")],
-        |_| {},
-    )
-    .await;
+    let app = TestApp::builder()
+        .on(db_name.clone())
+        .extensions(vec![ledger::<LedgerV1>("old-ledger")])
+        .spawn()
+        .await;
     assert_eq!(failure(&db_name, "old-ledger").await, None);
     let ext = connect_as(&db_name, "old-ledger").await.unwrap();
     let kept: i32 = ext

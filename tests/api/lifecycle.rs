@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use solobase_sdk::Registration;
 use solobase_sdk::prelude::*;
 
-use crate::helpers::{build_with_extensions, spawn_app_with_extensions};
+use crate::helpers::TestApp;
 
 // --- Extensions defined here, for lifecycle cases -------------------------------------------
 
@@ -67,7 +67,7 @@ async fn lifecycle_follows_dependencies_and_failures_stay_contained() {
         Registration::new::<LcBroken>(BROKEN, "0.1.0"),
         Registration::new::<LcBase>(BASE, "0.1.0"),
     ];
-    let app = spawn_app_with_extensions(regs, |_| {}).await;
+    let app = TestApp::builder().extensions(regs).spawn().await;
     assert_eq!(app.get("/ext/lc-top/").await.status(), StatusCode::OK);
     assert_eq!(app.get("/ext/lc-base").await.status(), StatusCode::OK);
     let res = app.get("/ext/lc-broken/").await;
@@ -115,7 +115,9 @@ impl Extension for Dup {
 #[tokio::test]
 async fn a_duplicate_route_is_a_start_up_error_naming_it() {
     const DUP: &str = "[extension]\nname = \"dup\"\nversion = \"0.1.0\"\ndescription = \"d\"\nmin_host_version = \"0.1.0\"\n";
-    let err = build_with_extensions(vec![Registration::new::<Dup>(DUP, "0.1.0")])
+    let err = TestApp::builder()
+        .extensions(vec![Registration::new::<Dup>(DUP, "0.1.0")])
+        .build()
         .await
         .err()
         .expect("start-up fails");

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app};
 
 async fn scrape(app: &TestApp, admin: &str) -> String {
     let res = app
@@ -98,7 +98,10 @@ async fn metrics_are_for_admins_and_hold_the_extension_and_http_series() {
 #[tokio::test]
 async fn ten_thousand_distinct_paths_add_no_series() {
     // No per-client rate limit: every request reaches its route.
-    let app = spawn_app_with(|c| c.extensions.client_rate_per_second = 0).await;
+    let app = TestApp::builder()
+        .config(|c| c.extensions.client_rate_per_second = 0)
+        .spawn()
+        .await;
     let admin = app.user_token("admin@example.com", true).await;
     let kinds = |range: std::ops::Range<usize>| {
         range
@@ -129,7 +132,10 @@ async fn ten_thousand_distinct_paths_add_no_series() {
 
 #[tokio::test]
 async fn metrics_may_be_served_without_authentication_on_a_private_address() {
-    let app = spawn_app_with(|c| c.metrics.bind = Some("127.0.0.1:0".parse().unwrap())).await;
+    let app = TestApp::builder()
+        .config(|c| c.metrics.bind = Some("127.0.0.1:0".parse().unwrap()))
+        .spawn()
+        .await;
     let port = app.metrics_port.expect("a metrics listener");
     app.get("/healthz").await;
     let res = app

@@ -10,7 +10,7 @@ use serde_json::Value;
 use solobase_sdk::prelude::*;
 use solobase_sdk::{Health, Registration};
 
-use crate::helpers::{TestApp, eventually, spawn_app_with_extensions};
+use crate::helpers::{TestApp, eventually};
 
 /// What `Moody`'s health check does: 0 healthy, 1 degraded, 2 critical, 3 never answers.
 static MOOD: AtomicU8 = AtomicU8::new(0);
@@ -60,8 +60,8 @@ async fn becomes(app: &TestApp, admin: &str, name: &str, status: &str) -> bool {
 #[tokio::test]
 async fn health_is_checked_on_an_interval_and_repeated_critical_checks_disable() {
     MOOD.store(0, Ordering::Relaxed);
-    let app = spawn_app_with_extensions(
-        vec![
+    let app = TestApp::builder()
+        .extensions(vec![
             Registration::new::<Moody>(
                 "[extension]\nname = \"moody\"\nversion = \"0.1.0\"\ndescription = \"d\"\n\
                  min_host_version = \"0.1.0\"\n",
@@ -72,14 +72,14 @@ async fn health_is_checked_on_an_interval_and_repeated_critical_checks_disable()
                  min_host_version = \"0.1.0\"\n\n[dependencies]\nmoody = \"^0.1\"\n",
                 "0.1.0",
             ),
-        ],
-        |c| {
+        ])
+        .config(|c| {
             c.extensions.health_interval_ms = 100;
             c.extensions.health_timeout_ms = 50;
             c.extensions.health_critical_to_disable = 5;
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let admin = app.user_token("admin@example.com", true).await;
     assert!(becomes(&app, &admin, "moody", "healthy").await);
     assert!(becomes(&app, &admin, "dependent", "healthy").await);

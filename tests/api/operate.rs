@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::cli::{run, solobase, stderr};
-use crate::helpers::{TempDir, database_url, eventually, fresh_database, spawn_app_on};
+use crate::helpers::{TempDir, TestApp, database_url, eventually, fresh_database};
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -22,11 +22,14 @@ fn json_of(out: &Output) -> Value {
 #[tokio::test]
 async fn status_health_and_metrics_come_from_the_running_instances() {
     let db_name = fresh_database().await;
-    let app = spawn_app_on(db_name.clone(), |c| {
-        c.extensions.stats_interval_ms = 100;
-        c.extensions.health_interval_ms = 100;
-    })
-    .await;
+    let app = TestApp::builder()
+        .on(db_name.clone())
+        .config(|c| {
+            c.extensions.stats_interval_ms = 100;
+            c.extensions.health_interval_ms = 100;
+        })
+        .spawn()
+        .await;
     for _ in 0..3 {
         app.get("/ext/probe/public").await;
     }
@@ -133,7 +136,7 @@ async fn status_health_and_metrics_come_from_the_running_instances() {
 #[tokio::test]
 async fn configuration_is_read_and_changed_from_the_command_line() {
     let db_name = fresh_database().await;
-    let app = spawn_app_on(db_name.clone(), |_| {}).await;
+    let app = TestApp::builder().on(db_name.clone()).spawn().await;
     let url = database_url(&db_name);
     let dir = TempDir::new();
     let ext_with = |args: &[&str], editor: Option<&std::path::Path>| {

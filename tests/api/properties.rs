@@ -15,7 +15,7 @@ use solobase::runtime::schema;
 use solobase_sdk::schemars::JsonSchema;
 use solobase_sdk::{ExtensionName, Migration, Registration};
 
-use crate::helpers::{build_on_with_extensions, connect, fresh_database};
+use crate::helpers::{TestApp, connect, fresh_database};
 use crate::isolation::Roles;
 
 /// Every object in `schema` but the migration history table (with its index, constraint and
@@ -386,7 +386,11 @@ fn a_config_reload_is_seen_whole_and_in_order() {
     );
     let (app, _data) = runtime
         .block_on(async {
-            build_on_with_extensions(fresh_database().await, vec![registration]).await
+            TestApp::builder()
+                .on(fresh_database().await)
+                .extensions(vec![registration])
+                .build()
+                .await
         })
         .expect("the app builds");
     let host = app.extensions().clone();
@@ -539,7 +543,11 @@ fn a_host_config_reload_changes_an_extensions_limits_as_one() {
     );
     let (app, data) = runtime
         .block_on(async {
-            build_on_with_extensions(fresh_database().await, vec![registration]).await
+            TestApp::builder()
+                .on(fresh_database().await)
+                .extensions(vec![registration])
+                .build()
+                .await
         })
         .expect("the app builds");
     let host = app.extensions().clone();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, eventually, fresh_database, spawn_app_on};
+use crate::helpers::{TestApp, eventually, fresh_database};
 
 async fn probe_limits(app: &TestApp, admin: &str) -> Value {
     app.extension(admin, "probe").await["limits"].clone()
@@ -38,7 +38,11 @@ async fn a_changed_config_file_changes_rate_limits_at_once_and_an_invalid_one_no
     let file = dir.0.join("solobase.toml");
     std::fs::write(&file, "[extensions]\nclient_rate_per_second = 100\n").unwrap();
     let source = file.clone();
-    let app = spawn_app_on(fresh_database().await, move |c| c.source = Some(source)).await;
+    let app = TestApp::builder()
+        .on(fresh_database().await)
+        .config(move |c| c.source = Some(source))
+        .spawn()
+        .await;
     let admin = app.user_token("admin@example.com", true).await;
     assert_eq!(
         probe_limits(&app, &admin).await["client_rate"]["per_second"],
@@ -90,7 +94,11 @@ async fn reading_the_file_does_not_reload_it_again() {
     let file = dir.0.join("solobase.toml");
     std::fs::write(&file, "[extensions]\nclient_rate_per_second = 100\n").unwrap();
     let source = file.clone();
-    let app = spawn_app_on(fresh_database().await, move |c| c.source = Some(source)).await;
+    let app = TestApp::builder()
+        .on(fresh_database().await)
+        .config(move |c| c.source = Some(source))
+        .spawn()
+        .await;
     std::fs::write(&file, "[extensions]\nclient_rate_per_second = 90\n").unwrap();
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -160,11 +168,14 @@ async fn put_config(
 /// An app whose extension configuration directory exists (so it is watched), without the
 /// per-client rate limit (the tests send many requests from one address).
 async fn app_with_config_dir() -> TestApp {
-    spawn_app_on(fresh_database().await, |c| {
-        std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
-        c.extensions.client_rate_per_second = 0;
-    })
-    .await
+    TestApp::builder()
+        .on(fresh_database().await)
+        .config(|c| {
+            std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
+            c.extensions.client_rate_per_second = 0;
+        })
+        .spawn()
+        .await
 }
 
 #[tokio::test]

@@ -13,10 +13,7 @@ use solobase_sdk::prelude::*;
 use solobase_sdk::{Migration, Registration};
 
 use crate::cli::{Server, run, solobase, stderr};
-use crate::helpers::{
-    TempDir, connect, database_url, fresh_database, spawn_app_on_with_extensions, spawn_app_with,
-    spawn_app_with_extensions,
-};
+use crate::helpers::{TempDir, TestApp, connect, database_url, fresh_database};
 
 const ADMIN: &str = "admin@example.com";
 const PASSWORD: &str = "correct horse battery";
@@ -102,7 +99,10 @@ async fn a_build_with_test_only_extensions_refuses_to_serve() {
 #[tokio::test]
 async fn an_extension_outside_the_official_tier_waits_for_an_administrator() {
     // No extension approved in the configuration: only the official tier starts granted.
-    let app = spawn_app_with(|c| c.extensions.approved.clear()).await;
+    let app = TestApp::builder()
+        .config(|c| c.extensions.approved.clear())
+        .spawn()
+        .await;
     app.create_user(ADMIN, PASSWORD, true).await;
     let token = app
         .login(ADMIN, PASSWORD)
@@ -438,7 +438,10 @@ async fn an_escalated_extension_role_is_repaired_at_start_and_audited() {
     // A role of its own (roles are shared by every database of the cluster).
     let name = format!("esc-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let role = format!("ext_{}", name.replace('-', "_"));
-    let app = spawn_app_with_extensions(vec![plain(&name)], |_| {}).await;
+    let app = TestApp::builder()
+        .extensions(vec![plain(&name)])
+        .spawn()
+        .await;
     let db_name = app.db_name.clone();
     app.stop().await.unwrap();
 
@@ -454,7 +457,11 @@ async fn an_escalated_extension_role_is_repaired_at_start_and_audited() {
         .await
         .unwrap();
 
-    let app = spawn_app_on_with_extensions(db_name.clone(), vec![plain(&name)], |_| {}).await;
+    let app = TestApp::builder()
+        .on(db_name.clone())
+        .extensions(vec![plain(&name)])
+        .spawn()
+        .await;
     let row = superuser
         .query_one(
             "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolinherit, \

@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{error_code, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, error_code, spawn_app};
 
 #[tokio::test]
 async fn upload_download_replace_delete() {
@@ -131,7 +131,10 @@ async fn only_the_uploader_or_an_admin_may_change_an_object() {
 
 #[tokio::test]
 async fn uploads_over_the_limit_are_refused_and_leave_nothing() {
-    let app = spawn_app_with(|c| c.storage.max_upload_bytes = 1024).await;
+    let app = TestApp::builder()
+        .config(|c| c.storage.max_upload_bytes = 1024)
+        .spawn()
+        .await;
     let token = app.user_token("ada@example.com", false).await;
     let res = app
         .put_object(&token, "b/big", vec![7u8; 1025], "application/octet-stream")

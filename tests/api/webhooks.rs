@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use solobase_sdk::webhooks::{self, Secret};
 
-use crate::helpers::{TestApp, eventually, spawn_app_with};
+use crate::helpers::{TestApp, eventually};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -120,12 +120,14 @@ impl Drop for Receiver {
 /// An app whose webhooks configuration is `toml`.
 async fn app_with(toml: &str) -> TestApp {
     let toml = toml.to_owned();
-    spawn_app_with(move |c| {
-        c.auth.signup_enabled = true;
-        std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
-        std::fs::write(c.extensions.config_dir.join("webhooks.toml"), toml).unwrap();
-    })
-    .await
+    TestApp::builder()
+        .config(move |c| {
+            c.auth.signup_enabled = true;
+            std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
+            std::fs::write(c.extensions.config_dir.join("webhooks.toml"), toml).unwrap();
+        })
+        .spawn()
+        .await
 }
 
 const FAST: &str = "allow = [\"127.0.0.0/8\"]\npoll_interval_ms = 50\n\
@@ -765,13 +767,15 @@ async fn an_endpoint_failing_for_the_period_is_disabled_and_bodies_are_capped() 
 async fn without_events_subscribe_events_wait_in_the_outbox_and_health_says_why() {
     let receiver = Receiver::start();
     let toml = FAST.to_owned();
-    let app = spawn_app_with(move |c| {
-        c.auth.signup_enabled = true;
-        c.extensions.health_interval_ms = 100;
-        std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
-        std::fs::write(c.extensions.config_dir.join("webhooks.toml"), toml).unwrap();
-    })
-    .await;
+    let app = TestApp::builder()
+        .config(move |c| {
+            c.auth.signup_enabled = true;
+            c.extensions.health_interval_ms = 100;
+            std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
+            std::fs::write(c.extensions.config_dir.join("webhooks.toml"), toml).unwrap();
+        })
+        .spawn()
+        .await;
     let admin = app.user_token("admin@example.com", true).await;
     call(
         &app,

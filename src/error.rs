@@ -49,6 +49,9 @@ pub enum ErrorCode {
     RequestTimeout,
     /// A storage quota would be exceeded.
     InsufficientStorage,
+    /// A storage path would be both a file and a folder (`a/b` stored, then `a/b/c`, or the
+    /// other way round).
+    PathConflict,
     /// The database cannot be reached right now.
     Unavailable,
     /// A bug or an unexpected failure; details are in the server log.
@@ -78,6 +81,7 @@ impl ErrorCode {
         Self::UnsupportedMediaType,
         Self::RequestTimeout,
         Self::InsufficientStorage,
+        Self::PathConflict,
         Self::Unavailable,
         Self::Internal,
     ];
@@ -108,6 +112,7 @@ impl ErrorCode {
             }
             Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
+            Self::PathConflict => (StatusCode::CONFLICT, "path_conflict"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -1,4 +1,5 @@
-//! The command line: `solobase serve`, `solobase users create`, `solobase extensions
+//! The command line: `solobase serve`, `solobase users create`, `solobase storage
+//! buckets|bucket`, `solobase extensions
 //! list|info|enable|disable|revoke|migrate|rollback|purge|audit|status|health|metrics|config`,
 //! `solobase config validate`; the developer tools (`solobase extensions generate|validate|
 //! keygen|package|verify|publish|search|install|uninstall`, `info --remote`) are handed to
@@ -24,6 +25,7 @@ use crate::startup::Application;
 mod extension_config;
 mod extension_status;
 pub mod extensions;
+mod storage;
 mod tools;
 
 #[derive(Debug, Parser)]
@@ -50,6 +52,15 @@ enum Command {
     /// Manage user accounts
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Storage buckets: list them, show one, set who may read its objects
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  solobase storage buckets\n  \
+                      solobase storage bucket avatars --access public\n  \
+                      solobase storage bucket reports --access authenticated\n  \
+                      solobase storage bucket reports --json"
+    )]
+    Storage(storage::StorageCommand),
     /// Manage extensions: list, info, status, health, metrics, enable (with grants), disable,
     /// revoke, configure, migrate, roll back, purge, read the audit log; generate a new one,
     /// validate one's folder; share them: keygen, package, verify, publish, search, install,
@@ -416,6 +427,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let config = load(config_path, &overrides)?;
             create_user(config, args).await
+        }
+        Command::Storage(command) => {
+            let location = command.location();
+            let overrides = Overrides {
+                bind: None,
+                data_dir: location.data_dir.clone(),
+                database_url: location.database_url.clone(),
+            };
+            let config = load(config_path, &overrides)?;
+            storage::run(config, command).await
         }
         // The developer tools: another program, which this one becomes.
         Command::Extensions(ExtensionsCommand::Tool(args)) => tools::hand_over(config_path, args),

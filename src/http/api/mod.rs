@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod buckets;
 pub mod extensions;
 pub mod metrics;
 pub mod permissions;
@@ -21,6 +22,7 @@ pub fn routes(api: &mut Api) {
         .add(super::openapi::__path_openapi, super::openapi::openapi);
     auth::routes(api);
     storage::routes(api);
+    buckets::routes(api);
     audit::routes(api);
     permissions::routes(api);
     extensions::routes(api);

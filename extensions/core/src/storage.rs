@@ -629,6 +629,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_path_is_a_file_or_a_folder_never_both() {
+        let base = std::env::temp_dir().join(format!("solobase-sdk-{}", uuid::Uuid::new_v4()));
+        let storage = Storage::open(&base).unwrap();
+        let conflict = |r: Result<(), ExtensionError>| match r {
+            Err(ExtensionError::Conflict(m)) => m,
+            other => panic!("expected a conflict, got {other:?}"),
+        };
+        storage.write("a/b", "x").await.unwrap();
+        let m = conflict(storage.write("a/b/c/d", "y").await);
+        assert!(m.contains("\"a/b\" is a file"), "{m}");
+        storage.write("d/e/f", "x").await.unwrap();
+        let m = conflict(storage.write("d/e", "y").await);
+        assert!(m.contains("\"d/e\" is a folder"), "{m}");
+        assert_eq!(&storage.read("a/b").await.unwrap()[..], b"x");
+        // Deleting the last file of a folder frees the folder's name.
+        storage.delete("d/e/f").await.unwrap();
+        assert!(!base.join("d").exists(), "emptied folders are removed");
+        storage.write("d/e", "y").await.unwrap();
+        // An empty folder left where a file goes is replaced.
+        fs::create_dir(base.join("g")).unwrap();
+        storage.write("g", "z").await.unwrap();
+        assert_eq!(&storage.read("g").await.unwrap()[..], b"z");
+        let scratch = fs::read_dir(base.join(SCRATCH_DIR)).unwrap().count();
+        assert_eq!(scratch, 0, "refused writes leave no scratch file");
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[tokio::test]
     async fn extension_storage_round_trip() {
         let base = std::env::temp_dir().join(format!("solobase-sdk-{}", uuid::Uuid::new_v4()));
         let storage = Storage::open(&base).unwrap();

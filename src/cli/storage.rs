@@ -121,7 +121,10 @@ fn print_list(buckets: &[BucketSettings], json: bool) -> anyhow::Result<()> {
         println!("no buckets yet: one appears with its first object or rule");
         return Ok(());
     }
-    println!("{:<32} {:<14} {:>10} {:>14}", "BUCKET", "ACCESS", "OBJECTS", "BYTES");
+    println!(
+        "{:<32} {:<14} {:>10} {:>14}",
+        "BUCKET", "ACCESS", "OBJECTS", "BYTES"
+    );
     for b in buckets {
         println!(
             "{:<32} {:<14} {:>10} {:>14}",

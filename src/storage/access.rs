@@ -8,8 +8,8 @@
 //! Bucket rules change only through [`set_access`], which writes the audit entry in the same
 //! transaction.
 
-use tokio_postgres::GenericClient;
 use serde::{Deserialize, Serialize};
+use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::Bucket;
@@ -122,26 +122,22 @@ fn settings(row: &tokio_postgres::Row) -> BucketSettings {
 
 /// Every bucket that holds objects or has a rule, by name.
 pub async fn list(client: &impl GenericClient) -> Result<Vec<BucketSettings>, ApiError> {
-    let rows = client
-        .query(&format!("{SETTINGS} ORDER BY 1"), &[])
-        .await?;
+    let rows = client.query(&format!("{SETTINGS} ORDER BY 1"), &[]).await?;
     Ok(rows.iter().map(settings).collect())
 }
 
 /// One bucket (private and empty when nothing is known about it).
 pub async fn get(client: &impl GenericClient, bucket: &Bucket) -> Result<BucketSettings, ApiError> {
     let row = client
-        .query_opt(
-            &format!("SELECT * FROM ({SETTINGS}) s WHERE s.name = $1"),
+        .query_one(
+            "SELECT $1::text, \
+               (SELECT access FROM solobase.storage_buckets WHERE name = $1), \
+               count(*), coalesce(sum(size), 0)::bigint \
+             FROM solobase.storage_objects WHERE bucket = $1",
             &[&bucket.as_str()],
         )
         .await?;
-    Ok(row.as_ref().map(settings).unwrap_or(BucketSettings {
-        name: bucket.as_str().to_owned(),
-        access: Access::Private,
-        objects: 0,
-        bytes: 0,
-    }))
+    Ok(settings(&row))
 }
 
 /// Sets `bucket`'s read rule, with its audit entry (`storage.bucket_access`, by `actor`) in
@@ -168,11 +164,9 @@ pub async fn set_access(
     )
     .await?;
     let previous = Access::from_column(previous.as_deref());
-    let entry = Entry::new(actor, "storage.bucket_access", Outcome::Ok).detail(
-        serde_json::json!({
-            "bucket": bucket.as_str(), "access": access.as_str(), "previous": previous.as_str(),
-        }),
-    );
+    let entry = Entry::new(actor, "storage.bucket_access", Outcome::Ok).detail(serde_json::json!({
+        "bucket": bucket.as_str(), "access": access.as_str(), "previous": previous.as_str(),
+    }));
     audit::record_in(&*tx, &entry)
         .await
         .map_err(ApiError::internal)?;

@@ -71,7 +71,10 @@ async fn an_upload_begun_before_someone_else_created_the_path_does_not_replace_t
     // Its scratch file exists once the server has checked the path (it was free) and
     // started receiving the body.
     assert!(
-        eventually(Duration::from_secs(10), || async { scratch_files(&app) == 1 }).await,
+        eventually(Duration::from_secs(10), || async {
+            scratch_files(&app) == 1
+        })
+        .await,
         "the slow upload is under way"
     );
 
@@ -143,7 +146,12 @@ async fn a_private_object_is_read_only_by_its_owner_and_administrators() {
     let bob = app.user_token("bob@example.com", false).await;
     let admin = app.user_token("admin@example.com", true).await;
     let res = app
-        .put_object(&alice, "private/dir/alice.txt", "alice's secret", "text/plain")
+        .put_object(
+            &alice,
+            "private/dir/alice.txt",
+            "alice's secret",
+            "text/plain",
+        )
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
 
@@ -352,9 +360,7 @@ async fn the_command_line_sets_a_buckets_rule() {
     let dir = crate::helpers::TempDir::new();
     let storage = |args: &[&str]| {
         let mut cmd = solobase(&dir.0);
-        cmd.arg("storage")
-            .args(args)
-            .args(["--database-url", &url]);
+        cmd.arg("storage").args(args).args(["--database-url", &url]);
         run(cmd, Duration::from_secs(60))
     };
     let out = storage(&["bucket", "site", "--access", "public"]);
@@ -376,7 +382,11 @@ async fn the_command_line_sets_a_buckets_rule() {
     assert_eq!(out.status.code(), Some(2), "a usage error");
     let out = storage(&["bucket", "Bad.Name", "--access", "public"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("invalid bucket name"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid bucket name"),
+        "{}",
+        stderr(&out)
+    );
 
     let actor: String = app
         .db()
@@ -538,8 +548,14 @@ mod through_an_extension {
         // What the extension stores has no owner: private, it is for administrators only.
         let (status, body) = probe(&app, "PUT", "private/ext.txt", None, "from the probe").await;
         assert_eq!(status, 204, "{body}");
-        assert_eq!(same_answer(&app, "private/ext.txt", Some(&alice)).await, 404);
-        assert_eq!(same_answer(&app, "private/ext.txt", Some(&admin)).await, 200);
+        assert_eq!(
+            same_answer(&app, "private/ext.txt", Some(&alice)).await,
+            404
+        );
+        assert_eq!(
+            same_answer(&app, "private/ext.txt", Some(&admin)).await,
+            200
+        );
     }
 
     #[tokio::test]
@@ -554,11 +570,17 @@ mod through_an_extension {
         );
         let (status, body) = probe(&app, "PUT", "b/c/d/e", None, "e").await;
         assert_eq!(status, 409, "{body}");
-        assert!(body.contains("cannot be both a file and a folder"), "{body}");
+        assert!(
+            body.contains("cannot be both a file and a folder"),
+            "{body}"
+        );
         let (status, body) = probe(&app, "PUT", "b/f/g", None, "g").await;
         assert_eq!(status, 204, "{body}");
         let (status, body) = probe(&app, "PUT", "b/f", None, "f").await;
         assert_eq!(status, 409, "{body}");
-        assert!(body.contains("cannot be both a file and a folder"), "{body}");
+        assert!(
+            body.contains("cannot be both a file and a folder"),
+            "{body}"
+        );
     }
 }

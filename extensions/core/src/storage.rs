@@ -230,7 +230,9 @@ impl SafeDir {
                     return Err(StorageError::file_on_the_way(&prefix, path));
                 }
                 Ok(_) => return Err(StorageError::NotFound),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NotFound),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(StorageError::NotFound);
+                }
                 Err(e) => return Err(e.into()),
             }
         }

@@ -147,7 +147,7 @@ pub fn users(pool: &Pool, grants: Arc<Grants>) -> solobase_sdk::Users {
 /// The host's file storage, for extensions granted `storage.read` / `storage.write`. A read
 /// acts for the caller the extension names (the request it serves; none for an anonymous
 /// one or for work outside a request), whose role is looked up again, and gets exactly the
-/// answer `GET /api/v1/storage/…` gives that caller ([`crate::storage::open_for`]). Writes
+/// answer `GET /api/v1/storage/…` gives that caller (`storage::open_for`). Writes
 /// act for the extension: they follow the storage API's rules (bucket and path syntax,
 /// `storage.max_upload_bytes`, one owner per object, a path is a file or a folder), store
 /// objects without an owner, replace or delete only such objects, and are recorded and

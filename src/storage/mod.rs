@@ -4,14 +4,14 @@
 //! the symlink-refusing lookups are the SDK's (`solobase_sdk::storage`), shared with the
 //! extensions' own storage areas; this module adds buckets. And an object is read only as
 //! its bucket's rule allows and changed only by its owner or an administrator, decided in
-//! the statements that read and write it ([`access`] holds the rule, [`objects`] the
+//! the statements that read and write it (`access` holds the rule, `objects` the
 //! statements), for the host's routes and the extensions' storage service alike.
 
-pub mod access;
-pub mod objects;
+pub(crate) mod access;
+pub(crate) mod objects;
 
-pub use access::{Access, BucketSettings, Reader};
-pub use objects::{ObjectInfo, Opened, Writer, commit_upload, delete_object, open_for};
+pub(crate) use access::{Access, BucketSettings, Reader};
+pub(crate) use objects::{ObjectInfo, Writer, commit_upload, delete_object, open_for};
 pub use solobase_sdk::storage::{ObjectPath, PathError, SafeDir, Scratch, StorageError};
 
 use crate::error::{ApiError, ErrorCode};

@@ -1,5 +1,5 @@
 //! `/api/v1/buckets[/{bucket}]`, administrators only: the storage buckets and who may read
-//! their objects (`private`, `authenticated`, `public`; see [`crate::storage::access`]),
+//! their objects (`private`, `authenticated`, `public`; see `storage::access`),
 //! changed at once for every instance and audited (`storage.bucket_access`).
 
 use actix_web::{HttpResponse, web};

@@ -1,10 +1,10 @@
 //! `PUT`, `GET`/`HEAD` and `DELETE /api/v1/storage/{bucket}/{path}`.
 //!
-//! Reading follows the bucket's rule ([`crate::storage::access`]): the owner and
+//! Reading follows the bucket's rule (`storage::access`): the owner and
 //! administrators always, any signed-in user in an `authenticated` bucket, anyone (without a
 //! token) in a `public` one; an object the caller may not read answers 404 like a missing
 //! one. An object may be replaced or deleted by the user who uploaded it or by an admin,
-//! decided by the statement that writes ([`crate::storage::objects`]). The path is taken
+//! decided by the statement that writes (`storage::objects`). The path is taken
 //! from the raw request URI and parsed by [`crate::storage::ObjectPath`], never from a
 //! router-decoded parameter, so every encoding trick meets the same checks.
 

@@ -50,6 +50,9 @@ pub(crate) enum ErrorCode {
     RequestTimeout,
     /// A storage quota would be exceeded.
     InsufficientStorage,
+    /// A storage path would be both a file and a folder (`a/b` stored, then `a/b/c`, or the
+    /// other way round).
+    PathConflict,
     /// The database cannot be reached right now.
     Unavailable,
     /// An extension's circuit breaker is open after repeated failures.
@@ -87,6 +90,7 @@ impl ErrorCode {
         Self::UnsupportedMediaType,
         Self::RequestTimeout,
         Self::InsufficientStorage,
+        Self::PathConflict,
         Self::Unavailable,
         Self::ExtensionUnavailable,
         Self::ExtensionBusy,
@@ -121,6 +125,7 @@ impl ErrorCode {
             }
             Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
+            Self::PathConflict => (StatusCode::CONFLICT, "path_conflict"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::ExtensionUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "extension_unavailable")

@@ -9,7 +9,7 @@
 pub(crate) mod domain;
 pub(crate) mod password;
 pub(crate) mod permissions;
-pub(crate) mod token;
+pub mod token;
 pub mod users;
 
 pub use domain::{Email, Password, Role};

@@ -19,13 +19,13 @@ pub(crate) fn random_token() -> String {
 }
 
 /// The value stored in `solobase.sessions.token_hash`.
-pub(crate) fn token_hash(token: &str) -> Vec<u8> {
+pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
 /// Extracts the token from an `Authorization` header value. `None` when the header is not a
 /// well-formed `Bearer sb_…` value.
-pub(crate) fn parse_bearer(header: &str) -> Option<&str> {
+pub fn parse_bearer(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;

@@ -1,4 +1,5 @@
-//! The command line: `solobase serve`, `solobase users …`, `solobase extensions …` (and the
+//! The command line: `solobase serve`, `solobase users …`, `solobase storage …`,
+//! `solobase extensions …` (and the
 //! developer tools it hands over to `solobase-devtools`), `solobase config validate`,
 //! `solobase completions`. One module per group of commands, each with its clap
 //! definitions; [`run`] is the one dispatch.
@@ -9,6 +10,7 @@
 mod config;
 mod extensions;
 mod serve;
+mod storage;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -42,6 +44,15 @@ enum Command {
     /// Manage user accounts
     #[command(subcommand)]
     Users(users::UsersCommand),
+    /// Storage buckets: list them, show one, set who may read its objects
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  solobase storage buckets\n  \
+                      solobase storage bucket avatars --access public\n  \
+                      solobase storage bucket reports --access authenticated\n  \
+                      solobase storage bucket reports --json"
+    )]
+    Storage(storage::StorageCommand),
     /// Manage extensions: list, info, status, health, metrics, enable (with grants), disable,
     /// revoke, configure, migrate, roll back, purge, read the audit log; generate a new one,
     /// validate one's folder; share them: keygen, package, verify, publish, search, install,
@@ -139,6 +150,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(config_path, args).await,
         Command::Users(command) => users::run(config_path, command).await,
+        Command::Storage(command) => {
+            let config = load(config_path, &command.location().overrides())?;
+            storage::run(config, command).await
+        }
         Command::Extensions(args) => extensions::run(config_path, args).await,
         Command::Config(command) => config::run(config_path, command),
         Command::Completions { shell } => {

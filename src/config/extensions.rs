@@ -24,7 +24,7 @@ pub struct ExtensionsConfig {
     /// milliseconds (0 = none).
     pub(crate) idle_in_transaction_timeout_ms: u64,
     /// Requests an extension's routes serve at once; beyond, 503 (per instance).
-    pub(crate) max_in_flight: usize,
+    pub max_in_flight: usize,
     /// Bytes an extension may keep in its storage area; beyond, 507 (0: no quota).
     pub(crate) storage_quota_bytes: u64,
     /// Time a request may spend running an extension's handler (polling it, not waiting);
@@ -158,7 +158,7 @@ pub struct BreakerSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DbLimits {
     /// The role's `CONNECTION LIMIT` and the size of its pool in each instance.
-    pub(crate) max_connections: u32,
+    pub max_connections: u32,
     /// The role's default `statement_timeout` (0 = none).
     pub(crate) statement_timeout_ms: u64,
     /// The role's default `idle_in_transaction_session_timeout` (0 = none).
@@ -180,14 +180,14 @@ pub struct Limits {
     /// The largest request body its routes accept.
     pub(crate) max_body_bytes: usize,
     /// Requests its routes serve at once.
-    pub(crate) max_in_flight: usize,
+    pub max_in_flight: usize,
     /// What its database role is held to.
     pub db: DbLimits,
 }
 
 impl ExtensionsConfig {
     /// The circuit breaker every extension gets.
-    pub(crate) fn breaker(&self) -> BreakerSettings {
+    pub fn breaker(&self) -> BreakerSettings {
         BreakerSettings {
             failures: self.breaker_failures,
             window_ms: self.breaker_window_secs.saturating_mul(1000),

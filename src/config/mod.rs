@@ -158,7 +158,7 @@ impl Config {
     }
 
     /// Parses TOML text; the error is one line naming the key and its position.
-    pub(crate) fn from_toml(text: &str) -> Result<Self, String> {
+    pub fn from_toml(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| describe_toml_error(text, &e))
     }
 
@@ -177,7 +177,7 @@ impl Config {
     /// Checks the resolved values (the last step of [`Config::load`]); public for the fuzz
     /// targets.
     #[doc(hidden)]
-    pub(crate) fn check(&mut self) -> Result<(), ConfigError> {
+    pub fn check(&mut self) -> Result<(), ConfigError> {
         if self
             .database
             .url
@@ -286,7 +286,7 @@ impl Config {
     }
 
     /// Where uploaded files live.
-    pub(crate) fn storage_dir(&self) -> PathBuf {
+    pub fn storage_dir(&self) -> PathBuf {
         self.data_dir.join("storage")
     }
 }

@@ -7,7 +7,7 @@
 pub(crate) mod api;
 pub(crate) mod body_deadline;
 mod dashboard;
-pub(crate) mod ext;
+pub mod ext;
 pub(crate) mod identity;
 mod json_bytes;
 pub(crate) mod openapi;

@@ -36,14 +36,14 @@ pub(crate) fn read(file: &Path) -> Result<serde_json::Value, String> {
 }
 
 /// TOML text as JSON.
-pub(crate) fn parse(file: &Path, text: &str) -> Result<serde_json::Value, String> {
+pub fn parse(file: &Path, text: &str) -> Result<serde_json::Value, String> {
     let table: toml::Table =
         toml::from_str(text).map_err(|e| format!("{}: {}", file.display(), e.message().trim()))?;
     serde_json::to_value(table).map_err(|e| format!("{}: {e}", file.display()))
 }
 
 /// Checks `value` (from `file`) against the extension's schema, then its type.
-pub(crate) fn check(
+pub fn check(
     file: &Path,
     registration: &Registration,
     value: &serde_json::Value,

@@ -79,7 +79,7 @@ impl HealthLog {
 }
 
 /// Runs `ext`'s health check within `limit`.
-pub(crate) async fn check(ext: &dyn ErasedExtension, limit: Duration) -> Check {
+pub async fn check(ext: &dyn ErasedExtension, limit: Duration) -> Check {
     let started = Instant::now();
     let outcome = tokio::time::timeout(limit, AssertUnwindSafe(ext.health()).catch_unwind()).await;
     let (status, message) = match outcome {

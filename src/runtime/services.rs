@@ -144,9 +144,14 @@ pub(crate) fn users(pool: &Pool, grants: Arc<Grants>) -> solobase_sdk::Users {
     }))
 }
 
-/// The host's file storage, for extensions granted `storage.read` / `storage.write`. Writes
-/// follow the storage API's rules (bucket and path syntax, `storage.max_upload_bytes`) and are
-/// recorded and announced like uploads; storage hooks are not called for them.
+/// The host's file storage, for extensions granted `storage.read` / `storage.write`. A read
+/// acts for the caller the extension names (the request it serves; none for an anonymous
+/// one or for work outside a request), whose role is looked up again, and gets exactly the
+/// answer `GET /api/v1/storage/…` gives that caller (`storage::open_for`). Writes
+/// act for the extension: they follow the storage API's rules (bucket and path syntax,
+/// `storage.max_upload_bytes`, one owner per object, a path is a file or a folder), store
+/// objects without an owner, replace or delete only such objects, and are recorded and
+/// announced like uploads; storage hooks are not called for them.
 #[derive(Debug, Clone)]
 pub(crate) struct HostFiles {
     pub(crate) extension: ExtensionName,
@@ -165,6 +170,7 @@ fn storage_failure(e: crate::error::ApiError) -> ExtensionError {
         ErrorCode::Forbidden => ExtensionError::Forbidden(e.message),
         ErrorCode::NotFound => ExtensionError::NotFound(e.message),
         ErrorCode::PayloadTooLarge => ExtensionError::InvalidRequest(e.message),
+        ErrorCode::PathConflict => ExtensionError::Conflict(e.message),
         _ => ExtensionError::Unavailable(e.message),
     }
 }
@@ -183,37 +189,38 @@ fn target(
 impl FileStore for HostFiles {
     fn read<'a>(
         &'a self,
+        caller: Option<&'a solobase_sdk::Identity>,
         bucket: &'a str,
         path: &'a str,
     ) -> BoxFuture<'a, solobase_sdk::Result<Option<StoredFile>>> {
         Box::pin(async move {
             self.grants.require("storage.read")?;
             let (bucket, path) = target(bucket, path)?;
-            let client = self.pool.get().await?;
-            let Some(row) = client
-                .query_opt(
-                    "SELECT content_type FROM solobase.storage_objects \
-                     WHERE bucket = $1 AND path = $2",
-                    &[&bucket.as_str(), &path.as_string()],
-                )
-                .await?
+            let reader = match caller {
+                Some(identity) => crate::storage::Reader::of_user(&self.pool, identity.user_id)
+                    .await
+                    .map_err(storage_failure)?,
+                None => crate::storage::Reader::Anonymous,
+            };
+            let Some(opened) =
+                crate::storage::open_for(&self.pool, &self.storage, &bucket, &path, reader)
+                    .await
+                    .map_err(storage_failure)?
             else {
                 return Ok(None);
             };
-            drop(client);
-            let storage = self.storage.clone();
             let data = tokio::task::spawn_blocking(move || {
                 use std::io::Read;
-                let (mut file, _) = storage.open_read(&bucket, &path)?;
+                let mut file = opened.file;
                 let mut data = Vec::new();
                 file.read_to_end(&mut data)?;
-                Ok::<_, crate::storage::StorageError>(data)
+                Ok::<_, std::io::Error>(data)
             })
             .await
             .map_err(ExtensionError::internal)?
-            .map_err(|e| storage_failure(crate::storage::storage_error(e)))?;
+            .map_err(ExtensionError::internal)?;
             Ok(Some(StoredFile {
-                content_type: row.get(0),
+                content_type: opened.content_type,
                 data: data.into(),
             }))
         })
@@ -256,7 +263,7 @@ impl FileStore for HostFiles {
             .map_err(ExtensionError::internal)?
             .map_err(ExtensionError::internal)?;
             let mut client = self.pool.get().await?;
-            let (_, event) = crate::storage::commit_upload(
+            let (_, _, event) = crate::storage::commit_upload(
                 &mut client,
                 &self.storage,
                 &bucket,

@@ -350,12 +350,34 @@ async fn extensions_use_the_host_file_storage_only_as_granted() {
         .put_object(&user, "docs/a.txt", b"from a user".to_vec(), "text/plain")
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
+    // Signed-in users read this bucket (the probe's files have no owner: in a private
+    // bucket only administrators would).
+    let res = app
+        .http
+        .put(app.url("/api/v1/buckets/docs"))
+        .bearer_auth(&admin)
+        .json(&json!({"access": "authenticated"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
 
-    // Granted on first sight: the probe reads what users uploaded …
-    let res = app.get("/ext/probe/shared/docs/a.txt").await;
+    // Granted on first sight: the probe reads what users uploaded, for a caller who may …
+    let res = app
+        .http
+        .get(app.url("/ext/probe/shared/docs/a.txt"))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-type"], "text/plain");
     assert_eq!(res.text().await.unwrap(), "from a user");
+    assert_eq!(
+        app.get("/ext/probe/shared/docs/a.txt").await.status(),
+        StatusCode::NOT_FOUND,
+        "not for an anonymous caller"
+    );
     assert_eq!(
         app.get("/ext/probe/shared/docs/none.txt").await.status(),
         StatusCode::NOT_FOUND

@@ -55,5 +55,7 @@ mod openapi;
 #[cfg(feature = "probe")]
 mod reload;
 mod storage;
+// Attacks on stored objects; a few go through the probe extension: run with --all-features.
+mod storage_access;
 #[cfg(feature = "webhooks")]
 mod webhooks;

@@ -289,11 +289,27 @@ async fn every_documented_operation_is_served_as_documented() {
                 .collect()
         });
 
+        // `{}` among the requirements: a token is optional (e.g. reading a public bucket).
+        let optional = op["security"].as_array().is_some_and(|list| {
+            list.iter()
+                .any(|r| r.as_object().is_some_and(|r| r.is_empty()))
+        });
+
         // Who is refused is what the document says.
         match &roles {
             None => {
                 let (status, body) = send(&app, method, path, None).await;
                 assert_ne!(status, 401, "{method} {path} is documented public: {body}");
+            }
+            Some(roles) if optional => {
+                assert!(roles.is_empty(), "{method} {path}: optional, for {roles:?}");
+                let (status, body) = send(&app, method, path, None).await;
+                assert_ne!(
+                    status, 401,
+                    "{method} {path} documents no token as enough: {body}"
+                );
+                let (status, body) = send(&app, method, path, Some("not-a-token")).await;
+                assert_eq!(status, 401, "{method} {path} refuses a bad token: {body}");
             }
             Some(roles) => {
                 let (status, body) = send(&app, method, path, None).await;
@@ -332,6 +348,8 @@ async fn every_documented_operation_is_served_as_documented() {
         "PUT /api/v1/roles/{role}/permissions/{permission}",
         "DELETE /api/v1/roles/{role}/permissions/{permission}",
         "PUT /api/v1/storage/{bucket}/{path}",
+        "GET /api/v1/buckets",
+        "GET /api/v1/buckets/{bucket}",
     ] {
         assert!(checked.contains(op), "{op} was not checked: {checked:?}");
     }

@@ -74,7 +74,7 @@ async fn upload_download_replace_delete() {
 }
 
 #[tokio::test]
-async fn storage_requires_authentication() {
+async fn changing_storage_requires_authentication() {
     let app = spawn_app().await;
     let res = app
         .http
@@ -87,11 +87,20 @@ async fn storage_requires_authentication() {
     assert_eq!(error_code(res).await, "unauthenticated");
     let res = app
         .http
-        .get(app.url("/api/v1/storage/b/x"))
+        .delete(app.url("/api/v1/storage/b/x"))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // Reading without a token is for public buckets (`storage_access`); elsewhere there is
+    // nothing to see.
+    let res = app
+        .http
+        .get(app.url("/api/v1/storage/b/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -106,7 +115,16 @@ async fn only_the_uploader_or_an_admin_may_change_an_object() {
             .status(),
         StatusCode::CREATED
     );
-    // Others may read…
+    // Signed-in users may read this bucket's objects …
+    let res = app
+        .http
+        .put(app.url("/api/v1/buckets/b"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"access": "authenticated"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
         app.get_object(&bob, "b/file").await.text().await.unwrap(),
         "ada's"

@@ -316,6 +316,6 @@ pub struct DownloadInfo {
     pub bucket: String,
     /// Object path within the bucket.
     pub path: String,
-    /// The reader.
-    pub user_id: Uuid,
+    /// The reader; `None` for an anonymous read of a public bucket.
+    pub user_id: Option<Uuid>,
 }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::error::{ExtensionError, Result};
 use crate::event::{Event, EventBus, EventType};
+use crate::http::Identity;
 use crate::http::Role;
 use crate::manifest::ExtensionName;
 use crate::storage::Storage;
@@ -267,9 +268,11 @@ pub struct StoredFile {
 /// The host's file storage, implemented by the host (and by mocks in tests). Buckets and
 /// paths follow the storage API's rules; an invalid one fails with `InvalidRequest`.
 pub trait FileStore: Send + Sync {
-    /// A file's content, or `None` when there is none at `bucket`/`path`.
+    /// A file's content as `caller` may read it (`None` acts for an anonymous client), or
+    /// `None` when there is none at `bucket`/`path` that the caller may read.
     fn read<'a>(
         &'a self,
+        caller: Option<&'a Identity>,
         bucket: &'a str,
         path: &'a str,
     ) -> BoxFuture<'a, Result<Option<StoredFile>>>;
@@ -285,10 +288,21 @@ pub trait FileStore: Send + Sync {
 }
 
 /// The host's file storage — the buckets users upload to through `/api/v1/storage`:
-/// reading needs the `storage.read` permission, writing and deleting `storage.write`. Files
-/// an extension writes have no owner (only admins may change them through the API), and
-/// uploads and deletions are announced as `storage.uploaded` / `storage.deleted` events.
-/// For the extension's private files, use [`InitContext::storage`] instead.
+/// reading needs the `storage.read` permission, writing and deleting `storage.write`.
+///
+/// A read acts for a caller and follows the bucket's read rule exactly as
+/// `GET /api/v1/storage/…` does for that caller: the owner and administrators always,
+/// signed-in users in an `authenticated` bucket, anyone in a `public` one. Pass the identity
+/// of the request being served (`req.head.identity.as_ref()`); `None` reads as an anonymous
+/// client, which is also how work outside a request (jobs, event handlers) reads. The host
+/// looks the caller's role up again, so a stale role grants nothing.
+///
+/// Files an extension writes have no owner: users cannot change them and, like any
+/// ownerless object, only administrators read them in a private bucket. An extension
+/// replaces or deletes only ownerless files, never a user's (`Forbidden`). A path that is a
+/// file where a folder is needed, or the reverse, is a `Conflict`. Uploads and deletions are
+/// announced as `storage.uploaded` / `storage.deleted` events. For the extension's private
+/// files, use [`InitContext::storage`] instead.
 #[derive(Clone)]
 pub struct Files(Arc<dyn FileStore>);
 
@@ -304,9 +318,16 @@ impl Files {
         Self(store)
     }
 
-    /// A file's content, or `None`.
-    pub async fn read(&self, bucket: &str, path: &str) -> Result<Option<StoredFile>> {
-        self.0.read(bucket, path).await
+    /// A file's content as `caller` may read it (`None`: as an anonymous client), or `None`
+    /// when there is no such file or the caller may not read it (the two look alike, as
+    /// they do through the host's API).
+    pub async fn read(
+        &self,
+        caller: Option<&Identity>,
+        bucket: &str,
+        path: &str,
+    ) -> Result<Option<StoredFile>> {
+        self.0.read(caller, bucket, path).await
     }
 
     /// Creates or replaces a file.

@@ -8,6 +8,11 @@
 //! URL, so `%2e%2e` and `%2f` are caught too); every directory on the way is checked not to be
 //! a symlink; files are opened with `O_NOFOLLOW`. Writes go to a scratch file renamed into
 //! place, so a reader never sees half a file and a failed write leaves the old content.
+//!
+//! A path is a file or a folder, never both: a write whose path runs through a file
+//! (`a/b` stored, then `a/b/c`), or lands on a folder holding files (`a/b/c` stored, then
+//! `a/b`), is a [`StorageError::Conflict`] that says which and what to do. Deleting a file
+//! removes the folders it leaves empty, so the name is free again.
 
 use std::fs;
 use std::io;
@@ -133,6 +138,30 @@ pub enum StorageError {
     /// The storage area's quota would be exceeded.
     #[error("storage quota exceeded: {0}")]
     QuotaExceeded(String),
+    /// The path is a file where a folder is needed, or a folder where the file goes.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl StorageError {
+    /// `prefix` is a file, so nothing can be stored under it.
+    fn file_on_the_way(prefix: &str, path: &ObjectPath) -> Self {
+        Self::Conflict(format!(
+            "{prefix:?} is a file, so it cannot also be a folder holding {:?}: a path cannot be \
+             both a file and a folder. Store this under another path, or delete {prefix:?} first",
+            path.as_string()
+        ))
+    }
+
+    /// `path` is a folder with something in it, so no file can be stored there.
+    fn folder_in_the_way(path: &ObjectPath) -> Self {
+        let path = path.as_string();
+        Self::Conflict(format!(
+            "{path:?} is a folder holding other files (under \"{path}/\"), so it cannot also be \
+             a file: a path cannot be both a file and a folder. Store this under another path, \
+             or delete what is under \"{path}/\" first"
+        ))
+    }
 }
 
 impl From<StorageError> for ExtensionError {
@@ -143,6 +172,7 @@ impl From<StorageError> for ExtensionError {
             StorageError::Symlink => ExtensionError::Forbidden(e.to_string()),
             StorageError::Io(e) => ExtensionError::internal(e),
             StorageError::QuotaExceeded(m) => ExtensionError::InsufficientStorage(m),
+            StorageError::Conflict(m) => ExtensionError::Conflict(m),
         }
     }
 }
@@ -169,8 +199,9 @@ impl SafeDir {
     }
 
     /// The location of `path` under `sub` (a directory name under the root, or `""`),
-    /// checking that nothing on the way is a symlink. With `create_dirs`, missing
-    /// directories are created (for writes).
+    /// checking that nothing on the way is a symlink. With `create_dirs` (for writes),
+    /// missing directories are created and a file on the way is a
+    /// [`StorageError::Conflict`]; without, it is [`StorageError::NotFound`].
     pub fn locate(
         &self,
         sub: &str,
@@ -179,24 +210,28 @@ impl SafeDir {
     ) -> Result<PathBuf, StorageError> {
         let mut current = self.root.clone();
         let (last, dirs) = path.0.split_last().ok_or(StorageError::NotFound)?;
-        let subs = (!sub.is_empty()).then_some(sub);
-        for dir in subs.into_iter().chain(dirs.iter().map(String::as_str)) {
+        let subs = (!sub.is_empty()).then_some((0, sub));
+        let on_the_way = dirs.iter().enumerate().map(|(i, d)| (i + 1, d.as_str()));
+        for (depth, dir) in subs.into_iter().chain(on_the_way) {
             current.push(dir);
-            match fs::symlink_metadata(&current) {
+            let mut found = fs::symlink_metadata(&current);
+            if create_dirs && matches!(&found, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+                match fs::create_dir(&current) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e.into()),
+                    // Made here or by a concurrent write: what is there now decides.
+                    _ => found = fs::symlink_metadata(&current),
+                }
+            }
+            match found {
                 Ok(meta) if meta.file_type().is_symlink() => return Err(StorageError::Symlink),
                 Ok(meta) if meta.is_dir() => {}
+                Ok(_) if create_dirs && depth > 0 => {
+                    let prefix = path.0[..depth].join("/");
+                    return Err(StorageError::file_on_the_way(&prefix, path));
+                }
                 Ok(_) => return Err(StorageError::NotFound),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if !create_dirs {
-                        return Err(StorageError::NotFound);
-                    }
-                    fs::create_dir(&current).or_else(|e| {
-                        if e.kind() == io::ErrorKind::AlreadyExists {
-                            Ok(())
-                        } else {
-                            Err(e)
-                        }
-                    })?;
+                    return Err(StorageError::NotFound);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -247,16 +282,82 @@ impl SafeDir {
         })
     }
 
-    /// Removes a file. A missing file is not an error.
-    pub fn remove(&self, sub: &str, path: &ObjectPath) -> Result<(), StorageError> {
-        match self.locate(sub, path, false) {
-            Ok(location) => match fs::remove_file(location) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
-                _ => Ok(()),
-            },
-            Err(StorageError::NotFound) => Ok(()),
-            Err(e) => Err(e),
+    /// Moves the finished `scratch` file to `path` under `sub`, replacing the file there
+    /// atomically and creating the folders on the way; returns where it went. An empty folder
+    /// at `path` (left by files deleted concurrently) is replaced; one with files in it, or a
+    /// file on the way, is a [`StorageError::Conflict`] and nothing is written. A folder
+    /// removed by a concurrent delete between the lookup and the rename is made again.
+    pub fn place(
+        &self,
+        sub: &str,
+        path: &ObjectPath,
+        scratch: Scratch,
+    ) -> Result<PathBuf, StorageError> {
+        let mut attempts = 0;
+        loop {
+            let dest = self.locate(sub, path, true)?;
+            if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
+                match fs::remove_dir(&dest) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(if is_not_empty(&e) {
+                            StorageError::folder_in_the_way(path)
+                        } else {
+                            e.into()
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            match fs::rename(&scratch.path, &dest) {
+                Ok(()) => {
+                    scratch.disarm();
+                    return Ok(dest);
+                }
+                // A folder on the way was removed, or replaced by a file, since the lookup:
+                // look again (which names the file, if that is what is there now).
+                Err(e)
+                    if (e.kind() == io::ErrorKind::NotFound
+                        || e.raw_os_error() == Some(ENOTDIR))
+                        && attempts < 3 =>
+                {
+                    attempts += 1;
+                }
+                // A folder appeared at `path` since the lookup.
+                Err(e) if e.raw_os_error() == Some(EISDIR) || is_not_empty(&e) => {
+                    return Err(StorageError::folder_in_the_way(path));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
+    }
+
+    /// Removes a file, then the folders it leaves empty (up to `sub`), so that their names
+    /// can hold files again. A missing file is not an error.
+    pub fn remove(&self, sub: &str, path: &ObjectPath) -> Result<(), StorageError> {
+        let location = match self.locate(sub, path, false) {
+            Ok(location) => location,
+            Err(StorageError::NotFound) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match fs::remove_file(&location) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        let top = if sub.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(sub)
+        };
+        // Stops at the first folder that is not empty (or was just filled by another write,
+        // which then makes it again: see `place`).
+        let mut dir = location.parent();
+        while let Some(d) = dir.filter(|d| d.starts_with(&top) && *d != top) {
+            if fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
     }
 
     /// Total size in bytes of the regular files under the root (symlinks are not followed).
@@ -282,6 +383,17 @@ impl SafeDir {
 const O_NOFOLLOW: i32 = 0o400000;
 /// `ELOOP`: what `open` answers with `O_NOFOLLOW` for a symlink.
 const ELOOP: i32 = 40;
+/// `ENOTDIR`: a file where a directory is needed.
+const ENOTDIR: i32 = 20;
+/// `EISDIR`: a directory where a file is needed.
+const EISDIR: i32 = 21;
+/// `ENOTEMPTY` (and `EEXIST`, which POSIX allows instead): a directory with entries.
+const ENOTEMPTY: i32 = 39;
+const EEXIST: i32 = 17;
+
+fn is_not_empty(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(ENOTEMPTY | EEXIST))
+}
 
 /// A write in progress.
 #[derive(Debug)]
@@ -297,11 +409,18 @@ impl Scratch {
     }
 
     /// Atomically moves the finished file to `dest`, replacing what was there (a rename
-    /// replaces a symlink at `dest` rather than following it).
+    /// replaces a symlink at `dest` rather than following it). [`SafeDir::place`] is the
+    /// checked way to do it under a storage root.
     pub fn persist(self, dest: &Path) -> io::Result<()> {
         fs::rename(&self.path, dest)?;
-        std::mem::forget(self);
+        self.disarm();
         Ok(())
+    }
+
+    /// Closes the file and keeps it (it was moved into place).
+    fn disarm(mut self) {
+        drop(self.file.take());
+        std::mem::forget(self);
     }
 }
 
@@ -390,7 +509,7 @@ impl Storage {
             let mut file = scratch.take_file().ok_or(StorageError::NotFound)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
-            scratch.persist(&dest)?;
+            dir.place("", &path, scratch)?;
             if let Some(used) = used.as_mut() {
                 **used = **used - old + new;
             }
@@ -509,6 +628,34 @@ mod tests {
         );
         assert!(ObjectPath::parse("a/../b").is_err());
         assert!(ObjectPath::parse("/a").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_path_is_a_file_or_a_folder_never_both() {
+        let base = std::env::temp_dir().join(format!("solobase-sdk-{}", uuid::Uuid::new_v4()));
+        let storage = Storage::open(&base).unwrap();
+        let conflict = |r: Result<(), ExtensionError>| match r {
+            Err(ExtensionError::Conflict(m)) => m,
+            other => panic!("expected a conflict, got {other:?}"),
+        };
+        storage.write("a/b", "x").await.unwrap();
+        let m = conflict(storage.write("a/b/c/d", "y").await);
+        assert!(m.contains("\"a/b\" is a file"), "{m}");
+        storage.write("d/e/f", "x").await.unwrap();
+        let m = conflict(storage.write("d/e", "y").await);
+        assert!(m.contains("\"d/e\" is a folder"), "{m}");
+        assert_eq!(&storage.read("a/b").await.unwrap()[..], b"x");
+        // Deleting the last file of a folder frees the folder's name.
+        storage.delete("d/e/f").await.unwrap();
+        assert!(!base.join("d").exists(), "emptied folders are removed");
+        storage.write("d/e", "y").await.unwrap();
+        // An empty folder left where a file goes is replaced.
+        fs::create_dir(base.join("g")).unwrap();
+        storage.write("g", "z").await.unwrap();
+        assert_eq!(&storage.read("g").await.unwrap()[..], b"z");
+        let scratch = fs::read_dir(base.join(SCRATCH_DIR)).unwrap().count();
+        assert_eq!(scratch, 0, "refused writes leave no scratch file");
+        fs::remove_dir_all(&base).unwrap();
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod buckets;
 pub(crate) mod extensions;
 pub(crate) mod metrics;
 pub(crate) mod permissions;
@@ -21,6 +22,7 @@ pub(crate) fn routes(api: &mut Api) {
         .add(super::openapi::__path_openapi, super::openapi::openapi);
     auth::routes(api);
     storage::routes(api);
+    buckets::routes(api);
     audit::routes(api);
     permissions::routes(api);
     extensions::routes(api);

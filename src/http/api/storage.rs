@@ -1,23 +1,27 @@
 //! `PUT`, `GET`/`HEAD` and `DELETE /api/v1/storage/{bucket}/{path}`.
 //!
-//! Any authenticated user may read; an object may be replaced or deleted by the user who
-//! uploaded it or by an admin. The path is taken from the raw request URI and parsed by
-//! [`crate::storage::ObjectPath`], never from a router-decoded parameter, so every encoding
-//! trick meets the same checks.
+//! Reading follows the bucket's rule (`storage::access`): the owner and
+//! administrators always, any signed-in user in an `authenticated` bucket, anyone (without a
+//! token) in a `public` one; an object the caller may not read answers 404 like a missing
+//! one. An object may be replaced or deleted by the user who uploaded it or by an admin,
+//! decided by the statement that writes (`storage::objects`). The path is taken
+//! from the raw request URI and parsed by [`crate::storage::ObjectPath`], never from a
+//! router-decoded parameter, so every encoding trick meets the same checks.
 
 use std::io::Write;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorCode, ErrorSchema};
 use crate::http::ext::convert;
+use crate::http::identity::{self, Caller};
 use crate::http::openapi::Binary;
 use crate::http::{AppState, CurrentUser};
 use crate::runtime::host::ExtensionHost;
-use crate::storage::{self, Bucket, ObjectInfo, ObjectPath, Writer, storage_error};
+use crate::storage::{self, Bucket, ObjectInfo, ObjectPath, Reader, Writer};
 use solobase_sdk::hooks::{DownloadInfo, HookPoint, UploadInfo};
 
 const PREFIX: &str = "/api/v1/storage/";
@@ -63,6 +67,27 @@ fn content_type(req: &HttpRequest) -> Result<String, ApiError> {
     Ok(text.trim().to_owned())
 }
 
+/// The caller of a read: anonymous when the request carries no credentials at all; a token
+/// that is sent must be valid (401 otherwise), never quietly read as anonymous.
+async fn reader(req: &HttpRequest, state: &AppState) -> Result<Reader, ApiError> {
+    let user = match identity::caller(req, &state.pool).await? {
+        Caller::Anonymous => return Ok(Reader::Anonymous),
+        Caller::InvalidToken => return Err(identity::invalid_token()),
+        Caller::User(user) => user,
+        // An extension's authentication hook established the caller.
+        Caller::Extension(_) => CurrentUser::extract(req).await?.0,
+    };
+    Ok(Reader::User {
+        id: user.id,
+        admin: user.is_admin(),
+    })
+}
+
+/// Not found, or not for this caller: the same answer, so that it tells nothing.
+fn no_such_object() -> ApiError {
+    ApiError::not_found("no such object, or not one you may read")
+}
+
 /// The owner of an existing object, `Some(None)` for an orphaned one, `None` when absent.
 async fn current_owner(
     client: &deadpool_postgres::Object,
@@ -78,6 +103,7 @@ async fn current_owner(
         .map(|row| row.get(0)))
 }
 
+/// The early refusal, before the body arrives; the statement that writes decides again.
 fn may_modify(user: &CurrentUser, owner: Option<Uuid>) -> Result<(), ApiError> {
     if user.0.is_admin() || owner == Some(user.0.id) {
         Ok(())
@@ -91,7 +117,10 @@ fn may_modify(user: &CurrentUser, owner: Option<Uuid>) -> Result<(), ApiError> {
 /// Store a file
 ///
 /// Streams the body into the bucket under the path. Replacing an object is for its uploader
-/// or an administrator. The Content-Type is kept and served back.
+/// or an administrator, checked again when the upload is stored: an object someone else
+/// created at the path while the body was arriving is not replaced (403). A path cannot be
+/// both a file and a folder (`a/b` and `a/b/c`): 409. The Content-Type is kept and served
+/// back.
 #[utoipa::path(
     put,
     path = "/api/v1/storage/{bucket}/{path}",
@@ -107,7 +136,8 @@ fn may_modify(user: &CurrentUser, owner: Option<Uuid>) -> Result<(), ApiError> {
         (status = 200, description = "Replaced", body = ObjectInfo),
         (status = 201, description = "Created", body = ObjectInfo),
         (status = 400, description = "An invalid bucket, path or Content-Type (`invalid_request`)", body = ErrorSchema),
-        (status = 403, description = "Someone else's object (`forbidden`)", body = ErrorSchema),
+        (status = 403, description = "Someone else's object, even one stored while the body was arriving (`forbidden`)", body = ErrorSchema),
+        (status = 409, description = "The path is a file where a folder is needed, or a folder where the file goes (`path_conflict`)", body = ErrorSchema),
         (status = 413, description = "Larger than storage.max_upload_bytes (`payload_too_large`)", body = ErrorSchema),
     )
 )]
@@ -176,7 +206,7 @@ pub(crate) async fn upload(
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     let mut client = state.pool.get().await?;
-    let (info, event) = storage::commit_upload(
+    let (info, replaced, event) = storage::commit_upload(
         &mut client,
         &state.storage,
         &bucket,
@@ -184,7 +214,10 @@ pub(crate) async fn upload(
         scratch,
         size,
         &media_type,
-        Writer::User(user.0.id),
+        Writer::User {
+            id: user.0.id,
+            admin: user.0.is_admin(),
+        },
     )
     .await?;
     state.events.publish(event);
@@ -193,7 +226,7 @@ pub(crate) async fn upload(
         ext.storage_after_upload(&hook_info)
     })
     .await;
-    let mut response = if existed.is_some() {
+    let mut response = if replaced {
         HttpResponse::Ok()
     } else {
         HttpResponse::Created()
@@ -203,8 +236,12 @@ pub(crate) async fn upload(
 
 /// Read a file
 ///
-/// Any authenticated user may read. Ranges and conditional requests are supported; the
-/// answer carries `X-Content-Type-Options: nosniff` and a sandboxing Content-Security-Policy.
+/// As the bucket's rule allows: the object's owner and administrators always; any signed-in
+/// user when the bucket is `authenticated`; anyone, without a token, when it is `public`
+/// (`private`, the default, allows no one else). An object the caller may not read answers
+/// 404 exactly like a missing one, so a refusal does not reveal that it exists. A token that
+/// is sent must be valid. Ranges and conditional requests are supported; the answer carries
+/// `X-Content-Type-Options: nosniff` and a sandboxing Content-Security-Policy.
 #[utoipa::path(
     method(get, head),
     path = "/api/v1/storage/{bucket}/{path}",
@@ -214,36 +251,34 @@ pub(crate) async fn upload(
         ("bucket" = String, Path, description = "A bucket name: lowercase letters, digits, `-` and `_`"),
         ("path" = String, Path, description = "The object's path in the bucket; may contain `/`, never `.`, `..` or empty segments"),
     ),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The file, with the Content-Type it was stored with", content_type = "*/*", body = Binary),
         (status = 206, description = "The requested range", content_type = "*/*", body = Binary),
         (status = 304, description = "Not modified"),
         (status = 400, description = "An invalid bucket or path (`invalid_request`)", body = ErrorSchema),
-        (status = 404, description = "No such object (`not_found`)", body = ErrorSchema),
+        (status = 401, description = "A token was sent and it is malformed, unknown or expired (`invalid_token`)", body = ErrorSchema),
+        (status = 404, description = "No such object, or one the bucket's rule does not let the caller read (`not_found`)", body = ErrorSchema),
     )
 )]
 #[tracing::instrument(name = "storage.download", skip_all)]
 pub(crate) async fn download(
     req: HttpRequest,
-    user: CurrentUser,
     state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
 ) -> Result<HttpResponse, ApiError> {
     let (bucket, path) = target(&req)?;
-    let client = state.pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT content_type FROM solobase.storage_objects WHERE bucket = $1 AND path = $2",
-            &[&bucket.as_str(), &path.as_string()],
-        )
+    let reader = reader(&req, &state).await?;
+    let opened = storage::open_for(&state.pool, &state.storage, &bucket, &path, reader)
         .await?
-        .ok_or_else(|| ApiError::not_found("no such object"))?;
-    drop(client);
+        .ok_or_else(no_such_object)?;
     let info = DownloadInfo {
         bucket: bucket.as_str().to_owned(),
         path: path.as_string(),
-        user_id: user.0.id,
+        user_id: match reader {
+            Reader::User { id, .. } => Some(id),
+            Reader::Anonymous => None,
+        },
     };
     if let Some(refusal) = host
         .refuse(HookPoint::StorageBeforeDownload, |ext| {
@@ -253,17 +288,12 @@ pub(crate) async fn download(
     {
         return Ok(convert::response(refusal));
     }
-    let media_type: String = row.get(0);
-    let (file, location) = state
-        .storage
-        .open_read(&bucket, &path)
-        .map_err(storage_error)?;
-    let named = actix_files::NamedFile::from_file(file, location)
+    let named = actix_files::NamedFile::from_file(opened.file, opened.location)
         .map_err(ApiError::internal)?
         .disable_content_disposition();
     let mut response = named.into_response(&req);
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&media_type) {
+    if let Ok(value) = HeaderValue::from_str(&opened.content_type) {
         headers.insert(header::CONTENT_TYPE, value);
     }
     // Uploaded content is untrusted: never let a browser run it as part of this origin.
@@ -284,7 +314,8 @@ pub(crate) async fn download(
 
 /// Delete a file
 ///
-/// For its uploader or an administrator.
+/// For its uploader or an administrator, decided by the statement that deletes. An object
+/// the caller may not even read answers 404, like a missing one.
 #[utoipa::path(
     delete,
     path = "/api/v1/storage/{bucket}/{path}",
@@ -298,8 +329,8 @@ pub(crate) async fn download(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "An invalid bucket or path (`invalid_request`)", body = ErrorSchema),
-        (status = 403, description = "Someone else's object (`forbidden`)", body = ErrorSchema),
-        (status = 404, description = "No such object (`not_found`)", body = ErrorSchema),
+        (status = 403, description = "Someone else's object, which the caller may read (`forbidden`)", body = ErrorSchema),
+        (status = 404, description = "No such object, or one the caller may not read (`not_found`)", body = ErrorSchema),
     )
 )]
 #[tracing::instrument(name = "storage.delete", skip_all)]
@@ -309,21 +340,19 @@ pub(crate) async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (bucket, path) = target(&req)?;
-    let path_str = path.as_string();
     let mut client = state.pool.get().await?;
-    let owner = current_owner(&client, &bucket, &path_str)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such object"))?;
-    may_modify(&user, owner)?;
     let event = storage::delete_object(
         &mut client,
         &state.storage,
         &bucket,
         &path,
-        Writer::User(user.0.id),
+        Writer::User {
+            id: user.0.id,
+            admin: user.0.is_admin(),
+        },
     )
     .await?
-    .ok_or_else(|| ApiError::not_found("no such object"))?;
+    .ok_or_else(no_such_object)?;
     state.events.publish(event);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -74,7 +74,7 @@ async fn read_body(
 /// `/ext/<name>/<rest>` → (`<name>`, `/<rest>`): the extension and the path its route table
 /// looks up (`/` when there is no rest). Anything else has the empty name, which no extension
 /// has.
-pub(crate) fn split_path(path: &str) -> (&str, String) {
+pub fn split_path(path: &str) -> (&str, String) {
     let rest = path.strip_prefix("/ext/").unwrap_or_default();
     match rest.split_once('/') {
         Some((name, sub)) => (name, format!("/{sub}")),

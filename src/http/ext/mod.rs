@@ -4,5 +4,5 @@
 //! SDK's and back.
 
 pub(crate) mod convert;
-pub(crate) mod dispatch;
+pub mod dispatch;
 pub(crate) mod pipeline;

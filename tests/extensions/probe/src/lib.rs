@@ -180,7 +180,7 @@ impl Extension for Probe {
                 ))
             })
             .public();
-        // The host's file storage (storage.read / storage.write).
+        // The host's file storage (storage.read / storage.write), read for the caller.
         routes
             .get(
                 "/shared/{bucket}/{*path}",
@@ -189,7 +189,11 @@ impl Extension for Probe {
                     let file = ext
                         .ctx
                         .files
-                        .read(bucket.unwrap_or_default(), path.unwrap_or_default())
+                        .read(
+                            req.head.identity.as_ref(),
+                            bucket.unwrap_or_default(),
+                            path.unwrap_or_default(),
+                        )
                         .await?
                         .ok_or_else(|| ExtensionError::NotFound("no such file".into()))?;
                     Ok(Response::new(StatusCode::OK)

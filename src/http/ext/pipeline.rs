@@ -34,23 +34,21 @@ use solobase_sdk::{Flow, MiddlewareSpec, Response};
 use super::convert;
 use crate::http::RequestId;
 use crate::runtime::host::{
-    ActiveSet, Begun, ExtensionHost, HookOutcome, Loaded, Slot, panicked_response,
+    ActiveSet, ExtensionHost, HookOutcome, Loaded, Slot, panicked_response, settle,
 };
 
-/// Runs one request-path hook of `l` at `$point`: its answer at once, or awaited within the
-/// hook's time limit — a [`HookOutcome`]. `$calling` names the hook while its synchronous part
-/// runs: a panic there unwinds to [`middleware`], which catches it once per request.
+/// Runs one request-path hook of `l` at `$point` through the host's hook engine
+/// (`ExtensionHost::begin`, then `settle`): its answer at once, or awaited within the hook's
+/// time limit — a [`HookOutcome`]. The macro only names the hook in `$calling` while its
+/// synchronous part runs: a panic there unwinds to [`middleware`], which catches it once per
+/// request.
 macro_rules! run_hook {
     ($host:expr, $calling:expr, $l:expr, $point:expr, $start:expr) => {{
         let slot = Slot::from($point);
         $calling.set(Some((&**$l, slot)));
         let begun = $host.begin($l, slot, $calling.timed, $start);
         $calling.set(None);
-        match begun {
-            Begun::Ready(answer) => HookOutcome::Done(answer),
-            Begun::Waiting(call) => call.await,
-            Begun::Panicked => HookOutcome::Panicked,
-        }
+        settle(begun).await
     }};
 }
 

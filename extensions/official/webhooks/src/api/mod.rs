@@ -4,17 +4,19 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
 use serde::Deserialize;
+use solobase_sdk::EventType;
 use solobase_sdk::prelude::*;
-use solobase_sdk::{EventType, tokio_postgres};
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::Webhooks;
 use crate::engine::fail_pending;
-use crate::feed::rfc3339;
-use crate::ssrf::{AllowList, check_url};
+
+mod checks;
+mod rows;
+
+use checks::*;
+use rows::*;
 
 /// The permission that opens the API to non-administrators.
 pub const PERMISSION: &str = "webhooks.manage";
@@ -46,163 +48,6 @@ pub(crate) fn routes(r: &mut Routes<Webhooks>) {
         .permission(p);
     r.post("/api/replay", Webhooks::replay).permission(p);
     r.get("/api/summary", Webhooks::summary).permission(p);
-}
-
-fn bad(message: impl Into<String>) -> ExtensionError {
-    ExtensionError::InvalidRequest(message.into())
-}
-
-/// Whether `pattern` is an event type or a `prefix.*`/`*` wildcard.
-pub fn valid_pattern(pattern: &str) -> bool {
-    pattern == "*" || EventType::parse(pattern.strip_suffix(".*").unwrap_or(pattern)).is_some()
-}
-
-/// Headers an endpoint may not set: hop-by-hop ones, those the HTTP client owns, and the
-/// signature's.
-fn refused_header(name: &str) -> bool {
-    const HOP: [&str; 12] = [
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "content-type",
-    ];
-    let lower = name.to_ascii_lowercase();
-    HOP.contains(&lower.as_str()) || lower.starts_with("webhook-")
-}
-
-fn check_headers(headers: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
-    if headers.len() > 20 {
-        return Err(bad("at most 20 custom headers"));
-    }
-    for (name, value) in headers {
-        let Some(value) = value.as_str() else {
-            return Err(bad(format!("header {name:?}: the value must be a string")));
-        };
-        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(bad(format!("{name:?} is not a valid header name")));
-        }
-        if reqwest::header::HeaderValue::from_str(value).is_err() || value.len() > 4096 {
-            return Err(bad(format!(
-                "header {name:?}: the value must be visible ASCII, at most 4096 bytes"
-            )));
-        }
-        if refused_header(name) {
-            return Err(bad(format!(
-                "header {name:?} cannot be set: hop-by-hop, content and webhook-* headers \
-                 belong to the delivery"
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn check_url_text(url: &str, allow: &[String]) -> Result<()> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| {
-        bad(format!(
-            "url: {e}; give an absolute http:// or https:// URL"
-        ))
-    })?;
-    if !matches!(parsed.scheme(), "http" | "https") || url.len() > 2048 {
-        return Err(bad(
-            "url must start with https:// or http:// (at most 2048 characters)",
-        ));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(bad(
-            "url must not carry credentials; use a custom header instead",
-        ));
-    }
-    let allow = AllowList::parse(allow).map_err(ExtensionError::Config)?;
-    check_url(&parsed, &allow).map_err(bad)
-}
-
-fn check_patterns(patterns: &[String]) -> Result<()> {
-    if patterns.is_empty() || patterns.len() > 50 || !patterns.iter().all(|p| valid_pattern(p)) {
-        return Err(bad(
-            "event_types must list 1 to 50 event types or wildcards such as user.* or *",
-        ));
-    }
-    Ok(())
-}
-
-fn check_rate(rate: Option<i32>) -> Result<()> {
-    match rate {
-        Some(r) if !(1..=10_000).contains(&r) => Err(bad(
-            "rate_limit is requests per second, 1 to 10000 (or null for none)",
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// A new `whsec_` secret of 32 random bytes.
-pub fn new_secret() -> Result<String> {
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(ExtensionError::internal)?;
-    Ok(format!(
-        "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(key)
-    ))
-}
-
-fn param_id<T: std::str::FromStr>(req: &Request) -> Result<T> {
-    req.param("id")
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("the id in the path is not valid"))
-}
-
-fn time_json(t: Option<OffsetDateTime>) -> serde_json::Value {
-    t.map_or(serde_json::Value::Null, |t| rfc3339(t).into())
-}
-
-const ENDPOINT_COLUMNS: &str = "id, url, description, event_types, enabled, headers, rate_limit, \
-    disabled_reason, failing_since, created_at, updated_at, \
-    previous_secret_expires_at > now() AS rotating";
-
-fn endpoint_json(row: &tokio_postgres::Row) -> serde_json::Value {
-    serde_json::json!({
-        "id": row.get::<_, Uuid>("id"),
-        "url": row.get::<_, String>("url"),
-        "description": row.get::<_, String>("description"),
-        "event_types": row.get::<_, Vec<String>>("event_types"),
-        "enabled": row.get::<_, bool>("enabled"),
-        "headers": row.get::<_, serde_json::Value>("headers"),
-        "rate_limit": row.get::<_, Option<i32>>("rate_limit"),
-        "disabled_reason": row.get::<_, Option<String>>("disabled_reason"),
-        "failing_since": time_json(row.get("failing_since")),
-        "rotating": row.get::<_, Option<bool>>("rotating").unwrap_or(false),
-        "created_at": time_json(row.get("created_at")),
-        "updated_at": time_json(row.get("updated_at")),
-    })
-}
-
-const DELIVERY_COLUMNS: &str = "id, endpoint_id, event_id, event_type, status, attempts, \
-    next_attempt_at, last_attempt_at, last_status, last_error, delivered_at, created_at";
-
-fn delivery_json(row: &tokio_postgres::Row) -> serde_json::Value {
-    let status: String = row.get("status");
-    serde_json::json!({
-        "id": row.get::<_, i64>("id"),
-        "endpoint_id": row.get::<_, Uuid>("endpoint_id"),
-        "event_id": row.get::<_, Uuid>("event_id"),
-        "message_id": crate::message_id(row.get("event_id")),
-        "event_type": row.get::<_, String>("event_type"),
-        "attempts": row.get::<_, i32>("attempts"),
-        "next_attempt_at": if status == "pending" { time_json(row.get("next_attempt_at")) } else { serde_json::Value::Null },
-        "status": status,
-        "last_attempt_at": time_json(row.get("last_attempt_at")),
-        "last_status": row.get::<_, Option<i32>>("last_status"),
-        "last_error": row.get::<_, Option<String>>("last_error"),
-        "delivered_at": time_json(row.get("delivered_at")),
-        "created_at": time_json(row.get("created_at")),
-    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,14 +114,6 @@ struct DeliveryFilter {
     since: Option<String>,
     before_id: Option<i64>,
     limit: Option<i64>,
-}
-
-fn parse_time(field: &str, value: &str) -> Result<OffsetDateTime> {
-    OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).map_err(|_| {
-        bad(format!(
-            "{field} must be an RFC 3339 time, e.g. 2025-01-31T12:00:00Z"
-        ))
-    })
 }
 
 impl Webhooks {

@@ -1,61 +1,23 @@
-//! Integration tests: one binary, a module per feature. Every test gets its own database on a
-//! real PostgreSQL (see `helpers`) and talks to the server through a real socket.
-//! Set TEST_LOG=1 to see the servers' logs.
+//! Integration tests: one binary, a folder per part of Solobase, a module per feature. Every
+//! test gets its own database on a real PostgreSQL (see `helpers`) and talks to the server
+//! through a real socket. Set TEST_LOG=1 to see the servers' logs.
+//!
+//! - `server/` — the host: accounts, storage, events, health, metrics, the API document, the
+//!   dashboard, the binary as a user runs it, hostile clients;
+//! - `runtime/` — the extension runtime: lifecycle, hooks, faults, grants, isolation, several
+//!   instances, reloads, properties, attacks on the trust boundaries;
+//! - `shipped/` — the shipped extensions (analytics, webhooks);
+//! - `tools/` — the developer tools (generate, package, install).
 
 #![allow(clippy::unwrap_used)]
 // Tests connect directly to inspect what the server wrote.
 #![allow(clippy::disallowed_methods)]
 
-// The analytics extension; its browser test needs the probe feature's harness.
-mod analytics;
-mod audit;
-mod auth;
-// Drives headless Chromium through the DevTools protocol for the dashboard's test.
+// Drives headless Chromium through the DevTools protocol for the dashboards' tests.
 #[cfg(feature = "probe")]
 mod cdp;
-mod cli;
-// The admin dashboard; its browser test uses the probe extension: run with --all-features.
-mod dashboard;
-mod events;
-// Needs the test-only `probe` extension: run with --all-features.
-#[cfg(feature = "probe")]
-mod extensions;
-mod faults;
-// Grants the probe extension's permissions: run with --all-features.
-#[cfg(feature = "probe")]
-mod grants;
-mod health;
 mod helpers;
-// Runs the binary with the analytics and webhooks extensions (the default features).
-#[cfg(all(feature = "analytics", feature = "webhooks"))]
-mod hostile;
-// Uses the probe and webhooks extensions' roles: run with --all-features.
-#[cfg(feature = "probe")]
-mod isolation;
-// Three instances of the probe extension's host: run with --all-features.
-#[cfg(feature = "probe")]
-mod instances;
-mod lifecycle;
-// Operates the probe extension from the command line: run with --all-features.
-#[cfg(feature = "probe")]
-mod operate;
-mod packages;
-// Property tests; the migrations' one reuses `isolation`'s roles: run with --all-features.
-#[cfg(feature = "probe")]
-mod properties;
-mod scaffold;
-// Attacks on the trust boundaries; most use the probe extension: run with --all-features.
-mod security;
-// Drives the probe extension's routes: run with --all-features.
-#[cfg(feature = "probe")]
-mod metrics;
-mod monitoring;
-mod openapi;
-// Reads the probe extension's limits: run with --all-features.
-#[cfg(feature = "probe")]
-mod reload;
-mod storage;
-// Attacks on stored objects; a few go through the probe extension: run with --all-features.
-mod storage_access;
-#[cfg(feature = "webhooks")]
-mod webhooks;
+mod runtime;
+mod server;
+mod shipped;
+mod tools;

@@ -16,7 +16,7 @@ use solobase_sdk::schemars::JsonSchema;
 use solobase_sdk::{ExtensionName, Migration, Registration};
 
 use crate::helpers::{TestApp, connect, fresh_database};
-use crate::isolation::Roles;
+use crate::runtime::isolation::Roles;
 
 /// Every object in `schema` but the migration history table (with its index, constraint and
 /// row type), described so that two states of the schema compare equal only when they are

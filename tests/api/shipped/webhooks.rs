@@ -572,8 +572,8 @@ async fn endpoints_are_managed_and_validated_and_guarded_by_a_permission() {
 /// after a restart every event reaches the receiver at least once.
 #[tokio::test]
 async fn no_event_is_lost_when_the_server_is_killed() {
-    use crate::cli::Server;
     use crate::helpers::{TempDir, connect, database_url, fresh_database};
+    use crate::server::cli::Server;
     let receiver = Receiver::start();
     let db_name = fresh_database().await;
     let url = database_url(&db_name);

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use solobase_sdk::prelude::*;
 use solobase_sdk::{Migration, Registration};
 
-use crate::cli::{Server, run, solobase, stderr};
 use crate::helpers::{TempDir, TestApp, connect, database_url, fresh_database};
+use crate::server::cli::{Server, run, solobase, stderr};
 
 const ADMIN: &str = "admin@example.com";
 const PASSWORD: &str = "correct horse battery";

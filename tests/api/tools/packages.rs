@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use sha2::Digest;
 
-use crate::cli::{run, solobase, stderr};
 use crate::helpers::TempDir;
+use crate::server::cli::{run, solobase, stderr};
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

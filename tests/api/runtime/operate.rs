@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cli::{run, solobase, stderr};
 use crate::helpers::{TempDir, TestApp, database_url, eventually, fresh_database};
+use crate::server::cli::{run, solobase, stderr};
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

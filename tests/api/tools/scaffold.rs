@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cli::{run, solobase, stderr};
 use crate::helpers::TempDir;
+use crate::server::cli::{run, solobase, stderr};
 
 fn source_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -7,10 +7,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::cli::{run, solobase, stderr};
 use crate::helpers::{
     TempDir, TestApp, connect, database_url, error_code, eventually, fresh_database,
 };
+use crate::server::cli::{run, solobase, stderr};
 
 /// The probe as the extension list shows it.
 async fn probe_entry(app: &TestApp, admin: &str) -> Value {

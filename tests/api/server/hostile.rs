@@ -16,8 +16,8 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::cli::solobase;
 use crate::helpers::{TempDir, database_url, fresh_database};
+use crate::server::cli::solobase;
 
 const ADMIN_EMAIL: &str = "admin@hostile.test";
 const ADMIN_PASSWORD: &str = "hostile-admin-password";

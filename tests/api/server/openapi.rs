@@ -87,7 +87,7 @@ async fn the_document_is_valid_openapi_3() {
     assert!(version.starts_with("3."), "openapi {version}");
     // The OpenAPI Initiative's JSON Schema of OpenAPI 3.1 documents
     // (https://spec.openapis.org/oas/3.1/schema/2022-10-07, Apache-2.0).
-    let spec: Value = serde_json::from_str(include_str!("openapi-3.1-schema.json")).unwrap();
+    let spec: Value = serde_json::from_str(include_str!("../openapi-3.1-schema.json")).unwrap();
     let spec = jsonschema::validator_for(&spec).expect("the OpenAPI 3.1 schema compiles");
     let errors: Vec<String> = spec
         .iter_errors(&doc)

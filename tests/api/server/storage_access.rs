@@ -349,7 +349,7 @@ async fn bucket_rules_are_set_by_administrators_only_and_audited() {
 
 #[tokio::test]
 async fn the_command_line_sets_a_buckets_rule() {
-    use crate::cli::{run, solobase, stderr};
+    use crate::server::cli::{run, solobase, stderr};
     let app = spawn_app().await;
     let alice = app.user_token("alice@example.com", false).await;
     app.put_object(&alice, "site/index.html", "<p>hi</p>", "text/html")

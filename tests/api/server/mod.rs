@@ -1,0 +1,21 @@
+//! The host: accounts, storage, events, health, metrics, the API document, the dashboard,
+//! the binary as a user runs it, hostile clients.
+
+mod audit;
+mod auth;
+pub(crate) mod cli;
+// The admin dashboard; its browser test uses the probe extension: run with --all-features.
+mod dashboard;
+mod events;
+mod health;
+// Runs the binary with the analytics and webhooks extensions (the default features).
+#[cfg(all(feature = "analytics", feature = "webhooks"))]
+mod hostile;
+// Drives the probe extension's routes: run with --all-features.
+#[cfg(feature = "probe")]
+mod metrics;
+mod monitoring;
+mod openapi;
+mod storage;
+// Attacks on stored objects; a few go through the probe extension: run with --all-features.
+mod storage_access;

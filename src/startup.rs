@@ -16,11 +16,11 @@ use tokio::sync::watch;
 
 use crate::auth::{Email, Password, Role, users};
 use crate::config::Config;
-use crate::db::{Database, migrate};
+use crate::db::{Postgres, migrate};
 use crate::events::EventBus;
 use crate::http::{self, AppState};
 use crate::runtime::host::{ExtensionHost, HostContext};
-use crate::storage::Storage;
+use crate::storage::FileStore;
 
 /// A binary built with test-only extensions (`--all-features` compiles them in) serves only
 /// the test suite, which says so with `SOLOBASE_ALLOW_TEST_EXTENSIONS=1`: their routes and
@@ -53,7 +53,7 @@ pub struct Application {
     extensions: Arc<ExtensionHost>,
     /// The mounted host routes and the OpenAPI document built from them.
     api: Arc<http::Api>,
-    db: Arc<Database>,
+    db: Arc<Postgres>,
 }
 
 impl Application {
@@ -69,7 +69,7 @@ impl Application {
         registrations: Vec<solobase_sdk::Registration>,
     ) -> anyhow::Result<Self> {
         refuse_test_extensions(&config)?;
-        let db = Database::connect(&config, crate::db::Mode::Own).await?;
+        let db = Postgres::connect(&config, crate::db::Mode::Own).await?;
         tracing::info!(database = db.target(), "database connected");
         let db = Arc::new(db);
         match Self::prepare(config, db.clone(), registrations).await {
@@ -83,7 +83,7 @@ impl Application {
 
     async fn prepare(
         config: Config,
-        db: Arc<Database>,
+        db: Arc<Postgres>,
         registrations: Vec<solobase_sdk::Registration>,
     ) -> anyhow::Result<Self> {
         migrate::run(db.pool()).await?;
@@ -93,7 +93,7 @@ impl Application {
         }
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let storage_dir = config.storage_dir();
-        let storage = Storage::open(&storage_dir).with_context(|| {
+        let storage = FileStore::open(&storage_dir).with_context(|| {
             format!(
                 "cannot create the storage directory {}",
                 storage_dir.display()

@@ -326,7 +326,7 @@ pub(crate) async fn run(url: &str, dir: &Path) -> anyhow::Result<()> {
 
     // 3. SIGKILL under load, on the real binary.
     seen.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    let db = solobase::db::Database::connect(
+    let db = solobase::db::Postgres::connect(
         &solobase_bench::config(url, dir),
         solobase::db::Mode::Share,
     )

@@ -8,7 +8,7 @@ use std::path::{Component, Path};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use solobase::storage::{Bucket, ObjectPath, Storage, StorageError};
+use solobase::storage::{Bucket, ObjectPath, FileStore, StorageError};
 use solobase_sdk::storage::{MAX_PATH_BYTES, MAX_SEGMENTS};
 
 /// A storage root with one bucket directory (`files`) holding one directory (`dir`).

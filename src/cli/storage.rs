@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use crate::audit::Actor;
 use crate::config::{Config, ConfigError};
-use crate::db::{Database, Mode, migrate};
+use crate::db::{Mode, Postgres, migrate};
 use crate::storage::{Access, Bucket, BucketSettings, access};
 
 /// What `solobase storage` does.
@@ -63,7 +63,7 @@ pub(super) async fn run(config: Config, command: StorageCommand) -> anyhow::Resu
     let json = match &command {
         StorageCommand::Buckets { json, .. } | StorageCommand::Bucket { json, .. } => *json,
     };
-    let db = Database::connect(&config, Mode::Share).await?;
+    let db = Postgres::connect(&config, Mode::Share).await?;
     let result = async {
         migrate::run(db.pool()).await?;
         let mut client = db

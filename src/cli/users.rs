@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use super::Location;
 use crate::auth::{Email, Password, Role, users};
 use crate::config::{Config, ConfigError};
-use crate::db::{Database, Mode, migrate};
+use crate::db::{Mode, Postgres, migrate};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum UsersCommand {
@@ -64,7 +64,7 @@ async fn create_user(config: Config, args: CreateUserArgs) -> anyhow::Result<()>
     let password = Password::parse(raw, config.auth.min_password_length)
         .map_err(|e| ConfigError::Invalid(format!("--password: {e}")))?;
     let role = if args.admin { Role::Admin } else { Role::User };
-    let db = Database::connect(&config, Mode::Share).await?;
+    let db = Postgres::connect(&config, Mode::Share).await?;
     let result = async {
         migrate::run(db.pool()).await?;
         let (user, _event) = users::create(db.pool(), &email, &password, role).await?;

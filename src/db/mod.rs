@@ -2,7 +2,7 @@
 //! embedded cluster, plus the host's migrations.
 //!
 //! Nothing outside this module opens a PostgreSQL connection; everything else borrows from
-//! the [`Database`]'s pool.
+//! the [`Postgres`]'s pool.
 
 pub(crate) mod binaries;
 mod cluster_dir;
@@ -57,17 +57,17 @@ pub enum Mode {
 
 /// The pool and, when embedded, the server process it talks to.
 #[derive(Debug)]
-pub struct Database {
+pub struct Postgres {
     pool: Pool,
     /// Where the pool points, for messages (never contains a password).
     target: String,
     /// The connection settings, from which extension pools are derived.
     pg_config: tokio_postgres::Config,
-    /// Held until [`Database::close`]; `None` with an external server.
+    /// Held until [`Postgres::close`]; `None` with an external server.
     embedded: Mutex<Option<EmbeddedPostgres>>,
 }
 
-impl Database {
+impl Postgres {
     /// Connects as configured: the URL when set, the embedded cluster otherwise (created and
     /// started as needed). Fails fast with a message saying what to do.
     pub async fn connect(config: &Config, mode: Mode) -> Result<Self, DbError> {
@@ -119,7 +119,7 @@ impl Database {
         Ok(database)
     }
 
-    /// A pool on explicit connection settings (used by [`Database::connect`] and tests).
+    /// A pool on explicit connection settings (used by [`Postgres::connect`] and tests).
     pub(crate) fn from_pg_config(
         pg_config: tokio_postgres::Config,
         pool_size: usize,

@@ -21,7 +21,7 @@ use actix_web::web;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::events::EventBus;
-use crate::storage::Storage;
+use crate::storage::FileStore;
 
 pub(crate) use api::auth::CurrentUser;
 pub(crate) use json_bytes::JsonBytes;
@@ -34,7 +34,7 @@ pub struct AppState {
     pub pool: deadpool_postgres::Pool,
     pub config: Arc<Config>,
     pub events: EventBus,
-    pub(crate) storage: Storage,
+    pub(crate) storage: FileStore,
     pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 

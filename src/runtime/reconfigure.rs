@@ -89,7 +89,7 @@ impl ConfigState {
 
 /// Why a change was not made.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum ChangeError {
     /// The configuration does not fit the schema or type.
     #[error("{0}")]
     Invalid(String),
@@ -138,7 +138,7 @@ impl ExtensionHost {
         if_match: Option<&str>,
         write: bool,
         source: Source,
-    ) -> Result<String, ConfigError> {
+    ) -> Result<String, ChangeError> {
         self.change_config(name, Proposal::Value(value), if_match, write, source)
             .await
     }
@@ -166,25 +166,25 @@ impl ExtensionHost {
         if_match: Option<&str>,
         write: bool,
         source: Source,
-    ) -> Result<String, ConfigError> {
+    ) -> Result<String, ChangeError> {
         let l = self
             .get(name)
-            .ok_or_else(|| ConfigError::Unavailable(format!("no extension {name}")))?;
+            .ok_or_else(|| ChangeError::Unavailable(format!("no extension {name}")))?;
         let _changing = l.config_state.changing.lock().await;
         let (_, current) = l.config_state.current();
         if let Some(expected) = if_match
             && expected != current
         {
-            return Err(ConfigError::Stale { current });
+            return Err(ChangeError::Stale { current });
         }
         let file = config_file::path(self.config_dir(), name);
         let outcome = match proposal {
             Proposal::Value(value) => Ok(value),
-            Proposal::File => config_file::read(&file).map_err(ConfigError::Invalid),
+            Proposal::File => config_file::read(&file).map_err(ChangeError::Invalid),
             Proposal::Shared => match super::state::shared_config(self.pool(), name).await {
                 Ok(Some((value, tag))) if !l.config_state.refused_shared(&tag) => Ok(value),
                 Ok(_) => return Ok(current),
-                Err(e) => Err(ConfigError::Unavailable(format!(
+                Err(e) => Err(ChangeError::Unavailable(format!(
                     "cannot read the shared configuration: {e:#}"
                 ))),
             },
@@ -241,14 +241,14 @@ impl ExtensionHost {
         if_match: Option<&str>,
         write: bool,
         share: bool,
-    ) -> Result<String, ConfigError> {
+    ) -> Result<String, ChangeError> {
         let (Some(ext), Some(updater)) = (l.ext(), l.config.as_ref()) else {
-            return Err(ConfigError::Unavailable(format!(
+            return Err(ChangeError::Unavailable(format!(
                 "{} is not running; its configuration is read when it starts",
                 l.name
             )));
         };
-        config_file::check(file, &l.registration, &value).map_err(ConfigError::Invalid)?;
+        config_file::check(file, &l.registration, &value).map_err(ChangeError::Invalid)?;
         let text = if write {
             Some(toml_text(&value)?)
         } else {
@@ -256,10 +256,10 @@ impl ExtensionHost {
         };
         match std::panic::catch_unwind(AssertUnwindSafe(|| ext.config_changed(&value))) {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(ConfigError::Refused(e.to_string())),
+            Ok(Err(e)) => return Err(ChangeError::Refused(e.to_string())),
             Err(payload) => {
                 l.panicked("config_changed", payload.as_ref());
-                return Err(ConfigError::Refused("config_changed panicked".into()));
+                return Err(ChangeError::Refused("config_changed panicked".into()));
             }
         }
         let new_etag = etag(&value);
@@ -267,8 +267,8 @@ impl ExtensionHost {
             super::state::share_config(self.pool(), l.name.as_str(), &value, &new_etag, if_match)
                 .await
                 .map_err(|e| match e {
-                    super::state::ShareError::Stale(current) => ConfigError::Stale { current },
-                    super::state::ShareError::Database(e) => ConfigError::Unavailable(format!(
+                    super::state::ShareError::Stale(current) => ChangeError::Stale { current },
+                    super::state::ShareError::Database(e) => ChangeError::Unavailable(format!(
                         "cannot share the configuration with the other instances: {e}"
                     )),
                 })?;
@@ -276,26 +276,26 @@ impl ExtensionHost {
         if let Some(text) = text {
             write_file(file, &text)?;
         }
-        updater(&value).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        updater(&value).map_err(|e| ChangeError::Invalid(e.to_string()))?;
         l.config_state.set(value);
         Ok(new_etag)
     }
 }
 
 /// The configuration as the text of its file (empty for the defaults).
-fn toml_text(value: &Value) -> Result<String, ConfigError> {
+fn toml_text(value: &Value) -> Result<String, ChangeError> {
     if value.is_null() {
         return Ok(String::new());
     }
     toml::to_string(value).map_err(|e| {
-        ConfigError::Invalid(format!("the configuration cannot be written as TOML: {e}"))
+        ChangeError::Invalid(format!("the configuration cannot be written as TOML: {e}"))
     })
 }
 
 /// Writes `text` to `file`, atomically (a temporary file renamed into place).
-pub(super) fn write_file(file: &Path, text: &str) -> Result<(), ConfigError> {
+pub(super) fn write_file(file: &Path, text: &str) -> Result<(), ChangeError> {
     let failed = |e: std::io::Error| {
-        ConfigError::Unavailable(format!("cannot write {}: {e}", file.display()))
+        ChangeError::Unavailable(format!("cannot write {}: {e}", file.display()))
     };
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir).map_err(failed)?;
@@ -306,6 +306,6 @@ pub(super) fn write_file(file: &Path, text: &str) -> Result<(), ConfigError> {
 }
 
 /// [`write_file`] of a configuration value.
-pub(super) fn write_value(file: &Path, value: &Value) -> Result<(), ConfigError> {
+pub(super) fn write_value(file: &Path, value: &Value) -> Result<(), ChangeError> {
     write_file(file, &toml_text(value)?)
 }

@@ -156,7 +156,7 @@ pub(crate) fn users(pool: &Pool, grants: Arc<Grants>) -> solobase_sdk::Users {
 pub(crate) struct HostFiles {
     pub(crate) extension: ExtensionName,
     pub(crate) pool: Pool,
-    pub(crate) storage: crate::storage::Storage,
+    pub(crate) storage: crate::storage::FileStore,
     pub(crate) max_bytes: u64,
     pub(crate) bus: EventBus,
     pub(crate) grants: Arc<Grants>,

@@ -66,11 +66,11 @@ impl Bucket {
 
 /// The host's storage area: one directory per bucket under a [`SafeDir`].
 #[derive(Debug, Clone)]
-pub struct Storage {
+pub struct FileStore {
     dir: SafeDir,
 }
 
-impl Storage {
+impl FileStore {
     /// Creates the root if needed.
     pub fn open(root: &std::path::Path) -> std::io::Result<Self> {
         Ok(Self {

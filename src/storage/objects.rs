@@ -16,7 +16,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Access, Bucket, ObjectPath, Reader, Storage, storage_error};
+use super::{Access, Bucket, FileStore, ObjectPath, Reader, storage_error};
 use crate::error::{ApiError, ErrorCode};
 use crate::events::{self, Event, EventType};
 
@@ -96,7 +96,7 @@ impl Writer<'_> {
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn commit_upload(
     client: &mut deadpool_postgres::Object,
-    storage: &Storage,
+    storage: &FileStore,
     bucket: &Bucket,
     path: &ObjectPath,
     scratch: super::Scratch,
@@ -155,7 +155,7 @@ pub(crate) async fn commit_upload(
 /// either, one that user may not see. An object the writer may see but not change is 403.
 pub(crate) async fn delete_object(
     client: &mut deadpool_postgres::Object,
-    storage: &Storage,
+    storage: &FileStore,
     bucket: &Bucket,
     path: &ObjectPath,
     by: Writer<'_>,
@@ -203,7 +203,7 @@ pub(crate) struct Opened {
 /// exists.
 pub(crate) async fn open_for(
     pool: &deadpool_postgres::Pool,
-    storage: &Storage,
+    storage: &FileStore,
     bucket: &Bucket,
     path: &ObjectPath,
     reader: Reader,

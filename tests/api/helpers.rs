@@ -294,7 +294,7 @@ impl TestApp {
     /// Creates a user directly (as the CLI would) and returns its email.
     pub async fn create_user(&self, email: &str, password: &str, admin: bool) {
         let config = test_config(&self.db_name, &self.data_dir.0);
-        let db = solobase::db::Database::connect(&config, solobase::db::Mode::Share)
+        let db = solobase::db::Postgres::connect(&config, solobase::db::Mode::Share)
             .await
             .expect("db");
         let role = if admin {

@@ -25,7 +25,7 @@ pub(crate) use status::Unhealthy;
 
 use super::Location;
 use crate::config::{Config, ConfigError};
-use crate::db::{Database, Mode};
+use crate::db::{Mode, Postgres};
 use crate::runtime::control::Grant;
 
 /// `solobase extensions [--data-dir DIR] [--database-url URL] COMMAND`.
@@ -298,9 +298,9 @@ pub(super) async fn run(config_path: Option<&Path>, args: ExtensionsArgs) -> any
 async fn with_db<T>(
     config: &Config,
     migrate: bool,
-    work: impl AsyncFnOnce(&Database) -> anyhow::Result<T>,
+    work: impl AsyncFnOnce(&Postgres) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let db = Database::connect(config, Mode::Share).await?;
+    let db = Postgres::connect(config, Mode::Share).await?;
     let result = async {
         if migrate {
             crate::db::migrate::run(db.pool()).await?;

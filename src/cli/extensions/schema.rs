@@ -11,7 +11,7 @@ use solobase_sdk::{ExtensionName, Migration};
 use super::{compiled, with_db};
 use crate::audit::{self, Actor, Entry, Outcome};
 use crate::config::{Config, ConfigError};
-use crate::db::Database;
+use crate::db::Postgres;
 use crate::runtime::{db_role, schema, state};
 
 /// Which way a schema change goes.
@@ -194,7 +194,7 @@ fn confirm_purge(ext: &ExtensionName) -> anyhow::Result<()> {
 }
 
 /// Rolling back under a running extension breaks it: its code expects the schema it has.
-async fn refuse_when_enabled(db: &Database, ext: &ExtensionName) -> anyhow::Result<()> {
+async fn refuse_when_enabled(db: &Postgres, ext: &ExtensionName) -> anyhow::Result<()> {
     let enabled = state::load_all(db.pool())
         .await?
         .get(ext.as_str())
@@ -255,7 +255,7 @@ impl Progress {
 
 /// A dry run: the files that would run, with their SQL (or JSON).
 async fn print_plan(
-    db: &Database,
+    db: &Postgres,
     ext: &ExtensionName,
     migrations: &[Migration],
     to: Option<u32>,

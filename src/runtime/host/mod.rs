@@ -65,7 +65,7 @@ pub(crate) struct HostContext {
     /// then get theirs set.
     pub(crate) role_passwords: bool,
     /// The host's file storage, and the largest file it takes.
-    pub(crate) storage: crate::storage::Storage,
+    pub(crate) storage: crate::storage::FileStore,
     pub(crate) max_upload_bytes: u64,
     /// Where hook durations are recorded.
     pub(crate) metrics: Arc<crate::metrics::Metrics>,

@@ -312,7 +312,7 @@ async fn role_limits_come_from_configuration_and_postgres_enforces_them() {
 pub(crate) struct Roles {
     pub(crate) db_name: String,
     config: solobase::config::Config,
-    pub(crate) db: solobase::db::Database,
+    pub(crate) db: solobase::db::Postgres,
     _data: TempDir,
 }
 
@@ -321,7 +321,7 @@ impl Roles {
         let db_name = fresh_database().await;
         let data = TempDir::new();
         let config = test_config(&db_name, &data.0);
-        let db = solobase::db::Database::connect(&config, solobase::db::Mode::Share)
+        let db = solobase::db::Postgres::connect(&config, solobase::db::Mode::Share)
             .await
             .unwrap();
         solobase::db::migrate::run(db.pool()).await.unwrap();

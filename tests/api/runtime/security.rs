@@ -371,7 +371,7 @@ async fn a_wait_for_a_host_lock_ends_naming_its_holder() {
     let db_name = fresh_database().await;
     let data = TempDir::new();
     let config = crate::helpers::test_config(&db_name, &data.0);
-    let db = solobase::db::Database::connect(&config, solobase::db::Mode::Share)
+    let db = solobase::db::Postgres::connect(&config, solobase::db::Mode::Share)
         .await
         .unwrap();
     solobase::db::migrate::run(db.pool()).await.unwrap();

@@ -235,7 +235,7 @@ async fn main() -> anyhow::Result<()> {
 /// The whole run; true when every goal was met.
 async fn run(settings: &Settings, dir: &Path) -> anyhow::Result<bool> {
     let (url, _pg) = solobase_bench::database_url(dir).await?;
-    let db = solobase::db::Database::connect(
+    let db = solobase::db::Postgres::connect(
         &solobase_bench::config(&url, dir),
         solobase::db::Mode::Share,
     )

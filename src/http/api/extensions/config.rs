@@ -8,7 +8,7 @@ use super::compiled;
 use crate::error::{ApiError, ErrorCode, ErrorSchema};
 use crate::http::{AppState, CurrentUser};
 use crate::runtime::host::ExtensionHost;
-use crate::runtime::reconfigure::{ConfigError, Source};
+use crate::runtime::reconfigure::{ChangeError, Source};
 
 /// An extension's running configuration and its entity tag.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -20,13 +20,13 @@ struct Configuration {
     etag: String,
 }
 
-impl From<ConfigError> for ApiError {
-    fn from(e: ConfigError) -> Self {
+impl From<ChangeError> for ApiError {
+    fn from(e: ChangeError) -> Self {
         let code = match &e {
-            ConfigError::Invalid(_) => ErrorCode::InvalidRequest,
-            ConfigError::Refused(_) => ErrorCode::ConfigRefused,
-            ConfigError::Stale { .. } => ErrorCode::PreconditionFailed,
-            ConfigError::Unavailable(_) => ErrorCode::Unavailable,
+            ChangeError::Invalid(_) => ErrorCode::InvalidRequest,
+            ChangeError::Refused(_) => ErrorCode::ConfigRefused,
+            ChangeError::Stale { .. } => ErrorCode::PreconditionFailed,
+            ChangeError::Unavailable(_) => ErrorCode::Unavailable,
         };
         ApiError::new(code, e.to_string())
     }

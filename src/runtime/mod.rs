@@ -29,6 +29,7 @@ pub mod schema;
 pub mod services;
 pub(crate) mod state;
 mod sync;
+pub(crate) mod tasks;
 pub(crate) mod watchdog;
 
 /// An extension found in the source tree when this binary was built.

@@ -437,6 +437,7 @@ impl Registration {
                         raw.events,
                         raw.files,
                         raw.jobs,
+                        raw.tasks,
                     );
                     let ext = E::initialize(ctx).await?;
                     Ok((Arc::new(ext) as Arc<dyn ErasedExtension>, updater))

@@ -71,6 +71,7 @@ pub use solobase_manifest as manifest;
 pub mod routes;
 pub mod services;
 pub mod storage;
+pub mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod webhooks;

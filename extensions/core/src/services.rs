@@ -48,6 +48,9 @@ pub struct InitContext<C> {
     pub files: Files,
     /// Background jobs, run by [`crate::Extension::run_job`] on any instance.
     pub jobs: Jobs,
+    /// Background tasks on this instance, run and owned by the host (register them in
+    /// `start()`; they are cancelled when the extension stops).
+    pub tasks: crate::tasks::Tasks,
 }
 
 impl<C> InitContext<C> {
@@ -64,6 +67,7 @@ impl<C> InitContext<C> {
         events: Events,
         files: Files,
         jobs: Jobs,
+        tasks: crate::tasks::Tasks,
     ) -> Self {
         Self {
             name,
@@ -75,6 +79,7 @@ impl<C> InitContext<C> {
             events,
             files,
             jobs,
+            tasks,
         }
     }
 }

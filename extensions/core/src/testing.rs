@@ -167,6 +167,58 @@ impl JobQueue for MockJobs {
     }
 }
 
+/// Records the tasks an extension registers (`ctx.tasks`); run one with [`MockTasks::run`].
+#[derive(Default)]
+pub struct MockTasks {
+    tasks: Mutex<Vec<(String, crate::tasks::Schedule, Arc<crate::tasks::TaskWork>)>>,
+}
+
+impl std::fmt::Debug for MockTasks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.registered()).finish()
+    }
+}
+
+impl MockTasks {
+    /// Every task registered so far: name and schedule.
+    pub fn registered(&self) -> Vec<(String, crate::tasks::Schedule)> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, s, _)| (n.clone(), s.clone()))
+            .collect()
+    }
+
+    /// Runs the task `name` once, to its end; `false` when no such task was registered.
+    pub async fn run(&self, name: &str) -> bool {
+        let work = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(n, ..)| n == name)
+            .map(|(_, _, w)| w.clone());
+        match work {
+            Some(work) => {
+                work().await;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl crate::tasks::TaskRunner for MockTasks {
+    fn run(&self, name: &str, schedule: crate::tasks::Schedule, work: crate::tasks::TaskWork) {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).push((
+            name.to_owned(),
+            schedule,
+            Arc::new(work),
+        ));
+    }
+}
+
 /// Records every event an extension publishes (and puts it on a bus, like the host), and
 /// keeps a durable feed of every event, published or [recorded](RecordedEvents::record), for
 /// [`crate::Events::read_after`].
@@ -276,6 +328,7 @@ impl<E: Extension> TestHarnessBuilder<E> {
         let events = Arc::new(RecordedEvents::default());
         let files = Arc::new(MockFiles::default());
         let jobs = Arc::new(MockJobs::default());
+        let tasks = Arc::new(MockTasks::default());
         let config = ConfigHandle::new(self.config.unwrap_or_default());
         let ctx = InitContext::assemble(
             name.clone(),
@@ -287,6 +340,7 @@ impl<E: Extension> TestHarnessBuilder<E> {
             Events::new(&name, events.clone(), events.bus().clone()),
             Files::new(files.clone()),
             Jobs::new(jobs.clone()),
+            crate::tasks::Tasks::new(tasks.clone()),
         );
         let ext = Arc::new(E::initialize(ctx).await?);
         let defs = crate::ErasedExtension::routes(ext.clone());
@@ -298,6 +352,7 @@ impl<E: Extension> TestHarnessBuilder<E> {
             events,
             files,
             jobs,
+            tasks,
             config,
             dir,
         })
@@ -347,6 +402,8 @@ pub struct TestHarness<E: Extension> {
     pub files: Arc<MockFiles>,
     /// The jobs the extension queued.
     pub jobs: Arc<MockJobs>,
+    /// The tasks the extension registered (in `start()`).
+    pub tasks: Arc<MockTasks>,
     config: ConfigHandle<E::Config>,
     dir: PathBuf,
 }

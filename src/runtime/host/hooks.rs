@@ -237,6 +237,12 @@ mod tests {
             config_state: Default::default(),
             disable_pending: Default::default(),
             span: tracing::Span::none(),
+            tasks: Arc::new(crate::runtime::tasks::TaskSet::new(
+                ExtensionName::parse("timed").expect("valid name"),
+                tracing::Span::none(),
+            )),
+            task_panic: Mutex::new(None),
+            start_failed: AtomicBool::new(false),
         }
     }
 

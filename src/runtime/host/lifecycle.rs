@@ -86,11 +86,13 @@ impl ExtensionHost {
             let item = loader::load_one(&ctx, ext_name, manifest, registration, persisted, problem)
                 .await?;
             by_name.insert(name.clone(), loaded.len());
-            loaded.push(Arc::new(item));
+            let item = Arc::new(item);
+            item.tasks.attach(Arc::downgrade(&item));
+            loaded.push(item);
         }
 
         let host = Self::assemble(loaded, by_name, &ctx);
-        host.start_all().await;
+        host.converge().await;
         let outcomes: Vec<(String, Option<String>)> = host
             .loaded
             .iter()
@@ -163,47 +165,112 @@ impl ExtensionHost {
             bus: ctx.bus.clone(),
             stop: watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
+            converging: tokio::sync::Mutex::new(()),
             settings: ctx.settings.clone(),
             instance: instance_name(),
             started_at: time::OffsetDateTime::now_utc(),
         }
     }
 
-    pub(crate) async fn start_all(&self) {
-        let limit = Duration::from_secs(self.settings.lifecycle_timeout_secs);
-        for l in &self.loaded {
-            let Some(ext) = l.ext.clone() else { continue };
-            if let Some(reason) = l.manifest.as_ref().and_then(|m| {
-                loader::unmet_dependency(m.dependencies.keys().map(|d| d.as_str()), |d| {
-                    self.get(d).is_some_and(|x| x.is_running())
-                })
-            }) {
-                l.fail(reason);
-                continue;
-            }
-            let started = Instant::now();
-            let starting = AssertUnwindSafe(ext.start().instrument(l.span.clone())).catch_unwind();
-            match tokio::time::timeout(limit, starting).await {
-                Ok(Err(payload)) => {
-                    l.panicked("start", payload.as_ref());
-                    l.fail(format!(
-                        "start panicked: {}",
-                        crate::runtime::faults::message(payload.as_ref())
-                    ));
-                }
-                Ok(Ok(Ok(()))) => {
-                    l.running.store(true, Ordering::Relaxed);
-                    tracing::info!(
-                        extension = %l.name,
-                        micros = started.elapsed().as_micros() as u64,
-                        enabled = l.is_enabled(),
-                        "extension started"
-                    );
-                }
-                Ok(Ok(Err(e))) => l.fail(format!("start failed: {e}")),
-                Err(_) => l.fail(format!("start did not finish within {} s", limit.as_secs())),
+    /// Brings every extension to the state its flags ask for: an enabled one that can run is
+    /// started (dependencies first), one disabled — by an administrator or automatically —
+    /// or whose dependency no longer runs is stopped (dependents first), its tasks with it.
+    /// Run at start and after every re-read of the extensions' state; does nothing when all
+    /// are as they should be.
+    pub(crate) async fn converge(&self) {
+        let _one_at_a_time = self.converging.lock().await;
+        for l in self.loaded.iter().rev() {
+            let dependency_down = l.manifest.as_ref().is_some_and(|m| {
+                m.dependencies
+                    .keys()
+                    .any(|d| !self.get(d.as_str()).is_some_and(|x| x.is_running()))
+            });
+            if l.is_running() && (!l.is_enabled() || dependency_down) {
+                self.stop_one(l).await;
             }
         }
+        for l in &self.loaded {
+            if l.is_enabled()
+                && !l.is_running()
+                && l.ext.is_some()
+                && !l.start_failed.load(Ordering::Relaxed)
+            {
+                self.start_one(l).await;
+            }
+        }
+    }
+
+    /// Starts `l` (its `start()`, within the time limit; its tasks may run from then on).
+    async fn start_one(&self, l: &Loaded) {
+        let Some(ext) = l.ext.clone() else { return };
+        if let Some(reason) = l.manifest.as_ref().and_then(|m| {
+            loader::unmet_dependency(m.dependencies.keys().map(|d| d.as_str()), |d| {
+                self.get(d).is_some_and(|x| x.is_running())
+            })
+        }) {
+            // Not a failure of its own: it starts when its dependency does.
+            *l.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+            return;
+        }
+        let limit = Duration::from_secs(self.settings.lifecycle_timeout_secs);
+        let started = Instant::now();
+        l.tasks.open();
+        let starting = AssertUnwindSafe(ext.start().instrument(l.span.clone())).catch_unwind();
+        let failure = match tokio::time::timeout(limit, starting).await {
+            Ok(Ok(Ok(()))) => None,
+            Ok(Err(payload)) => {
+                l.panicked("start", payload.as_ref());
+                Some(format!(
+                    "start panicked: {}",
+                    crate::runtime::faults::message(payload.as_ref())
+                ))
+            }
+            Ok(Ok(Err(e))) => Some(format!("start failed: {e}")),
+            Err(_) => Some(format!("start did not finish within {} s", limit.as_secs())),
+        };
+        match failure {
+            None => {
+                {
+                    let mut reason = l.failure.lock().unwrap_or_else(|p| p.into_inner());
+                    if reason.as_deref().is_some_and(|r| r.contains("dependency")) {
+                        *reason = None;
+                    }
+                }
+                l.running.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    extension = %l.name,
+                    micros = started.elapsed().as_micros() as u64,
+                    "extension started"
+                );
+            }
+            Some(reason) => {
+                l.tasks.close(Duration::ZERO).await;
+                l.start_failed.store(true, Ordering::Relaxed);
+                l.fail(reason);
+            }
+        }
+    }
+
+    /// Stops `l`: its `stop()` within the time limit, then its tasks get what is left of it
+    /// to end before they are cancelled.
+    async fn stop_one(&self, l: &Loaded) {
+        let limit = Duration::from_secs(self.settings.lifecycle_timeout_secs);
+        let deadline = Instant::now() + limit;
+        if let Some(ext) = l.ext.clone() {
+            let stopping = AssertUnwindSafe(ext.stop().instrument(l.span.clone())).catch_unwind();
+            match tokio::time::timeout(limit, stopping).await {
+                Ok(Ok(Ok(()))) => tracing::info!(extension = %l.name, "extension stopped"),
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(extension = %l.name, error = %e, "extension stop failed")
+                }
+                Ok(Err(payload)) => l.panicked("stop", payload.as_ref()),
+                Err(_) => tracing::warn!(extension = %l.name, "extension stop timed out"),
+            }
+        }
+        l.tasks
+            .close(deadline.saturating_duration_since(Instant::now()))
+            .await;
+        l.running.store(false, Ordering::Relaxed);
     }
 
     /// Stops every running extension, in reverse dependency order.
@@ -218,22 +285,10 @@ impl ExtensionHost {
         {
             tracing::warn!(error = %e, "cannot remove this instance's counters");
         }
-        let limit = Duration::from_secs(self.settings.lifecycle_timeout_secs);
         for l in self.loaded.iter().rev() {
-            let Some(ext) = l.ext.clone() else { continue };
-            if !l.is_running() {
-                continue;
+            if l.is_running() {
+                self.stop_one(l).await;
             }
-            let stopping = AssertUnwindSafe(ext.stop().instrument(l.span.clone())).catch_unwind();
-            match tokio::time::timeout(limit, stopping).await {
-                Ok(Ok(Ok(()))) => tracing::info!(extension = %l.name, "extension stopped"),
-                Ok(Ok(Err(e))) => {
-                    tracing::warn!(extension = %l.name, error = %e, "extension stop failed")
-                }
-                Ok(Err(payload)) => l.panicked("stop", payload.as_ref()),
-                Err(_) => tracing::warn!(extension = %l.name, "extension stop timed out"),
-            }
-            l.running.store(false, Ordering::Relaxed);
         }
         // Idle connections say goodbye now, not when the database shuts them down.
         for l in &self.loaded {
@@ -288,7 +343,7 @@ impl ExtensionHost {
             let pending = persisted.enabled && l.disable_pending.load(Ordering::Relaxed);
             // Enabling brings its schema up first, as a start does: it may have been rolled
             // back while it was disabled.
-            if persisted.enabled && !pending && !l.is_enabled() && l.is_running() {
+            if persisted.enabled && !pending && !l.is_enabled() && l.ext.is_some() {
                 l.migrate_up(self.pool()).await;
             }
             if !pending && l.enabled.swap(persisted.enabled, Ordering::Relaxed) != persisted.enabled
@@ -310,6 +365,8 @@ impl ExtensionHost {
                 self.apply_shared_config(l.name.as_str()).await;
             }
         }
+        // Disabled here or elsewhere, automatically or not: stopped; enabled: started.
+        self.converge().await;
         Ok(())
     }
 }

@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// How long a panic in one of an extension's tasks keeps its health degraded.
+pub(crate) const TASK_PANIC_SHOWN: Duration = Duration::from_secs(300);
+
 /// How the reason of an automatic disable begins.
 const AUTO_DISABLED: &str = "disabled automatically";
 
@@ -65,6 +68,12 @@ pub struct Loaded {
     /// not enable the extension again.
     pub(crate) disable_pending: Arc<AtomicBool>,
     pub(crate) span: tracing::Span,
+    /// Its background tasks (`ctx.tasks`), cancelled when it stops.
+    pub(crate) tasks: Arc<crate::runtime::tasks::TaskSet>,
+    /// The latest panic in one of its tasks: when, and where.
+    pub(crate) task_panic: Mutex<Option<(Instant, String)>>,
+    /// Its `start()` failed since it was last enabled: not started again until it is.
+    pub(crate) start_failed: AtomicBool,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -134,6 +143,28 @@ impl Loaded {
     pub(crate) fn panicked(&self, place: &str, payload: &(dyn std::any::Any + Send)) {
         self.panics.record(&self.name, place, payload);
         self.failed();
+    }
+
+    /// A panic in its task `task`: counted and fed to the breaker like any other, and shown in
+    /// its health for [`TASK_PANIC_SHOWN`].
+    pub(crate) fn task_panicked(&self, task: &str, payload: &(dyn std::any::Any + Send)) {
+        let message = format!(
+            "its task {task} panicked: {}",
+            crate::runtime::faults::message(payload)
+        );
+        *self.task_panic.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), message));
+        self.panicked(&format!("task {task}"), payload);
+    }
+
+    /// Its latest task panic, while it is recent enough to show in its health.
+    pub(crate) fn recent_task_panic(&self) -> Option<String> {
+        self.task_panic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < TASK_PANIC_SHOWN)
+            .map(|(_, message)| message.clone())
     }
 
     /// A call into it failed (a panic or a time-out): feeds the circuit breaker, which may
@@ -225,6 +256,7 @@ impl Loaded {
     /// Enabled again by an administrator: a fresh breaker, and an automatic disable's reason
     /// no longer stands.
     pub(crate) fn reenabled(&self) {
+        self.start_failed.store(false, Ordering::Relaxed);
         self.breaker.reset();
         self.health.reset_streak();
         let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());

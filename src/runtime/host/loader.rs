@@ -131,6 +131,12 @@ pub(super) async fn load_one(
         config_state: Default::default(),
         disable_pending: Default::default(),
         span: span.clone(),
+        tasks: Arc::new(crate::runtime::tasks::TaskSet::new(
+            name.clone(),
+            span.clone(),
+        )),
+        task_panic: Mutex::new(None),
+        start_failed: AtomicBool::new(false),
     };
     if let Some(problem) = problem {
         item.fail(problem);
@@ -153,9 +159,16 @@ pub(super) async fn load_one(
     }
     item.grants = Some(grants.clone());
     let shared = persisted.config.as_ref().map(|(config, _)| config.clone());
-    match initialize(ctx, &name, &registration, grants, shared)
-        .instrument(span)
-        .await
+    match initialize(
+        ctx,
+        &name,
+        &registration,
+        grants,
+        shared,
+        item.tasks.clone(),
+    )
+    .instrument(span)
+    .await
     {
         Ok((ext, updater, pool, storage, config)) => {
             item.config_state = crate::runtime::reconfigure::ConfigState::new(config);
@@ -188,6 +201,7 @@ async fn initialize(
     registration: &Registration,
     grants: Arc<Grants>,
     shared: Option<serde_json::Value>,
+    tasks: Arc<crate::runtime::tasks::TaskSet>,
 ) -> Result<Initialized, String> {
     let limit = Duration::from_secs(ctx.settings.lifecycle_timeout_secs);
     let config = match shared {
@@ -246,6 +260,7 @@ async fn initialize(
             extension: name.clone(),
             pool: ctx.pool.clone(),
         })),
+        solobase_sdk::tasks::Tasks::new(tasks),
     );
     let started = Instant::now();
     let initializing = AssertUnwindSafe(registration.initialize(raw)).catch_unwind();

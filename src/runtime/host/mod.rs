@@ -92,6 +92,9 @@ pub struct ExtensionHost {
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     settings: ExtensionsConfig,
+    /// Held while extensions are started or stopped (`converge`), so that two re-reads never
+    /// start one twice.
+    converging: tokio::sync::Mutex<()>,
     /// This instance, as named in `solobase.extension_stats` and the jobs it claims.
     instance: String,
     started_at: time::OffsetDateTime,

@@ -222,7 +222,10 @@ impl ExtensionHost {
             );
         }
         let Some(latest) = l.health.latest() else {
-            return (HealthStatus::Unknown, "not checked yet".into());
+            return match l.recent_task_panic() {
+                Some(panic) => (HealthStatus::Degraded, panic),
+                None => (HealthStatus::Unknown, "not checked yet".into()),
+            };
         };
         let critical_dependency = l.manifest.as_ref().and_then(|m| {
             m.dependencies.keys().find(|d| {
@@ -230,11 +233,16 @@ impl ExtensionHost {
                     .is_some_and(|dep| self.health_of(dep).0 == HealthStatus::Critical)
             })
         });
-        crate::runtime::health::with_dependencies(
+        let (status, message) = crate::runtime::health::with_dependencies(
             latest.status,
             latest.message,
             critical_dependency.map(|d| d.as_str()),
-        )
+        );
+        // A recent panic in one of its tasks: at least degraded, saying which.
+        match l.recent_task_panic() {
+            Some(panic) if status == HealthStatus::Healthy => (HealthStatus::Degraded, panic),
+            _ => (status, message),
+        }
     }
 
     /// [`ExtensionHost::health_of`] with the time of the latest check.

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use solobase_sdk::Database;
 use solobase_sdk::prelude::*;
-use solobase_sdk::tracing::{self, Instrument as _};
+use solobase_sdk::tracing;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -38,8 +38,8 @@ pub struct Analytics {
     ctx: InitContext<AnalyticsConfig>,
     /// Shared with the flusher task.
     pipeline: Arc<Pipeline>,
-    stop: watch::Sender<bool>,
-    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Tells its tasks to finish (set by `stop()`, cleared by `start()`).
+    stop: Arc<watch::Sender<bool>>,
     /// Statistics queries at once: one fewer than the extension's database connections, so
     /// that however many dashboards ask, the flusher always finds a connection soon.
     queries: tokio::sync::Semaphore,
@@ -280,28 +280,34 @@ impl Extension for Analytics {
             queries: tokio::sync::Semaphore::new(slots),
             ctx,
             pipeline: Arc::new(Pipeline::new(capacity)),
-            stop: watch::channel(false).0,
-            tasks: std::sync::Mutex::new(Vec::new()),
+            stop: Arc::new(watch::channel(false).0),
         })
     }
 
+    /// Its flusher and its purge run as host tasks: on disable and at shutdown `stop()` asks
+    /// the flusher to write what is queued, and the host waits for it.
     async fn start(&self) -> Result<()> {
-        let flusher = {
-            let (pipeline, db, config) = (
-                self.pipeline.clone(),
-                self.ctx.db.clone(),
-                self.ctx.config.clone(),
-            );
-            let stop = self.stop.subscribe();
-            tokio::spawn(
-                async move { pipeline.run(&db, &config, stop).await }
-                    .instrument(self.ctx.log.clone()),
-            )
-        };
-        let purger = {
-            let (db, config) = (self.ctx.db.clone(), self.ctx.config.clone());
-            let mut stop = self.stop.subscribe();
-            tokio::spawn(async move {
+        self.stop.send_replace(false);
+        let (pipeline, db, config, stop) = (
+            self.pipeline.clone(),
+            self.ctx.db.clone(),
+            self.ctx.config.clone(),
+            self.stop.clone(),
+        );
+        self.ctx.tasks.spawn("flusher", move || {
+            let (pipeline, db, config) = (pipeline.clone(), db.clone(), config.clone());
+            let stop = stop.subscribe();
+            async move { pipeline.run(&db, &config, stop).await }
+        });
+        let (db, config, stop) = (
+            self.ctx.db.clone(),
+            self.ctx.config.clone(),
+            self.stop.clone(),
+        );
+        self.ctx.tasks.spawn("purge", move || {
+            let (db, config) = (db.clone(), config.clone());
+            let mut stop = stop.subscribe();
+            async move {
                 loop {
                     let c = config.get();
                     match purge(&db, c.retention_days).await {
@@ -315,21 +321,12 @@ impl Extension for Analytics {
                     }
                 }
             }
-            .instrument(self.ctx.log.clone()))
-        };
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend([flusher, purger]);
+        });
         Ok(())
     }
 
     async fn stop(&self) -> Result<()> {
-        let _ = self.stop.send(true);
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        for task in tasks {
-            let _ = task.await;
-        }
+        self.stop.send_replace(true);
         Ok(())
     }
 

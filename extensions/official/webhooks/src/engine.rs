@@ -147,7 +147,10 @@ fn new_limit(concurrency: usize) -> Arc<EndpointLimit> {
 /// The worker loop: claims and starts deliveries until `stop` turns true.
 pub(crate) async fn run_workers(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     let (outcomes, rx) = mpsc::unbounded_channel();
-    let recorder = tokio::spawn(record_loop(engine.clone(), rx).in_current_span());
+    // The recorder and the sends belong to this task: cancelled with it, their panics its own.
+    let mut sends = tokio::task::JoinSet::new();
+    let mut recorder = tokio::task::JoinSet::new();
+    recorder.spawn(record_loop(engine.clone(), rx).in_current_span());
     let mut slots = Arc::new(Semaphore::new(
         engine.config.get().max_concurrency.max(1) as usize
     ));
@@ -200,7 +203,7 @@ pub(crate) async fn run_workers(engine: Arc<Engine>, mut stop: watch::Receiver<b
             };
             let engine = engine.clone();
             let outcomes = outcomes.clone();
-            tokio::spawn(
+            sends.spawn(
                 async move {
                     if let Some(outcome) = deliver(&engine, job, permit).await {
                         let _ = outcomes.send(outcome);
@@ -208,12 +211,30 @@ pub(crate) async fn run_workers(engine: Arc<Engine>, mut stop: watch::Receiver<b
                 }
                 .in_current_span(),
             );
+            // Reap finished sends (a panic in one is this task's to report).
+            while let Some(done) = sends.try_join_next() {
+                if let Err(e) = done
+                    && e.is_panic()
+                {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
         }
     }
     drop(outcomes);
     // In-flight sends finish and are recorded within the stop time limit, or are retried
     // when their lease ends.
-    let _ = tokio::time::timeout(Duration::from_secs(5), recorder).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(done) = sends.join_next().await {
+            if let Err(e) = done
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+        while recorder.join_next().await.is_some() {}
+    })
+    .await;
 }
 
 async fn claim(engine: &Engine, limit: usize) -> Result<Vec<Claimed>> {

@@ -21,11 +21,10 @@
 //! Outbox retention: the extension never deletes outbox rows (other consumers may need them);
 //! its cursor only grows.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use solobase_sdk::prelude::*;
-use solobase_sdk::tracing::Instrument as _;
 use tokio::sync::watch;
 
 pub mod api;
@@ -113,8 +112,8 @@ impl WebhooksConfig {
 pub struct Webhooks {
     ctx: InitContext<WebhooksConfig>,
     engine: Arc<engine::Engine>,
-    stop: watch::Sender<bool>,
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Tells its tasks to finish (set by `stop()`, cleared by `start()`).
+    stop: Arc<watch::Sender<bool>>,
 }
 
 impl std::fmt::Debug for Webhooks {
@@ -144,30 +143,28 @@ impl Extension for Webhooks {
         Ok(Self {
             ctx,
             engine,
-            stop: watch::channel(false).0,
-            tasks: Mutex::new(Vec::new()),
+            stop: Arc::new(watch::channel(false).0),
         })
     }
 
+    /// The feed and the delivery workers run as host tasks: on disable and at shutdown
+    /// `stop()` asks them to finish (in-flight sends end and are recorded), and the host waits
+    /// for them.
     async fn start(&self) -> Result<()> {
         self.stop.send_replace(false);
-        let span = self.ctx.log.clone();
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        tasks.push(tokio::spawn(
-            feed::run(self.engine.clone(), self.stop.subscribe()).instrument(span.clone()),
-        ));
-        tasks.push(tokio::spawn(
-            engine::run_workers(self.engine.clone(), self.stop.subscribe()).instrument(span),
-        ));
+        let (engine, stop) = (self.engine.clone(), self.stop.clone());
+        self.ctx
+            .tasks
+            .spawn("feed", move || feed::run(engine.clone(), stop.subscribe()));
+        let (engine, stop) = (self.engine.clone(), self.stop.clone());
+        self.ctx.tasks.spawn("deliveries", move || {
+            engine::run_workers(engine.clone(), stop.subscribe())
+        });
         Ok(())
     }
 
     async fn stop(&self) -> Result<()> {
         self.stop.send_replace(true);
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        for task in tasks {
-            let _ = task.await;
-        }
         Ok(())
     }
 

@@ -266,7 +266,8 @@ mod tests {
         // 2026-12-04 is a Friday; Sunday is 0 or 7.
         assert_eq!(next("0 12 * * 0", t), datetime!(2026-12-06 12:00 UTC));
         assert_eq!(next("0 12 * * 7", t), datetime!(2026-12-06 12:00 UTC));
-        assert_eq!(next("0 9 * * 1-5", t), datetime!(2026-12-07 09:00 UTC));
+        assert_eq!(next("0 9 * * 1-5", t), datetime!(2026-12-04 09:00 UTC));
+        assert_eq!(next("0 9 * * 1-4", t), datetime!(2026-12-07 09:00 UTC));
         // Both days restricted: either matches.
         assert_eq!(next("0 0 25 * 6", t), datetime!(2026-12-05 00:00 UTC));
         assert_eq!(next("0 0 29 2 *", t), datetime!(2028-02-29 00:00 UTC));

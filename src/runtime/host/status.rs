@@ -30,6 +30,8 @@ pub(crate) struct ExtensionStatus {
     pub(crate) routes: Option<Vec<String>>,
     pub(crate) hooks: Vec<HookEntry>,
     pub(crate) middleware: Vec<MiddlewareEntry>,
+    /// The background tasks (`ctx.tasks`) running now.
+    pub(crate) tasks: Vec<String>,
     pub(crate) permissions: PermissionsStatus,
     /// Its running configuration's etag and last refused change.
     pub(crate) config: serde_json::Value,
@@ -157,6 +159,7 @@ impl ExtensionHost {
                     priority: *priority,
                 })
                 .collect(),
+            tasks: l.tasks.names(),
             middleware: l
                 .middleware
                 .iter()

@@ -26,3 +26,6 @@ mod properties;
 mod reload;
 // Attacks on the trust boundaries; most use the probe extension: run with --all-features.
 mod security;
+// Disable means stopped, on the probe extension's tasks: run with --all-features.
+#[cfg(feature = "probe")]
+mod stopping;

@@ -119,8 +119,17 @@ impl Drop for Receiver {
 
 /// An app whose webhooks configuration is `toml`.
 async fn app_with(toml: &str) -> TestApp {
+    app_on(None, toml).await
+}
+
+/// An app whose webhooks configuration is `toml`, on database `db` (a fresh one if `None`).
+async fn app_on(db: Option<&str>, toml: &str) -> TestApp {
     let toml = toml.to_owned();
-    TestApp::builder()
+    let builder = match db {
+        Some(db) => TestApp::builder().on(db),
+        None => TestApp::builder(),
+    };
+    builder
         .config(move |c| {
             c.auth.signup_enabled = true;
             std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
@@ -832,4 +841,156 @@ async fn without_events_subscribe_events_wait_in_the_outbox_and_health_says_why(
         })
         .await
     );
+}
+
+/// Creates an endpoint of `receiver` for user events, marked with the header `x-n: n`.
+async fn endpoint(app: &TestApp, admin: &str, receiver: &Receiver, n: u32) {
+    let (status, ep) = call(
+        app,
+        admin,
+        "POST",
+        "/endpoints",
+        Some(
+            json!({"url": receiver.url("127.0.0.1"), "event_types": ["user.created"],
+                    "headers": {"x-n": n.to_string()}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{ep}");
+}
+
+/// What `receiver` got for the users `emails`: (endpoint mark, email) → deliveries.
+fn delivered(
+    receiver: &Receiver,
+    emails: &[String],
+) -> std::collections::BTreeMap<(String, String), usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for r in receiver.got() {
+        let email = r.json()["data"]["email"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if emails.contains(&email) {
+            *seen.entry((r.header("x-n").to_owned(), email)).or_default() += 1;
+        }
+    }
+    seen
+}
+
+async fn set_enabled(app: &TestApp, admin: &str, enabled: bool) {
+    let (verb, body) = if enabled {
+        ("enable", json!({"grant_all": true}))
+    } else {
+        ("disable", json!({}))
+    };
+    let res = app
+        .http
+        .post(app.url(&format!("/api/v1/extensions/webhooks/{verb}")))
+        .bearer_auth(admin)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{verb}");
+}
+
+/// Signs up `n` users through `app`; their e-mails.
+async fn sign_up(app: &TestApp, prefix: &str, n: usize) -> Vec<String> {
+    let mut emails = Vec::new();
+    for i in 0..n {
+        let email = format!("{prefix}{i}@example.com");
+        let res = app.signup(&email, "password123").await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        emails.push(email);
+    }
+    emails
+}
+
+#[tokio::test]
+async fn while_disabled_webhooks_sends_nothing_and_once_enabled_delivers_each_event_once() {
+    let receiver = Receiver::start();
+    let app = app_with(FAST).await;
+    let admin = app.user_token("admin@example.com", true).await;
+    endpoint(&app, &admin, &receiver, 1).await;
+    endpoint(&app, &admin, &receiver, 2).await;
+
+    set_enabled(&app, &admin, false).await;
+    let webhooks = app.extension(&admin, "webhooks").await;
+    assert_eq!(webhooks["running"], false, "{webhooks}");
+    let before = receiver.got().len();
+    let emails = sign_up(&app, "quiet", 5).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        receiver.got().len(),
+        before,
+        "nothing is sent while it is disabled"
+    );
+
+    set_enabled(&app, &admin, true).await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            delivered(&receiver, &emails).len() == 10
+        })
+        .await,
+        "{:?}",
+        delivered(&receiver, &emails)
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = delivered(&receiver, &emails);
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "each event once per endpoint: {seen:?}"
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn disabled_on_one_of_three_instances_webhooks_stops_on_all() {
+    let receiver = Receiver::start();
+    let first = app_with(FAST).await;
+    let db = first.db_name.clone();
+    let second = app_on(Some(&db), FAST).await;
+    let third = app_on(Some(&db), FAST).await;
+    let admin = first.user_token("admin@example.com", true).await;
+    endpoint(&first, &admin, &receiver, 1).await;
+    endpoint(&first, &admin, &receiver, 2).await;
+
+    set_enabled(&first, &admin, false).await;
+    // Every instance stops: the others learn it from the change notification.
+    for app in [&second, &third] {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                app.extension(&admin, "webhooks").await["running"] == false
+            })
+            .await
+        );
+    }
+    let before = receiver.got().len();
+    let mut emails = sign_up(&second, "second", 3).await;
+    emails.extend(sign_up(&third, "third", 3).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        receiver.got().len(),
+        before,
+        "no instance sends while it is disabled"
+    );
+
+    set_enabled(&third, &admin, true).await;
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            delivered(&receiver, &emails).len() == 12
+        })
+        .await,
+        "{:?}",
+        delivered(&receiver, &emails)
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = delivered(&receiver, &emails);
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "each event once per endpoint: {seen:?}"
+    );
+    for app in [first, second, third] {
+        app.stop().await.unwrap();
+    }
 }

@@ -30,7 +30,9 @@ impl Default for ProbeConfig {
 #[derive(Debug)]
 pub struct Probe {
     ctx: InitContext<ProbeConfig>,
-    hits: Mutex<BTreeMap<String, u64>>,
+    hits: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Wakes the `trap` task, which then panics.
+    trap: Arc<tokio::sync::Notify>,
 }
 
 impl Probe {
@@ -54,12 +56,40 @@ impl Extension for Probe {
     async fn initialize(ctx: InitContext<ProbeConfig>) -> Result<Self> {
         Ok(Self {
             ctx,
-            hits: Mutex::new(BTreeMap::new()),
+            hits: Arc::new(Mutex::new(BTreeMap::new())),
+            trap: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
+    /// Two host tasks: `tick` counts every 50 ms; `trap` panics when `/trap` wakes it.
     async fn start(&self) -> Result<()> {
         self.hit("start");
+        let hits = self.hits.clone();
+        self.ctx
+            .tasks
+            .every("tick", Duration::from_millis(50), move || {
+                let hits = hits.clone();
+                async move {
+                    *hits
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry("tick".into())
+                        .or_default() += 1;
+                }
+            });
+        let trap = self.trap.clone();
+        self.ctx.tasks.spawn("trap", move || {
+            let trap = trap.clone();
+            async move {
+                trap.notified().await;
+                panic!("probe: injected task panic");
+            }
+        });
+        Ok(())
+    }
+
+    async fn stop(&self) -> Result<()> {
+        self.hit("stop");
         Ok(())
     }
 
@@ -100,6 +130,12 @@ impl Extension for Probe {
             .public();
         // Fault injection (the soak test's faulty extension): a handler that panics, and
         // one that answers only after `ms` milliseconds (at most 10 s).
+        routes
+            .post("/trap", |p: Arc<Self>, _| async move {
+                p.trap.notify_one();
+                Ok(Response::json(&"sprung"))
+            })
+            .public();
         routes
             .get("/panic", |_, _| async {
                 panic!("probe: injected panic");

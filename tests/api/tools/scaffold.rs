@@ -182,6 +182,49 @@ fn validate_reports_each_problem_with_its_file_and_line() {
 }
 
 #[test]
+fn validate_refuses_an_http_client_without_network_outbound_and_spawns_outside_the_host() {
+    let tmp = TempDir::new();
+    let ext = tmp.0.join("webhooks");
+    copy_dir(&source_root().join("extensions/official/webhooks"), &ext);
+    let manifest = std::fs::read_to_string(ext.join("extension.toml")).unwrap();
+    std::fs::write(
+        ext.join("extension.toml"),
+        manifest.replace(", \"network.outbound\"", ""),
+    )
+    .unwrap();
+    // Its SSRF module gone too: nothing in the code names std::net any more.
+    std::fs::write(ext.join("src/ssrf.rs"), "").unwrap();
+    let (out, report) = validate(&tmp.0, &ext);
+    assert_eq!(out.status.code(), Some(2), "{report:#}");
+    let messages = report["problems"].to_string();
+    assert!(
+        messages.contains("depends on reqwest") && messages.contains("reqwest"),
+        "{messages}"
+    );
+    assert!(
+        report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["permission"] == "network.outbound"),
+        "{report:#}"
+    );
+
+    // A task the host does not own.
+    let lib = std::fs::read_to_string(ext.join("src/lib.rs")).unwrap();
+    std::fs::write(
+        ext.join("src/lib.rs"),
+        format!("{lib}\nfn rogue() {{ tokio::spawn(async {{}}); }}\n"),
+    )
+    .unwrap();
+    let (_, report) = validate(&tmp.0, &ext);
+    assert!(
+        report["problems"].to_string().contains("uses tokio::spawn"),
+        "{report:#}"
+    );
+}
+
+#[test]
 fn validate_flags_std_net_without_its_permission_and_a_misnamed_folder() {
     let tmp = TempDir::new();
     let ext = tmp.0.join("stats");

@@ -20,6 +20,9 @@ pub enum Reach {
     Process,
     /// `unsafe`: code the compiler does not check.
     Unsafe,
+    /// `tokio::spawn`, `tokio::task::spawn*`, `std::thread::spawn`: work the host does not
+    /// own (it belongs in `ctx.tasks`).
+    Spawn,
 }
 
 impl Reach {
@@ -42,8 +45,23 @@ pub struct Finding {
     pub line: usize,
 }
 
-/// Crates whose `fs`, `net` and `process` modules are reported.
+/// Crates whose `fs`, `net` and `process` modules (and spawning functions) are reported.
 const ROOTS: [&str; 2] = ["std", "tokio"];
+
+/// HTTP and socket client crates: any use of one reaches the network.
+pub const NET_CRATES: [&str; 11] = [
+    "reqwest",
+    "hyper",
+    "hyper_util",
+    "ureq",
+    "isahc",
+    "surf",
+    "attohttpc",
+    "awc",
+    "curl",
+    "socket2",
+    "mio",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tok {
@@ -66,6 +84,20 @@ pub fn scan(source: &str) -> Vec<Finding> {
                 path: word.clone(),
                 line: *line,
             }),
+            Tok::Ident(word)
+                if NET_CRATES.contains(&word.as_str())
+                    && is_crate_root(&tokens, i)
+                    && matches!(
+                        tokens.get(i + 1),
+                        Some((Tok::PathSep | Tok::Punct(';' | ','), _))
+                    ) =>
+            {
+                findings.push(Finding {
+                    reach: Reach::Net,
+                    path: word.clone(),
+                    line: *line,
+                });
+            }
             Tok::Ident(word) if ROOTS.contains(&word.as_str()) && is_crate_root(&tokens, i) => {
                 if let Some((Tok::PathSep, _)) = tokens.get(i + 1) {
                     let mut prefix = vec![word.clone()];
@@ -193,7 +225,21 @@ fn walk_group(
 /// What a path (crate name first) reaches: `<crate>::fs`, `::net`, `::process`, or
 /// `std::os::<platform>::<one of them>` (`std::os::unix::net` is sockets too).
 fn reaches(path: &[String]) -> Option<Reach> {
+    const SPAWNS: [&str; 3] = ["spawn", "spawn_blocking", "spawn_local"];
     match path {
+        [tokio, spawn] if tokio == "tokio" && SPAWNS.contains(&spawn.as_str()) => {
+            Some(Reach::Spawn)
+        }
+        [tokio, task, spawn]
+            if tokio == "tokio" && task == "task" && SPAWNS.contains(&spawn.as_str()) =>
+        {
+            Some(Reach::Spawn)
+        }
+        [std, thread, spawn]
+            if std == "std" && thread == "thread" && (spawn == "spawn" || spawn == "Builder") =>
+        {
+            Some(Reach::Spawn)
+        }
         [_, first, ..] if Reach::from_module(first).is_some() => Reach::from_module(first),
         [std, os, _, module, ..] if std == "std" && os == "os" => Reach::from_module(module),
         _ => None,
@@ -202,10 +248,10 @@ fn reaches(path: &[String]) -> Option<Reach> {
 
 /// How many segments decide [`reaches`]: reported once, when the path gets that long.
 fn reach_depth(path: &[String]) -> usize {
-    if path.get(1).is_some_and(|s| s == "os") {
-        4
-    } else {
-        2
+    match path.get(1).map(String::as_str) {
+        Some("os") => 4,
+        Some("task" | "thread") => 3,
+        _ => 2,
     }
 }
 
@@ -385,6 +431,25 @@ mod tests {
         );
         assert_eq!(
             paths("use tokio::sync::mpsc;\nuse my::tokio::fs;\n"),
+            [] as [&str; 0]
+        );
+    }
+
+    #[test]
+    fn finds_http_clients_and_spawns_outside_the_host() {
+        let src = "use reqwest::Client;\nfn f() {\n    let _ = hyper::Uri::default();\n    tokio::spawn(async {});\n    tokio::task::spawn_blocking(|| ());\n    std::thread::spawn(|| ());\n    let mut set = tokio::task::JoinSet::new();\n    set.spawn(async {});\n    let _ = my::reqwest::Client::new();\n}\n";
+        assert_eq!(
+            found(src),
+            [
+                (Reach::Net, 1),
+                (Reach::Net, 3),
+                (Reach::Spawn, 4),
+                (Reach::Spawn, 5),
+                (Reach::Spawn, 6)
+            ]
+        );
+        assert_eq!(
+            paths("// reqwest::get\nlet s = \"tokio::spawn\";\n"),
             [] as [&str; 0]
         );
     }

@@ -1,5 +1,8 @@
 //! The source check: every `src/**/*.rs` file scanned (`scan.rs`) for code that
-//! reaches past the SDK; each use its permissions do not cover is a problem with its line.
+//! reaches past the SDK — the file system, the network (std's and tokio's sockets, and HTTP
+//! or socket client crates, in the code or in `Cargo.toml`), other programs, `unsafe`, and
+//! work spawned outside the host's `ctx.tasks`; each use its permissions do not cover is a
+//! problem with its line.
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +40,9 @@ pub(super) fn check(dir: &Path, manifest: &Manifest, report: &mut Report) {
             }
         }
     }
+    if !network {
+        check_dependencies(dir, report);
+    }
     report.notes.push(format!(
         "{} source file{} scanned",
         files.len(),
@@ -60,6 +66,10 @@ fn advice(finding: &scan::Finding) -> String {
         Reach::Unsafe => "no permission allows unsafe code (the workspace denies unsafe_code): \
                           remove it"
             .into(),
+        Reach::Spawn => "work the host does not own: run it with ctx.tasks (spawn, every, \
+                         cron), which the host cancels when the extension stops and whose \
+                         panics it counts"
+            .into(),
     };
     format!("uses {}: {what}", finding.path)
 }
@@ -78,6 +88,56 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
             rust_files(&path, out);
         } else if kind.is_file() && path.extension().is_some_and(|e| e == "rs") {
             out.push(path);
+        }
+    }
+}
+
+/// `Cargo.toml`: a dependency on an HTTP or socket client crate needs `network.outbound` too
+/// (whatever name the code uses for it).
+fn check_dependencies(dir: &Path, report: &mut Report) {
+    let Ok(text) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+        return;
+    };
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return;
+    };
+    for section in ["dependencies", "target"] {
+        let deps: Vec<(String, toml::Value)> = match table.get(section) {
+            Some(toml::Value::Table(t)) if section == "dependencies" => {
+                t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            }
+            // [target.'cfg(…)'.dependencies]
+            Some(toml::Value::Table(targets)) => targets
+                .values()
+                .filter_map(|t| t.get("dependencies").and_then(|d| d.as_table()))
+                .flat_map(|d| d.iter().map(|(k, v)| (k.clone(), v.clone())))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (key, value) in deps {
+            let package = value
+                .get("package")
+                .and_then(|p| p.as_str())
+                .unwrap_or(&key)
+                .replace('-', "_");
+            if scan::NET_CRATES.contains(&package.as_str()) {
+                let line = text
+                    .lines()
+                    .position(|l| l.trim_start().starts_with(&key))
+                    .map(|i| i + 1);
+                report.problem(
+                    "source",
+                    "Cargo.toml",
+                    line,
+                    format!(
+                        "depends on {package}, an HTTP or socket client: needs the permission \
+                         {NETWORK} (request it in extension.toml), or use the host's ctx.http"
+                    ),
+                );
+                if let Some(problem) = report.problems.last_mut() {
+                    problem.permission = Some(NETWORK);
+                }
+            }
         }
     }
 }

@@ -164,6 +164,43 @@ impl Metrics {
             .register_histogram(&Self::key(name, labels), &METADATA)
     }
 
+    /// Registers one of an extension's own series (`ctx.metrics`, named
+    /// `solobase_ext_<extension>_…` by the SDK); returns what records an observation (a
+    /// counter's total, a gauge's value, a histogram's sample).
+    pub(crate) fn extension_series(
+        &self,
+        series: &solobase_sdk::metrics::Series,
+    ) -> std::sync::Arc<dyn Fn(f64) + Send + Sync> {
+        use solobase_sdk::metrics::Kind;
+        let labels: Vec<Label> = series
+            .labels
+            .iter()
+            .map(|(k, v)| Label::new(k.clone(), v.clone()))
+            .collect();
+        let key = Key::from_parts(series.name.clone(), labels);
+        let name = series.name.clone();
+        let help = series.help.clone();
+        match series.kind {
+            Kind::Counter => {
+                self.recorder
+                    .describe_counter(name.into(), None, help.into());
+                let counter = self.recorder.register_counter(&key, &METADATA);
+                std::sync::Arc::new(move |total| counter.absolute(total as u64))
+            }
+            Kind::Gauge => {
+                self.recorder.describe_gauge(name.into(), None, help.into());
+                let gauge = self.recorder.register_gauge(&key, &METADATA);
+                std::sync::Arc::new(move |value| gauge.set(value))
+            }
+            _ => {
+                self.recorder
+                    .describe_histogram(name.into(), None, help.into());
+                let histogram = self.recorder.register_histogram(&key, &METADATA);
+                std::sync::Arc::new(move |value| histogram.record(value))
+            }
+        }
+    }
+
     /// A request the host answered: `route` is the matched template, or `None`.
     pub(crate) fn http_request(
         &self,
@@ -326,6 +363,18 @@ fn status_label(status: u16) -> SharedString {
     }
 }
 
+/// The shipped extensions' own series the dashboard shows (`tests/api/server/metrics.rs`
+/// checks each is exported).
+#[cfg(test)]
+const SHIPPED_EXTENSION_SERIES: [&str; 6] = [
+    "solobase_ext_analytics_events_total",
+    "solobase_ext_analytics_queue_depth",
+    "solobase_ext_webhooks_deliveries_total",
+    "solobase_ext_webhooks_attempts_total",
+    "solobase_ext_webhooks_pending",
+    "solobase_ext_webhooks_queue_age_seconds",
+];
+
 /// Every metric this module exports (the dashboard test checks it queries only these).
 #[cfg(test)]
 const NAMES: [&str; 10] = [
@@ -359,14 +408,18 @@ mod tests {
                     t.starts_with("http_")
                         || t.starts_with("extension_")
                         || t.starts_with("extensions_")
+                        || t.starts_with("solobase_ext_")
                 };
                 for token in tokens.filter(metric) {
                     let base = token.trim_end_matches("_bucket");
-                    assert!(NAMES.contains(&base), "{token} in {expr}");
+                    assert!(
+                        NAMES.contains(&base) || SHIPPED_EXTENSION_SERIES.contains(&base),
+                        "{token} in {expr}"
+                    );
                     used += 1;
                 }
             }
         }
-        assert!(used >= NAMES.len());
+        assert!(used >= NAMES.len() + SHIPPED_EXTENSION_SERIES.len());
     }
 }

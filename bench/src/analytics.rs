@@ -10,7 +10,6 @@
 //!    rounds: throughput ratio and server CPU µs added per request (hook, queue and writing).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -73,7 +72,7 @@ async fn ingest(url: &str, secs: u64) -> anyhow::Result<(f64, i64, u64)> {
         ..AnalyticsConfig::default()
     });
     let before = count(&db).await?;
-    let pipeline = Arc::new(Pipeline::new(config.get().queue_capacity));
+    let pipeline = Arc::new(Pipeline::new(config.get().queue_capacity, &discard())?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let flusher = {
         let (p, db, c) = (pipeline.clone(), db.clone(), config.clone());
@@ -104,7 +103,7 @@ async fn ingest(url: &str, secs: u64) -> anyhow::Result<(f64, i64, u64)> {
     flusher.await?;
     let took = started.elapsed().as_secs_f64();
     let written = count(&db).await? - before;
-    let rejected = pipeline.counters.dropped.load(Ordering::Relaxed);
+    let rejected = pipeline.counters.dropped.get();
     Ok((written as f64 / took, written, rejected))
 }
 
@@ -112,7 +111,7 @@ async fn ingest(url: &str, secs: u64) -> anyhow::Result<(f64, i64, u64)> {
 fn hook_ns(n: usize) -> f64 {
     let config = AnalyticsConfig::default();
     let heads = heads();
-    let pipeline = Pipeline::new(n);
+    let pipeline = Pipeline::new(n, &discard()).expect("a queue");
     let started = Instant::now();
     for i in 0..n {
         if let Some(hit) = capture_page_view(&heads[i % heads.len()], StatusCode::OK, &config) {
@@ -220,4 +219,9 @@ pub async fn run(url: &str, dir: &std::path::Path, rounds: usize, secs: u64) -> 
          **{added:.2} µs**.\n"
     );
     Ok(())
+}
+
+/// Metrics that go nowhere: the benchmark reads the counters themselves.
+fn discard() -> solobase_sdk::metrics::Metrics {
+    solobase_sdk::metrics::Metrics::new("analytics", Arc::new(solobase_sdk::metrics::Discard))
 }

@@ -352,3 +352,69 @@ impl solobase_sdk::JobQueue for HostJobs {
         })
     }
 }
+
+/// An extension's own metrics (`ctx.metrics`): registered on the host's recorder, and each
+/// series' latest value kept for the counters the instances publish (`solobase extensions
+/// metrics`).
+pub(crate) struct HostMetrics {
+    metrics: Arc<crate::metrics::Metrics>,
+    latest: std::sync::Mutex<Vec<(String, Arc<std::sync::atomic::AtomicU64>)>>,
+}
+
+impl std::fmt::Debug for HostMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostMetrics").finish_non_exhaustive()
+    }
+}
+
+impl HostMetrics {
+    pub(crate) fn new(metrics: Arc<crate::metrics::Metrics>) -> Self {
+        Self {
+            metrics,
+            latest: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Every series' latest value, by `name{label="value"}` (histograms are left out).
+    pub(crate) fn snapshot(&self) -> std::collections::BTreeMap<String, f64> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    f64::from_bits(v.load(std::sync::atomic::Ordering::Relaxed)),
+                )
+            })
+            .collect()
+    }
+}
+
+impl solobase_sdk::metrics::MetricsSink for HostMetrics {
+    fn register(&self, series: &solobase_sdk::metrics::Series) -> Arc<dyn Fn(f64) + Send + Sync> {
+        let record = self.metrics.extension_series(series);
+        if series.kind == solobase_sdk::metrics::Kind::Histogram {
+            return record;
+        }
+        let labels: Vec<String> = series
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
+        let key = if labels.is_empty() {
+            series.name.clone()
+        } else {
+            format!("{}{{{}}}", series.name, labels.join(","))
+        };
+        let latest = Arc::new(std::sync::atomic::AtomicU64::new(0f64.to_bits()));
+        self.latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((key, latest.clone()));
+        Arc::new(move |value| {
+            latest.store(value.to_bits(), std::sync::atomic::Ordering::Relaxed);
+            record(value);
+        })
+    }
+}

@@ -438,6 +438,7 @@ impl Registration {
                         raw.files,
                         raw.jobs,
                         raw.tasks,
+                        raw.metrics,
                     );
                     let ext = E::initialize(ctx).await?;
                     Ok((Arc::new(ext) as Arc<dyn ErasedExtension>, updater))

@@ -68,6 +68,7 @@ pub mod hooks;
 pub mod http;
 /// The manifest, `extension.toml` (the `solobase-manifest` crate).
 pub use solobase_manifest as manifest;
+pub mod metrics;
 pub mod routes;
 pub mod services;
 pub mod storage;

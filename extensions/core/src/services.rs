@@ -51,6 +51,8 @@ pub struct InitContext<C> {
     /// Background tasks on this instance, run and owned by the host (register them in
     /// `start()`; they are cancelled when the extension stops).
     pub tasks: crate::tasks::Tasks,
+    /// Its own metrics, exported on the host's `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl<C> InitContext<C> {
@@ -68,6 +70,7 @@ impl<C> InitContext<C> {
         files: Files,
         jobs: Jobs,
         tasks: crate::tasks::Tasks,
+        metrics: crate::metrics::Metrics,
     ) -> Self {
         Self {
             name,
@@ -80,6 +83,7 @@ impl<C> InitContext<C> {
             files,
             jobs,
             tasks,
+            metrics,
         }
     }
 }

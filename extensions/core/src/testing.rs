@@ -341,6 +341,7 @@ impl<E: Extension> TestHarnessBuilder<E> {
             Files::new(files.clone()),
             Jobs::new(jobs.clone()),
             crate::tasks::Tasks::new(tasks.clone()),
+            crate::metrics::Metrics::new(name.as_str(), Arc::new(crate::metrics::Discard)),
         );
         let ext = Arc::new(E::initialize(ctx).await?);
         let defs = crate::ErasedExtension::routes(ext.clone());

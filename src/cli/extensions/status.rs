@@ -49,6 +49,14 @@ fn summed<'a>(
         let sum: u64 = mine.iter().filter_map(|r| r.stats[key].as_u64()).sum();
         total.insert(key.to_owned(), sum.into());
     }
+    // The extension's own series (`ctx.metrics`), summed over the instances.
+    let mut own: BTreeMap<String, f64> = BTreeMap::new();
+    for r in &mine {
+        for (series, value) in r.stats["metrics"].as_object().into_iter().flatten() {
+            *own.entry(series.clone()).or_default() += value.as_f64().unwrap_or_default();
+        }
+    }
+    total.insert("metrics".to_owned(), json!(own));
     (mine, Value::Object(total))
 }
 
@@ -272,6 +280,9 @@ pub(super) async fn metrics(
             e["instances"].as_array().map_or(0, Vec::len)
         );
         if only.is_some() {
+            for (series, value) in t["metrics"].as_object().into_iter().flatten() {
+                println!("  {series} {value}");
+            }
             for r in e["instances"].as_array().into_iter().flatten() {
                 println!(
                     "  {}  requests {}  errors {}  breaker {}  ({:.1} s ago)",

@@ -243,6 +243,9 @@ mod tests {
             )),
             task_panic: Mutex::new(None),
             start_failed: AtomicBool::new(false),
+            own_metrics: Arc::new(crate::runtime::services::HostMetrics::new(Arc::new(
+                crate::metrics::Metrics::new(),
+            ))),
         }
     }
 

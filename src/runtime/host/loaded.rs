@@ -74,6 +74,8 @@ pub struct Loaded {
     pub(crate) task_panic: Mutex<Option<(Instant, String)>>,
     /// Its `start()` failed since it was last enabled: not started again until it is.
     pub(crate) start_failed: AtomicBool,
+    /// Its own metrics (`ctx.metrics`).
+    pub(crate) own_metrics: Arc<crate::runtime::services::HostMetrics>,
 }
 
 impl std::fmt::Debug for Loaded {

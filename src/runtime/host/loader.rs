@@ -137,6 +137,7 @@ pub(super) async fn load_one(
         )),
         task_panic: Mutex::new(None),
         start_failed: AtomicBool::new(false),
+        own_metrics: Arc::new(services::HostMetrics::new(ctx.metrics.clone())),
     };
     if let Some(problem) = problem {
         item.fail(problem);
@@ -166,6 +167,7 @@ pub(super) async fn load_one(
         grants,
         shared,
         item.tasks.clone(),
+        item.own_metrics.clone(),
     )
     .instrument(span)
     .await
@@ -202,6 +204,7 @@ async fn initialize(
     grants: Arc<Grants>,
     shared: Option<serde_json::Value>,
     tasks: Arc<crate::runtime::tasks::TaskSet>,
+    own_metrics: Arc<services::HostMetrics>,
 ) -> Result<Initialized, String> {
     let limit = Duration::from_secs(ctx.settings.lifecycle_timeout_secs);
     let config = match shared {
@@ -261,6 +264,7 @@ async fn initialize(
             pool: ctx.pool.clone(),
         })),
         solobase_sdk::tasks::Tasks::new(tasks),
+        solobase_sdk::metrics::Metrics::new(name.as_str(), own_metrics),
     );
     let started = Instant::now();
     let initializing = AssertUnwindSafe(registration.initialize(raw)).catch_unwind();

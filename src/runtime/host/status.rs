@@ -119,6 +119,8 @@ pub(crate) struct StatsView {
     pub(crate) allocated_bytes: u64,
     pub(crate) storage_bytes: Option<u64>,
     pub(crate) storage_quota_bytes: Option<u64>,
+    /// Its own metrics (`ctx.metrics`), by series.
+    pub(crate) metrics: std::collections::BTreeMap<String, f64>,
 }
 
 impl ExtensionHost {
@@ -208,6 +210,7 @@ impl ExtensionHost {
             allocated_bytes: l.stats.allocated_bytes.load(Ordering::Relaxed),
             storage_bytes: quota.map(|(_, used)| used),
             storage_quota_bytes: quota.map(|(limit, _)| limit),
+            metrics: l.own_metrics.snapshot(),
         }
     }
 

@@ -160,3 +160,96 @@ async fn metrics_may_be_served_without_authentication_on_a_private_address() {
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     app.stop().await.unwrap();
 }
+
+/// The series of the shipped extensions' own metrics (`solobase_ext_…`).
+fn own_series(text: &str) -> BTreeSet<String> {
+    series(text)
+        .into_iter()
+        .filter(|s| s.starts_with("solobase_ext_"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_shipped_extensions_export_their_own_series_with_bounded_labels() {
+    let app = TestApp::builder()
+        .config(|c| {
+            c.extensions.stats_interval_ms = 200;
+            // Every hostile event from this one address is accepted.
+            c.extensions.client_rate_per_second = 0;
+        })
+        .spawn()
+        .await;
+    let admin = app.user_token("admin@example.com", true).await;
+    let before = own_series(&scrape(&app, &admin).await);
+    for name in [
+        "solobase_ext_analytics_events_total{fate=\"accepted\"}",
+        "solobase_ext_analytics_events_total{fate=\"other\"}",
+        "solobase_ext_analytics_queue_depth",
+        "solobase_ext_webhooks_deliveries_total{outcome=\"succeeded\"}",
+        "solobase_ext_webhooks_attempts_total",
+        "solobase_ext_webhooks_pending",
+        "solobase_ext_webhooks_queue_age_seconds",
+    ] {
+        assert!(before.contains(name), "{name} in {before:#?}");
+    }
+
+    // Hostile tracking events: names, pages, props and referrers nobody declared.
+    let hostile: Vec<String> = (0..300)
+        .map(|i| {
+            serde_json::json!({
+                "name": format!("evil-{i}-{}", "x".repeat(i % 50)),
+                "url": format!("http://example.com/{i}/x?utm_source=s{i}"),
+                "referrer": format!("http://ref-{i}.example/"),
+                "props": {format!("k{i}"): format!("v{i}")},
+            })
+            .to_string()
+        })
+        .collect();
+    let statuses = futures_util::stream::iter(hostile)
+        .map(|body| {
+            let http = app.http.clone();
+            let url = app.url("/ext/analytics/api/track");
+            async move {
+                http.post(url)
+                    .header(
+                        "user-agent",
+                        "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+                    )
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(statuses.iter().all(|s| s.is_success()), "{statuses:?}");
+    let text = scrape(&app, &admin).await;
+    let after = own_series(&text);
+    assert_eq!(after, before, "no new series, whatever the input");
+    let accepted = text
+        .lines()
+        .find(|l| l.starts_with("solobase_ext_analytics_events_total{fate=\"accepted\"}"))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse::<f64>().ok())
+        .unwrap();
+    assert!(accepted >= 300.0, "{accepted}");
+
+    // The command line lists them from what the instance publishes.
+    assert!(
+        crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
+            let out = {
+                let mut cmd = crate::server::cli::solobase(&app.data_dir.0);
+                cmd.args(["extensions", "metrics", "analytics", "--database-url"])
+                    .arg(crate::helpers::database_url(&app.db_name));
+                crate::server::cli::run(cmd, std::time::Duration::from_secs(30))
+            };
+            String::from_utf8_lossy(&out.stdout)
+                .contains("solobase_ext_analytics_events_total{fate=\"accepted\"}")
+        })
+        .await
+    );
+    app.stop().await.unwrap();
+}

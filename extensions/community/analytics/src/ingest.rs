@@ -8,12 +8,11 @@
 //! salt, reduces URLs and referrers, and writes the batch with one binary `COPY`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
 use solobase_sdk::bytes::Bytes;
 use solobase_sdk::http::HeaderValue;
+use solobase_sdk::metrics::{Counter, Gauge, Metrics};
 use solobase_sdk::services::{ConfigHandle, Database};
 use solobase_sdk::tokio_postgres::binary_copy::BinaryCopyInWriter;
 use solobase_sdk::tokio_postgres::types::{ToSql, Type};
@@ -95,19 +94,43 @@ pub struct Hit {
     pub address: Address,
 }
 
-/// The ingestion counters, as `/api/ingest` shows them.
-#[derive(Debug, Default, Serialize)]
+/// The ingestion counters, as `/api/ingest` shows them and `/metrics` exports them
+/// (`solobase_ext_analytics_events_total{fate}`, `solobase_ext_analytics_queue_depth`).
+#[derive(Debug)]
 pub struct Counters {
     /// Hits queued.
-    pub accepted: AtomicU64,
+    pub accepted: Counter,
     /// Hits dropped because the queue was full.
-    pub dropped: AtomicU64,
+    pub dropped: Counter,
     /// Hits dropped as bots.
-    pub bots: AtomicU64,
+    pub bots: Counter,
     /// Events written to the database.
-    pub written: AtomicU64,
+    pub written: Counter,
     /// Events lost because their batch could not be written (after retries).
-    pub failed: AtomicU64,
+    pub failed: Counter,
+    /// Hits waiting in the queue, as the flusher last saw it.
+    pub queue_depth: Gauge,
+}
+
+impl Counters {
+    /// The counters, registered with `metrics`.
+    pub fn new(metrics: &Metrics) -> Result<Self> {
+        let fates = metrics.counter_vec(
+            "events",
+            "Tracking events, by fate: accepted (queued), dropped (queue full), bots, written, \
+             failed (could not be written)",
+            "fate",
+            &["accepted", "dropped", "bots", "written", "failed"],
+        )?;
+        Ok(Self {
+            accepted: fates.with("accepted").clone(),
+            dropped: fates.with("dropped").clone(),
+            bots: fates.with("bots").clone(),
+            written: fates.with("written").clone(),
+            failed: fates.with("failed").clone(),
+            queue_depth: metrics.gauge("queue_depth", "Tracking events waiting to be written")?,
+        })
+    }
 }
 
 /// How often the flusher looks at the queue while it fills a batch.
@@ -146,25 +169,25 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline whose queue holds at most `capacity` hits.
-    pub fn new(capacity: usize) -> Self {
+    /// A pipeline whose queue holds at most `capacity` hits, counted in `metrics`.
+    pub fn new(capacity: usize, metrics: &Metrics) -> Result<Self> {
         let capacity = capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
-        Self {
+        Ok(Self {
             tx,
             rx: Mutex::new(rx),
             capacity,
-            counters: Counters::default(),
-        }
+            counters: Counters::new(metrics)?,
+        })
     }
 
     /// Queues `hit` without waiting; false (and counted) when the queue is full.
     pub fn offer(&self, hit: Hit) -> bool {
         if self.tx.try_send(hit).is_ok() {
-            self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            self.counters.accepted.increment(1);
             true
         } else {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters.dropped.increment(1);
             false
         }
     }
@@ -198,6 +221,7 @@ impl Pipeline {
                     Duration::from_millis(c.flush_interval_ms),
                 )
             };
+            self.counters.queue_depth.set(self.queued() as f64);
             batch.clear();
             let mut stopping = tokio::select! {
                 n = rx.recv_many(&mut batch, size) => n == 0,
@@ -274,13 +298,11 @@ impl Pipeline {
         };
         match result {
             Ok((written, bots)) => {
-                self.counters.written.fetch_add(written, Ordering::Relaxed);
-                self.counters.bots.fetch_add(bots, Ordering::Relaxed);
+                self.counters.written.increment(written);
+                self.counters.bots.increment(bots);
             }
             Err(e) => {
-                self.counters
-                    .failed
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.counters.failed.increment(batch.len() as u64);
                 tracing::warn!(error = %e, events = batch.len(), "cannot write analytics events");
             }
         }
@@ -534,12 +556,16 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_and_counts() {
-        let p = Pipeline::new(2);
+        let metrics = Metrics::new(
+            "analytics",
+            std::sync::Arc::new(solobase_sdk::metrics::Discard),
+        );
+        let p = Pipeline::new(2, &metrics).unwrap();
         let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
         assert!(p.offer(hit(firefox)) && p.offer(hit(firefox)));
         assert!(!p.offer(hit(firefox)));
         assert_eq!(p.queued(), 2);
-        assert_eq!(p.counters.dropped.load(Ordering::Relaxed), 1);
-        assert_eq!(p.counters.accepted.load(Ordering::Relaxed), 2);
+        assert_eq!(p.counters.dropped.get(), 1);
+        assert_eq!(p.counters.accepted.get(), 2);
     }
 }

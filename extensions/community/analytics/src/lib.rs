@@ -17,7 +17,6 @@ pub mod track;
 pub mod ua;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use solobase_sdk::Database;
@@ -211,15 +210,14 @@ impl Analytics {
 
     async fn ingest(self: Arc<Self>, _req: Request) -> Result<Response> {
         let c = &self.pipeline.counters;
-        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         Ok(Response::json(&serde_json::json!({
             "queued": self.pipeline.queued(),
             "capacity": self.pipeline.capacity(),
-            "accepted": n(&c.accepted),
-            "dropped": n(&c.dropped),
-            "bots": n(&c.bots),
-            "written": n(&c.written),
-            "failed": n(&c.failed),
+            "accepted": c.accepted.get(),
+            "dropped": c.dropped.get(),
+            "bots": c.bots.get(),
+            "written": c.written.get(),
+            "failed": c.failed.get(),
         })))
     }
 
@@ -276,10 +274,11 @@ impl Extension for Analytics {
     async fn initialize(ctx: InitContext<AnalyticsConfig>) -> Result<Self> {
         let capacity = ctx.config.get().queue_capacity;
         let slots = ctx.db.pool().status().max_size.saturating_sub(1).max(1);
+        let pipeline = Arc::new(Pipeline::new(capacity, &ctx.metrics)?);
         Ok(Self {
             queries: tokio::sync::Semaphore::new(slots),
             ctx,
-            pipeline: Arc::new(Pipeline::new(capacity)),
+            pipeline,
             stop: Arc::new(watch::channel(false).0),
         })
     }
@@ -407,7 +406,7 @@ impl Extension for Analytics {
         let c = &self.pipeline.counters;
         if self.pipeline.queued() >= self.pipeline.capacity() {
             Health::degraded("the event queue is full; events are being dropped")
-        } else if c.failed.load(Ordering::Relaxed) > 0 && c.written.load(Ordering::Relaxed) == 0 {
+        } else if c.failed.get() > 0 && c.written.get() == 0 {
             Health::degraded("events cannot be written to the database")
         } else {
             Health::healthy()

@@ -37,6 +37,8 @@ pub(crate) struct Engine {
     pub wake: Notify,
     /// Why the feed last failed, until it works again (reported by `health`).
     pub feed_error: Mutex<Option<String>>,
+    /// What it exports on `/metrics`.
+    pub metrics: EngineMetrics,
     client: reqwest::Client,
     limits: Mutex<HashMap<Uuid, Arc<EndpointLimit>>>,
 }
@@ -44,6 +46,59 @@ pub(crate) struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+/// The webhooks' own series (`solobase_ext_webhooks_…`).
+#[derive(Debug)]
+pub(crate) struct EngineMetrics {
+    /// Attempts recorded, by what became of the delivery: `succeeded`, `retrying` (another
+    /// attempt is due), `failed` (no more attempts).
+    pub deliveries: solobase_sdk::metrics::CounterVec,
+    /// Attempts made, and how long each took.
+    pub attempts: solobase_sdk::metrics::Counter,
+    pub attempt_seconds: solobase_sdk::metrics::Histogram,
+    /// Deliveries waiting, and the age of the oldest (seconds; 0 when none wait).
+    pub pending: solobase_sdk::metrics::Gauge,
+    pub queue_age_seconds: solobase_sdk::metrics::Gauge,
+}
+
+impl EngineMetrics {
+    pub fn new(metrics: &solobase_sdk::metrics::Metrics) -> Result<Self> {
+        Ok(Self {
+            deliveries: metrics.counter_vec(
+                "deliveries",
+                "Delivery attempts recorded, by what became of the delivery",
+                "outcome",
+                &["succeeded", "retrying", "failed"],
+            )?,
+            attempts: metrics.counter("attempts", "Delivery attempts made")?,
+            attempt_seconds: metrics
+                .histogram("attempt_duration_seconds", "How long each attempt took")?,
+            pending: metrics.gauge("pending", "Deliveries waiting to be sent")?,
+            queue_age_seconds: metrics.gauge(
+                "queue_age_seconds",
+                "Age of the oldest delivery waiting to be sent",
+            )?,
+        })
+    }
+
+    /// Reads the queue's size and age (run periodically by the `queue` task).
+    pub async fn sample_queue(&self, engine: &Engine) -> Result<()> {
+        let row = engine
+            .db
+            .client()
+            .await?
+            .query_one(
+                "SELECT count(*)::float8, \
+                        coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 \
+                 FROM deliveries WHERE status = 'pending'",
+                &[],
+            )
+            .await?;
+        self.pending.set(row.get(0));
+        self.queue_age_seconds.set(row.get(1));
+        Ok(())
     }
 }
 
@@ -101,7 +156,12 @@ pub fn message_id(event_id: Uuid) -> String {
 }
 
 impl Engine {
-    pub fn new(db: Database, config: ConfigHandle<WebhooksConfig>, events: Events) -> Result<Self> {
+    pub fn new(
+        db: Database,
+        config: ConfigHandle<WebhooksConfig>,
+        events: Events,
+        metrics: &solobase_sdk::metrics::Metrics,
+    ) -> Result<Self> {
         let client = reqwest::Client::builder()
             .dns_resolver(ssrf::GuardedResolver::new(config.clone()))
             .redirect(reqwest::redirect::Policy::none())
@@ -118,6 +178,7 @@ impl Engine {
             events,
             wake: Notify::new(),
             feed_error: Mutex::new(None),
+            metrics: EngineMetrics::new(metrics)?,
             client,
             limits: Mutex::new(HashMap::new()),
         })
@@ -504,6 +565,12 @@ async fn record(engine: &Engine, batch: &[Outcome]) -> Result<Vec<Disabled>> {
     }
     let mut client = engine.db.client().await?;
     let tx = client.transaction().await?;
+    let count = |state: &str| states.iter().filter(|s| *s == state).count() as u64;
+    let counted = [
+        ("succeeded", count("succeeded")),
+        ("retrying", count("pending")),
+        ("failed", count("failed")),
+    ];
     tx.execute(
         "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status_code, \
            response_body, error, succeeded) \
@@ -589,6 +656,18 @@ async fn record(engine: &Engine, batch: &[Outcome]) -> Result<Vec<Disabled>> {
         fail_pending(&tx, &ids).await?;
     }
     tx.commit().await?;
+    for (outcome, n) in counted {
+        if n > 0 {
+            engine.metrics.deliveries.with(outcome).increment(n);
+        }
+    }
+    engine.metrics.attempts.increment(batch.len() as u64);
+    for o in batch {
+        engine
+            .metrics
+            .attempt_seconds
+            .record(f64::from(o.duration_ms) / 1000.0);
+    }
     if states.iter().any(|s| s == "pending") {
         engine.wake.notify_one();
     }

@@ -22,6 +22,7 @@
 //! its cursor only grows.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use solobase_sdk::prelude::*;
@@ -139,6 +140,7 @@ impl Extension for Webhooks {
             ctx.db.clone(),
             ctx.config.clone(),
             ctx.events.clone(),
+            &ctx.metrics,
         )?);
         Ok(Self {
             ctx,
@@ -160,6 +162,17 @@ impl Extension for Webhooks {
         self.ctx.tasks.spawn("deliveries", move || {
             engine::run_workers(engine.clone(), stop.subscribe())
         });
+        let engine = self.engine.clone();
+        self.ctx
+            .tasks
+            .every("queue", Duration::from_secs(5), move || {
+                let engine = engine.clone();
+                async move {
+                    if let Err(e) = engine.metrics.sample_queue(&engine).await {
+                        solobase_sdk::tracing::debug!(error = %e, "cannot read the delivery queue's size");
+                    }
+                }
+            });
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The one error type of the HTTP API and the one table that maps it to a status and a stable
-//! code. Every error response has the shape `{"error":{"code":"…","message":"…"}}`, made by
-//! one function, [`body`].
+//! code. Every error response has the shape `{"error":{"code":"…","message":"…"}}`: the host's
+//! are made by one function, [`body`]; an extension's own errors by the SDK's
+//! `Response::error`, in the same shape.
 //!
 //! Codes are part of the API: clients match on them, so a code is never renamed. Internal
 //! causes are logged with the request's id and never sent to the client.

@@ -7,6 +7,10 @@
 //! budgets); settings that only take effect at start-up are named in the log. An invalid file
 //! changes nothing: the running configuration stays, and the error is logged and audited.
 //! Every reload, applied or refused, is audited as `config.reload`.
+//!
+//! Only changes count, never reads: notify reports opens and reads too, and a reload that
+//! reacted to them would read the file again for ever (`tests/api/runtime/reload.rs`,
+//! `reading_the_file_does_not_reload_it_again`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

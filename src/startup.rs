@@ -292,7 +292,7 @@ fn build_server(
     })
     .disable_signals()
     .shutdown_timeout(drain)
-    // A slow or idle client holds a connection only this long (see README, "Limits").
+    // A slow or idle client holds a connection only this long (see docs/configuration.md, "Limits on requests").
     .client_request_timeout(Duration::from_millis(limits.request_head_timeout_ms))
     .keep_alive(match limits.keep_alive_secs {
         0 => actix_web::http::KeepAlive::Disabled,

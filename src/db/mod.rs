@@ -1,8 +1,8 @@
 //! The database: one connection pool on either an external server (`DATABASE_URL`) or the
 //! embedded cluster, plus the host's migrations.
 //!
-//! Nothing outside this module opens a PostgreSQL connection; everything else borrows from
-//! the [`Postgres`]'s pool.
+//! Nothing outside this module opens a PostgreSQL connection: the host borrows from the
+//! [`Postgres`]'s pool, extensions from pools made by [`pool`] as their own roles.
 
 pub(crate) mod binaries;
 mod cluster_dir;
@@ -126,21 +126,8 @@ impl Postgres {
         timeout: Duration,
     ) -> Result<Self, DbError> {
         let target = describe_target(&pg_config);
-        let manager = Manager::from_config(
-            pg_config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(timeout))
-            .create_timeout(Some(timeout))
-            .recycle_timeout(Some(timeout))
-            .build()
-            .map_err(|e| DbError::Unreachable {
+        let pool =
+            pool(pg_config.clone(), pool_size, timeout).map_err(|e| DbError::Unreachable {
                 target: target.clone(),
                 cause: e.to_string(),
             })?;
@@ -260,6 +247,29 @@ pub async fn ensure_database(admin: &tokio_postgres::Config, dbname: &str) -> Re
     drop(client);
     let _ = conn.await;
     Ok(())
+}
+
+/// A pool on `config` of at most `size` connections, each wait bounded by `timeout`: the one
+/// way connections are opened (the host's pool, extensions' pools as their roles).
+pub(crate) fn pool(
+    config: tokio_postgres::Config,
+    size: usize,
+    timeout: Duration,
+) -> Result<Pool, deadpool_postgres::BuildError> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .build()
 }
 
 /// The host's sessions resolve unqualified names in `pg_catalog`, then `solobase`, and

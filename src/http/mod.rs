@@ -1,8 +1,9 @@
 //! The HTTP surface of the host: routes, shared state, and the request-id middleware.
 //! [`routes()`] lists every host route; [`routes::Api`] mounts and documents them.
 //!
-//! Handlers are thin: parse the input into domain types, call into `auth`, `storage` or
-//! `events`, and map failures to [`crate::error::ApiError`].
+//! Handlers parse the input into domain types, call into `auth`, `storage`, `events` or the
+//! runtime, and map failures to [`crate::error::ApiError`]; the caller of a request is
+//! resolved once, in [`identity`].
 
 pub(crate) mod api;
 pub(crate) mod body_deadline;

@@ -10,7 +10,8 @@
 //!
 //! refinery only goes forward; rolling back is Solobase's own: the down scripts of the
 //! versions above the target run newest-first in one transaction, which also trims the
-//! history to match.
+//! history to match. Rolling back needs the extension disabled (its code expects the schema
+//! it has); enabling it again, or the next start, migrates it up first.
 
 use deadpool_postgres::Pool;
 use refinery::error::Kind;

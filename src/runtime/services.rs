@@ -5,13 +5,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 use solobase_sdk::services::BoxFuture;
 use solobase_sdk::{
     Database, Event, EventBus, EventSink, ExtensionError, ExtensionName, FileStore, OutboxPosition,
     StoredFile, UserDirectory, UserInfo,
 };
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use super::grants::Grants;
@@ -101,21 +100,7 @@ pub fn extension_database(
     name: &ExtensionName,
     pool_size: usize,
 ) -> Result<Database, ExtensionError> {
-    let manager = Manager::from_config(
-        role_config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    let timeout = Some(Duration::from_secs(5));
-    let pool = Pool::builder(manager)
-        .max_size(pool_size)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(timeout)
-        .create_timeout(timeout)
-        .recycle_timeout(timeout)
-        .build()
+    let pool = crate::db::pool(role_config, pool_size, Duration::from_secs(5))
         .map_err(ExtensionError::internal)?;
     Ok(Database::new(pool, name.schema()))
 }

@@ -131,7 +131,7 @@ fn check_dependencies(dir: &Path, report: &mut Report) {
                     line,
                     format!(
                         "depends on {package}, an HTTP or socket client: needs the permission \
-                         {NETWORK} (request it in extension.toml), or use the host's ctx.http"
+                         {NETWORK} (request it in extension.toml)"
                     ),
                 );
                 if let Some(problem) = report.problems.last_mut() {

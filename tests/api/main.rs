@@ -57,3 +57,6 @@ mod reload;
 mod storage;
 #[cfg(feature = "webhooks")]
 mod webhooks;
+// The webhooks extension's SSRF guard, attacked through IPv6 forms of 127.0.0.1.
+#[cfg(feature = "webhooks")]
+mod webhooks_ssrf;

@@ -10,7 +10,8 @@
 //!   (`webhook-id`, `webhook-timestamp`, `webhook-signature`), records every attempt, retries
 //!   on `retry_schedule_secs` with jitter, and disables endpoints that answer 410 Gone or fail
 //!   for `disable_after_failing_secs` (announced as `extension.webhooks.endpoint_disabled`).
-//! - [`ssrf`] keeps deliveries off loopback, private, link-local and metadata addresses.
+//! - [`ssrf`] keeps deliveries off loopback, private, link-local and metadata addresses,
+//!   including IPv6 addresses that carry one (IPv4-mapped, 6to4, NAT64, …).
 //! - [`api`] is the management API under `/ext/webhooks/api` (administrators, or holders of
 //!   `webhooks.manage`), and `/ext/webhooks/` the dashboard.
 //!
@@ -61,7 +62,8 @@ pub struct WebhooksConfig {
     /// How long the previous secret still signs after a rotation, in seconds (default).
     pub rotation_overlap_secs: u64,
     /// Addresses deliveries may reach although they are not public: CIDRs (`127.0.0.0/8`),
-    /// addresses, or host names (`localhost`). For development and tests.
+    /// addresses, or host names (`localhost`). For development and tests. An entry admits
+    /// addresses of its own family only: `127.0.0.0/8` does not admit `::ffff:127.0.0.1`.
     pub allow: Vec<String>,
 }
 

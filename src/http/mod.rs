@@ -1,4 +1,5 @@
-//! The HTTP surface of the host: routes, shared state, and the request-id middleware.
+//! The HTTP surface of the host: routes, shared state, and the outermost middleware (request
+//! ids, and the security headers of every answer).
 //! [`routes()`] lists every host route; [`routes::Api`] mounts and documents them.
 //!
 //! Handlers are thin: parse the input into domain types, call into `auth`, `storage` or
@@ -12,6 +13,7 @@ mod json_bytes;
 pub mod openapi;
 mod request_id;
 pub mod routes;
+mod security_headers;
 
 use std::sync::Arc;
 

@@ -46,6 +46,8 @@ mod properties;
 mod scaffold;
 // Attacks on the trust boundaries; most use the probe extension: run with --all-features.
 mod security;
+// The security headers of every answer and every HTML page, host's and extensions'.
+mod security_headers;
 // Drives the probe extension's routes: run with --all-features.
 #[cfg(feature = "probe")]
 mod metrics;
@@ -57,6 +59,9 @@ mod reload;
 mod storage;
 #[cfg(feature = "webhooks")]
 mod webhooks;
+// The webhooks dashboard in headless Chromium, under its Content-Security-Policy.
+#[cfg(all(feature = "webhooks", feature = "probe"))]
+mod webhooks_dashboard;
 // The webhooks extension's SSRF guard, attacked through IPv6 forms of 127.0.0.1.
 #[cfg(feature = "webhooks")]
 mod webhooks_ssrf;

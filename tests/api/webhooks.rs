@@ -559,11 +559,20 @@ async fn endpoints_are_managed_and_validated_and_guarded_by_a_permission() {
             .starts_with("text/html")
     );
     let page = res.text().await.unwrap();
-    assert!(page.contains("/ext/webhooks/api") && page.contains("Recent deliveries"));
-    assert!(
-        !page.contains("http://") && !page.contains("https://"),
-        "no CDN"
-    );
+    assert!(page.contains("/ext/webhooks/dashboard.js") && page.contains("Recent deliveries"));
+    let script = app
+        .get("/ext/webhooks/dashboard.js")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(script.contains("/ext/webhooks/api"));
+    for text in [page, script] {
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "no CDN"
+        );
+    }
 }
 
 /// The real binary, killed with SIGKILL while events are being produced and delivered:

@@ -245,6 +245,11 @@ fn build_metrics_server(
     let extensions = web::Data::from(extensions);
     let server = HttpServer::new(move || {
         App::new()
+            // Like every answer of the main listener's (see `http::security_headers`).
+            .wrap(
+                actix_web::middleware::DefaultHeaders::new()
+                    .add((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
+            )
             .app_data(data.clone())
             .app_data(extensions.clone())
             .route("/metrics", web::get().to(http::api::metrics::open))

@@ -1,4 +1,5 @@
-//! The HTTP surface of the host: routes, shared state, and the request-id middleware.
+//! The HTTP surface of the host: routes, shared state, and the outermost middleware (request
+//! ids, and the security headers of every answer).
 //! [`routes()`] lists every host route; [`routes::Api`] mounts and documents them.
 //!
 //! Handlers parse the input into domain types, call into `auth`, `storage`, `events` or the
@@ -14,6 +15,7 @@ mod json_bytes;
 pub(crate) mod openapi;
 mod request_id;
 pub(crate) mod routes;
+mod security_headers;
 
 use std::sync::Arc;
 

@@ -1,7 +1,8 @@
 //! Gives every request an id — the client's `X-Request-Id` when it is sane, a random one
 //! otherwise — echoes it in the response, and runs the request inside a tracing span that
 //! carries it, so every log line of a request can be found by its id. It also puts the body
-//! deadline on every request body (see [`super::body_deadline`]).
+//! deadline on every request body (see [`super::body_deadline`]) and, being the outermost
+//! middleware, the security headers on every answer (see [`super::security_headers`]).
 
 use std::time::Instant;
 
@@ -99,8 +100,11 @@ pub(crate) async fn middleware(
     } else {
         tracing::debug!(status, micros, "request done");
     }
+    let headers = res.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(HEADER, value);
+        headers.insert(HEADER, value);
     }
+    // Here, after the extensions' hooks have run, so none of them can leave a page without.
+    super::security_headers::apply(headers);
     Ok(res)
 }

@@ -1,6 +1,11 @@
 //! The HTTP types extensions see: [`RequestHead`] (method, path, headers, caller), [`Request`]
 //! (head, route parameters and body) and [`Response`]. They use the `http` crate's `Method`,
 //! `StatusCode` and `HeaderMap`, so extensions do not depend on the server framework.
+//!
+//! HTML is answered with [`Response::html`], which carries the host's strict
+//! [`DEFAULT_CONTENT_SECURITY_POLICY`] (scripts and styles from files of this origin only),
+//! `X-Frame-Options: DENY` and `X-Content-Type-Options: nosniff`: a page's scripts and styles
+//! belong in files the extension serves, not inline.
 
 use std::net::IpAddr;
 
@@ -11,6 +16,13 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::ExtensionError;
+
+/// What the browser may load and run on an HTML page of this server — the admin dashboard's
+/// and, unless an extension sets its own, every extension page's: only files from this origin,
+/// no inline script or style, no plugins, no framing, forms posting nowhere else.
+pub const DEFAULT_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
+     base-uri 'none'; frame-ancestors 'none'";
 
 /// What a user account may do on the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
@@ -214,6 +226,19 @@ impl Response {
             .with_body(body)
     }
 
+    /// `200 OK` with an HTML page, under [`DEFAULT_CONTENT_SECURITY_POLICY`], refusing to be
+    /// framed (`X-Frame-Options: DENY`) or sniffed (`nosniff`). For a page that needs another
+    /// policy, replace the header with [`Response::with_header`].
+    pub fn html(body: impl Into<Bytes>) -> Self {
+        Self::text("text/html; charset=utf-8", body)
+            .with_header(
+                header::CONTENT_SECURITY_POLICY,
+                DEFAULT_CONTENT_SECURITY_POLICY,
+            )
+            .with_header(header::X_FRAME_OPTIONS, "DENY")
+            .with_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+    }
+
     /// The host's error shape `{"error":{"code","message"}}` for `error`.
     pub fn error(error: &ExtensionError) -> Self {
         let (status, code) = error.status_and_code();
@@ -251,5 +276,27 @@ impl Response {
 impl From<ExtensionError> for Response {
     fn from(e: ExtensionError) -> Self {
         Self::error(&e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_carries_the_strict_policy_and_refuses_framing_and_sniffing() {
+        let page = Response::html("<p>hi</p>");
+        let header = |name: HeaderName| page.headers[name].to_str().unwrap().to_owned();
+        assert_eq!(page.status, StatusCode::OK);
+        assert_eq!(header(header::CONTENT_TYPE), "text/html; charset=utf-8");
+        assert_eq!(
+            header(header::CONTENT_SECURITY_POLICY),
+            DEFAULT_CONTENT_SECURITY_POLICY
+        );
+        assert!(!DEFAULT_CONTENT_SECURITY_POLICY.contains("unsafe"));
+        assert_eq!(header(header::X_FRAME_OPTIONS), "DENY");
+        assert_eq!(header(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+        let own = Response::html("x").with_header(header::CONTENT_SECURITY_POLICY, "sandbox");
+        assert_eq!(own.headers[header::CONTENT_SECURITY_POLICY], "sandbox");
     }
 }

@@ -15,10 +15,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use sha2::{Digest, Sha256};
 
 /// What the browser may load and run on these pages: only files from this origin, no inline
-/// script or style, no plugins, no framing, forms posting nowhere else.
-pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
-     base-uri 'none'; frame-ancestors 'none'";
+/// script or style, no plugins, no framing, forms posting nowhere else. The same policy is
+/// the default of every HTML page an extension serves.
+pub(crate) const CONTENT_SECURITY_POLICY: &str =
+    solobase_sdk::http::DEFAULT_CONTENT_SECURITY_POLICY;
 
 /// One embedded file.
 struct Asset {

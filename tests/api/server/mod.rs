@@ -19,3 +19,5 @@ mod openapi;
 mod storage;
 // Attacks on stored objects; a few go through the probe extension: run with --all-features.
 mod storage_access;
+// The security headers of every answer and every HTML page, host's and extensions'.
+mod security_headers;

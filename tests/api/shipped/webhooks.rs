@@ -570,11 +570,20 @@ async fn endpoints_are_managed_and_validated_and_guarded_by_a_permission() {
             .starts_with("text/html")
     );
     let page = res.text().await.unwrap();
-    assert!(page.contains("/ext/webhooks/api") && page.contains("Recent deliveries"));
-    assert!(
-        !page.contains("http://") && !page.contains("https://"),
-        "no CDN"
-    );
+    assert!(page.contains("/ext/webhooks/dashboard.js") && page.contains("Recent deliveries"));
+    let script = app
+        .get("/ext/webhooks/dashboard.js")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(script.contains("/ext/webhooks/api"));
+    for text in [page, script] {
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "no CDN"
+        );
+    }
 }
 
 /// The real binary, killed with SIGKILL while events are being produced and delivered:
@@ -620,7 +629,8 @@ async fn no_event_is_lost_when_the_server_is_killed() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
+    let status = res.status();
+    assert_eq!(status, StatusCode::CREATED, "{}", res.text().await.unwrap());
 
     // Four producers sign users up until the server dies under them.
     let base = server.url("");

@@ -39,7 +39,10 @@ pub(crate) struct Engine {
     pub feed_error: Mutex<Option<String>>,
     /// What it exports on `/metrics`.
     pub metrics: EngineMetrics,
-    client: reqwest::Client,
+    /// The HTTP client and the `allow` setting it was made under. Its pool reuses a
+    /// connection without resolving again, so a narrower `allow` needs a fresh client: a
+    /// connection to an address that is no longer allowed is never reused.
+    client: Mutex<(Vec<String>, reqwest::Client)>,
     limits: Mutex<HashMap<Uuid, Arc<EndpointLimit>>>,
 }
 
@@ -150,6 +153,20 @@ impl Outcome {
     }
 }
 
+/// An HTTP client that resolves names through the SSRF guard, follows no redirect and
+/// ignores proxy settings (a proxy would resolve and connect where the guard cannot see).
+fn http_client(config: &ConfigHandle<WebhooksConfig>) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .dns_resolver(ssrf::GuardedResolver::new(config.clone()))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
+        .user_agent(concat!("Solobase-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// The webhook-id of an event's deliveries: the same for every endpoint and every retry.
 pub fn message_id(event_id: Uuid) -> String {
     format!("msg_{}", event_id.simple())
@@ -162,16 +179,8 @@ impl Engine {
         events: Events,
         metrics: &solobase_sdk::metrics::Metrics,
     ) -> Result<Self> {
-        let client = reqwest::Client::builder()
-            .dns_resolver(ssrf::GuardedResolver::new(config.clone()))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .user_agent(concat!("Solobase-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(ExtensionError::internal)?;
+        let allow = config.get().allow.clone();
+        let client = http_client(&config).map_err(ExtensionError::internal)?;
         Ok(Self {
             db,
             config,
@@ -179,9 +188,20 @@ impl Engine {
             wake: Notify::new(),
             feed_error: Mutex::new(None),
             metrics: EngineMetrics::new(metrics)?,
-            client,
+            client: Mutex::new((allow, client)),
             limits: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The HTTP client for sends under the `allow` setting `allow`: the current one, or a new
+    /// one (with an empty pool) when the setting changed.
+    fn client(&self, allow: &[String]) -> std::result::Result<reqwest::Client, String> {
+        let mut current = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if current.0 != allow {
+            let fresh = http_client(&self.config).map_err(|e| e.to_string())?;
+            *current = (allow.to_vec(), fresh);
+        }
+        Ok(current.1.clone())
     }
 
     fn limit(&self, endpoint: Uuid) -> Arc<EndpointLimit> {
@@ -414,7 +434,7 @@ async fn send(
         signature.push_str(&webhooks::sign(&secret, &msg_id, ts, &body));
     }
     let mut req = engine
-        .client
+        .client(&config.allow)?
         .post(url)
         .timeout(timeout)
         .header("content-type", "application/json");

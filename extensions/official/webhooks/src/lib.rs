@@ -10,7 +10,8 @@
 //!   (`webhook-id`, `webhook-timestamp`, `webhook-signature`), records every attempt, retries
 //!   on `retry_schedule_secs` with jitter, and disables endpoints that answer 410 Gone or fail
 //!   for `disable_after_failing_secs` (announced as `extension.webhooks.endpoint_disabled`).
-//! - [`ssrf`] keeps deliveries off loopback, private, link-local and metadata addresses.
+//! - [`ssrf`] keeps deliveries off loopback, private, link-local and metadata addresses,
+//!   including IPv6 addresses that carry one (IPv4-mapped, 6to4, NAT64, …).
 //! - [`api`] is the management API under `/ext/webhooks/api` (administrators, or holders of
 //!   `webhooks.manage`), and `/ext/webhooks/` the dashboard.
 //!
@@ -61,7 +62,8 @@ pub struct WebhooksConfig {
     /// How long the previous secret still signs after a rotation, in seconds (default).
     pub rotation_overlap_secs: u64,
     /// Addresses deliveries may reach although they are not public: CIDRs (`127.0.0.0/8`),
-    /// addresses, or host names (`localhost`). For development and tests.
+    /// addresses, or host names (`localhost`). For development and tests. An entry admits
+    /// addresses of its own family only: `127.0.0.0/8` does not admit `::ffff:127.0.0.1`.
     pub allow: Vec<String>,
 }
 
@@ -123,11 +125,15 @@ impl std::fmt::Debug for Webhooks {
     }
 }
 
-const DASHBOARD: &str = include_str!("dashboard.html");
+/// The dashboard page, its script and its style sheet. The page is served under the SDK's
+/// strict policy, which runs no inline script or style: they are files of their own.
+const DASHBOARD: &str = include_str!("../assets/dashboard.html");
+const DASHBOARD_SCRIPT: &str = include_str!("../assets/dashboard.js");
+const DASHBOARD_STYLE: &str = include_str!("../assets/dashboard.css");
 
 impl Webhooks {
     async fn dashboard(self: Arc<Self>, _req: Request) -> Result<Response> {
-        Ok(Response::text("text/html; charset=utf-8", DASHBOARD))
+        Ok(Response::html(DASHBOARD))
     }
 }
 
@@ -201,7 +207,21 @@ impl Extension for Webhooks {
     }
 
     fn routes(&self, routes: &mut Routes<Self>) {
+        // The dashboard holds no data (it fetches it with the token typed in): public.
         routes.get("/", Self::dashboard).public();
+        routes
+            .get("/dashboard.js", |_: Arc<Self>, _| async {
+                Ok(Response::text(
+                    "text/javascript; charset=utf-8",
+                    DASHBOARD_SCRIPT,
+                ))
+            })
+            .public();
+        routes
+            .get("/dashboard.css", |_: Arc<Self>, _| async {
+                Ok(Response::text("text/css; charset=utf-8", DASHBOARD_STYLE))
+            })
+            .public();
         api::routes(routes);
     }
 
@@ -234,6 +254,52 @@ mod tests {
     use solobase_sdk::testing::{TestHarness, identity};
 
     use super::*;
+
+    #[test]
+    fn the_dashboard_has_no_inline_code_and_never_parses_data_as_markup() {
+        // The page's policy would block inline script, style and event handlers.
+        for inline in ["<script>", "<style", "style=", "javascript:"] {
+            assert!(!DASHBOARD.contains(inline), "the page holds {inline:?}");
+        }
+        let handler = DASHBOARD
+            .split(|c: char| c.is_whitespace() || c == '<')
+            .find(|word| word.starts_with("on") && word.contains('='));
+        assert_eq!(handler, None, "an inline event handler");
+        assert!(DASHBOARD.contains(r#"src="/ext/webhooks/dashboard.js""#));
+        assert!(DASHBOARD.contains(r#"href="/ext/webhooks/dashboard.css""#));
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+        ] {
+            assert!(!DASHBOARD_SCRIPT.contains(sink), "the script uses {sink}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_dashboard_and_its_files_are_served_under_the_strict_policy() {
+        let harness = TestHarness::<Webhooks>::builder("webhooks")
+            .build()
+            .await
+            .unwrap();
+        let page = harness.call(Request::new(Method::GET, "/")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert_eq!(
+            page.headers["content-security-policy"],
+            solobase_sdk::http::DEFAULT_CONTENT_SECURITY_POLICY
+        );
+        assert_eq!(page.headers["x-frame-options"], "DENY");
+        for (path, content_type) in [
+            ("/dashboard.js", "text/javascript; charset=utf-8"),
+            ("/dashboard.css", "text/css; charset=utf-8"),
+        ] {
+            let res = harness.call(Request::new(Method::GET, path)).await;
+            assert_eq!(res.status, StatusCode::OK, "{path}");
+            assert_eq!(res.headers["content-type"], content_type, "{path}");
+        }
+    }
 
     #[tokio::test]
     async fn the_api_needs_the_permission_and_validates_before_storage() {

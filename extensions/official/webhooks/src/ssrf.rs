@@ -3,12 +3,27 @@
 //!
 //! An address is refused when it is loopback, private (RFC 1918, IPv6 unique-local),
 //! link-local (which holds the metadata services, 169.254.169.254 and fd00:ec2::254 too),
-//! shared (CGNAT, 100.64/10), unspecified, multicast, broadcast, documentation or otherwise
-//! reserved — unless the `allow` setting lists it (a CIDR, an address or a host name).
-//! The check runs on the addresses a name resolves to, at every connection (the HTTP client's
-//! resolver is [`GuardedResolver`]), and on address literals before a request is sent
-//! ([`check_url`]), since those are never resolved.
+//! shared (CGNAT, 100.64/10), unspecified, multicast, broadcast, documentation, benchmarking
+//! or otherwise reserved — unless the `allow` setting lists it (a CIDR, an address or a host
+//! name; an entry admits addresses of its own family only).
+//!
+//! IPv6 addresses that carry an IPv4 address are judged by that IPv4 address, so that
+//! `::ffff:127.0.0.1` is as loopback as `127.0.0.1`: IPv4-mapped (`::ffff:0:0/96`),
+//! IPv4-translated (`::ffff:0:0:0/96`), IPv4-compatible (`::/96`), 6to4 (`2002::/16`, the
+//! address in bits 16..48) and the well-known NAT64 prefix (`64:ff9b::/96`). Two tunnelling
+//! forms are refused whole instead: local-use NAT64 (`64:ff9b:1::/48`), whose IPv4 address
+//! sits where the operator's own prefix length puts it, so it cannot be found from the
+//! address alone; and Teredo (`2001::/32`), a client behind a NAT reached through a relay,
+//! which no webhook receiver needs. The rest of the IETF protocol block `2001::/23` (ORCHID,
+//! benchmarking, …), `5f00::/16` (SRv6) and `3fff::/20` (documentation) are refused too.
+//!
+//! The check runs on every address a name resolves to, at every connection: the HTTP client's
+//! resolver is [`GuardedResolver`], which hands the client only the addresses it checked, and
+//! the client connects to those (no second lookup, so a name cannot change its answer
+//! between the check and the connection). Address literals, which are never resolved, are
+//! checked by [`check_url`] before a request is sent.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -17,10 +32,38 @@ use solobase_sdk::ConfigHandle;
 
 use crate::WebhooksConfig;
 
+/// Why an address is not called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// The range that is blocked, e.g. `"loopback"`.
+    pub kind: &'static str,
+    /// For an IPv6 address carrying an IPv4 address: the form (e.g. `"6to4"`) and that
+    /// address, which is what was judged (for Teredo: the tunnel's client).
+    pub embedded: Option<(&'static str, Ipv4Addr)>,
+}
+
+impl Refusal {
+    const fn plain(kind: &'static str) -> Option<Self> {
+        Some(Self {
+            kind,
+            embedded: None,
+        })
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((form, v4)) = self.embedded {
+            write!(f, "it carries {v4} ({form}), and ")?;
+        }
+        write!(f, "{} addresses are blocked", self.kind)
+    }
+}
+
 /// Why an address is not called, or `None` when it is public.
-pub fn classify(ip: IpAddr) -> Option<&'static str> {
+pub fn classify(ip: IpAddr) -> Option<Refusal> {
     match ip {
-        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V4(v4) => classify_v4(v4).and_then(Refusal::plain),
         IpAddr::V6(v6) => classify_v6(v6),
     }
 }
@@ -45,19 +88,41 @@ fn classify_v4(ip: Ipv4Addr) -> Option<&'static str> {
     })
 }
 
-fn classify_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return classify_v4(v4);
+/// The IPv4 address an IPv6 address carries in a form that places it at a fixed position,
+/// with the form's name.
+fn embedded_v4(ip: Ipv6Addr) -> Option<(&'static str, Ipv4Addr)> {
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    Some(match ip.segments() {
+        // `::` and `::1` are the IPv6 unspecified and loopback addresses, not IPv4-compatible.
+        [0, 0, 0, 0, 0, 0, 0, 0 | 1] => return None,
+        [0, 0, 0, 0, 0, 0xffff, a, b] => ("IPv4-mapped", v4(a, b)),
+        [0, 0, 0, 0, 0xffff, 0, a, b] => ("IPv4-translated", v4(a, b)),
+        [0, 0, 0, 0, 0, 0, a, b] => ("IPv4-compatible", v4(a, b)),
+        [0x64, 0xff9b, 0, 0, 0, 0, a, b] => ("NAT64", v4(a, b)),
+        [0x2002, a, b, ..] => ("6to4", v4(a, b)),
+        _ => return None,
+    })
+}
+
+fn classify_v6(ip: Ipv6Addr) -> Option<Refusal> {
+    if let Some((form, v4)) = embedded_v4(ip) {
+        return classify_v4(v4).map(|kind| Refusal {
+            kind,
+            embedded: Some((form, v4)),
+        });
     }
     let seg = ip.segments();
-    Some(match seg {
+    let kind = match seg {
         _ if ip.is_unspecified() => "unspecified",
         _ if ip.is_loopback() => "loopback",
-        // IPv4-compatible (::a.b.c.d, deprecated) and NAT64 (64:ff9b::/96) embed an IPv4
-        // address that may be private.
-        [0, 0, 0, 0, 0, 0, _, _] | [0x64, 0xff9b, 0, 0, 0, 0, _, _] => {
-            let v4 = Ipv4Addr::from(((seg[6] as u32) << 16) | seg[7] as u32);
-            return classify_v4(v4);
+        [0x64, 0xff9b, 1, ..] => "local-use NAT64 (64:ff9b:1::/48)",
+        [0x2001, 0, _, _, _, _, hi, lo] => {
+            // The client's address is stored inverted in the last 32 bits.
+            let client = Ipv4Addr::from(!((u32::from(hi) << 16) | u32::from(lo)));
+            return Some(Refusal {
+                kind: "Teredo (2001::/32)",
+                embedded: Some(("Teredo client", client)),
+            });
         }
         [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254] => "cloud metadata (fd00:ec2::254)",
         [s, ..] if s & 0xfe00 == 0xfc00 => "unique local (fc00::/7)",
@@ -65,9 +130,16 @@ fn classify_v6(ip: Ipv6Addr) -> Option<&'static str> {
         [s, ..] if s & 0xffc0 == 0xfec0 => "site-local (fec0::/10)",
         [s, ..] if s & 0xff00 == 0xff00 => "multicast",
         [0x2001, 0xdb8, ..] => "documentation (2001:db8::/32)",
+        [0x3fff, s, ..] if s < 0x1000 => "documentation (3fff::/20)",
         [0x100, 0, 0, 0, ..] => "discard-only (100::/64)",
+        [0x2001, 2, 0, ..] => "benchmarking (2001:2::/48)",
+        [0x2001, s, ..] if s & 0xfff0 == 0x10 => "ORCHID (2001:10::/28)",
+        [0x2001, s, ..] if s & 0xfff0 == 0x20 => "ORCHIDv2 (2001:20::/28)",
+        [0x2001, s, ..] if s < 0x200 => "IETF protocol assignments (2001::/23)",
+        [0x5f00, ..] => "SRv6 segment identifiers (5f00::/16)",
         _ => return None,
-    })
+    };
+    Refusal::plain(kind)
 }
 
 /// One entry of the `allow` setting.
@@ -155,10 +227,15 @@ impl AllowList {
     }
 
     /// Why `ip` may not be called, or `None` when it may.
-    pub fn refusal(&self, ip: IpAddr) -> Option<&'static str> {
+    pub fn refusal(&self, ip: IpAddr) -> Option<Refusal> {
         let why = classify(ip)?;
         (!self.0.iter().any(|a| a.contains(ip))).then_some(why)
     }
+}
+
+/// The error for a refused address.
+fn refused(target: &str, why: Refusal) -> String {
+    format!("refused to call {target}: {why} (list it in `allow` to permit it)")
 }
 
 /// Checks a URL's host when it is an address literal (names are checked when resolved).
@@ -170,13 +247,40 @@ pub fn check_url(url: &reqwest::Url, allow: &AllowList) -> Result<(), String> {
     };
     match allow.refusal(ip) {
         None => Ok(()),
-        Some(why) => Err(format!(
-            "refused to call {ip}: {why} addresses are blocked (list it in `allow` to permit it)"
-        )),
+        Some(why) => Err(refused(&ip.to_string(), why)),
     }
 }
 
-/// The HTTP client's resolver: the system's, minus refused addresses.
+/// The addresses `host` resolved to that may be called: all of them when the name is
+/// allowed, else the ones [`AllowList::refusal`] passes; an error saying why when none is
+/// left.
+pub fn callable(
+    host: &str,
+    resolved: impl IntoIterator<Item = SocketAddr>,
+    allow: &AllowList,
+) -> Result<Vec<SocketAddr>, String> {
+    let resolved = resolved.into_iter();
+    if allow.allows_host(host) {
+        return Ok(resolved.collect());
+    }
+    let mut last_refusal = None;
+    let callable: Vec<SocketAddr> = resolved
+        .filter(|a| match allow.refusal(a.ip()) {
+            None => true,
+            Some(why) => {
+                last_refusal = Some((a.ip(), why));
+                false
+            }
+        })
+        .collect();
+    match (callable.is_empty(), last_refusal) {
+        (true, Some((ip, why))) => Err(refused(&format!("{host} ({ip})"), why)),
+        _ => Ok(callable),
+    }
+}
+
+/// The HTTP client's resolver: the system's, minus refused addresses. The client connects to
+/// exactly the addresses returned here.
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
     config: ConfigHandle<WebhooksConfig>,
@@ -195,30 +299,9 @@ impl Resolve for GuardedResolver {
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let allow = AllowList::parse(&config.get().allow)?;
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if allow.allows_host(&host) {
-                return Ok(Box::new(addrs.into_iter()) as Addrs);
-            }
-            let mut refused = None;
-            let public: Vec<SocketAddr> = addrs
-                .into_iter()
-                .filter(|a| match allow.refusal(a.ip()) {
-                    None => true,
-                    Some(why) => {
-                        refused = Some((a.ip(), why));
-                        false
-                    }
-                })
-                .collect();
-            match (public.is_empty(), refused) {
-                (true, Some((ip, why))) => Err(format!(
-                    "refused to call {host} ({ip}): {why} addresses are blocked \
-                     (list it in `allow` to permit it)"
-                )
-                .into()),
-                _ => Ok(Box::new(public.into_iter()) as Addrs),
-            }
+            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let addrs = callable(&host, resolved, &allow)?;
+            Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }
 }
@@ -231,47 +314,117 @@ mod tests {
         s.parse().unwrap()
     }
 
-    #[test]
-    fn non_public_addresses_are_refused() {
-        for blocked in [
-            "127.0.0.1",
-            "127.255.255.254",
-            "0.0.0.0",
-            "0.1.2.3",
-            "10.0.0.1",
-            "172.16.0.1",
-            "172.31.255.255",
-            "192.168.1.1",
-            "169.254.169.254",
-            "169.254.0.1",
-            "100.64.0.1",
-            "100.127.255.255",
-            "192.0.0.170",
-            "192.0.2.1",
-            "198.18.0.1",
-            "224.0.0.1",
-            "239.255.255.250",
-            "255.255.255.255",
-            "240.0.0.1",
-            "::",
-            "::1",
-            "::ffff:127.0.0.1",
-            "::ffff:10.1.2.3",
+    /// Each address with the range it must be refused as, and the IPv4 address it must be
+    /// judged by when it carries one.
+    const REFUSED: &[(&str, &str, Option<&str>)] = &[
+        ("127.0.0.1", "loopback", None),
+        ("127.255.255.254", "loopback", None),
+        ("0.0.0.0", "unspecified", None),
+        ("0.1.2.3", "this network", None),
+        ("10.0.0.1", "private (10.", None),
+        ("172.16.0.1", "private (172.16", None),
+        ("172.31.255.255", "private (172.16", None),
+        ("192.168.1.1", "private (192.168", None),
+        ("169.254.169.254", "cloud metadata", None),
+        ("169.254.0.1", "link-local", None),
+        ("100.64.0.1", "CGNAT", None),
+        ("100.127.255.255", "CGNAT", None),
+        ("192.0.0.170", "IETF protocol assignments", None),
+        ("192.0.2.1", "documentation", None),
+        ("198.18.0.1", "benchmarking", None),
+        ("224.0.0.1", "multicast", None),
+        ("239.255.255.250", "multicast", None),
+        ("255.255.255.255", "broadcast", None),
+        ("240.0.0.1", "reserved", None),
+        // IPv6 ranges of their own.
+        ("::", "unspecified", None),
+        ("::1", "loopback", None),
+        ("fd00:ec2::254", "cloud metadata", None),
+        ("fc00::1", "unique local", None),
+        ("fdff:ffff::1", "unique local", None),
+        ("fe80::1", "link-local", None),
+        ("febf::1", "link-local", None),
+        ("fec0::1", "site-local", None),
+        ("feff::1", "site-local", None),
+        ("ff02::1", "multicast", None),
+        ("ff0e::1", "multicast", None),
+        ("2001:db8::1", "documentation", None),
+        ("3fff::1", "documentation", None),
+        ("3fff:fff::1", "documentation", None),
+        ("100::1", "discard-only", None),
+        ("100::ffff:ffff:ffff:ffff", "discard-only", None),
+        ("2001:10::1", "ORCHID (", None),
+        ("2001:1f:ffff::1", "ORCHID (", None),
+        ("2001:20::1", "ORCHIDv2", None),
+        ("2001:2f::1", "ORCHIDv2", None),
+        ("2001:2::1", "benchmarking", None),
+        ("2001:1::1", "IETF protocol assignments", None),
+        ("2001:1ff::1", "IETF protocol assignments", None),
+        ("5f00::1", "SRv6", None),
+        // IPv4-mapped, ::ffff:a.b.c.d.
+        ("::ffff:127.0.0.1", "loopback", Some("127.0.0.1")),
+        ("::ffff:10.1.2.3", "private", Some("10.1.2.3")),
+        (
             "::ffff:169.254.169.254",
-            "::127.0.0.1",
-            "64:ff9b::10.0.0.1",
-            "64:ff9b::a9fe:a9fe",
-            "fd00:ec2::254",
-            "fc00::1",
-            "fdff:ffff::1",
-            "fe80::1",
-            "febf::1",
-            "fec0::1",
-            "ff02::1",
-            "2001:db8::1",
-            "100::1",
-        ] {
-            assert!(classify(ip(blocked)).is_some(), "{blocked} must be refused");
+            "metadata",
+            Some("169.254.169.254"),
+        ),
+        ("::ffff:0.0.0.0", "unspecified", Some("0.0.0.0")),
+        // IPv4-translated, ::ffff:0:a.b.c.d.
+        ("::ffff:0:127.0.0.1", "loopback", Some("127.0.0.1")),
+        ("::ffff:0:a9fe:a9fe", "metadata", Some("169.254.169.254")),
+        ("::ffff:0:192.168.0.1", "private", Some("192.168.0.1")),
+        // IPv4-compatible, ::a.b.c.d.
+        ("::127.0.0.1", "loopback", Some("127.0.0.1")),
+        ("::10.0.0.1", "private", Some("10.0.0.1")),
+        ("::0.0.0.2", "this network", Some("0.0.0.2")),
+        // 6to4: the address in bits 16..48, whatever follows.
+        ("2002:7f00:1::", "loopback", Some("127.0.0.1")),
+        ("2002:7f00:1:ffff:1:2:3:4", "loopback", Some("127.0.0.1")),
+        ("2002:a9fe:a9fe::1", "metadata", Some("169.254.169.254")),
+        ("2002:c0a8:101::", "private", Some("192.168.1.1")),
+        ("2002:0a00:0001::", "private", Some("10.0.0.1")),
+        // Well-known NAT64, 64:ff9b::a.b.c.d.
+        ("64:ff9b::127.0.0.1", "loopback", Some("127.0.0.1")),
+        ("64:ff9b::10.0.0.1", "private", Some("10.0.0.1")),
+        ("64:ff9b::a9fe:a9fe", "metadata", Some("169.254.169.254")),
+        // Refused whole, whatever they carry.
+        ("64:ff9b:1::7f00:1", "local-use NAT64", None),
+        ("64:ff9b:1:ffff::808:808", "local-use NAT64", None),
+        // Teredo: server 65.54.227.120, client 127.0.0.1 stored inverted.
+        (
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            "Teredo",
+            Some("127.0.0.1"),
+        ),
+        // A Teredo client with a public address is refused all the same.
+        (
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+            "Teredo",
+            Some("8.8.8.8"),
+        ),
+    ];
+
+    #[test]
+    fn non_public_addresses_are_refused_and_embedded_ipv4_is_judged() {
+        for &(text, kind, embedded) in REFUSED {
+            let Some(why) = classify(ip(text)) else {
+                panic!("{text} must be refused as {kind}");
+            };
+            assert!(why.kind.contains(kind), "{text}: {why:?}, expected {kind}");
+            assert_eq!(
+                why.embedded.map(|(_, v4)| v4.to_string()),
+                embedded.map(str::to_owned),
+                "{text}: {why:?}"
+            );
+            // The reason names what it judged, and the allow list can still admit it.
+            let shown = why.to_string();
+            assert!(shown.contains(kind), "{shown}");
+            if let Some(v4) = embedded {
+                assert!(shown.contains(v4), "{shown}");
+            }
+            let listed = AllowList::parse(&[text.to_owned()]).unwrap();
+            assert_eq!(listed.refusal(ip(text)), None, "{text} listed in allow");
         }
     }
 
@@ -291,7 +444,20 @@ mod tests {
             "2606:4700:4700::1111",
             "2a00:1450:4001:80b::200e",
             "::ffff:8.8.8.8",
+            "::ffff:0:8.8.8.8",
+            "::8.8.8.8",
             "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2001:200::1",
+            "2001:4860:4860::8888",
+            "2003::1",
+            "fbff::1",
+            "64:ff9a::1",
+            "64:ff9b:2::1",
+            "5eff::1",
+            "3ffe::1",
+            "3fff:1000::1",
+            "100:0:0:1::1",
         ] {
             assert_eq!(classify(ip(public)), None, "{public} is public");
         }
@@ -330,6 +496,18 @@ mod tests {
         let none = AllowList::default();
         let url = |s: &str| reqwest::Url::parse(s).unwrap();
         assert!(check_url(&url("http://127.0.0.1:8080/x"), &none).is_err());
+        for embedded in [
+            "http://[::ffff:127.0.0.1]:8080/x",
+            "http://[::ffff:0:127.0.0.1]/",
+            "http://[::127.0.0.1]/",
+            "http://[2002:7f00:1::]/",
+            "http://[64:ff9b::7f00:1]/",
+            "http://[64:ff9b:1::7f00:1]/",
+            "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
+        ] {
+            let err = check_url(&url(embedded), &none).unwrap_err();
+            assert!(err.contains("blocked") && err.contains("allow"), "{err}");
+        }
         assert!(check_url(&url("http://[::1]/x"), &none).is_err());
         assert!(check_url(&url("http://169.254.169.254/latest"), &none).is_err());
         // Decimal and hex spellings are normalised by the URL parser, then refused.
@@ -339,6 +517,49 @@ mod tests {
         assert!(check_url(&url("https://example.com/"), &none).is_ok());
         let loopback = AllowList::parse(&["127.0.0.1".into()]).unwrap();
         assert!(check_url(&url("http://127.0.0.1:8080/x"), &loopback).is_ok());
+    }
+
+    #[test]
+    fn every_resolved_address_is_checked_and_only_callable_ones_are_kept() {
+        let none = AllowList::default();
+        let at = |s: &str| SocketAddr::new(ip(s), 0);
+        // A name resolving to a public address and to embedded forms of private ones: only
+        // the public address is kept, so the client can connect nowhere else.
+        let kept = callable(
+            "mixed.example",
+            [
+                at("::ffff:127.0.0.1"),
+                at("2002:7f00:1::"),
+                at("93.184.216.34"),
+                at("64:ff9b::a9fe:a9fe"),
+                at("::ffff:0:10.0.0.1"),
+            ],
+            &none,
+        )
+        .unwrap();
+        assert_eq!(kept, vec![at("93.184.216.34")]);
+        // Nothing callable: refused, saying why.
+        for hidden in [
+            "::ffff:127.0.0.1",
+            "::ffff:0:127.0.0.1",
+            "::127.0.0.1",
+            "2002:7f00:1::",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b:1::7f00:1",
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+        ] {
+            let err = callable("rebind.example", [at(hidden)], &none).unwrap_err();
+            assert!(
+                err.contains("rebind.example") && err.contains("blocked"),
+                "{hidden}: {err}"
+            );
+        }
+        // A name the allow list names is trusted with whatever it resolves to.
+        let named = AllowList::parse(&["rebind.example".into()]).unwrap();
+        assert_eq!(
+            callable("rebind.example", [at("::ffff:127.0.0.1")], &named).unwrap(),
+            vec![at("::ffff:127.0.0.1")]
+        );
     }
 
     #[tokio::test]

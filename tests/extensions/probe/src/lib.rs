@@ -97,6 +97,21 @@ impl Extension for Probe {
         routes
             .get("/public", |_, _| async { Ok(Response::json(&"public")) })
             .public();
+        // HTML made without `Response::html`: the host must add the strict policy itself.
+        routes
+            .get("/page", |_, _| async {
+                Ok(Response::text("text/html", "<p>a bare page</p>"))
+            })
+            .public();
+        // HTML with a policy of its own, which the host keeps.
+        routes
+            .get("/sandboxed", |_, _| async {
+                Ok(Response::text("text/html", "<p>sandboxed</p>").with_header(
+                    solobase_sdk::http::header::CONTENT_SECURITY_POLICY,
+                    "sandbox; default-src 'none'",
+                ))
+            })
+            .public();
         routes.get("/me", |_, req: Request| async move {
             Ok(Response::json(req.identity()?))
         });

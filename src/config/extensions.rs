@@ -23,6 +23,9 @@ pub struct ExtensionsConfig {
     /// Default `idle_in_transaction_session_timeout` of each extension's role, in
     /// milliseconds (0 = none).
     pub(crate) idle_in_transaction_timeout_ms: u64,
+    /// Longest an extension's transaction may stay open, in milliseconds, however busy it
+    /// is: past it, Solobase ends the session (0 = none).
+    pub(crate) transaction_timeout_ms: u64,
     /// Requests an extension's routes serve at once; beyond, 503 (per instance).
     pub max_in_flight: usize,
     /// Bytes an extension may keep in its storage area; beyond, 507 (0: no quota).
@@ -87,6 +90,7 @@ pub struct ExtensionLimits {
     pub max_connections: Option<usize>,
     pub statement_timeout_ms: Option<u64>,
     pub idle_in_transaction_timeout_ms: Option<u64>,
+    pub transaction_timeout_ms: Option<u64>,
     pub max_in_flight: Option<usize>,
     pub storage_quota_bytes: Option<u64>,
     pub cpu_budget_ms: Option<u64>,
@@ -106,6 +110,7 @@ impl Default for ExtensionsConfig {
             pool_size: 4,
             statement_timeout_ms: 30_000,
             idle_in_transaction_timeout_ms: 60_000,
+            transaction_timeout_ms: 300_000,
             max_in_flight: 256,
             storage_quota_bytes: 1024 * 1024 * 1024,
             cpu_budget_ms: 2000,
@@ -163,6 +168,8 @@ pub struct DbLimits {
     pub(crate) statement_timeout_ms: u64,
     /// The role's default `idle_in_transaction_session_timeout` (0 = none).
     pub(crate) idle_in_transaction_timeout_ms: u64,
+    /// The longest a transaction may stay open, busy or not (0 = none); kept by the watchdog.
+    pub(crate) transaction_timeout_ms: u64,
 }
 
 /// Every limit one extension runs under: the `[extensions]` defaults with its own
@@ -223,6 +230,9 @@ impl ExtensionsConfig {
                 idle_in_transaction_timeout_ms: over
                     .idle_in_transaction_timeout_ms
                     .unwrap_or(self.idle_in_transaction_timeout_ms),
+                transaction_timeout_ms: over
+                    .transaction_timeout_ms
+                    .unwrap_or(self.transaction_timeout_ms),
             },
         }
     }

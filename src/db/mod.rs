@@ -316,3 +316,21 @@ fn pool_error_cause(e: &deadpool_postgres::PoolError) -> String {
     }
     cause
 }
+
+/// A PostgreSQL error as a person should read it: the server's message with its detail and
+/// hint, or the client's own error ("db error" alone says nothing).
+pub(crate) fn error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} ({})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!("; {detail}"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!("; hint: {hint}"));
+            }
+            text
+        }
+        None => e.to_string(),
+    }
+}

@@ -5,20 +5,28 @@
 //! The host (its own login needs CREATEROLE, or is the embedded cluster's superuser):
 //! - generates the role's password once, keeps it in `solobase.extension_roles` (readable by
 //!   the host's login only), and sends PostgreSQL only its SCRAM verifier, so the password
-//!   appears in no statement and no log;
+//!   appears in no statement and no log. Any role may change its own password: on a server
+//!   that checks passwords the verifier is set again at every start (compared first, when
+//!   the host may read `pg_authid`); on the embedded cluster, which needs none, a password
+//!   the role gave itself is removed;
 //! - creates the role `LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
 //!   NOBYPASSRLS`, member of no role, with its `CONNECTION LIMIT`, and as its only role
 //!   defaults its `search_path`, `statement_timeout` and
 //!   `idle_in_transaction_session_timeout` — forced again at every start, so a change the
-//!   extension made to its own role does not last. A role found escalated at start (an
-//!   attribute, a membership, objects outside its schema) is repaired, logged at error level
-//!   and audited (`extension.role_repaired`);
+//!   extension made to its own role does not last, including the defaults it may give itself
+//!   in this database (`ALTER ROLE … IN DATABASE … SET`), which would take precedence. A role
+//!   found escalated at start (an attribute, a membership, objects outside its schema,
+//!   defaults in this database, a password of its own) is repaired, logged at error level and
+//!   audited (`extension.role_repaired`);
 //! - creates the schema `AUTHORIZATION ext_<name>`;
 //! - takes away from PUBLIC what would let any role create objects outside its schema
 //!   (temporary tables, large objects), when it has the right to ([`harden_database`]).
 //!
 //! All of it under a host lock (`crate::db::lock`, which no extension can take), so instances
-//! starting together agree.
+//! starting together agree. A transaction of the role itself can hold the catalog rows the
+//! host must change (a role may `ALTER ROLE` itself and not commit): the host waits
+//! [`LOCK_WAIT`] for them, then ends the role's sessions that hold a transaction open and
+//! tries again, so no extension can freeze a start.
 
 use deadpool_postgres::Pool;
 use solobase_sdk::ExtensionName;
@@ -46,14 +54,26 @@ pub enum ProvisionError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("another instance kept preparing the same role; try again")]
     Concurrent,
+    #[error(
+        "the role {role} is held by a transaction of its own that Solobase could not end \
+         (sessions {sessions:?}); end them with SELECT pg_terminate_backend(pid) and start again"
+    )]
+    Held { role: String, sessions: Vec<i32> },
     #[error(transparent)]
     Lock(#[from] lock::LockError),
-    #[error("database error while preparing the role {role}: {source}")]
+    #[error(
+        "database error while preparing the role {role}: {}",
+        crate::db::error_text(source)
+    )]
     Db {
         role: String,
         source: tokio_postgres::Error,
     },
 }
+
+/// How long provisioning waits for a catalog row the role's own transaction holds, before
+/// ending the role's open transactions.
+pub(crate) const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The host lock (`solobase.locks`) held while the role of `name` is prepared or dropped.
 fn lock_name(name: &ExtensionName) -> String {
@@ -99,15 +119,67 @@ pub async fn provision(
     passwords: bool,
 ) -> Result<tokio_postgres::Config, ProvisionError> {
     let mut attempt = 0u64;
+    let mut held = 0;
     loop {
         match provision_once(pool, base, name, limits, passwords).await {
             Err(e) if is_race(&e) && attempt < 10 => {
                 attempt += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(5 + attempt * 7)).await;
             }
+            Err(ProvisionError::Held { role, .. }) => {
+                let db = |source| ProvisionError::Db {
+                    role: role.clone(),
+                    source,
+                };
+                if held == 2 {
+                    let sessions = open_transactions(pool, &role, false).await.map_err(db)?;
+                    return Err(ProvisionError::Held { role, sessions });
+                }
+                held += 1;
+                let ended = open_transactions(pool, &role, true).await.map_err(db)?;
+                tracing::error!(
+                    extension = %name,
+                    role,
+                    sessions = ?ended,
+                    "the extension's own transaction held its role's catalog rows past {:?}: \
+                     ended its sessions with a transaction open",
+                    LOCK_WAIT
+                );
+                if ended.is_empty() {
+                    // They ended on their own meanwhile: give PostgreSQL a moment.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
             other => return other,
         }
     }
+}
+
+/// The sessions of `role`, on any database of the server, that hold a transaction open — and
+/// with `end`, ends them; their process ids.
+async fn open_transactions(
+    pool: &Pool,
+    role: &str,
+    end: bool,
+) -> Result<Vec<i32>, tokio_postgres::Error> {
+    let client = match pool.get().await {
+        Ok(c) => c,
+        Err(deadpool_postgres::PoolError::Backend(e)) => return Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "no connection to end the role's sessions");
+            return Ok(Vec::new());
+        }
+    };
+    let rows = client
+        .query(
+            // In the select list, never in WHERE: the planner may evaluate a WHERE clause
+            // before the others, on every session of the server.
+            "SELECT pid, CASE WHEN $2 THEN pg_terminate_backend(pid) END FROM pg_stat_activity \
+             WHERE usename = $1 AND xact_start IS NOT NULL AND pid <> pg_backend_pid()",
+            &[&role, &end],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// What the database holds for an extension's role, read in one query.
@@ -126,6 +198,8 @@ struct Current {
     login: String,
     /// The owner of the schema `ext_<name>`, when it exists.
     schema_owner: Option<String>,
+    /// The verifier Solobase last set on the role.
+    verifier: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -139,14 +213,23 @@ struct RoleState {
     /// Its objects outside its schema (by kind and name).
     foreign_objects: Vec<String>,
     settings: Vec<String>,
+    /// The defaults it has in this database (`ALTER ROLE … IN DATABASE … SET`): the host
+    /// sets none, so these are the role's own, and they would override the host's.
+    database_settings: Vec<String>,
     host_is_member: bool,
+    /// Its password hash as PostgreSQL keeps it: `None` when the host may not read
+    /// `pg_authid` (not a superuser), `Some(None)` when it has no password.
+    password: Option<Option<String>>,
 }
 
 impl RoleState {
     /// Whether it holds more than its role should: an attribute, a membership, an object
     /// outside its schema.
     fn is_escalated(&self) -> bool {
-        !self.escalated.is_empty() || !self.member_of.is_empty() || !self.foreign_objects.is_empty()
+        !self.escalated.is_empty()
+            || !self.member_of.is_empty()
+            || !self.foreign_objects.is_empty()
+            || !self.database_settings.is_empty()
     }
 }
 
@@ -195,7 +278,12 @@ const READ_STATE: &str = "
                     AND n.nspname NOT LIKE 'pg_toast_temp%'
                 UNION ALL
                 SELECT 'event trigger ' || e.evtname::text FROM pg_event_trigger e
-                  WHERE e.evtowner = r.oid) objects), '{}')
+                  WHERE e.evtowner = r.oid) objects), '{}'),
+           coalesce((SELECT array_agg(c ORDER BY c) FROM pg_db_role_setting d, unnest(d.setconfig) c
+                     WHERE d.setrole = r.oid
+                       AND d.setdatabase = (SELECT oid FROM pg_database
+                                            WHERE datname = current_database())), '{}'),
+           (SELECT verifier FROM solobase.extension_roles WHERE name = $1)
     FROM (SELECT 1) one LEFT JOIN pg_roles r ON r.rolname = $3";
 
 async fn read_state(
@@ -212,13 +300,27 @@ async fn read_state(
         return Ok(None);
     };
     let conn_limit: Option<i32> = row.get(3);
+    let host_is_superuser: bool = row.get(2);
+    // Only a superuser may read password hashes.
+    let role_password = if host_is_superuser && conn_limit.is_some() {
+        let row = client
+            .query_one(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+                &[&role],
+            )
+            .await?;
+        Some(row.get::<_, Option<String>>(0))
+    } else {
+        None
+    };
     Ok(Some(Current {
         password,
         new_password: row.get(1),
-        host_is_superuser: row.get(2),
+        host_is_superuser,
         password_set: row.get(8),
         login: row.get(9),
         schema_owner: row.get(6),
+        verifier: row.get(14),
         role: conn_limit.map(|conn_limit| RoleState {
             conn_limit,
             attributes_ok: row.get(4),
@@ -226,9 +328,60 @@ async fn read_state(
             member_of: row.get(11),
             foreign_objects: row.get(12),
             settings: row.get(5),
+            database_settings: row.get(13),
             host_is_member: row.get(7),
+            password: role_password,
         }),
     }))
+}
+
+/// What the role's password needs at this start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PasswordFix {
+    Keep,
+    /// Set the verifier of the stored password.
+    Set,
+    /// Take away a password the role gave itself (a server that needs none).
+    Remove,
+}
+
+/// On a server that checks passwords (`passwords`), the role's password is the stored one,
+/// set again at every start unless the host can read that PostgreSQL holds the verifier it
+/// last set; on the embedded cluster, which authenticates its private socket by trust, the
+/// role has none.
+fn password_fix(c: &Current, passwords: bool) -> PasswordFix {
+    let Some(role) = &c.role else {
+        return if passwords {
+            PasswordFix::Set
+        } else {
+            PasswordFix::Keep
+        };
+    };
+    match (passwords, &role.password) {
+        (true, Some(actual)) => {
+            if !c.new_password && c.password_set && actual.is_some() && *actual == c.verifier {
+                PasswordFix::Keep
+            } else {
+                PasswordFix::Set
+            }
+        }
+        // Not readable (a CREATEROLE login): set again, since the role may have changed it.
+        (true, None) => PasswordFix::Set,
+        (false, Some(Some(_))) => PasswordFix::Remove,
+        (false, _) => PasswordFix::Keep,
+    }
+}
+
+/// Whether the role is known to carry a password Solobase did not give it.
+fn password_planted(c: &Current, passwords: bool) -> bool {
+    let Some(Some(Some(actual))) = c.role.as_ref().map(|r| &r.password) else {
+        return false;
+    };
+    if passwords {
+        c.verifier.as_ref().is_some_and(|v| v != actual)
+    } else {
+        true
+    }
 }
 
 /// The role defaults an extension's role should have, as `pg_db_role_setting` lists them.
@@ -299,7 +452,7 @@ async fn provision_once(
     };
     let up_to_date = |c: &Current| {
         !c.new_password
-            && (c.password_set || !passwords)
+            && password_fix(c, passwords) == PasswordFix::Keep
             && c.role.as_ref().is_some_and(|r| {
                 r.attributes_ok
                     && !r.is_escalated()
@@ -315,13 +468,25 @@ async fn provision_once(
 
     let tx = client.transaction().await.map_err(db)?;
     lock::within(&tx, &lock_name(name), lock::DEFAULT_WAIT).await?;
+    // A catalog row the role's own open transaction holds is waited for this long only.
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {}",
+        LOCK_WAIT.as_millis()
+    ))
+    .await
+    .map_err(db)?;
     // Read again under the lock: another instance may have just done the work.
     let Some(current) = read_state(&tx, name, &role).await.map_err(db)? else {
         return Err(ProvisionError::Concurrent);
     };
     let login = current.login.clone();
     let privilege = |e: tokio_postgres::Error| {
-        if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+        if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+            ProvisionError::Held {
+                role: role.clone(),
+                sessions: Vec::new(),
+            }
+        } else if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
             ProvisionError::Privilege {
                 login: login.clone(),
                 role: role.clone(),
@@ -336,7 +501,12 @@ async fn provision_once(
             }
         }
     };
-    let escalation = current.role.as_ref().filter(|r| r.is_escalated());
+    let fix = password_fix(&current, passwords);
+    let planted = password_planted(&current, passwords);
+    let escalation = current
+        .role
+        .as_ref()
+        .filter(|r| r.is_escalated() || planted);
     // Only a superuser may name SUPERUSER, REPLICATION or BYPASSRLS in ALTER ROLE, even to
     // say NO: a CREATEROLE login names them only when the role has one (and then fails,
     // saying so). CREATE ROLE may always say NO.
@@ -358,16 +528,19 @@ async fn provision_once(
         "LOGIN NOINHERIT NOCREATEDB NOCREATEROLE{forced} CONNECTION LIMIT {}",
         limits.max_connections
     );
-    // The password is set when the role or its credentials are new (an extension that changed
-    // its own password only locks itself out until then). Only the verifier travels: the
-    // password itself is in no statement, so in no log. The embedded cluster authenticates
-    // its private socket by trust: there a password would cost time and protect nothing.
-    let set_password =
-        passwords && (current.role.is_none() || current.new_password || !current.password_set);
-    if set_password {
-        let verifier = postgres_protocol::password::scram_sha_256(current.password.as_bytes());
-        attributes.push_str(&format!(" PASSWORD '{verifier}'"));
-    }
+    // Only the verifier travels: the password itself is in no statement, so in no log.
+    let verifier = match fix {
+        PasswordFix::Set => {
+            let verifier = postgres_protocol::password::scram_sha_256(current.password.as_bytes());
+            attributes.push_str(&format!(" PASSWORD '{verifier}'"));
+            Some(verifier)
+        }
+        PasswordFix::Remove => {
+            attributes.push_str(" PASSWORD NULL");
+            None
+        }
+        PasswordFix::Keep => None,
+    };
     let verb = if current.role.is_some() {
         "ALTER"
     } else {
@@ -380,6 +553,8 @@ async fn provision_once(
             attributes = ?r.escalated,
             member_of = ?r.member_of,
             objects_outside_its_schema = ?r.foreign_objects,
+            defaults_in_this_database = ?r.database_settings,
+            password_of_its_own = planted,
             "the extension's database role holds more than its schema: taking it back. A role \
              that was a superuser may have changed anything in the database; check it"
         );
@@ -391,8 +566,13 @@ async fn provision_once(
         }
     }
     if current.role.is_some() {
-        // Role defaults it set itself go; only the host's stay.
-        sql.push_str(&format!("ALTER ROLE {role} RESET ALL; "));
+        // Role defaults it set itself go, for every database and for this one (where they
+        // would override the host's); only the host's stay.
+        sql.push_str(&format!(
+            "ALTER ROLE {role} RESET ALL; \
+             DO $reset$ BEGIN EXECUTE format('ALTER ROLE {role} IN DATABASE %I RESET ALL', \
+             current_database()); END $reset$; "
+        ));
     }
     sql.push_str(&format!(
         "{verb} ROLE {role} {attributes}; \
@@ -410,10 +590,11 @@ async fn provision_once(
         " CREATE SCHEMA IF NOT EXISTS {role} AUTHORIZATION {role};"
     ));
     tx.batch_execute(&sql).await.map_err(privilege)?;
-    if set_password {
+    if let Some(verifier) = &verifier {
         tx.execute(
-            "UPDATE solobase.extension_roles SET password_set = true WHERE name = $1",
-            &[&name.as_str()],
+            "UPDATE solobase.extension_roles SET password_set = true, verifier = $2 \
+             WHERE name = $1",
+            &[&name.as_str(), verifier],
         )
         .await
         .map_err(db)?;
@@ -439,6 +620,8 @@ async fn provision_once(
             "attributes_removed": r.escalated,
             "memberships_revoked": r.member_of,
             "objects_outside_its_schema": r.foreign_objects,
+            "defaults_in_this_database_removed": r.database_settings,
+            "password_of_its_own_replaced": planted,
         }));
         audit::record_or_log(pool, entry).await;
     }
@@ -577,8 +760,10 @@ pub(crate) enum Purged {
     RoleKept(String),
 }
 
-/// Drops the extension's schema (with its data) and role, and forgets its credentials and
-/// state. Its sessions on this database are ended first.
+/// Drops the extension's schema (with its data) and role, and forgets what the host kept
+/// for it: credentials, state, grants, configuration, queued jobs and counters. Its sessions
+/// on this database are ended first. Its files are the caller's to remove (they are not in
+/// the database); the audit log keeps its history.
 pub(crate) async fn purge(pool: &Pool, name: &ExtensionName) -> anyhow::Result<Purged> {
     let role = name.schema();
     let mut client = pool.get().await?;
@@ -598,11 +783,15 @@ pub(crate) async fn purge(pool: &Pool, name: &ExtensionName) -> anyhow::Result<P
         &[&name.as_str()],
     )
     .await?;
-    tx.execute(
-        "DELETE FROM solobase.extensions WHERE name = $1",
-        &[&name.as_str()],
-    )
-    .await?;
+    // Grants and configuration go with the `extensions` row (ON DELETE CASCADE).
+    for table in [
+        "solobase.extensions WHERE name",
+        "solobase.jobs WHERE extension",
+        "solobase.extension_stats WHERE name",
+    ] {
+        tx.execute(&format!("DELETE FROM {table} = $1"), &[&name.as_str()])
+            .await?;
+    }
     let exists: bool = tx
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",

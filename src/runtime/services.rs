@@ -112,7 +112,7 @@ pub(crate) fn extension_storage(
     name: &ExtensionName,
     quota: u64,
 ) -> Result<solobase_sdk::Storage, ExtensionError> {
-    let dir = data_dir.join("extensions").join(name.as_str());
+    let dir = extension_storage_dir(data_dir, name);
     if quota == 0 {
         solobase_sdk::Storage::open(&dir)
     } else {
@@ -120,7 +120,11 @@ pub(crate) fn extension_storage(
     }
 }
 
-/// The user-directory service, shared by all extensions.
+/// Where the extension `name` keeps its files (`ctx.storage`).
+pub(crate) fn extension_storage_dir(data_dir: &Path, name: &ExtensionName) -> std::path::PathBuf {
+    data_dir.join("extensions").join(name.as_str())
+}
+
 /// The user-directory service of an extension with `grants`.
 pub(crate) fn users(pool: &Pool, grants: Arc<Grants>) -> solobase_sdk::Users {
     solobase_sdk::Users::new(Arc::new(HostUsers {

@@ -170,6 +170,9 @@ pub fn test_config(db_name: &str, data_dir: &Path) -> Config {
     config
 }
 
+/// A change a test makes to its server's configuration.
+type Customise<'a> = Box<dyn FnOnce(&mut Config) + 'a>;
+
 /// How a test wants its server: on which database, with which extensions, configured how.
 /// `TestApp::builder().spawn()` is a server on a fresh database with the compiled-in
 /// extensions and the test configuration.
@@ -177,7 +180,7 @@ pub fn test_config(db_name: &str, data_dir: &Path) -> Config {
 pub struct TestAppBuilder<'a> {
     database: Option<String>,
     registrations: Option<Vec<solobase_sdk::Registration>>,
-    customise: Vec<Box<dyn FnOnce(&mut Config) + 'a>>,
+    customise: Vec<Customise<'a>>,
 }
 
 impl<'a> TestAppBuilder<'a> {

@@ -167,7 +167,8 @@ enum ExtensionsCommand {
         #[command(subcommand)]
         op: Option<config::ConfigOp>,
     },
-    /// Drop an extension's schema (all its data) and database role
+    /// Drop an extension's schema (all its data) and database role, and remove its files and
+    /// queued jobs
     Purge {
         /// The extension, e.g. webhooks
         name: String,

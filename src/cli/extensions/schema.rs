@@ -12,7 +12,7 @@ use super::{compiled, with_db};
 use crate::audit::{self, Actor, Entry, Outcome};
 use crate::config::{Config, ConfigError};
 use crate::db::Postgres;
-use crate::runtime::{db_role, schema, state};
+use crate::runtime::{db_role, schema, services, state};
 
 /// Which way a schema change goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,25 +57,49 @@ pub(super) async fn purge(config: &Config, name: &str, yes: bool) -> anyhow::Res
     with_db(config, true, async |db| {
         let ext = &ext;
         let purged = db_role::purge(db.pool(), ext).await;
+        // Its files go once its database state is gone (a failure there leaves them).
+        let files = services::extension_storage_dir(&config.data_dir, ext);
+        let files_removed = match &purged {
+            Ok(_) if files.exists() => match std::fs::remove_dir_all(&files) {
+                Ok(()) => Some(files.display().to_string()),
+                Err(e) => {
+                    eprintln!(
+                        "could not remove the extension's files {}: {e}; remove them by hand",
+                        files.display()
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
         let entry =
             |outcome| Entry::new(Actor::cli(), "extension.purge", outcome).extension(ext.as_str());
         match &purged {
             Ok(db_role::Purged::All) => {
-                audit::record_or_log(db.pool(), entry(Outcome::Ok)).await;
+                audit::record_or_log(
+                    db.pool(),
+                    entry(Outcome::Ok).detail(json!({"files_removed": files_removed})),
+                )
+                .await;
                 println!(
-                    "purged {ext}: dropped the schema {} with its data, and its role",
-                    ext.schema()
+                    "purged {ext}: dropped the schema {} with its data, and its role; removed \
+                     its queued jobs{}",
+                    ext.schema(),
+                    files_note(&files_removed)
                 );
             }
             Ok(db_role::Purged::RoleKept(why)) => {
                 audit::record_or_log(
                     db.pool(),
-                    entry(Outcome::Ok).detail(json!({"role_kept": why})),
+                    entry(Outcome::Ok)
+                        .detail(json!({"role_kept": why, "files_removed": files_removed})),
                 )
                 .await;
                 println!(
-                    "purged {ext}: dropped the schema {} with its data; kept the role {}: {why}",
+                    "purged {ext}: dropped the schema {} with its data; removed its queued \
+                     jobs{}; kept the role {}: {why}",
                     ext.schema(),
+                    files_note(&files_removed),
                     ext.schema()
                 );
             }
@@ -170,6 +194,14 @@ async fn change(
     .await
 }
 
+/// `, and its files (…)` when the purge removed them.
+fn files_note(removed: &Option<String>) -> String {
+    removed
+        .as_ref()
+        .map(|dir| format!(" and its files ({dir})"))
+        .unwrap_or_default()
+}
+
 fn confirm_purge(ext: &ExtensionName) -> anyhow::Result<()> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
@@ -180,8 +212,8 @@ fn confirm_purge(ext: &ExtensionName) -> anyhow::Result<()> {
         .into());
     }
     print!(
-        "This drops the schema {} with all its data, and its role. Type the extension's name \
-         to confirm: ",
+        "This drops the schema {} with all its data, its role, its files and its queued jobs. \
+         Type the extension's name to confirm: ",
         ext.schema()
     );
     std::io::stdout().flush()?;

@@ -99,6 +99,7 @@ pub struct LimitsView {
     pub(crate) db_connections: u32,
     pub(crate) statement_timeout_ms: u64,
     pub(crate) idle_in_transaction_timeout_ms: u64,
+    pub(crate) transaction_timeout_ms: u64,
 }
 
 /// Its counters since this instance started.
@@ -287,6 +288,7 @@ impl ExtensionHost {
             db_connections: resolved.db.max_connections,
             statement_timeout_ms: resolved.db.statement_timeout_ms,
             idle_in_transaction_timeout_ms: resolved.db.idle_in_transaction_timeout_ms,
+            transaction_timeout_ms: resolved.db.transaction_timeout_ms,
         })
     }
 

@@ -29,3 +29,5 @@ mod security;
 // Disable means stopped, on the probe extension's tasks: run with --all-features.
 #[cfg(feature = "probe")]
 mod stopping;
+// Attacks on the extension roles' hardening from inside: the role's own SQL.
+mod hostile;

@@ -51,6 +51,16 @@ pub enum ErrorCode {
     InsufficientStorage,
     /// The database cannot be reached right now.
     Unavailable,
+    /// Too many attempts (logins, sign-ups) from this client or on this account; wait for
+    /// `Retry-After`.
+    RateLimited,
+    /// The server is doing as much of this work (password hashing) as it may at once; retry
+    /// after `Retry-After`.
+    Busy,
+    /// The account is disabled by an administrator.
+    AccountDisabled,
+    /// The current password given to change it is wrong.
+    WrongPassword,
     /// A bug or an unexpected failure; details are in the server log.
     Internal,
 }
@@ -79,6 +89,10 @@ impl ErrorCode {
         Self::RequestTimeout,
         Self::InsufficientStorage,
         Self::Unavailable,
+        Self::RateLimited,
+        Self::Busy,
+        Self::AccountDisabled,
+        Self::WrongPassword,
         Self::Internal,
     ];
 
@@ -109,6 +123,10 @@ impl ErrorCode {
             Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            Self::AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled"),
+            Self::WrongPassword => (StatusCode::FORBIDDEN, "wrong_password"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -128,6 +146,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// Shown to the client: says what is wrong and, where it helps, what to do.
     pub message: String,
+    /// Seconds to send as `Retry-After` (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -135,7 +155,16 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client to wait `wait` (rounded up to whole seconds, at
+    /// least one) before trying again.
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.retry_after = Some(secs.max(1));
+        self
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -184,7 +213,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(Body {
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(secs) = self.retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        response.json(Body {
             error: Detail {
                 code: self.code.as_str(),
                 message: &self.message,
@@ -209,7 +242,7 @@ impl utoipa::PartialSchema for ErrorSchema {
             .schema_type(Type::String)
             .description(Some(format!(
                 "Stable; clients match on it. The host's codes: {codes}. Extension routes add \
-                 `extension_unavailable`, `extension_busy`, `over_budget`, `rate_limited`, \
+                 `extension_unavailable`, `extension_busy`, `over_budget`, \
                  `permission_denied` and codes of their own."
             )))
             .examples(["not_found"]);

@@ -37,6 +37,10 @@ pub struct AppState {
     pub events: EventBus,
     pub storage: Storage,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Login and sign-up limits and the password-hashing slots.
+    pub throttle: Arc<crate::auth::throttle::Throttle>,
+    /// Refused admin actions being merged before they are audited.
+    pub denials: Arc<crate::audit::Denials>,
 }
 
 /// Mounts every host route of `api` (built once by [`Api::build`] from [`routes()`]); JSON

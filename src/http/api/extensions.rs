@@ -304,7 +304,7 @@ async fn enable(
     body: crate::http::JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
-        .admin_action(&state.pool, "extension.enable", Some(&name))
+        .admin_action(&state, "extension.enable", Some(&name))
         .await?;
     compiled(&host, &name)?;
     let grant = match grant_of(&body) {
@@ -348,7 +348,7 @@ async fn disable(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
-        .admin_action(&state.pool, "extension.disable", Some(&name))
+        .admin_action(&state, "extension.disable", Some(&name))
         .await?;
     compiled(&host, &name)?;
     host.disable(&name, &actor).await?;
@@ -383,7 +383,7 @@ async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let (name, permission) = path.into_inner();
     let actor = user
-        .admin_action(&state.pool, "extension.revoke", Some(&name))
+        .admin_action(&state, "extension.revoke", Some(&name))
         .await?;
     compiled(&host, &name)?;
     let permissions = host.revoke(&name, &[permission], &actor).await?;
@@ -478,7 +478,7 @@ async fn put_config(
     body: crate::http::JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
-        .admin_action(&state.pool, "extension.config", Some(&name))
+        .admin_action(&state, "extension.config", Some(&name))
         .await?;
     compiled(&host, &name)?;
     let if_match = req
@@ -641,7 +641,7 @@ async fn migrate(
     body: crate::http::JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
-        .admin_action(&state.pool, "extension.migrate", Some(&name))
+        .admin_action(&state, "extension.migrate", Some(&name))
         .await?;
     let l = compiled(&host, &name)?;
     let body: MigrateBody = body_of(
@@ -693,7 +693,7 @@ async fn rollback(
     body: crate::http::JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
-        .admin_action(&state.pool, "extension.rollback", Some(&name))
+        .admin_action(&state, "extension.rollback", Some(&name))
         .await?;
     let l = compiled(&host, &name)?;
     let body: RollbackBody = body_of(&body, None, r#"{"to": 1, "dry_run": true}"#)?;

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod permissions;
 pub mod probes;
 pub mod storage;
+pub mod users;
 
 use super::Api;
 
@@ -20,6 +21,7 @@ pub fn routes(api: &mut Api) {
         .add(metrics::__path_for_admins, metrics::for_admins)
         .add(super::openapi::__path_openapi, super::openapi::openapi);
     auth::routes(api);
+    users::routes(api);
     storage::routes(api);
     audit::routes(api);
     permissions::routes(api);

@@ -9,6 +9,7 @@
 //! `extension_hooks_executed_total`, `extension_errors_total{type}`, `extensions_active_total`,
 //! `extension_health_status`, `extension_resource_usage{resource}`.
 //! The login throttle's state is read at scrape time too: `auth_throttled_total{limit}`,
+//! `auth_password_hashes_total`,
 //! `auth_password_hash_slots`, `auth_password_hashes_running`, `auth_password_hashes_peak`
 //! (the most hashes that ever ran at once: never above the slots), `auth_password_hash_waiting`,
 //! `auth_throttle_tracked{kind}`.
@@ -77,7 +78,11 @@ impl Default for Metrics {
 }
 
 fn describe(recorder: &PrometheusRecorder) {
-    let counters: [(&'static str, &'static str); 5] = [
+    let counters: [(&'static str, &'static str); 6] = [
+        (
+            "auth_password_hashes_total",
+            "Password hashes and verifications run",
+        ),
         (
             "auth_throttled_total",
             "Login, sign-up and password-change attempts refused, by limit (client, account, hashing)",
@@ -308,6 +313,8 @@ impl Metrics {
         }
         let hashing = &throttle.hashing;
         let counts = hashing.counts();
+        self.counter("auth_password_hashes_total", vec![])
+            .absolute(counts.done.load(Ordering::Relaxed));
         let gauges = [
             ("auth_password_hash_slots", hashing.slots()),
             (
@@ -384,8 +391,9 @@ fn status_label(status: u16) -> SharedString {
 }
 
 /// Every metric this module exports.
-pub const NAMES: [&str; 16] = [
+pub const NAMES: [&str; 17] = [
     "auth_throttled_total",
+    "auth_password_hashes_total",
     "auth_password_hash_slots",
     "auth_password_hashes_running",
     "auth_password_hashes_peak",

@@ -247,7 +247,8 @@ impl Throttle {
         Ok((slot, key))
     }
 
-    /// A successful login (or sign-up): clears the account's count and remembers `client`.
+    /// A successful login (or sign-up): clears the account's count, and for a login
+    /// remembers `client` as an address its owner uses.
     pub fn succeeded(&self, key: AccountKey, client: ClientKey) {
         let now = Instant::now();
         let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
@@ -256,7 +257,7 @@ impl Throttle {
         };
         account.attempts = 0;
         account.blocked_until = None;
-        if self.known_for.is_zero() {
+        if self.known_for.is_zero() || key.1 != Purpose::Login {
             return;
         }
         account.known.retain(|(k, _)| *k != client);
@@ -268,7 +269,7 @@ impl Throttle {
 
     fn account_key(&self, purpose: Purpose, email: &str) -> AccountKey {
         let normalised = email.trim().to_lowercase();
-        AccountKey(self.hasher.hash_one((purpose as u8, normalised)))
+        AccountKey(self.hasher.hash_one((purpose as u8, normalised)), purpose)
     }
 
     /// Forgets what no longer limits anyone: full client buckets, accounts without recent
@@ -306,7 +307,7 @@ impl Throttle {
 
 /// An account's entry in the throttle (a keyed hash of its normalised e-mail).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AccountKey(u64);
+pub struct AccountKey(u64, Purpose);
 
 /// The password-hashing slots: at most `slots` hashes run at once, on tokio's blocking
 /// threads; up to `queue` requests wait for one; the others are refused at once.

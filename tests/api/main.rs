@@ -46,6 +46,8 @@ mod properties;
 mod scaffold;
 // Attacks on the trust boundaries; most use the probe extension: run with --all-features.
 mod security;
+// Ending sessions: logout, revocation, password changes, disabled accounts.
+mod sessions;
 // Drives the probe extension's routes: run with --all-features.
 #[cfg(feature = "probe")]
 mod metrics;
@@ -55,5 +57,7 @@ mod openapi;
 #[cfg(feature = "probe")]
 mod reload;
 mod storage;
+// Password guessing and hash flooding against the login and sign-up routes.
+mod throttle;
 #[cfg(feature = "webhooks")]
 mod webhooks;

@@ -84,14 +84,14 @@ impl Refusal {
     pub fn to_api_error(self) -> crate::error::ApiError {
         use crate::error::{ApiError, ErrorCode};
         match self {
-            Self::Client(wait) | Self::Account(wait) => ApiError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "too many attempts; try again in {} s",
-                    wait.as_secs().max(1) + u64::from(wait.subsec_nanos() > 0)
-                ),
-            )
-            .retry_after(wait),
+            Self::Client(wait) | Self::Account(wait) => {
+                let error = ApiError::new(ErrorCode::RateLimited, "").retry_after(wait);
+                let secs = error.retry_after.unwrap_or(1);
+                ApiError {
+                    message: format!("too many attempts; try again in {secs} s"),
+                    ..error
+                }
+            }
             Self::Busy => ApiError::new(
                 ErrorCode::Busy,
                 "the server is checking as many passwords as it can right now; retry in a moment",

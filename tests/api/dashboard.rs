@@ -335,7 +335,7 @@ async fn an_administrator_manages_an_extension_in_the_browser() {
             .await
             .contains("enabled")
     );
-    // Its own row has no disable button: an administrator cannot lock themself out.
+    // Their own row has no buttons: an administrator cannot lock themself out.
     browser
         .wait_until(
             "document.querySelector('#users-body tr[data-email=\"admin@example.com\"] \

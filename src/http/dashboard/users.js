@@ -60,18 +60,18 @@ function row(account, self, feedback, view) {
     },
   }, label);
   const id = encodeURIComponent(account.id);
-  const actions = [];
-  if (!self) {
-    actions.push(disabled
+  // Your own account: Log out ends your session; disabling it would lock you out.
+  const actions = self ? [h('span', { class: 'muted' }, '—')] : [
+    disabled
       ? act('Enable', `/api/v1/users/${id}/enable`, 'POST', `Enabled ${account.email}.`)
-      : act('Disable', `/api/v1/users/${id}/disable`, 'POST', `Disabled ${account.email}; its sessions are ended.`));
-  }
-  actions.push(act('End sessions', `/api/v1/users/${id}/sessions`, 'DELETE', `Ended the sessions of ${account.email}.`));
+      : act('Disable', `/api/v1/users/${id}/disable`, 'POST', `Disabled ${account.email}; its sessions are ended.`),
+    act('End sessions', `/api/v1/users/${id}/sessions`, 'DELETE', `Ended the sessions of ${account.email}.`),
+  ];
   return h('tr', { 'data-email': account.email },
     h('td', {}, account.email, self ? h('span', { class: 'muted' }, ' (you)') : null),
     h('td', {}, account.role),
     h('td', { class: 'state' }, disabled ? badge(`disabled since ${when(account.disabled_at)}`, 'no') : badge('enabled', 'yes')),
     h('td', { class: 'num sessions' }, String(account.live_sessions)),
     h('td', {}, when(account.created_at)),
-    h('td', { class: 'actions' }, actions));
+    h('td', {}, h('div', { class: 'actions' }, actions)));
 }

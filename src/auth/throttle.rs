@@ -533,6 +533,42 @@ mod tests {
         assert!(wait <= Duration::from_secs(3));
     }
 
+    #[test]
+    fn the_sweep_forgets_idle_accounts_and_keeps_owners_addresses() {
+        let throttle = Throttle::new(&AuthConfig {
+            account_forget_secs: 0,
+            ..AuthConfig::default()
+        });
+        let a = addr("10.0.0.1");
+        for i in 0..100 {
+            throttle
+                .admit_account(Purpose::Login, &format!("u{i}@example.com"), a)
+                .unwrap();
+        }
+        let owner = throttle
+            .admit_account(Purpose::Login, "owner@example.com", a)
+            .unwrap();
+        throttle.succeeded(owner, a);
+        assert_eq!(throttle.tracked().1, 101);
+        throttle.sweep();
+        assert_eq!(
+            throttle.tracked().1,
+            1,
+            "only the account with a known address"
+        );
+        let none = Throttle::new(&AuthConfig {
+            account_forget_secs: 0,
+            known_address_days: 0,
+            ..AuthConfig::default()
+        });
+        let key = none
+            .admit_account(Purpose::Login, "owner@example.com", a)
+            .unwrap();
+        none.succeeded(key, a);
+        none.sweep();
+        assert_eq!(none.tracked().1, 0);
+    }
+
     #[tokio::test]
     async fn hashing_refuses_beyond_its_slots_and_queue() {
         let hashing = Hashing::new(1, 1);

@@ -203,6 +203,30 @@ async fn a_disabled_user_cannot_log_in_and_their_tokens_stop_working_everywhere(
             .await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
+    // A session row that outlived the disabling (another instance's login racing it) is
+    // refused too: the lookup behind every request's caller refuses disabled accounts.
+    let late = solobase::auth::token::random_token();
+    let db = app.db().await;
+    db.execute(
+        "INSERT INTO solobase.sessions (token_hash, user_id, expires_at) \
+         VALUES ($1, $2, now() + interval '1 hour')",
+        &[
+            &solobase::auth::token::token_hash(&late),
+            &uuid::Uuid::parse_str(&mallory).unwrap(),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(app.me(&late).await.status(), StatusCode::UNAUTHORIZED);
+    #[cfg(feature = "probe")]
+    assert_probe_me(&app, &late, StatusCode::UNAUTHORIZED).await;
+    db.execute(
+        "DELETE FROM solobase.sessions WHERE token_hash = $1",
+        &[&solobase::auth::token::token_hash(&late)],
+    )
+    .await
+    .unwrap();
+
     // Their login is refused with a clear error — but only with the right password, so the
     // state of an account is no one else's business.
     let res = app.login("mallory@example.com", PASSWORD).await;
@@ -242,7 +266,6 @@ async fn a_disabled_user_cannot_log_in_and_their_tokens_stop_working_everywhere(
     assert_eq!(app.me(&fresh).await.status(), StatusCode::OK);
 
     // Audited, with who did it.
-    let db = app.db().await;
     let rows = db
         .query(
             "SELECT action, result, actor FROM solobase.audit_log \

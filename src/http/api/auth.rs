@@ -333,7 +333,9 @@ async fn admit(
         .admit(purpose, email, client)
         .await
         .map_err(|refusal| {
-            tracing::info!(?refusal, ?purpose, "password attempt refused");
+            // Debug, not info: a flood of refusals must not flood the log (they are counted
+            // in /metrics).
+            tracing::debug!(?refusal, ?purpose, "password attempt refused");
             refusal.to_api_error()
         })
 }

@@ -4,6 +4,17 @@
 //!
 //! Entries never carry secrets: callers put names, ids and outcomes in `detail`, never tokens,
 //! passwords or credentials.
+//!
+//! Refused admin actions go through [`Denials`], so that a user repeating one cannot flood
+//! the log: per (actor, action), the first refusal of a window is written as it happens
+//! (`detail.count` 1) and the others of the window as one entry counting them
+//! (`detail.count`, `detail.merged`), written when the window has passed — at the next
+//! refusal, at the periodic flush, or when the server stops. Every refusal is counted in
+//! exactly one entry.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use serde::Serialize;
@@ -118,6 +129,147 @@ pub(crate) async fn record_in(
 pub(crate) async fn record_or_log(pool: &Pool, entry: Entry) {
     if let Err(e) = record(pool, &entry).await {
         tracing::error!(action = entry.action, error = %e, "cannot write the audit log");
+    }
+}
+
+/// Extension names kept in a merged entry (the rest are counted, not named).
+const NAMES_PER_MERGED: usize = 8;
+
+/// Refused admin actions being merged: one open window per (actor, action). Keyed by
+/// signed-in users and the host's fixed action names, so it holds at most one entry per
+/// user and action, and windows are dropped once flushed.
+#[derive(Debug)]
+pub struct Denials {
+    window: Duration,
+    open: Mutex<HashMap<(String, &'static str), Window>>,
+}
+
+/// The refusals of one (actor, action) after the first of its window.
+#[derive(Debug)]
+struct Window {
+    actor: Actor,
+    opened: Instant,
+    /// Refusals merged so far (not written).
+    count: u64,
+    first_at: Option<OffsetDateTime>,
+    last_at: Option<OffsetDateTime>,
+    extensions: Vec<String>,
+}
+
+impl Window {
+    fn new(actor: Actor, opened: Instant) -> Self {
+        Self {
+            actor,
+            opened,
+            count: 0,
+            first_at: None,
+            last_at: None,
+            extensions: Vec::new(),
+        }
+    }
+
+    /// The entry counting the merged refusals, if there were any.
+    fn merged(&self, action: &'static str, window: Duration) -> Option<Entry> {
+        (self.count > 0).then(|| {
+            let rfc3339 = |t: Option<OffsetDateTime>| {
+                t.and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+            };
+            Entry::new(self.actor.clone(), action, Outcome::Denied).detail(serde_json::json!({
+                "count": self.count,
+                "merged": true,
+                "window_secs": window.as_secs(),
+                "first_at": rfc3339(self.first_at),
+                "last_at": rfc3339(self.last_at),
+                "extensions": self.extensions,
+            }))
+        })
+    }
+}
+
+impl Denials {
+    /// Merges refusals within `window` (zero: writes each one).
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Accounts for the refused action `entry`: written now when it opens a window (after
+    /// the entry of the window before it, if that one merged any), else counted.
+    pub async fn record(&self, pool: &Pool, mut entry: Entry) {
+        if let Some(detail) = entry.detail.as_object_mut() {
+            detail.insert("count".into(), 1.into());
+        }
+        if self.window.is_zero() {
+            return record_or_log(pool, entry).await;
+        }
+        let now = Instant::now();
+        let (merged, write) = {
+            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            let key = (entry.actor.as_text(), entry.action);
+            match open.get_mut(&key) {
+                Some(w) if now.duration_since(w.opened) < self.window => {
+                    w.count += 1;
+                    let at = Some(OffsetDateTime::now_utc());
+                    w.first_at = w.first_at.or(at);
+                    w.last_at = at;
+                    if let Some(name) = &entry.extension
+                        && w.extensions.len() < NAMES_PER_MERGED
+                        && !w.extensions.contains(name)
+                    {
+                        w.extensions.push(name.clone());
+                    }
+                    (None, false)
+                }
+                Some(w) => {
+                    let merged = w.merged(entry.action, self.window);
+                    *w = Window::new(entry.actor.clone(), now);
+                    (merged, true)
+                }
+                None => {
+                    open.insert(key, Window::new(entry.actor.clone(), now));
+                    (None, true)
+                }
+            }
+        };
+        if let Some(merged) = merged {
+            record_or_log(pool, merged).await;
+        }
+        if write {
+            record_or_log(pool, entry).await;
+        }
+    }
+
+    /// Writes the merged entries of windows that have passed (all of them when `all`, at
+    /// shutdown) and forgets those windows.
+    pub async fn flush(&self, pool: &Pool, all: bool) {
+        let now = Instant::now();
+        let due: Vec<Entry> = {
+            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            let mut due = Vec::new();
+            open.retain(|(_, action), w| {
+                if all || now.duration_since(w.opened) >= self.window {
+                    due.extend(w.merged(action, self.window));
+                    false
+                } else {
+                    true
+                }
+            });
+            open.shrink_to_fit();
+            due
+        };
+        for entry in due {
+            record_or_log(pool, entry).await;
+        }
+    }
+
+    /// Windows open now.
+    pub fn open_windows(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 

@@ -64,6 +64,13 @@ pub(crate) enum ErrorCode {
     OverBudget,
     /// A rate limit refused the request.
     RateLimited,
+    /// The server is doing as much of this work (password hashing) as it may at once; retry
+    /// after `Retry-After`.
+    Busy,
+    /// The account is disabled by an administrator.
+    AccountDisabled,
+    /// The current password given to change it is wrong.
+    WrongPassword,
     /// A bug or an unexpected failure; details are in the server log.
     Internal,
 }
@@ -97,6 +104,9 @@ impl ErrorCode {
         Self::ExtensionBusy,
         Self::OverBudget,
         Self::RateLimited,
+        Self::Busy,
+        Self::AccountDisabled,
+        Self::WrongPassword,
         Self::Internal,
     ];
 
@@ -134,6 +144,9 @@ impl ErrorCode {
             Self::ExtensionBusy => (StatusCode::SERVICE_UNAVAILABLE, "extension_busy"),
             Self::OverBudget => (StatusCode::SERVICE_UNAVAILABLE, "over_budget"),
             Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            Self::AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled"),
+            Self::WrongPassword => (StatusCode::FORBIDDEN, "wrong_password"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

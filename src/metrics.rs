@@ -8,6 +8,11 @@
 //! extension runtime's own counters when scraped, so the request path pays nothing for it:
 //! `extension_hooks_executed_total`, `extension_errors_total{type}`, `extensions_active_total`,
 //! `extension_health_status`, `extension_resource_usage{resource}`.
+//! The login throttle's state is read at scrape time too: `auth_throttled_total{limit}`,
+//! `auth_password_hashes_total`,
+//! `auth_password_hash_slots`, `auth_password_hashes_running`, `auth_password_hashes_peak`
+//! (the most hashes that ever ran at once: never above the slots), `auth_password_hash_waiting`,
+//! `auth_throttle_tracked{kind}`.
 //! `extension_hook_duration_seconds` times the hook calls of one request in [`HOOK_SAMPLE`] per
 //! thread (timing every call would cost more than most hooks do); its `_count` is therefore the
 //! number of timed calls, while `extension_hooks_executed_total` counts them all.
@@ -73,7 +78,15 @@ impl Default for Metrics {
 }
 
 fn describe(recorder: &PrometheusRecorder) {
-    let counters: [(&'static str, &'static str); 4] = [
+    let counters: [(&'static str, &'static str); 6] = [
+        (
+            "auth_password_hashes_total",
+            "Password hashes and verifications run",
+        ),
+        (
+            "auth_throttled_total",
+            "Login, sign-up and password-change attempts refused, by limit (client, account, hashing)",
+        ),
         (
             "http_requests_total",
             "HTTP requests answered, by method, route template and status",
@@ -111,7 +124,27 @@ fn describe(recorder: &PrometheusRecorder) {
     for (name, help) in histograms {
         recorder.describe_histogram(name.into(), Some(Unit::Seconds), help.into());
     }
-    let gauges: [(&'static str, &'static str); 3] = [
+    let gauges: [(&'static str, &'static str); 8] = [
+        (
+            "auth_password_hash_slots",
+            "Passwords that may be hashed or verified at once",
+        ),
+        (
+            "auth_password_hashes_running",
+            "Password hashes running now",
+        ),
+        (
+            "auth_password_hashes_peak",
+            "The most password hashes that ever ran at once",
+        ),
+        (
+            "auth_password_hash_waiting",
+            "Requests waiting for a password-hashing slot",
+        ),
+        (
+            "auth_throttle_tracked",
+            "Entries the login throttle holds, by kind (clients, accounts)",
+        ),
         (
             "extensions_active_total",
             "Extensions enabled, running and not paused by their circuit breaker",
@@ -310,6 +343,43 @@ impl Metrics {
         });
     }
 
+    /// Reads the login throttle's counters into the metrics (at scrape time).
+    pub fn export_auth(&self, throttle: &crate::auth::throttle::Throttle) {
+        let refused = &throttle.refused;
+        for (limit, count) in [
+            ("client", &refused.client),
+            ("account", &refused.account),
+            ("hashing", &refused.busy),
+        ] {
+            self.counter("auth_throttled_total", vec![Label::new("limit", limit)])
+                .absolute(count.load(Ordering::Relaxed));
+        }
+        let hashing = &throttle.hashing;
+        let counts = hashing.counts();
+        self.counter("auth_password_hashes_total", vec![])
+            .absolute(counts.done.load(Ordering::Relaxed));
+        let gauges = [
+            ("auth_password_hash_slots", hashing.slots()),
+            (
+                "auth_password_hashes_running",
+                counts.running.load(Ordering::Acquire),
+            ),
+            (
+                "auth_password_hashes_peak",
+                counts.peak.load(Ordering::Acquire),
+            ),
+            ("auth_password_hash_waiting", hashing.waiting()),
+        ];
+        for (name, value) in gauges {
+            self.gauge(name, vec![]).set(value as f64);
+        }
+        let (clients, accounts) = throttle.tracked();
+        for (kind, value) in [("clients", clients), ("accounts", accounts)] {
+            self.gauge("auth_throttle_tracked", vec![Label::new("kind", kind)])
+                .set(value as f64);
+        }
+    }
+
     /// The exposition text (read the runtime's counters into it first:
     /// `ExtensionHost::export_metrics`).
     pub(crate) fn render(&self) -> String {
@@ -377,7 +447,14 @@ const SHIPPED_EXTENSION_SERIES: [&str; 6] = [
 
 /// Every metric this module exports (the dashboard test checks it queries only these).
 #[cfg(test)]
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 17] = [
+    "auth_throttled_total",
+    "auth_password_hashes_total",
+    "auth_password_hash_slots",
+    "auth_password_hashes_running",
+    "auth_password_hashes_peak",
+    "auth_password_hash_waiting",
+    "auth_throttle_tracked",
     "http_requests_total",
     "http_request_duration_seconds",
     "extension_requests_total",
@@ -406,6 +483,7 @@ mod tests {
                 let tokens = expr.split(|c: char| !(c.is_ascii_lowercase() || c == '_'));
                 let metric = |t: &&str| {
                     t.starts_with("http_")
+                        || t.starts_with("auth_")
                         || t.starts_with("extension_")
                         || t.starts_with("extensions_")
                         || t.starts_with("solobase_ext_")

@@ -41,6 +41,7 @@ fn refuse_test_extensions(config: &Config) -> Result<(), crate::config::ConfigEr
 
 /// How often expired sessions are deleted.
 const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+const AUTH_UPKEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A built, bound, not yet running server.
 #[allow(missing_debug_implementations)] // actix's Server has no Debug
@@ -122,6 +123,10 @@ impl Application {
         let port = listener.local_addr()?.port();
         let state = AppState {
             pool: db.pool().clone(),
+            throttle: Arc::new(crate::auth::throttle::Throttle::new(&config.auth)),
+            denials: Arc::new(crate::audit::Denials::new(Duration::from_secs(
+                config.auth.audit_denial_window_secs,
+            ))),
             config: Arc::new(config),
             events,
             storage,
@@ -199,7 +204,8 @@ impl Application {
         let handle = server.handle();
         let (stop_tx, stop_rx) = watch::channel(false);
         let sweeper = tokio::spawn(sweep_sessions(state.pool.clone(), stop_rx.clone()));
-        let upkeep = tokio::spawn(metrics_upkeep(state.metrics.clone(), stop_rx));
+        let upkeep = tokio::spawn(metrics_upkeep(state.metrics.clone(), stop_rx.clone()));
+        let auth_upkeep = tokio::spawn(auth_upkeep(state.clone(), stop_rx));
         let metrics_server = metrics_server.map(|(server, _)| {
             let handle = server.handle();
             (handle, tokio::spawn(server))
@@ -218,6 +224,7 @@ impl Application {
         let _ = stop_tx.send(true);
         let _ = sweeper.await;
         let _ = upkeep.await;
+        let _ = auth_upkeep.await;
         if let Some((handle, task)) = metrics_server {
             handle.stop(false).await;
             let _ = task.await;
@@ -271,6 +278,22 @@ async fn metrics_upkeep(metrics: Arc<crate::metrics::Metrics>, mut stop: watch::
             _ = stop.changed() => return,
         }
     }
+}
+
+/// Every minute: forgets idle login limits and writes the merged audit entries of refused
+/// admin actions whose window has passed; at the stop, writes all that are left.
+async fn auth_upkeep(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(AUTH_UPKEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                state.throttle.sweep();
+                state.denials.flush(&state.pool, false).await;
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    state.denials.flush(&state.pool, true).await;
 }
 
 fn build_server(

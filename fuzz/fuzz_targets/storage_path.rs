@@ -1,7 +1,7 @@
 //! Storage paths: `ObjectPath::parse` (plain) and `ObjectPath::parse_encoded` (from a URL),
 //! bucket names, and the lookup that joins them onto the storage root. An accepted path,
 //! joined to the root, stays lexically inside it; parsing is idempotent; the real lookup
-//! (`Storage::locate`) only ever answers a location under the root.
+//! (`FileStore::locate`) only ever answers a location under the root.
 #![no_main]
 
 use std::path::{Component, Path};
@@ -12,13 +12,13 @@ use solobase::storage::{Bucket, ObjectPath, FileStore, StorageError};
 use solobase_sdk::storage::{MAX_PATH_BYTES, MAX_SEGMENTS};
 
 /// A storage root with one bucket directory (`files`) holding one directory (`dir`).
-fn storage() -> &'static Storage {
-    static STORAGE: OnceLock<Storage> = OnceLock::new();
+fn storage() -> &'static FileStore {
+    static STORAGE: OnceLock<FileStore> = OnceLock::new();
     STORAGE.get_or_init(|| {
         let root =
             std::env::temp_dir().join(format!("solobase-fuzz-storage-{}", std::process::id()));
         std::fs::create_dir_all(root.join("files/dir")).expect("a temporary directory");
-        Storage::open(&root).expect("the storage root opens")
+        FileStore::open(&root).expect("the storage root opens")
     })
 }
 

@@ -12,7 +12,7 @@ const RANDOM_BYTES: usize = 32;
 const TOKEN_LEN: usize = PREFIX.len() + (RANDOM_BYTES * 4).div_ceil(3);
 
 /// A new token from the operating system's random source.
-pub(crate) fn random_token() -> String {
+pub fn random_token() -> String {
     let mut bytes = [0u8; RANDOM_BYTES];
     getrandom::fill(&mut bytes).expect("the OS random source is available");
     format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))

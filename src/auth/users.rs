@@ -1,4 +1,6 @@
-//! The `solobase.users` and `solobase.sessions` tables.
+//! The `solobase.users` and `solobase.sessions` tables: accounts, logging in, and the token
+//! lookup every authenticated request makes. Ending sessions and disabling accounts are in
+//! [`super::sessions`].
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -17,21 +19,34 @@ pub struct User {
     pub(crate) role: Role,
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) created_at: OffsetDateTime,
+    /// When an administrator disabled the account; `null` while it is enabled. A disabled
+    /// account cannot log in and has no live tokens.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub(crate) disabled_at: Option<OffsetDateTime>,
 }
 
+/// The columns [`User::from_row`] reads, for `SELECT`s and `RETURNING`s.
+pub(crate) const USER_COLUMNS: &str = "id, email, role, created_at, disabled_at";
+
 impl User {
-    fn from_row(row: &tokio_postgres::Row) -> Self {
+    pub(crate) fn from_row(row: &tokio_postgres::Row) -> Self {
         let role: String = row.get("role");
         Self {
             id: row.get("id"),
             email: row.get("email"),
             role: Role::parse(&role).unwrap_or(Role::User),
             created_at: row.get("created_at"),
+            disabled_at: row.get("disabled_at"),
         }
     }
 
     pub(crate) fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some()
     }
 
     /// The account as extensions see it.
@@ -59,7 +74,8 @@ pub enum CreateUserError {
 
 /// Creates an account and records `user.created` in the same transaction. Returns the user
 /// and the event to publish once the caller knows the transaction committed (it is committed
-/// here).
+/// here). Hashes on a blocking thread without a hashing slot: for the command line and
+/// start-up; the API hashes in a slot and calls [`create_with_hash`].
 pub async fn create(
     pool: &deadpool_postgres::Pool,
     email: &Email,
@@ -71,12 +87,24 @@ pub async fn create(
         .await
         .map_err(|e| CreateUserError::Hash(e.to_string()))?
         .map_err(|e| CreateUserError::Hash(e.to_string()))?;
+    create_with_hash(pool, email, &hash, role).await
+}
+
+/// [`create`] with the password already hashed.
+pub async fn create_with_hash(
+    pool: &deadpool_postgres::Pool,
+    email: &Email,
+    hash: &str,
+    role: Role,
+) -> Result<(User, Event), CreateUserError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let row = tx
         .query_one(
-            "INSERT INTO solobase.users (email, password_hash, role) VALUES ($1, $2, $3) \
-             RETURNING id, email, role, created_at",
+            &format!(
+                "INSERT INTO solobase.users (email, password_hash, role) VALUES ($1, $2, $3) \
+                 RETURNING {USER_COLUMNS}"
+            ),
             &[&email.as_str(), &hash, &role.as_str()],
         )
         .await
@@ -97,31 +125,42 @@ pub async fn create(
     Ok((user, event))
 }
 
-/// The user whose email and password match, or `None`. Takes as long for an unknown email as
-/// for a wrong password.
+/// The user whose email and password match (disabled or not: the caller decides), or `None`.
+/// Verifies in `slot`, and takes as long for an unknown email as for a wrong password.
 pub(crate) async fn authenticate(
     pool: &deadpool_postgres::Pool,
+    slot: super::throttle::Slot,
     email: &str,
     candidate: &str,
 ) -> Result<Option<User>, crate::error::ApiError> {
-    let client = pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT id, email, role, created_at, password_hash FROM solobase.users \
-             WHERE lower(email) = lower($1)",
-            &[&email.trim()],
-        )
-        .await?;
-    drop(client);
-    let stored: String = row.as_ref().map_or_else(
-        || password::dummy_hash().to_owned(),
-        |r| r.get("password_hash"),
-    );
+    let row = password_row(pool, email).await?;
+    let stored: Option<String> = row.as_ref().map(|r| r.get("password_hash"));
     let candidate = candidate.to_owned();
-    let matches = tokio::task::spawn_blocking(move || password::verify(&candidate, &stored))
+    let matches = slot
+        .run(move || {
+            let stored = stored.as_deref().unwrap_or_else(|| password::dummy_hash());
+            password::verify(&candidate, stored)
+        })
         .await
         .map_err(crate::error::ApiError::internal)?;
     Ok(row.filter(|_| matches).map(|r| User::from_row(&r)))
+}
+
+/// The account of `email` with its password hash.
+pub(crate) async fn password_row(
+    pool: &deadpool_postgres::Pool,
+    email: &str,
+) -> Result<Option<tokio_postgres::Row>, crate::error::ApiError> {
+    let client = pool.get().await?;
+    Ok(client
+        .query_opt(
+            &format!(
+                "SELECT {USER_COLUMNS}, password_hash FROM solobase.users \
+                 WHERE lower(email) = lower($1)"
+            ),
+            &[&email.trim()],
+        )
+        .await?)
 }
 
 /// Opens a session and records `user.login`: returns the token (shown to the client once),
@@ -149,7 +188,9 @@ pub(crate) async fn open_session(
     Ok((token, expires_at, event))
 }
 
-/// The user a live token belongs to.
+/// The user a live token belongs to: not expired, not revoked (revoking deletes the row),
+/// and not of a disabled account — checked here, where every request's caller is resolved,
+/// so that host and extension routes alike refuse it.
 pub(crate) async fn user_for_token(
     pool: &deadpool_postgres::Pool,
     token: &str,
@@ -157,9 +198,9 @@ pub(crate) async fn user_for_token(
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
-            "SELECT u.id, u.email, u.role, u.created_at FROM solobase.sessions s \
-             JOIN solobase.users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_at > now()",
+            "SELECT u.id, u.email, u.role, u.created_at, u.disabled_at \
+             FROM solobase.sessions s JOIN solobase.users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > now() AND u.disabled_at IS NULL",
         )
         .await?;
     let row = client
@@ -176,7 +217,7 @@ pub(crate) async fn by_id(
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT id, email, role, created_at FROM solobase.users WHERE id = $1",
+            &format!("SELECT {USER_COLUMNS} FROM solobase.users WHERE id = $1"),
             &[&id],
         )
         .await?;
@@ -191,7 +232,7 @@ pub(crate) async fn by_email(
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT id, email, role, created_at FROM solobase.users WHERE lower(email) = lower($1)",
+            &format!("SELECT {USER_COLUMNS} FROM solobase.users WHERE lower(email) = lower($1)"),
             &[&email.trim()],
         )
         .await?;

@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, Overrides};
+use crate::db::{Mode, Postgres};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -174,4 +175,23 @@ fn load(path: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
     let config = Config::load(path, overrides)?;
     crate::telemetry::init(&config.log).map_err(ConfigError::Invalid)?;
     Ok(config)
+}
+
+/// Connects to the database (the running server's embedded cluster, if there is one),
+/// brings the host's schema up to date when `migrate`, runs `work`, and closes.
+pub(crate) async fn with_db<T>(
+    config: &Config,
+    migrate: bool,
+    work: impl AsyncFnOnce(&Postgres) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let db = Postgres::connect(config, Mode::Share).await?;
+    let result = async {
+        if migrate {
+            crate::db::migrate::run(db.pool()).await?;
+        }
+        work(&db).await
+    }
+    .await;
+    db.close().await;
+    result
 }

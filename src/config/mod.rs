@@ -277,6 +277,13 @@ impl Config {
                     .into(),
             ));
         }
+        if self.auth.client_burst > 0 && self.auth.client_per_minute == 0 {
+            return Err(ConfigError::Invalid(
+                "auth.client_per_minute is 0: set the attempts a client earns back per minute, \
+                 or auth.client_burst = 0 for no per-client limit"
+                    .into(),
+            ));
+        }
         if self.auth.token_ttl_secs == 0 {
             return Err(ConfigError::Invalid(
                 "auth.token_ttl_secs is 0: set it to the token lifetime in seconds".into(),

@@ -65,6 +65,31 @@ pub struct AuthConfig {
     pub(crate) token_ttl_secs: u64,
     /// Shortest accepted password.
     pub(crate) min_password_length: usize,
+    /// Login and sign-up attempts one client address (an IPv6 address by its /64) may make
+    /// at once; 0: no per-client limit.
+    pub client_burst: u32,
+    /// Attempts a client address earns back per minute after its burst.
+    pub client_per_minute: u32,
+    /// Attempts on one account (normalised e-mail) that are not slowed down; later attempts
+    /// wait a backoff that doubles with each one. Cleared by a successful login.
+    pub account_free_attempts: u32,
+    /// The first backoff of an account, in seconds.
+    pub account_backoff_secs: u64,
+    /// The longest backoff of an account, in seconds: how long its owner can be kept waiting
+    /// by someone else's attempts. 0: no per-account limit.
+    pub account_max_backoff_secs: u64,
+    /// An account's attempts are forgotten after this many seconds without one.
+    pub account_forget_secs: u64,
+    /// Days an address keeps passing an account's backoff after a successful login to that
+    /// account from it (kept in memory, per instance). 0: never.
+    pub known_address_days: u64,
+    /// Passwords hashed or verified at once; 0: one per CPU.
+    pub hash_concurrency: usize,
+    /// Requests that may wait for a hashing slot; beyond, 503 at once.
+    pub hash_queue: usize,
+    /// Repeated refused admin actions of one user (per action) within this many seconds are
+    /// audited as their first entry plus one entry counting the others.
+    pub audit_denial_window_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -142,6 +167,16 @@ impl Default for AuthConfig {
             signup_enabled: false,
             token_ttl_secs: 24 * 3600,
             min_password_length: 8,
+            client_burst: 20,
+            client_per_minute: 20,
+            account_free_attempts: 5,
+            account_backoff_secs: 1,
+            account_max_backoff_secs: 60,
+            account_forget_secs: 900,
+            known_address_days: 30,
+            hash_concurrency: 0,
+            hash_queue: 16,
+            audit_denial_window_secs: 60,
         }
     }
 }

@@ -5,8 +5,9 @@
 //! A request carries the host's bearer token (`Authorization: Bearer …`), or none; when an
 //! extension's `authentication` hook establishes a caller instead (only tried when the token
 //! does not), the pipeline records that. One policy for everyone: no token is anonymous; a
-//! token that is malformed, unknown or expired is refused with 401 `invalid_token` wherever
-//! a caller matters, unless a hook established the caller.
+//! token that is malformed, unknown, expired, revoked or of a disabled account
+//! (`users::user_for_token` refuses those) is refused with 401 `invalid_token` wherever a
+//! caller matters, unless a hook established the caller.
 
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpMessage, HttpRequest};
@@ -82,6 +83,12 @@ async fn from_token(
     })
 }
 
+/// The request's bearer token, if it carries a well-formed one.
+pub fn bearer(req: &HttpRequest) -> Option<String> {
+    let header = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    token::parse_bearer(header).map(str::to_owned)
+}
+
 /// The 401 for a request that needs a caller and has none.
 pub(crate) fn unauthenticated() -> ApiError {
     ApiError::new(
@@ -90,10 +97,10 @@ pub(crate) fn unauthenticated() -> ApiError {
     )
 }
 
-/// The 401 for a malformed, unknown or expired token.
+/// The 401 for a malformed, unknown, expired or revoked token, or one of a disabled account.
 pub(crate) fn invalid_token() -> ApiError {
     ApiError::new(
         ErrorCode::InvalidToken,
-        "the bearer token is malformed, unknown or expired; log in again",
+        "the bearer token is malformed, unknown, expired or revoked; log in again",
     )
 }

@@ -39,6 +39,10 @@ pub struct AppState {
     pub events: EventBus,
     pub(crate) storage: FileStore,
     pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Login and sign-up limits and the password-hashing slots.
+    pub(crate) throttle: Arc<crate::auth::throttle::Throttle>,
+    /// Refused admin actions being merged before they are audited.
+    pub(crate) denials: Arc<crate::audit::Denials>,
 }
 
 /// Mounts every host route of `api` (built once by [`Api::build`] from [`routes()`]); JSON

@@ -23,9 +23,8 @@ use solobase_sdk::{Manifest, Registration};
 
 pub(crate) use status::Unhealthy;
 
-use super::Location;
-use crate::config::{Config, ConfigError};
-use crate::db::{Mode, Postgres};
+use super::{Location, with_db};
+use crate::config::ConfigError;
 use crate::runtime::control::Grant;
 
 /// `solobase extensions [--data-dir DIR] [--database-url URL] COMMAND`.
@@ -292,25 +291,6 @@ pub(super) async fn run(config_path: Option<&Path>, args: ExtensionsArgs) -> any
             .await
         }
     }
-}
-
-/// Connects to the database (the running server's embedded cluster, if there is one),
-/// brings the host's schema up to date when `migrate`, runs `work`, and closes.
-async fn with_db<T>(
-    config: &Config,
-    migrate: bool,
-    work: impl AsyncFnOnce(&Postgres) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let db = Postgres::connect(config, Mode::Share).await?;
-    let result = async {
-        if migrate {
-            crate::db::migrate::run(db.pool()).await?;
-        }
-        work(&db).await
-    }
-    .await;
-    db.close().await;
-    result
 }
 
 /// Every compiled-in extension's manifest.

@@ -1,5 +1,8 @@
-//! `POST /api/v1/auth/login`, `POST /api/v1/auth/signup`, `GET /api/v1/auth/me`, and the
-//! [`CurrentUser`] extractor that every authenticated route uses.
+//! `POST /api/v1/auth/login`, `…/signup`, `…/logout`, `…/password`, `GET /api/v1/auth/me`,
+//! and the [`CurrentUser`] extractor that every authenticated route uses.
+//!
+//! Whatever checks a password goes through [`Throttle::admit`] first (per client, hashing
+//! slot, per account): over a limit, 429 or 503 with `Retry-After` before any hashing.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::audit::{self, Actor, Entry, Outcome};
+use crate::auth::sessions::{self, SessionError};
+use crate::auth::throttle::{ClientKey, Purpose, Throttle};
 use crate::auth::users::{self, CreateUserError};
-use crate::auth::{Email, Password, Role, User};
+use crate::auth::{Email, Password, Role, User, password};
 use crate::error::{ApiError, ErrorCode, ErrorSchema};
 use crate::http::AppState;
 use crate::http::ext::convert;
@@ -41,7 +46,8 @@ struct TokenResponse {
 /// Log in
 ///
 /// Exchanges an email and password for a bearer token. An unknown email and a wrong password
-/// get the same answer. An extension's `user_login` hook may refuse with an answer of its own.
+/// get the same answer, and are throttled alike. An extension's `user_login` hook may refuse
+/// with an answer of its own.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/login",
@@ -52,19 +58,29 @@ struct TokenResponse {
         (status = 400, description = "A malformed body (`invalid_request`)", body = ErrorSchema),
         (status = 413, description = "A body over server.max_json_bytes (`payload_too_large`)", body = ErrorSchema),
         (status = 401, description = "Wrong email or password (`invalid_credentials`)", body = ErrorSchema),
+        (status = 403, description = "The password is right but an administrator disabled the account (`account_disabled`)", body = ErrorSchema),
         (status = 415, description = "Not JSON (`unsupported_media_type`)", body = ErrorSchema),
+        (status = 429, description = "Too many attempts from this client or on this account; see `Retry-After` (`rate_limited`)", body = ErrorSchema),
+        (status = 503, description = "Every password-hashing slot is busy; see `Retry-After` (`busy`)", body = ErrorSchema),
     )
 )]
 #[tracing::instrument(name = "login", skip_all)]
 pub(crate) async fn login(
+    req: HttpRequest,
     state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
     let Credentials { email, password } = body.into_inner();
-    let user = users::authenticate(&state.pool, &email, &password)
+    let client = client_key(&req);
+    let (slot, account) = admit(&state.throttle, Purpose::Login, &email, client).await?;
+    let user = users::authenticate(&state.pool, slot, &email, &password)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials, "wrong email or password"))?;
+    state.throttle.succeeded(account, client);
+    if user.is_disabled() {
+        return Err(account_disabled());
+    }
     let info = LoginInfo {
         user_id: user.id,
         email: user.email.clone(),
@@ -106,10 +122,13 @@ pub(crate) async fn login(
         (status = 403, description = "Sign-up is disabled (`signup_disabled`)", body = ErrorSchema),
         (status = 409, description = "The email is registered already (`email_taken`)", body = ErrorSchema),
         (status = 415, description = "Not JSON (`unsupported_media_type`)", body = ErrorSchema),
+        (status = 429, description = "Too many attempts from this client or for this email; see `Retry-After` (`rate_limited`)", body = ErrorSchema),
+        (status = 503, description = "Every password-hashing slot is busy; see `Retry-After` (`busy`)", body = ErrorSchema),
     )
 )]
 #[tracing::instrument(name = "signup", skip_all)]
 pub(crate) async fn signup(
+    req: HttpRequest,
     state: web::Data<AppState>,
     host: web::Data<ExtensionHost>,
     body: web::Json<Credentials>,
@@ -133,7 +152,14 @@ pub(crate) async fn signup(
     {
         return Ok(convert::response(refusal));
     }
-    let (user, event) = users::create(&state.pool, &email, &password, Role::User)
+    let client = client_key(&req);
+    let (slot, account) = admit(&state.throttle, Purpose::Signup, email.as_str(), client).await?;
+    let hash = slot
+        .run(move || password::hash(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let (user, event) = users::create_with_hash(&state.pool, &email, &hash, Role::User)
         .await
         .map_err(|e| match e {
             CreateUserError::EmailTaken(_) => ApiError::new(
@@ -142,6 +168,7 @@ pub(crate) async fn signup(
             ),
             other => ApiError::internal(other),
         })?;
+    state.throttle.succeeded(account, client);
     state.events.publish(event);
     tracing::info!(user_id = %user.id, "user signed up");
     let mut response = issue_token(&state, user).await?;
@@ -172,15 +199,169 @@ pub(crate) async fn me(user: CurrentUser) -> HttpResponse {
     HttpResponse::Ok().json(user.0)
 }
 
+/// Log out
+///
+/// Ends the session of the token this request carries: it is refused from now on, on every
+/// instance.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The token is revoked"),
+        (status = 400, description = "The caller was not identified by a token of this server (`invalid_request`)", body = ErrorSchema),
+    )
+)]
+#[tracing::instrument(name = "logout", skip_all)]
+pub async fn logout(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(token) = identity::bearer(&req) else {
+        return Err(ApiError::invalid(
+            "this request was not authenticated with a token of this server; nothing to end",
+        ));
+    };
+    sessions::revoke_token(&state.pool, &token)
+        .await
+        .map_err(session_error)?;
+    tracing::info!(user_id = %user.0.id, "logged out");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A password change: the current password, and the new one.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"current_password": "correct horse battery", "new_password": "staple horse battery"}))]
+pub struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// What ending sessions did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Revoked {
+    /// Sessions (tokens) ended.
+    pub revoked_sessions: u64,
+}
+
+/// Change the password
+///
+/// Needs the current password (throttled like a login). Ends every other session of the
+/// user; the token of this request stays valid.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/password",
+    tag = "auth",
+    security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 200, description = "Changed; the other sessions are ended", body = Revoked),
+        (status = 400, description = "A malformed body or a too short new password (`invalid_request`)", body = ErrorSchema),
+        (status = 403, description = "The current password is wrong (`wrong_password`)", body = ErrorSchema),
+        (status = 415, description = "Not JSON (`unsupported_media_type`)", body = ErrorSchema),
+        (status = 429, description = "Too many attempts; see `Retry-After` (`rate_limited`)", body = ErrorSchema),
+        (status = 503, description = "Every password-hashing slot is busy; see `Retry-After` (`busy`)", body = ErrorSchema),
+    )
+)]
+#[tracing::instrument(name = "change_password", skip_all)]
+pub async fn change_password(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    body: web::Json<PasswordChange>,
+) -> Result<HttpResponse, ApiError> {
+    let PasswordChange {
+        current_password,
+        new_password,
+    } = body.into_inner();
+    let new = Password::parse(new_password, state.config.auth.min_password_length)
+        .map_err(ApiError::invalid)?;
+    let client = client_key(&req);
+    let (slot, account) = admit(&state.throttle, Purpose::Login, &user.0.email, client).await?;
+    let keep = identity::bearer(&req);
+    let entry = Entry::new(Actor::User(user.0.id), "user.password", Outcome::Ok);
+    let revoked = sessions::change_password(
+        &state.pool,
+        slot,
+        &user.0,
+        Some(&current_password),
+        &new,
+        keep.as_deref(),
+        entry,
+    )
+    .await
+    .map_err(session_error)?;
+    state.throttle.succeeded(account, client);
+    tracing::info!(user_id = %user.0.id, revoked, "password changed");
+    Ok(HttpResponse::Ok().json(Revoked {
+        revoked_sessions: revoked,
+    }))
+}
+
 /// `/api/v1/auth/…`.
 pub(crate) fn routes(api: &mut crate::http::Api) {
     api.add(__path_login, login)
         .add(__path_signup, signup)
-        .add(__path_me, me);
+        .add(__path_me, me)
+        .add(__path_logout, logout)
+        .add(__path_change_password, change_password);
+}
+
+/// The client a request counts against: its peer address (as the extensions' per-client
+/// limits count it).
+pub(crate) fn client_key(req: &HttpRequest) -> ClientKey {
+    ClientKey::of(req.peer_addr().map(|a| a.ip()))
+}
+
+/// [`Throttle::admit`], refusals answered 429 or 503 with `Retry-After`.
+async fn admit(
+    throttle: &Throttle,
+    purpose: Purpose,
+    email: &str,
+    client: ClientKey,
+) -> Result<
+    (
+        crate::auth::throttle::Slot,
+        crate::auth::throttle::AccountKey,
+    ),
+    ApiError,
+> {
+    throttle
+        .admit(purpose, email, client)
+        .await
+        .map_err(|refusal| {
+            // Debug, not info: a flood of refusals must not flood the log (they are counted
+            // in /metrics).
+            tracing::debug!(?refusal, ?purpose, "password attempt refused");
+            refusal.to_api_error()
+        })
+}
+
+/// The 403 for a disabled account.
+pub(crate) fn account_disabled() -> ApiError {
+    ApiError::new(
+        ErrorCode::AccountDisabled,
+        "this account is disabled; ask an administrator to enable it",
+    )
+}
+
+/// The answer for a failure to end sessions or change a password.
+pub(crate) fn session_error(e: SessionError) -> ApiError {
+    match e {
+        SessionError::NoSuchUser => ApiError::not_found("no such user"),
+        SessionError::WrongPassword => ApiError::new(
+            ErrorCode::WrongPassword,
+            "the current password is wrong; nothing changed",
+        ),
+        other => ApiError::internal(other),
+    }
 }
 
 /// The authenticated caller. Extracting it fails with 401 when the `Authorization: Bearer`
-/// header is missing, malformed, unknown or expired.
+/// header is missing, malformed, unknown, expired or revoked, or its account is disabled.
 #[derive(Debug, Clone)]
 pub(crate) struct CurrentUser(pub User);
 
@@ -195,10 +376,12 @@ impl CurrentUser {
     }
 
     /// For an administrator's `action` (about `extension`, if any): the actor to audit it
-    /// as; for anyone else 403, with the refused attempt audited.
+    /// as; for anyone else 403, with the refused attempt audited — merged with the same
+    /// user's other refusals of `action` in a window (`audit::Denials`), so that repeating
+    /// it cannot flood the log.
     pub(crate) async fn admin_action(
         &self,
-        pool: &deadpool_postgres::Pool,
+        state: &AppState,
         action: &'static str,
         extension: Option<&str>,
     ) -> Result<Actor, ApiError> {
@@ -208,7 +391,7 @@ impl CurrentUser {
             if let Some(name) = extension {
                 entry = entry.extension(name);
             }
-            audit::record_or_log(pool, entry).await;
+            state.denials.record(&state.pool, entry).await;
             return Err(e);
         }
         Ok(actor)
@@ -231,6 +414,7 @@ impl FromRequest for CurrentUser {
                 // An extension's authentication hook established the caller.
                 identity::Caller::Extension(found) => users::by_id(&state.pool, found.user_id)
                     .await?
+                    .filter(|user| !user.is_disabled())
                     .map(Self)
                     .ok_or_else(identity::invalid_token),
                 identity::Caller::InvalidToken => Err(identity::invalid_token()),

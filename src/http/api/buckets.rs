@@ -102,7 +102,7 @@ async fn set(
     body: crate::http::JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
-        .admin_action(&state.pool, "storage.bucket_access", None)
+        .admin_action(&state, "storage.bucket_access", None)
         .await?;
     let bucket = bucket(&name)?;
     let body: AccessBody = serde_json::from_slice(&body).map_err(|e| {

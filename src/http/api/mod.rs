@@ -9,6 +9,7 @@ pub(crate) mod metrics;
 pub(crate) mod permissions;
 pub(crate) mod probes;
 pub(crate) mod storage;
+pub(crate) mod users;
 
 use super::Api;
 
@@ -21,6 +22,7 @@ pub(crate) fn routes(api: &mut Api) {
         .add(metrics::__path_for_admins, metrics::for_admins)
         .add(super::openapi::__path_openapi, super::openapi::openapi);
     auth::routes(api);
+    users::routes(api);
     storage::routes(api);
     buckets::routes(api);
     audit::routes(api);

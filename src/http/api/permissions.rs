@@ -94,7 +94,7 @@ async fn grant(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = user.admin_action(&state.pool, "role.grant", None).await?;
+    let actor = user.admin_action(&state, "role.grant", None).await?;
     let (role, permission) = path.into_inner();
     let role = user_role(&role)?;
     let permission = solobase_sdk::Permission::parse(&permission)
@@ -139,7 +139,7 @@ async fn revoke(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = user.admin_action(&state.pool, "role.revoke", None).await?;
+    let actor = user.admin_action(&state, "role.revoke", None).await?;
     let (role, permission) = path.into_inner();
     let role = user_role(&role)?;
     if !permissions::revoke(&state.pool, role, &permission)

@@ -1,6 +1,6 @@
 // Solobase admin dashboard: a single page over the admin API (/api/v1/...), in plain
 // JavaScript modules served from the binary. This one logs in and out and routes the address
-// (#/extensions, #/extensions/<name>, #/extensions/<name>/config, #/audit) to a view.
+// (#/extensions, #/extensions/<name>, #/extensions/<name>/config, #/users, #/audit) to a view.
 //
 // Rules every module keeps:
 // - Nothing from the server is ever parsed as HTML: elements are built with h() (dom.js), and
@@ -8,12 +8,13 @@
 // - No inline code: the page's Content-Security-Policy allows scripts and styles from this
 //   origin only.
 // - The login token lives in sessionStorage (api.js); any 401 from the API sends you back to
-//   the login form.
-import { api, EMAIL, onUnauthorized, TOKEN, USER_ID } from './api.js';
+//   the login form. Logging out revokes the token on the server, then forgets it.
+import { api, ApiError, EMAIL, onUnauthorized, TOKEN, USER_ID } from './api.js';
 import { viewAudit } from './audit.js';
 import { viewConfig } from './config.js';
 import { describe, h, say, show } from './dom.js';
 import { viewExtension, viewExtensions } from './extensions.js';
+import { viewUsers } from './users.js';
 
 /** Timers of the current view, cleared when the view changes. */
 let timers = [];
@@ -99,6 +100,7 @@ function route(keepStatus) {
   if (parts[0] === 'extensions' && parts.length === 2) return viewExtension(view, parts[1]);
   if (parts[0] === 'extensions' && parts.length === 3 && parts[2] === 'config') return viewConfig(view, parts[1]);
   if (parts[0] === 'audit') return viewAudit(view, params);
+  if (parts[0] === 'users') return viewUsers(view, params);
   if (path !== '/extensions') {
     history.replaceState(null, '', '#/extensions');
   }
@@ -120,8 +122,21 @@ function viewOf(gen) {
   };
 }
 
-document.getElementById('logout').addEventListener('click', () => {
-  logOut('You have logged out. (The token stays valid on the server until it expires.)');
+document.getElementById('logout').addEventListener('click', async (event) => {
+  const button = event.currentTarget;
+  button.disabled = true;
+  let notice = 'You have logged out: the token is revoked on the server.';
+  try {
+    await api('POST', '/api/v1/auth/logout');
+  } catch (e) {
+    // A 401 means the token had ended already; anything else is worth saying.
+    if (!(e instanceof ApiError && e.status === 401)) {
+      notice = `You have logged out here, but the server could not revoke the token: ${describe(e)}`;
+    }
+  } finally {
+    button.disabled = false;
+  }
+  logOut(notice);
   history.replaceState(null, '', '#/login');
 });
 onUnauthorized(logOut);

@@ -13,7 +13,7 @@ export async function viewAudit(view, params) {
     ['auth.admin_login', 'config.reload', 'extension.auto_disabled', 'extension.config', 'extension.disable',
       'extension.enable', 'extension.grant', 'extension.migrate', 'extension.panic', 'extension.permission_denied',
       'extension.purge', 'extension.rate_limited', 'extension.revoke', 'extension.rollback', 'role.grant',
-      'role.revoke'].map((a) => h('option', { value: a })));
+      'role.revoke', 'user.disable', 'user.enable', 'user.password', 'user.revoke_sessions'].map((a) => h('option', { value: a })));
   const filters = h('form', { id: 'audit-filters', class: 'filters' },
     h('div', {}, h('label', { for: 'audit-action' }, 'Action'), action, actions),
     h('div', {}, h('label', { for: 'audit-extension' }, 'Extension'), extension),

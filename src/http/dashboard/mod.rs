@@ -45,7 +45,7 @@ macro_rules! script {
     };
 }
 
-const ASSETS: [Asset; 9] = [
+const ASSETS: [Asset; 10] = [
     INDEX,
     script!("app.js"),
     script!("api.js"),
@@ -53,6 +53,7 @@ const ASSETS: [Asset; 9] = [
     script!("extensions.js"),
     script!("config.js"),
     script!("audit.js"),
+    script!("users.js"),
     Asset {
         path: "/admin/app.css",
         content_type: "text/css; charset=utf-8",

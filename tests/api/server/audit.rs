@@ -190,3 +190,73 @@ async fn every_admin_route_requires_an_admin() {
     }
     app.stop().await.unwrap();
 }
+
+/// An ordinary user repeating a refused admin action 1,000 times: the log gains a handful of
+/// entries, not a thousand, and their counts still account for every refusal.
+#[tokio::test]
+async fn a_flood_of_refused_admin_calls_is_merged_yet_every_refusal_counted() {
+    let app = spawn_app().await;
+    let user = app.user_token("someone@example.com", false).await;
+    let id = app.me(&user).await.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let actor = format!("user:{id}");
+    let db = app.db().await;
+    let denied = "SELECT count(*), coalesce(sum((detail->>'count')::bigint), 0)::bigint \
+                  FROM solobase.audit_log WHERE actor = $1 AND result = 'denied'";
+
+    let mut flood = Vec::new();
+    for i in 0..1000 {
+        // Two actions, one of them about ever new extension names.
+        let req = if i % 2 == 0 {
+            app.http
+                .put(app.url("/api/v1/roles/user/permissions/flood.test"))
+                .bearer_auth(&user)
+        } else {
+            app.http
+                .post(app.url(&format!("/api/v1/extensions/name{i}/disable")))
+                .bearer_auth(&user)
+        };
+        flood.push(req.send());
+        if flood.len() == 20 {
+            for res in futures_util::future::join_all(flood.drain(..)).await {
+                assert_eq!(res.unwrap().status(), StatusCode::FORBIDDEN);
+            }
+        }
+    }
+    // While the windows are open: one entry per action so far.
+    let row = db.query_one(denied, &[&actor]).await.unwrap();
+    let (rows, counted): (i64, i64) = (row.get(0), row.get(1));
+    assert!(rows <= 4, "{rows} entries for 1000 refusals");
+    assert!(counted >= 2);
+
+    // Stopping writes what the open windows merged.
+    app.stop().await.unwrap();
+    let row = db.query_one(denied, &[&actor]).await.unwrap();
+    let (rows, counted): (i64, i64) = (row.get(0), row.get(1));
+    assert!(rows <= 8, "{rows} entries for 1000 refusals");
+    assert_eq!(counted, 1000, "every refusal is counted once");
+    let merged = db
+        .query(
+            "SELECT action, detail FROM solobase.audit_log \
+             WHERE actor = $1 AND detail ? 'merged'",
+            &[&actor],
+        )
+        .await
+        .unwrap();
+    assert!(!merged.is_empty());
+    for row in merged {
+        let detail: Value = row.get(1);
+        assert!(detail["count"].as_u64().unwrap() >= 1);
+        assert!(detail["first_at"].is_string() && detail["last_at"].is_string());
+        // Names are bounded in a merged entry, whatever the requests carried.
+        assert!(detail["extensions"].as_array().unwrap().len() <= 8);
+    }
+    // The log stays append-only.
+    assert!(
+        db.execute("DELETE FROM solobase.audit_log WHERE actor = $1", &[&actor])
+            .await
+            .is_err()
+    );
+}

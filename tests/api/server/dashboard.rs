@@ -321,10 +321,78 @@ async fn an_administrator_manages_an_extension_in_the_browser() {
     browser.wait_for_text("#audit-page", "Page 1").await;
     assert_eq!(browser.eval(ids).await, first);
 
-    // Log out: the token is gone from the tab.
+    // Users: disabling one ends its sessions at once and refuses its login; enabling lets it
+    // in again.
+    let user_token = app.login("user@example.com", password).await;
+    assert_eq!(user_token.status(), 200);
+    let user_token = user_token.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    browser.click("a[href=\"#/users\"]").await;
+    let row = "#users-body tr[data-email=\"user@example.com\"]";
+    browser.wait_for(&format!("{row} .state")).await;
+    assert!(
+        browser
+            .text(&format!("{row} .state"))
+            .await
+            .contains("enabled")
+    );
+    // Their own row has no buttons: an administrator cannot lock themself out.
+    browser
+        .wait_until(
+            "document.querySelector('#users-body tr[data-email=\"admin@example.com\"] \
+             button[data-action=\"disable\"]') === null",
+            "no disable button on the administrator's own row",
+        )
+        .await;
+    browser
+        .click(&format!("{row} button[data-action=\"disable\"]"))
+        .await;
+    browser
+        .wait_for_text(&format!("{row} .state"), "disabled")
+        .await;
+    assert_eq!(app.me(&user_token).await.status(), 401);
+    let refused = app.login("user@example.com", password).await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(
+        crate::helpers::error_code(refused).await,
+        "account_disabled"
+    );
+    browser.screenshot("users").await;
+    browser
+        .click(&format!("{row} button[data-action=\"enable\"]"))
+        .await;
+    browser
+        .wait_for_text(&format!("{row} .state"), "enabled")
+        .await;
+    assert_eq!(app.login("user@example.com", password).await.status(), 200);
+    browser.eval("location.hash = '#/users?again'").await;
+    browser
+        .wait_for_text(&format!("{row} .sessions"), "1")
+        .await;
+    browser
+        .click(&format!("{row} button[data-action=\"end-sessions\"]"))
+        .await;
+    browser
+        .wait_for_text(&format!("{row} .sessions"), "0")
+        .await;
+
+    // Log out: the token is revoked on the server and gone from the tab.
+    let admin_token = browser
+        .eval("sessionStorage.getItem('solobase.admin.token')")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(app.me(&admin_token).await.status(), 200);
     browser.click("#logout").await;
     browser.wait_for("#login-form").await;
+    browser
+        .wait_for_text("#login-notice", "revoked on the server")
+        .await;
     assert_eq!(browser.eval("sessionStorage.length").await, 0);
+    assert_eq!(app.me(&admin_token).await.status(), 401);
 
     // A token the server no longer accepts sends you back to the login form.
     browser

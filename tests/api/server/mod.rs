@@ -21,3 +21,7 @@ mod storage;
 mod storage_access;
 // The security headers of every answer and every HTML page, host's and extensions'.
 mod security_headers;
+// Ending sessions: logout, revocation, password changes, disabled accounts.
+mod sessions;
+// Password guessing and hash flooding against the login and sign-up routes.
+mod throttle;

@@ -104,7 +104,7 @@ pub(super) async fn put_config(
     body: crate::http::JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
-        .admin_action(&state.pool, "extension.config", Some(&name))
+        .admin_action(&state, "extension.config", Some(&name))
         .await?;
     compiled(&host, &name)?;
     let if_match = req

@@ -83,7 +83,7 @@ pub(super) async fn enable(
     body: crate::http::JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
-        .admin_action(&state.pool, "extension.enable", Some(&name))
+        .admin_action(&state, "extension.enable", Some(&name))
         .await?;
     compiled(&host, &name)?;
     let grant = match grant_of(&body) {
@@ -127,7 +127,7 @@ pub(super) async fn disable(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
-        .admin_action(&state.pool, "extension.disable", Some(&name))
+        .admin_action(&state, "extension.disable", Some(&name))
         .await?;
     compiled(&host, &name)?;
     host.disable(&name, &actor).await?;
@@ -162,7 +162,7 @@ pub(super) async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let (name, permission) = path.into_inner();
     let actor = user
-        .admin_action(&state.pool, "extension.revoke", Some(&name))
+        .admin_action(&state, "extension.revoke", Some(&name))
         .await?;
     compiled(&host, &name)?;
     let permissions = host.revoke(&name, &[permission], &actor).await?;

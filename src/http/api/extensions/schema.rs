@@ -125,7 +125,7 @@ pub(super) async fn migrate(
     body: crate::http::JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
-        .admin_action(&state.pool, "extension.migrate", Some(&name))
+        .admin_action(&state, "extension.migrate", Some(&name))
         .await?;
     let l = compiled(&host, &name)?;
     let body: MigrateBody = body_of(
@@ -177,7 +177,7 @@ pub(super) async fn rollback(
     body: crate::http::JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let actor = user
-        .admin_action(&state.pool, "extension.rollback", Some(&name))
+        .admin_action(&state, "extension.rollback", Some(&name))
         .await?;
     let l = compiled(&host, &name)?;
     let body: RollbackBody = body_of(&body, None, r#"{"to": 1, "dry_run": true}"#)?;

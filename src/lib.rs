@@ -15,6 +15,7 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod reload;
+pub(crate) mod retention;
 pub mod runtime;
 pub mod startup;
 pub mod storage;

@@ -78,7 +78,15 @@ impl Default for Metrics {
 }
 
 fn describe(recorder: &PrometheusRecorder) {
-    let counters: [(&'static str, &'static str); 6] = [
+    let counters: [(&'static str, &'static str); 8] = [
+        (
+            "retention_deleted_total",
+            "Rows deleted by retention, by table (outbox, audit_log)",
+        ),
+        (
+            "retention_runs_total",
+            "Retention runs by this instance, by outcome (done, skipped, failed)",
+        ),
         (
             "auth_password_hashes_total",
             "Password hashes and verifications run",
@@ -447,7 +455,9 @@ const SHIPPED_EXTENSION_SERIES: [&str; 6] = [
 
 /// Every metric this module exports (the dashboard test checks it queries only these).
 #[cfg(test)]
-const NAMES: [&str; 17] = [
+const NAMES: [&str; 19] = [
+    "retention_deleted_total",
+    "retention_runs_total",
     "auth_throttled_total",
     "auth_password_hashes_total",
     "auth_password_hash_slots",

@@ -205,7 +205,13 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let sweeper = tokio::spawn(sweep_sessions(state.pool.clone(), stop_rx.clone()));
         let upkeep = tokio::spawn(metrics_upkeep(state.metrics.clone(), stop_rx.clone()));
-        let auth_upkeep = tokio::spawn(auth_upkeep(state.clone(), stop_rx));
+        let auth_upkeep = tokio::spawn(auth_upkeep(state.clone(), stop_rx.clone()));
+        let retention = tokio::spawn(crate::retention::run(
+            state.pool.clone(),
+            state.config.retention.clone(),
+            state.metrics.clone(),
+            stop_rx,
+        ));
         let metrics_server = metrics_server.map(|(server, _)| {
             let handle = server.handle();
             (handle, tokio::spawn(server))
@@ -225,6 +231,7 @@ impl Application {
         let _ = sweeper.await;
         let _ = upkeep.await;
         let _ = auth_upkeep.await;
+        let _ = retention.await;
         if let Some((handle, task)) = metrics_server {
             handle.stop(false).await;
             let _ = task.await;

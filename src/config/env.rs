@@ -58,6 +58,10 @@ impl Config {
         if let Some(v) = get("SOLOBASE_DATABASE_POOL_SIZE") {
             self.database.pool_size = parse("SOLOBASE_DATABASE_POOL_SIZE", v, "a whole number")?;
         }
+        if let Some(v) = get("SOLOBASE_EXTENSIONS_POOL_SIZE") {
+            self.extensions.pool_size =
+                parse("SOLOBASE_EXTENSIONS_POOL_SIZE", v, "a whole number")?;
+        }
         if let Some(v) = get("SOLOBASE_PG_BIN_DIR") {
             self.database.embedded.bin_dir = Some(PathBuf::from(v));
         }

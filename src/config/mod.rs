@@ -16,8 +16,8 @@ mod sections;
 
 pub use extensions::{BreakerSettings, DbLimits, ExtensionLimits, ExtensionsConfig, Limits, Rate};
 pub use sections::{
-    AuthConfig, DatabaseConfig, EmbeddedConfig, LogConfig, LogFormat, MetricsConfig, ServerConfig,
-    StorageConfig,
+    AuthConfig, DatabaseConfig, EmbeddedConfig, LogConfig, LogFormat, MetricsConfig,
+    RetentionConfig, ServerConfig, StorageConfig,
 };
 
 /// The path read when `--config` is not given. A missing file at this path is not an error.
@@ -36,6 +36,7 @@ pub struct Config {
     pub extensions: ExtensionsConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    pub retention: RetentionConfig,
     /// The first admin, from SOLOBASE_ADMIN_EMAIL and SOLOBASE_ADMIN_PASSWORD (never from a
     /// file): created at start-up when no admin exists yet.
     #[serde(skip)]
@@ -78,6 +79,7 @@ impl Default for Config {
             extensions: ExtensionsConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
+            retention: RetentionConfig::default(),
             bootstrap_admin: None,
             source: None,
             allow_test_extensions: false,
@@ -185,6 +187,13 @@ impl Config {
             .is_some_and(|u| u.trim().is_empty())
         {
             self.database.url = None;
+        }
+        if self.retention.interval_secs == 0 || self.retention.batch_size == 0 {
+            return Err(ConfigError::Invalid(
+                "retention.interval_secs and retention.batch_size must be at least 1 (set \
+                 outbox_days and audit_days to 0 to keep everything)"
+                    .into(),
+            ));
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid(

@@ -1,5 +1,6 @@
 //! The configuration's sections other than `[extensions]`: `[server]`, `[database]`,
-//! `[auth]`, `[storage]`, `[log]`, `[metrics]`, each with its documented defaults.
+//! `[auth]`, `[storage]`, `[log]`, `[metrics]`, `[retention]`, each with its documented
+//! defaults.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -122,6 +123,37 @@ pub struct MetricsConfig {
     /// Also serve `/metrics` without authentication on this address, for a Prometheus scraper
     /// on a private network (the main server serves it to administrators only).
     pub bind: Option<SocketAddr>,
+}
+
+/// How long the host keeps what only grows: events in the outbox, entries in the audit log.
+/// One instance at a time deletes what is older, in batches.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days an event stays in the outbox (0: for ever). Older events are deleted whether or not
+    /// every extension's feed has read them: keep it longer than any extension stays disabled.
+    pub outbox_days: u32,
+    /// Days an audit entry stays (0: for ever).
+    pub audit_days: u32,
+    /// Where audit entries are appended, one JSON object per line in `audit-<date>.jsonl`,
+    /// before they are deleted (none: deleted without an archive).
+    pub audit_archive_dir: Option<PathBuf>,
+    /// Seconds between two retention runs.
+    pub interval_secs: u64,
+    /// Rows deleted per transaction.
+    pub batch_size: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            outbox_days: 30,
+            audit_days: 365,
+            audit_archive_dir: None,
+            interval_secs: 3600,
+            batch_size: 1000,
+        }
+    }
 }
 
 impl Default for ServerConfig {

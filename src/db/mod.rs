@@ -317,6 +317,15 @@ fn pool_error_cause(e: &deadpool_postgres::PoolError) -> String {
     cause
 }
 
+/// A pool's error as [`error_text`] words it when PostgreSQL refused the connection
+/// ("too many connections for role …" rather than "db error").
+pub(crate) fn pool_error_text(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => error_text(e),
+        other => other.to_string(),
+    }
+}
+
 /// A PostgreSQL error as a person should read it: the server's message with its detail and
 /// hint, or the client's own error ("db error" alone says nothing).
 pub(crate) fn error_text(e: &tokio_postgres::Error) -> String {

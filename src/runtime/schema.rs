@@ -38,7 +38,10 @@ pub enum MigrationError {
     Invalid(String),
     #[error("no migration V{0} in this build (its versions are {1})")]
     UnknownVersion(u32, String),
-    #[error("cannot get a database connection as the extension's role: {0}")]
+    #[error(
+        "cannot get a database connection as the extension's role: {}",
+        crate::db::pool_error_text(.0)
+    )]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database error: {0}")]
     Db(#[from] tokio_postgres::Error),

@@ -257,6 +257,20 @@ impl<'a> TestAppBuilder<'a> {
     }
 }
 
+/// The value of the first sample in Prometheus `text` named `name` whose labels include each
+/// of `labels` (such as `table="outbox"`); 0 when there is none.
+pub fn sample(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(['{', ' ']))
+        })
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The common case: `TestApp::builder().spawn()`.
 pub async fn spawn_app() -> TestApp {
     TestApp::builder().spawn().await
@@ -278,6 +292,25 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> Response {
         self.http.get(self.url(path)).send().await.expect("request")
+    }
+
+    /// `GET /metrics` as `admin`: the Prometheus text.
+    pub async fn metrics_text(&self, admin: &str) -> String {
+        let res = self
+            .http
+            .get(self.url("/metrics"))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain; version=0.0.4")
+        );
+        res.text().await.unwrap()
     }
 
     /// `GET path` with extra request headers.

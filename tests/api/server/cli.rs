@@ -25,7 +25,11 @@ pub(crate) fn solobase(cwd: &Path) -> Command {
     // The test binary has the test-only probe compiled in (tests/run.sh builds with
     // --all-features): the test suite allows it, and approves the extensions it uses.
     cmd.env("SOLOBASE_ALLOW_TEST_EXTENSIONS", "1")
-        .env("SOLOBASE_APPROVED_EXTENSIONS", "analytics,probe");
+        .env("SOLOBASE_APPROVED_EXTENSIONS", "analytics,probe")
+        // Extension roles are server-wide, shared by every test database on the test cluster,
+        // and so is their CONNECTION LIMIT: the same generous one as `TestApp`'s, so that one
+        // server's provisioning does not lower another's.
+        .env("SOLOBASE_EXTENSIONS_POOL_SIZE", "100");
     cmd
 }
 

@@ -9,21 +9,7 @@ use reqwest::StatusCode;
 use crate::helpers::{TestApp, spawn_app};
 
 async fn scrape(app: &TestApp, admin: &str) -> String {
-    let res = app
-        .http
-        .get(app.url("/metrics"))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain; version=0.0.4")
-    );
-    res.text().await.unwrap()
+    app.metrics_text(admin).await
 }
 
 /// The series: every sample line's name and labels.

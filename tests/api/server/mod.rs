@@ -25,3 +25,5 @@ mod security_headers;
 mod sessions;
 // Password guessing and hash flooding against the login and sign-up routes.
 mod throttle;
+// Retention of the outbox and the audit log, and the audit log's append-only trigger.
+mod retention;

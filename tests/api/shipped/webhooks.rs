@@ -1004,3 +1004,77 @@ async fn disabled_on_one_of_three_instances_webhooks_stops_on_all() {
         app.stop().await.unwrap();
     }
 }
+
+/// Finished deliveries past `retention_days` go with their attempts; pending ones and recent
+/// ones stay; the deletions are counted on `/metrics`.
+#[tokio::test]
+async fn finished_deliveries_past_the_retention_are_deleted_with_their_attempts() {
+    let receiver = Receiver::start();
+    let app = app_with(&format!(
+        "{FAST}retention_days = 1\nretention_interval_secs = 1\n"
+    ))
+    .await;
+    let admin = app.user_token("admin@example.com", true).await;
+    endpoint(&app, &admin, &receiver, 1).await;
+    let db = app.db().await;
+    db.batch_execute(
+        "WITH e AS (SELECT id FROM ext_webhooks.endpoints LIMIT 1), \
+              d AS (INSERT INTO ext_webhooks.deliveries \
+                      (endpoint_id, event_id, event_type, payload, status, created_at, \
+                       last_attempt_at, attempts) \
+                    SELECT e.id, gen_random_uuid(), 'test.' || s.kind, '{}', s.status, \
+                           now() - s.age, now() - s.age, 1 \
+                    FROM e, (VALUES ('old_succeeded', 'succeeded', interval '3 days'), \
+                                    ('old_failed', 'failed', interval '3 days'), \
+                                    ('old_pending', 'pending', interval '3 days'), \
+                                    ('recent', 'succeeded', interval '1 hour')) \
+                         AS s(kind, status, age) \
+                    RETURNING id, created_at) \
+         INSERT INTO ext_webhooks.attempts \
+           (delivery_id, attempt, started_at, duration_ms, succeeded) \
+         SELECT id, 1, created_at, 5, true FROM d",
+    )
+    .await
+    .unwrap();
+    let kinds = async || -> Vec<String> {
+        db.query(
+            "SELECT event_type FROM ext_webhooks.deliveries WHERE event_type LIKE 'test.%' \
+             ORDER BY event_type",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    let deleted = crate::helpers::eventually(std::time::Duration::from_secs(20), || async {
+        kinds().await.len() == 2
+    })
+    .await;
+    assert!(
+        deleted,
+        "old finished deliveries remain: {:?}",
+        kinds().await
+    );
+    assert_eq!(kinds().await, vec!["test.old_pending", "test.recent"]);
+    let orphans: i64 = db
+        .query_one(
+            "SELECT count(*) FROM ext_webhooks.attempts a \
+             WHERE NOT EXISTS (SELECT 1 FROM ext_webhooks.deliveries d WHERE d.id = a.delivery_id)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(orphans, 0);
+    let text = app.metrics_text(&admin).await;
+    for (table, least) in [("deliveries", 2.0), ("attempts", 2.0)] {
+        let value = crate::helpers::sample(
+            &text,
+            "solobase_ext_webhooks_retention_deleted_total",
+            &[&format!("table=\"{table}\"")],
+        );
+        assert!(value >= least, "{table}: {value}\n{text}");
+    }
+}

@@ -32,6 +32,7 @@ use tokio::sync::watch;
 pub mod api;
 mod engine;
 pub mod feed;
+mod retention;
 pub mod ssrf;
 
 pub use engine::{backoff, message_id};
@@ -61,6 +62,12 @@ pub struct WebhooksConfig {
     pub poll_interval_ms: u64,
     /// How long the previous secret still signs after a rotation, in seconds (default).
     pub rotation_overlap_secs: u64,
+    /// Days a finished delivery (succeeded or failed) is kept with its attempts, counted from
+    /// its last attempt (0: for ever). Pending deliveries are never deleted.
+    pub retention_days: u32,
+    /// Seconds between two looks for finished deliveries past `retention_days`.
+    #[schemars(range(min = 1))]
+    pub retention_interval_secs: u64,
     /// Addresses deliveries may reach although they are not public: CIDRs (`127.0.0.0/8`),
     /// addresses, or host names (`localhost`). For development and tests. An entry admits
     /// addresses of its own family only: `127.0.0.0/8` does not admit `::ffff:127.0.0.1`.
@@ -79,6 +86,8 @@ impl Default for WebhooksConfig {
             response_body_limit: 4096,
             poll_interval_ms: 500,
             rotation_overlap_secs: 24 * 3600,
+            retention_days: 30,
+            retention_interval_secs: 3600,
             allow: Vec::new(),
         }
     }
@@ -100,6 +109,13 @@ impl WebhooksConfig {
         if !schedule_ok {
             return Err(ExtensionError::Config(
                 "retry_schedule_secs: give 1 to 50 delays of 0 to 604800 seconds".into(),
+            ));
+        }
+        if self.retention_interval_secs == 0 {
+            return Err(ExtensionError::Config(
+                "retention_interval_secs: give at least 1 second (retention_days = 0 keeps \
+                 everything)"
+                    .into(),
             ));
         }
         if self.timeout_secs == 0 || self.timeout_secs > 300 {
@@ -176,6 +192,20 @@ impl Extension for Webhooks {
                 async move {
                     if let Err(e) = engine.metrics.sample_queue(&engine).await {
                         solobase_sdk::tracing::debug!(error = %e, "cannot read the delivery queue's size");
+                    }
+                }
+            });
+        let (engine, every) = (
+            self.engine.clone(),
+            self.ctx.config.get().retention_interval_secs,
+        );
+        self.ctx
+            .tasks
+            .every("retention", Duration::from_secs(every), move || {
+                let engine = engine.clone();
+                async move {
+                    if let Err(e) = retention::run(&engine).await {
+                        solobase_sdk::tracing::warn!(error = %e, "cannot delete old deliveries; the next look tries again");
                     }
                 }
             });

@@ -67,6 +67,8 @@ pub(crate) struct EngineMetrics {
     /// Deliveries waiting, and the age of the oldest (seconds; 0 when none wait).
     pub pending: solobase_sdk::metrics::Gauge,
     pub queue_age_seconds: solobase_sdk::metrics::Gauge,
+    /// Rows deleted by retention, by table (`deliveries`, `attempts`).
+    pub retention_deleted: solobase_sdk::metrics::CounterVec,
 }
 
 impl EngineMetrics {
@@ -85,6 +87,12 @@ impl EngineMetrics {
             queue_age_seconds: metrics.gauge(
                 "queue_age_seconds",
                 "Age of the oldest delivery waiting to be sent",
+            )?,
+            retention_deleted: metrics.counter_vec(
+                "retention_deleted",
+                "Finished deliveries and their attempts deleted by retention, by table",
+                "table",
+                &["deliveries", "attempts"],
             )?,
         })
     }

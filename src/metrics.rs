@@ -78,7 +78,12 @@ impl Default for Metrics {
 }
 
 fn describe(recorder: &PrometheusRecorder) {
-    let counters: [(&'static str, &'static str); 8] = [
+    let counters: [(&'static str, &'static str); 9] = [
+        (
+            "extension_outbound_requests_total",
+            "Outbound HTTP calls of extensions (ctx.http), by extension and outcome (answered, \
+             refused, failed, denied)",
+        ),
         (
             "retention_deleted_total",
             "Rows deleted by retention, by table (outbox, audit_log)",
@@ -455,7 +460,8 @@ const SHIPPED_EXTENSION_SERIES: [&str; 6] = [
 
 /// Every metric this module exports (the dashboard test checks it queries only these).
 #[cfg(test)]
-const NAMES: [&str; 19] = [
+const NAMES: [&str; 20] = [
+    "extension_outbound_requests_total",
     "retention_deleted_total",
     "retention_runs_total",
     "auth_throttled_total",

@@ -74,9 +74,12 @@ fn seen_len(seen: &Seen) -> usize {
     seen.lock().unwrap_or_else(|p| p.into_inner()).len()
 }
 
+/// The host file of the killed server: its receivers are on loopback.
+const LOOPBACK_ALLOWED: &str = "[extensions.limits.webhooks]\noutbound_allow = [\"127.0.0.1\"]\n";
+
 fn webhooks_toml(poll_ms: u64) -> String {
     format!(
-        "allow = [\"127.0.0.1\"]\npoll_interval_ms = {poll_ms}\ntimeout_secs = 5\n\
+        "poll_interval_ms = {poll_ms}\ntimeout_secs = 5\n\
          max_concurrency = 128\nendpoint_concurrency = 32\n"
     )
 }
@@ -205,6 +208,12 @@ pub(crate) async fn run(url: &str, dir: &Path) -> anyhow::Result<()> {
         webhooks_toml(500),
     )?;
     cfg.server.workers = 1;
+    // The receivers listen on loopback, which outbound HTTP reaches only when listed.
+    cfg.extensions
+        .limits
+        .entry("webhooks".into())
+        .or_default()
+        .outbound_allow = Some(vec!["127.0.0.1".into()]);
     let app =
         Application::build_with_extensions(cfg, vec![solobase_ext_webhooks::solobase_extension()])
             .await?;
@@ -402,6 +411,7 @@ async fn kill_run(
         cwd.join("config/extensions/webhooks.toml"),
         webhooks_toml(100),
     )?;
+    std::fs::write(cwd.join("config/solobase.toml"), LOOPBACK_ALLOWED)?;
     let mut server = spawn_server(url, &cwd)?;
     let base = format!("http://127.0.0.1:{}", server.port);
     let token = solobase_bench::login(http, &base, ADMIN, PASSWORD).await?;

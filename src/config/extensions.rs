@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::AllowList;
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExtensionsConfig {
@@ -40,6 +42,9 @@ pub struct ExtensionsConfig {
     /// may send to one extension's routes (0: no limit).
     pub client_rate_per_second: u32,
     pub client_rate_burst: u32,
+    /// Non-public addresses (CIDRs, addresses, host names) extensions' outbound HTTP
+    /// (`ctx.http`) may reach anyway; every other non-public address is refused.
+    pub outbound_allow: Vec<String>,
     /// Per-extension overrides of the limits above, by extension name.
     pub limits: BTreeMap<String, ExtensionLimits>,
     /// Failures (panics, hook time-outs) within `breaker_window_secs` that open an
@@ -99,6 +104,8 @@ pub struct ExtensionLimits {
     pub client_rate_per_second: Option<u32>,
     pub client_rate_burst: Option<u32>,
     pub max_body_bytes: Option<usize>,
+    /// Replaces `[extensions] outbound_allow` for this extension.
+    pub outbound_allow: Option<Vec<String>>,
 }
 
 impl Default for ExtensionsConfig {
@@ -118,6 +125,7 @@ impl Default for ExtensionsConfig {
             rate_burst: 0,
             client_rate_per_second: 100,
             client_rate_burst: 400,
+            outbound_allow: Vec::new(),
             limits: BTreeMap::new(),
             breaker_failures: 5,
             breaker_window_secs: 30,
@@ -202,6 +210,17 @@ impl ExtensionsConfig {
             trips_to_disable: self.breaker_trips_to_disable,
             trips_window_ms: self.breaker_trips_window_secs.saturating_mul(1000),
         }
+    }
+
+    /// The non-public addresses extension `name`'s outbound HTTP may reach (checked by
+    /// `Config::check`, so a list read from a checked configuration always parses).
+    pub fn outbound_allow(&self, name: &str) -> AllowList {
+        let entries = self
+            .limits
+            .get(name)
+            .and_then(|l| l.outbound_allow.as_ref())
+            .unwrap_or(&self.outbound_allow);
+        AllowList::parse(entries).unwrap_or_default()
     }
 
     /// Extension `name`'s limits: the one place where its overrides meet the defaults.

@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub(crate) mod allow;
 mod env;
 mod extensions;
 mod sections;
 
+pub use allow::AllowList;
 pub use extensions::{BreakerSettings, DbLimits, ExtensionLimits, ExtensionsConfig, Limits, Rate};
 pub use sections::{
     AuthConfig, DatabaseConfig, EmbeddedConfig, LogConfig, LogFormat, MetricsConfig,
@@ -274,7 +276,14 @@ impl Config {
                     "extensions.limits.{name}.max_connections: set it between 1 and 1000"
                 )));
             }
+            if let Some(allow) = &limits.outbound_allow {
+                AllowList::parse(allow).map_err(|e| {
+                    ConfigError::Invalid(format!("extensions.limits.{name}.outbound_allow: {e}"))
+                })?;
+            }
         }
+        AllowList::parse(&self.extensions.outbound_allow)
+            .map_err(|e| ConfigError::Invalid(format!("extensions.outbound_allow: {e}")))?;
         if self.server.max_json_bytes == 0 || self.server.max_connections == 0 {
             return Err(ConfigError::Invalid(
                 "server.max_json_bytes and server.max_connections must be at least 1".into(),

@@ -24,6 +24,7 @@ pub mod host;
 pub(crate) mod jobs;
 pub mod limits;
 pub(crate) mod order;
+pub(crate) mod outbound;
 pub mod reconfigure;
 pub mod schema;
 pub mod services;

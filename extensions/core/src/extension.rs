@@ -439,6 +439,7 @@ impl Registration {
                         raw.jobs,
                         raw.tasks,
                         raw.metrics,
+                        raw.http,
                     );
                     let ext = E::initialize(ctx).await?;
                     Ok((Arc::new(ext) as Arc<dyn ErasedExtension>, updater))

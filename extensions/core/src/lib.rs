@@ -69,6 +69,7 @@ pub mod http;
 /// The manifest, `extension.toml` (the `solobase-manifest` crate).
 pub use solobase_manifest as manifest;
 pub mod metrics;
+pub mod outbound;
 pub mod routes;
 pub mod services;
 pub mod storage;

@@ -53,6 +53,8 @@ pub struct InitContext<C> {
     pub tasks: crate::tasks::Tasks,
     /// Its own metrics, exported on the host's `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// Outbound HTTP through the host (permission `network.outbound`).
+    pub http: crate::outbound::Http,
 }
 
 impl<C> InitContext<C> {
@@ -71,6 +73,7 @@ impl<C> InitContext<C> {
         jobs: Jobs,
         tasks: crate::tasks::Tasks,
         metrics: crate::metrics::Metrics,
+        http: crate::outbound::Http,
     ) -> Self {
         Self {
             name,
@@ -84,6 +87,7 @@ impl<C> InitContext<C> {
             jobs,
             tasks,
             metrics,
+            http,
         }
     }
 }

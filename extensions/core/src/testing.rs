@@ -292,6 +292,7 @@ pub struct TestHarnessBuilder<E: Extension> {
     name: String,
     config: Option<E::Config>,
     database: Option<tokio_postgres::Config>,
+    http: Option<crate::outbound::Http>,
 }
 
 impl<E: Extension> TestHarnessBuilder<E> {
@@ -305,6 +306,13 @@ impl<E: Extension> TestHarnessBuilder<E> {
     /// exists) in the database `pg` points at, with the extension's migrations applied.
     pub fn database(mut self, pg: tokio_postgres::Config) -> Self {
         self.database = Some(pg);
+        self
+    }
+
+    /// Answers the extension's `ctx.http` calls with `client` (by default every call fails
+    /// with "no outbound HTTP here").
+    pub fn http(mut self, client: Arc<dyn crate::outbound::HttpClient>) -> Self {
+        self.http = Some(crate::outbound::Http::new(client));
         self
     }
 
@@ -342,6 +350,8 @@ impl<E: Extension> TestHarnessBuilder<E> {
             Jobs::new(jobs.clone()),
             crate::tasks::Tasks::new(tasks.clone()),
             crate::metrics::Metrics::new(name.as_str(), Arc::new(crate::metrics::Discard)),
+            self.http
+                .unwrap_or_else(|| crate::outbound::Http::new(Arc::new(crate::outbound::NoHttp))),
         );
         let ext = Arc::new(E::initialize(ctx).await?);
         let defs = crate::ErasedExtension::routes(ext.clone());
@@ -416,6 +426,7 @@ impl<E: Extension> TestHarness<E> {
             name: name.to_owned(),
             config: None,
             database: None,
+            http: None,
         }
     }
 

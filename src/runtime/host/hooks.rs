@@ -246,6 +246,7 @@ mod tests {
             own_metrics: Arc::new(crate::runtime::services::HostMetrics::new(Arc::new(
                 crate::metrics::Metrics::new(),
             ))),
+            outbound: None,
         }
     }
 

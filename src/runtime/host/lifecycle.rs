@@ -319,6 +319,11 @@ impl ExtensionHost {
             if old.cpu_budget != live.cpu_budget {
                 changed.push(format!("{name}.cpu_budget_ms"));
             }
+            if let Some(http) = &l.outbound
+                && http.set_allow(new.outbound_allow(name))
+            {
+                changed.push(format!("{name}.outbound_allow"));
+            }
             if changed.len() > before {
                 l.limits.store(Arc::new(live));
             }

@@ -49,6 +49,8 @@ pub struct Loaded {
     pub(crate) in_flight: AtomicUsize,
     /// Its rate limits, in-flight limit and time budget (replaced as one when the
     /// configuration is reloaded).
+    /// Its outbound HTTP (`ctx.http`), whose allowed addresses a reload replaces.
+    pub(crate) outbound: Option<Arc<crate::runtime::outbound::HostHttp>>,
     pub(crate) limits: arc_swap::ArcSwap<Live>,
     /// Samples the audit entries of rate-limit refusals.
     pub(crate) rate_audit: Sampler,

@@ -138,6 +138,7 @@ pub(super) async fn load_one(
         task_panic: Mutex::new(None),
         start_failed: AtomicBool::new(false),
         own_metrics: Arc::new(services::HostMetrics::new(ctx.metrics.clone())),
+        outbound: None,
     };
     if let Some(problem) = problem {
         item.fail(problem);
@@ -159,6 +160,13 @@ pub(super) async fn load_one(
         );
     }
     item.grants = Some(grants.clone());
+    let http = Arc::new(crate::runtime::outbound::HostHttp::new(
+        name.clone(),
+        grants.clone(),
+        ctx.settings.outbound_allow(name.as_str()),
+        &ctx.metrics,
+    )?);
+    item.outbound = Some(http.clone());
     let shared = persisted.config.as_ref().map(|(config, _)| config.clone());
     match initialize(
         ctx,
@@ -166,8 +174,11 @@ pub(super) async fn load_one(
         &registration,
         grants,
         shared,
-        item.tasks.clone(),
-        item.own_metrics.clone(),
+        Own {
+            tasks: item.tasks.clone(),
+            metrics: item.own_metrics.clone(),
+            http,
+        },
     )
     .instrument(span)
     .await
@@ -197,14 +208,20 @@ type Initialized = (
     serde_json::Value,
 );
 
+/// The services of an extension that its `Loaded` keeps a handle on.
+struct Own {
+    tasks: Arc<crate::runtime::tasks::TaskSet>,
+    metrics: Arc<services::HostMetrics>,
+    http: Arc<crate::runtime::outbound::HostHttp>,
+}
+
 async fn initialize(
     ctx: &HostContext,
     name: &ExtensionName,
     registration: &Registration,
     grants: Arc<Grants>,
     shared: Option<serde_json::Value>,
-    tasks: Arc<crate::runtime::tasks::TaskSet>,
-    own_metrics: Arc<services::HostMetrics>,
+    own: Own,
 ) -> Result<Initialized, String> {
     let limit = Duration::from_secs(ctx.settings.lifecycle_timeout_secs);
     let config = match shared {
@@ -263,8 +280,9 @@ async fn initialize(
             extension: name.clone(),
             pool: ctx.pool.clone(),
         })),
-        solobase_sdk::tasks::Tasks::new(tasks),
-        solobase_sdk::metrics::Metrics::new(name.as_str(), own_metrics),
+        solobase_sdk::tasks::Tasks::new(own.tasks),
+        solobase_sdk::metrics::Metrics::new(name.as_str(), own.metrics),
+        solobase_sdk::outbound::Http::new(own.http),
     );
     let started = Instant::now();
     let initializing = AssertUnwindSafe(registration.initialize(raw)).catch_unwind();

@@ -507,3 +507,57 @@ async fn extensions_in_use_before_grants_existed_keep_what_they_request() {
     assert_eq!(probe["permissions"]["pending"], json!([]), "{probe}");
     app.stop().await.unwrap();
 }
+
+/// Outbound HTTP is a host service like the others: an extension whose manifest does not
+/// request `network.outbound` (the probe) gets `permission_denied` from `ctx.http`, reaches
+/// nothing, and the refusal is counted and audited.
+#[tokio::test]
+async fn outbound_http_without_its_permission_is_refused_counted_and_audited() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = TestApp::builder()
+        .config(|c| {
+            // Even with the address allowed: the permission is checked first.
+            c.extensions.outbound_allow = vec!["127.0.0.1".into()];
+        })
+        .spawn()
+        .await;
+    let admin = app.user_token("admin@example.com", true).await;
+    let res = app.get(&format!("/ext/probe/outbound/{port}")).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "permission_denied", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("network.outbound"),
+        "{body}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "no connection reached the address"
+    );
+    let text = app.metrics_text(&admin).await;
+    let denied = crate::helpers::sample(
+        &text,
+        "extension_outbound_requests_total",
+        &["extension=\"probe\"", "outcome=\"denied\""],
+    );
+    assert_eq!(denied, 1.0, "{text}");
+    let db = app.db().await;
+    let audited = crate::helpers::eventually(Duration::from_secs(10), || async {
+        db.query_one(
+            "SELECT count(*) FROM solobase.audit_log WHERE action = 'extension.permission_denied' \
+             AND extension = 'probe' AND detail->>'permission' = 'network.outbound'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+    assert!(audited, "the refusal is audited");
+}

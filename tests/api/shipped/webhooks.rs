@@ -117,14 +117,26 @@ impl Drop for Receiver {
     }
 }
 
-/// An app whose webhooks configuration is `toml`.
+/// The receivers listen on loopback, which outbound HTTP reaches only when the operator lists
+/// it in the host file's `outbound_allow`.
+const LOOPBACK: &[&str] = &["127.0.0.0/8", "localhost"];
+
+/// An app whose webhooks configuration is `toml`, allowed to reach [`LOOPBACK`].
 async fn app_with(toml: &str) -> TestApp {
     app_on(None, toml).await
 }
 
-/// An app whose webhooks configuration is `toml`, on database `db` (a fresh one if `None`).
+/// An app whose webhooks configuration is `toml`, on database `db` (a fresh one if `None`),
+/// allowed to reach [`LOOPBACK`].
 async fn app_on(db: Option<&str>, toml: &str) -> TestApp {
+    app_allowing(db, LOOPBACK, toml).await
+}
+
+/// An app whose webhooks configuration is `toml`, on database `db` (a fresh one if `None`),
+/// with `allow` as the host's `outbound_allow` for webhooks.
+async fn app_allowing(db: Option<&str>, allow: &[&str], toml: &str) -> TestApp {
     let toml = toml.to_owned();
+    let allow: Vec<String> = allow.iter().map(|a| a.to_string()).collect();
     let builder = match db {
         Some(db) => TestApp::builder().on(db),
         None => TestApp::builder(),
@@ -132,6 +144,11 @@ async fn app_on(db: Option<&str>, toml: &str) -> TestApp {
     builder
         .config(move |c| {
             c.auth.signup_enabled = true;
+            c.extensions
+                .limits
+                .entry("webhooks".into())
+                .or_default()
+                .outbound_allow = Some(allow);
             std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
             std::fs::write(c.extensions.config_dir.join("webhooks.toml"), toml).unwrap();
         })
@@ -139,7 +156,7 @@ async fn app_on(db: Option<&str>, toml: &str) -> TestApp {
         .await
 }
 
-const FAST: &str = "allow = [\"127.0.0.0/8\"]\npoll_interval_ms = 50\n\
+const FAST: &str = "poll_interval_ms = 50\n\
                     retry_schedule_secs = [0.0, 0.2, 0.2]\ntimeout_secs = 2\n";
 
 async fn call(
@@ -327,7 +344,12 @@ async fn gone_disables_the_endpoint_and_an_event_says_so() {
 #[tokio::test]
 async fn private_addresses_are_refused_unless_allowed() {
     let receiver = Receiver::start();
-    let app = app_with("poll_interval_ms = 50\nretry_schedule_secs = [0.0]\n").await;
+    let app = app_allowing(
+        None,
+        &[],
+        "poll_interval_ms = 50\nretry_schedule_secs = [0.0]\n",
+    )
+    .await;
     let admin = app.user_token("admin@example.com", true).await;
     for blocked in [
         "http://127.0.0.1:9/x",
@@ -381,10 +403,7 @@ async fn private_addresses_are_refused_unless_allowed() {
 #[tokio::test]
 async fn test_events_resend_replay_and_rotation() {
     let receiver = Receiver::start();
-    let app = app_with(
-        "allow = [\"localhost\", \"127.0.0.1\"]\npoll_interval_ms = 50\nretry_schedule_secs = [0.0]\n",
-    )
-    .await;
+    let app = app_with("poll_interval_ms = 50\nretry_schedule_secs = [0.0]\n").await;
     let admin = app.user_token("admin@example.com", true).await;
     let (_, ep) = call(
         &app,
@@ -599,8 +618,13 @@ async fn no_event_is_lost_when_the_server_is_killed() {
     let configs = dir.0.join("config/extensions");
     std::fs::create_dir_all(&configs).unwrap();
     std::fs::write(
+        dir.0.join("config/solobase.toml"),
+        "[extensions.limits.webhooks]\noutbound_allow = [\"127.0.0.1\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
         configs.join("webhooks.toml"),
-        "allow = [\"127.0.0.1\"]\npoll_interval_ms = 50\ntimeout_secs = 1\n\
+        "poll_interval_ms = 50\ntimeout_secs = 1\n\
          retry_schedule_secs = [0.0, 0.5, 1.0, 1.0, 1.0]\n",
     )
     .unwrap();
@@ -719,7 +743,7 @@ async fn an_endpoint_failing_for_the_period_is_disabled_and_bodies_are_capped() 
     let receiver = Receiver::start();
     receiver.answer(&[500; 50]);
     let app = app_with(
-        "allow = [\"127.0.0.1\"]\npoll_interval_ms = 50\ndisable_after_failing_secs = 1\n\
+        "poll_interval_ms = 50\ndisable_after_failing_secs = 1\n\
          retry_schedule_secs = [0.0, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]\n\
          response_body_limit = 5\n",
     )
@@ -790,6 +814,7 @@ async fn without_events_subscribe_events_wait_in_the_outbox_and_health_says_why(
         .config(move |c| {
             c.auth.signup_enabled = true;
             c.extensions.health_interval_ms = 100;
+            c.extensions.outbound_allow = vec!["127.0.0.1".into()];
             std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
             std::fs::write(c.extensions.config_dir.join("webhooks.toml"), toml).unwrap();
         })

@@ -17,10 +17,15 @@ async fn the_dashboard_shows_endpoints_and_deliveries_under_its_policy() {
     let app = TestApp::builder()
         .config(|c| {
             c.auth.signup_enabled = true;
+            c.extensions
+                .limits
+                .entry("webhooks".into())
+                .or_default()
+                .outbound_allow = Some(vec!["127.0.0.0/8".into()]);
             std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
             std::fs::write(
                 c.extensions.config_dir.join("webhooks.toml"),
-                "allow = [\"127.0.0.0/8\"]\npoll_interval_ms = 50\n",
+                "poll_interval_ms = 50\n",
             )
             .unwrap();
         })

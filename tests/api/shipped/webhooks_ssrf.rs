@@ -1,9 +1,10 @@
-//! The webhooks extension's SSRF guard against IPv6 addresses that carry a loopback IPv4
-//! address, attacked for real: endpoints pointing at a receiver on 127.0.0.1 through each
-//! form (and through the name `localhost`), first while `allow` admits them (the IPv4-mapped
-//! form and the name do reach the receiver), then with `allow` emptied, when committed events
-//! must reach nothing — not even over a connection opened while they were allowed — and each
-//! attempt must say what was refused.
+//! The host's outbound guard (`ctx.http`, which webhooks sends through) against IPv6 addresses
+//! that carry a loopback IPv4 address, attacked for real: endpoints pointing at a receiver on
+//! 127.0.0.1 through each form (and through the name `localhost`), first while the host file's
+//! `outbound_allow` admits them (the IPv4-mapped form and the name do reach the receiver),
+//! then with the list emptied by a reload of the file, when committed events must reach
+//! nothing — not even over a connection opened while they were allowed — and each attempt
+//! must say what was refused.
 
 use std::time::Duration;
 
@@ -52,28 +53,27 @@ async fn call(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-/// Replaces the webhooks configuration through the admin API, as an operator would.
-async fn configure(app: &TestApp, admin: &str, config: Value) {
-    let res = app
-        .http
-        .get(app.url("/api/v1/extensions/webhooks/config"))
-        .bearer_auth(admin)
-        .send()
+/// The host file, with `allow` as the webhooks extension's `outbound_allow`.
+fn host_file(allow: &[String]) -> String {
+    let quoted: Vec<String> = allow.iter().map(|a| format!("{a:?}")).collect();
+    format!(
+        "[auth]\nsignup_enabled = true\n\n[extensions.limits.webhooks]\noutbound_allow = [{}]\n",
+        quoted.join(", ")
+    )
+}
+
+/// Applied reloads of the host file so far.
+async fn reloads(app: &TestApp) -> i64 {
+    app.db()
         .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
-    let res = app
-        .http
-        .put(app.url("/api/v1/extensions/webhooks/config"))
-        .bearer_auth(admin)
-        .header("if-match", etag)
-        .json(&config)
-        .send()
+        .query_one(
+            "SELECT count(*) FROM solobase.audit_log WHERE action = 'config.reload' \
+             AND result = 'ok'",
+            &[],
+        )
         .await
-        .unwrap();
-    let status = res.status();
-    assert_eq!(status, StatusCode::OK, "{}", res.text().await.unwrap());
+        .unwrap()
+        .get(0)
 }
 
 #[tokio::test]
@@ -86,19 +86,28 @@ async fn ipv6_forms_of_loopback_reach_nothing_and_each_attempt_says_why() {
             false => format!("http://{ip}:{}/hook", receiver.port),
         })
         .collect();
-    let allowed: Vec<String> = FORMS.iter().map(|(ip, _)| format!("{ip:?}")).collect();
-    let toml = format!("allow = [{}]\n{SETTINGS}", allowed.join(", "));
+    let allowed: Vec<String> = FORMS.iter().map(|(ip, _)| ip.to_string()).collect();
+    let dir = crate::helpers::TempDir::new();
+    let file = dir.0.join("solobase.toml");
+    std::fs::write(&file, host_file(&allowed)).unwrap();
+    let source = file.clone();
     let app = TestApp::builder()
         .config(move |c| {
             c.auth.signup_enabled = true;
+            c.extensions
+                .limits
+                .entry("webhooks".into())
+                .or_default()
+                .outbound_allow = Some(allowed);
+            c.source = Some(source);
             std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
-            std::fs::write(c.extensions.config_dir.join("webhooks.toml"), toml).unwrap();
+            std::fs::write(c.extensions.config_dir.join("webhooks.toml"), SETTINGS).unwrap();
         })
         .spawn()
         .await;
     let admin = app.user_token("admin@example.com", true).await;
 
-    // While `allow` lists them, the endpoints can be created, and the name and the
+    // While `outbound_allow` lists them, the endpoints can be created, and the name and the
     // IPv4-mapped form do reach the loopback receiver: the attack is real, not a matter of
     // routing. The connections they used stay open in the client's pool.
     let mut endpoints = Vec::new();
@@ -128,9 +137,17 @@ async fn ipv6_forms_of_loopback_reach_nothing_and_each_attempt_says_why() {
     );
     let reached_while_allowed = receiver.got().len();
 
-    // The operator empties `allow`: no new endpoint may name these addresses (a name is
-    // judged when it resolves)…
-    configure(&app, &admin, toml_free_settings()).await;
+    // The operator empties the list, and the server reloads its file: no new endpoint may
+    // name these addresses (a name is judged when it resolves)…
+    let before = reloads(&app).await;
+    std::fs::write(&file, host_file(&[])).unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            reloads(&app).await > before
+        })
+        .await,
+        "the emptied list was applied"
+    );
     for (url, (_, why)) in urls.iter().zip(FORMS).skip(1) {
         let (status, body) = call(
             &app,
@@ -192,9 +209,4 @@ async fn user_created_deliveries(app: &TestApp, admin: &str) -> Vec<Value> {
     let (status, body) = call(app, admin, "GET", path, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body.as_array().unwrap().clone()
-}
-
-/// [`SETTINGS`] without `allow`, as the API takes them.
-fn toml_free_settings() -> Value {
-    json!({"poll_interval_ms": 50, "retry_schedule_secs": [0.0], "timeout_secs": 2})
 }

@@ -61,7 +61,6 @@ fn the_shipped_extensions_are_clean() {
     for dir in [
         "extensions/official/webhooks",
         "extensions/community/analytics",
-        "tests/extensions/probe",
     ] {
         let (out, report) = validate(&cwd.0, &source_root().join(dir));
         assert_eq!(out.status.code(), Some(0), "{dir}: {report}");
@@ -69,6 +68,18 @@ fn the_shipped_extensions_are_clean() {
         let name = dir.rsplit('/').next().unwrap();
         assert_eq!(report["name"], name);
     }
+    // The test-only probe calls ctx.http without network.outbound on purpose (the host must
+    // refuse it): that use, and only that, is reported.
+    let (out, report) = validate(&cwd.0, &source_root().join("tests/extensions/probe"));
+    assert_eq!(out.status.code(), Some(2), "{report}");
+    let problems = report["problems"].as_array().unwrap();
+    assert!(
+        !problems.is_empty()
+            && problems
+                .iter()
+                .all(|p| p["permission"] == "network.outbound" && p["file"] == "src/lib.rs"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -192,14 +203,27 @@ fn validate_refuses_an_http_client_without_network_outbound_and_spawns_outside_t
         manifest.replace(", \"network.outbound\"", ""),
     )
     .unwrap();
-    // Its SSRF module gone too: nothing in the code names std::net any more.
-    std::fs::write(ext.join("src/ssrf.rs"), "").unwrap();
     let (out, report) = validate(&tmp.0, &ext);
     assert_eq!(out.status.code(), Some(2), "{report:#}");
     let messages = report["problems"].to_string();
     assert!(
-        messages.contains("depends on reqwest") && messages.contains("reqwest"),
+        messages.contains("uses solobase_sdk::outbound") && messages.contains("uses ctx.http"),
         "{messages}"
+    );
+
+    // The same with an HTTP client crate of its own instead.
+    let cargo = std::fs::read_to_string(ext.join("Cargo.toml")).unwrap();
+    std::fs::write(
+        ext.join("Cargo.toml"),
+        cargo.replace("[dependencies]\n", "[dependencies]\nreqwest = \"0.12\"\n"),
+    )
+    .unwrap();
+    let (_, report) = validate(&tmp.0, &ext);
+    assert!(
+        report["problems"]
+            .to_string()
+            .contains("depends on reqwest"),
+        "{report:#}"
     );
     assert!(
         report["problems"]

@@ -400,7 +400,8 @@ pub fn host_config(round: u64, invalid: bool) -> String {
     let mut text = format!(
         "[server]\nworkers = 2\n\n[auth]\nsignup_enabled = true\n\n[extensions]\n\
          client_rate_per_second = 1000000\nclient_rate_burst = 1000000\n\
-         cpu_budget_ms = {budget}\nbreaker_cooldown_secs = 5\n"
+         cpu_budget_ms = {budget}\nbreaker_cooldown_secs = 5\n\n\
+         [extensions.limits.webhooks]\noutbound_allow = [\"127.0.0.1\"]\n"
     );
     if invalid {
         text.push_str("cpu_budget_milliseconds = 1\n");

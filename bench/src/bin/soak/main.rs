@@ -202,7 +202,7 @@ fn write_files(cwd: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&ext)?;
     std::fs::write(
         ext.join("webhooks.toml"),
-        "allow = [\"127.0.0.1\"]\npoll_interval_ms = 200\ntimeout_secs = 5\n",
+        "poll_interval_ms = 200\ntimeout_secs = 5\n",
     )?;
     let file = cwd.join("config/solobase.toml");
     std::fs::write(&file, load::host_config(0, false))?;

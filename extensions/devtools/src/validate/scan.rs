@@ -1,7 +1,8 @@
 //! A source scan for `solobase extensions validate`: finds where an extension's Rust code
 //! reaches past the SDK — `std::fs`, `std::net`, `std::process` (also as `::std::…`, inside
 //! `use std::{…}` groups at any depth, and under `std::os::<platform>::…`), their async twins
-//! `tokio::fs`, `tokio::net`, `tokio::process`, and `unsafe` — with the line of each.
+//! `tokio::fs`, `tokio::net`, `tokio::process`, HTTP and socket client crates, the SDK's own
+//! outbound HTTP (`solobase_sdk::outbound`, `ctx.http.…`), and `unsafe` — with the line of each.
 //!
 //! It is a small lexer, not a parser: comments (nested block comments too), string, raw
 //! string, byte string and character literals are skipped, so a path mentioned in a comment or
@@ -95,6 +96,29 @@ pub fn scan(source: &str) -> Vec<Finding> {
                 findings.push(Finding {
                     reach: Reach::Net,
                     path: word.clone(),
+                    line: *line,
+                });
+            }
+            // The SDK's outbound HTTP: `solobase_sdk::outbound…`, or `….http.send(…)`.
+            Tok::Ident(word)
+                if (word == "solobase_sdk"
+                    && is_crate_root(&tokens, i)
+                    && matches!(tokens.get(i + 1), Some((Tok::PathSep, _)))
+                    && matches!(tokens.get(i + 2), Some((Tok::Ident(w), _)) if w == "outbound"))
+                    || (word == "http"
+                        && i > 0
+                        && tokens[i - 1].0 == Tok::Punct('.')
+                        && matches!(tokens.get(i + 1), Some((Tok::Punct('.'), _)))
+                        && matches!(tokens.get(i + 2), Some((Tok::Ident(w), _))
+                            if w == "send" || w == "check")) =>
+            {
+                let path = match word.as_str() {
+                    "http" => "ctx.http",
+                    _ => "solobase_sdk::outbound",
+                };
+                findings.push(Finding {
+                    reach: Reach::Net,
+                    path: path.into(),
                     line: *line,
                 });
             }
@@ -517,5 +541,20 @@ fn g<'a>(x: &'a str) -> &'a str { x }
     fn raw_identifiers_and_prefix_letters_are_not_literals() {
         let src = "let r#type = 1;\nlet b = 2; let c = b;\nlet br = 3;\nuse std::fs;\n";
         assert_eq!(found(src), [(Reach::Fs, 4)]);
+    }
+
+    #[test]
+    fn the_sdk_s_outbound_http_is_a_use_of_the_network() {
+        let src = "use solobase_sdk::outbound::Request;\nlet a = self.ctx.http.send(r).await;\n\
+                   let b = ctx.http.check(u);\nlet c = my.http.other();\n";
+        let found: Vec<_> = scan(src).into_iter().map(|f| (f.path, f.line)).collect();
+        assert_eq!(
+            found,
+            vec![
+                ("solobase_sdk::outbound".to_owned(), 1),
+                ("ctx.http".to_owned(), 2),
+                ("ctx.http".to_owned(), 3),
+            ]
+        );
     }
 }

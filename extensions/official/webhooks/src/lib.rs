@@ -10,8 +10,9 @@
 //!   (`webhook-id`, `webhook-timestamp`, `webhook-signature`), records every attempt, retries
 //!   on `retry_schedule_secs` with jitter, and disables endpoints that answer 410 Gone or fail
 //!   for `disable_after_failing_secs` (announced as `extension.webhooks.endpoint_disabled`).
-//! - [`ssrf`] keeps deliveries off loopback, private, link-local and metadata addresses,
-//!   including IPv6 addresses that carry one (IPv4-mapped, 6to4, NAT64, …).
+//! - Requests leave through the host's `ctx.http` (permission `network.outbound`), which keeps
+//!   them off loopback, private, link-local and metadata addresses the operator has not
+//!   listed in `[extensions.limits.webhooks] outbound_allow`.
 //! - [`api`] is the management API under `/ext/webhooks/api` (administrators, or holders of
 //!   `webhooks.manage`), and `/ext/webhooks/` the dashboard.
 //!
@@ -33,7 +34,6 @@ pub mod api;
 mod engine;
 pub mod feed;
 mod retention;
-pub mod ssrf;
 
 pub use engine::{backoff, message_id};
 
@@ -68,9 +68,10 @@ pub struct WebhooksConfig {
     /// Seconds between two looks for finished deliveries past `retention_days`.
     #[schemars(range(min = 1))]
     pub retention_interval_secs: u64,
-    /// Addresses deliveries may reach although they are not public: CIDRs (`127.0.0.0/8`),
-    /// addresses, or host names (`localhost`). For development and tests. An entry admits
-    /// addresses of its own family only: `127.0.0.0/8` does not admit `::ffff:127.0.0.1`.
+    /// No longer used, and refused unless empty: the non-public addresses deliveries may
+    /// reach are the operator's to list, as `outbound_allow` under
+    /// `[extensions.limits.webhooks]` in `config/solobase.toml`.
+    #[schemars(length(max = 0))]
     pub allow: Vec<String>,
 }
 
@@ -98,8 +99,13 @@ impl WebhooksConfig {
     /// Public for the fuzz targets, which check that the schema accepts nothing this refuses.
     #[doc(hidden)]
     pub fn check(&self) -> Result<()> {
-        ssrf::AllowList::parse(&self.allow)
-            .map_err(|e| ExtensionError::Config(format!("allow: {e}")))?;
+        if !self.allow.is_empty() {
+            return Err(ExtensionError::Config(
+                "allow: the addresses deliveries may reach are now the operator's: move the list \
+                 to `outbound_allow` under [extensions.limits.webhooks] in config/solobase.toml"
+                    .into(),
+            ));
+        }
         let schedule_ok = !self.retry_schedule_secs.is_empty()
             && self.retry_schedule_secs.len() <= 50
             && self
@@ -162,6 +168,7 @@ impl Extension for Webhooks {
             ctx.db.clone(),
             ctx.config.clone(),
             ctx.events.clone(),
+            ctx.http.clone(),
             &ctx.metrics,
         )?);
         Ok(Self {
@@ -348,10 +355,10 @@ mod tests {
             .await;
         assert_eq!(res.status, StatusCode::FORBIDDEN);
         let admin = identity("a@example.com", Role::Admin);
+        // (Addresses are the host's outbound guard's to judge: tests/api/shipped/webhooks.rs.)
         for bad in [
             body,
             serde_json::json!({"url": "https://example.com", "event_types": ["Nope"]}),
-            serde_json::json!({"url": "http://10.0.0.7/hook", "event_types": ["*"]}),
             serde_json::json!({"url": "https://example.com", "event_types": ["*"],
                                "headers": {"webhook-signature": "forged"}}),
         ] {
@@ -405,7 +412,7 @@ mod tests {
     fn bad_configurations_are_refused_with_the_key() {
         let mut c = WebhooksConfig::default();
         c.check().unwrap();
-        c.allow = vec!["10.0.0.0/99".into()];
+        c.allow = vec!["127.0.0.1".into()];
         assert!(matches!(c.check(), Err(ExtensionError::Config(m)) if m.starts_with("allow")));
         let mut c = WebhooksConfig {
             retry_schedule_secs: vec![],

@@ -112,6 +112,21 @@ impl Extension for Probe {
                 ))
             })
             .public();
+        // Outbound HTTP without `network.outbound` among its permissions: always refused.
+        routes
+            .get(
+                "/outbound/{port}",
+                |ext: Arc<Self>, req: Request| async move {
+                    let url = format!("http://127.0.0.1:{}/", req.param("port").unwrap_or("1"));
+                    let answer = ext
+                        .ctx
+                        .http
+                        .send(solobase_sdk::outbound::Request::get(url))
+                        .await?;
+                    Ok(Response::json(&answer.status))
+                },
+            )
+            .public();
         routes.get("/me", |_, req: Request| async move {
             Ok(Response::json(req.identity()?))
         });

@@ -1,4 +1,4 @@
-//! What the management API checks in what it is sent: URLs (through the SSRF guard),
+//! What the management API checks in what it is sent: URLs (through the host's outbound guard),
 //! headers, event patterns, rates, times, ids.
 
 use base64::Engine as _;
@@ -6,7 +6,7 @@ use solobase_sdk::EventType;
 use solobase_sdk::prelude::*;
 use time::OffsetDateTime;
 
-use crate::ssrf::{AllowList, check_url};
+use solobase_sdk::outbound::{Http, OutboundError};
 
 pub(super) fn bad(message: impl Into<String>) -> ExtensionError {
     ExtensionError::InvalidRequest(message.into())
@@ -46,10 +46,10 @@ pub(super) fn check_headers(headers: &serde_json::Map<String, serde_json::Value>
         let Some(value) = value.as_str() else {
             return Err(bad(format!("header {name:?}: the value must be a string")));
         };
-        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(bad(format!("{name:?} is not a valid header name")));
         }
-        if reqwest::header::HeaderValue::from_str(value).is_err() || value.len() > 4096 {
+        if http::HeaderValue::from_str(value).is_err() || value.len() > 4096 {
             return Err(bad(format!(
                 "header {name:?}: the value must be visible ASCII, at most 4096 bytes"
             )));
@@ -64,24 +64,23 @@ pub(super) fn check_headers(headers: &serde_json::Map<String, serde_json::Value>
     Ok(())
 }
 
-pub(super) fn check_url_text(url: &str, allow: &[String]) -> Result<()> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| {
-        bad(format!(
-            "url: {e}; give an absolute http:// or https:// URL"
-        ))
-    })?;
-    if !matches!(parsed.scheme(), "http" | "https") || url.len() > 2048 {
+/// An endpoint's URL: absolute `http://` or `https://`, at most 2048 characters, and — judged
+/// by the host's outbound guard — without credentials and not an address the operator has
+/// not allowed (a name is judged when it is resolved, at each delivery).
+pub(super) fn check_url_text(url: &str, http: &Http) -> Result<()> {
+    let scheme_ok = ["http://", "https://"].iter().any(|p| {
+        url.get(..p.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(p))
+    });
+    if !scheme_ok || url.len() > 2048 {
         return Err(bad(
             "url must start with https:// or http:// (at most 2048 characters)",
         ));
     }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(bad(
-            "url must not carry credentials; use a custom header instead",
-        ));
-    }
-    let allow = AllowList::parse(allow).map_err(ExtensionError::Config)?;
-    check_url(&parsed, &allow).map_err(bad)
+    http.check(url).map_err(|e| match e {
+        OutboundError::Refused(m) | OutboundError::Invalid(m) => bad(format!("url: {m}")),
+        other => other.into(),
+    })
 }
 
 pub(super) fn check_patterns(patterns: &[String]) -> Result<()> {

@@ -132,7 +132,7 @@ impl Webhooks {
     async fn create(self: Arc<Self>, req: Request) -> Result<Response> {
         let new: NewEndpoint = req.json()?;
         let config = self.ctx.config.get();
-        check_url_text(&new.url, &config.allow)?;
+        check_url_text(&new.url, &self.ctx.http)?;
         check_patterns(&new.event_types)?;
         check_headers(&new.headers)?;
         check_rate(new.rate_limit)?;
@@ -192,9 +192,8 @@ impl Webhooks {
     async fn update(self: Arc<Self>, req: Request) -> Result<Response> {
         let id: Uuid = param_id(&req)?;
         let change: EndpointChange = req.json()?;
-        let config = self.ctx.config.get();
         if let Some(url) = &change.url {
-            check_url_text(url, &config.allow)?;
+            check_url_text(url, &self.ctx.http)?;
         }
         if let Some(p) = &change.event_types {
             check_patterns(p)?;
@@ -562,19 +561,36 @@ mod tests {
     }
 
     #[test]
-    fn urls_are_absolute_http_without_credentials_or_blocked_literals() {
-        check_url_text("https://example.com/hook", &[]).unwrap();
-        for bad in [
-            "ftp://example.com",
-            "example.com/hook",
-            "https://user:pw@example.com/",
-            "http://127.0.0.1:9000/",
-            "http://[::1]/",
-            "http://169.254.169.254/latest/meta-data",
-        ] {
-            assert!(check_url_text(bad, &[]).is_err(), "{bad}");
+    fn urls_are_absolute_http_and_then_the_host_s_to_judge() {
+        use solobase_sdk::outbound::{Http, HttpClient, NoHttp, OutboundError};
+        /// The host's guard, as far as this test needs it: refuses one address.
+        struct Guard;
+        impl HttpClient for Guard {
+            fn send(
+                &self,
+                r: solobase_sdk::outbound::Request,
+            ) -> solobase_sdk::services::BoxFuture<
+                '_,
+                std::result::Result<solobase_sdk::outbound::Response, OutboundError>,
+            > {
+                NoHttp.send(r)
+            }
+            fn check(&self, url: &str) -> std::result::Result<(), OutboundError> {
+                match url.contains("127.0.0.1") {
+                    true => Err(OutboundError::Refused("refused to call 127.0.0.1".into())),
+                    false => Ok(()),
+                }
+            }
         }
-        check_url_text("http://127.0.0.1:9000/", &["127.0.0.0/8".into()]).unwrap();
+        let http = Http::new(std::sync::Arc::new(Guard));
+        check_url_text("https://example.com/hook", &http).unwrap();
+        check_url_text("HTTP://example.com/hook", &http).unwrap();
+        let long = format!("https://example.com/{}", "a".repeat(2048));
+        for bad in ["ftp://example.com", "example.com/hook", long.as_str()] {
+            assert!(check_url_text(bad, &http).is_err(), "{bad}");
+        }
+        let refused = check_url_text("http://127.0.0.1:9000/", &http).unwrap_err();
+        assert!(refused.to_string().contains("refused to call"), "{refused}");
     }
 
     #[test]

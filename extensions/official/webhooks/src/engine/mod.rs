@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use solobase_sdk::outbound::{self, Http};
 use solobase_sdk::prelude::*;
 use solobase_sdk::tracing::Instrument as _;
 use solobase_sdk::webhooks::{self, Secret};
@@ -23,7 +24,6 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use uuid::Uuid;
 
 use crate::WebhooksConfig;
-use crate::ssrf::{self, AllowList};
 
 mod record;
 
@@ -42,10 +42,8 @@ pub(crate) struct Engine {
     pub feed_error: Mutex<Option<String>>,
     /// What it exports on `/metrics`.
     pub metrics: EngineMetrics,
-    /// The HTTP client and the `allow` setting it was made under. Its pool reuses a
-    /// connection without resolving again, so a narrower `allow` needs a fresh client: a
-    /// connection to an address that is no longer allowed is never reused.
-    client: Mutex<(Vec<String>, reqwest::Client)>,
+    /// Outbound HTTP, through the host's guard.
+    http: Http,
     limits: Mutex<HashMap<Uuid, Arc<EndpointLimit>>>,
 }
 
@@ -141,20 +139,6 @@ struct Claimed {
     lease_ends: Instant,
 }
 
-/// An HTTP client that resolves names through the SSRF guard, follows no redirect and
-/// ignores proxy settings (a proxy would resolve and connect where the guard cannot see).
-fn http_client(config: &ConfigHandle<WebhooksConfig>) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .dns_resolver(ssrf::GuardedResolver::new(config.clone()))
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(64)
-        .tcp_nodelay(true)
-        .user_agent(concat!("Solobase-Webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
 /// The webhook-id of an event's deliveries: the same for every endpoint and every retry.
 pub fn message_id(event_id: Uuid) -> String {
     format!("msg_{}", event_id.simple())
@@ -165,10 +149,9 @@ impl Engine {
         db: Database,
         config: ConfigHandle<WebhooksConfig>,
         events: Events,
+        http: Http,
         metrics: &solobase_sdk::metrics::Metrics,
     ) -> Result<Self> {
-        let allow = config.get().allow.clone();
-        let client = http_client(&config).map_err(ExtensionError::internal)?;
         Ok(Self {
             db,
             config,
@@ -176,20 +159,9 @@ impl Engine {
             wake: Notify::new(),
             feed_error: Mutex::new(None),
             metrics: EngineMetrics::new(metrics)?,
-            client: Mutex::new((allow, client)),
+            http,
             limits: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// The HTTP client for sends under the `allow` setting `allow`: the current one, or a new
-    /// one (with an empty pool) when the setting changed.
-    fn client(&self, allow: &[String]) -> std::result::Result<reqwest::Client, String> {
-        let mut current = self.client.lock().unwrap_or_else(|e| e.into_inner());
-        if current.0 != allow {
-            let fresh = http_client(&self.config).map_err(|e| e.to_string())?;
-            *current = (allow.to_vec(), fresh);
-        }
-        Ok(current.1.clone())
     }
 
     fn limit(&self, endpoint: Uuid) -> Arc<EndpointLimit> {
@@ -399,15 +371,6 @@ async fn send(
     timeout: Duration,
     now: OffsetDateTime,
 ) -> std::result::Result<(u16, String), String> {
-    let url = reqwest::Url::parse(&job.url).map_err(|e| format!("invalid URL: {e}"))?;
-    if url.scheme() == "https" {
-        // The workspace's HTTP client is built without a TLS stack (none is in the tree yet).
-        return Err("https:// is not supported by this build (no TLS stack): \
-                    use an http:// endpoint or a build with TLS"
-            .into());
-    }
-    let allow = AllowList::parse(&config.allow)?;
-    ssrf::check_url(&url, &allow)?;
     let body = serde_json::to_vec(&job.payload).map_err(|e| e.to_string())?;
     let msg_id = message_id(job.event_id);
     let ts = now.unix_timestamp();
@@ -421,10 +384,9 @@ async fn send(
         }
         signature.push_str(&webhooks::sign(&secret, &msg_id, ts, &body));
     }
-    let mut req = engine
-        .client(&config.allow)?
-        .post(url)
+    let mut req = outbound::Request::post(job.url.as_str())
         .timeout(timeout)
+        .body_limit(config.response_body_limit as usize)
         .header("content-type", "application/json");
     if let Some(custom) = job.headers.as_object() {
         for (name, value) in custom {
@@ -433,49 +395,16 @@ async fn send(
             }
         }
     }
-    let mut res = req
-        .header(webhooks::HEADER_ID, &msg_id)
+    let req = req
+        .header(webhooks::HEADER_ID, msg_id)
         .header(webhooks::HEADER_TIMESTAMP, ts.to_string())
         .header(webhooks::HEADER_SIGNATURE, signature)
-        .body(body)
-        .send()
-        .await
-        .map_err(describe)?;
-    let status = res.status().as_u16();
-    let cap = config.response_body_limit as usize;
-    let mut kept = Vec::new();
-    // Read no more than the cap; the rest of a large body is never read.
-    while kept.len() < cap {
-        match res.chunk().await {
-            Ok(Some(chunk)) => kept.extend_from_slice(&chunk[..chunk.len().min(cap - kept.len())]),
-            Ok(None) => break,
-            Err(e) => {
-                return Err(format!(
-                    "the endpoint answered {status}, then: {}",
-                    describe(e)
-                ));
-            }
-        }
-    }
-    Ok((status, String::from_utf8_lossy(&kept).into_owned()))
-}
-
-/// A send error with its causes (the resolver's refusal is a cause).
-fn describe(e: reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "cannot connect".to_owned()
-    } else {
-        "request failed".to_owned()
-    };
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+        .body(body);
+    let answer = engine.http.send(req).await.map_err(|e| e.to_string())?;
+    Ok((
+        answer.status,
+        String::from_utf8_lossy(&answer.body).into_owned(),
+    ))
 }
 
 #[cfg(test)]

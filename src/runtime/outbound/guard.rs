@@ -1,10 +1,10 @@
-//! The guard against server-side request forgery: endpoints may not make Solobase call its
-//! own machine, its private network or a cloud metadata service.
+//! The guard against server-side request forgery: an extension's outbound HTTP may not make
+//! Solobase call its own machine, its private network or a cloud metadata service.
 //!
 //! An address is refused when it is loopback, private (RFC 1918, IPv6 unique-local),
 //! link-local (which holds the metadata services, 169.254.169.254 and fd00:ec2::254 too),
 //! shared (CGNAT, 100.64/10), unspecified, multicast, broadcast, documentation, benchmarking
-//! or otherwise reserved — unless the `allow` setting lists it (a CIDR, an address or a host
+//! or otherwise reserved — unless the extension's `outbound_allow` lists it (a CIDR, an address or a host
 //! name; an entry admits addresses of its own family only).
 //!
 //! IPv6 addresses that carry an IPv4 address are judged by that IPv4 address, so that
@@ -14,7 +14,7 @@
 //! forms are refused whole instead: local-use NAT64 (`64:ff9b:1::/48`), whose IPv4 address
 //! sits where the operator's own prefix length puts it, so it cannot be found from the
 //! address alone; and Teredo (`2001::/32`), a client behind a NAT reached through a relay,
-//! which no webhook receiver needs. The rest of the IETF protocol block `2001::/23` (ORCHID,
+//! which no server an extension calls needs. The rest of the IETF protocol block `2001::/23` (ORCHID,
 //! benchmarking, …), `5f00::/16` (SRv6) and `3fff::/20` (documentation) are refused too.
 //!
 //! The check runs on every address a name resolves to, at every connection: the HTTP client's
@@ -27,10 +27,10 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use solobase_sdk::ConfigHandle;
 
-use crate::WebhooksConfig;
+use crate::config::AllowList;
 
 /// Why an address is not called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,100 +142,18 @@ fn classify_v6(ip: Ipv6Addr) -> Option<Refusal> {
     Refusal::plain(kind)
 }
 
-/// One entry of the `allow` setting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Allowed {
-    /// Addresses in a network: `127.0.0.0/8`, `::1/128`, or one address.
-    Net { base: IpAddr, prefix: u8 },
-    /// A host name, lower case: every address it resolves to.
-    Host(String),
-}
-
-impl Allowed {
-    /// Parses `10.0.0.0/8`, `::1`, `192.168.1.5`, or a host name such as `localhost`.
-    pub fn parse(entry: &str) -> Result<Self, String> {
-        let entry = entry.trim();
-        let (addr, prefix) = match entry.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (entry, None),
-        };
-        if let Ok(base) = addr.parse::<IpAddr>() {
-            let max = if base.is_ipv4() { 32 } else { 128 };
-            let prefix =
-                match prefix {
-                    None => max,
-                    Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
-                        format!("{entry:?}: the prefix length must be 0 to {max}")
-                    })?,
-                };
-            return Ok(Self::Net { base, prefix });
-        }
-        let host_ok = prefix.is_none()
-            && !entry.is_empty()
-            && entry.len() <= 253
-            && entry
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-        if host_ok {
-            Ok(Self::Host(entry.to_ascii_lowercase()))
-        } else {
-            Err(format!(
-                "{entry:?} is neither a CIDR (10.0.0.0/8), an address nor a host name"
-            ))
-        }
-    }
-
-    fn contains(&self, ip: IpAddr) -> bool {
-        let Self::Net { base, prefix } = self else {
-            return false;
-        };
-        match (base, ip) {
-            (IpAddr::V4(b), IpAddr::V4(i)) => same_prefix(
-                u128::from(u32::from(*b)) << 96,
-                u128::from(u32::from(i)) << 96,
-                *prefix,
-            ),
-            (IpAddr::V6(b), IpAddr::V6(i)) => same_prefix(u128::from(*b), u128::from(i), *prefix),
-            _ => false,
-        }
-    }
-}
-
-fn same_prefix(a: u128, b: u128, prefix: u8) -> bool {
-    prefix == 0 || (a ^ b) >> (128 - u32::from(prefix)) == 0
-}
-
-/// The parsed `allow` setting.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AllowList(Vec<Allowed>);
-
-impl AllowList {
-    /// Parses every entry; the first bad one is the error.
-    pub fn parse(entries: &[String]) -> Result<Self, String> {
-        entries
-            .iter()
-            .map(|e| Allowed::parse(e))
-            .collect::<Result<_, _>>()
-            .map(Self)
-    }
-
-    /// Whether `host` is listed by name.
-    pub fn allows_host(&self, host: &str) -> bool {
-        self.0
-            .iter()
-            .any(|a| matches!(a, Allowed::Host(h) if h.eq_ignore_ascii_case(host)))
-    }
-
-    /// Why `ip` may not be called, or `None` when it may.
-    pub fn refusal(&self, ip: IpAddr) -> Option<Refusal> {
-        let why = classify(ip)?;
-        (!self.0.iter().any(|a| a.contains(ip))).then_some(why)
-    }
+/// Why `ip` may not be called under `allow`, or `None` when it may.
+pub fn refusal(allow: &AllowList, ip: IpAddr) -> Option<Refusal> {
+    let why = classify(ip)?;
+    (!allow.contains(ip)).then_some(why)
 }
 
 /// The error for a refused address.
 fn refused(target: &str, why: Refusal) -> String {
-    format!("refused to call {target}: {why} (list it in `allow` to permit it)")
+    format!(
+        "refused to call {target}: {why} (an operator may list it in the extension's \
+         outbound_allow to permit it)"
+    )
 }
 
 /// Checks a URL's host when it is an address literal (names are checked when resolved).
@@ -245,14 +163,14 @@ pub fn check_url(url: &reqwest::Url, allow: &AllowList) -> Result<(), String> {
     let Ok(ip) = literal.parse::<IpAddr>() else {
         return Ok(());
     };
-    match allow.refusal(ip) {
+    match refusal(allow, ip) {
         None => Ok(()),
         Some(why) => Err(refused(&ip.to_string(), why)),
     }
 }
 
 /// The addresses `host` resolved to that may be called: all of them when the name is
-/// allowed, else the ones [`AllowList::refusal`] passes; an error saying why when none is
+/// allowed, else the ones [`refusal`] passes; an error saying why when none is
 /// left.
 pub fn callable(
     host: &str,
@@ -265,7 +183,7 @@ pub fn callable(
     }
     let mut last_refusal = None;
     let callable: Vec<SocketAddr> = resolved
-        .filter(|a| match allow.refusal(a.ip()) {
+        .filter(|a| match refusal(allow, a.ip()) {
             None => true,
             Some(why) => {
                 last_refusal = Some((a.ip(), why));
@@ -283,22 +201,21 @@ pub fn callable(
 /// exactly the addresses returned here.
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
-    config: ConfigHandle<WebhooksConfig>,
+    allow: Arc<ArcSwap<AllowList>>,
 }
 
 impl GuardedResolver {
-    /// A resolver reading the `allow` setting from `config` at every lookup.
-    pub fn new(config: ConfigHandle<WebhooksConfig>) -> Arc<Self> {
-        Arc::new(Self { config })
+    /// A resolver reading the list from `allow` at every lookup.
+    pub fn new(allow: Arc<ArcSwap<AllowList>>) -> Arc<Self> {
+        Arc::new(Self { allow })
     }
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let config = self.config.clone();
+        let allow = self.allow.load_full();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let allow = AllowList::parse(&config.get().allow)?;
             let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
             let addrs = callable(&host, resolved, &allow)?;
             Ok(Box::new(addrs.into_iter()) as Addrs)
@@ -309,6 +226,7 @@ impl Resolve for GuardedResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::allow::Allowed;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -424,7 +342,7 @@ mod tests {
                 assert!(shown.contains(v4), "{shown}");
             }
             let listed = AllowList::parse(&[text.to_owned()]).unwrap();
-            assert_eq!(listed.refusal(ip(text)), None, "{text} listed in allow");
+            assert_eq!(refusal(&listed, ip(text)), None, "{text} listed in allow");
         }
     }
 
@@ -472,18 +390,18 @@ mod tests {
             "Internal.Example".into(),
         ])
         .unwrap();
-        assert_eq!(allow.refusal(ip("127.0.0.1")), None);
-        assert_eq!(allow.refusal(ip("127.9.9.9")), None);
-        assert_eq!(allow.refusal(ip("::1")), None);
-        assert_eq!(allow.refusal(ip("10.1.200.3")), None);
-        assert!(allow.refusal(ip("10.2.0.1")).is_some());
-        assert!(allow.refusal(ip("169.254.169.254")).is_some());
+        assert_eq!(refusal(&allow, ip("127.0.0.1")), None);
+        assert_eq!(refusal(&allow, ip("127.9.9.9")), None);
+        assert_eq!(refusal(&allow, ip("::1")), None);
+        assert_eq!(refusal(&allow, ip("10.1.200.3")), None);
+        assert!(refusal(&allow, ip("10.2.0.1")).is_some());
+        assert!(refusal(&allow, ip("169.254.169.254")).is_some());
         assert!(allow.allows_host("internal.example"));
         assert!(!allow.allows_host("example.com"));
         let everything = AllowList::parse(&["0.0.0.0/0".into()]).unwrap();
-        assert_eq!(everything.refusal(ip("192.168.0.1")), None);
+        assert_eq!(refusal(&everything, ip("192.168.0.1")), None);
         assert!(
-            everything.refusal(ip("::1")).is_some(),
+            refusal(&everything, ip("::1")).is_some(),
             "v4 nets admit no v6"
         );
         for bad in ["10.0.0.0/33", "::/129", "a b", "10.0.0.0/x", "host/8", ""] {
@@ -564,13 +482,13 @@ mod tests {
 
     #[tokio::test]
     async fn the_resolver_drops_refused_addresses_unless_the_name_is_allowed() {
-        let mut config = WebhooksConfig::default();
-        let resolver = GuardedResolver::new(ConfigHandle::new(config.clone()));
+        let allow = Arc::new(ArcSwap::from_pointee(AllowList::default()));
+        let resolver = GuardedResolver::new(allow.clone());
         let name: Name = "localhost".parse().unwrap();
         let err = resolver.resolve(name).await.err().expect("refused");
         assert!(err.to_string().contains("loopback"), "{err}");
-        config.allow = vec!["localhost".into()];
-        let resolver = GuardedResolver::new(ConfigHandle::new(config));
+        // A changed list applies to the next lookup of the same resolver.
+        allow.store(Arc::new(AllowList::parse(&["localhost".into()]).unwrap()));
         let addrs: Vec<_> = resolver
             .resolve("localhost".parse().unwrap())
             .await

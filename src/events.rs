@@ -14,7 +14,8 @@
 //! (`pg_snapshot_xmin(pg_current_snapshot())`). Every row that can still appear then has a larger
 //! `tx` than any row already handed out, and a reader that advances its position never skips one.
 
-pub use solobase_sdk::{Event, EventBus, EventType, OutboxPosition};
+pub use solobase_sdk::host::EventBus;
+pub use solobase_sdk::{Event, EventType, OutboxPosition};
 
 /// Writes `event` to the outbox as part of the caller's transaction.
 pub async fn record(

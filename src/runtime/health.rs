@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use serde::Serialize;
-use solobase_sdk::{ErasedExtension, HealthStatus};
+use solobase_sdk::HealthStatus;
+use solobase_sdk::host::ErasedExtension;
 use time::OffsetDateTime;
 
 /// How many checks each extension remembers.

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+use solobase_sdk::host::EventBus;
 use solobase_sdk::services::BoxFuture;
 use solobase_sdk::{
-    Database, Event, EventBus, EventSink, ExtensionError, ExtensionName, FileStore, OutboxPosition,
+    Database, Event, EventSink, ExtensionError, ExtensionName, FileStore, OutboxPosition,
     StoredFile, UserDirectory, UserInfo,
 };
 use uuid::Uuid;

@@ -84,6 +84,7 @@ impl Event {
     }
 }
 
+#[doc(hidden)]
 /// The in-process broadcast of committed events. Cloning gives another handle on the same bus.
 #[derive(Debug, Clone)]
 pub struct EventBus {

@@ -236,13 +236,9 @@ pub trait Extension: Send + Sync + Sized + 'static {
     fn migrations() -> Vec<Migration> {
         Vec::new()
     }
-
-    /// Permissions the code needs to work; each must also be requested in the manifest.
-    fn required_permissions() -> Vec<&'static str> {
-        Vec::new()
-    }
 }
 
+#[doc(hidden)]
 /// The object-safe twin of [`Extension`]: what the host holds for every extension.
 /// Implemented for every `Extension`; extension authors never implement it.
 #[allow(missing_docs)]
@@ -370,13 +366,16 @@ impl<E: Extension> ErasedExtension for E {
     }
 }
 
+#[doc(hidden)]
 /// Replaces the running configuration from JSON; fails (changing nothing) when the JSON does
 /// not fit the extension's `Config` type.
 pub type ConfigUpdater = Box<dyn Fn(&serde_json::Value) -> Result<()> + Send + Sync>;
 
+#[doc(hidden)]
 /// A started extension and the updater of its configuration.
 pub type Initialized = (Arc<dyn ErasedExtension>, ConfigUpdater);
 
+#[doc(hidden)]
 /// What [`Registration::initialize`] gets: the services, with the configuration still as JSON.
 pub type RawInit = InitContext<serde_json::Value>;
 
@@ -392,7 +391,6 @@ pub struct Registration {
     config_schema: fn() -> serde_json::Value,
     check_config: fn(&serde_json::Value) -> Result<()>,
     migrations: fn() -> Vec<Migration>,
-    required_permissions: fn() -> Vec<&'static str>,
 }
 
 impl std::fmt::Debug for Registration {
@@ -450,7 +448,6 @@ impl Registration {
             },
             check_config: |value| parse_config::<E::Config>(value).map(|_| ()),
             migrations: E::migrations,
-            required_permissions: E::required_permissions,
         }
     }
 
@@ -472,11 +469,6 @@ impl Registration {
     /// The extension's migrations.
     pub fn migrations(&self) -> Vec<Migration> {
         (self.migrations)()
-    }
-
-    /// The permissions its code declares it needs.
-    pub fn required_permissions(&self) -> Vec<&'static str> {
-        (self.required_permissions)()
     }
 }
 

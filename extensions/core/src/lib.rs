@@ -65,6 +65,8 @@ pub mod error;
 pub mod event;
 pub mod extension;
 pub mod hooks;
+#[doc(hidden)]
+pub mod host;
 pub mod http;
 /// The manifest, `extension.toml` (the `solobase-manifest` crate).
 pub use solobase_manifest as manifest;
@@ -79,8 +81,8 @@ pub mod testing;
 pub mod webhooks;
 
 pub use error::{ExtensionError, Result};
-pub use event::{Event, EventBus, EventType};
-pub use extension::{ErasedExtension, Extension, MiddlewareSpec, Migration, RawInit, Registration};
+pub use event::{Event, EventType};
+pub use extension::{Extension, MiddlewareSpec, Migration, Registration};
 pub use hooks::{Flow, Hook, HookPoint, HookSet};
 pub use http::{Identity, Request, RequestHead, Response, ResponseHead, Role};
 pub use manifest::{ExtensionName, Manifest, Permission, Tier};

@@ -29,6 +29,7 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response>> + Send>>;
 /// A type-erased route handler.
 pub type Handler = Arc<dyn Fn(Request) -> HandlerFuture + Send + Sync>;
 
+#[doc(hidden)]
 /// One registered route.
 #[derive(Clone)]
 pub struct RouteDef {
@@ -219,6 +220,7 @@ pub fn check_path(path: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+#[doc(hidden)]
 /// The routes of one extension, ready for lookup: method and path to handler and parameters.
 /// Building it detects duplicate and ambiguous registrations.
 pub struct RouteTable {
@@ -235,6 +237,7 @@ impl std::fmt::Debug for RouteTable {
     }
 }
 
+#[doc(hidden)]
 /// The outcome of a lookup.
 #[derive(Debug)]
 pub enum Lookup<'a> {

@@ -354,7 +354,7 @@ impl<E: Extension> TestHarnessBuilder<E> {
                 .unwrap_or_else(|| crate::outbound::Http::new(Arc::new(crate::outbound::NoHttp))),
         );
         let ext = Arc::new(E::initialize(ctx).await?);
-        let defs = crate::ErasedExtension::routes(ext.clone());
+        let defs = crate::host::ErasedExtension::routes(ext.clone());
         let routes = RouteTable::build(name.as_str(), defs).map_err(ExtensionError::Config)?;
         Ok(TestHarness {
             ext,

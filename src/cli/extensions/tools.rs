@@ -82,7 +82,6 @@ pub(super) fn print_compiled() -> anyhow::Result<()> {
                     .check_config(&serde_json::Value::Null)
                     .err()
                     .map(|e| e.to_string()),
-                "required_permissions": registration.required_permissions(),
             }))
         })
         .collect();

@@ -33,8 +33,6 @@ pub struct Compiled {
     pub config_schema: serde_json::Value,
     /// Why its `Config::default()` does not pass its own checks, if it does not.
     pub default_config_error: Option<String>,
-    /// What `required_permissions()` names.
-    pub required_permissions: Vec<String>,
 }
 
 /// Asks the server binary `bin` what it contains.
@@ -416,23 +414,6 @@ fn check_config_schema(
         );
     } else {
         report.notes.push("config schema checked".into());
-    }
-    for permission in &registration.required_permissions {
-        if !manifest
-            .permissions
-            .iter()
-            .any(|p| p.as_str() == permission)
-        {
-            report.problem(
-                "config",
-                "extension.toml",
-                line_of_key(&on_disk, "permissions"),
-                format!(
-                    "required_permissions() names {permission:?}, which permissions = [...] \
-                     does not request: add it"
-                ),
-            );
-        }
     }
 }
 

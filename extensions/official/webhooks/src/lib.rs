@@ -278,10 +278,6 @@ impl Extension for Webhooks {
             },
         ]
     }
-
-    fn required_permissions() -> Vec<&'static str> {
-        vec!["events.subscribe", "events.publish"]
-    }
 }
 
 solobase_sdk::export_extension!(Webhooks);

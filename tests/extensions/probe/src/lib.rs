@@ -529,10 +529,6 @@ impl Extension for Probe {
             },
         ]
     }
-
-    fn required_permissions() -> Vec<&'static str> {
-        vec!["events.subscribe", "storage.write"]
-    }
 }
 
 solobase_sdk::export_extension!(Probe);

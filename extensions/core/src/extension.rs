@@ -15,7 +15,9 @@ use crate::http::{Identity, RequestHead, Response, ResponseHead};
 use crate::routes::{RouteDef, Routes};
 use crate::services::{BoxFuture, ConfigHandle, Health, InitContext, Job};
 
-/// One versioned database migration: `up` applies it, `down` reverts it exactly.
+/// One versioned database migration: `up` applies it, `down` reverts it exactly. An
+/// extension's come from its `migrations/` folder, embedded by its build script (see
+/// [`export_extension!`](crate::export_extension)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migration {
     /// The version, starting at 1, without gaps.
@@ -231,11 +233,6 @@ pub trait Extension: Send + Sync + Sized + 'static {
         let _ = new;
         Ok(())
     }
-
-    /// Database migrations, oldest first (see [`Migration`]).
-    fn migrations() -> Vec<Migration> {
-        Vec::new()
-    }
 }
 
 #[doc(hidden)]
@@ -390,7 +387,7 @@ pub struct Registration {
     initialize: fn(RawInit) -> BoxFuture<'static, Result<Initialized>>,
     config_schema: fn() -> serde_json::Value,
     check_config: fn(&serde_json::Value) -> Result<()>,
-    migrations: fn() -> Vec<Migration>,
+    migrations: &'static [Migration],
 }
 
 impl std::fmt::Debug for Registration {
@@ -447,7 +444,7 @@ impl Registration {
                 serde_json::to_value(schemars::schema_for!(E::Config)).unwrap_or_default()
             },
             check_config: |value| parse_config::<E::Config>(value).map(|_| ()),
-            migrations: E::migrations,
+            migrations: &[],
         }
     }
 
@@ -466,16 +463,32 @@ impl Registration {
         (self.check_config)(value)
     }
 
-    /// The extension's migrations.
+    /// The extension's migrations, oldest first.
     pub fn migrations(&self) -> Vec<Migration> {
-        (self.migrations)()
+        self.migrations.to_vec()
+    }
+
+    /// The same registration with `migrations` (oldest first). [`export_extension!`]
+    /// gives it the crate's `migrations/` folder; for extensions made in tests.
+    ///
+    /// [`export_extension!`]: crate::export_extension
+    pub fn with_migrations(mut self, migrations: &'static [Migration]) -> Self {
+        self.migrations = migrations;
+        self
     }
 }
 
 /// Exports an extension type so that the host can compile it in: defines
-/// `pub fn solobase_extension() -> Registration`, with the crate's `extension.toml`.
+/// `pub fn solobase_extension() -> Registration`, with the crate's `extension.toml` and the
+/// migrations of its `migrations/` folder. The folder is read by the crate's build script,
+/// which every extension crate has (`solobase extensions generate` writes it):
 ///
 /// ```ignore
+/// // build.rs ([build-dependencies] solobase-manifest)
+/// fn main() {
+///     solobase_manifest::migrations::build();
+/// }
+/// // src/lib.rs
 /// solobase_sdk::export_extension!(Notes);
 /// ```
 #[macro_export]
@@ -487,6 +500,11 @@ macro_rules! export_extension {
                 include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/extension.toml")),
                 env!("CARGO_PKG_VERSION"),
             )
+            // Written by the crate's build.rs (`solobase_manifest::migrations::build()`).
+            .with_migrations(include!(concat!(
+                env!("OUT_DIR"),
+                "/solobase_migrations.rs"
+            )))
         }
     };
 }

@@ -293,6 +293,7 @@ pub struct TestHarnessBuilder<E: Extension> {
     config: Option<E::Config>,
     database: Option<tokio_postgres::Config>,
     http: Option<crate::outbound::Http>,
+    migrations: Vec<crate::Migration>,
 }
 
 impl<E: Extension> TestHarnessBuilder<E> {
@@ -302,8 +303,15 @@ impl<E: Extension> TestHarnessBuilder<E> {
         self
     }
 
+    /// The migrations [`Self::database`] applies: the crate's own are
+    /// `crate::solobase_extension().migrations()`.
+    pub fn migrations(mut self, migrations: Vec<crate::Migration>) -> Self {
+        self.migrations = migrations;
+        self
+    }
+
     /// Gives the extension a real database: a fresh schema `ext_<name>` (dropped first if it
-    /// exists) in the database `pg` points at, with the extension's migrations applied.
+    /// exists) in the database `pg` points at, with [`Self::migrations`] applied.
     pub fn database(mut self, pg: tokio_postgres::Config) -> Self {
         self.database = Some(pg);
         self
@@ -321,7 +329,7 @@ impl<E: Extension> TestHarnessBuilder<E> {
         let name = ExtensionName::parse(&self.name).map_err(ExtensionError::Config)?;
         let schema = name.schema();
         let db = match self.database {
-            Some(pg) => real_database(pg, &schema, &E::migrations()).await?,
+            Some(pg) => real_database(pg, &schema, &self.migrations).await?,
             None => {
                 let mut nowhere = tokio_postgres::Config::new();
                 nowhere
@@ -427,6 +435,7 @@ impl<E: Extension> TestHarness<E> {
             config: None,
             database: None,
             http: None,
+            migrations: Vec::new(),
         }
     }
 

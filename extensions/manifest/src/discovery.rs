@@ -57,6 +57,7 @@ pub fn discover(root: &Path, mut watch: impl FnMut(String)) -> Result<Vec<Found>
             let dir = format!("{folder}/{dir_name}");
             let manifest_path = entry.path().join("extension.toml");
             watch(format!("{dir}/extension.toml"));
+            watch(format!("{dir}/build.rs"));
             watch(format!("{dir}/Cargo.toml"));
             let Ok(text) = std::fs::read_to_string(&manifest_path) else {
                 errors.push(format!(
@@ -167,6 +168,16 @@ pub fn check_wiring(root: &Path, found: &[Found], cargo: &toml::Table) -> Result
                         "{}: extension.toml says version {} but Cargo.toml says {version:?}; make \
                          them equal",
                         f.dir, f.manifest.version
+                    ));
+                }
+                let build_ok = std::fs::read_to_string(root.join(&f.dir).join("build.rs"))
+                    .is_ok_and(|b| b.contains("solobase_manifest::migrations::build"));
+                if !build_ok {
+                    errors.push(format!(
+                        "{}: its build.rs must embed its migrations: write build.rs with \
+                         `fn main() {{ solobase_manifest::migrations::build(); }}` and add \
+                         `solobase-manifest` to [build-dependencies] in its Cargo.toml",
+                        f.dir
                     ));
                 }
             }
@@ -342,6 +353,10 @@ mod tests {
                 &format!("extensions/{tier}/{name}/Cargo.toml"),
                 &format!("[package]\nname = \"solobase-ext-{name}\"\nversion = \"{version}\"\n"),
             )
+            .write(
+                &format!("extensions/{tier}/{name}/build.rs"),
+                "fn main() { solobase_manifest::migrations::build(); }\n",
+            )
         }
 
         /// A root Cargo.toml wiring every `(name, dir)`.
@@ -468,6 +483,17 @@ mod tests {
             &t,
             &[],
             "extension.toml says version 0.1.0 but Cargo.toml says \"0.2.0\"",
+        );
+
+        // No build script to embed its migrations: the build says what to write.
+        let t = Tree::new();
+        t.extension("official", "alpha", "0.1.0", "")
+            .write("extensions/official/alpha/build.rs", "fn main() {}\n")
+            .cargo(&[("alpha", "extensions/official/alpha")]);
+        fails(
+            &t,
+            &[],
+            "extensions/official/alpha: its build.rs must embed its migrations",
         );
     }
 

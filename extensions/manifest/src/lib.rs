@@ -28,6 +28,7 @@
 
 #[cfg(feature = "discovery")]
 pub mod discovery;
+pub mod migrations;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -181,6 +181,11 @@ const V2_BROKEN: Migration = Migration {
     down: "ALTER TABLE entries DROP COLUMN note",
 };
 
+/// An extension type of this file with its migrations.
+trait Ledger: Extension {
+    const MIGRATIONS: &'static [Migration];
+}
+
 macro_rules! ledger {
     ($ty:ident, [$($m:expr),*]) => {
         struct $ty;
@@ -189,9 +194,9 @@ macro_rules! ledger {
             async fn initialize(_ctx: InitContext<()>) -> Result<Self> {
                 Ok($ty)
             }
-            fn migrations() -> Vec<Migration> {
-                vec![$($m),*]
-            }
+        }
+        impl Ledger for $ty {
+            const MIGRATIONS: &'static [Migration] = &[$($m),*];
         }
     };
 }
@@ -211,8 +216,8 @@ fn manifest(name: &str) -> &'static str {
     )
 }
 
-fn ledger<E: Extension>(name: &str) -> Registration {
-    Registration::new::<E>(manifest(name), "0.1.0")
+fn ledger<E: Ledger>(name: &str) -> Registration {
+    Registration::new::<E>(manifest(name), "0.1.0").with_migrations(E::MIGRATIONS)
 }
 
 /// Why the extension is not running, as recorded; `None` when it runs.

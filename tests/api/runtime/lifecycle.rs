@@ -148,6 +148,7 @@ async fn the_testing_kit_runs_an_extension_on_a_real_database() {
     let db = crate::helpers::fresh_database().await;
     let pg: tokio_postgres::Config = crate::helpers::database_url(&db).parse().unwrap();
     let harness = TestHarness::<solobase_ext_webhooks::Webhooks>::builder("webhooks")
+        .migrations(solobase_ext_webhooks::solobase_extension().migrations())
         .database(pg)
         .build()
         .await

@@ -415,14 +415,6 @@ impl Extension for Plain {
     async fn initialize(_ctx: InitContext<()>) -> Result<Self> {
         Ok(Plain)
     }
-    fn migrations() -> Vec<Migration> {
-        vec![Migration {
-            version: 1,
-            name: "items",
-            up: "CREATE TABLE items (id int)",
-            down: "DROP TABLE items",
-        }]
-    }
 }
 
 fn plain(name: &str) -> Registration {
@@ -430,7 +422,14 @@ fn plain(name: &str) -> Registration {
         "[extension]\nname = \"{name}\"\nversion = \"0.1.0\"\ndescription = \"d\"\n\
          min_host_version = \"0.1.0\"\n"
     );
-    Registration::new::<Plain>(Box::leak(manifest.into_boxed_str()), "0.1.0")
+    Registration::new::<Plain>(Box::leak(manifest.into_boxed_str()), "0.1.0").with_migrations(&[
+        Migration {
+            version: 1,
+            name: "items",
+            up: "CREATE TABLE items (id int)",
+            down: "DROP TABLE items",
+        },
+    ])
 }
 
 #[tokio::test]

@@ -401,23 +401,6 @@ impl Extension for Analytics {
             Health::healthy()
         }
     }
-
-    fn migrations() -> Vec<Migration> {
-        vec![
-            Migration {
-                version: 1,
-                name: "page_views",
-                up: include_str!("../migrations/V1__page_views.sql"),
-                down: include_str!("../migrations/V1__page_views.down.sql"),
-            },
-            Migration {
-                version: 2,
-                name: "events",
-                up: include_str!("../migrations/V2__events.sql"),
-                down: include_str!("../migrations/V2__events.down.sql"),
-            },
-        ]
-    }
 }
 
 solobase_sdk::export_extension!(Analytics);

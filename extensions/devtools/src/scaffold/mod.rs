@@ -29,8 +29,9 @@ const TIERS: [&str; 4] = [
 ];
 
 /// The files of a new extension: path relative to its folder, template.
-const FILES: [(&str, &str); 6] = [
+const FILES: [(&str, &str); 7] = [
     ("Cargo.toml", include_str!("template/Cargo.toml.in")),
+    ("build.rs", include_str!("template/build.rs.in")),
     ("extension.toml", include_str!("template/extension.toml.in")),
     ("src/lib.rs", include_str!("template/lib.rs.in")),
     (

@@ -16,7 +16,6 @@ use std::path::Path;
 use serde::Serialize;
 use solobase_manifest::Manifest;
 
-mod migrations;
 mod scan;
 mod source;
 
@@ -179,10 +178,29 @@ pub fn validate(dir: &Path, compiled: Option<&[Compiled]>) -> Report {
     };
     report.name = Some(manifest.name.to_string());
     check_crate(dir, &manifest, &mut report);
-    migrations::check(dir, &mut report);
+    check_migrations(dir, &mut report);
     check_config_schema(dir, &manifest, compiled, &mut report);
     source::check(dir, &manifest, &mut report);
     report
+}
+
+/// `migrations/`, by the rules the extension's build script embeds it by.
+fn check_migrations(dir: &Path, report: &mut Report) {
+    if !dir.join("migrations").is_dir() {
+        report
+            .notes
+            .push("no migrations/ folder: no migrations".into());
+        return;
+    }
+    let (found, problems) = solobase_manifest::migrations::read(dir);
+    for p in problems {
+        report.problem("migrations", &p.file, None, p.message);
+    }
+    report.notes.push(format!(
+        "{} migration{} checked",
+        found.len(),
+        if found.len() == 1 { "" } else { "s" }
+    ));
 }
 
 /// `extension.toml`: parses by the SDK's rules, its name is the folder's, this host is

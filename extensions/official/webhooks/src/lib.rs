@@ -261,23 +261,6 @@ impl Extension for Webhooks {
             .public();
         api::routes(routes);
     }
-
-    fn migrations() -> Vec<Migration> {
-        vec![
-            Migration {
-                version: 1,
-                name: "endpoints",
-                up: include_str!("../migrations/V1__endpoints.sql"),
-                down: include_str!("../migrations/V1__endpoints.down.sql"),
-            },
-            Migration {
-                version: 2,
-                name: "delivery",
-                up: include_str!("../migrations/V2__delivery.sql"),
-                down: include_str!("../migrations/V2__delivery.down.sql"),
-            },
-        ]
-    }
 }
 
 solobase_sdk::export_extension!(Webhooks);

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use solobase_sdk::Migration;
 use solobase_sdk::prelude::*;
 
 /// Configuration: `config/extensions/probe.toml`.
@@ -511,23 +510,6 @@ impl Extension for Probe {
             ));
         }
         Ok(())
-    }
-
-    fn migrations() -> Vec<Migration> {
-        vec![
-            Migration {
-                version: 1,
-                name: "probe_items",
-                up: include_str!("../migrations/V1__probe_items.sql"),
-                down: include_str!("../migrations/V1__probe_items.down.sql"),
-            },
-            Migration {
-                version: 2,
-                name: "job_runs",
-                up: include_str!("../migrations/V2__job_runs.sql"),
-                down: include_str!("../migrations/V2__job_runs.down.sql"),
-            },
-        ]
     }
 }
 

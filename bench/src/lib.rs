@@ -21,6 +21,29 @@ pub struct Synthetic {
     seen: AtomicU64,
 }
 
+impl Synthetic {
+    fn block(&self, req: &mut RequestHead) -> Hook<'_, Flow> {
+        static BLOCK: solobase_sdk::http::HeaderName =
+            solobase_sdk::http::HeaderName::from_static("x-synthetic-block");
+        if req.headers.contains_key(&BLOCK) {
+            return Flow::reject(StatusCode::FORBIDDEN, "blocked", "blocked").into();
+        }
+        Flow::Continue.into()
+    }
+
+    fn count_in(&self, _req: &mut RequestHead) -> Hook<'_, Flow> {
+        self.seen.fetch_add(1, Ordering::Relaxed);
+        Flow::Continue.into()
+    }
+
+    fn count_errors(&self, _req: &RequestHead, res: &ResponseHead) -> Hook<'_, ()> {
+        if res.status.is_server_error() {
+            self.seen.fetch_add(1, Ordering::Relaxed);
+        }
+        ().into()
+    }
+}
+
 impl Extension for Synthetic {
     type Config = ();
 
@@ -28,19 +51,6 @@ impl Extension for Synthetic {
         Ok(Self {
             seen: AtomicU64::new(0),
         })
-    }
-
-    fn middleware(&self) -> Vec<MiddlewareSpec> {
-        vec![MiddlewareSpec::new("count", 0)]
-    }
-
-    fn middleware_request(&self, _id: &str, req: &mut RequestHead) -> Hook<'_, Flow> {
-        static BLOCK: solobase_sdk::http::HeaderName =
-            solobase_sdk::http::HeaderName::from_static("x-synthetic-block");
-        if req.headers.contains_key(&BLOCK) {
-            return Flow::reject(StatusCode::FORBIDDEN, "blocked", "blocked").into();
-        }
-        Flow::Continue.into()
     }
 
     fn routes(&self, routes: &mut Routes<Self>) {
@@ -52,22 +62,11 @@ impl Extension for Synthetic {
             .public();
     }
 
-    fn hooks(&self) -> HookSet {
-        HookSet::new()
-            .on(HookPoint::PreRequest, 0)
-            .on(HookPoint::PostRequest, 0)
-    }
-
-    fn pre_request(&self, _req: &mut RequestHead) -> Hook<'_, Flow> {
-        self.seen.fetch_add(1, Ordering::Relaxed);
-        Flow::Continue.into()
-    }
-
-    fn post_request(&self, _req: &RequestHead, res: &ResponseHead) -> Hook<'_, ()> {
-        if res.status.is_server_error() {
-            self.seen.fetch_add(1, Ordering::Relaxed);
-        }
-        ().into()
+    fn hooks(&self, hooks: &mut Hooks<Self>) {
+        hooks
+            .middleware(MiddlewareSpec::new("count", 0), Some(Self::block), None)
+            .pre_request(0, Self::count_in)
+            .post_request(0, Self::count_errors);
     }
 }
 

@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ExtensionError, Result};
 use crate::event::Event;
-use crate::hooks::{DownloadInfo, Flow, Hook, HookSet, LoginInfo, SignupInfo, UploadInfo};
+use crate::hooks::registry::{Middleware, Table};
+use crate::hooks::{DownloadInfo, Flow, Hook, HookSet, Hooks, LoginInfo, SignupInfo, UploadInfo};
 use crate::http::{Identity, RequestHead, Response, ResponseHead};
 use crate::routes::{RouteDef, Routes};
 use crate::services::{BoxFuture, ConfigHandle, Health, InitContext, Job};
@@ -34,7 +35,7 @@ pub struct Migration {
 /// name, for requests whose path starts with one of `paths` (all requests when empty).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MiddlewareSpec {
-    /// Identifies the middleware within its extension; passed back to the trait methods.
+    /// Identifies the middleware within its extension.
     pub id: String,
     /// Lower runs first on the way in (and last on the way out).
     pub priority: i32,
@@ -67,8 +68,9 @@ impl MiddlewareSpec {
 /// An extension: Rust code compiled into Solobase that behaves like a plugin at run time.
 ///
 /// Only [`Extension::initialize`] is required; every other method has a no-op default, so a
-/// minimal extension is a few lines. Hook methods are called only for the hook points the
-/// extension lists in [`Extension::hooks`].
+/// minimal extension is a few lines. Hooks and middleware are registered in
+/// [`Extension::hooks`] with the methods that run them, as routes are in
+/// [`Extension::routes`].
 pub trait Extension: Send + Sync + Sized + 'static {
     /// The extension's configuration (`config/extensions/<name>.toml`). Its JSON Schema is
     /// derived and checked by the host; `()` when there is none.
@@ -98,120 +100,9 @@ pub trait Extension: Send + Sync + Sized + 'static {
         let _ = routes;
     }
 
-    /// Registers middleware.
-    fn middleware(&self) -> Vec<MiddlewareSpec> {
-        Vec::new()
-    }
-
-    /// A middleware's inbound half: may change the request or answer it. Runs on every
-    /// matching request: answer at once when no I/O is needed (see [`Hook`]).
-    fn middleware_request<'a>(&'a self, id: &'a str, req: &'a mut RequestHead) -> Hook<'a, Flow> {
-        let _ = (id, req);
-        Flow::Continue.into()
-    }
-
-    /// A middleware's outbound half: may change status and headers.
-    fn middleware_response<'a>(
-        &'a self,
-        id: &'a str,
-        req: &'a RequestHead,
-        res: &'a mut ResponseHead,
-    ) -> Hook<'a, ()> {
-        let _ = (id, req, res);
-        ().into()
-    }
-
-    /// The hooks this extension wants, with priorities.
-    fn hooks(&self) -> HookSet {
-        HookSet::new()
-    }
-
-    /// `pre_request`: may change the request head or answer.
-    fn pre_request<'a>(&'a self, req: &'a mut RequestHead) -> Hook<'a, Flow> {
-        let _ = req;
-        Flow::Continue.into()
-    }
-
-    /// `authentication`: the caller, when this extension recognises its credentials.
-    fn authenticate<'a>(&'a self, req: &'a RequestHead) -> Hook<'a, Result<Option<Identity>>> {
-        let _ = req;
-        Ok(None).into()
-    }
-
-    /// `authorization`: may deny the (possibly anonymous) caller.
-    fn authorize<'a>(&'a self, req: &'a RequestHead) -> Hook<'a, Flow> {
-        let _ = req;
-        Flow::Continue.into()
-    }
-
-    /// `error`: the handler failed; may replace the response.
-    fn on_error<'a>(
-        &'a self,
-        req: &'a RequestHead,
-        res: &'a ResponseHead,
-    ) -> Hook<'a, Option<Response>> {
-        let _ = (req, res);
-        None.into()
-    }
-
-    /// `post_request`: observes the request and the response status.
-    fn post_request<'a>(&'a self, req: &'a RequestHead, res: &'a ResponseHead) -> Hook<'a, ()> {
-        let _ = (req, res);
-        ().into()
-    }
-
-    /// `pre_response`: may change the response status and headers.
-    fn pre_response<'a>(&'a self, req: &'a RequestHead, res: &'a mut ResponseHead) -> Hook<'a, ()> {
-        let _ = (req, res);
-        ().into()
-    }
-
-    /// `post_response`: observes, after the response was handed to the server.
-    fn post_response<'a>(&'a self, req: &'a RequestHead, res: &'a ResponseHead) -> Hook<'a, ()> {
-        let _ = (req, res);
-        ().into()
-    }
-
-    /// `user.signup`: may refuse an account about to be created.
-    fn user_signup(&self, info: &SignupInfo) -> impl Future<Output = Flow> + Send {
-        let _ = info;
-        async { Flow::Continue }
-    }
-
-    /// `user.login`: may refuse a login whose password matched.
-    fn user_login(&self, info: &LoginInfo) -> impl Future<Output = Flow> + Send {
-        let _ = info;
-        async { Flow::Continue }
-    }
-
-    /// `storage.before_upload`: may refuse an upload (e.g. 507 when over a quota).
-    fn storage_before_upload(&self, info: &UploadInfo) -> impl Future<Output = Flow> + Send {
-        let _ = info;
-        async { Flow::Continue }
-    }
-
-    /// `storage.after_upload`: a file was stored.
-    fn storage_after_upload(&self, info: &UploadInfo) -> impl Future<Output = ()> + Send {
-        let _ = info;
-        async {}
-    }
-
-    /// `storage.before_download`: may refuse a download.
-    fn storage_before_download(&self, info: &DownloadInfo) -> impl Future<Output = Flow> + Send {
-        let _ = info;
-        async { Flow::Continue }
-    }
-
-    /// `storage.after_download`: a file was sent.
-    fn storage_after_download(&self, info: &DownloadInfo) -> impl Future<Output = ()> + Send {
-        let _ = info;
-        async {}
-    }
-
-    /// A committed event matching one of [`HookSet::events`].
-    fn on_event(&self, event: &Event) -> impl Future<Output = ()> + Send {
-        let _ = event;
-        async {}
+    /// Registers hooks and middleware, each with the method that runs it (see [`Hooks`]).
+    fn hooks(&self, hooks: &mut Hooks<Self>) {
+        let _ = hooks;
     }
 
     /// Runs one of its background jobs (queued with [`crate::Jobs::enqueue`]): `Ok` when done,
@@ -275,28 +166,72 @@ pub trait ErasedExtension: Send + Sync {
     fn run_job<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<()>>;
 }
 
-impl<E: Extension> ErasedExtension for E {
+/// An extension with its registered hooks: what the host holds for it.
+#[doc(hidden)]
+pub struct Erased<E: Extension> {
+    ext: Arc<E>,
+    set: HookSet,
+    table: Table<E>,
+}
+
+impl<E: Extension> std::fmt::Debug for Erased<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Erased")
+            .field("hooks", &self.set)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: Extension> Erased<E> {
+    /// `ext` with the hooks it registers.
+    pub fn new(ext: Arc<E>) -> Self {
+        let mut hooks = Hooks::new();
+        ext.hooks(&mut hooks);
+        Self {
+            ext,
+            set: hooks.set,
+            table: hooks.table,
+        }
+    }
+}
+
+/// A registered hook's answer as a boxed future, or `default` when none is registered.
+fn boxed<'a, T: Unpin + Send + 'a>(hook: Option<Hook<'a, T>>, default: T) -> BoxFuture<'a, T> {
+    Box::pin(hook.unwrap_or_else(|| Hook::ready(default)))
+}
+
+impl<E: Extension> ErasedExtension for Erased<E> {
     fn start(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(Extension::start(self))
+        Box::pin(Extension::start(&*self.ext))
     }
     fn stop(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(Extension::stop(self))
+        Box::pin(Extension::stop(&*self.ext))
     }
     fn health(&self) -> BoxFuture<'_, Health> {
-        Box::pin(Extension::health(self))
+        Box::pin(Extension::health(&*self.ext))
     }
     fn routes(self: Arc<Self>) -> Vec<RouteDef> {
-        let mut routes = Routes::new(self.clone());
-        Extension::routes(&*self, &mut routes);
+        let mut routes = Routes::new(self.ext.clone());
+        Extension::routes(&*self.ext, &mut routes);
         routes.into_defs()
     }
     fn middleware(&self) -> Vec<MiddlewareSpec> {
-        Extension::middleware(self)
+        self.table
+            .middleware
+            .iter()
+            .map(|m| m.spec.clone())
+            .collect()
     }
     // The request-path hooks are forwarded as they are: no allocation for hooks that answer
     // at once.
     fn middleware_request<'a>(&'a self, id: &'a str, req: &'a mut RequestHead) -> Hook<'a, Flow> {
-        Extension::middleware_request(self, id, req)
+        match self.table.middleware.iter().find(|m| m.spec.id == id) {
+            Some(Middleware {
+                on_request: Some(f),
+                ..
+            }) => f(&self.ext, req),
+            _ => Flow::Continue.into(),
+        }
     }
     fn middleware_response<'a>(
         &'a self,
@@ -304,62 +239,111 @@ impl<E: Extension> ErasedExtension for E {
         req: &'a RequestHead,
         res: &'a mut ResponseHead,
     ) -> Hook<'a, ()> {
-        Extension::middleware_response(self, id, req, res)
+        match self.table.middleware.iter().find(|m| m.spec.id == id) {
+            Some(Middleware {
+                on_response: Some(f),
+                ..
+            }) => f(&self.ext, req, res),
+            _ => ().into(),
+        }
     }
     fn hooks(&self) -> HookSet {
-        Extension::hooks(self)
+        self.set.clone()
     }
     fn pre_request<'a>(&'a self, req: &'a mut RequestHead) -> Hook<'a, Flow> {
-        Extension::pre_request(self, req)
+        match self.table.pre_request {
+            Some(f) => f(&self.ext, req),
+            None => Flow::Continue.into(),
+        }
     }
     fn authenticate<'a>(&'a self, req: &'a RequestHead) -> Hook<'a, Result<Option<Identity>>> {
-        Extension::authenticate(self, req)
+        match self.table.authentication {
+            Some(f) => f(&self.ext, req),
+            None => Ok(None).into(),
+        }
     }
     fn authorize<'a>(&'a self, req: &'a RequestHead) -> Hook<'a, Flow> {
-        Extension::authorize(self, req)
+        match self.table.authorization {
+            Some(f) => f(&self.ext, req),
+            None => Flow::Continue.into(),
+        }
     }
     fn on_error<'a>(
         &'a self,
         req: &'a RequestHead,
         res: &'a ResponseHead,
     ) -> Hook<'a, Option<Response>> {
-        Extension::on_error(self, req, res)
+        match self.table.error {
+            Some(f) => f(&self.ext, req, res),
+            None => None.into(),
+        }
     }
     fn post_request<'a>(&'a self, req: &'a RequestHead, res: &'a ResponseHead) -> Hook<'a, ()> {
-        Extension::post_request(self, req, res)
+        match self.table.post_request {
+            Some(f) => f(&self.ext, req, res),
+            None => ().into(),
+        }
     }
     fn pre_response<'a>(&'a self, req: &'a RequestHead, res: &'a mut ResponseHead) -> Hook<'a, ()> {
-        Extension::pre_response(self, req, res)
+        match self.table.pre_response {
+            Some(f) => f(&self.ext, req, res),
+            None => ().into(),
+        }
     }
     fn post_response<'a>(&'a self, req: &'a RequestHead, res: &'a ResponseHead) -> Hook<'a, ()> {
-        Extension::post_response(self, req, res)
+        match self.table.post_response {
+            Some(f) => f(&self.ext, req, res),
+            None => ().into(),
+        }
     }
     fn user_signup<'a>(&'a self, info: &'a SignupInfo) -> BoxFuture<'a, Flow> {
-        Box::pin(Extension::user_signup(self, info))
+        boxed(
+            self.table.user_signup.map(|f| f(&self.ext, info)),
+            Flow::Continue,
+        )
     }
     fn user_login<'a>(&'a self, info: &'a LoginInfo) -> BoxFuture<'a, Flow> {
-        Box::pin(Extension::user_login(self, info))
+        boxed(
+            self.table.user_login.map(|f| f(&self.ext, info)),
+            Flow::Continue,
+        )
     }
     fn storage_before_upload<'a>(&'a self, info: &'a UploadInfo) -> BoxFuture<'a, Flow> {
-        Box::pin(Extension::storage_before_upload(self, info))
+        boxed(
+            self.table.storage_before_upload.map(|f| f(&self.ext, info)),
+            Flow::Continue,
+        )
     }
     fn storage_after_upload<'a>(&'a self, info: &'a UploadInfo) -> BoxFuture<'a, ()> {
-        Box::pin(Extension::storage_after_upload(self, info))
+        boxed(
+            self.table.storage_after_upload.map(|f| f(&self.ext, info)),
+            (),
+        )
     }
     fn storage_before_download<'a>(&'a self, info: &'a DownloadInfo) -> BoxFuture<'a, Flow> {
-        Box::pin(Extension::storage_before_download(self, info))
+        boxed(
+            self.table
+                .storage_before_download
+                .map(|f| f(&self.ext, info)),
+            Flow::Continue,
+        )
     }
     fn storage_after_download<'a>(&'a self, info: &'a DownloadInfo) -> BoxFuture<'a, ()> {
-        Box::pin(Extension::storage_after_download(self, info))
+        boxed(
+            self.table
+                .storage_after_download
+                .map(|f| f(&self.ext, info)),
+            (),
+        )
     }
     fn on_event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()> {
-        Box::pin(Extension::on_event(self, event))
+        boxed(self.table.on_event.map(|f| f(&self.ext, event)), ())
     }
     fn config_changed(&self, new: &serde_json::Value) -> Result<()> {
-        Extension::config_changed(self, &parse_config::<E::Config>(new)?)
+        Extension::config_changed(&*self.ext, &parse_config::<E::Config>(new)?)
     }
     fn run_job<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<()>> {
-        Box::pin(Extension::run_job(self, job))
+        Box::pin(Extension::run_job(&*self.ext, job))
     }
 }
 
@@ -437,7 +421,10 @@ impl Registration {
                         raw.http,
                     );
                     let ext = E::initialize(ctx).await?;
-                    Ok((Arc::new(ext) as Arc<dyn ErasedExtension>, updater))
+                    Ok((
+                        Arc::new(Erased::new(Arc::new(ext))) as Arc<dyn ErasedExtension>,
+                        updater,
+                    ))
                 })
             },
             config_schema: || {

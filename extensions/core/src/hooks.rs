@@ -1,12 +1,11 @@
 //! Hooks: the points where the host calls into an extension besides its routes.
 //!
-//! An extension says which hooks it wants, and with which priority, in
-//! [`Extension::hooks`](crate::Extension::hooks); the host then calls the matching trait
-//! methods. Hooks of all extensions run in ascending priority, ties broken by extension name —
+//! An extension registers each hook it wants, with its priority and the method that runs it,
+//! in [`Extension::hooks`](crate::Extension::hooks) (see [`Hooks`]). Hooks of all extensions run in ascending priority, ties broken by extension name —
 //! a total, stable order. A hook that overruns its time limit is cut off and counted.
 //!
-//! The request-path hooks (the first seven below, and middleware) return a [`Hook`]: the
-//! answer at once, or a future when they must wait. The other hooks are `async` methods.
+//! Every hook and middleware returns a [`Hook`]: the answer at once, or a future when it must
+//! wait ([`Hook::wait`] with an `async` block).
 //!
 //! | hook | when | may |
 //! |---|---|---|
@@ -35,6 +34,9 @@ use uuid::Uuid;
 
 use crate::http::{Response, StatusCode};
 use crate::services::BoxFuture;
+
+pub(crate) mod registry;
+pub use registry::{ExchangeHook, Hooks, InfoHook, RequestHook, RequestMutHook, ResponseMutHook};
 
 /// The default time limit of one hook call.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_millis(500);
@@ -228,7 +230,9 @@ impl<T> std::fmt::Debug for Hook<'_, T> {
     }
 }
 
-/// Which hooks an extension wants and their priorities (lower runs first).
+/// Which hooks an extension registered and their priorities (lower runs first): what the host
+/// reads of [`Hooks`].
+#[doc(hidden)]
 #[derive(Debug, Clone, Default)]
 pub struct HookSet {
     pub(crate) points: Vec<(HookPoint, i32)>,

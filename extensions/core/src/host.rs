@@ -3,5 +3,6 @@
 //! extension code has no use for these, and they may change in any release.
 
 pub use crate::event::EventBus;
-pub use crate::extension::{ConfigUpdater, ErasedExtension, Initialized, RawInit};
+pub use crate::extension::{ConfigUpdater, Erased, ErasedExtension, Initialized, RawInit};
+pub use crate::hooks::HookSet;
 pub use crate::routes::{Lookup, RouteDef, RouteTable};

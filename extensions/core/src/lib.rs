@@ -48,13 +48,16 @@
 //! ## What an extension can do
 //!
 //! - **Routes** ([`Routes`]) under `/ext/<name>/`, each with an [`Access`] rule.
-//! - **Middleware** ([`MiddlewareSpec`]), priority-ordered and path-scoped.
-//! - **Hooks** ([`hooks`]): seven pipeline hooks around every request, hooks on sign-up,
-//!   login, uploads and downloads, and subscriptions to system events.
+//! - **Hooks and middleware** ([`Hooks`], registered in `Extension::hooks` with the methods
+//!   that run them): seven pipeline hooks around every request, hooks on sign-up, login,
+//!   uploads and downloads, subscriptions to system events, and priority-ordered,
+//!   path-scoped middleware ([`MiddlewareSpec`]).
 //! - **Services** ([`InitContext`]): its own database schema, storage directory, logger,
 //!   read-only user lookups, typed configuration and the event bus.
 //! - **Lifecycle**: `initialize`, `start`, `stop` and `health`.
-//! - **Migrations** ([`Migration`]) with a down script for every version.
+//! - **Migrations** ([`Migration`]): the files of the crate's `migrations/` folder, each with
+//!   a down script, embedded by its build script.
+//! - **Outbound HTTP** ([`outbound`], `ctx.http`) through the host's guard.
 //!
 //! The developer guide (`extensions/README.md` in the Solobase repository) walks through all
 //! of it; the [`testing`] module (feature `testing`) runs extensions in unit tests.
@@ -83,7 +86,7 @@ pub mod webhooks;
 pub use error::{ExtensionError, Result};
 pub use event::{Event, EventType};
 pub use extension::{Extension, MiddlewareSpec, Migration, Registration};
-pub use hooks::{Flow, Hook, HookPoint, HookSet};
+pub use hooks::{Flow, Hook, HookPoint, Hooks};
 pub use http::{Identity, Request, RequestHead, Response, ResponseHead, Role};
 pub use manifest::{ExtensionName, Manifest, Permission, Tier};
 pub use routes::{Access, Routes};
@@ -104,7 +107,7 @@ pub mod prelude {
         Role, StatusCode,
     };
     pub use crate::{
-        Access, Event, Extension, ExtensionError, Flow, Health, Hook, HookPoint, HookSet,
+        Access, Event, Extension, ExtensionError, Flow, Health, Hook, HookPoint, Hooks,
         InitContext, Job, MiddlewareSpec, Migration, Result, Routes,
     };
 }

@@ -9,9 +9,9 @@
 //!     let harness = TestHarness::<Hello>::builder("hello").build().await.unwrap();
 //!     let res = harness.call(Request::new(Method::GET, "/")).await;
 //!     assert_eq!(res.status, StatusCode::OK);
-//!     // Hooks are trait methods: call them on the extension itself.
+//!     // Hooks are the extension's own methods (registered in `hooks`): call them directly.
 //!     let mut head = RequestHead::new(Method::GET, "/anything");
-//!     let flow = harness.ext().pre_request(&mut head).await;
+//!     let flow = harness.ext().check_origin(&mut head).await;
 //! }
 //! ```
 //!
@@ -362,7 +362,8 @@ impl<E: Extension> TestHarnessBuilder<E> {
                 .unwrap_or_else(|| crate::outbound::Http::new(Arc::new(crate::outbound::NoHttp))),
         );
         let ext = Arc::new(E::initialize(ctx).await?);
-        let defs = crate::host::ErasedExtension::routes(ext.clone());
+        let defs =
+            crate::host::ErasedExtension::routes(Arc::new(crate::host::Erased::new(ext.clone())));
         let routes = RouteTable::build(name.as_str(), defs).map_err(ExtensionError::Config)?;
         Ok(TestHarness {
             ext,

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use solobase_sdk::extension::ConfigUpdater;
 use solobase_sdk::host::ErasedExtension;
+use solobase_sdk::host::HookSet;
 use solobase_sdk::routes::RouteTable;
 use solobase_sdk::services::ConfigHandle;
-use solobase_sdk::{Events, ExtensionName, HookSet, InitContext, Manifest, Registration};
+use solobase_sdk::{Events, ExtensionName, InitContext, Manifest, Registration};
 use tracing::Instrument;
 
 use super::{HostContext, Loaded, Stats};

@@ -25,11 +25,10 @@ use deadpool_postgres::Pool;
 use futures_util::FutureExt;
 use solobase_sdk::extension::ConfigUpdater;
 use solobase_sdk::hooks::HookPoint;
-use solobase_sdk::host::{ErasedExtension, EventBus};
+use solobase_sdk::host::{ErasedExtension, EventBus, HookSet};
 use solobase_sdk::routes::RouteTable;
 use solobase_sdk::{
-    Event, EventType, ExtensionName, Flow, Hook, HookSet, Manifest, MiddlewareSpec, Registration,
-    Response,
+    Event, EventType, ExtensionName, Flow, Hook, Manifest, MiddlewareSpec, Registration, Response,
 };
 use tokio::sync::watch;
 use tracing::Instrument;

@@ -65,11 +65,17 @@ impl Extension for Faulty {
             .public();
     }
 
-    fn middleware(&self) -> Vec<MiddlewareSpec> {
-        vec![MiddlewareSpec::new("faulty", 0)]
+    fn hooks(&self, hooks: &mut Hooks<Self>) {
+        hooks
+            .middleware(MiddlewareSpec::new("faulty", 0), Some(Self::inbound), None)
+            .pre_request(0, Self::first)
+            .post_request(0, Self::after)
+            .user_signup(0, Self::signup);
     }
+}
 
-    fn middleware_request<'a>(&'a self, _id: &'a str, req: &'a mut RequestHead) -> Hook<'a, Flow> {
+impl Faulty {
+    fn inbound<'a>(&'a self, req: &'a mut RequestHead) -> Hook<'a, Flow> {
         if wants(req, "middleware") {
             return Hook::wait(async {
                 tokio::task::yield_now().await;
@@ -79,14 +85,7 @@ impl Extension for Faulty {
         Flow::Continue.into()
     }
 
-    fn hooks(&self) -> HookSet {
-        HookSet::new()
-            .on(HookPoint::PreRequest, 0)
-            .on(HookPoint::PostRequest, 0)
-            .on(HookPoint::UserSignup, 0)
-    }
-
-    fn pre_request(&self, req: &mut RequestHead) -> Hook<'_, Flow> {
+    fn first(&self, req: &mut RequestHead) -> Hook<'_, Flow> {
         assert!(!wants(req, "pre_request"), "pre_request exploded");
         if wants(req, "slow") {
             return Hook::wait(async {
@@ -97,14 +96,14 @@ impl Extension for Faulty {
         Flow::Continue.into()
     }
 
-    fn post_request(&self, req: &RequestHead, _res: &ResponseHead) -> Hook<'_, ()> {
+    fn after(&self, req: &RequestHead, _res: &ResponseHead) -> Hook<'_, ()> {
         assert!(!wants(req, "post_request"), "post_request exploded");
         ().into()
     }
 
-    async fn user_signup(&self, info: &SignupInfo) -> Flow {
+    fn signup<'a>(&'a self, info: &'a SignupInfo) -> Hook<'a, Flow> {
         assert!(!info.email.starts_with("panic"), "user_signup exploded");
-        Flow::Continue
+        Flow::Continue.into()
     }
 }
 

@@ -8,34 +8,11 @@
 use std::time::Duration;
 
 use solobase::config::ExtensionLimits;
+use solobase_sdk::Registration;
 use solobase_sdk::prelude::*;
-use solobase_sdk::{Migration, Registration};
 
+use super::security::plain;
 use crate::helpers::{TestApp, connect, database_url};
-
-struct Plain;
-
-impl Extension for Plain {
-    type Config = ();
-    async fn initialize(_ctx: InitContext<()>) -> Result<Self> {
-        Ok(Plain)
-    }
-}
-
-fn plain(name: &str) -> Registration {
-    let manifest = format!(
-        "[extension]\nname = \"{name}\"\nversion = \"0.1.0\"\ndescription = \"d\"\n\
-         min_host_version = \"0.1.0\"\n"
-    );
-    Registration::new::<Plain>(Box::leak(manifest.into_boxed_str()), "0.1.0").with_migrations(&[
-        Migration {
-            version: 1,
-            name: "items",
-            up: "CREATE TABLE items (id int)",
-            down: "DROP TABLE items",
-        },
-    ])
-}
 
 /// A fresh extension name and its role.
 fn fresh_extension(prefix: &str) -> (String, String) {

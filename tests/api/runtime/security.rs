@@ -417,7 +417,8 @@ impl Extension for Plain {
     }
 }
 
-fn plain(name: &str) -> Registration {
+/// An extension named `name` with one migration and nothing else.
+pub(crate) fn plain(name: &str) -> Registration {
     let manifest = format!(
         "[extension]\nname = \"{name}\"\nversion = \"0.1.0\"\ndescription = \"d\"\n\
          min_host_version = \"0.1.0\"\n"

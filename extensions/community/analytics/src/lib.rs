@@ -135,6 +135,15 @@ fn asset(content_type: &'static str, body: &'static str, cache: &str) -> Respons
 }
 
 impl Analytics {
+    /// `post_request`: never waits — the view is queued for the flusher (or dropped and
+    /// counted).
+    fn capture(&self, req: &RequestHead, res: &ResponseHead) -> Hook<'_, ()> {
+        if let Some(hit) = capture_page_view(req, res.status, &self.ctx.config.get()) {
+            self.pipeline.offer(hit);
+        }
+        ().into()
+    }
+
     fn params(&self, req: &Request, extra: &[&str]) -> Result<Params> {
         Params::parse(&req.head.query, extra, OffsetDateTime::now_utc())
     }
@@ -379,16 +388,8 @@ impl Extension for Analytics {
         routes.post("/api/purge", Self::purge_now).admin();
     }
 
-    fn hooks(&self) -> HookSet {
-        HookSet::new().on(HookPoint::PostRequest, 100)
-    }
-
-    fn post_request(&self, req: &RequestHead, res: &ResponseHead) -> Hook<'_, ()> {
-        // Never waits: the view is queued for the flusher (or dropped and counted).
-        if let Some(hit) = capture_page_view(req, res.status, &self.ctx.config.get()) {
-            self.pipeline.offer(hit);
-        }
-        ().into()
+    fn hooks(&self, hooks: &mut Hooks<Self>) {
+        hooks.post_request(100, Self::capture);
     }
 
     async fn health(&self) -> Health {

@@ -236,7 +236,7 @@ const TAKEN_TYPE_NAMES: &[&str] = &[
     "Health",
     "Hook",
     "HookPoint",
-    "HookSet",
+    "Hooks",
     "Identity",
     "InitContext",
     "Into",

@@ -302,15 +302,60 @@ impl Extension for Probe {
             .public();
     }
 
-    fn middleware(&self) -> Vec<MiddlewareSpec> {
-        vec![
-            MiddlewareSpec::new("tag", 10)
-                .path("/ext/probe/")
-                .path("/healthz"),
-        ]
+    fn hooks(&self, hooks: &mut Hooks<Self>) {
+        hooks
+            .timeout(Duration::from_millis(300))
+            .middleware(
+                MiddlewareSpec::new("tag", 10)
+                    .path("/ext/probe/")
+                    .path("/healthz"),
+                Some(Self::tag_in),
+                Some(Self::tag_out),
+            )
+            .pre_request(0, Self::pre_request)
+            .authentication(0, Self::authenticate)
+            .authorization(0, Self::authorize)
+            .error(0, Self::on_error)
+            .post_request(0, Self::post_request)
+            .pre_response(0, Self::pre_response)
+            .post_response(0, Self::post_response)
+            .user_signup(0, Self::user_signup)
+            .user_login(0, Self::user_login)
+            .storage_before_upload(0, Self::storage_before_upload)
+            .storage_after_upload(0, Self::storage_after_upload)
+            .storage_before_download(0, Self::storage_before_download)
+            .storage_after_download(0, Self::storage_after_download)
+            .on_event(&["user.*"], Self::on_event);
     }
 
-    fn middleware_request(&self, _id: &str, req: &mut RequestHead) -> Hook<'_, Flow> {
+    async fn run_job(&self, job: &Job) -> Result<()> {
+        match job.kind.as_str() {
+            "record" => {
+                let client = self.ctx.db.client().await?;
+                client
+                    .execute("INSERT INTO job_runs (job_id) VALUES ($1)", &[&job.id])
+                    .await?;
+                Ok(())
+            }
+            other => Err(ExtensionError::InvalidRequest(format!(
+                "no job kind {other}"
+            ))),
+        }
+    }
+
+    fn config_changed(&self, new: &ProbeConfig) -> Result<()> {
+        if new.greeting == "refuse" {
+            return Err(ExtensionError::InvalidRequest(
+                "the probe will not greet with \"refuse\"".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The hooks and middleware, registered in `Extension::hooks`.
+impl Probe {
+    fn tag_in(&self, req: &mut RequestHead) -> Hook<'_, Flow> {
         if has(req, "x-probe-mw-block") {
             return Flow::reject(
                 StatusCode::IM_A_TEAPOT,
@@ -322,25 +367,10 @@ impl Extension for Probe {
         Flow::Continue.into()
     }
 
-    fn middleware_response(
-        &self,
-        _id: &str,
-        _req: &RequestHead,
-        res: &mut ResponseHead,
-    ) -> Hook<'_, ()> {
+    fn tag_out(&self, _req: &RequestHead, res: &mut ResponseHead) -> Hook<'_, ()> {
         res.headers
             .insert("x-probe-mw", "1".parse().expect("static header"));
         ().into()
-    }
-
-    fn hooks(&self) -> HookSet {
-        let mut set = HookSet::new()
-            .timeout(Duration::from_millis(300))
-            .events("user.*");
-        for point in HookPoint::ALL {
-            set = set.on(point, 0);
-        }
-        set
     }
 
     fn pre_request<'a>(&'a self, req: &'a mut RequestHead) -> Hook<'a, Flow> {
@@ -436,80 +466,70 @@ impl Extension for Probe {
         ().into()
     }
 
-    async fn user_signup(&self, info: &SignupInfo) -> Flow {
-        self.hit("user.signup");
-        if info.email.ends_with("@blocked.example") {
-            return Flow::reject(
-                StatusCode::FORBIDDEN,
-                "domain_blocked",
-                "this domain may not sign up",
-            );
-        }
-        Flow::Continue
-    }
-
-    async fn user_login(&self, info: &LoginInfo) -> Flow {
-        self.hit("user.login");
-        if info.email.starts_with("banned") {
-            return Flow::reject(StatusCode::FORBIDDEN, "banned", "this account is banned");
-        }
-        Flow::Continue
-    }
-
-    async fn storage_before_upload(&self, info: &UploadInfo) -> Flow {
-        self.hit("storage.before_upload");
-        if info.bucket == "full" {
-            return Flow::reject(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "quota_exceeded",
-                "bucket full",
-            );
-        }
-        Flow::Continue
-    }
-
-    async fn storage_after_upload(&self, _info: &UploadInfo) {
-        self.hit("storage.after_upload");
-    }
-
-    async fn storage_before_download(&self, info: &DownloadInfo) -> Flow {
-        self.hit("storage.before_download");
-        if info.path == "forbidden.txt" {
-            return Flow::reject(StatusCode::FORBIDDEN, "probe_forbidden", "not this file");
-        }
-        Flow::Continue
-    }
-
-    async fn storage_after_download(&self, _info: &DownloadInfo) {
-        self.hit("storage.after_download");
-    }
-
-    async fn on_event(&self, event: &Event) {
-        self.hit(&format!("event:{}", event.event_type.as_str()));
-    }
-
-    async fn run_job(&self, job: &Job) -> Result<()> {
-        match job.kind.as_str() {
-            "record" => {
-                let client = self.ctx.db.client().await?;
-                client
-                    .execute("INSERT INTO job_runs (job_id) VALUES ($1)", &[&job.id])
-                    .await?;
-                Ok(())
+    fn user_signup<'a>(&'a self, info: &'a SignupInfo) -> Hook<'a, Flow> {
+        Hook::wait(async move {
+            self.hit("user.signup");
+            if info.email.ends_with("@blocked.example") {
+                return Flow::reject(
+                    StatusCode::FORBIDDEN,
+                    "domain_blocked",
+                    "this domain may not sign up",
+                );
             }
-            other => Err(ExtensionError::InvalidRequest(format!(
-                "no job kind {other}"
-            ))),
-        }
+            Flow::Continue
+        })
     }
 
-    fn config_changed(&self, new: &ProbeConfig) -> Result<()> {
-        if new.greeting == "refuse" {
-            return Err(ExtensionError::InvalidRequest(
-                "the probe will not greet with \"refuse\"".into(),
-            ));
-        }
-        Ok(())
+    fn user_login<'a>(&'a self, info: &'a LoginInfo) -> Hook<'a, Flow> {
+        Hook::wait(async move {
+            self.hit("user.login");
+            if info.email.starts_with("banned") {
+                return Flow::reject(StatusCode::FORBIDDEN, "banned", "this account is banned");
+            }
+            Flow::Continue
+        })
+    }
+
+    fn storage_before_upload<'a>(&'a self, info: &'a UploadInfo) -> Hook<'a, Flow> {
+        Hook::wait(async move {
+            self.hit("storage.before_upload");
+            if info.bucket == "full" {
+                return Flow::reject(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "quota_exceeded",
+                    "bucket full",
+                );
+            }
+            Flow::Continue
+        })
+    }
+
+    fn storage_after_upload<'a>(&'a self, _info: &'a UploadInfo) -> Hook<'a, ()> {
+        Hook::wait(async move {
+            self.hit("storage.after_upload");
+        })
+    }
+
+    fn storage_before_download<'a>(&'a self, info: &'a DownloadInfo) -> Hook<'a, Flow> {
+        Hook::wait(async move {
+            self.hit("storage.before_download");
+            if info.path == "forbidden.txt" {
+                return Flow::reject(StatusCode::FORBIDDEN, "probe_forbidden", "not this file");
+            }
+            Flow::Continue
+        })
+    }
+
+    fn storage_after_download<'a>(&'a self, _info: &'a DownloadInfo) -> Hook<'a, ()> {
+        Hook::wait(async move {
+            self.hit("storage.after_download");
+        })
+    }
+
+    fn on_event<'a>(&'a self, event: &'a Event) -> Hook<'a, ()> {
+        Hook::wait(async move {
+            self.hit(&format!("event:{}", event.event_type.as_str()));
+        })
     }
 }
 

@@ -269,7 +269,14 @@ impl Throttle {
     }
 
     fn account_key(&self, purpose: Purpose, email: &str) -> AccountKey {
-        let normalised = email.trim().to_lowercase();
+        // Each character by its simple lower-case mapping, as PostgreSQL's `lower()` folds it
+        // under a UTF-8 character type: `İ` (U+0130) is `i` there, where `str::to_lowercase`
+        // makes it `i` and a combining dot — a second key for the same account.
+        let normalised: String = email
+            .trim()
+            .chars()
+            .map(|c| c.to_lowercase().next().unwrap_or(c))
+            .collect();
         AccountKey(self.hasher.hash_one((purpose as u8, normalised)), purpose)
     }
 
@@ -502,6 +509,16 @@ mod tests {
         throttle
             .admit_account(Purpose::Login, "ada@example.com", a)
             .unwrap();
+    }
+
+    #[test]
+    fn spellings_lower_folds_alike_share_a_key() {
+        let throttle = Throttle::new(&config());
+        let key = |email| throttle.account_key(Purpose::Login, email);
+        assert_eq!(key("ian@example.com"), key(" \u{130}AN@Example.com"));
+        // A final capital sigma: `σ` to `lower()`, `ς` to `str::to_lowercase`.
+        assert_eq!(key("a\u{3c3}@example.com"), key("a\u{3a3}@example.com"));
+        assert_ne!(key("ian@example.com"), key("jan@example.com"));
     }
 
     #[test]

@@ -125,25 +125,30 @@ pub async fn create_with_hash(
     Ok((user, event))
 }
 
-/// The user whose email and password match (disabled or not: the caller decides), or `None`.
-/// Verifies in `slot`, and takes as long for an unknown email as for a wrong password.
+/// The user whose email and password match (disabled or not: the caller decides), with the
+/// hash the password was verified against (for [`open_session`]), or `None`. Verifies in
+/// `slot`, and takes as long for an unknown email as for a wrong password.
 pub(crate) async fn authenticate(
     pool: &deadpool_postgres::Pool,
     slot: super::throttle::Slot,
     email: &str,
     candidate: &str,
-) -> Result<Option<User>, crate::error::ApiError> {
+) -> Result<Option<(User, String)>, crate::error::ApiError> {
     let row = password_row(pool, email).await?;
     let stored: Option<String> = row.as_ref().map(|r| r.get("password_hash"));
     let candidate = candidate.to_owned();
+    let checked = stored.clone();
     let matches = slot
         .run(move || {
-            let stored = stored.as_deref().unwrap_or_else(|| password::dummy_hash());
-            password::verify(&candidate, stored)
+            let checked = checked.as_deref().unwrap_or_else(|| password::dummy_hash());
+            password::verify(&candidate, checked)
         })
         .await
         .map_err(crate::error::ApiError::internal)?;
-    Ok(row.filter(|_| matches).map(|r| User::from_row(&r)))
+    Ok(row
+        .filter(|_| matches)
+        .zip(stored)
+        .map(|(r, hash)| (User::from_row(&r), hash)))
 }
 
 /// The account of `email` with its password hash.
@@ -164,16 +169,35 @@ pub(crate) async fn password_row(
 }
 
 /// Opens a session and records `user.login`: returns the token (shown to the client once),
-/// its expiry, and the committed event to publish.
+/// its expiry, and the committed event to publish. With `verified`, the password hash the
+/// login checked: when the account's hash is no longer that one (a password change committed
+/// meanwhile, which ended "every other session"), no session is opened (401). The account's
+/// row is held until the session commits, so a change racing it waits and then ends it.
 pub(crate) async fn open_session(
     pool: &deadpool_postgres::Pool,
     user: &User,
     ttl: std::time::Duration,
+    verified: Option<&str>,
 ) -> Result<(String, OffsetDateTime, Event), crate::error::ApiError> {
     let token = token::random_token();
     let expires_at = OffsetDateTime::now_utc() + ttl;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    if let Some(verified) = verified {
+        let current = tx
+            .query_opt(
+                "SELECT password_hash FROM solobase.users WHERE id = $1 FOR SHARE",
+                &[&user.id],
+            )
+            .await?
+            .map(|r| r.get::<_, String>(0));
+        if current.as_deref() != Some(verified) {
+            return Err(crate::error::ApiError::new(
+                crate::error::ErrorCode::InvalidCredentials,
+                "wrong email or password",
+            ));
+        }
+    }
     tx.execute(
         "INSERT INTO solobase.sessions (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
         &[&token::token_hash(&token), &user.id, &expires_at],

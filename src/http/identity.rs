@@ -62,9 +62,28 @@ pub(crate) async fn caller(req: &HttpRequest, pool: &Pool) -> Result<Caller, Api
     Ok(found)
 }
 
-/// Records the caller an extension's authentication hook established.
-pub(crate) fn established_by_extension(req: &HttpRequest, identity: Identity) {
-    req.extensions_mut().insert(Caller::Extension(identity));
+/// Records the caller an extension's authentication hook established — unless it is a
+/// disabled account of this server, which is refused like that account's tokens (a hook
+/// cannot tell: extensions are not shown whether an account is disabled). Whether it was
+/// kept. A failure to look the account up refuses it too.
+pub(crate) async fn established_by_extension(
+    req: &HttpRequest,
+    pool: &Pool,
+    identity: Identity,
+) -> bool {
+    let refused = match users::by_id(pool, identity.user_id).await {
+        Ok(found) => found.is_some_and(|user| user.is_disabled()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check the account an authentication hook named; refusing it");
+            true
+        }
+    };
+    req.extensions_mut().insert(if refused {
+        Caller::InvalidToken
+    } else {
+        Caller::Extension(identity)
+    });
+    !refused
 }
 
 async fn from_token(

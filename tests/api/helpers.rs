@@ -91,7 +91,18 @@ pub fn database_url(name: &str) -> String {
 
 /// A new empty database for one test.
 pub async fn fresh_database() -> String {
+    fresh_database_with("").await
+}
+
+/// A new empty database for one test, made with `options` (such as `LC_CTYPE 'C.utf8'`; from
+/// `template0` when there are options).
+pub async fn fresh_database_with(options: &str) -> String {
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let options = if options.is_empty() {
+        String::new()
+    } else {
+        format!(" TEMPLATE template0 {options}")
+    };
     let (client, conn) = cluster()
         .admin
         .connect(tokio_postgres::NoTls)
@@ -99,7 +110,7 @@ pub async fn fresh_database() -> String {
         .expect("connect");
     tokio::spawn(conn);
     client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .batch_execute(&format!("CREATE DATABASE {name}{options}"))
         .await
         .expect("create database");
     name

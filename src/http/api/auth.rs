@@ -74,7 +74,7 @@ pub(crate) async fn login(
     let Credentials { email, password } = body.into_inner();
     let client = client_key(&req);
     let (slot, account) = admit(&state.throttle, Purpose::Login, &email, client).await?;
-    let user = users::authenticate(&state.pool, slot, &email, &password)
+    let (user, verified) = users::authenticate(&state.pool, slot, &email, &password)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials, "wrong email or password"))?;
     state.throttle.succeeded(account, client);
@@ -103,7 +103,7 @@ pub(crate) async fn login(
     if let Some(refusal) = refused {
         return Ok(convert::response(refusal));
     }
-    issue_token(&state, user).await
+    issue_token(&state, user, Some(&verified)).await
 }
 
 /// Sign up
@@ -171,14 +171,20 @@ pub(crate) async fn signup(
     state.throttle.succeeded(account, client);
     state.events.publish(event);
     tracing::info!(user_id = %user.id, "user signed up");
-    let mut response = issue_token(&state, user).await?;
+    let mut response = issue_token(&state, user, None).await?;
     *response.status_mut() = actix_web::http::StatusCode::CREATED;
     Ok(response)
 }
 
-async fn issue_token(state: &AppState, user: User) -> Result<HttpResponse, ApiError> {
+/// A session for `user`; `verified`: the password hash a login checked (see
+/// [`users::open_session`]).
+async fn issue_token(
+    state: &AppState,
+    user: User,
+    verified: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
     let ttl = Duration::from_secs(state.config.auth.token_ttl_secs);
-    let (token, expires_at, event) = users::open_session(&state.pool, &user, ttl).await?;
+    let (token, expires_at, event) = users::open_session(&state.pool, &user, ttl, verified).await?;
     state.events.publish(event);
     Ok(HttpResponse::Ok().json(TokenResponse {
         token,

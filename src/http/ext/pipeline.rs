@@ -34,21 +34,26 @@ use solobase_sdk::{Flow, MiddlewareSpec, Response};
 use super::convert;
 use crate::http::RequestId;
 use crate::runtime::host::{
-    ActiveSet, ExtensionHost, HookOutcome, Loaded, Slot, panicked_response, settle,
+    ActiveSet, ExtensionHost, HookOutcome, Loaded, Slot, panicked_response,
 };
 
 /// Runs one request-path hook of `l` at `$point` through the host's hook engine
-/// (`ExtensionHost::begin`, then `settle`): its answer at once, or awaited within the hook's
-/// time limit — a [`HookOutcome`]. The macro only names the hook in `$calling` while its
-/// synchronous part runs: a panic there unwinds to [`middleware`], which catches it once per
-/// request.
+/// (`ExtensionHost::begin`, then `Begun::known`): its answer at once, or awaited within the
+/// hook's time limit — a [`HookOutcome`]. The macro only names the hook in `$calling` while
+/// its synchronous part runs: a panic there unwinds to [`middleware`], which catches it once
+/// per request.
 macro_rules! run_hook {
     ($host:expr, $calling:expr, $l:expr, $point:expr, $start:expr) => {{
         let slot = Slot::from($point);
         $calling.set(Some((&**$l, slot)));
         let begun = $host.begin($l, slot, $calling.timed, $start);
         $calling.set(None);
-        settle(begun).await
+        // Not `settle(begun).await`: most hooks answer at once, and an `async fn` around
+        // each of them costs ~140 instructions per hook (bench/instructions.sh).
+        match begun.known() {
+            Ok(outcome) => outcome,
+            Err(call) => call.await,
+        }
     }};
 }
 
@@ -370,8 +375,17 @@ async fn resolve_identity<'h>(
             }
         }
     }
-    if !by_token && let Some(found) = &identity {
-        crate::http::identity::established_by_extension(req.request(), found.clone());
+    if !by_token
+        && let Some(found) = &identity
+        && let Some(state) = req.app_data::<web::Data<crate::http::AppState>>()
+        && !crate::http::identity::established_by_extension(
+            req.request(),
+            &state.pool,
+            found.clone(),
+        )
+        .await
+    {
+        identity = None;
     }
     head.identity = identity;
     None

@@ -90,12 +90,25 @@ impl<F: Future + Unpin> Future for HookCall<'_, F> {
     }
 }
 
-/// Awaits a begun hook call to its outcome.
+impl<'l, T, F> Begun<'l, T, F> {
+    /// Its outcome when it is already known, otherwise the call to await.
+    #[inline]
+    pub fn known(self) -> Result<HookOutcome<T>, HookCall<'l, F>> {
+        match self {
+            Begun::Ready(answer) => Ok(HookOutcome::Done(answer)),
+            Begun::Waiting(call) => Err(call),
+            Begun::Panicked => Ok(HookOutcome::Panicked),
+        }
+    }
+}
+
+/// Awaits a begun hook call to its outcome. (The request pipeline awaits only a call that
+/// waits, through [`Begun::known`]: this `async fn`'s state machine, built, polled and
+/// dropped around every hook, is a cost most hooks, which answer at once, need not pay.)
 pub async fn settle<T, F: Future<Output = T> + Unpin>(begun: Begun<'_, T, F>) -> HookOutcome<T> {
-    match begun {
-        Begun::Ready(answer) => HookOutcome::Done(answer),
-        Begun::Waiting(call) => call.await,
-        Begun::Panicked => HookOutcome::Panicked,
+    match begun.known() {
+        Ok(outcome) => outcome,
+        Err(call) => call.await,
     }
 }
 

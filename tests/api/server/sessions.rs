@@ -406,3 +406,143 @@ async fn the_command_line_ends_sessions_while_a_server_runs() {
         "{actors:?}"
     );
 }
+
+/// Red team: a login that checked the old password while its owner was changing it must not
+/// hand out a session that outlives the change. The test holds the outbox (which a login
+/// writes its `user.login` event to, after inserting its session row) so that the login's
+/// transaction commits only after the password change has committed and ended "every other
+/// session"; a stolen password used at the moment its owner changes it must not survive.
+#[tokio::test]
+async fn a_login_racing_a_password_change_gets_no_session_that_outlives_it() {
+    let app = spawn_app().await;
+    app.create_user("ada@example.com", PASSWORD, false).await;
+    let mine = token_of(&app, "ada@example.com", PASSWORD).await;
+
+    // Hold every writer of the outbox (readers pass).
+    let mut db = app.db().await;
+    let hold = db.transaction().await.unwrap();
+    hold.batch_execute("LOCK TABLE solobase.outbox IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    // The thief logs in with the old password; it verifies, then waits on the outbox.
+    let thief = {
+        let http = app.http.clone();
+        let url = app.url("/api/v1/auth/login");
+        tokio::spawn(async move {
+            http.post(url)
+                .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    let probe = app.db().await;
+    let waiting = crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
+        probe
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO solobase.outbox%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+    assert!(waiting, "the thief's login waits on the outbox");
+
+    // The owner changes the password meanwhile.
+    let change = {
+        let http = app.http.clone();
+        let url = app.url("/api/v1/auth/password");
+        let mine = mine.clone();
+        tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(mine)
+                .json(&json!({"current_password": PASSWORD, "new_password": "a new passphrase"}))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    // Long enough for the change to commit when nothing holds it.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    hold.commit().await.unwrap();
+
+    let change = change.await.unwrap();
+    assert_eq!(
+        change.status(),
+        StatusCode::OK,
+        "the owner's change succeeds"
+    );
+    let thief = thief.await.unwrap();
+    if thief.status() == StatusCode::OK {
+        let token = thief.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let res = app.me(&token).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::UNAUTHORIZED,
+            "a session opened with the old password outlives the password change"
+        );
+    } else {
+        assert_eq!(thief.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(app.me(&mine).await.status(), StatusCode::OK);
+}
+
+/// Red team: an extension's authentication hook can only name a user (the SDK's `UserInfo`
+/// does not say whether the account is disabled), so the host must refuse a disabled
+/// account it vouches for on extension routes too, as it does on host routes.
+#[cfg(feature = "probe")]
+#[tokio::test]
+async fn a_disabled_account_vouched_for_by_an_authentication_hook_is_refused_on_extension_routes() {
+    let app = spawn_app().await;
+    let admin = app.user_token("root@example.com", true).await;
+    let user = app.user_token("mallory@example.com", false).await;
+    let mallory = id_of(&app, &user).await;
+    let vouched = [
+        ("x-probe-key", "letmein"),
+        ("x-probe-user", "mallory@example.com"),
+    ];
+    let get = |path: &'static str| {
+        let mut req = app.http.get(app.url(path));
+        for (k, v) in vouched {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    assert_eq!(get("/ext/probe/me").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        get("/api/v1/auth/me").await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    let res = post(
+        &app,
+        &format!("/api/v1/users/{mallory}/disable"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // The host's own routes refuse the disabled account the hook vouches for…
+    assert_eq!(
+        get("/api/v1/auth/me").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // …and so must extension routes.
+    let res = get("/ext/probe/me").await.unwrap();
+    let status = res.status();
+    let body = res.text().await.unwrap();
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a disabled account still reaches an extension route: {body}"
+    );
+}

@@ -49,16 +49,7 @@ async fn refusal(res: Response) -> (u16, u64, String) {
 
 /// A sample of `/metrics` (as an administrator), by series as written there.
 async fn metric(app: &TestApp, admin: &str, series: &str) -> f64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text(admin).await;
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
@@ -385,6 +376,57 @@ async fn limits_are_off_when_configured_so() {
         assert_eq!(
             app.login("nobody@example.com", "a guess").await.status(),
             StatusCode::UNAUTHORIZED
+        );
+    }
+}
+
+/// Red team: on a database whose character type is UTF-8 (as most clusters made by a
+/// distribution's tools are, unlike the embedded one's `C`), `lower()` folds `İ` (U+0130) to
+/// `i`, so `İan@example.com` logs in to `ian@example.com`; the throttle's key must fold it the
+/// same way, or every `i` of an e-mail doubles the guesses its account's backoff allows.
+#[tokio::test]
+async fn unicode_spellings_of_an_email_share_its_accounts_backoff() {
+    let db = crate::helpers::fresh_database_with("LC_CTYPE 'C.utf8' LC_COLLATE 'C'").await;
+    let app = TestApp::builder()
+        .on(db)
+        .config(|c| {
+            c.auth.account_backoff_secs = 600;
+            c.auth.account_max_backoff_secs = 600;
+            c.auth.client_burst = 1000;
+            c.auth.client_per_minute = 1000;
+        })
+        .spawn()
+        .await;
+    app.create_user("ian@example.com", "the real one", false)
+        .await;
+    // The database takes the other spelling as the same account (shown from an address of
+    // its own, which the account then knows).
+    let res = login_with(
+        &client_from("127.0.0.2"),
+        &app,
+        "\u{130}an@example.com",
+        "the real one",
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK, "İan@ logs in to ian@");
+
+    for _ in 0..5 {
+        let res = app.login("ian@example.com", "a guess").await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = app.login("ian@example.com", "a guess").await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The account waits out its backoff, whichever way its e-mail is spelt.
+    for spelling in [
+        "IAN@example.com",
+        "\u{130}an@example.com",
+        "\u{130}AN@EXAMPLE.COM",
+    ] {
+        let res = app.login(spelling, "a guess").await;
+        assert_eq!(
+            res.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "{spelling}: a guess on the account in its backoff"
         );
     }
 }

@@ -143,6 +143,10 @@ pub(crate) async fn signup(
     let email = Email::parse(&email).map_err(ApiError::invalid)?;
     let password = Password::parse(password, state.config.auth.min_password_length)
         .map_err(ApiError::invalid)?;
+    // Throttled before any extension's hook runs, so an anonymous client cannot make the
+    // hooks run without limit.
+    let client = client_key(&req);
+    let (slot, account) = admit(&state.throttle, Purpose::Signup, email.as_str(), client).await?;
     let info = SignupInfo {
         email: email.to_string(),
     };
@@ -152,8 +156,6 @@ pub(crate) async fn signup(
     {
         return Ok(convert::response(refusal));
     }
-    let client = client_key(&req);
-    let (slot, account) = admit(&state.throttle, Purpose::Signup, email.as_str(), client).await?;
     let hash = slot
         .run(move || password::hash(&password))
         .await

@@ -430,3 +430,37 @@ async fn unicode_spellings_of_an_email_share_its_accounts_backoff() {
         );
     }
 }
+
+/// Sign-ups are throttled before any extension's `user_signup` hook runs: a client flooding
+/// sign-ups that a hook refuses makes the hooks run no more often than its limit allows.
+#[tokio::test]
+async fn a_flood_of_sign_ups_runs_extension_hooks_no_more_than_the_limit() {
+    let app = TestApp::builder()
+        .config(|c| {
+            c.auth.signup_enabled = true;
+            c.auth.client_burst = 5;
+            c.auth.client_per_minute = 5;
+        })
+        .spawn()
+        .await;
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        // The probe's hook refuses this domain (403) after counting the call.
+        let res = app
+            .signup(&format!("u{i}@blocked.example"), "password123")
+            .await;
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 403).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        15,
+        "{statuses:?}"
+    );
+    let hits: serde_json::Value = app.get("/ext/probe/hits").await.json().await.unwrap();
+    assert_eq!(hits["user.signup"], 5, "{hits}");
+}

@@ -2,8 +2,9 @@
 //! inside the extension's span; a panic in it is caught, counted, fed to the circuit breaker
 //! and shown in the extension's health (`Loaded::task_panicked`); a continuous task is
 //! started again after a growing delay. When the extension stops (disabled, automatically or
-//! not, or at shutdown) its tasks get the rest of the stop time limit to end after `stop()`
-//! returned, and are then cancelled. Tasks registered while the extension is not running are
+//! not, or at shutdown) a periodic or cron task waiting for its next run ends at once; one
+//! that is running, and a continuous task, get the rest of the stop time limit to end after
+//! `stop()` returned, and are then cancelled. Tasks registered while the extension is not running are
 //! refused (logged): they belong in `start()`.
 
 use std::panic::AssertUnwindSafe;
@@ -30,6 +31,8 @@ pub(crate) struct TaskSet {
     owner: OnceLock<Weak<Loaded>>,
     /// Whether the extension runs (tasks may be registered).
     open: AtomicBool,
+    /// Set when the extension stops: scheduled tasks stop waiting for their next run.
+    closing: tokio::sync::watch::Sender<bool>,
     running: Mutex<Vec<(String, JoinHandle<()>)>>,
 }
 
@@ -49,6 +52,7 @@ impl TaskSet {
             span,
             owner: OnceLock::new(),
             open: AtomicBool::new(false),
+            closing: tokio::sync::watch::Sender::new(false),
             running: Mutex::new(Vec::new()),
         }
     }
@@ -60,6 +64,7 @@ impl TaskSet {
 
     /// The extension is starting: tasks may be registered.
     pub(crate) fn open(&self) {
+        self.closing.send_replace(false);
         self.open.store(true, Ordering::Relaxed);
     }
 
@@ -78,6 +83,7 @@ impl TaskSet {
     /// cancelled. Returns the names of those cancelled.
     pub(crate) async fn close(&self, grace: Duration) -> Vec<String> {
         self.open.store(false, Ordering::Relaxed);
+        self.closing.send_replace(true);
         let running = std::mem::take(&mut *self.running.lock().unwrap_or_else(|p| p.into_inner()));
         let deadline = tokio::time::Instant::now() + grace;
         let mut cancelled = Vec::new();
@@ -114,8 +120,14 @@ impl TaskRunner for TaskSet {
             return;
         };
         let owner = self.owner.get().cloned();
-        let task = supervise(owner, name.to_owned(), schedule, work)
-            .instrument(tracing::info_span!(parent: &self.span, "task", task = name));
+        let task = supervise(
+            owner,
+            name.to_owned(),
+            schedule,
+            work,
+            self.closing.subscribe(),
+        )
+        .instrument(tracing::info_span!(parent: &self.span, "task", task = name));
         let handle = runtime.spawn(task);
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running.retain(|(_, h)| !h.is_finished());
@@ -124,7 +136,20 @@ impl TaskRunner for TaskSet {
 }
 
 /// Runs `work` on its schedule, catching every panic.
-async fn supervise(owner: Option<Weak<Loaded>>, name: String, schedule: Schedule, work: TaskWork) {
+async fn supervise(
+    owner: Option<Weak<Loaded>>,
+    name: String,
+    schedule: Schedule,
+    work: TaskWork,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    // Waits `delay`; false when the extension stopped meanwhile (or had already).
+    let mut wait = async |delay: Duration| {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            _ = closing.wait_for(|closed| *closed) => false,
+        }
+    };
     let run_once = || async {
         // Making the future runs the extension's code too: inside the catch.
         match AssertUnwindSafe(async { work().await })
@@ -150,22 +175,26 @@ async fn supervise(owner: Option<Weak<Loaded>>, name: String, schedule: Schedule
             let mut delay = Duration::from_secs(1);
             while !run_once().await {
                 tracing::warn!(task = %name, delay_ms = delay.as_millis() as u64, "starting the task again after its panic");
-                tokio::time::sleep(delay).await;
+                if !wait(delay).await {
+                    return;
+                }
                 delay = (delay * 2).min(MAX_RESTART_DELAY);
             }
         }
-        Schedule::Every(period) => loop {
-            tokio::time::sleep(period).await;
-            run_once().await;
-        },
+        Schedule::Every(period) => {
+            while wait(period).await {
+                run_once().await;
+            }
+        }
         Schedule::Cron(cron) => loop {
             let now = time::OffsetDateTime::now_utc();
             let Some(next) = cron.next_after(now) else {
                 tracing::warn!(task = %name, "its cron schedule names no time in the next four years");
                 return;
             };
-            let wait = (next - now).try_into().unwrap_or(Duration::ZERO);
-            tokio::time::sleep(wait).await;
+            if !wait((next - now).try_into().unwrap_or(Duration::ZERO)).await {
+                return;
+            }
             run_once().await;
         },
         other => tracing::error!(task = %name, schedule = ?other, "unknown schedule"),

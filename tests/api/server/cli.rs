@@ -512,6 +512,13 @@ async fn ctrl_c_stops_extensions_while_the_database_still_runs() {
         log.iter().any(|l| l.contains("extension stopped")),
         "{log:#?}"
     );
+    // Periodic tasks waiting for their next run (webhooks' queue and retention, the probe's
+    // tick) end with their extension instead of being cancelled at the stop time limit.
+    let cancelled: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("did not end with it"))
+        .collect();
+    assert!(cancelled.is_empty(), "{cancelled:#?}");
 }
 
 // The binary needs the probe extension compiled in.

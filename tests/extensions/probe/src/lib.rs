@@ -32,6 +32,8 @@ pub struct Probe {
     hits: Arc<Mutex<BTreeMap<String, u64>>>,
     /// Wakes the `trap` task, which then panics.
     trap: Arc<tokio::sync::Notify>,
+    /// Ends the `trap` task when the probe stops.
+    halt: Arc<tokio::sync::Notify>,
 }
 
 impl Probe {
@@ -57,6 +59,7 @@ impl Extension for Probe {
             ctx,
             hits: Arc::new(Mutex::new(BTreeMap::new())),
             trap: Arc::new(tokio::sync::Notify::new()),
+            halt: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -76,12 +79,15 @@ impl Extension for Probe {
                         .or_default() += 1;
                 }
             });
-        let trap = self.trap.clone();
+        let (trap, halt) = (self.trap.clone(), self.halt.clone());
         self.ctx.tasks.spawn("trap", move || {
-            let trap = trap.clone();
+            let (trap, halt) = (trap.clone(), halt.clone());
             async move {
-                trap.notified().await;
-                panic!("probe: injected task panic");
+                tokio::select! {
+                    () = trap.notified() => panic!("probe: injected task panic"),
+                    // Ends with the probe, as a task should.
+                    () = halt.notified() => {}
+                }
             }
         });
         Ok(())
@@ -89,6 +95,7 @@ impl Extension for Probe {
 
     async fn stop(&self) -> Result<()> {
         self.hit("stop");
+        self.halt.notify_one();
         Ok(())
     }
 

@@ -40,14 +40,27 @@ async fn every_html_page_carries_the_strict_policy_and_every_answer_nosniff() {
     }
 
     let mut pages = BTreeSet::new();
+    let mut statuses = std::collections::BTreeMap::new();
     for path in &paths {
-        let res = app
-            .http
-            .get(app.url(path))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap();
+        // An extension route may shed load (503 over its CPU budget or in-flight limit, 429)
+        // on a busy machine: asked again, it answers what this test is about.
+        let mut tries = 0;
+        let res = loop {
+            tries += 1;
+            let res = app
+                .http
+                .get(app.url(path))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .unwrap();
+            let shed = [503, 429];
+            if tries == 3 || !shed.contains(&res.status().as_u16()) {
+                break res;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        };
+        statuses.insert(path.as_str(), res.status().as_u16());
         let header = |name: &str| {
             res.headers()
                 .get(name)
@@ -88,7 +101,10 @@ async fn every_html_page_carries_the_strict_policy_and_every_answer_nosniff() {
         expected.extend(["/ext/probe/page", "/ext/probe/sandboxed"]);
     }
     for page in expected {
-        assert!(pages.contains(page), "{page} not among {pages:?}");
+        assert!(
+            pages.contains(page),
+            "{page} not among {pages:?}; answers: {statuses:?}"
+        );
     }
     app.stop().await.unwrap();
 }

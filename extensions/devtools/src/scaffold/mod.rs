@@ -375,10 +375,15 @@ mod tests {
             let text = render(template, &name, &host);
             assert!(!text.contains("{{"), "{path} keeps a placeholder");
         }
-        let lib = render(FILES[2].1, &name, &host);
+        let file = |path: &str| {
+            let (_, template) = FILES.iter().find(|(p, _)| *p == path).unwrap();
+            render(template, &name, &host)
+        };
+        let lib = file("src/lib.rs");
         assert!(lib.contains("pub struct MyNotes {"), "{lib}");
         assert!(lib.contains("\"/ext/my-notes/\""), "{lib}");
-        let sql = render(FILES[3].1, &name, &host);
+        assert!(file("build.rs").contains("solobase_manifest::migrations::build()"));
+        let sql = file("migrations/V1__init.sql");
         assert!(sql.contains("ext_my_notes"), "{sql}");
     }
 }

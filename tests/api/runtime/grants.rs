@@ -261,13 +261,20 @@ async fn the_command_line_grants_and_running_servers_apply_it_when_notified() {
         stdout(&out).contains("granted: events.subscribe, storage.read, storage.write, users.read")
     );
     let notified = std::time::Instant::now();
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            keyed_me(&app).await.status() == StatusCode::OK
-        })
-        .await,
-        "the server applied the enable and the grants"
-    );
+    let applied = eventually(Duration::from_secs(10), || async {
+        keyed_me(&app).await.status() == StatusCode::OK
+    })
+    .await;
+    if !applied {
+        let res = keyed_me(&app).await;
+        let admin = app.user_token("admin@example.com", true).await;
+        panic!(
+            "the server did not apply the enable and the grants: {} {}; probe: {}",
+            res.status(),
+            res.text().await.unwrap_or_default(),
+            app.extension(&admin, "probe").await
+        );
+    }
     println!(
         "a CLI enable reached the running server within {} ms of the command's exit",
         notified.elapsed().as_millis()

@@ -324,6 +324,29 @@ impl TestApp {
         res.text().await.unwrap()
     }
 
+    /// `method path` as `token`, with an optional JSON body: the status and the body as JSON
+    /// (`Null` when it is not JSON).
+    pub async fn call(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let req = self
+            .http
+            .request(method.parse().unwrap(), self.url(path))
+            .bearer_auth(token);
+        let req = match body {
+            Some(b) => req.json(&b),
+            None => req,
+        };
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
     /// `GET path` with extra request headers.
     #[cfg_attr(not(feature = "probe"), allow(dead_code))]
     pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Response {

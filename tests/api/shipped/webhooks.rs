@@ -166,19 +166,8 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let url = app.url(&format!("/ext/webhooks/api{path}"));
-    let req = app
-        .http
-        .request(method.parse().unwrap(), url)
-        .bearer_auth(token);
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    app.call(token, method, &format!("/ext/webhooks/api{path}"), body)
+        .await
 }
 
 async fn deliveries(app: &TestApp, token: &str, query: &str) -> Vec<Value> {

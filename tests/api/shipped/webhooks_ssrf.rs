@@ -32,27 +32,6 @@ const FORMS: [(&str, &str); 8] = [
 /// other than IPv4-mapped lead nowhere on this machine and would otherwise wait).
 const SETTINGS: &str = "poll_interval_ms = 50\nretry_schedule_secs = [0.0]\ntimeout_secs = 2\n";
 
-async fn call(
-    app: &TestApp,
-    token: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let req = app
-        .http
-        .request(method.parse().unwrap(), app.url(path))
-        .bearer_auth(token);
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 /// The host file, with `allow` as the webhooks extension's `outbound_allow`.
 fn host_file(allow: &[String]) -> String {
     let quoted: Vec<String> = allow.iter().map(|a| format!("{a:?}")).collect();
@@ -112,20 +91,20 @@ async fn ipv6_forms_of_loopback_reach_nothing_and_each_attempt_says_why() {
     // routing. The connections they used stay open in the client's pool.
     let mut endpoints = Vec::new();
     for url in &urls {
-        let (status, ep) = call(
-            &app,
-            &admin,
-            "POST",
-            "/ext/webhooks/api/endpoints",
-            Some(json!({"url": url, "event_types": ["user.created"]})),
-        )
-        .await;
+        let (status, ep) = app
+            .call(
+                &admin,
+                "POST",
+                "/ext/webhooks/api/endpoints",
+                Some(json!({"url": url, "event_types": ["user.created"]})),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{url}: {ep}");
         endpoints.push(ep["id"].as_str().unwrap().to_owned());
     }
     for id in &endpoints[..2] {
         let path = format!("/ext/webhooks/api/endpoints/{id}/test");
-        let (status, body) = call(&app, &admin, "POST", &path, None).await;
+        let (status, body) = app.call(&admin, "POST", &path, None).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     }
     assert!(
@@ -149,14 +128,14 @@ async fn ipv6_forms_of_loopback_reach_nothing_and_each_attempt_says_why() {
         "the emptied list was applied"
     );
     for (url, (_, why)) in urls.iter().zip(FORMS).skip(1) {
-        let (status, body) = call(
-            &app,
-            &admin,
-            "POST",
-            "/ext/webhooks/api/endpoints",
-            Some(json!({"url": url, "event_types": ["user.created"]})),
-        )
-        .await;
+        let (status, body) = app
+            .call(
+                &admin,
+                "POST",
+                "/ext/webhooks/api/endpoints",
+                Some(json!({"url": url, "event_types": ["user.created"]})),
+            )
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {body}");
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(why), "{url}: {message}");
@@ -193,7 +172,7 @@ async fn ipv6_forms_of_loopback_reach_nothing_and_each_attempt_says_why() {
             assert!(error.contains("127.0.0.1"), "names what it judged: {error}");
         }
         let path = format!("/ext/webhooks/api/deliveries/{}/attempts", delivery["id"]);
-        let (_, attempts) = call(&app, &admin, "GET", &path, None).await;
+        let (_, attempts) = app.call(&admin, "GET", &path, None).await;
         assert_eq!(attempts[0]["error"], delivery["last_error"], "{attempts}");
     }
     assert_eq!(
@@ -206,7 +185,7 @@ async fn ipv6_forms_of_loopback_reach_nothing_and_each_attempt_says_why() {
 
 async fn user_created_deliveries(app: &TestApp, admin: &str) -> Vec<Value> {
     let path = "/ext/webhooks/api/deliveries?event_type=user.created";
-    let (status, body) = call(app, admin, "GET", path, None).await;
+    let (status, body) = app.call(admin, "GET", path, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body.as_array().unwrap().clone()
 }

@@ -20,6 +20,7 @@ pub mod runtime;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod testkit;
 
 /// See [`alloc`]: mimalloc, counting bytes per thread.
 #[global_allocator]

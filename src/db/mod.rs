@@ -11,6 +11,7 @@ pub(crate) mod listen;
 pub mod lock;
 pub mod migrate;
 mod sys;
+pub mod test_cluster;
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -3,126 +3,27 @@
 //! spawned on port 0 with a typed client.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use solobase::config::Config;
-use solobase::db::embedded::{EmbeddedOptions, EmbeddedPostgres};
 use solobase::startup::Application;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-/// How tests reach the cluster: superuser connection settings, and how to name a database.
-struct Cluster {
-    /// Keeps the embedded server alive for the whole run; it stops when the process exits.
-    _server: Option<std::sync::Mutex<EmbeddedPostgres>>,
-    admin: tokio_postgres::Config,
-}
+pub use solobase::db::test_cluster::{connect, database_url, fresh_database, fresh_database_with};
 
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
+/// With `TEST_LOG` set, the servers' logs go to the test output.
+fn init_test_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
             let _ = solobase::telemetry::init(&solobase::config::LogConfig {
                 level: "info,solobase=debug".into(),
                 ..Default::default()
             });
         }
-        if let Ok(url) = std::env::var("DATABASE_URL") {
-            let admin = url.parse().expect("DATABASE_URL parses");
-            return Cluster {
-                _server: None,
-                admin,
-            };
-        }
-        remove_stale_clusters();
-        let root = std::env::temp_dir().join(format!("solobase-test-{}", std::process::id()));
-        let server = EmbeddedPostgres::start(&EmbeddedOptions {
-            root: root.clone(),
-            bin_dir: None,
-            system_user: "postgres".into(),
-            start_timeout: Duration::from_secs(60),
-            ephemeral: true,
-        })
-        .expect("the test cluster starts");
-        let admin = server.connect_config("postgres");
-        Cluster {
-            _server: Some(std::sync::Mutex::new(server)),
-            admin,
-        }
-    })
-}
-
-/// Clusters of earlier test runs whose process is gone.
-fn remove_stale_clusters() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = name
-            .strip_prefix("solobase-test-")
-            .and_then(|p| p.parse::<u32>().ok())
-            && !Path::new(&format!("/proc/{pid}")).exists()
-        {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-/// Connection settings (key=value form, usable as DATABASE_URL) for database `name`.
-pub fn database_url(name: &str) -> String {
-    use tokio_postgres::config::Host;
-    let admin = &cluster().admin;
-    let host = match &admin.get_hosts()[0] {
-        Host::Tcp(h) => h.clone(),
-        Host::Unix(p) => p.display().to_string(),
-    };
-    let port = admin.get_ports().first().copied().unwrap_or(5432);
-    let user = admin.get_user().unwrap_or("postgres");
-    let mut url = format!("host={host} port={port} user={user} dbname={name}");
-    if let Some(pw) = admin.get_password() {
-        url.push_str(&format!(" password={}", String::from_utf8_lossy(pw)));
-    }
-    url
-}
-
-/// A new empty database for one test.
-pub async fn fresh_database() -> String {
-    fresh_database_with("").await
-}
-
-/// A new empty database for one test, made with `options` (such as `LC_CTYPE 'C.utf8'`; from
-/// `template0` when there are options).
-pub async fn fresh_database_with(options: &str) -> String {
-    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
-    let options = if options.is_empty() {
-        String::new()
-    } else {
-        format!(" TEMPLATE template0 {options}")
-    };
-    let (client, conn) = cluster()
-        .admin
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}{options}"))
-        .await
-        .expect("create database");
-    name
-}
-
-/// A client on a test database, as the superuser.
-pub async fn connect(db: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(&database_url(db), tokio_postgres::NoTls)
-        .await
-        .expect("connect to the test database");
-    tokio::spawn(conn);
-    client
+    });
 }
 
 /// A temporary directory removed on drop.
@@ -160,23 +61,12 @@ pub struct TestApp {
     finished: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-/// A config for a test: port 0, one worker, the given database, a temporary data dir.
+/// A config for a test: the test kit's ([`solobase::testkit::base_config`]: port 0, one
+/// worker, the given database, a temporary data dir) with the probe allowed.
 pub fn test_config(db_name: &str, data_dir: &Path) -> Config {
-    let mut config = Config {
-        data_dir: data_dir.to_owned(),
-        ..Config::default()
-    };
-    config.server.bind = "127.0.0.1:0".parse().expect("address");
-    config.server.workers = 1;
-    config.database.url = Some(database_url(db_name));
-    config.database.pool_size = 4;
-    config.extensions.config_dir = data_dir.join("extension-config");
-    // Extension roles are server-wide and concurrent tests share them: a roomy CONNECTION
-    // LIMIT (pools open connections lazily).
-    config.extensions.pool_size = 100;
+    let mut config = solobase::testkit::base_config(db_name, data_dir);
     // This binary has the test-only probe compiled in; the tests use it, and the community
     // analytics extension, enabled from the start.
-    config.allow_test_extensions = true;
     config.extensions.approved = vec!["analytics".into(), "probe".into()];
     config
 }
@@ -216,6 +106,7 @@ impl<'a> TestAppBuilder<'a> {
     /// Builds the server without running it (its data directory lives as long as the
     /// returned `TempDir`).
     pub async fn build(self) -> anyhow::Result<(Application, TempDir)> {
+        init_test_log();
         let db_name = match self.database {
             Some(name) => name,
             None => fresh_database().await,

@@ -1,5 +1,5 @@
-//! The testing kit (feature `testing`): run an extension in a unit test with mock services, or
-//! against a real PostgreSQL, and call its routes and hooks directly.
+//! The unit-test kit (feature `testing`): run an extension with mock services and call its
+//! routes and hooks directly — no server, no database, no network.
 //!
 //! ```ignore
 //! use solobase_sdk::testing::{TestHarness, identity};
@@ -15,8 +15,11 @@
 //! }
 //! ```
 //!
-//! With [`TestHarnessBuilder::database`] the extension gets a real pool on a fresh schema
-//! `ext_<name>` with its migrations applied; without it, database calls fail as "unavailable".
+//! Database calls fail as "unavailable" here, and what the host adds around a route — hooks
+//! of other extensions, rate and body limits, the permissions a role was granted — is not
+//! modelled (a `.permission(…)` route admits administrators only). For all of that, and a
+//! database as the extension's own role in its own schema, test through the real server with
+//! the host's kit, `solobase::testkit::TestServer` (the developer guide, "Testing").
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -291,29 +294,13 @@ impl EventSink for RecordedEvents {
 pub struct TestHarnessBuilder<E: Extension> {
     name: String,
     config: Option<E::Config>,
-    database: Option<tokio_postgres::Config>,
     http: Option<crate::outbound::Http>,
-    migrations: Vec<crate::Migration>,
 }
 
 impl<E: Extension> TestHarnessBuilder<E> {
     /// Uses `config` instead of the default configuration.
     pub fn config(mut self, config: E::Config) -> Self {
         self.config = Some(config);
-        self
-    }
-
-    /// The migrations [`Self::database`] applies: the crate's own are
-    /// `crate::solobase_extension().migrations()`.
-    pub fn migrations(mut self, migrations: Vec<crate::Migration>) -> Self {
-        self.migrations = migrations;
-        self
-    }
-
-    /// Gives the extension a real database: a fresh schema `ext_<name>` (dropped first if it
-    /// exists) in the database `pg` points at, with [`Self::migrations`] applied.
-    pub fn database(mut self, pg: tokio_postgres::Config) -> Self {
-        self.database = Some(pg);
         self
     }
 
@@ -328,16 +315,11 @@ impl<E: Extension> TestHarnessBuilder<E> {
     pub async fn build(self) -> Result<TestHarness<E>> {
         let name = ExtensionName::parse(&self.name).map_err(ExtensionError::Config)?;
         let schema = name.schema();
-        let db = match self.database {
-            Some(pg) => real_database(pg, &schema, &self.migrations).await?,
-            None => {
-                let mut nowhere = tokio_postgres::Config::new();
-                nowhere
-                    .host_path("/nonexistent/solobase-testing")
-                    .connect_timeout(std::time::Duration::from_millis(100));
-                Database::new(pool(nowhere, &schema)?, schema)
-            }
-        };
+        let mut nowhere = tokio_postgres::Config::new();
+        nowhere
+            .host_path("/nonexistent/solobase-testing")
+            .connect_timeout(std::time::Duration::from_millis(100));
+        let db = Database::new(pool(nowhere, &schema)?, schema);
         let dir = std::env::temp_dir().join(format!("solobase-testing-{}", Uuid::new_v4()));
         let storage = Storage::open(&dir)?;
         let users = Arc::new(MockUsers::default());
@@ -389,26 +371,6 @@ fn pool(pg: tokio_postgres::Config, schema: &str) -> Result<deadpool_postgres::P
         .map_err(ExtensionError::internal)
 }
 
-async fn real_database(
-    pg: tokio_postgres::Config,
-    schema: &str,
-    migrations: &[crate::Migration],
-) -> Result<Database> {
-    let pool = pool(pg, schema)?;
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    tx.batch_execute(&format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; SET LOCAL search_path = {schema}"
-    ))
-    .await?;
-    for m in migrations {
-        tx.batch_execute(m.up).await?;
-    }
-    tx.commit().await?;
-    drop(client);
-    Ok(Database::new(pool, schema.to_owned()))
-}
-
 /// An initialized extension with mock services, plus a way to call its routes.
 #[derive(Debug)]
 pub struct TestHarness<E: Extension> {
@@ -434,9 +396,7 @@ impl<E: Extension> TestHarness<E> {
         TestHarnessBuilder {
             name: name.to_owned(),
             config: None,
-            database: None,
             http: None,
-            migrations: Vec::new(),
         }
     }
 
@@ -492,8 +452,8 @@ fn check_access(access: &Access, identity: Option<&Identity>) -> Result<()> {
         (Access::Authenticated, Some(_)) => Ok(()),
         (_, Some(who)) if who.is_admin() => Ok(()),
         (Access::Admin, Some(_)) => Err(ExtensionError::Forbidden("administrators only".into())),
-        (Access::Permission(p), Some(_)) => Err(ExtensionError::PermissionDenied {
-            permission: p.clone(),
-        }),
+        (Access::Permission(p), Some(_)) => Err(ExtensionError::Forbidden(format!(
+            "this needs the permission {p}, which your role does not hold"
+        ))),
     }
 }

@@ -158,14 +158,23 @@ pub fn build() {
         std::process::exit(1);
     }
     let mut out = String::from("&[\n");
+    // Paths relative to the crate, joined when the crate compiles: a target directory
+    // shared by two checkouts (or a moved one) never includes another tree's files.
+    let relative = |p: &std::path::Path| {
+        p.strip_prefix(&dir)
+            .expect("migrations are inside the crate")
+            .to_string_lossy()
+            .replace('\\', "/")
+    };
     for m in &found {
         out.push_str(&format!(
-            "    ::solobase_sdk::Migration {{ version: {}, name: {:?}, up: include_str!({:?}), \
-             down: include_str!({:?}) }},\n",
+            "    ::solobase_sdk::Migration {{ version: {}, name: {:?}, \
+             up: include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/\", {:?})), \
+             down: include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/\", {:?})) }},\n",
             m.version,
             m.name,
-            m.up.display().to_string(),
-            m.down.display().to_string()
+            relative(&m.up),
+            relative(&m.down)
         ));
     }
     out.push(']');

@@ -139,34 +139,54 @@ fn registration_exposes_schema_and_checks_config() {
     assert!(reg.check_config(&json!({"nope": 3})).is_err());
 }
 
-/// The SDK's testing kit against this run's real PostgreSQL, as an extension author would use
-/// it: a few lines give the extension a fresh schema with its migrations applied.
+/// The host's testing kit (`solobase::testkit`), as an extension author uses it: the real
+/// server in the test's process, identities turned into real accounts and tokens, the
+/// extension's own database handle.
 #[cfg(feature = "webhooks")]
 #[tokio::test]
-async fn the_testing_kit_runs_an_extension_on_a_real_database() {
-    use solobase_sdk::testing::{TestHarness, identity};
-    let db = crate::helpers::fresh_database().await;
-    let pg: tokio_postgres::Config = crate::helpers::database_url(&db).parse().unwrap();
-    let harness = TestHarness::<solobase_ext_webhooks::Webhooks>::builder("webhooks")
-        .migrations(solobase_ext_webhooks::solobase_extension().migrations())
-        .database(pg)
-        .build()
+async fn the_testing_kit_runs_an_extension_through_the_real_server() {
+    use solobase::testkit::TestServer;
+    use solobase_sdk::testing::identity;
+    let server = TestServer::builder(solobase_ext_webhooks::solobase_extension())
+        .start()
         .await
         .unwrap();
     let admin = identity("a@example.com", Role::Admin);
     let body = json!({"url": "https://example.com/in", "event_types": ["*"]});
-    let res = harness
+    let res = server
         .call(
             Request::new(Method::POST, "/api/endpoints")
                 .with_json(&body)
                 .with_identity(admin.clone()),
         )
         .await;
-    assert_eq!(res.status, StatusCode::CREATED);
-    let res = harness
+    assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+    // The identity is a real account: the host's own route knows it.
+    let me = server
+        .call_host(Request::new(Method::GET, "/api/v1/auth/me").with_identity(admin.clone()))
+        .await;
+    let me: Value = me.json_body().unwrap();
+    assert_eq!(me["email"], "a@example.com");
+    assert_eq!(me["role"], "admin");
+    // The security headers and request id of the real pipeline.
+    let res = server
         .call(Request::new(Method::GET, "/api/endpoints").with_identity(admin))
         .await;
+    assert_eq!(res.headers["x-content-type-options"], "nosniff");
+    assert!(res.headers.contains_key("x-request-id"));
     let list: Vec<Value> = res.json_body().unwrap();
     assert_eq!(list.len(), 1);
-    assert_eq!(list[0]["url"], "https://example.com/in");
+    // The database handle is the extension's: its role, its schema, its rows.
+    let client = server.database("webhooks").client().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT current_user::text, current_schema()::text, (SELECT url FROM endpoints)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "ext_webhooks");
+    assert_eq!(row.get::<_, String>(1), "ext_webhooks");
+    assert_eq!(row.get::<_, String>(2), "https://example.com/in");
+    server.stop().await.unwrap();
 }

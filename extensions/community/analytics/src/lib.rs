@@ -11,6 +11,8 @@
 pub mod config;
 pub mod dashboard;
 pub mod ingest;
+#[cfg(test)]
+mod pipeline_tests;
 pub mod privacy;
 pub mod stats;
 pub mod track;

@@ -33,6 +33,8 @@ use tokio::sync::watch;
 pub mod api;
 mod engine;
 pub mod feed;
+#[cfg(test)]
+mod pipeline_tests;
 mod retention;
 
 pub use engine::{backoff, message_id};

@@ -74,12 +74,7 @@ pub(crate) async fn bootstrap(pool: &Pool) -> Result<(), LockError> {
             .await;
         match made {
             Ok(()) => return Ok(()),
-            Err(e)
-                if attempt < 5
-                    && [SqlState::UNIQUE_VIOLATION, SqlState::DUPLICATE_OBJECT]
-                        .iter()
-                        .any(|c| e.code() == Some(c)) =>
-            {
+            Err(e) if attempt < 5 && lost_race(&e) => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
             }
@@ -90,6 +85,19 @@ pub(crate) async fn bootstrap(pool: &Pool) -> Result<(), LockError> {
                 });
             }
         }
+    }
+}
+
+/// Whether creating the lock table failed only because another instance did the same at the
+/// same moment: a duplicate, or two `REVOKE`s on the new table at once, which PostgreSQL
+/// reports as an internal error ("tuple concurrently updated").
+fn lost_race(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::DUPLICATE_OBJECT => true,
+        Some(c) if *c == SqlState::INTERNAL_ERROR => e
+            .as_db_error()
+            .is_some_and(|d| d.message().contains("concurrently")),
+        _ => false,
     }
 }
 

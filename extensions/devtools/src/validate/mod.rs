@@ -366,7 +366,9 @@ fn check_crate(dir: &Path, manifest: &Manifest, report: &mut Report) {
             ),
         ),
     }
-    for section in ["dependencies", "dev-dependencies", "build-dependencies"] {
+    // The server as a dev-dependency is the testing kit (solobase::testkit): never built into
+    // the extension itself.
+    for section in ["dependencies", "build-dependencies"] {
         let deps = table.get(section).and_then(|d| d.as_table());
         if deps.is_some_and(|d| d.contains_key("solobase")) {
             report.problem(
@@ -375,7 +377,8 @@ fn check_crate(dir: &Path, manifest: &Manifest, report: &mut Report) {
                 line_of_key(&text, "solobase"),
                 format!(
                     "[{section}] names the server crate `solobase`: extensions depend only on \
-                     the SDK, solobase-sdk"
+                     the SDK, solobase-sdk (the server may be a [dev-dependencies] entry, for \
+                     its testing kit solobase::testkit)"
                 ),
             );
         }
@@ -463,5 +466,44 @@ mod tests {
         assert_eq!(line_of_key(text, "edition"), None);
         assert_eq!(line_of(text, 0), 1);
         assert_eq!(line_of(text, 11), 2);
+    }
+
+    #[test]
+    fn the_server_is_allowed_only_as_a_dev_dependency() {
+        let dir = std::env::temp_dir().join(format!("solobase-crate-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let manifest = Manifest::parse(
+            "[extension]\nname = \"notes\"\nversion = \"0.1.0\"\ndescription = \"x\"\n\
+             authors = [\"a\"]\nlicense = \"MIT\"\nmin_host_version = \"0.1.0\"\n",
+        )
+        .unwrap();
+        let cargo = |deps: &str| {
+            format!("[package]\nname = \"solobase-ext-notes\"\nversion = \"0.1.0\"\n{deps}")
+        };
+        let problems = |deps: &str| {
+            std::fs::write(dir.join("Cargo.toml"), cargo(deps)).unwrap();
+            let mut report = Report {
+                path: String::new(),
+                name: None,
+                problems: Vec::new(),
+                notes: Vec::new(),
+            };
+            check_crate(&dir, &manifest, &mut report);
+            report
+                .problems
+                .iter()
+                .filter(|p| p.message.contains("server crate"))
+                .count()
+        };
+        assert_eq!(
+            problems("[dev-dependencies]\nsolobase = { path = \"../../..\" }\n"),
+            0
+        );
+        assert_eq!(
+            problems("[dependencies]\nsolobase = { path = \"../../..\" }\n"),
+            1
+        );
+        assert_eq!(problems("[build-dependencies]\nsolobase = \"0.1\"\n"), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

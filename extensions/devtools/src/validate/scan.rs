@@ -75,10 +75,16 @@ enum Tok {
 
 /// Every use of `std::fs`, `std::net`, `std::process` (and tokio's), and `unsafe` in `source`,
 /// in order.
+/// Code under exactly `#[cfg(test)]` is not scanned: it is never part of the server. (Any
+/// other condition, such as `cfg(any(test, …))`, is scanned.)
 pub fn scan(source: &str) -> Vec<Finding> {
     let tokens = lex(source);
+    let (skipped, _) = test_only(&tokens);
     let mut findings = Vec::new();
     for (i, (tok, line)) in tokens.iter().enumerate() {
+        if skipped.iter().any(|r| r.contains(&i)) {
+            continue;
+        }
         match tok {
             Tok::Ident(word) if word == "unsafe" => findings.push(Finding {
                 reach: Reach::Unsafe,
@@ -280,6 +286,81 @@ fn reach_depth(path: &[String]) -> usize {
 }
 
 /// Identifiers, `::` and punctuation with their lines; comments and literals dropped.
+/// The modules `source` declares as test-only files (`#[cfg(test)] mod name;`), whose files
+/// are not scanned either.
+pub fn test_modules(source: &str) -> Vec<String> {
+    test_only(&lex(source)).1
+}
+
+/// The token ranges of items under exactly `#[cfg(test)]`, and the names of the test-only
+/// modules in files of their own.
+fn test_only(tokens: &[(Tok, usize)]) -> (Vec<std::ops::Range<usize>>, Vec<String>) {
+    let is = |i: usize, t: &Tok| tokens.get(i).is_some_and(|(x, _)| x == t);
+    let ident = |i: usize, w: &str| matches!(tokens.get(i), Some((Tok::Ident(x), _)) if x == w);
+    let mut ranges = Vec::new();
+    let mut modules = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        let attribute = is(i, &Tok::Punct('#'))
+            && is(i + 1, &Tok::Punct('['))
+            && ident(i + 2, "cfg")
+            && is(i + 3, &Tok::Punct('('))
+            && ident(i + 4, "test")
+            && is(i + 5, &Tok::Punct(')'))
+            && is(i + 6, &Tok::Punct(']'));
+        if !attribute {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut j = i + 7;
+        // Further attributes of the same item.
+        while is(j, &Tok::Punct('#')) && is(j + 1, &Tok::Punct('[')) {
+            let mut depth = 0usize;
+            j += 1;
+            while j < tokens.len() {
+                match tokens[j].0 {
+                    Tok::Punct('[') => depth += 1,
+                    Tok::Punct(']') => {
+                        depth -= 1;
+                        if depth == 0 {
+                            j += 1;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        if ident(j, "mod")
+            && let Some((Tok::Ident(name), _)) = tokens.get(j + 1)
+            && is(j + 2, &Tok::Punct(';'))
+        {
+            modules.push(name.clone());
+        }
+        // The item ends at its first `;` outside braces, or with its outermost `}`.
+        let mut depth = 0usize;
+        while j < tokens.len() {
+            match tokens[j].0 {
+                Tok::Punct('{') => depth += 1,
+                Tok::Punct('}') => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                Tok::Punct(';') if depth == 0 => break,
+                _ => {}
+            }
+            j += 1;
+        }
+        ranges.push(start..j + 1);
+        i = j + 1;
+    }
+    (ranges, modules)
+}
+
 fn lex(source: &str) -> Vec<(Tok, usize)> {
     let chars: Vec<char> = source.chars().collect();
     let mut tokens = Vec::new();
@@ -427,6 +508,14 @@ fn skip_char_or_lifetime(chars: &[char], i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_only_code_is_not_scanned_but_any_other_condition_is() {
+        let src = "#[cfg(test)]\nmod pipeline_tests;\n#[cfg(test)]\n#[allow(x)]\nmod tests {\n    fn f() { tokio::spawn(async {}); }\n}\n#[cfg(test)]\nuse std::net::TcpListener;\n#[cfg(any(test, x))]\nfn g() { std::thread::spawn(|| ()); }\nfn h() { tokio::spawn(async {}); }\n";
+        let lines: Vec<usize> = scan(src).iter().map(|f| f.line).collect();
+        assert_eq!(lines, vec![11, 12]);
+        assert_eq!(test_modules(src), vec!["pipeline_tests".to_owned()]);
+    }
 
     fn found(source: &str) -> Vec<(Reach, usize)> {
         scan(source)

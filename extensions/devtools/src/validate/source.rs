@@ -20,6 +20,10 @@ pub(super) fn check(dir: &Path, manifest: &Manifest, report: &mut Report) {
     let mut files = Vec::new();
     rust_files(&dir.join("src"), &mut files);
     files.sort();
+    // Test-only modules in files of their own (`#[cfg(test)] mod name;`) are never part of
+    // the server: neither are their files.
+    let test_only = test_only_paths(&files);
+    files.retain(|f| !test_only.iter().any(|t| f.starts_with(t)));
     let network = manifest.permissions.iter().any(|p| p.as_str() == NETWORK);
     for file in &files {
         let rel = file.strip_prefix(dir).unwrap_or(file).display().to_string();
@@ -48,6 +52,33 @@ pub(super) fn check(dir: &Path, manifest: &Manifest, report: &mut Report) {
         files.len(),
         if files.len() == 1 { "" } else { "s" }
     ));
+}
+
+/// The files and folders of the test-only modules `files` declare: `name.rs` and `name/`
+/// beside a `lib.rs`, `main.rs` or `mod.rs`, or under `<file>/` for any other file.
+fn test_only_paths(files: &[PathBuf]) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    for file in files {
+        let Ok(source) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        let modules = scan::test_modules(&source);
+        if modules.is_empty() {
+            continue;
+        }
+        let parent = file.parent().unwrap_or(Path::new(""));
+        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        let base = if ["lib", "main", "mod"].contains(&stem) {
+            parent.to_path_buf()
+        } else {
+            parent.join(stem)
+        };
+        for m in modules {
+            paths.push(base.join(format!("{m}.rs")));
+            paths.push(base.join(m));
+        }
+    }
+    paths
 }
 
 /// What a use needs.

@@ -136,10 +136,12 @@ pub trait ErasedExtension: Send + Sync {
     fn health(&self) -> BoxFuture<'_, Health>;
     fn routes(self: Arc<Self>) -> Vec<RouteDef>;
     fn middleware(&self) -> Vec<MiddlewareSpec>;
-    fn middleware_request<'a>(&'a self, id: &'a str, req: &'a mut RequestHead) -> Hook<'a, Flow>;
+    /// Runs the inbound half of the middleware at `index` in [`Self::middleware`]'s list.
+    fn middleware_request<'a>(&'a self, index: usize, req: &'a mut RequestHead) -> Hook<'a, Flow>;
+    /// Runs the outbound half of the middleware at `index` in [`Self::middleware`]'s list.
     fn middleware_response<'a>(
         &'a self,
-        id: &'a str,
+        index: usize,
         req: &'a RequestHead,
         res: &'a mut ResponseHead,
     ) -> Hook<'a, ()>;
@@ -224,8 +226,8 @@ impl<E: Extension> ErasedExtension for Erased<E> {
     }
     // The request-path hooks are forwarded as they are: no allocation for hooks that answer
     // at once.
-    fn middleware_request<'a>(&'a self, id: &'a str, req: &'a mut RequestHead) -> Hook<'a, Flow> {
-        match self.table.middleware.iter().find(|m| m.spec.id == id) {
+    fn middleware_request<'a>(&'a self, index: usize, req: &'a mut RequestHead) -> Hook<'a, Flow> {
+        match self.table.middleware.get(index) {
             Some(Middleware {
                 on_request: Some(f),
                 ..
@@ -235,11 +237,11 @@ impl<E: Extension> ErasedExtension for Erased<E> {
     }
     fn middleware_response<'a>(
         &'a self,
-        id: &'a str,
+        index: usize,
         req: &'a RequestHead,
         res: &'a mut ResponseHead,
     ) -> Hook<'a, ()> {
-        match self.table.middleware.iter().find(|m| m.spec.id == id) {
+        match self.table.middleware.get(index) {
             Some(Middleware {
                 on_response: Some(f),
                 ..

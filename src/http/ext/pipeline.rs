@@ -29,7 +29,7 @@ use futures_util::FutureExt;
 use smallvec::SmallVec;
 use solobase_sdk::hooks::HookPoint;
 use solobase_sdk::http::{RequestHead, ResponseHead};
-use solobase_sdk::{Flow, MiddlewareSpec, Response};
+use solobase_sdk::{Flow, Response};
 
 use super::convert;
 use crate::http::RequestId;
@@ -273,12 +273,11 @@ async fn outbound<'h>(
                 == HookOutcome::Panicked;
         }
     }
-    for (l, spec) in entered.iter().rev() {
+    for &(l, declared) in entered.iter().rev() {
         if let Some(ext) = l.ext() {
             let res_head = &mut res_head;
-            let id = &spec.id;
             panicked |= run_hook!(host, calling, l, MIDDLEWARE_OUT, move || ext
-                .middleware_response(id, head, res_head))
+                .middleware_response(declared, head, res_head))
                 == HookOutcome::Panicked;
         }
     }
@@ -294,8 +293,9 @@ async fn outbound<'h>(
     Some(res_head)
 }
 
-/// The middleware a request went through on its way in, to run their outbound halves.
-type Entered<'h> = SmallVec<[(&'h Arc<Loaded>, &'h MiddlewareSpec); 8]>;
+/// The middleware a request went through on its way in (each by its position in its
+/// extension's list), to run their outbound halves.
+type Entered<'h> = SmallVec<[(&'h Arc<Loaded>, usize); 8]>;
 
 /// Steps 1 and 2. Returns a response when a hook or middleware answered.
 async fn inbound<'h>(
@@ -314,17 +314,17 @@ async fn inbound<'h>(
             return Some(answer);
         }
     }
-    for (l, spec) in host.middleware_in(active) {
+    for (l, declared, spec) in host.middleware_in(active) {
         // Checked one at a time: a middleware's path rule sees the request as changed by the
         // ones before it.
         if !spec.applies_to(&head.path) {
             continue;
         }
         let Some(ext) = l.ext() else { continue };
-        entered.push((l, spec));
+        entered.push((l, declared));
         let h = &mut *head;
         let outcome = run_hook!(host, calling, l, MIDDLEWARE_IN, move || ext
-            .middleware_request(&spec.id, h));
+            .middleware_request(declared, h));
         if let Some(answer) = answer_of(outcome) {
             return Some(answer);
         }

@@ -86,7 +86,7 @@ pub struct ExtensionHost {
     /// Indices of extensions with any request-pipeline hook or middleware.
     pipeline_members: Vec<usize>,
     /// Middleware by (priority, extension name, id): index into `loaded` and the spec.
-    middleware_order: Vec<(usize, MiddlewareSpec)>,
+    middleware_order: Vec<(usize, usize, MiddlewareSpec)>,
     pool: Pool,
     bus: EventBus,
     stop: watch::Sender<bool>,
@@ -239,15 +239,15 @@ impl ExtensionHost {
         self.hook_order[point as usize].iter().any(|&i| active.0[i])
     }
 
-    /// The middleware of `active`, in order.
+    /// The middleware of `active`, in order: each with its position in its extension's list.
     pub(crate) fn middleware_in<'a>(
         &'a self,
         active: &'a ActiveSet,
-    ) -> impl Iterator<Item = (&'a Arc<Loaded>, &'a MiddlewareSpec)> {
+    ) -> impl Iterator<Item = (&'a Arc<Loaded>, usize, &'a MiddlewareSpec)> {
         self.middleware_order
             .iter()
-            .filter(|(i, _)| active.0[*i])
-            .map(|(i, spec)| (&self.loaded[*i], spec))
+            .filter(|(i, ..)| active.0[*i])
+            .map(|(i, declared, spec)| (&self.loaded[*i], *declared, spec))
     }
 
     /// The largest body extension `name`'s routes accept.

@@ -32,10 +32,11 @@ pub(crate) fn hook_order<'a>(
 }
 
 /// The running order of all middleware (on the way in; the way out is the reverse), from
-/// `(extension index, extension name, its middleware)`.
+/// `(extension index, extension name, its middleware)`: each as (extension index, its
+/// position in the extension's list, spec).
 pub(crate) fn middleware_order<'a>(
     extensions: impl IntoIterator<Item = (usize, &'a str, &'a [MiddlewareSpec])>,
-) -> Vec<(usize, MiddlewareSpec)> {
+) -> Vec<(usize, usize, MiddlewareSpec)> {
     let mut list: Vec<(usize, &str, usize, &MiddlewareSpec)> = extensions
         .into_iter()
         .flat_map(|(i, name, specs)| {
@@ -54,7 +55,7 @@ pub(crate) fn middleware_order<'a>(
         ))
     });
     list.into_iter()
-        .map(|(i, _, _, m)| (i, m.clone()))
+        .map(|(i, _, declared, m)| (i, declared, m.clone()))
         .collect()
 }
 

@@ -74,13 +74,9 @@ fn middleware(exts: &[Ext]) -> Vec<(String, usize, i32)> {
     );
     order
         .into_iter()
-        .map(|(i, spec)| {
+        .map(|(i, declared, spec)| {
             let e = &exts[i];
-            let declared = e
-                .middleware
-                .iter()
-                .position(|m| *m == spec)
-                .expect("the order only holds declared middleware");
+            assert_eq!(e.middleware[declared], spec, "the position names the spec");
             (e.name.clone(), declared, spec.priority)
         })
         .collect()

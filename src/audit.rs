@@ -23,8 +23,9 @@ use time::OffsetDateTime;
 /// Who acted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
-    /// A signed-in user (an administrator, for admin actions).
-    User(uuid::Uuid),
+    /// A signed-in user (an administrator, for admin actions), and the client address its
+    /// request came from (`crate::http::client_addr`).
+    User(uuid::Uuid, Option<std::net::IpAddr>),
     /// The command line, run by this operating-system user.
     Cli(String),
     /// Solobase itself (enforcement, automatic actions).
@@ -37,9 +38,17 @@ impl Actor {
         Self::Cli(std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
     }
 
+    /// The client address of a request's actor.
+    pub(crate) fn client(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Self::User(_, client) => *client,
+            _ => None,
+        }
+    }
+
     pub(crate) fn as_text(&self) -> String {
         match self {
-            Self::User(id) => format!("user:{id}"),
+            Self::User(id, _) => format!("user:{id}"),
             Self::Cli(who) => format!("cli:{who}"),
             Self::System => "system".into(),
         }
@@ -110,14 +119,15 @@ pub(crate) async fn record_in(
 ) -> anyhow::Result<()> {
     client
         .execute(
-            "INSERT INTO solobase.audit_log (actor, action, extension, result, detail) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO solobase.audit_log (actor, action, extension, result, detail, client) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
             &[
                 &entry.actor.as_text(),
                 &entry.action,
                 &entry.extension,
                 &entry.outcome.as_str(),
                 &entry.detail,
+                &entry.actor.client(),
             ],
         )
         .await?;
@@ -285,6 +295,10 @@ pub(crate) struct Stored {
     pub(crate) extension: Option<String>,
     pub(crate) result: String,
     pub(crate) detail: serde_json::Value,
+    /// The client address the request came from (behind a trusted proxy, the client it
+    /// reported); absent for the command line and Solobase's own actions.
+    #[schema(value_type = Option<String>, example = "203.0.113.7")]
+    pub(crate) client: Option<String>,
 }
 
 /// Which entries to read: newest first, at most `limit`, older than entry `before` when set.
@@ -305,7 +319,8 @@ pub(crate) async fn list(pool: &Pool, filter: &Filter) -> anyhow::Result<Vec<Sto
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT id, at, actor, action, extension, result, detail FROM solobase.audit_log \
+            "SELECT id, at, actor, action, extension, result, detail, host(client) \
+             FROM solobase.audit_log \
              WHERE ($1::text IS NULL OR extension = $1) \
                AND ($2::text IS NULL OR action = $2) \
                AND ($3::timestamptz IS NULL OR at >= $3) \
@@ -330,6 +345,7 @@ pub(crate) async fn list(pool: &Pool, filter: &Filter) -> anyhow::Result<Vec<Sto
             extension: r.get(4),
             result: r.get(5),
             detail: r.get(6),
+            client: r.get(7),
         })
         .collect())
 }

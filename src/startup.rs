@@ -121,7 +121,13 @@ impl Application {
             format!("cannot listen on {bind}: is another server using it? Choose another address with --bind or SOLOBASE_BIND")
         })?;
         let port = listener.local_addr()?.port();
+        let proxies = crate::config::TrustedProxies::parse(
+            &config.server.trusted_proxies,
+            config.server.client_ip_header,
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
         let state = AppState {
+            proxies: Arc::new(proxies),
             pool: db.pool().clone(),
             throttle: Arc::new(crate::auth::throttle::Throttle::new(&config.auth)),
             denials: Arc::new(crate::audit::Denials::new(Duration::from_secs(

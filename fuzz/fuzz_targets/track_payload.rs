@@ -38,7 +38,6 @@ fuzz_target!(|data: &[u8]| {
     }
     let open = AnalyticsConfig {
         allowed_origins: vec!["*".into()],
-        trust_forwarded_for: true,
         respect_dnt: false,
         max_track_bytes: 65_536,
         ..AnalyticsConfig::default()

@@ -28,6 +28,14 @@ impl Config {
         if let Some(v) = get("SOLOBASE_BIND") {
             self.server.bind = parse("SOLOBASE_BIND", v, "an address such as 127.0.0.1:8080")?;
         }
+        if let Some(v) = get("SOLOBASE_TRUSTED_PROXIES") {
+            self.server.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
         if let Some(v) = get("SOLOBASE_WORKERS") {
             self.server.workers = parse("SOLOBASE_WORKERS", v, "a whole number")?;
         }

@@ -13,10 +13,12 @@ use serde::Deserialize;
 pub(crate) mod allow;
 mod env;
 mod extensions;
+pub mod proxies;
 mod sections;
 
 pub use allow::AllowList;
 pub use extensions::{BreakerSettings, DbLimits, ExtensionLimits, ExtensionsConfig, Limits, Rate};
+pub use proxies::{ClientIpHeader, TrustedProxies};
 pub use sections::{
     AuthConfig, DatabaseConfig, EmbeddedConfig, LogConfig, LogFormat, MetricsConfig,
     RetentionConfig, ServerConfig, StorageConfig,
@@ -197,6 +199,8 @@ impl Config {
                     .into(),
             ));
         }
+        TrustedProxies::parse(&self.server.trusted_proxies, self.server.client_ip_header)
+            .map_err(ConfigError::Invalid)?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid(
                 "data_dir is empty: set it to a directory Solobase may write to".into(),

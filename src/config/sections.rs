@@ -32,6 +32,11 @@ pub struct ServerConfig {
     pub(crate) max_json_bytes: usize,
     /// Connections each worker serves at once; beyond, new ones wait in the listen backlog.
     pub(crate) max_connections: usize,
+    /// Reverse proxies (CIDRs or addresses) whose forwarding header names the client: see
+    /// [`super::proxies`]. Empty: the client is the connection's peer.
+    pub trusted_proxies: Vec<String>,
+    /// The forwarding header the trusted proxies set.
+    pub client_ip_header: super::ClientIpHeader,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -168,6 +173,8 @@ impl Default for ServerConfig {
             body_min_rate: 500,
             max_json_bytes: 64 * 1024,
             max_connections: 25_000,
+            trusted_proxies: Vec::new(),
+            client_ip_header: super::ClientIpHeader::default(),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub(crate) mod api;
 pub(crate) mod body_deadline;
+pub(crate) mod client_addr;
 mod dashboard;
 pub mod ext;
 pub(crate) mod identity;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub(crate) throttle: Arc<crate::auth::throttle::Throttle>,
     /// Refused admin actions being merged before they are audited.
     pub(crate) denials: Arc<crate::audit::Denials>,
+    /// The reverse proxies whose forwarding headers are believed.
+    pub(crate) proxies: Arc<crate::config::TrustedProxies>,
 }
 
 /// Mounts every host route of `api` (built once by [`Api::build`] from [`routes()`]); JSON

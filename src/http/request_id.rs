@@ -57,18 +57,51 @@ fn fresh() -> String {
     out
 }
 
+/// The request's client and scheme for its log span, formatted only when the span is
+/// recorded.
+struct ClientField<'a>(&'a ServiceRequest);
+
+impl std::fmt::Display for ClientField<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let req = self.0.request();
+        let scheme = super::client_addr::scheme(req);
+        match super::client_addr::client_addr(req) {
+            Some(ip) => write!(f, "{ip} ({scheme})"),
+            None => write!(f, "- ({scheme})"),
+        }
+    }
+}
+
 pub(crate) async fn middleware(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let (metrics, body_timeout_ms, body_min_rate) = req
+    let (metrics, body_timeout_ms, body_min_rate, forwarded) = req
         .app_data::<actix_web::web::Data<super::AppState>>()
         .map(|state| {
             let server = &state.config.server;
             let metrics = Some(state.metrics.clone());
-            (metrics, server.body_timeout_ms, server.body_min_rate)
+            // The client, once for the whole request (nothing to do without trusted proxies).
+            let forwarded = if state.proxies.is_empty() {
+                None
+            } else {
+                super::client_addr::resolve(
+                    req.peer_addr().map(|a| a.ip()),
+                    req.headers(),
+                    &state.proxies,
+                )
+            };
+            (
+                metrics,
+                server.body_timeout_ms,
+                server.body_min_rate,
+                forwarded,
+            )
         })
         .unwrap_or_default();
+    if let Some(forwarded) = forwarded {
+        req.extensions_mut().insert(forwarded);
+    }
     // Every body gets its deadline here, before anything reads it.
     super::body_deadline::guard(&mut req, body_timeout_ms, body_min_rate);
     let id = incoming(&req).unwrap_or_else(fresh);
@@ -78,6 +111,7 @@ pub(crate) async fn middleware(
         request_id = %id,
         method = %req.method(),
         path = %req.path(),
+        client = tracing::field::display(ClientField(&req)),
     );
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;

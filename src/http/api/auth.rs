@@ -4,6 +4,7 @@
 //! Whatever checks a password goes through [`Throttle::admit`] first (per client, hashing
 //! slot, per account): over a limit, 429 or 503 with `Retry-After` before any hashing.
 
+use crate::http::client_addr::client_addr;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -96,7 +97,11 @@ pub(crate) async fn login(
         };
         audit::record_or_log(
             &state.pool,
-            Entry::new(Actor::User(user.id), "auth.admin_login", outcome),
+            Entry::new(
+                Actor::User(user.id, client_addr(&req)),
+                "auth.admin_login",
+                outcome,
+            ),
         )
         .await;
     }
@@ -290,7 +295,11 @@ pub async fn change_password(
     let client = client_key(&req);
     let (slot, account) = admit(&state.throttle, Purpose::Login, &user.0.email, client).await?;
     let keep = identity::bearer(&req);
-    let entry = Entry::new(Actor::User(user.0.id), "user.password", Outcome::Ok);
+    let entry = Entry::new(
+        Actor::User(user.0.id, client_addr(&req)),
+        "user.password",
+        Outcome::Ok,
+    );
     let revoked = sessions::change_password(
         &state.pool,
         slot,
@@ -321,7 +330,7 @@ pub(crate) fn routes(api: &mut crate::http::Api) {
 /// The client a request counts against: its peer address (as the extensions' per-client
 /// limits count it).
 pub(crate) fn client_key(req: &HttpRequest) -> ClientKey {
-    ClientKey::of(req.peer_addr().map(|a| a.ip()))
+    ClientKey::of(crate::http::client_addr::client_addr(req))
 }
 
 /// [`Throttle::admit`], refusals answered 429 or 503 with `Retry-After`.
@@ -371,7 +380,7 @@ pub(crate) fn session_error(e: SessionError) -> ApiError {
 /// The authenticated caller. Extracting it fails with 401 when the `Authorization: Bearer`
 /// header is missing, malformed, unknown, expired or revoked, or its account is disabled.
 #[derive(Debug, Clone)]
-pub(crate) struct CurrentUser(pub User);
+pub(crate) struct CurrentUser(pub User, pub Option<std::net::IpAddr>);
 
 impl CurrentUser {
     /// `Ok` for an administrator, 403 for anyone else.
@@ -393,7 +402,7 @@ impl CurrentUser {
         action: &'static str,
         extension: Option<&str>,
     ) -> Result<Actor, ApiError> {
-        let actor = Actor::User(self.0.id);
+        let actor = Actor::User(self.0.id, self.1);
         if let Err(e) = self.require_admin() {
             let mut entry = Entry::new(actor, action, Outcome::Denied);
             if let Some(name) = extension {
@@ -417,13 +426,14 @@ impl FromRequest for CurrentUser {
                 .app_data::<web::Data<AppState>>()
                 .cloned()
                 .ok_or_else(|| ApiError::internal("AppState missing"))?;
+            let client = client_addr(&req);
             match identity::caller(&req, &state.pool).await? {
-                identity::Caller::User(user) => Ok(Self(user)),
+                identity::Caller::User(user) => Ok(Self(user, client)),
                 // An extension's authentication hook established the caller.
                 identity::Caller::Extension(found) => users::by_id(&state.pool, found.user_id)
                     .await?
                     .filter(|user| !user.is_disabled())
-                    .map(Self)
+                    .map(|user| Self(user, client))
                     .ok_or_else(identity::invalid_token),
                 identity::Caller::InvalidToken => Err(identity::invalid_token()),
                 identity::Caller::Anonymous => Err(identity::unauthenticated()),

@@ -144,7 +144,7 @@ pub async fn revoke_sessions(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let actor = if id == user.0.id {
-        Actor::User(id)
+        Actor::User(id, user.1)
     } else {
         user.admin_action(&state, "user.revoke_sessions", None)
             .await?

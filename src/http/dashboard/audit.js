@@ -56,7 +56,8 @@ export async function viewAudit(view, params) {
     }
     if (!view.current()) return;
     body.replaceChildren(...page.entries.map((e) => h('tr', { 'data-action': e.action, 'data-id': e.id },
-      h('td', {}, when(e.at)), h('td', {}, e.actor === me ? `you (${sessionStorage.getItem(EMAIL)})` : e.actor), h('td', {}, h('code', {}, e.action)),
+      h('td', {}, when(e.at)), h('td', {}, e.actor === me ? `you (${sessionStorage.getItem(EMAIL)})` : e.actor,
+        e.client ? h('div', { class: 'muted client' }, `from ${e.client}`) : null), h('td', {}, h('code', {}, e.action)),
       h('td', {}, e.extension || '—'), h('td', { class: 'result' }, badge(e.result, e.result === 'ok' ? 'yes' : 'no')),
       h('td', {}, detailList(e.detail)))));
     if (!page.entries.length) body.replaceChildren(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No entries.')));

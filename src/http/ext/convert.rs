@@ -28,7 +28,7 @@ pub(crate) fn request_head(req: &HttpRequest, request_id: &str) -> RequestHead {
     replace_str(&mut head.path, req.path());
     replace_str(&mut head.query, req.query_string());
     fill_headers(&mut head.headers, req.headers());
-    head.peer_addr = req.peer_addr().map(|a| a.ip());
+    head.peer_addr = crate::http::client_addr::client_addr(req);
     replace_str(&mut head.request_id, request_id);
     head.identity = None;
     head

@@ -146,9 +146,9 @@ async fn serve(
     };
     let identity = identity(req, state).await?;
     check_access(&route.access, identity.as_ref(), state).await?;
-    let client = match (&identity, req.peer_addr()) {
+    let client = match (&identity, crate::http::client_addr::client_addr(req)) {
         (Some(who), _) => Client::User(who.user_id),
-        (None, Some(addr)) => Client::Address(addr.ip()),
+        (None, Some(addr)) => Client::Address(addr),
         (None, None) => Client::Unknown,
     };
     if let Err(limited) = l.admit(client) {

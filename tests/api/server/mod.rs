@@ -16,6 +16,9 @@ mod hostile;
 mod metrics;
 mod monitoring;
 mod openapi;
+// The client's address behind real nginx; limits on the probe's routes: run with --all-features.
+#[cfg(feature = "probe")]
+mod proxies;
 mod storage;
 // Attacks on stored objects; a few go through the probe extension: run with --all-features.
 mod storage_access;

@@ -18,8 +18,10 @@ pub struct AnalyticsConfig {
     pub allowed_origins: Vec<String>,
     /// Ignore requests that send `DNT: 1` or `Sec-GPC: 1`.
     pub respect_dnt: bool,
-    /// Take the client address from the first `X-Forwarded-For` entry. Only behind a reverse
-    /// proxy that sets it: otherwise clients could choose their own visitor id.
+    /// No longer used, and refused when `true`: the server resolves the client's address
+    /// itself, from the proxies the operator trusts (`[server] trusted_proxies` in
+    /// `config/solobase.toml`).
+    #[serde(deserialize_with = "retired_forwarded_for")]
     pub trust_forwarded_for: bool,
     /// Days that events are kept; older ones are deleted by the purge task.
     #[serde(alias = "retentionDays")]
@@ -40,6 +42,18 @@ pub struct AnalyticsConfig {
     /// Largest body `/api/track` accepts, in bytes.
     #[schemars(range(min = 64, max = 65536))]
     pub max_track_bytes: usize,
+}
+
+/// `trust_forwarded_for = true` is refused with what replaced it.
+fn retired_forwarded_for<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    if bool::deserialize(d)? {
+        return Err(serde::de::Error::custom(
+            "trust_forwarded_for is no longer read: the server resolves each client's address \
+             itself from the proxies it trusts; list yours in [server] trusted_proxies in \
+             config/solobase.toml and remove this key",
+        ));
+    }
+    Ok(false)
 }
 
 impl Default for AnalyticsConfig {
@@ -90,6 +104,19 @@ impl AnalyticsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_retired_forwarded_for_switch_is_refused_with_what_replaced_it() {
+        let off: AnalyticsConfig =
+            serde_json::from_value(serde_json::json!({"trust_forwarded_for": false})).unwrap();
+        assert!(!off.trust_forwarded_for);
+        let on = serde_json::from_value::<AnalyticsConfig>(
+            serde_json::json!({"trust_forwarded_for": true}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(on.contains("trusted_proxies"), "{on}");
+    }
 
     #[test]
     fn prefixes_and_origins() {

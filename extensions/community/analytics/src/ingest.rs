@@ -503,10 +503,10 @@ mod tests {
             query: "utm_source=news&token=secret&ref=x".into(),
             referrer: Text::Header(HeaderValue::from_static("https://www.google.com/?q=1")),
             user_agent: Text::Header(HeaderValue::from_static(ua)),
-            address: Address::of(
-                &solobase_sdk::RequestHead::new(solobase_sdk::http::Method::GET, "/"),
-                false,
-            ),
+            address: Address::of(&solobase_sdk::RequestHead::new(
+                solobase_sdk::http::Method::GET,
+                "/",
+            )),
         }
     }
 

@@ -90,7 +90,7 @@ pub fn capture_page_view(
         },
         referrer: header(solobase_sdk::http::header::REFERER),
         user_agent: header(solobase_sdk::http::header::USER_AGENT),
-        address: privacy::Address::of(req, config.trust_forwarded_for),
+        address: privacy::Address::of(req),
     })
 }
 

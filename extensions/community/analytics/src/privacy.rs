@@ -37,7 +37,7 @@ pub fn visitor_id(salt: &Salt, site: &str, address: &[u8], ua: &[u8]) -> i64 {
 }
 
 /// The client's address as text, in a fixed buffer (the hook must not allocate for it): the
-/// first `X-Forwarded-For` entry when the proxy in front is trusted, else the socket's peer.
+/// the address the server resolved (`RequestHead::peer_addr`).
 #[derive(Clone, Copy)]
 pub struct Address {
     len: u8,
@@ -52,24 +52,13 @@ impl std::fmt::Debug for Address {
 }
 
 impl Address {
-    /// The address of `req`'s client.
-    pub fn of(req: &RequestHead, trust_forwarded: bool) -> Self {
+    /// The address of `req`'s client, as the server resolved it (behind a trusted proxy,
+    /// the client the proxy reported; `[server] trusted_proxies`).
+    pub fn of(req: &RequestHead) -> Self {
         let mut out = Self {
             len: 0,
             bytes: [0; 46],
         };
-        if trust_forwarded
-            && let Some(first) = req
-                .header("x-forwarded-for")
-                .and_then(|v| v.split(',').next())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-        {
-            let n = first.len().min(out.bytes.len());
-            out.bytes[..n].copy_from_slice(&first.as_bytes()[..n]);
-            out.len = n as u8;
-            return out;
-        }
         if let Some(ip) = req.peer_addr {
             use std::io::Write as _;
             let mut cursor = &mut out.bytes[..];
@@ -279,16 +268,16 @@ mod tests {
         let mut req = RequestHead::new(Method::GET, "/");
         req.peer_addr = "2001:db8:ffff:ffff:ffff:ffff:255.255.255.255".parse().ok();
         assert_eq!(
-            Address::of(&req, false).as_bytes(),
+            Address::of(&req).as_bytes(),
             b"2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".as_slice()
         );
+        // Forwarding headers are the server's to judge (`[server] trusted_proxies`): here a
+        // client cannot choose its own address, and so its visitor id.
         req.headers.insert(
             "x-forwarded-for",
             HeaderValue::from_static(" 203.0.113.9 , 10.0.0.1"),
         );
-        assert_eq!(Address::of(&req, true).as_bytes(), b"203.0.113.9");
-        // Not trusted: a client cannot choose its own address (and so its visitor id).
-        assert_ne!(Address::of(&req, false).as_bytes(), b"203.0.113.9");
-        assert!(format!("{:?}", Address::of(&req, true)).contains('…'));
+        assert_ne!(Address::of(&req).as_bytes(), b"203.0.113.9");
+        assert!(format!("{:?}", Address::of(&req)).contains('…'));
     }
 }

@@ -151,7 +151,7 @@ pub fn accept(
             .cloned()
             .map(Text::Header)
             .unwrap_or_default(),
-        address: Address::of(&req.head, config.trust_forwarded_for),
+        address: Address::of(&req.head),
     };
     Ok((Some(hit), origin))
 }

@@ -71,6 +71,10 @@ pub(crate) enum ErrorCode {
     AccountDisabled,
     /// The current password given to change it is wrong.
     WrongPassword,
+    /// A first-run setup link that was used, expired or never issued.
+    InvalidSetupLink,
+    /// The first-run setup was asked for, but an administrator exists.
+    AdminExists,
     /// A bug or an unexpected failure; details are in the server log.
     Internal,
 }
@@ -107,6 +111,8 @@ impl ErrorCode {
         Self::Busy,
         Self::AccountDisabled,
         Self::WrongPassword,
+        Self::InvalidSetupLink,
+        Self::AdminExists,
         Self::Internal,
     ];
 
@@ -147,6 +153,8 @@ impl ErrorCode {
             Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Self::AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled"),
             Self::WrongPassword => (StatusCode::FORBIDDEN, "wrong_password"),
+            Self::InvalidSetupLink => (StatusCode::FORBIDDEN, "invalid_setup_link"),
+            Self::AdminExists => (StatusCode::CONFLICT, "admin_exists"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

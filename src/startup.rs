@@ -55,6 +55,8 @@ pub struct Application {
     /// The mounted host routes and the OpenAPI document built from them.
     api: Arc<http::Api>,
     db: Arc<Postgres>,
+    /// While no administrator exists: the one-time link that creates one (printed at start).
+    setup_link: Option<String>,
 }
 
 impl Application {
@@ -160,7 +162,27 @@ impl Application {
         let api = Arc::new(http::Api::build(extensions.clone()));
         let server = build_server(listener, state.clone(), extensions.clone(), api.clone())?;
         tracing::info!(address = %bind.ip(), port, "listening");
+        let base = base_url(bind, port);
+        tracing::info!("admin dashboard: {base}/admin/");
+        let setup_link = match crate::auth::setup::issue(&state.pool).await {
+            Ok(Some(token)) => {
+                let link = format!("{base}/admin/#/setup/{token}");
+                tracing::info!(
+                    "no administrator exists yet: open {link} within 30 minutes to create one \
+                     (the link works once; a restart prints a new one). Or set \
+                     SOLOBASE_ADMIN_EMAIL and SOLOBASE_ADMIN_PASSWORD, or run \
+                     `solobase users create --admin <email>`"
+                );
+                Some(link)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot issue the first-run setup link");
+                None
+            }
+        };
         Ok(Self {
+            setup_link,
             port,
             server,
             metrics_server,
@@ -169,6 +191,12 @@ impl Application {
             api,
             db,
         })
+    }
+
+    /// While no administrator exists, the one-time link that creates one (as printed at
+    /// start).
+    pub fn setup_link(&self) -> Option<&str> {
+        self.setup_link.as_deref()
     }
 
     /// The port actually bound (useful when the configured port is 0).
@@ -345,6 +373,16 @@ fn build_server(
         server = server.workers(workers);
     }
     Ok(server.listen(listener)?.run())
+}
+
+/// The server's address for people: `http://<bind address>:<port>`, with `localhost` for an
+/// address that means every interface.
+fn base_url(bind: std::net::SocketAddr, port: u16) -> String {
+    match bind.ip() {
+        ip if ip.is_unspecified() => format!("http://localhost:{port}"),
+        std::net::IpAddr::V6(v6) => format!("http://[{v6}]:{port}"),
+        ip => format!("http://{ip}:{port}"),
+    }
 }
 
 /// Creates the admin from SOLOBASE_ADMIN_EMAIL/PASSWORD unless an admin exists already.

@@ -129,9 +129,11 @@ done_step
 
 step "curl /ext/$name/hello"
 body=""
+# Until the route answers with its hook's header: a request that began while the extension
+# was being enabled may meet its route but not yet its hooks.
 for _ in $(seq 1 100); do
     body="$(curl -s -D "$work/headers" "http://127.0.0.1:$port/ext/$name/hello")" || true
-    grep -q '^HTTP/[0-9.]* 200' "$work/headers" && break
+    grep -q '^HTTP/[0-9.]* 200' "$work/headers" && grep -qi "^x-$name: 1" "$work/headers" && break
     sleep 0.05
 done
 echo "$body"

@@ -99,6 +99,18 @@ pub async fn create_with_hash(
 ) -> Result<(User, Event), CreateUserError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    let created = insert(&tx, email, hash, role).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// Inserts the account and records `user.created` in `tx` (which the caller commits).
+pub(crate) async fn insert(
+    tx: &deadpool_postgres::Transaction<'_>,
+    email: &Email,
+    hash: &str,
+    role: Role,
+) -> Result<(User, Event), CreateUserError> {
     let row = tx
         .query_one(
             &format!(
@@ -120,8 +132,7 @@ pub async fn create_with_hash(
         EventType::USER_CREATED,
         serde_json::json!({"user_id": user.id, "email": user.email, "role": user.role}),
     );
-    events::record(&tx, &event).await?;
-    tx.commit().await?;
+    events::record(tx, &event).await?;
     Ok((user, event))
 }
 

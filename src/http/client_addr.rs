@@ -97,9 +97,7 @@ fn parse_addr(text: &str) -> Option<IpAddr> {
     if !is_port(port) {
         return None;
     }
-    host.parse::<std::net::Ipv4Addr>()
-        .ok()
-        .map(IpAddr::V4)
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
 fn is_port(p: &str) -> bool {

@@ -57,6 +57,8 @@ pub struct TestApp {
     pub events: solobase::events::EventBus,
     /// The host routes the server mounted, as `(method, path)` (`Application::api`).
     pub routes: Vec<(String, String)>,
+    /// The first-run link it printed (while no administrator exists).
+    pub setup_link: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     finished: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -137,6 +139,7 @@ impl<'a> TestAppBuilder<'a> {
         let metrics_port = app.metrics_port();
         let events = app.state().events.clone();
         let routes = app.api().routes();
+        let setup_link = app.setup_link().map(str::to_owned);
         let (tx, rx) = oneshot::channel();
         let finished = tokio::spawn(app.run_until_stopped(async {
             let _ = rx.await;
@@ -153,6 +156,7 @@ impl<'a> TestAppBuilder<'a> {
                 .expect("client"),
             events,
             routes,
+            setup_link,
             shutdown: Some(tx),
             finished: Some(finished),
         }

@@ -4,7 +4,6 @@
 //! Whatever checks a password goes through [`Throttle::admit`] first (per client, hashing
 //! slot, per account): over a limit, 429 or 503 with `Retry-After` before any hashing.
 
-use crate::http::client_addr::client_addr;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -20,6 +19,7 @@ use crate::auth::users::{self, CreateUserError};
 use crate::auth::{Email, Password, Role, User, password};
 use crate::error::{ApiError, ErrorCode, ErrorSchema};
 use crate::http::AppState;
+use crate::http::client_addr::client_addr;
 use crate::http::ext::convert;
 use crate::http::identity;
 use crate::runtime::host::ExtensionHost;
@@ -200,6 +200,93 @@ async fn issue_token(
     }))
 }
 
+/// The first administrator, from a setup link and the account to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"token": "3b9f…", "email": "owner@example.com", "password": "correct horse battery"}))]
+pub(crate) struct Setup {
+    /// The token of the setup link the server printed at start (after `#/setup/`).
+    token: String,
+    email: String,
+    password: String,
+}
+
+/// Create the first administrator
+///
+/// With the one-time link Solobase prints at start while no administrator exists (valid for
+/// 30 minutes, until used, or until an administrator exists by other means): creates the
+/// administrator and logs it in. Audited (`auth.setup`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/setup",
+    tag = "auth",
+    request_body = Setup,
+    responses(
+        (status = 200, description = "The administrator is created and logged in", body = TokenResponse),
+        (status = 400, description = "A malformed body, an invalid email or a too short password (`invalid_request`)", body = ErrorSchema),
+        (status = 403, description = "The link was used, expired, or never issued (`invalid_setup_link`)", body = ErrorSchema),
+        (status = 409, description = "An administrator exists already (`admin_exists`)", body = ErrorSchema),
+        (status = 429, description = "Too many attempts from this client; see `Retry-After` (`rate_limited`)", body = ErrorSchema),
+        (status = 503, description = "Every password-hashing slot is busy; see `Retry-After` (`busy`)", body = ErrorSchema),
+    )
+)]
+#[tracing::instrument(name = "setup", skip_all)]
+pub(crate) async fn setup(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<Setup>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::auth::setup::{self, SetupError};
+    let Setup {
+        token,
+        email,
+        password,
+    } = body.into_inner();
+    let refused = |e: SetupError| match e {
+        SetupError::InvalidLink => ApiError::new(ErrorCode::InvalidSetupLink, e.to_string()),
+        SetupError::AdminExists => ApiError::new(ErrorCode::AdminExists, e.to_string()),
+        SetupError::Create(CreateUserError::EmailTaken(_)) => ApiError::new(
+            ErrorCode::EmailTaken,
+            "this email belongs to an account already: choose another one for the administrator",
+        ),
+        other => ApiError::internal(other),
+    };
+    // The link first: without one, nobody costs the server a password hash.
+    if !setup::is_valid(&state.pool, &token)
+        .await
+        .map_err(refused)?
+    {
+        return Err(refused(SetupError::InvalidLink));
+    }
+    let email = Email::parse(&email).map_err(ApiError::invalid)?;
+    let password = Password::parse(password, state.config.auth.min_password_length)
+        .map_err(ApiError::invalid)?;
+    let client = client_key(&req);
+    let (slot, account) = admit(&state.throttle, Purpose::Signup, email.as_str(), client).await?;
+    let hash = slot
+        .run(move || password::hash(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let (user, event) = setup::complete(&state.pool, &token, &email, &hash)
+        .await
+        .map_err(refused)?;
+    state.throttle.succeeded(account, client);
+    state.events.publish(event);
+    audit::record_or_log(
+        &state.pool,
+        Entry::new(
+            Actor::User(user.id, client_addr(&req)),
+            "auth.setup",
+            Outcome::Ok,
+        )
+        .detail(serde_json::json!({"email": user.email})),
+    )
+    .await;
+    tracing::info!(user_id = %user.id, "the first administrator was created with the setup link");
+    issue_token(&state, user, None).await
+}
+
 /// The current user
 #[utoipa::path(
     get,
@@ -324,6 +411,7 @@ pub(crate) fn routes(api: &mut crate::http::Api) {
         .add(__path_signup, signup)
         .add(__path_me, me)
         .add(__path_logout, logout)
+        .add(__path_setup, setup)
         .add(__path_change_password, change_password);
 }
 

@@ -1,6 +1,7 @@
 // Solobase admin dashboard: a single page over the admin API (/api/v1/...), in plain
 // JavaScript modules served from the binary. This one logs in and out and routes the address
-// (#/extensions, #/extensions/<name>, #/extensions/<name>/config, #/users, #/audit) to a view.
+// (#/extensions, #/extensions/<name>, #/extensions/<name>/config, #/users, #/audit, and the
+// first run's #/setup/<token>) to a view.
 //
 // Rules every module keeps:
 // - Nothing from the server is ever parsed as HTML: elements are built with h() (dom.js), and
@@ -14,6 +15,7 @@ import { viewAudit } from './audit.js';
 import { viewConfig } from './config.js';
 import { describe, h, say, show } from './dom.js';
 import { viewExtension, viewExtensions } from './extensions.js';
+import { viewSetup } from './setup.js';
 import { viewUsers } from './users.js';
 
 /** Timers of the current view, cleared when the view changes. */
@@ -87,6 +89,12 @@ function route(keepStatus) {
   if (keepStatus !== true) say('');
   generation += 1;
   const gen = generation;
+  // The first-run link (#/setup/<token>) works whether or not someone is logged in here.
+  const setup = location.hash.match(/^#\/setup\/([0-9A-Za-z_-]+)$/);
+  if (setup) {
+    viewSetup(setup[1], () => route());
+    return;
+  }
   if (!sessionStorage.getItem(TOKEN)) {
     viewLogin();
     return;

@@ -45,7 +45,7 @@ macro_rules! script {
     };
 }
 
-const ASSETS: [Asset; 10] = [
+const ASSETS: [Asset; 11] = [
     INDEX,
     script!("app.js"),
     script!("api.js"),
@@ -54,6 +54,7 @@ const ASSETS: [Asset; 10] = [
     script!("config.js"),
     script!("audit.js"),
     script!("users.js"),
+    script!("setup.js"),
     Asset {
         path: "/admin/app.css",
         content_type: "text/css; charset=utf-8",
@@ -83,6 +84,12 @@ static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
 /// of the OpenAPI document.
 #[allow(clippy::disallowed_methods)]
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    // A person opening the server's address lands on the dashboard.
+    cfg.service(
+        web::resource("/")
+            .route(web::get().to(to_dashboard))
+            .route(web::head().to(to_dashboard)),
+    );
     cfg.service(
         web::resource(["/admin", "/admin/"])
             .route(web::get().to(page))
@@ -95,6 +102,12 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::head().to(move |req: HttpRequest| serve(req, index))),
         );
     }
+}
+
+async fn to_dashboard() -> HttpResponse {
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, "/admin/"))
+        .finish()
 }
 
 async fn page(req: HttpRequest) -> HttpResponse {

@@ -242,6 +242,28 @@ impl Server {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The message of the first log line (after the one saying it listens) that contains
+    /// `needle`, waiting up to `limit` for it.
+    pub(crate) fn logged(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        while let Ok(line) = self
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.early.push(line.clone());
+            let v = serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default();
+            if let Some(message) = v["message"].as_str()
+                && message.contains(needle)
+            {
+                return message.to_owned();
+            }
+        }
+        panic!(
+            "the server did not log {needle:?}; its log:\n{}",
+            self.early.join("\n")
+        );
+    }
+
     /// Signals the whole process group, as a terminal's Ctrl-C does.
     fn signal_group(&self, sig: &str) {
         let group = format!("-{}", self.child.id());

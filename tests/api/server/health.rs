@@ -126,6 +126,7 @@ async fn host_tables_live_in_their_own_schema_and_migrate_once() {
             "refinery_schema_history",
             "role_permissions",
             "sessions",
+            "setup_links",
             "storage_buckets",
             "storage_objects",
             "users"

@@ -7,6 +7,8 @@ pub(crate) mod cli;
 // The admin dashboard; its browser test uses the probe extension: run with --all-features.
 mod dashboard;
 mod events;
+// The first run: the printed setup link, in the API and in a real browser.
+mod first_run;
 mod health;
 // Runs the binary with the analytics and webhooks extensions (the default features).
 #[cfg(all(feature = "analytics", feature = "webhooks"))]

@@ -41,9 +41,12 @@ pub(crate) fn resolve(
     let (hops, proto) = match trusted.header() {
         ClientIpHeader::XForwardedFor => (
             list(headers, "x-forwarded-for")
-                .map(parse_addr)
+                .map(|hop| hop.and_then(parse_addr))
                 .collect::<Vec<_>>(),
-            list(headers, "x-forwarded-proto").last().map(str::to_owned),
+            list(headers, "x-forwarded-proto")
+                .last()
+                .flatten()
+                .map(str::to_owned),
         ),
         ClientIpHeader::Forwarded => forwarded(headers),
     };
@@ -70,13 +73,15 @@ pub(crate) fn resolve(
     })
 }
 
-/// The comma-separated values of every `name` header, in order, trimmed.
-fn list<'a>(headers: &'a HeaderMap, name: &'static str) -> impl Iterator<Item = &'a str> {
+/// The comma-separated values of every `name` header, in order, trimmed; `None` for a value
+/// that is not UTF-8. Split as bytes: a proxy appends its entry to the line the client sent,
+/// so a line that is not visible ASCII (which `to_str` refuses) still ends with the proxy's
+/// word, and dropping the whole line would make the client the proxy.
+fn list<'a>(headers: &'a HeaderMap, name: &'static str) -> impl Iterator<Item = Option<&'a str>> {
     headers
         .get_all(name)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|v| std::str::from_utf8(v).ok().map(str::trim))
 }
 
 /// An address as proxies write it: `192.0.2.1`, `2001:db8::1`, `[2001:db8::1]`, with or
@@ -109,6 +114,11 @@ fn forwarded(headers: &HeaderMap) -> (Vec<Option<IpAddr>>, Option<String>) {
     let mut hops = Vec::new();
     let mut proto = None;
     for element in list(headers, "forwarded") {
+        let Some(element) = element else {
+            hops.push(None);
+            proto = None;
+            continue;
+        };
         let mut this_for = None;
         let mut this_proto = None;
         for pair in element.split(';') {
@@ -250,6 +260,40 @@ mod tests {
         let got = resolve(peer, &h, &fwd).unwrap();
         assert_eq!(got.addr, ip("198.51.100.7"));
         assert_eq!(got.https, Some(true));
+    }
+
+    #[test]
+    fn a_line_that_is_not_visible_ascii_still_ends_with_the_proxys_entry() {
+        let peer = Some(ip("10.0.0.1"));
+        for (header, kind, line) in [
+            (
+                "x-forwarded-for",
+                ClientIpHeader::XForwardedFor,
+                &b"\xe9, 198.51.100.7"[..],
+            ),
+            (
+                "x-forwarded-for",
+                ClientIpHeader::XForwardedFor,
+                b"6.6.6.6 \xc3\xa9, 198.51.100.7",
+            ),
+            (
+                "forwarded",
+                ClientIpHeader::Forwarded,
+                b"for=\xff\xfe, for=198.51.100.7",
+            ),
+        ] {
+            let mut h = HeaderMap::new();
+            h.append(
+                HeaderName::from_static(header),
+                HeaderValue::from_bytes(line).unwrap(),
+            );
+            let t = trusted(&["10.0.0.0/8"], kind);
+            assert_eq!(
+                resolve(peer, &h, &t).map(|f| f.addr),
+                Some(ip("198.51.100.7")),
+                "{line:?}"
+            );
+        }
     }
 
     #[test]

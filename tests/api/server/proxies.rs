@@ -202,3 +202,56 @@ async fn behind_nginx_each_real_client_has_its_own_limit_and_forged_headers_chan
         "127.0.0.3"
     );
 }
+
+/// A request through nginx whose own `X-Forwarded-For` holds `forged` raw bytes: nginx
+/// passes them on and appends the client's real address to the same line.
+async fn status_raw(client: &reqwest::Client, url: &str, forged: &[u8]) -> u16 {
+    client
+        .get(url)
+        .header(
+            "x-forwarded-for",
+            reqwest::header::HeaderValue::from_bytes(forged).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_client_cannot_pass_for_the_proxy_with_bytes_that_are_not_ascii() {
+    let app = app(&["127.0.0.1/32"]).await;
+    let nginx = Nginx::start(app.port);
+    let url = nginx.url(LIMITED);
+    let a = client_from("127.0.0.2");
+    assert_eq!(status(&a, &url, None).await, 200);
+    assert_eq!(status(&a, &url, None).await, 200);
+    assert_eq!(status(&a, &url, None).await, 429);
+    // nginx sends `X-Forwarded-For: \xe9, 127.0.0.2`: the line is not visible ASCII, yet its
+    // rightmost entry is still the one nginx wrote. Read whole, A stays A.
+    for forged in [&b"\xe9"[..], "é".as_bytes(), b"1.2.3.4\xe9", b"\xff\xfe"] {
+        assert_eq!(status_raw(&a, &url, forged).await, 429, "{forged:?}");
+    }
+
+    // Nor can A hide behind the proxy's address in the audit log.
+    app.create_user("root@example.com", "password123", true)
+        .await;
+    let res = a
+        .post(nginx.url("/api/v1/auth/login"))
+        .header(
+            "x-forwarded-for",
+            reqwest::header::HeaderValue::from_bytes(b"\xe9").unwrap(),
+        )
+        .json(&serde_json::json!({"email": "root@example.com", "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    let admin = body["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        audited_client(&app, &admin, "auth.admin_login").await,
+        "127.0.0.2"
+    );
+}

@@ -123,6 +123,8 @@ impl Application {
             format!("cannot listen on {bind}: is another server using it? Choose another address with --bind or SOLOBASE_BIND")
         })?;
         let port = listener.local_addr()?.port();
+        // A bad CA file stops the start here, not each extension's outbound calls later.
+        crate::runtime::outbound::extra_roots(config.extensions.outbound_ca_file.as_deref())?;
         let proxies = crate::config::TrustedProxies::parse(
             &config.server.trusted_proxies,
             config.server.client_ip_header,

@@ -45,6 +45,9 @@ pub struct ExtensionsConfig {
     /// Non-public addresses (CIDRs, addresses, host names) extensions' outbound HTTP
     /// (`ctx.http`) may reach anyway; every other non-public address is refused.
     pub outbound_allow: Vec<String>,
+    /// A PEM file of CA certificates that https calls of extensions' outbound HTTP trust
+    /// besides the system's (a private CA, a test one).
+    pub outbound_ca_file: Option<PathBuf>,
     /// Per-extension overrides of the limits above, by extension name.
     pub limits: BTreeMap<String, ExtensionLimits>,
     /// Failures (panics, hook time-outs) within `breaker_window_secs` that open an
@@ -126,6 +129,7 @@ impl Default for ExtensionsConfig {
             client_rate_per_second: 100,
             client_rate_burst: 400,
             outbound_allow: Vec::new(),
+            outbound_ca_file: None,
             limits: BTreeMap::new(),
             breaker_failures: 5,
             breaker_window_secs: 30,

@@ -164,6 +164,7 @@ pub(super) async fn load_one(
         name.clone(),
         grants.clone(),
         ctx.settings.outbound_allow(name.as_str()),
+        crate::runtime::outbound::extra_roots(ctx.settings.outbound_ca_file.as_deref())?,
         &ctx.metrics,
     )?);
     item.outbound = Some(http.clone());

@@ -5,7 +5,9 @@
 //! `outbound_allow` for the extension (replaced at once by a reload of the host file), and
 //! counted in `extension_outbound_requests_total{extension,outcome}`. The client follows no
 //! redirect, ignores proxy settings (a proxy would resolve and connect where the guard cannot
-//! see) and reads no more of an answer than the request's limit. Its connection pool reuses a
+//! see) and reads no more of an answer than the request's limit. https is verified against
+//! the system's CA certificates and the operator's `outbound_ca_file` (rustls; the host name
+//! is checked against the certificate, while the connection goes to the guarded address). Its connection pool reuses a
 //! connection without resolving again, so a narrower list gets a fresh client: a connection to
 //! an address no longer allowed is never reused.
 
@@ -30,6 +32,8 @@ pub(crate) struct HostHttp {
     allow: Arc<ArcSwap<AllowList>>,
     /// The client, and the list it was made under.
     client: Mutex<(Arc<AllowList>, reqwest::Client)>,
+    /// The operator's extra CA certificates.
+    roots: Vec<reqwest::Certificate>,
     outcomes: Outcomes,
 }
 
@@ -49,8 +53,44 @@ impl std::fmt::Debug for HostHttp {
     }
 }
 
-fn client(allow: &Arc<ArcSwap<AllowList>>) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// The CA certificates of `[extensions] outbound_ca_file` (none without one).
+pub(crate) fn extra_roots(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let Some(file) = file else {
+        return Ok(Vec::new());
+    };
+    let pem = std::fs::read(file).map_err(|e| {
+        anyhow::anyhow!(
+            "extensions.outbound_ca_file {}: cannot read it ({e})",
+            file.display()
+        )
+    })?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        anyhow::anyhow!(
+            "extensions.outbound_ca_file {}: not PEM certificates ({e})",
+            file.display()
+        )
+    })?;
+    if roots.is_empty() {
+        anyhow::bail!(
+            "extensions.outbound_ca_file {}: holds no certificate (expected PEM blocks \
+             -----BEGIN CERTIFICATE-----)",
+            file.display()
+        );
+    }
+    Ok(roots)
+}
+
+fn client(
+    allow: &Arc<ArcSwap<AllowList>>,
+    roots: &[reqwest::Certificate],
+) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().use_rustls_tls();
+    for root in roots {
+        builder = builder.add_root_certificate(root.clone());
+    }
+    builder
         .dns_resolver(guard::GuardedResolver::new(allow.clone()))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -66,6 +106,7 @@ impl HostHttp {
         extension: ExtensionName,
         grants: Arc<Grants>,
         allow: AllowList,
+        roots: Vec<reqwest::Certificate>,
         metrics: &crate::metrics::Metrics,
     ) -> anyhow::Result<Self> {
         let allow = Arc::new(ArcSwap::from_pointee(allow));
@@ -84,9 +125,10 @@ impl HostHttp {
             failed: counter("failed"),
             denied: counter("denied"),
         };
-        let first = client(&allow)?;
+        let first = client(&allow, &roots)?;
         Ok(Self {
             client: Mutex::new((allow.load_full(), first)),
+            roots,
             extension,
             grants,
             allow,
@@ -108,7 +150,8 @@ impl HostHttp {
         let allow = self.allow.load_full();
         let mut current = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if !Arc::ptr_eq(&current.0, &allow) {
-            let fresh = client(&self.allow).map_err(|e| OutboundError::Failed(e.to_string()))?;
+            let fresh = client(&self.allow, &self.roots)
+                .map_err(|e| OutboundError::Failed(e.to_string()))?;
             *current = (allow, fresh);
         }
         Ok(current.1.clone())
@@ -148,14 +191,6 @@ impl HostHttp {
     async fn exchange(&self, request: Request) -> Result<Response, OutboundError> {
         self.permitted()?;
         let url = self.url(request.url())?;
-        if url.scheme() == "https" {
-            // The server's HTTP client is built without a TLS stack.
-            return Err(OutboundError::Invalid(
-                "https:// is not supported by this build (no TLS stack for outbound calls): \
-                 use an http:// URL"
-                    .into(),
-            ));
-        }
         let mut req = self
             .client()?
             .request(request.method().clone(), url)

@@ -1092,3 +1092,193 @@ async fn finished_deliveries_past_the_retention_are_deleted_with_their_attempts(
         assert!(value >= least, "{table}: {value}\n{text}");
     }
 }
+
+/// A test CA and a certificate it signed for `localhost`: (CA PEM, leaf DER, leaf key DER).
+fn test_pki() -> (String, Vec<u8>, Vec<u8>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    (ca.pem(), leaf.der().to_vec(), leaf_key.serialize_der())
+}
+
+/// An https receiver (rustls) answering 200 to every request; the bodies it got.
+async fn https_receiver(cert: Vec<u8>, key: Vec<u8>) -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.into()],
+        rustls::pki_types::PrivatePkcs8KeyDer::from(key).into(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let keep = got.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, keep) = (acceptor.clone(), keep.clone());
+            tokio::spawn(async move {
+                // A handshake the client refuses ends here.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // One request: its head, then Content-Length bytes of body.
+                let body = loop {
+                    let Ok(n) = tls.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + length {
+                        break buf[end + 4..end + 4 + length].to_vec();
+                    }
+                };
+                keep.lock().unwrap().push(body);
+                let _ = tls
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (port, got)
+}
+
+/// Deliveries to an https receiver whose certificate a private CA signed: refused (and the
+/// attempt says why) until the operator names that CA in `outbound_ca_file`, then delivered.
+#[tokio::test]
+async fn https_deliveries_verify_the_receivers_certificate() {
+    let (ca_pem, cert, key) = test_pki();
+    let (port, got) = https_receiver(cert, key).await;
+    let url = format!("https://localhost:{port}/hook");
+    let dir = crate::helpers::TempDir::new();
+    let ca_file = dir.0.join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+
+    // Retries 2 s apart: the delivery still waits when the second server starts.
+    let toml = "poll_interval_ms = 50\nretry_schedule_secs = [0.0, 2.0, 2.0, 2.0, 2.0]\n\
+                timeout_secs = 2\n";
+    // Without the CA: the certificate does not verify, which the attempt records.
+    let app = app_with(toml).await;
+    let db = app.db_name.clone();
+    let admin = app.user_token("admin@example.com", true).await;
+    let (status, ep) = call(
+        &app,
+        &admin,
+        "POST",
+        "/endpoints",
+        Some(json!({"url": url, "event_types": ["user.created"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{ep}");
+    app.signup("first@example.com", "password123").await;
+    let mut error = String::new();
+    for _ in 0..200 {
+        let list = deliveries(&app, &admin, "").await;
+        if let Some(d) = list.first() {
+            let (_, attempts) = call(
+                &app,
+                &admin,
+                "GET",
+                &format!("/deliveries/{}/attempts", d["id"]),
+                None,
+            )
+            .await;
+            if let Some(e) = attempts[0]["error"].as_str() {
+                error = e.to_owned();
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(error.contains("certificate"), "{error:?}");
+    assert!(
+        got.lock().unwrap().is_empty(),
+        "nothing reached the receiver"
+    );
+    app.stop().await.unwrap();
+
+    // With the operator's CA: the waiting delivery goes through on its next try, verified.
+    let ca = ca_file.clone();
+    let app = TestApp::builder()
+        .on(db)
+        .config(move |c| {
+            c.extensions.outbound_ca_file = Some(ca);
+            c.extensions
+                .limits
+                .entry("webhooks".into())
+                .or_default()
+                .outbound_allow = Some(LOOPBACK.iter().map(|s| s.to_string()).collect());
+            std::fs::create_dir_all(&c.extensions.config_dir).unwrap();
+            std::fs::write(c.extensions.config_dir.join("webhooks.toml"), toml).unwrap();
+        })
+        .spawn()
+        .await;
+    let delivered = eventually(Duration::from_secs(20), || async {
+        !got.lock().unwrap().is_empty()
+    })
+    .await;
+    assert!(delivered, "the delivery reached the https receiver");
+    let body: Value = serde_json::from_slice(&got.lock().unwrap()[0]).unwrap();
+    assert_eq!(body["data"]["email"], "first@example.com");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            !deliveries(&app, &admin, "?status=succeeded")
+                .await
+                .is_empty()
+        })
+        .await
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_outbound_ca_file_stops_the_start_with_a_clear_error() {
+    let dir = crate::helpers::TempDir::new();
+    let bad = dir.0.join("not-a-ca.pem");
+    std::fs::write(&bad, "hello").unwrap();
+    for (file, expected) in [
+        (dir.0.join("missing.pem"), "cannot read it"),
+        (bad, "holds no certificate"),
+    ] {
+        let err = TestApp::builder()
+            .config(move |c| c.extensions.outbound_ca_file = Some(file))
+            .build()
+            .await
+            .err()
+            .expect("refused");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("extensions.outbound_ca_file") && text.contains(expected),
+            "{text}"
+        );
+    }
+}

@@ -71,6 +71,46 @@ impl Release {
     }
 }
 
+/// The registries' HTTP client: https verified (rustls) against the system's CA certificates
+/// and, when `SOLOBASE_OUTBOUND_CA_FILE` names one, a PEM file of further ones. (Packages are
+/// trusted by their signatures either way; TLS keeps the index private and current.)
+fn client() -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder().use_rustls_tls();
+    if let Some(file) = std::env::var_os("SOLOBASE_OUTBOUND_CA_FILE").filter(|f| !f.is_empty()) {
+        let pem = std::fs::read(&file).map_err(|e| {
+            format!(
+                "SOLOBASE_OUTBOUND_CA_FILE {}: cannot read it ({e})",
+                std::path::Path::new(&file).display()
+            )
+        })?;
+        let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            format!(
+                "SOLOBASE_OUTBOUND_CA_FILE {}: not PEM certificates ({e})",
+                std::path::Path::new(&file).display()
+            )
+        })?;
+        for root in roots {
+            builder = builder.add_root_certificate(root);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// An error with its causes (a certificate that does not verify is a cause of the send
+/// error).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Where a registry is.
 #[derive(Debug, Clone)]
 pub enum Location {
@@ -79,20 +119,13 @@ pub enum Location {
 }
 
 impl Location {
-    /// A directory, `file://` URL or `http://` URL.
+    /// A directory, `file://` URL, or `http://` or `https://` URL.
     pub fn parse(raw: &str) -> Result<Self, String> {
         if let Some(path) = raw.strip_prefix("file://") {
             return Ok(Self::Dir(PathBuf::from(path)));
         }
-        if raw.starts_with("http://") {
+        if raw.starts_with("http://") || raw.starts_with("https://") {
             return Ok(Self::Http(raw.trim_end_matches('/').to_owned()));
-        }
-        if raw.starts_with("https://") {
-            return Err(format!(
-                "registry {raw}: https is not built into Solobase; serve the registry over \
-                 http:// or copy it into a directory (packages are trusted by their signatures, \
-                 not by the transport)"
-            ));
         }
         Ok(Self::Dir(PathBuf::from(raw)))
     }
@@ -107,12 +140,12 @@ impl Location {
                 .map_err(|e| format!("cannot read {}: {e}", dir.join(file).display())),
             Self::Http(base) => {
                 let url = format!("{base}/{file}");
-                let response = reqwest::Client::new()
+                let response = client()?
                     .get(&url)
                     .timeout(std::time::Duration::from_secs(60))
                     .send()
                     .await
-                    .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+                    .map_err(|e| format!("cannot fetch {url}: {}", causes(&e)))?;
                 if !response.status().is_success() {
                     return Err(format!("cannot fetch {url}: {}", response.status()));
                 }
@@ -121,7 +154,7 @@ impl Location {
                 while let Some(chunk) = response
                     .chunk()
                     .await
-                    .map_err(|e| format!("cannot fetch {url}: {e}"))?
+                    .map_err(|e| format!("cannot fetch {url}: {}", causes(&e)))?
                 {
                     body.extend_from_slice(&chunk);
                     if body.len() > MAX_FETCH {

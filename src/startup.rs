@@ -57,6 +57,8 @@ pub struct Application {
     db: Arc<Postgres>,
     /// While no administrator exists: the one-time link that creates one (printed at start).
     setup_link: Option<String>,
+    /// Ends the task that reloads the TLS certificate (dropped with the application).
+    _tls_watch: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Application {
@@ -162,9 +164,29 @@ impl Application {
         };
         // The host's routes and their OpenAPI document, built once for every worker.
         let api = Arc::new(http::Api::build(extensions.clone()));
-        let server = build_server(listener, state.clone(), extensions.clone(), api.clone())?;
-        tracing::info!(address = %bind.ip(), port, "listening");
-        let base = base_url(bind, port);
+        let tls = match &state.config.server.tls {
+            Some(files) => {
+                let (config, resolver) = http::tls::server_config(files)?;
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                tokio::spawn(http::tls::watch(files.clone(), resolver, stopped));
+                Some((config, stop))
+            }
+            None => None,
+        };
+        let (tls_config, tls_watch) = match tls {
+            Some((config, stop)) => (Some(config), Some(stop)),
+            None => (None, None),
+        };
+        let https = tls_config.is_some();
+        let server = build_server(
+            listener,
+            tls_config,
+            state.clone(),
+            extensions.clone(),
+            api.clone(),
+        )?;
+        tracing::info!(address = %bind.ip(), port, tls = https, "listening");
+        let base = base_url(if https { "https" } else { "http" }, bind, port);
         tracing::info!("admin dashboard: {base}/admin/");
         let setup_link = match crate::auth::setup::issue(&state.pool).await {
             Ok(Some(token)) => {
@@ -184,6 +206,7 @@ impl Application {
             }
         };
         Ok(Self {
+            _tls_watch: tls_watch,
             setup_link,
             port,
             server,
@@ -341,6 +364,7 @@ async fn auth_upkeep(state: AppState, mut stop: watch::Receiver<bool>) {
 
 fn build_server(
     listener: TcpListener,
+    tls: Option<rustls::ServerConfig>,
     state: AppState,
     extensions: Arc<ExtensionHost>,
     api: Arc<http::Api>,
@@ -374,16 +398,19 @@ fn build_server(
     if workers > 0 {
         server = server.workers(workers);
     }
-    Ok(server.listen(listener)?.run())
+    Ok(match tls {
+        Some(config) => server.listen_rustls_0_23(listener, config)?.run(),
+        None => server.listen(listener)?.run(),
+    })
 }
 
-/// The server's address for people: `http://<bind address>:<port>`, with `localhost` for an
-/// address that means every interface.
-fn base_url(bind: std::net::SocketAddr, port: u16) -> String {
+/// The server's address for people: `<scheme>://<bind address>:<port>`, with `localhost` for
+/// an address that means every interface.
+fn base_url(scheme: &str, bind: std::net::SocketAddr, port: u16) -> String {
     match bind.ip() {
-        ip if ip.is_unspecified() => format!("http://localhost:{port}"),
-        std::net::IpAddr::V6(v6) => format!("http://[{v6}]:{port}"),
-        ip => format!("http://{ip}:{port}"),
+        ip if ip.is_unspecified() => format!("{scheme}://localhost:{port}"),
+        std::net::IpAddr::V6(v6) => format!("{scheme}://[{v6}]:{port}"),
+        ip => format!("{scheme}://{ip}:{port}"),
     }
 }
 

@@ -31,6 +31,21 @@ impl Config {
         if let Some(v) = get("SOLOBASE_OUTBOUND_CA_FILE") {
             self.extensions.outbound_ca_file = Some(PathBuf::from(v));
         }
+        match (get("SOLOBASE_TLS_CERT"), get("SOLOBASE_TLS_KEY")) {
+            (Some(cert), Some(key)) => {
+                self.server.tls = Some(super::TlsConfig {
+                    cert: PathBuf::from(cert),
+                    key: PathBuf::from(key),
+                });
+            }
+            (None, None) => {}
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "SOLOBASE_TLS_CERT and SOLOBASE_TLS_KEY go together: set both (or neither)"
+                        .into(),
+                ));
+            }
+        }
         if let Some(v) = get("SOLOBASE_TRUSTED_PROXIES") {
             self.server.trusted_proxies = v
                 .split(',')

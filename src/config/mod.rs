@@ -21,7 +21,7 @@ pub use extensions::{BreakerSettings, DbLimits, ExtensionLimits, ExtensionsConfi
 pub use proxies::{ClientIpHeader, TrustedProxies};
 pub use sections::{
     AuthConfig, DatabaseConfig, EmbeddedConfig, LogConfig, LogFormat, MetricsConfig,
-    RetentionConfig, ServerConfig, StorageConfig,
+    RetentionConfig, ServerConfig, StorageConfig, TlsConfig,
 };
 
 /// The path read when `--config` is not given. A missing file at this path is not an error.

@@ -37,6 +37,19 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<String>,
     /// The forwarding header the trusted proxies set.
     pub client_ip_header: super::ClientIpHeader,
+    /// Serve https with this certificate and key instead of plain http.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: PEM files, read again whenever they change (a renewed certificate is used
+/// for the next handshakes, without a restart).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain: the server's certificate first, then its intermediates.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -175,6 +188,7 @@ impl Default for ServerConfig {
             max_connections: 25_000,
             trusted_proxies: Vec::new(),
             client_ip_header: super::ClientIpHeader::default(),
+            tls: None,
         }
     }
 }

@@ -17,6 +17,7 @@ pub(crate) mod openapi;
 mod request_id;
 pub(crate) mod routes;
 mod security_headers;
+pub(crate) mod tls;
 
 use std::sync::Arc;
 

@@ -30,5 +30,7 @@ mod security_headers;
 mod sessions;
 // Password guessing and hash flooding against the login and sign-up routes.
 mod throttle;
+// The server speaking https itself: ALPN, certificate renewal under load, bad files.
+mod tls;
 // Retention of the outbox and the audit log, and the audit log's append-only trigger.
 mod retention;

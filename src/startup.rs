@@ -108,6 +108,7 @@ impl Application {
             HostContext {
                 pool: db.pool().clone(),
                 pg_config: db.pg_config().clone(),
+                tls: db.tls().clone(),
                 data_dir: config.data_dir.clone(),
                 bus: events.clone(),
                 settings: config.extensions.clone(),

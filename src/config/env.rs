@@ -28,6 +28,9 @@ impl Config {
         if let Some(v) = get("SOLOBASE_BIND") {
             self.server.bind = parse("SOLOBASE_BIND", v, "an address such as 127.0.0.1:8080")?;
         }
+        if let Some(v) = get("SOLOBASE_DATABASE_CA_FILE") {
+            self.database.ca_file = Some(PathBuf::from(v));
+        }
         if let Some(v) = get("SOLOBASE_OUTBOUND_CA_FILE") {
             self.extensions.outbound_ca_file = Some(PathBuf::from(v));
         }

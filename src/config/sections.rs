@@ -55,6 +55,9 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
+    /// A PEM file of CA certificates for `verify-ca`/`verify-full` when the URL names no
+    /// `sslrootcert` (otherwise the system's are used).
+    pub ca_file: Option<PathBuf>,
     /// A PostgreSQL connection URL. Empty means: run the embedded cluster.
     pub url: Option<String>,
     /// Maximum connections in the host's pool.
@@ -196,6 +199,7 @@ impl Default for ServerConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
+            ca_file: None,
             url: None,
             pool_size: 16,
             connect_timeout_secs: 5,

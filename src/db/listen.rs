@@ -33,31 +33,49 @@ impl Listener {
     }
 }
 
+/// Reads `connection`'s messages, sending one `()` per notification, until it closes.
+async fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    tx: mpsc::UnboundedSender<()>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    while let Some(message) = messages.next().await {
+        match message {
+            Ok(AsyncMessage::Notification(_)) => {
+                if tx.send(()).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, channel = "listener", "a listening connection failed");
+                return;
+            }
+        }
+    }
+}
+
 /// Connects with `pg_config` and listens on `channel` (a plain identifier).
 #[allow(clippy::disallowed_methods)] // src/db is the one place allowed to connect
 pub(crate) async fn listen(
     pg_config: &tokio_postgres::Config,
+    tls: &super::tls::DbTls,
     channel: &str,
 ) -> Result<Listener, tokio_postgres::Error> {
-    let (client, mut connection) = pg_config.connect(NoTls).await?;
     let (tx, notices) = mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(_)) => {
-                    if tx.send(()).is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, channel = "listener", "a listening connection failed");
-                    return;
-                }
-            }
+    let (client, driver) = match tls {
+        super::tls::DbTls::None => {
+            let (client, connection) = pg_config.connect(NoTls).await?;
+            (client, tokio::spawn(drive(connection, tx)))
         }
-    });
+        super::tls::DbTls::Rustls(make) => {
+            let (client, connection) = pg_config.connect(make.clone()).await?;
+            (client, tokio::spawn(drive(connection, tx)))
+        }
+    };
     let listener = Listener {
         notices,
         driver,

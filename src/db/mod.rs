@@ -12,6 +12,7 @@ pub mod lock;
 pub mod migrate;
 mod sys;
 pub mod test_cluster;
+pub mod tls;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -37,6 +38,14 @@ pub enum DbError {
          that DATABASE_URL is right, or unset DATABASE_URL to use the embedded database"
     )]
     Unreachable { target: String, cause: String },
+    #[error("database TLS: {0}")]
+    Tls(String),
+    #[error(
+        "PostgreSQL at {target} presented a certificate that does not verify ({cause}): name the \
+         CA that signed it with sslrootcert=<file> in DATABASE_URL (or database.ca_file), and \
+         connect by a host name the certificate is for (or use sslmode=verify-ca)"
+    )]
+    Certificate { target: String, cause: String },
     #[error("cannot start the embedded PostgreSQL: {0}")]
     Embedded(#[from] EmbeddedError),
     #[error("cannot prepare the embedded database: {0}")]
@@ -60,6 +69,8 @@ pub enum Mode {
 #[derive(Debug)]
 pub struct Postgres {
     pool: Pool,
+    /// How connections are made (TLS and its verification), for every pool on this database.
+    tls: tls::DbTls,
     /// Where the pool points, for messages (never contains a password).
     target: String,
     /// The connection settings, from which extension pools are derived.
@@ -74,11 +85,24 @@ impl Postgres {
     pub async fn connect(config: &Config, mode: Mode) -> Result<Self, DbError> {
         let db = &config.database;
         let connect_timeout = Duration::from_secs(db.connect_timeout_secs.max(1));
+        let mut policy = tls::DbTls::None;
         let (pg_config, embedded) = match &db.url {
             Some(url) => {
-                let mut pg: tokio_postgres::Config = url
+                let (rest, mode, root) = tls::split_url(url).map_err(DbError::BadUrl)?;
+                let mut pg: tokio_postgres::Config = rest
                     .parse()
                     .map_err(|e: tokio_postgres::Error| DbError::BadUrl(e.to_string()))?;
+                let only_sockets = pg
+                    .get_hosts()
+                    .iter()
+                    .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)));
+                if !only_sockets {
+                    let (made, pg_mode) =
+                        tls::DbTls::new(mode, root.as_deref(), db.ca_file.as_deref())
+                            .map_err(DbError::Tls)?;
+                    policy = made;
+                    pg.ssl_mode(pg_mode);
+                }
                 pg.connect_timeout(connect_timeout);
                 if pg.get_application_name().is_none() {
                     pg.application_name("solobase");
@@ -113,8 +137,12 @@ impl Postgres {
                 }
             }
         };
-        let database =
-            Self::from_pg_config(host_session(pg_config), db.pool_size, connect_timeout)?;
+        let database = Self::from_pg_config(
+            host_session(pg_config),
+            policy,
+            db.pool_size,
+            connect_timeout,
+        )?;
         *database.embedded.lock().unwrap_or_else(|p| p.into_inner()) = embedded;
         database.ping().await?;
         Ok(database)
@@ -123,17 +151,20 @@ impl Postgres {
     /// A pool on explicit connection settings (used by [`Postgres::connect`] and tests).
     pub(crate) fn from_pg_config(
         pg_config: tokio_postgres::Config,
+        tls: tls::DbTls,
         pool_size: usize,
         timeout: Duration,
     ) -> Result<Self, DbError> {
         let target = describe_target(&pg_config);
-        let pool =
-            pool(pg_config.clone(), pool_size, timeout).map_err(|e| DbError::Unreachable {
+        let pool = pool(pg_config.clone(), &tls, pool_size, timeout).map_err(|e| {
+            DbError::Unreachable {
                 target: target.clone(),
                 cause: e.to_string(),
-            })?;
+            }
+        })?;
         Ok(Self {
             pool,
+            tls,
             target,
             pg_config,
             embedded: Mutex::new(None),
@@ -142,9 +173,18 @@ impl Postgres {
 
     /// Checks that a connection can be made and answers.
     pub(crate) async fn ping(&self) -> Result<(), DbError> {
-        let unreachable = |cause: String| DbError::Unreachable {
-            target: self.target.clone(),
-            cause,
+        let unreachable = |cause: String| {
+            if cause.contains("invalid peer certificate") {
+                DbError::Certificate {
+                    target: self.target.clone(),
+                    cause,
+                }
+            } else {
+                DbError::Unreachable {
+                    target: self.target.clone(),
+                    cause,
+                }
+            }
         };
         let client = self
             .pool
@@ -160,6 +200,11 @@ impl Postgres {
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// How this database's connections are made (every pool on it uses the same).
+    pub fn tls(&self) -> &tls::DbTls {
+        &self.tls
     }
 
     /// The connection settings (with credentials: never log them).
@@ -254,16 +299,17 @@ pub async fn ensure_database(admin: &tokio_postgres::Config, dbname: &str) -> Re
 /// way connections are opened (the host's pool, extensions' pools as their roles).
 pub(crate) fn pool(
     config: tokio_postgres::Config,
+    tls: &tls::DbTls,
     size: usize,
     timeout: Duration,
 ) -> Result<Pool, deadpool_postgres::BuildError> {
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match tls {
+        tls::DbTls::None => Manager::from_config(config, NoTls, manager_config),
+        tls::DbTls::Rustls(make) => Manager::from_config(config, make.clone(), manager_config),
+    };
     Pool::builder(manager)
         .max_size(size)
         .runtime(Runtime::Tokio1)

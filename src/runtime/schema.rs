@@ -96,6 +96,7 @@ pub async fn applied(
 pub(crate) async fn applied_as_role(
     host: &Pool,
     base: &tokio_postgres::Config,
+    tls: &crate::db::tls::DbTls,
     name: &ExtensionName,
 ) -> Result<Vec<(i32, String)>, MigrationError> {
     // Only the catalog is read with the host's rights: whether there is a history at all.
@@ -117,7 +118,7 @@ pub(crate) async fn applied_as_role(
     else {
         return Ok(Vec::new());
     };
-    let db = super::services::extension_database(config, name, 1)
+    let db = super::services::extension_database(config, tls, name, 1)
         .map_err(|e| MigrationError::Other(e.to_string()))?;
     let pool = db.pool().clone();
     let result = async { applied(&*pool.get().await?, name).await.map_err(Into::into) }.await;

@@ -98,10 +98,11 @@ impl EventSink for HostEvents {
 /// [`super::db_role::provision`]), whose `search_path` is its schema.
 pub fn extension_database(
     role_config: tokio_postgres::Config,
+    tls: &crate::db::tls::DbTls,
     name: &ExtensionName,
     pool_size: usize,
 ) -> Result<Database, ExtensionError> {
-    let pool = crate::db::pool(role_config, pool_size, Duration::from_secs(5))
+    let pool = crate::db::pool(role_config, tls, pool_size, Duration::from_secs(5))
         .map_err(ExtensionError::internal)?;
     Ok(Database::new(pool, name.schema()))
 }

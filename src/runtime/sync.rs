@@ -20,6 +20,7 @@ const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 pub(super) fn spawn(
     host: Weak<ExtensionHost>,
     pg_config: tokio_postgres::Config,
+    tls: crate::db::tls::DbTls,
     resync: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
@@ -27,7 +28,7 @@ pub(super) fn spawn(
         let mut tick = tokio::time::interval(resync);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let mut listener = match listen(&pg_config, CHANNEL).await {
+            let mut listener = match listen(&pg_config, &tls, CHANNEL).await {
                 Ok(listener) => Some(listener),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot listen for extension state changes; re-reading every {} s", resync.as_secs());

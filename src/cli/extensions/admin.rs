@@ -212,6 +212,7 @@ pub(super) async fn list(pool: &deadpool_postgres::Pool, as_json: bool) -> anyho
 pub(super) async fn info(
     pool: &deadpool_postgres::Pool,
     base: &tokio_postgres::Config,
+    tls: &crate::db::tls::DbTls,
     manifest: &Manifest,
     as_json: bool,
 ) -> anyhow::Result<()> {
@@ -222,7 +223,7 @@ pub(super) async fn info(
         .iter()
         .cloned()
         .partition(|p| row.as_ref().is_some_and(|r| r.granted.contains(p)));
-    let migrations = schema::applied_as_role(pool, base, &manifest.name).await?;
+    let migrations = schema::applied_as_role(pool, base, tls, &manifest.name).await?;
     let value = json!({
         "name": name,
         "version": manifest.version.to_string(),

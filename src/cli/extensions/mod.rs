@@ -206,7 +206,7 @@ pub(super) async fn run(config_path: Option<&Path>, args: ExtensionsArgs) -> any
         ExtensionsCommand::Info { name, json, .. } => {
             let (manifest, _) = compiled(&name)?;
             with_db(&config()?, true, async |db| {
-                admin::info(db.pool(), db.pg_config(), &manifest, json).await
+                admin::info(db.pool(), db.pg_config(), db.tls(), &manifest, json).await
             })
             .await
         }

@@ -143,7 +143,7 @@ async fn change(
         let passwords = config.database.url.is_some();
         let role_config =
             db_role::provision(db.pool(), db.pg_config(), ext, &limits, passwords).await?;
-        let pool = crate::runtime::services::extension_database(role_config, ext, 1)?
+        let pool = crate::runtime::services::extension_database(role_config, db.tls(), ext, 1)?
             .pool()
             .clone();
         let started = std::time::Instant::now();
@@ -294,7 +294,7 @@ async fn print_plan(
     down: bool,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let history = schema::applied_as_role(db.pool(), db.pg_config(), ext).await?;
+    let history = schema::applied_as_role(db.pool(), db.pg_config(), db.tls(), ext).await?;
     let steps = schema::dry_run(&history, migrations, to, down)?;
     if as_json {
         println!(

@@ -112,6 +112,7 @@ impl ExtensionHost {
             let task = crate::runtime::sync::spawn(
                 Arc::downgrade(&host),
                 ctx.pg_config.clone(),
+                ctx.tls.clone(),
                 Duration::from_secs(ctx.settings.resync_secs),
                 host.stop.subscribe(),
             );

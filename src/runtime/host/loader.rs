@@ -249,8 +249,9 @@ async fn initialize(
         db_role::provision(&ctx.pool, &ctx.pg_config, name, &limits, ctx.role_passwords)
             .await
             .map_err(|e| e.to_string())?;
-    let db = services::extension_database(role_config, name, limits.max_connections as usize)
-        .map_err(|e| e.to_string())?;
+    let db =
+        services::extension_database(role_config, &ctx.tls, name, limits.max_connections as usize)
+            .map_err(|e| e.to_string())?;
     let pool = db.pool().clone();
     let migrations = registration.migrations();
     let applied = schema::migrate(&ctx.pool, &pool, name, &migrations, None)

@@ -58,6 +58,8 @@ pub(crate) struct HostContext {
     pub(crate) pool: Pool,
     /// Connection settings of the host database (extension pools derive from them).
     pub(crate) pg_config: tokio_postgres::Config,
+    /// How connections to it are made (TLS), for extension pools and listeners alike.
+    pub(crate) tls: crate::db::tls::DbTls,
     pub(crate) data_dir: PathBuf,
     pub(crate) bus: EventBus,
     pub(crate) settings: ExtensionsConfig,

@@ -344,10 +344,15 @@ impl Roles {
         let role = db_role::provision(self.db.pool(), self.db.pg_config(), name, &limits, true)
             .await
             .unwrap();
-        solobase::runtime::services::extension_database(role, name, 2)
-            .unwrap()
-            .pool()
-            .clone()
+        solobase::runtime::services::extension_database(
+            role,
+            &solobase::db::tls::DbTls::None,
+            name,
+            2,
+        )
+        .unwrap()
+        .pool()
+        .clone()
     }
 }
 

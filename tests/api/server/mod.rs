@@ -6,6 +6,8 @@ mod auth;
 pub(crate) mod cli;
 // The admin dashboard; its browser test uses the probe extension: run with --all-features.
 mod dashboard;
+// PostgreSQL over TLS: a cluster with ssl = on, the sslmodes, a whole server on it.
+mod database_tls;
 mod events;
 // The first run: the printed setup link, in the API and in a real browser.
 mod first_run;
@@ -31,6 +33,6 @@ mod sessions;
 // Password guessing and hash flooding against the login and sign-up routes.
 mod throttle;
 // The server speaking https itself: ALPN, certificate renewal under load, bad files.
-mod tls;
+pub(crate) mod tls;
 // Retention of the outbox and the audit log, and the audit log's append-only trigger.
 mod retention;

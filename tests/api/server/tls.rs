@@ -14,13 +14,13 @@ use tokio_rustls::rustls;
 use crate::helpers::{TempDir, TestApp};
 
 /// A test CA, and certificates it signs for `localhost`.
-struct Ca {
+pub(crate) struct Ca {
     cert: rcgen::Certificate,
     key: KeyPair,
 }
 
 impl Ca {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -34,7 +34,7 @@ impl Ca {
     }
 
     /// A new certificate and key for `localhost`: (cert PEM, key PEM, cert DER).
-    fn leaf(&self) -> (String, String, Vec<u8>) {
+    pub(crate) fn leaf(&self) -> (String, String, Vec<u8>) {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
         params
@@ -42,6 +42,10 @@ impl Ca {
             .push(rcgen::DnType::CommonName, "localhost");
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    }
+
+    pub(crate) fn pem(&self) -> String {
+        self.cert.pem()
     }
 
     fn der(&self) -> Vec<u8> {

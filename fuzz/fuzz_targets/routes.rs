@@ -103,19 +103,21 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// `template` with its `{name}` and `{*name}` segments replaced by the parameters.
+/// `template` with its `{name}` and `{*name}` segments replaced by the parameters, which come
+/// in the segments' order (a template may use one name twice).
 fn fill(template: &str, params: &[(String, String)]) -> String {
+    let mut next = params.iter();
     template
         .split('/')
         .map(
             |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                 Some(inner) => {
                     let key = inner.trim_start_matches('*');
-                    params
-                        .iter()
-                        .find(|(k, _)| k == key)
-                        .map(|(_, v)| v.as_str())
-                        .unwrap_or_else(|| panic!("no parameter {key} in {params:?}"))
+                    let (name, value) = next
+                        .next()
+                        .unwrap_or_else(|| panic!("no parameter {key} in {params:?}"));
+                    assert_eq!(name, key, "parameters out of order: {params:?}");
+                    value.as_str()
                 }
                 None => segment,
             },

@@ -36,18 +36,24 @@ pub enum SetupError {
     Pool(#[from] deadpool_postgres::PoolError),
 }
 
-/// A new setup token while no administrator exists (earlier, expired ones are deleted), or
-/// `None` — after deleting every outstanding token — when one does.
-pub async fn issue(pool: &Pool) -> Result<Option<String>, SetupError> {
-    let client = pool.get().await?;
-    let admin = client
+/// Whether an administrator exists (disabled or not), seen through `client`.
+async fn admin_exists(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<bool, tokio_postgres::Error> {
+    let row = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM solobase.users WHERE role = 'admin')",
             &[],
         )
-        .await?
-        .get::<_, bool>(0);
-    if admin {
+        .await?;
+    Ok(row.get(0))
+}
+
+/// A new setup token while no administrator exists (earlier, expired ones are deleted), or
+/// `None` — after deleting every outstanding token — when one does.
+pub async fn issue(pool: &Pool) -> Result<Option<String>, SetupError> {
+    let client = pool.get().await?;
+    if admin_exists(&**client).await? {
         client
             .execute("DELETE FROM solobase.setup_links", &[])
             .await?;
@@ -102,14 +108,7 @@ pub async fn complete(
     if used == 0 {
         return Err(SetupError::InvalidLink);
     }
-    let admin = tx
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM solobase.users WHERE role = 'admin')",
-            &[],
-        )
-        .await?
-        .get::<_, bool>(0);
-    if admin {
+    if admin_exists(&*tx).await? {
         tx.execute("DELETE FROM solobase.setup_links", &[]).await?;
         tx.commit().await?;
         return Err(SetupError::AdminExists);

@@ -35,13 +35,24 @@ impl Ca {
 
     /// A new certificate and key for `localhost`: (cert PEM, key PEM, cert DER).
     pub(crate) fn leaf(&self) -> (String, String, Vec<u8>) {
+        let (cert, key, der, _) = self.leaf_der();
+        (cert, key, der)
+    }
+
+    /// [`Ca::leaf`], with the key's PKCS#8 DER too: (cert PEM, key PEM, cert DER, key DER).
+    pub(crate) fn leaf_der(&self) -> (String, String, Vec<u8>, Vec<u8>) {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "localhost");
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+        (
+            cert.pem(),
+            key.serialize_pem(),
+            cert.der().to_vec(),
+            key.serialize_der(),
+        )
     }
 
     pub(crate) fn pem(&self) -> String {

@@ -1093,21 +1093,6 @@ async fn finished_deliveries_past_the_retention_are_deleted_with_their_attempts(
     }
 }
 
-/// A test CA and a certificate it signed for `localhost`: (CA PEM, leaf DER, leaf key DER).
-fn test_pki() -> (String, Vec<u8>, Vec<u8>) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca.self_signed(&ca_key).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
-    (ca.pem(), leaf.der().to_vec(), leaf_key.serialize_der())
-}
-
 /// An https receiver (rustls) answering 200 to every request; the bodies it got.
 async fn https_receiver(cert: Vec<u8>, key: Vec<u8>) -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1177,7 +1162,9 @@ async fn https_receiver(cert: Vec<u8>, key: Vec<u8>) -> (u16, Arc<Mutex<Vec<Vec<
 /// attempt says why) until the operator names that CA in `outbound_ca_file`, then delivered.
 #[tokio::test]
 async fn https_deliveries_verify_the_receivers_certificate() {
-    let (ca_pem, cert, key) = test_pki();
+    let ca = crate::server::tls::Ca::new();
+    let (_, _, cert, key) = ca.leaf_der();
+    let ca_pem = ca.pem();
     let (port, got) = https_receiver(cert, key).await;
     let url = format!("https://localhost:{port}/hook");
     let dir = crate::helpers::TempDir::new();

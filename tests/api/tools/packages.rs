@@ -1,5 +1,5 @@
 //! Sharing extensions through the real binary: `keygen`, `package` (reproducible, signed),
-//! `verify`, `publish` into a registry directory (and the same registry over http), `search`,
+//! `verify`, `publish` into a registry directory (and the same registry over http and https), `search`,
 //! `info --remote`, `install` with dependency resolution into a temporary copy of the
 //! project's layout, refusals (tampered, unsigned, untrusted, conflicting) that write nothing,
 //! `uninstall`; and interoperability with the `minisign` tool when it is installed.
@@ -487,8 +487,59 @@ fn a_registry_served_over_http_works_like_a_directory() {
     );
 }
 
-/// A minimal static file server on 127.0.0.1 for the registry test (GET only, one thread per
-/// connection); stops when dropped.
+/// A registry served over https with a certificate from a CA the system does not know:
+/// refused, naming the URL and the certificate's fault, until `SOLOBASE_OUTBOUND_CA_FILE`
+/// names that CA; then it works like any registry.
+#[test]
+fn a_registry_served_over_https_is_verified_against_the_configured_ca() {
+    let bench = Bench::new();
+    let public = bench.keygen("me.key");
+    bench.trust(&[&public], "unused");
+    let dir = registry(&bench, "me.key");
+    let ca = crate::server::tls::Ca::new();
+    let server = StaticServer::start_https(dir, &ca);
+    let url = format!("https://localhost:{}", server.address.port());
+
+    let out = bench.cli(&["search", "", "--registry", &url]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot fetch {url}/index.json"))
+            && stderr(&out).contains("UnknownIssuer")
+            && stderr(&out).contains("name that CA's PEM file in SOLOBASE_OUTBOUND_CA_FILE"),
+        "{}",
+        stderr(&out)
+    );
+
+    let ca_file = bench.path("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let with_ca = |args: &[&str]| {
+        let mut cmd = solobase(&bench.project());
+        cmd.env("SOLOBASE_OUTBOUND_CA_FILE", &ca_file)
+            .arg("--config")
+            .arg(bench.config())
+            .arg("extensions")
+            .args(args);
+        run(cmd, Duration::from_secs(30))
+    };
+    let found = with_ca(&["search", "", "--registry", &url]);
+    assert!(found.status.success(), "{}", stderr(&found));
+    assert!(
+        stdout(&found).contains("base 0.2.0") && stdout(&found).contains("greeter 0.2.0"),
+        "{}",
+        stdout(&found)
+    );
+    let out = with_ca(&["install", "greeter@0.2.0", "--registry", &url]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("installed base 0.2.0")
+            && stdout(&out).contains("installed greeter 0.2.0"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// A minimal static file server on 127.0.0.1 for the registry tests (GET only, one thread
+/// per connection), over http or, given a rustls configuration, https; stops when dropped.
 struct StaticServer {
     address: std::net::SocketAddr,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -496,7 +547,31 @@ struct StaticServer {
 
 impl StaticServer {
     fn start(dir: PathBuf) -> Self {
-        use std::io::{BufRead, BufReader, Write};
+        Self::start_with(dir, None)
+    }
+
+    /// Serves `dir` over https with a certificate for `localhost` signed by `ca`.
+    fn start_https(dir: PathBuf, ca: &crate::server::tls::Ca) -> Self {
+        use tokio_rustls::rustls;
+        let (_, _, cert, key) = ca.leaf_der();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.into()],
+            rustls::pki_types::PrivatePkcs8KeyDer::from(key).into(),
+        )
+        .unwrap();
+        Self::start_with(dir, Some(std::sync::Arc::new(config)))
+    }
+
+    fn start_with(
+        dir: PathBuf,
+        tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
+    ) -> Self {
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -511,45 +586,56 @@ impl StaticServer {
                 };
                 stream.set_nonblocking(false).unwrap();
                 let dir = dir.clone();
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    let mut line = String::new();
-                    reader.read_line(&mut line).unwrap();
-                    let path = line
-                        .split(' ')
-                        .nth(1)
-                        .unwrap_or("/")
-                        .trim_start_matches('/');
-                    loop {
-                        let mut header = String::new();
-                        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
-                            break;
-                        }
-                    }
-                    let mut stream = stream;
-                    match std::fs::read(dir.join(path)) {
-                        Ok(body) if !path.contains("..") => {
-                            write!(
-                                stream,
-                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                                body.len()
-                            )
-                            .unwrap();
-                            stream.write_all(&body).unwrap();
-                        }
-                        _ => {
-                            stream
-                                .write_all(
-                                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                                )
-                                .unwrap();
-                        }
+                let tls = tls.clone();
+                std::thread::spawn(move || match tls {
+                    None => serve_file(stream, &dir),
+                    Some(config) => {
+                        // A client refusing the certificate ends the handshake: nothing to
+                        // serve then.
+                        let Ok(conn) = tokio_rustls::rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        serve_file(tokio_rustls::rustls::StreamOwned::new(conn, stream), &dir);
                     }
                 });
             }
         });
         Self { address, stop }
     }
+}
+
+/// Answers one GET on `stream` with the file it names under `dir` (or 404).
+fn serve_file(mut stream: impl std::io::Read + std::io::Write, dir: &Path) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut reader = BufReader::new(&mut stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let path = line
+        .split(' ')
+        .nth(1)
+        .unwrap_or("/")
+        .trim_start_matches('/')
+        .to_owned();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+            break;
+        }
+    }
+    drop(reader);
+    let _ = match std::fs::read(dir.join(&path)) {
+        Ok(body) if !path.contains("..") => write!(
+            stream,
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .and_then(|()| stream.write_all(&body)),
+        _ => stream
+            .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"),
+    }
+    .and_then(|()| stream.flush());
 }
 
 impl Drop for StaticServer {

@@ -145,7 +145,16 @@ impl Location {
                     .timeout(std::time::Duration::from_secs(60))
                     .send()
                     .await
-                    .map_err(|e| format!("cannot fetch {url}: {}", causes(&e)))?;
+                    .map_err(|e| {
+                        let why = causes(&e);
+                        let hint = if why.contains("certificate") {
+                            " (a registry whose certificate comes from a private CA: name \
+                             that CA's PEM file in SOLOBASE_OUTBOUND_CA_FILE)"
+                        } else {
+                            ""
+                        };
+                        format!("cannot fetch {url}: {why}{hint}")
+                    })?;
                 if !response.status().is_success() {
                     return Err(format!("cannot fetch {url}: {}", response.status()));
                 }

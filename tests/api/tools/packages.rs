@@ -1,8 +1,9 @@
 //! Sharing extensions through the real binary: `keygen`, `package` (reproducible, signed),
 //! `verify`, `publish` into a registry directory (and the same registry over http and
-//! https), `search`, `info --remote`, `install` with dependency resolution into a temporary copy of the
-//! project's layout, refusals (tampered, unsigned, untrusted, conflicting) that write nothing,
-//! `uninstall`; and interoperability with the `minisign` tool when it is installed.
+//! https), `search`, `info --remote`, `install` with dependency resolution into a temporary
+//! copy of the project's layout, refusals (tampered, unsigned, untrusted, conflicting) that
+//! write nothing, `uninstall`; and interoperability with the `minisign` tool when it is
+//! installed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Counts CPU instructions per request (valgrind's callgrind), which unlike wall-clock figures
-# do not move with the machine's load: the 5 synthetic extensions enabled versus disabled.
+# do not move with the machine's load: bare actix-web, the host's route, an extension's route,
+# 5 synthetic extensions disabled and enabled, analytics counting page views.
 #   bench/instructions.sh            (BENCH_REQUESTS=2000 by default)
+#   BENCH_SCENARIOS="route bare" bench/instructions.sh       some of them
+#   BENCH_PROFILE=/tmp/prof bench/instructions.sh            keep callgrind's files (per
+#       scenario, the run with requests) for callgrind_annotate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
@@ -24,25 +28,49 @@ export DATABASE_URL="host=$work/pg user=solobase dbname=bench"
 
 # Start-up is not counted: the counters are zeroed when the client begins (the metrics
 # exporter's clock calibrates itself against the wall clock at start-up, so its instruction
-# count varies from run to run).
-count() { # extensions requests -> total instructions
-    BENCH_MODE=instructions BENCH_EXTENSIONS=$1 BENCH_REQUESTS=$2 \
+# count varies from run to run). Client and server share the process: every figure holds the
+# same client's work, so differences between scenarios are the server's.
+count() { # scenario requests -> total instructions
+    BENCH_MODE=instructions BENCH_SCENARIO=$1 BENCH_REQUESTS=$2 \
         valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
             --zero-before='*blocking_client*' "$bin" >/dev/null 2>&1
+    if [ -n "${BENCH_PROFILE:-}" ] && [ "$2" != 0 ]; then
+        mkdir -p "$BENCH_PROFILE" && cp "$work/cg.out" "$BENCH_PROFILE/$1.out"
+    fi
     awk '/^totals:/{print $2; exit}' "$work/cg.out"
 }
+scenarios=${BENCH_SCENARIOS:-bare none route disabled enabled analytics-off analytics}
 # A first run creates the extensions' roles and schemas; the measured runs are restarts, so
 # the runs with and without requests do the same start-up work.
 count disabled 0 >/dev/null
+count analytics-off 0 >/dev/null
 declare -A per
-for mode in disabled enabled; do
-    base=$(count "$mode" 0)
-    loaded=$(count "$mode" "$n")
-    per[$mode]=$(( (loaded - base) / n ))
+for s in $scenarios; do
+    base=$(count "$s" 0)
+    loaded=$(count "$s" "$n")
+    per[$s]=$(( (loaded - base) / n ))
 done
-echo "| configuration | instructions per request (GET /healthz, $n requests) |"
+declare -A label=(
+    [bare]="bare actix-web, GET /ping → \"pong\""
+    [none]="host route GET /healthz, no extensions compiled in"
+    [route]="extension route GET /ext/route-1/ping, no hooks"
+    [disabled]="GET /healthz, 5 synthetic extensions disabled"
+    [enabled]="GET /healthz, 5 synthetic extensions enabled (middleware + pre/post_request each)"
+    [analytics-off]="GET /healthz from a browser, analytics disabled"
+    [analytics]="GET /healthz from a browser, analytics enabled (a counted page view)"
+)
+echo "| scenario ($n keep-alive requests, client in the same process) | instructions per request |"
 echo "|---|---:|"
-echo "| 5 synthetic extensions disabled | ${per[disabled]} |"
-echo "| 5 synthetic extensions enabled (middleware + pre/post_request each) | ${per[enabled]} |"
-awk -v a="${per[disabled]}" -v b="${per[enabled]}" \
-    'BEGIN { printf "\nInstruction ratio disabled/enabled: **%.3f** (server and client code, whole process)\n", a / b }'
+for s in $scenarios; do echo "| ${label[$s]} | ${per[$s]} |"; done
+echo
+diff_row() { # name a b goal
+    if [ -n "${per[$2]:-}" ] && [ -n "${per[$3]:-}" ]; then
+        echo "| $1 | $(( per[$2] - per[$3] )) | $(awk -v a="${per[$3]}" -v b="${per[$2]}" 'BEGIN{printf "%.3f", a/b}') | $4 |"
+    fi
+}
+echo "| difference | added instructions per request | ratio | goal |"
+echo "|---|---:|---:|---|"
+diff_row "extension route − bare actix-web" route bare "ratio ≥ 0.85"
+diff_row "host route − bare actix-web" none bare ""
+diff_row "5 synthetic extensions enabled − disabled" enabled disabled "≤ 1,500 added"
+diff_row "analytics enabled − disabled" analytics analytics-off ""

@@ -25,6 +25,10 @@ use solobase_bench::{config, median, wrk_with};
 
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
 
+/// The browser's `User-Agent` header line: requests with it are counted page views.
+pub const BROWSER: &str =
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+
 /// Request heads as the hook sees them: 1,000 visitors over 50 pages.
 fn heads() -> Vec<RequestHead> {
     (0..1000u32)

@@ -263,13 +263,19 @@ pub fn config(url: &str, data: &std::path::Path) -> Config {
     c
 }
 
-/// Sends `n` keep-alive `GET path` requests from one thread and checks each answers 200.
-pub fn blocking_client(port: u16, path: &str, n: usize) -> anyhow::Result<()> {
+/// Sends `n` keep-alive `GET path` requests (with `headers`, `Name: value` lines) from one
+/// thread and checks each answers 200.
+pub fn blocking_client(port: u16, path: &str, headers: &[&str], n: usize) -> anyhow::Result<()> {
     use std::io::{BufRead, BufReader, Read, Write};
     let stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n");
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
     for _ in 0..n {
         writer.write_all(request.as_bytes())?;
         let mut status = String::new();

@@ -309,7 +309,7 @@ async fn idle_mode(url: &str, dir: &Path) -> anyhow::Result<()> {
     let running = serve(app).await;
     // Served a little, then idle.
     let port = running.port;
-    tokio::task::spawn_blocking(move || blocking_client(port, "/healthz", 100)).await??;
+    tokio::task::spawn_blocking(move || blocking_client(port, "/healthz", &[], 100)).await??;
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!("{}", rss_kib());
     running.stop().await
@@ -467,17 +467,41 @@ async fn hot_reload(url: &str, dir: &Path, secs: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `BENCH_MODE=instructions`: one scenario (`BENCH_SCENARIO`), `BENCH_REQUESTS` keep-alive
+/// requests from a client thread in this process, for callgrind to count (`bench/instructions.sh`):
+/// `bare` (actix-web alone, `GET /ping`), `none` (`GET /healthz`, no extensions compiled in),
+/// `disabled` / `enabled` (5 synthetic extensions), `route` (an extension route,
+/// `GET /ext/route-1/ping`), `analytics-off` / `analytics` (`GET /healthz` from a browser, a
+/// counted page view while the extension is enabled).
 async fn instructions_mode(url: &str, dir: &Path) -> anyhow::Result<()> {
-    let requests: usize = std::env::var("BENCH_REQUESTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let enabled = std::env::var("BENCH_EXTENSIONS").as_deref() != Ok("disabled");
-    let app = Application::build_with_extensions(config(url, dir), synthetic(5, "synth")).await?;
+    let requests: usize = env_number("BENCH_REQUESTS", 0);
+    let scenario = std::env::var("BENCH_SCENARIO").unwrap_or_else(|_| "enabled".into());
+    if scenario == "bare" {
+        let (port, bare) = bare_actix()?;
+        tokio::task::spawn_blocking(move || blocking_client(port, "/ping", &[], requests))
+            .await??;
+        bare.stop(true).await;
+        return Ok(());
+    }
+    let (extensions, path, headers): (_, _, &[&str]) = match scenario.as_str() {
+        "none" => (Vec::new(), "/healthz", &[]),
+        "disabled" | "enabled" => (synthetic(5, "synth"), "/healthz", &[]),
+        "route" => (vec![route_only("route-1")], "/ext/route-1/ping", &[]),
+        "analytics" | "analytics-off" => (
+            vec![solobase_ext_analytics::solobase_extension()],
+            "/healthz",
+            &[analytics::BROWSER],
+        ),
+        other => bail!("unknown BENCH_SCENARIO {other:?}"),
+    };
+    let app = Application::build_with_extensions(config(url, dir), extensions).await?;
     let running = serve(app).await;
-    set_all(&running.host, "synth", 5, enabled).await?;
+    let on = !matches!(scenario.as_str(), "disabled" | "analytics-off");
+    for loaded in running.host.all() {
+        set_enabled(&running.host, &loaded.name.to_string(), on).await?;
+    }
     let port = running.port;
-    tokio::task::spawn_blocking(move || blocking_client(port, "/healthz", requests)).await??;
+    tokio::task::spawn_blocking(move || blocking_client(port, path, headers, requests)).await??;
     running.stop().await
 }
 

@@ -121,12 +121,11 @@ pub(crate) async fn middleware(
     let took = started.elapsed();
     if let Some(metrics) = metrics {
         let request = res.request();
-        metrics.http_request(
-            request.method().as_str(),
-            request.match_pattern(),
-            status,
-            took,
-        );
+        let route = request.match_pattern().or_else(|| {
+            (request.path() == "/ext" || request.path().starts_with("/ext/"))
+                .then(|| super::ext::dispatch::ROUTE_LABEL.to_owned())
+        });
+        metrics.http_request(request.method().as_str(), route, status, took);
     }
     let micros = took.as_micros() as u64;
     if status >= 500 {

@@ -183,9 +183,16 @@ impl Api {
     }
 
     /// Mounts every route on a worker's app: one resource per path, answering 405 to a method
-    /// it does not document, and the extensions' `/ext/{name}/…` dispatch.
+    /// it does not document, and the extensions' `/ext/…` dispatch.
     pub(crate) fn mount(self: &Arc<Self>, cfg: &mut web::ServiceConfig) {
         cfg.app_data(web::Data::from(self.clone()));
+        // Extensions' routes change with the extensions, so the host sends every method and
+        // path under /ext to the dispatcher, which looks the route up in the extension's
+        // table (the document lists those tables). Mounted first, as a static prefix: the
+        // router finds it with one comparison, before trying any host route's pattern.
+        cfg.service(
+            web::scope("/ext").default_service(web::to(crate::http::ext::dispatch::dispatch)),
+        );
         let mut by_pattern: Vec<(&str, Vec<&Entry>)> = Vec::new();
         for entry in &self.entries {
             match by_pattern.iter_mut().find(|(p, _)| *p == entry.pattern) {
@@ -201,12 +208,6 @@ impl Api {
                 })
                 .default_service(web::to(super::method_not_allowed));
             cfg.service(resource);
-        }
-        // Extensions' routes change with the extensions, so the host routes every method and
-        // path under /ext/<name> to the dispatcher, which looks the route up in the
-        // extension's table; the document lists those tables.
-        for pattern in ["/ext/{name}", "/ext/{name}/{tail:.*}"] {
-            cfg.route(pattern, web::to(crate::http::ext::dispatch::dispatch));
         }
     }
 

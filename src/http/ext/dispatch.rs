@@ -82,6 +82,11 @@ pub fn split_path(path: &str) -> (&str, String) {
     }
 }
 
+/// The `route` label of requests under `/ext` in `http_requests_total` (the dispatcher is a
+/// default service, which actix does not name): every one of them has this label, each
+/// extension's own routes have theirs in `extension_requests_total`.
+pub(crate) const ROUTE_LABEL: &str = "/ext/{name}/{tail:.*}";
+
 pub(crate) async fn dispatch(
     req: HttpRequest,
     payload: web::Payload,

@@ -12,7 +12,8 @@
 //! `auth_password_hashes_total`,
 //! `auth_password_hash_slots`, `auth_password_hashes_running`, `auth_password_hashes_peak`
 //! (the most hashes that ever ran at once: never above the slots), `auth_password_hash_waiting`,
-//! `auth_throttle_tracked{kind}`.
+//! `auth_throttle_tracked{kind}`; and the session cache's: `auth_cache_lookups_total{kind,
+//! result}`, `auth_cache_listening`.
 //! `extension_hook_duration_seconds` times the hook calls of one request in [`HOOK_SAMPLE`] per
 //! thread (timing every call would cost more than most hooks do); its `_count` is therefore the
 //! number of timed calls, while `extension_hooks_executed_total` counts them all.
@@ -78,7 +79,12 @@ impl Default for Metrics {
 }
 
 fn describe(recorder: &PrometheusRecorder) {
-    let counters: [(&'static str, &'static str); 9] = [
+    let counters: [(&'static str, &'static str); 10] = [
+        (
+            "auth_cache_lookups_total",
+            "Session and permission lookups, by kind (session, permissions) and result (hit: \
+             answered from memory; miss: read from the database)",
+        ),
         (
             "extension_outbound_requests_total",
             "Outbound HTTP calls of extensions (ctx.http), by extension and outcome (answered, \
@@ -137,7 +143,11 @@ fn describe(recorder: &PrometheusRecorder) {
     for (name, help) in histograms {
         recorder.describe_histogram(name.into(), Some(Unit::Seconds), help.into());
     }
-    let gauges: [(&'static str, &'static str); 8] = [
+    let gauges: [(&'static str, &'static str); 9] = [
+        (
+            "auth_cache_listening",
+            "1 while session and permission changes are listened for (the cache is used), else 0",
+        ),
         (
             "auth_password_hash_slots",
             "Passwords that may be hashed or verified at once",
@@ -356,8 +366,24 @@ impl Metrics {
         });
     }
 
-    /// Reads the login throttle's counters into the metrics (at scrape time).
-    pub fn export_auth(&self, throttle: &crate::auth::throttle::Throttle) {
+    /// Reads the login throttle's and the session cache's counters into the metrics (at
+    /// scrape time).
+    pub(crate) fn export_auth(
+        &self,
+        throttle: &crate::auth::throttle::Throttle,
+        cache: &crate::auth::cache::AuthCache,
+    ) {
+        for (i, kind) in ["session", "permissions"].into_iter().enumerate() {
+            for (result, count) in [("hit", &cache.hits[i]), ("miss", &cache.misses[i])] {
+                self.counter(
+                    "auth_cache_lookups_total",
+                    vec![Label::new("kind", kind), Label::new("result", result)],
+                )
+                .absolute(count.load(Ordering::Relaxed));
+            }
+        }
+        self.gauge("auth_cache_listening", vec![])
+            .set(f64::from(u8::from(cache.listening.load(Ordering::Relaxed))));
         let refused = &throttle.refused;
         for (limit, count) in [
             ("client", &refused.client),

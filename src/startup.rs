@@ -133,7 +133,14 @@ impl Application {
             config.server.client_ip_header,
         )
         .map_err(|e| anyhow::anyhow!(e))?;
+        let auth_cache = Arc::new(crate::auth::cache::AuthCache::default());
+        auth_cache.spawn_listener(
+            db.pg_config().clone(),
+            db.tls().clone(),
+            extensions.stopping(),
+        );
         let state = AppState {
+            auth_cache,
             proxies: Arc::new(proxies),
             pool: db.pool().clone(),
             throttle: Arc::new(crate::auth::throttle::Throttle::new(&config.auth)),

@@ -1,5 +1,6 @@
 //! Users, passwords and login tokens.
 //!
+//! - [`cache`]: sessions and role permissions kept in memory, forgotten at every change;
 //! - [`domain`]: `Email`, `Password` and `Role` — values that can only exist when valid;
 //! - [`password`]: argon2id hashing and verification;
 //! - [`permissions`]: named permissions held by the user role;
@@ -9,6 +10,7 @@
 //! - [`token`]: opaque bearer tokens (random, stored only as SHA-256);
 //! - [`users`]: the `solobase.users` and `solobase.sessions` tables.
 
+pub(crate) mod cache;
 pub(crate) mod domain;
 pub(crate) mod password;
 pub(crate) mod permissions;

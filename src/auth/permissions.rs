@@ -18,25 +18,33 @@ pub(crate) async fn held(pool: &Pool, role: &str) -> anyhow::Result<Vec<String>>
 
 /// Gives `role` a permission; false when it held it already.
 pub(crate) async fn grant(pool: &Pool, role: &str, permission: &str) -> anyhow::Result<bool> {
-    let client = pool.get().await?;
-    let n = client
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let n = tx
         .execute(
             "INSERT INTO solobase.role_permissions (role, permission) VALUES ($1, $2) \
              ON CONFLICT DO NOTHING",
             &[&role, &permission],
         )
         .await?;
+    super::cache::notify(&*tx).await?;
+    tx.commit().await?;
+    super::cache::changed();
     Ok(n == 1)
 }
 
 /// Takes a permission from `role`; false when it did not hold it.
 pub(crate) async fn revoke(pool: &Pool, role: &str, permission: &str) -> anyhow::Result<bool> {
-    let client = pool.get().await?;
-    let n = client
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let n = tx
         .execute(
             "DELETE FROM solobase.role_permissions WHERE role = $1 AND permission = $2",
             &[&role, &permission],
         )
         .await?;
+    super::cache::notify(&*tx).await?;
+    tx.commit().await?;
+    super::cache::changed();
     Ok(n == 1)
 }

@@ -3,8 +3,9 @@
 //! Used by the HTTP API and the command line alike.
 //!
 //! Revoking deletes the token's row from `solobase.sessions`, and a disabled account's tokens
-//! are refused by the lookup itself (`users::user_for_token`), so each takes effect at the
-//! next request, on every instance. Each change that an audit entry describes commits with
+//! are refused by the lookup itself (`users::session_for_token`); each change notifies every
+//! instance's session cache ([`super::cache`]), so it takes effect at the next request, on
+//! every instance. Each change that an audit entry describes commits with
 //! it, in one transaction.
 
 use deadpool_postgres::Pool;
@@ -13,7 +14,7 @@ use uuid::Uuid;
 
 use super::throttle::Slot;
 use super::users::{USER_COLUMNS, User};
-use super::{Password, password, token};
+use super::{Password, cache, password, token};
 use crate::audit::{self, Entry};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,13 +35,17 @@ pub enum SessionError {
 
 /// Ends the session of `token`; whether there was one.
 pub async fn revoke_token(pool: &Pool, token: &str) -> Result<bool, SessionError> {
-    let client = pool.get().await?;
-    let deleted = client
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let deleted = tx
         .execute(
             "DELETE FROM solobase.sessions WHERE token_hash = $1",
             &[&token::token_hash(token)],
         )
         .await?;
+    cache::notify(&*tx).await?;
+    tx.commit().await?;
+    cache::changed();
     Ok(deleted > 0)
 }
 
@@ -62,7 +67,9 @@ pub async fn revoke_all(pool: &Pool, id: Uuid, entry: Entry) -> Result<u64, Sess
     audit::record_in(&*tx, &entry)
         .await
         .map_err(SessionError::Audit)?;
+    cache::notify(&*tx).await?;
     tx.commit().await?;
+    cache::changed();
     Ok(revoked)
 }
 
@@ -120,7 +127,9 @@ pub async fn change_password(
     audit::record_in(&*tx, &with_detail(entry, user.id, revoked))
         .await
         .map_err(SessionError::Audit)?;
+    cache::notify(&*tx).await?;
     tx.commit().await?;
+    cache::changed();
     Ok(revoked)
 }
 
@@ -154,7 +163,9 @@ pub async fn set_disabled(
     audit::record_in(&*tx, &with_detail(entry, id, revoked))
         .await
         .map_err(SessionError::Audit)?;
+    cache::notify(&*tx).await?;
     tx.commit().await?;
+    cache::changed();
     Ok((User::from_row(&row), revoked))
 }
 

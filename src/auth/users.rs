@@ -223,25 +223,23 @@ pub(crate) async fn open_session(
     Ok((token, expires_at, event))
 }
 
-/// The user a live token belongs to: not expired, not revoked (revoking deletes the row),
-/// and not of a disabled account — checked here, where every request's caller is resolved,
-/// so that host and extension routes alike refuse it.
-pub(crate) async fn user_for_token(
+/// The live session of the token whose hash is `token_hash` (see [`token::token_hash`]): its
+/// user and when it expires. `None` when unknown, expired, revoked, or the account is
+/// disabled. Requests ask through [`crate::auth::cache::AuthCache`].
+pub(crate) async fn session_for_token(
     pool: &deadpool_postgres::Pool,
-    token: &str,
-) -> Result<Option<User>, crate::error::ApiError> {
+    token_hash: &[u8],
+) -> Result<Option<(User, OffsetDateTime)>, crate::error::ApiError> {
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
-            "SELECT u.id, u.email, u.role, u.created_at, u.disabled_at \
+            "SELECT u.id, u.email, u.role, u.created_at, u.disabled_at, s.expires_at \
              FROM solobase.sessions s JOIN solobase.users u ON u.id = s.user_id \
              WHERE s.token_hash = $1 AND s.expires_at > now() AND u.disabled_at IS NULL",
         )
         .await?;
-    let row = client
-        .query_opt(&stmt, &[&token::token_hash(token)])
-        .await?;
-    Ok(row.map(|r| User::from_row(&r)))
+    let row = client.query_opt(&stmt, &[&token_hash]).await?;
+    Ok(row.map(|r| (User::from_row(&r), r.get("expires_at"))))
 }
 
 /// The user with this id.

@@ -6,7 +6,7 @@
 //! extension's `authentication` hook establishes a caller instead (only tried when the token
 //! does not), the pipeline records that. One policy for everyone: no token is anonymous; a
 //! token that is malformed, unknown, expired, revoked or of a disabled account
-//! (`users::user_for_token` refuses those) is refused with 401 `invalid_token` wherever a
+//! (`users::session_for_token` refuses those) is refused with 401 `invalid_token` wherever a
 //! caller matters, unless a hook established the caller.
 
 use actix_web::http::header::AUTHORIZATION;
@@ -52,12 +52,15 @@ impl Caller {
 }
 
 /// The request's caller: from the request's extensions when already resolved, else from its
-/// bearer token (one database read), then kept there.
-pub(crate) async fn caller(req: &HttpRequest, pool: &Pool) -> Result<Caller, ApiError> {
+/// bearer token (through the session cache, [`crate::auth::cache`]), then kept there.
+pub(crate) async fn caller(
+    req: &HttpRequest,
+    state: &crate::http::AppState,
+) -> Result<Caller, ApiError> {
     if let Some(found) = req.extensions().get::<Caller>() {
         return Ok(found.clone());
     }
-    let found = from_token(req.headers().get(AUTHORIZATION), pool).await?;
+    let found = from_token(req.headers().get(AUTHORIZATION), state).await?;
     req.extensions_mut().insert(found.clone());
     Ok(found)
 }
@@ -88,7 +91,7 @@ pub(crate) async fn established_by_extension(
 
 async fn from_token(
     header: Option<&actix_web::http::header::HeaderValue>,
-    pool: &Pool,
+    state: &crate::http::AppState,
 ) -> Result<Caller, ApiError> {
     let Some(header) = header else {
         return Ok(Caller::Anonymous);
@@ -96,10 +99,12 @@ async fn from_token(
     let Some(bearer) = header.to_str().ok().and_then(token::parse_bearer) else {
         return Ok(Caller::InvalidToken);
     };
-    Ok(match users::user_for_token(pool, bearer).await? {
-        Some(user) => Caller::User(user),
-        None => Caller::InvalidToken,
-    })
+    Ok(
+        match state.auth_cache.user_for_token(&state.pool, bearer).await? {
+            Some(user) => Caller::User(user),
+            None => Caller::InvalidToken,
+        },
+    )
 }
 
 /// The request's bearer token, if it carries a well-formed one.

@@ -47,6 +47,8 @@ pub struct AppState {
     pub(crate) denials: Arc<crate::audit::Denials>,
     /// The reverse proxies whose forwarding headers are believed.
     pub(crate) proxies: Arc<crate::config::TrustedProxies>,
+    /// Sessions and role permissions, read once and kept while nothing changes them.
+    pub(crate) auth_cache: Arc<crate::auth::cache::AuthCache>,
 }
 
 /// Mounts every host route of `api` (built once by [`Api::build`] from [`routes()`]); JSON

@@ -515,7 +515,7 @@ impl FromRequest for CurrentUser {
                 .cloned()
                 .ok_or_else(|| ApiError::internal("AppState missing"))?;
             let client = client_addr(&req);
-            match identity::caller(&req, &state.pool).await? {
+            match identity::caller(&req, &state).await? {
                 identity::Caller::User(user) => Ok(Self(user, client)),
                 // An extension's authentication hook established the caller.
                 identity::Caller::Extension(found) => users::by_id(&state.pool, found.user_id)

@@ -12,7 +12,9 @@ fn exposition(state: &AppState, host: &ExtensionHost) -> HttpResponse {
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body({
             host.export_metrics(&state.metrics);
-            state.metrics.export_auth(&state.throttle);
+            state
+                .metrics
+                .export_auth(&state.throttle, &state.auth_cache);
             state.metrics.render()
         })
 }

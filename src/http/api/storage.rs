@@ -70,7 +70,7 @@ fn content_type(req: &HttpRequest) -> Result<String, ApiError> {
 /// The caller of a read: anonymous when the request carries no credentials at all; a token
 /// that is sent must be valid (401 otherwise), never quietly read as anonymous.
 async fn reader(req: &HttpRequest, state: &AppState) -> Result<Reader, ApiError> {
-    let user = match identity::caller(req, &state.pool).await? {
+    let user = match identity::caller(req, state).await? {
         Caller::Anonymous => return Ok(Reader::Anonymous),
         Caller::InvalidToken => return Err(identity::invalid_token()),
         Caller::User(user) => user,

@@ -256,9 +256,7 @@ fn log_error(extension: &str, error: &ExtensionError) {
 
 /// The caller, as [`crate::http::identity`] resolves it for every part of the request.
 async fn identity(req: &HttpRequest, state: &AppState) -> Result<Option<Identity>, ApiError> {
-    crate::http::identity::caller(req, &state.pool)
-        .await?
-        .identity()
+    crate::http::identity::caller(req, state).await?.identity()
 }
 
 async fn check_access(
@@ -276,7 +274,9 @@ async fn check_access(
         _ if who.is_admin() => Ok(()),
         Access::Admin => Err(ApiError::forbidden("administrators only")),
         Access::Permission(p) => {
-            let held = crate::auth::permissions::held(&state.pool, who.role.as_str())
+            let held = state
+                .auth_cache
+                .held(&state.pool, who.role.as_str())
                 .await
                 .map_err(ApiError::internal)?;
             if held.iter().any(|h| h == p) {

@@ -350,7 +350,7 @@ async fn resolve_identity<'h>(
     let mut identity = None;
     let mut by_token = false;
     if let Some(state) = req.app_data::<web::Data<crate::http::AppState>>()
-        && let Ok(caller) = crate::http::identity::caller(req.request(), &state.pool).await
+        && let Ok(caller) = crate::http::identity::caller(req.request(), state).await
         && caller.is_user()
     {
         identity = caller.identity().ok().flatten();

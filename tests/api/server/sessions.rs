@@ -546,3 +546,196 @@ async fn a_disabled_account_vouched_for_by_an_authentication_hook_is_refused_on_
         "a disabled account still reaches an extension route: {body}"
     );
 }
+
+/// An instance to ask: a server in this process or another.
+#[cfg(feature = "probe")]
+type Base<'a> = (&'a reqwest::Client, String);
+
+/// `GET path` with `token` at `base`: the status.
+#[cfg(feature = "probe")]
+async fn status_of(base: &Base<'_>, path: &str, token: &str) -> StatusCode {
+    base.0
+        .get(format!("{}{path}", base.1))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// A sample of `name` (with `labels`) in the metrics of `base`.
+#[cfg(feature = "probe")]
+async fn metric(base: &Base<'_>, admin: &str, name: &str, labels: &[&str]) -> f64 {
+    let res = base
+        .0
+        .get(format!("{}/metrics", base.1))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    crate::helpers::sample(&res.text().await.unwrap(), name, labels)
+}
+
+/// Two instances on one database — this test's server and a second `solobase serve`
+/// process — each keeping sessions and role permissions in memory. The attacker holds a
+/// token (or a role's permission) that both have just answered from memory; the change is
+/// made on one. The instance that made it refuses at once; the other as soon as PostgreSQL
+/// notifies it (within a second here, in practice milliseconds).
+#[cfg(feature = "probe")]
+#[tokio::test]
+async fn sessions_and_permissions_in_memory_are_forgotten_at_every_change_on_every_instance() {
+    use std::time::Duration;
+
+    use crate::helpers::{TempDir, database_url, eventually, fresh_database};
+    use crate::server::cli::Server;
+    let db_name = fresh_database().await;
+    let app = TestApp::builder().on(db_name.clone()).spawn().await;
+    let dir = TempDir::new();
+    let url = database_url(&db_name);
+    let server = Server::start_with(
+        &dir.0,
+        &dir.0.join("data"),
+        &[("DATABASE_URL", url.as_str())],
+    );
+    let a: Base = (&app.http, app.url(""));
+    let b: Base = (&app.http, server.url(""));
+    let admin = app.user_token("root@example.com", true).await;
+    for base in [&a, &b] {
+        let listening = eventually(Duration::from_secs(10), || async {
+            metric(base, &admin, "auth_cache_listening", &[]).await == 1.0
+        })
+        .await;
+        assert!(listening, "each instance listens for changes");
+    }
+    let hits = |base, kind: &'static str| {
+        let admin = admin.clone();
+        async move {
+            metric(
+                base,
+                &admin,
+                "auth_cache_lookups_total",
+                &[&format!("kind=\"{kind}\""), "result=\"hit\""],
+            )
+            .await
+        }
+    };
+    let eve = app.user_token("eve@example.com", false).await;
+    let perm = "/ext/probe/perm";
+    let grant = app.url("/api/v1/roles/user/permissions/probe.use");
+
+    // Refused without the permission; the second answer on each instance comes from memory.
+    let before = hits(&b, "permissions").await;
+    for base in [&a, &b, &a, &b] {
+        assert_eq!(status_of(base, perm, &eve).await, StatusCode::FORBIDDEN);
+    }
+    assert!(
+        hits(&b, "permissions").await > before,
+        "the permissions were answered from memory (else this test proves nothing)"
+    );
+
+    // Granted on A: A serves at once, B once told.
+    let res = app
+        .http
+        .put(&grant)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(status_of(&a, perm, &eve).await, StatusCode::OK);
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            status_of(&b, perm, &eve).await == StatusCode::OK
+        })
+        .await,
+        "B serves the granted permission"
+    );
+
+    // Revoked on A, while both hold the grant in memory: refused at once on A, and on B once
+    // told — never again served.
+    for base in [&a, &b, &a, &b] {
+        assert_eq!(status_of(base, perm, &eve).await, StatusCode::OK);
+    }
+    let res = app
+        .http
+        .delete(&grant)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(status_of(&a, perm, &eve).await, StatusCode::FORBIDDEN);
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            status_of(&b, perm, &eve).await == StatusCode::FORBIDDEN
+        })
+        .await,
+        "B refuses the revoked permission"
+    );
+    for base in [&a, &b] {
+        assert_eq!(status_of(base, perm, &eve).await, StatusCode::FORBIDDEN);
+    }
+
+    // A session both instances answered from memory, ended on B: refused at once on B, then
+    // on A, by host and extension routes.
+    let before = hits(&a, "session").await;
+    for base in [&a, &b, &a, &b] {
+        assert_eq!(status_of(base, "/ext/probe/me", &eve).await, StatusCode::OK);
+        assert_eq!(
+            status_of(base, "/api/v1/auth/me", &eve).await,
+            StatusCode::OK
+        );
+    }
+    assert!(
+        hits(&a, "session").await > before,
+        "the session was answered from memory"
+    );
+    let res = app
+        .http
+        .post(server.url("/api/v1/auth/logout"))
+        .bearer_auth(&eve)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    for path in ["/api/v1/auth/me", "/ext/probe/me"] {
+        assert_eq!(status_of(&b, path, &eve).await, StatusCode::UNAUTHORIZED);
+    }
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            status_of(&a, "/api/v1/auth/me", &eve).await == StatusCode::UNAUTHORIZED
+        })
+        .await,
+        "A refuses the ended session"
+    );
+    for path in ["/api/v1/auth/me", "/ext/probe/me"] {
+        for base in [&a, &b] {
+            assert_eq!(status_of(base, path, &eve).await, StatusCode::UNAUTHORIZED);
+        }
+    }
+
+    // A disabled account, from memory on both: refused at once where disabled, then
+    // everywhere.
+    let mallory = app.user_token("mallory@example.com", false).await;
+    let id = id_of(&app, &mallory).await;
+    for base in [&a, &b, &a, &b] {
+        assert_eq!(
+            status_of(base, "/api/v1/auth/me", &mallory).await,
+            StatusCode::OK
+        );
+    }
+    let res = post(&app, &format!("/api/v1/users/{id}/disable"), &admin, None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        status_of(&a, "/api/v1/auth/me", &mallory).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            status_of(&b, "/api/v1/auth/me", &mallory).await == StatusCode::UNAUTHORIZED
+        })
+        .await,
+        "B refuses the disabled account's token"
+    );
+}

@@ -99,10 +99,16 @@ fn fill_headers(out: &mut HeaderMap, src: &actix_web::http::header::HeaderMap) {
 /// iteration order, so when no hook changed anything both iterate alike: a pairwise
 /// comparison without hashing or allocation. Any other order merely takes the slower path.
 fn same_headers(src: &HeaderMap, dst: &actix_web::http::header::HeaderMap) -> bool {
-    src.len() == dst.len()
-        && src.iter().zip(dst.iter()).all(|((n1, v1), (n2, v2))| {
-            n1.as_str() == n2.as_str() && v1.as_bytes() == v2.as_bytes()
-        })
+    // One pass (actix's `len` would walk the map once more).
+    let (mut a, mut b) = (src.iter(), dst.iter());
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some((n1, v1)), Some((n2, v2)))
+                if n1.as_str() == n2.as_str() && v1.as_bytes() == v2.as_bytes() => {}
+            _ => return false,
+        }
+    }
 }
 
 /// Makes `dst` hold exactly the headers of `src`, touching only what differs.

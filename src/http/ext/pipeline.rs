@@ -117,8 +117,17 @@ pub(crate) async fn middleware(
     let calling = Calling::new();
 
     // Steps 1-4.
+    let mut touched = false;
     let inbound = AssertUnwindSafe(async {
-        let mut early = inbound(host, active, &calling, &mut head, &mut entered).await;
+        let mut early = inbound(
+            host,
+            active,
+            &calling,
+            &mut head,
+            &mut entered,
+            &mut touched,
+        )
+        .await;
         if early.is_none() {
             early = resolve_identity(host, active, &calling, &req, &mut head).await;
         }
@@ -139,7 +148,10 @@ pub(crate) async fn middleware(
         Some(response) => req.into_response(convert::response(response)),
         None => {
             let mut req = req;
-            convert::sync_headers(&head.headers, req.headers_mut());
+            // Only `pre_request` hooks and inbound middleware may change the request.
+            if touched {
+                convert::sync_headers(&head.headers, req.headers_mut());
+            }
             next.call(req).await?.map_into_boxed_body()
         }
     };
@@ -285,7 +297,11 @@ async fn outbound<'h>(
         *res.response_mut() = convert::response(panicked_response());
         return Some(res_head);
     }
-    // Write back only what the hooks changed (comparing costs no allocation).
+    // Only `pre_response` hooks and outbound middleware may change the response; write back
+    // only what they changed (comparing costs no allocation).
+    if !host.has_hooks_in(HookPoint::PreResponse, active) && entered.is_empty() {
+        return Some(res_head);
+    }
     if convert::status(res.status()) != res_head.status {
         *res.response_mut().status_mut() = convert::actix_status(res_head.status);
     }
@@ -297,16 +313,19 @@ async fn outbound<'h>(
 /// extension's list), to run their outbound halves.
 type Entered<'h> = SmallVec<[(&'h Arc<Loaded>, usize); 8]>;
 
-/// Steps 1 and 2. Returns a response when a hook or middleware answered.
+/// Steps 1 and 2. Returns a response when a hook or middleware answered; sets `touched` when
+/// a hook that may change the request ran.
 async fn inbound<'h>(
     host: &'h ExtensionHost,
     active: &'h ActiveSet,
     calling: &Calling<'h>,
     head: &mut RequestHead,
     entered: &mut Entered<'h>,
+    touched: &mut bool,
 ) -> Option<Response> {
     for l in host.hooked_in(HookPoint::PreRequest, active) {
         let Some(ext) = l.ext() else { continue };
+        *touched = true;
         let h = &mut *head;
         let outcome = run_hook!(host, calling, l, HookPoint::PreRequest, move || ext
             .pre_request(h));
@@ -321,6 +340,7 @@ async fn inbound<'h>(
             continue;
         }
         let Some(ext) = l.ext() else { continue };
+        *touched = true;
         entered.push((l, declared));
         let h = &mut *head;
         let outcome = run_hook!(host, calling, l, MIDDLEWARE_IN, move || ext

@@ -1,9 +1,10 @@
-//! What makes the analytics private: the visitor id is a truncated SHA-256 of a daily salt,
-//! the site, the client address and the user agent — the address itself is never stored and
+//! What makes the analytics private: the visitor id is SipHash-2-4, keyed with a daily salt,
+//! of the site, the client address and the user agent — the address itself is never stored and
 //! the salt is replaced every day, so the same person cannot be linked across days; URLs lose
 //! their query string (all but `utm_*` and `ref`) and fragment; Do-Not-Track is honoured.
 
-use sha2::{Digest, Sha256};
+use std::hash::Hasher;
+
 use solobase_sdk::http::RequestHead;
 
 /// A salt: 32 random bytes, one per UTC day.
@@ -20,20 +21,21 @@ pub fn new_salt() -> Salt {
     salt
 }
 
-/// The visitor id: the first 8 bytes of SHA-256(salt ‖ site ‖ address ‖ user agent), with a
-/// zero byte between the variable-length parts so that they cannot run into each other.
+/// The visitor id: SipHash-2-4 keyed with the salt's first 16 bytes, of site ‖ address ‖
+/// user agent with a zero byte between the parts so that they cannot run into each other
+/// (none holds one). SipHash is a pseudo-random function: without the key, which never
+/// leaves the extension's schema and is replaced daily, an id cannot be traced back to an
+/// address — and it costs a tenth of a SHA-256 on these short inputs.
 pub fn visitor_id(salt: &Salt, site: &str, address: &[u8], ua: &[u8]) -> i64 {
-    let mut hash = Sha256::new();
-    hash.update(salt);
-    hash.update(site.as_bytes());
-    hash.update([0]);
-    hash.update(address);
-    hash.update([0]);
-    hash.update(ua);
-    let digest = hash.finalize();
-    let mut first = [0; 8];
-    first.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(first)
+    let mut key = [0; 16];
+    key.copy_from_slice(&salt[..16]);
+    let mut hash = siphasher::sip::SipHasher24::new_with_key(&key);
+    hash.write(site.as_bytes());
+    hash.write(&[0]);
+    hash.write(address);
+    hash.write(&[0]);
+    hash.write(ua);
+    hash.finish() as i64
 }
 
 /// The client's address as text, in a fixed buffer (the hook must not allocate for it): the

@@ -31,7 +31,10 @@ export DATABASE_URL="host=$work/pg user=solobase dbname=bench"
 # count varies from run to run). Client and server share the process: every figure holds the
 # same client's work, so differences between scenarios are the server's.
 count() { # scenario requests -> total instructions
-    BENCH_MODE=instructions BENCH_SCENARIO=$1 BENCH_REQUESTS=$2 \
+    # SCENARIO-logged: with the server's JSON logs at level info, as `solobase serve` runs.
+    local log=
+    [[ $1 == *-logged ]] && log=json
+    BENCH_LOG=$log BENCH_MODE=instructions BENCH_SCENARIO=${1%-logged} BENCH_REQUESTS=$2 \
         valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
             --zero-before='*blocking_client*' "$bin" >/dev/null 2>&1
     if [ -n "${BENCH_PROFILE:-}" ] && [ "$2" != 0 ]; then
@@ -39,7 +42,7 @@ count() { # scenario requests -> total instructions
     fi
     awk '/^totals:/{print $2; exit}' "$work/cg.out"
 }
-scenarios=${BENCH_SCENARIOS:-bare none route disabled enabled analytics-off analytics}
+scenarios=${BENCH_SCENARIOS:-bare none none-logged route disabled enabled analytics-off analytics}
 # A first run creates the extensions' roles and schemas; the measured runs are restarts, so
 # the runs with and without requests do the same start-up work.
 count disabled 0 >/dev/null
@@ -53,6 +56,7 @@ done
 declare -A label=(
     [bare]="bare actix-web, GET /ping → \"pong\""
     [none]="host route GET /healthz, no extensions compiled in"
+    [none-logged]="the same, with JSON logs at level info (as solobase serve runs)"
     [route]="extension route GET /ext/route-1/ping, no hooks"
     [disabled]="GET /healthz, 5 synthetic extensions disabled"
     [enabled]="GET /healthz, 5 synthetic extensions enabled (middleware + pre/post_request each)"
@@ -72,5 +76,6 @@ echo "| difference | added instructions per request | ratio | goal |"
 echo "|---|---:|---:|---|"
 diff_row "extension route − bare actix-web" route bare "ratio ≥ 0.85"
 diff_row "host route − bare actix-web" none bare ""
+diff_row "JSON logs at info − no logging (host route)" none-logged none ""
 diff_row "5 synthetic extensions enabled − disabled" enabled disabled "≤ 1,500 added"
 diff_row "analytics enabled − disabled" analytics analytics-off ""

@@ -54,14 +54,16 @@ thread_local! {
     /// map lookup instead of building, hashing and registering two keys.
     static HTTP_HANDLES: std::cell::RefCell<Vec<(u64, std::collections::HashMap<String, RouteHandles>)>> =
         const { std::cell::RefCell::new(Vec::new()) };
-    /// The same for extension routes: by application, extension and `"<METHOD> <template>"`.
+    /// The same for extension routes: by application, extension and (method, template).
     static EXTENSION_HANDLES: std::cell::RefCell<Vec<(u64, ExtensionHandles)>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Per extension, per matched route (method, template; `None`: none matched): the handles
+/// by status. An extension has few routes: a list scanned without hashing.
 type ExtensionHandles = std::collections::HashMap<
     String,
-    std::collections::HashMap<String, Vec<(u16, Counter, Histogram)>>,
+    Vec<(Option<(String, String)>, Vec<(u16, Counter, Histogram)>)>,
 >;
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -310,16 +312,15 @@ impl Metrics {
         });
     }
 
-    /// A request to an extension's route: `route` is `"<METHOD> <template>"`, or `None` when
-    /// no route matched.
+    /// A request to an extension's route: `route` is the matched route's (method, template),
+    /// or `None` when no route matched; its label is `"<METHOD> <template>"` or `unmatched`.
     pub(crate) fn extension_request(
         &self,
         extension: &str,
-        route: Option<String>,
+        route: Option<(&str, &str)>,
         status: u16,
         took: Duration,
     ) {
-        let route = route.unwrap_or_else(|| "unmatched".to_owned());
         EXTENSION_HANDLES.with(|cache| {
             let mut cache = cache.borrow_mut();
             let at = match cache.iter().position(|(id, _)| *id == self.id) {
@@ -330,21 +331,26 @@ impl Metrics {
                 }
             };
             let extensions = &mut cache[at].1;
+            let same = |key: &Option<(String, String)>| {
+                key.as_ref().map(|(m, p)| (m.as_str(), p.as_str())) == route
+            };
             if let Some((_, count, duration)) = extensions
                 .get(extension)
-                .and_then(|routes| routes.get(route.as_str()))
-                .and_then(|handles| handles.iter().find(|(s, ..)| *s == status))
+                .and_then(|routes| routes.iter().find(|(key, _)| same(key)))
+                .and_then(|(_, handles)| handles.iter().find(|(s, ..)| *s == status))
             {
                 count.increment(1);
                 duration.record(took.as_secs_f64());
                 return;
             }
             let label = SharedString::from(extension.to_owned());
+            let route_label =
+                route.map_or_else(|| "unmatched".to_owned(), |(m, p)| format!("{m} {p}"));
             let count = self.counter(
                 "extension_requests_total",
                 vec![
                     Label::new("extension", label.clone()),
-                    Label::new("route", route.clone()),
+                    Label::new("route", route_label.clone()),
                     Label::new("status", status_label(status)),
                 ],
             );
@@ -352,17 +358,21 @@ impl Metrics {
                 "extension_request_duration_seconds",
                 vec![
                     Label::new("extension", label),
-                    Label::new("route", route.clone()),
+                    Label::new("route", route_label),
                 ],
             );
             count.increment(1);
             duration.record(took.as_secs_f64());
-            extensions
-                .entry(extension.to_owned())
-                .or_default()
-                .entry(route)
-                .or_default()
-                .push((status, count, duration));
+            let routes = extensions.entry(extension.to_owned()).or_default();
+            let handles = match routes.iter().position(|(key, _)| same(key)) {
+                Some(i) => &mut routes[i].1,
+                None => {
+                    let key = route.map(|(m, p)| (m.to_owned(), p.to_owned()));
+                    routes.push((key, Vec::new()));
+                    &mut routes.last_mut().expect("just pushed").1
+                }
+            };
+            handles.push((status, count, duration));
         });
     }
 

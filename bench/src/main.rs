@@ -476,6 +476,21 @@ async fn hot_reload(url: &str, dir: &Path, secs: u64) -> anyhow::Result<()> {
 async fn instructions_mode(url: &str, dir: &Path) -> anyhow::Result<()> {
     let requests: usize = env_number("BENCH_REQUESTS", 0);
     let scenario = std::env::var("BENCH_SCENARIO").unwrap_or_else(|_| "enabled".into());
+    // BENCH_LOG=json|pretty: the server's logging as `solobase serve` installs it (level
+    // info; its output is discarded by the script).
+    if let Ok(format) = std::env::var("BENCH_LOG")
+        && !format.is_empty()
+    {
+        let log = solobase::config::LogConfig {
+            format: if format == "json" {
+                solobase::config::LogFormat::Json
+            } else {
+                solobase::config::LogFormat::Pretty
+            },
+            level: "info".into(),
+        };
+        solobase::telemetry::init(&log).map_err(anyhow::Error::msg)?;
+    }
     if scenario == "bare" {
         let (port, bare) = bare_actix()?;
         tokio::task::spawn_blocking(move || blocking_client(port, "/ping", &[], requests))

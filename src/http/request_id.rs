@@ -57,13 +57,13 @@ fn fresh() -> String {
     out
 }
 
-/// The request's client and scheme for its log span, formatted only when the span is
-/// recorded.
-struct ClientField<'a>(&'a ServiceRequest);
+/// The request's client and scheme for its last log line, formatted only when that line is
+/// written.
+struct ClientField<'a>(&'a actix_web::HttpRequest);
 
 impl std::fmt::Display for ClientField<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let req = self.0.request();
+        let req = self.0;
         let scheme = super::client_addr::scheme(req);
         match super::client_addr::client_addr(req) {
             Some(ip) => write!(f, "{ip} ({scheme})"),
@@ -106,13 +106,11 @@ pub(crate) async fn middleware(
     super::body_deadline::guard(&mut req, body_timeout_ms, body_min_rate);
     let id = incoming(&req).unwrap_or_else(fresh);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %req.method(),
-        path = %req.path(),
-        client = tracing::field::display(ClientField(&req)),
-    );
+    // The span holds the id alone: every line logged while the request is served carries it,
+    // and a subscriber formats a span's fields when it is made — each field costs every
+    // request (bench/instructions.sh with BENCH_LOG=json). The method, path and client are on
+    // the line that ends the request.
+    let span = tracing::info_span!("request", request_id = id.as_str());
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;
     let _enter = span.enter();
@@ -128,10 +126,14 @@ pub(crate) async fn middleware(
         metrics.http_request(request.method().as_str(), route, status, took);
     }
     let micros = took.as_micros() as u64;
+    let request = res.request();
+    let (method, path) = (request.method().as_str(), request.path());
     if status >= 500 {
-        tracing::warn!(status, micros, "request failed");
+        let client = ClientField(request);
+        tracing::warn!(method, path, client = %client, status, micros, "request failed");
     } else {
-        tracing::debug!(status, micros, "request done");
+        let client = ClientField(request);
+        tracing::debug!(method, path, client = %client, status, micros, "request done");
     }
     let headers = res.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {

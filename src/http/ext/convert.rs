@@ -158,11 +158,22 @@ pub(crate) fn actix_status(s: StatusCode) -> actix_web::http::StatusCode {
 
 /// An SDK response as an actix response.
 pub(crate) fn response(res: Response) -> HttpResponse {
-    let mut out = HttpResponse::build(actix_status(res.status));
+    use actix_web::http::header::{HeaderName as AName, HeaderValue as AValue};
+    let mut out = HttpResponse::with_body(
+        actix_status(res.status),
+        actix_web::body::BoxBody::new(res.body),
+    );
+    let headers = out.headers_mut();
     for (name, value) in &res.headers {
-        out.append_header((name.as_str(), value.as_bytes()));
+        // Both are valid already (the SDK's types): these conversions do not fail.
+        if let (Ok(n), Ok(v)) = (
+            AName::from_bytes(name.as_str().as_bytes()),
+            AValue::from_bytes(value.as_bytes()),
+        ) {
+            headers.append(n, v);
+        }
     }
-    out.body(res.body)
+    out
 }
 
 #[cfg(test)]

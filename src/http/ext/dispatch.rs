@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use futures_util::{FutureExt, StreamExt};
 use solobase_sdk::http::{Identity, Request};
-use solobase_sdk::routes::{Access, Lookup};
+use solobase_sdk::routes::{Access, Lookup, RouteDef};
 use solobase_sdk::{ExtensionError, Response};
 use tracing::Instrument;
 
@@ -15,7 +15,7 @@ use super::convert;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{AppState, RequestId};
 use crate::runtime::discovered;
-use crate::runtime::host::{ExtensionHost, panicked_response};
+use crate::runtime::host::{ExtensionHost, Loaded, panicked_response};
 use crate::runtime::limits::{Client, Metered};
 
 /// The answer for an extension that does not serve: unknown, not compiled in, or inactive.
@@ -74,11 +74,11 @@ async fn read_body(
 /// `/ext/<name>/<rest>` → (`<name>`, `/<rest>`): the extension and the path its route table
 /// looks up (`/` when there is no rest). Anything else has the empty name, which no extension
 /// has.
-pub fn split_path(path: &str) -> (&str, String) {
+pub fn split_path(path: &str) -> (&str, &str) {
     let rest = path.strip_prefix("/ext/").unwrap_or_default();
-    match rest.split_once('/') {
-        Some((name, sub)) => (name, format!("/{sub}")),
-        None => (rest, "/".to_owned()),
+    match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, "/"),
     }
 }
 
@@ -94,36 +94,40 @@ pub(crate) async fn dispatch(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
-    let mut template = None;
-    let answer = serve(&req, payload, &host, &state, &mut template).await;
-    let rest = req.path().strip_prefix("/ext/").unwrap_or_default();
-    let name = rest.split_once('/').map_or(rest, |(name, _)| name);
+    let (name, sub) = split_path(req.path());
     // Only extensions that exist get series: the label values stay bounded.
-    if host.get(name).is_some() {
-        let status = match &answer {
-            Ok(res) => res.status().as_u16(),
-            Err(e) => e.code.status().as_u16(),
-        };
-        state
-            .metrics
-            .extension_request(name, template, status, started.elapsed());
-    }
+    let Some(l) = host.get(name) else {
+        return Err(unavailable(&host, name));
+    };
+    let mut matched = None;
+    let answer = serve(&req, payload, &host, &state, l, sub, &mut matched).await;
+    let status = match &answer {
+        Ok(res) => res.status().as_u16(),
+        Err(e) => e.code.status().as_u16(),
+    };
+    state.metrics.extension_request(
+        name,
+        matched.map(|r: &RouteDef| (r.method.as_str(), r.path.as_str())),
+        status,
+        started.elapsed(),
+    );
     answer
 }
 
-/// Serves one request to an extension's route; sets `template` to the matched route's
-/// `"<METHOD> <path template>"`.
-async fn serve(
+/// Serves one request to `l`'s route at `sub`; sets `matched` to the route.
+async fn serve<'l>(
     req: &HttpRequest,
     mut payload: web::Payload,
     host: &ExtensionHost,
     state: &AppState,
-    template: &mut Option<String>,
+    l: &'l Loaded,
+    sub: &str,
+    matched: &mut Option<&'l RouteDef>,
 ) -> Result<HttpResponse, ApiError> {
-    let (name, sub) = split_path(req.path());
-    let Some(l) = host.get(name).filter(|l| l.is_enabled() && l.is_running()) else {
+    let name = l.name.as_str();
+    if !(l.is_enabled() && l.is_running()) {
         return Err(unavailable(host, name));
-    };
+    }
     if !l.breaker.allows() {
         let retry = l.breaker.open_for_ms().unwrap_or(1000).div_ceil(1000);
         return Err(ApiError::new(
@@ -136,9 +140,9 @@ async fn serve(
         return Err(unavailable(host, name));
     };
     let method = convert::method(req.method());
-    let (route, params) = match table.lookup(&method, &sub) {
+    let (route, params) = match table.lookup(&method, sub) {
         Lookup::Found { route, params } => {
-            *template = Some(format!("{} {}", route.method, route.path));
+            *matched = Some(route);
             (route, params)
         }
         Lookup::MethodNotAllowed(_) => {
@@ -183,12 +187,11 @@ async fn serve(
     };
 
     let body = read_body(req, &mut payload, host.max_body_bytes(name)).await?;
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
-    let mut head = convert::request_head(req, &request_id);
+    let mut head = {
+        let extensions = req.extensions();
+        let request_id = extensions.get::<RequestId>().map_or("", |r| r.0.as_str());
+        convert::request_head(req, request_id)
+    };
     head.identity = identity;
     let request = Request { head, params, body };
     l.stats.requests.fetch_add(1, Ordering::Relaxed);

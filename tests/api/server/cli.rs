@@ -245,6 +245,20 @@ impl Server {
     /// The message of the first log line (after the one saying it listens) that contains
     /// `needle`, waiting up to `limit` for it.
     pub(crate) fn logged(&mut self, needle: &str, limit: Duration) -> String {
+        let line = self.logged_where(needle, limit, |v| {
+            v["message"].as_str().is_some_and(|m| m.contains(needle))
+        });
+        line["message"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The first JSON log line (after the one saying it listens) for which `wanted` holds,
+    /// waiting up to `limit` for it; `what` names it in the panic when there is none.
+    pub(crate) fn logged_where(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + limit;
         while let Ok(line) = self
             .log
@@ -252,14 +266,12 @@ impl Server {
         {
             self.early.push(line.clone());
             let v = serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default();
-            if let Some(message) = v["message"].as_str()
-                && message.contains(needle)
-            {
-                return message.to_owned();
+            if wanted(&v) {
+                return v;
             }
         }
         panic!(
-            "the server did not log {needle:?}; its log:\n{}",
+            "the server did not log {what:?}; its log:\n{}",
             self.early.join("\n")
         );
     }

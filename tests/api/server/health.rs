@@ -140,3 +140,39 @@ async fn graceful_stop_returns_ok() {
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
     app.stop().await.expect("clean stop");
 }
+
+/// Every line logged while a request is served carries its id (the span `request`), and the
+/// line that ends it says what it was: method, path, client, status.
+#[cfg(feature = "probe")]
+#[tokio::test]
+async fn a_request_s_log_lines_carry_its_id_and_the_last_one_says_what_it_was() {
+    use std::time::Duration;
+
+    use crate::helpers::{TempDir, database_url};
+    use crate::server::cli::Server;
+    let db_name = fresh_database().await;
+    let url = database_url(&db_name);
+    let dir = TempDir::new();
+    let mut server = Server::start_with(&dir.0, &dir.0.join("data"), &[("DATABASE_URL", &url)]);
+    let http = reqwest::Client::new();
+    let res = http
+        .get(server.url("/ext/probe/boom"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let of_request = |v: &Value| v["span"]["request_id"] == "trace-me-42";
+    let inside = server.logged_where("the handler's error", Duration::from_secs(10), |v| {
+        v["message"] == "extension handler failed"
+    });
+    assert!(of_request(&inside), "{inside}");
+    let last = server.logged_where("the request's last line", Duration::from_secs(10), |v| {
+        v["message"] == "request failed"
+    });
+    assert!(of_request(&last), "{last}");
+    assert_eq!(last["method"], "GET", "{last}");
+    assert_eq!(last["path"], "/ext/probe/boom", "{last}");
+    assert_eq!(last["client"], "127.0.0.1 (http)", "{last}");
+    assert_eq!(last["status"], 500, "{last}");
+}

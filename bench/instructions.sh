@@ -26,23 +26,25 @@ for _ in $(seq 100); do [ -S "$work/pg/.s.PGSQL.5432" ] && break; sleep 0.1; don
 as_pg "$bindir/psql" -h "$work/pg" -U solobase -d postgres -qc 'CREATE DATABASE bench' >/dev/null
 export DATABASE_URL="host=$work/pg user=solobase dbname=bench"
 
-# Start-up is not counted: the counters are zeroed when the client begins (the metrics
-# exporter's clock calibrates itself against the wall clock at start-up, so its instruction
-# count varies from run to run). Client and server share the process: every figure holds the
-# same client's work, so differences between scenarios are the server's.
+# Only the client's window is counted: the counters are zeroed when the client begins and
+# dumped when it returns (start-up and shutdown vary from run to run: the metrics exporter's
+# clock calibrates itself against the wall clock, connections are made and closed). Client and
+# server share the process: every figure holds the same client's work, so differences between
+# scenarios are the server's.
 count() { # scenario requests -> total instructions
     # SCENARIO-logged: with the server's JSON logs at level info, as `solobase serve` runs.
     local log=
     [[ $1 == *-logged ]] && log=json
     BENCH_LOG=$log BENCH_MODE=instructions BENCH_SCENARIO=${1%-logged} BENCH_REQUESTS=$2 \
         valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
-            --zero-before='*blocking_client*' "$bin" >/dev/null 2>&1
+            --zero-before='*blocking_client*' --dump-before='*window_end*' "$bin" >/dev/null 2>&1
     if [ -n "${BENCH_PROFILE:-}" ] && [ "$2" != 0 ]; then
-        mkdir -p "$BENCH_PROFILE" && cp "$work/cg.out" "$BENCH_PROFILE/$1.out"
+        mkdir -p "$BENCH_PROFILE" && cp "$work/cg.out.1" "$BENCH_PROFILE/$1.out"
     fi
-    awk '/^totals:/{print $2; exit}' "$work/cg.out"
+    awk '/^totals:/{print $2; exit}' "$work/cg.out.1"
+    rm -f "$work"/cg.out*
 }
-scenarios=${BENCH_SCENARIOS:-bare none none-logged route disabled enabled analytics-off analytics}
+scenarios=${BENCH_SCENARIOS:-bare none none-logged missing route disabled enabled analytics-off analytics}
 # A first run creates the extensions' roles and schemas; the measured runs are restarts, so
 # the runs with and without requests do the same start-up work.
 count disabled 0 >/dev/null
@@ -57,6 +59,7 @@ declare -A label=(
     [bare]="bare actix-web, GET /ping → \"pong\""
     [none]="host route GET /healthz, no extensions compiled in"
     [none-logged]="the same, with JSON logs at level info (as solobase serve runs)"
+    [missing]="GET /missing/page, a path no route has (404), no extensions compiled in"
     [route]="extension route GET /ext/route-1/ping, no hooks"
     [disabled]="GET /healthz, 5 synthetic extensions disabled"
     [enabled]="GET /healthz, 5 synthetic extensions enabled (middleware + pre/post_request each)"

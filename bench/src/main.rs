@@ -472,7 +472,7 @@ async fn hot_reload(url: &str, dir: &Path, secs: u64) -> anyhow::Result<()> {
 /// `bare` (actix-web alone, `GET /ping`), `none` (`GET /healthz`, no extensions compiled in),
 /// `disabled` / `enabled` (5 synthetic extensions), `route` (an extension route,
 /// `GET /ext/route-1/ping`), `analytics-off` / `analytics` (`GET /healthz` from a browser, a
-/// counted page view while the extension is enabled).
+/// counted page view while the extension is enabled), `missing` (a path no route has: 404).
 async fn instructions_mode(url: &str, dir: &Path) -> anyhow::Result<()> {
     let requests: usize = env_number("BENCH_REQUESTS", 0);
     let scenario = std::env::var("BENCH_SCENARIO").unwrap_or_else(|_| "enabled".into());
@@ -493,13 +493,18 @@ async fn instructions_mode(url: &str, dir: &Path) -> anyhow::Result<()> {
     }
     if scenario == "bare" {
         let (port, bare) = bare_actix()?;
-        tokio::task::spawn_blocking(move || blocking_client(port, "/ping", &[], requests))
-            .await??;
+        tokio::task::spawn_blocking(move || {
+            let done = blocking_client(port, "/ping", &[], requests);
+            solobase_bench::window_end();
+            done
+        })
+        .await??;
         bare.stop(true).await;
         return Ok(());
     }
     let (extensions, path, headers): (_, _, &[&str]) = match scenario.as_str() {
         "none" => (Vec::new(), "/healthz", &[]),
+        "missing" => (Vec::new(), "/missing/page", &[]),
         "disabled" | "enabled" => (synthetic(5, "synth"), "/healthz", &[]),
         "route" => (vec![route_only("route-1")], "/ext/route-1/ping", &[]),
         "analytics" | "analytics-off" => (
@@ -516,7 +521,23 @@ async fn instructions_mode(url: &str, dir: &Path) -> anyhow::Result<()> {
         set_enabled(&running.host, &loaded.name.to_string(), on).await?;
     }
     let port = running.port;
-    tokio::task::spawn_blocking(move || blocking_client(port, path, headers, requests)).await??;
+    // Connections the server opens after its start (its listeners) are made before the
+    // counted window.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Analytics writes what it captured within a second (flush_interval_ms): the window
+    // includes that writing, off and on alike.
+    let settle = if scenario.starts_with("analytics") {
+        Duration::from_secs(3)
+    } else {
+        Duration::ZERO
+    };
+    tokio::task::spawn_blocking(move || {
+        let done = blocking_client(port, path, headers, requests);
+        std::thread::sleep(settle);
+        solobase_bench::window_end();
+        done
+    })
+    .await??;
     running.stop().await
 }
 

@@ -71,8 +71,17 @@ pub(crate) fn routes(api: &mut Api) {
     api::routes(api);
 }
 
+/// Marks a request no route matched: its metrics label is `unmatched` without asking the
+/// router again (actix would walk every route's pattern a second time).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unmatched;
+
 /// The answer for any path no route matches.
-pub(crate) async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+pub(crate) async fn not_found(
+    req: actix_web::HttpRequest,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    use actix_web::HttpMessage;
+    req.extensions_mut().insert(Unmatched);
     Err(ApiError::not_found("no such route"))
 }
 

@@ -119,10 +119,14 @@ pub(crate) async fn middleware(
     let took = started.elapsed();
     if let Some(metrics) = metrics {
         let request = res.request();
-        let route = request.match_pattern().or_else(|| {
-            (request.path() == "/ext" || request.path().starts_with("/ext/"))
-                .then(|| super::ext::dispatch::ROUTE_LABEL.to_owned())
-        });
+        let path = request.path();
+        let route = if path == "/ext" || path.starts_with("/ext/") {
+            Some(super::ext::dispatch::ROUTE_LABEL.to_owned())
+        } else if request.extensions().contains::<super::Unmatched>() {
+            None
+        } else {
+            request.match_pattern()
+        };
         metrics.http_request(request.method().as_str(), route, status, took);
     }
     let micros = took.as_micros() as u64;

@@ -46,6 +46,9 @@ type Stamp = (u64, u64);
 /// A value, what it was read under, and when.
 type Entry<T> = (T, Stamp, Instant);
 
+/// A session: its user and when it expires.
+type Session = (User, OffsetDateTime);
+
 /// One instance's cache (see the module's documentation).
 #[derive(Debug, Default)]
 pub(crate) struct AuthCache {
@@ -56,7 +59,7 @@ pub(crate) struct AuthCache {
     pub(crate) misses: [AtomicU64; 2],
     notified: AtomicU64,
     /// By token hash: the user, the session's expiry.
-    sessions: Mutex<HashMap<Vec<u8>, Entry<(User, OffsetDateTime)>>>,
+    sessions: Mutex<HashMap<Vec<u8>, Entry<Session>>>,
     /// By role: the permissions it holds.
     permissions: Mutex<HashMap<String, Entry<Arc<[String]>>>>,
 }

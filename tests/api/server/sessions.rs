@@ -598,8 +598,8 @@ async fn sessions_and_permissions_in_memory_are_forgotten_at_every_change_on_eve
         &dir.0.join("data"),
         &[("DATABASE_URL", url.as_str())],
     );
-    let a: Base = (&app.http, app.url(""));
-    let b: Base = (&app.http, server.url(""));
+    let a: Base<'_> = (&app.http, app.url(""));
+    let b: Base<'_> = (&app.http, server.url(""));
     let admin = app.user_token("root@example.com", true).await;
     for base in [&a, &b] {
         let listening = eventually(Duration::from_secs(10), || async {

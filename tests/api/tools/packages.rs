@@ -607,7 +607,7 @@ impl StaticServer {
 
 /// Answers one GET on `stream` with the file it names under `dir` (or 404).
 fn serve_file(mut stream: impl std::io::Read + std::io::Write, dir: &Path) {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufRead, BufReader};
     let mut reader = BufReader::new(&mut stream);
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {

@@ -35,4 +35,6 @@ if [ -z "${BENCH_ONLY:-}" ]; then
     echo "## Instructions per request (callgrind: independent of the machine's load)"
     echo
     bench/instructions.sh
+    echo
+    echo "Where these instructions go, and what each change to the request path saved: [bench/PROFILE.md](bench/PROFILE.md)."
 fi

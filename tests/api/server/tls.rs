@@ -55,6 +55,23 @@ impl Ca {
         )
     }
 
+    /// A rustls server configuration with a new certificate for `localhost` (ring).
+    pub(crate) fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let (_, _, cert, key) = self.leaf_der();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.into()],
+            rustls::pki_types::PrivatePkcs8KeyDer::from(key).into(),
+        )
+        .unwrap();
+        Arc::new(config)
+    }
+
     pub(crate) fn pem(&self) -> String {
         self.cert.pem()
     }

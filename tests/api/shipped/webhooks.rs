@@ -1094,21 +1094,9 @@ async fn finished_deliveries_past_the_retention_are_deleted_with_their_attempts(
 }
 
 /// An https receiver (rustls) answering 200 to every request; the bodies it got.
-async fn https_receiver(cert: Vec<u8>, key: Vec<u8>) -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
+async fn https_receiver(ca: &crate::server::tls::Ca) -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::rustls;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.into()],
-        rustls::pki_types::PrivatePkcs8KeyDer::from(key).into(),
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let got: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
@@ -1163,9 +1151,8 @@ async fn https_receiver(cert: Vec<u8>, key: Vec<u8>) -> (u16, Arc<Mutex<Vec<Vec<
 #[tokio::test]
 async fn https_deliveries_verify_the_receivers_certificate() {
     let ca = crate::server::tls::Ca::new();
-    let (_, _, cert, key) = ca.leaf_der();
     let ca_pem = ca.pem();
-    let (port, got) = https_receiver(cert, key).await;
+    let (port, got) = https_receiver(&ca).await;
     let url = format!("https://localhost:{port}/hook");
     let dir = crate::helpers::TempDir::new();
     let ca_file = dir.0.join("ca.pem");

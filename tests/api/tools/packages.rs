@@ -553,20 +553,7 @@ impl StaticServer {
 
     /// Serves `dir` over https with a certificate for `localhost` signed by `ca`.
     fn start_https(dir: PathBuf, ca: &crate::server::tls::Ca) -> Self {
-        use tokio_rustls::rustls;
-        let (_, _, cert, key) = ca.leaf_der();
-        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.into()],
-            rustls::pki_types::PrivatePkcs8KeyDer::from(key).into(),
-        )
-        .unwrap();
-        Self::start_with(dir, Some(std::sync::Arc::new(config)))
+        Self::start_with(dir, Some(ca.server_config()))
     }
 
     fn start_with(

@@ -107,7 +107,7 @@ impl AuthCache {
         token: &str,
     ) -> Result<Option<User>, crate::error::ApiError> {
         let hash = super::token::token_hash(token);
-        let stamp = self.stamp();
+        let (stamp, read_at) = (self.stamp(), Instant::now());
         if let Some(stamp) = stamp {
             let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((user, expires)) = fresh(sessions.get(&hash), stamp)
@@ -124,14 +124,14 @@ impl AuthCache {
             if sessions.len() >= MAX_ENTRIES {
                 sessions.clear();
             }
-            sessions.insert(hash, ((user.clone(), *expires), stamp, Instant::now()));
+            sessions.insert(hash, ((user.clone(), *expires), stamp, read_at));
         }
         Ok(found.map(|(user, _)| user))
     }
 
     /// The permissions `role` holds, as [`super::permissions::held`] gives them.
     pub(crate) async fn held(&self, pool: &Pool, role: &str) -> anyhow::Result<Arc<[String]>> {
-        let stamp = self.stamp();
+        let (stamp, read_at) = (self.stamp(), Instant::now());
         if let Some(stamp) = stamp {
             let permissions = self.permissions.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(held) = fresh(permissions.get(role), stamp) {
@@ -146,7 +146,7 @@ impl AuthCache {
             if permissions.len() >= MAX_ENTRIES {
                 permissions.clear();
             }
-            permissions.insert(role.to_owned(), (held.clone(), stamp, Instant::now()));
+            permissions.insert(role.to_owned(), (held.clone(), stamp, read_at));
         }
         Ok(held)
     }
@@ -166,47 +166,63 @@ impl AuthCache {
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let cache: Weak<Self> = Arc::downgrade(self);
+        let stopped = cache.clone();
         tokio::spawn(async move {
-            loop {
-                let listener = tokio::select! {
-                    l = crate::db::listen::listen(&pg_config, &tls, CHANNEL) => l,
-                    _ = stop.changed() => return,
-                };
-                match listener {
-                    Ok(mut listener) => {
-                        {
-                            let Some(cache) = cache.upgrade() else { return };
-                            // Whatever was read while not listening is not believed.
-                            cache.forget_all();
-                            cache.listening.store(true, Ordering::SeqCst);
-                        }
-                        loop {
-                            let next = tokio::select! {
-                                n = listener.next() => n,
-                                _ = stop.changed() => return,
-                            };
-                            let Some(cache) = cache.upgrade() else { return };
-                            if next.is_none() {
-                                cache.listening.store(false, Ordering::SeqCst);
-                                cache.forget_all();
-                                tracing::warn!(
-                                    "the connection listening for session and permission changes closed; reconnecting (until then every request reads the database)"
-                                );
-                                break;
-                            }
-                            listener.drain();
-                            cache.forget_all();
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot listen for session and permission changes; every request reads the database until it can");
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => return,
-                }
+            listen_until_stopped(&cache, &pg_config, &tls, &mut stop).await;
+            // No longer told of changes: nothing more is believed.
+            if let Some(cache) = stopped.upgrade() {
+                cache.listening.store(false, Ordering::SeqCst);
             }
         });
+    }
+}
+
+/// The listening loop of [`AuthCache::spawn_listener`]; returns when `stop` changes or the
+/// cache is dropped.
+async fn listen_until_stopped(
+    cache: &Weak<AuthCache>,
+    pg_config: &tokio_postgres::Config,
+    tls: &crate::db::tls::DbTls,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let listener = tokio::select! {
+            l = crate::db::listen::listen(pg_config, tls, CHANNEL) => l,
+            _ = stop.changed() => return,
+        };
+        match listener {
+            Ok(mut listener) => {
+                {
+                    let Some(cache) = cache.upgrade() else { return };
+                    // Whatever was read while not listening is not believed.
+                    cache.forget_all();
+                    cache.listening.store(true, Ordering::SeqCst);
+                }
+                loop {
+                    let next = tokio::select! {
+                        n = listener.next() => n,
+                        _ = stop.changed() => return,
+                    };
+                    let Some(cache) = cache.upgrade() else { return };
+                    if next.is_none() {
+                        cache.listening.store(false, Ordering::SeqCst);
+                        cache.forget_all();
+                        tracing::warn!(
+                            "the connection listening for session and permission changes closed; reconnecting (until then every request reads the database)"
+                        );
+                        break;
+                    }
+                    listener.drain();
+                    cache.forget_all();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for session and permission changes; every request reads the database until it can");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
     }
 }

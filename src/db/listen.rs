@@ -58,7 +58,10 @@ async fn drive<S, T>(
     }
 }
 
-/// Connects with `pg_config` and listens on `channel` (a plain identifier).
+/// Connects with `pg_config` and listens on `channel` (a plain identifier). Over TCP, keepalive
+/// probes find a connection the network silently lost (a partition, a failover) within about
+/// 25 s, so the listener ends and its owner reconnects instead of waiting for notifications
+/// that no longer come.
 #[allow(clippy::disallowed_methods)] // src/db is the one place allowed to connect
 pub(crate) async fn listen(
     pg_config: &tokio_postgres::Config,
@@ -66,6 +69,12 @@ pub(crate) async fn listen(
     channel: &str,
 ) -> Result<Listener, tokio_postgres::Error> {
     let (tx, notices) = mpsc::unbounded_channel();
+    let mut pg_config = pg_config.clone();
+    pg_config
+        .keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(10))
+        .keepalives_interval(std::time::Duration::from_secs(5))
+        .keepalives_retries(3);
     let (client, driver) = match tls {
         super::tls::DbTls::None => {
             let (client, connection) = pg_config.connect(NoTls).await?;

@@ -82,6 +82,19 @@ pub(crate) async fn notify(
         .map(drop)
 }
 
+/// Keeps `entry` under `key`; a full map is emptied first.
+fn remember<K: std::hash::Hash + Eq, V>(
+    map: &Mutex<HashMap<K, Entry<V>>>,
+    key: K,
+    entry: Entry<V>,
+) {
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= MAX_ENTRIES {
+        map.clear();
+    }
+    map.insert(key, entry);
+}
+
 /// The entry's value while it may be believed.
 fn fresh<T>(entry: Option<&Entry<T>>, now: Stamp) -> Option<&T> {
     entry
@@ -100,7 +113,7 @@ impl AuthCache {
         })
     }
 
-    /// The live session of `token`'s user, as [`super::users::user_for_token`] gives it.
+    /// The live session of `token`'s user, as [`super::users::session_for_token`] gives it.
     pub(crate) async fn user_for_token(
         &self,
         pool: &Pool,
@@ -120,11 +133,11 @@ impl AuthCache {
         self.misses[0].fetch_add(1, Ordering::Relaxed);
         let found = super::users::session_for_token(pool, &hash).await?;
         if let (Some(stamp), Some((user, expires))) = (stamp, &found) {
-            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-            if sessions.len() >= MAX_ENTRIES {
-                sessions.clear();
-            }
-            sessions.insert(hash, ((user.clone(), *expires), stamp, read_at));
+            remember(
+                &self.sessions,
+                hash,
+                ((user.clone(), *expires), stamp, read_at),
+            );
         }
         Ok(found.map(|(user, _)| user))
     }
@@ -142,11 +155,11 @@ impl AuthCache {
         self.misses[1].fetch_add(1, Ordering::Relaxed);
         let held: Arc<[String]> = super::permissions::held(pool, role).await?.into();
         if let Some(stamp) = stamp {
-            let mut permissions = self.permissions.lock().unwrap_or_else(|e| e.into_inner());
-            if permissions.len() >= MAX_ENTRIES {
-                permissions.clear();
-            }
-            permissions.insert(role.to_owned(), (held.clone(), stamp, read_at));
+            remember(
+                &self.permissions,
+                role.to_owned(),
+                (held.clone(), stamp, read_at),
+            );
         }
         Ok(held)
     }

@@ -211,6 +211,14 @@ async fn routes_enforce_their_access_rules() {
             .unwrap()
             .contains("no extension named nope")
     );
+    // The /ext prefix is a whole segment: /extras is no extension's, and /ext itself names
+    // none.
+    let res = get("/extras/probe/public", None).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert!(res.text().await.unwrap().contains("no such route"));
+    let res = get("/ext", None).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert!(res.text().await.unwrap().contains("no extension named"));
     // A failing handler answers 500 in the common shape, without its internal details.
     let res = get("/ext/probe/boom", None).await.unwrap();
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
